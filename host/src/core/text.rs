@@ -1,0 +1,392 @@
+//! Text in, tensors out, and back: tokenisation with honest limits, pooling, softmax and
+//! BIO entity merging. Pure functions, no ONNX Runtime, so they are tested directly.
+
+use std::path::Path;
+
+use serde::Serialize;
+use tokenizers::{Encoding, Tokenizer, TruncationParams};
+
+/// What to do with a text longer than the model's maximum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Truncation {
+    /// Refuse the request, naming the text and the limit (the default, like OpenAI and TEI).
+    #[default]
+    Error,
+    /// Cut the text at the model's maximum.
+    Truncate,
+}
+
+/// A text that cannot be processed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum TextError {
+    /// Nothing to do.
+    #[error("input is empty: give at least one non-empty text")]
+    NoInput,
+    /// One text is empty.
+    #[error("input[{index}] is an empty string: every text must contain at least one character")]
+    EmptyText {
+        /// Position in the request.
+        index: usize,
+    },
+    /// One text is over the limit and the policy is `error`.
+    #[error(
+        "input[{index}] has {tokens} tokens, more than the model's maximum of {max}; \
+         shorten it or ask for truncation (truncate=true / --truncate)"
+    )]
+    TooLong {
+        /// Position in the request.
+        index: usize,
+        /// Its token count (special tokens included).
+        tokens: usize,
+        /// The model's maximum.
+        max: usize,
+    },
+    /// The tokenizer failed.
+    #[error("tokenizer failed: {0}")]
+    Tokenizer(String),
+}
+
+/// A tokenizer configured for llmos: no fixed padding, truncation at the model's real limit.
+#[derive(Debug, Clone)]
+pub struct TextEncoder {
+    tok: Tokenizer,
+    plain: Tokenizer,
+    max_len: usize,
+    pad_id: i64,
+}
+
+/// A padded batch, ready to become `input_ids` / `attention_mask` / `token_type_ids`.
+#[derive(Debug, Clone)]
+pub struct TokenBatch {
+    /// Rows.
+    pub batch: usize,
+    /// Columns (longest row).
+    pub seq: usize,
+    /// Row-major ids.
+    pub ids: Vec<i64>,
+    /// Row-major mask (1 = real token).
+    pub mask: Vec<i64>,
+    /// Row-major type ids.
+    pub type_ids: Vec<i64>,
+    /// Real tokens (special tokens included), for usage counts.
+    pub tokens: usize,
+}
+
+impl TextEncoder {
+    /// Loads `tokenizer.json`; `max_len` overrides whatever truncation the file has.
+    pub fn load(path: &Path, max_len: Option<usize>) -> Result<Self, TextError> {
+        let mut tok = Tokenizer::from_file(path)
+            .map_err(|e| TextError::Tokenizer(format!("{}: {e}", path.display())))?;
+        let max_len = max_len
+            .or_else(|| tok.get_truncation().map(|t| t.max_length))
+            .unwrap_or(512);
+        let pad_id = tok.get_padding().map_or(0, |p| p.pad_id) as i64;
+        tok.with_padding(None);
+        let mut plain = tok.clone();
+        plain
+            .with_truncation(None)
+            .map_err(|e| TextError::Tokenizer(e.to_string()))?;
+        tok.with_truncation(Some(TruncationParams {
+            max_length: max_len,
+            ..Default::default()
+        }))
+        .map_err(|e| TextError::Tokenizer(e.to_string()))?;
+        Ok(Self {
+            tok,
+            plain,
+            max_len,
+            pad_id,
+        })
+    }
+
+    /// The model's maximum sequence length.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// Tokenises texts; `offsets` also computes character offsets (slower).
+    pub fn encode(
+        &self,
+        texts: &[String],
+        policy: Truncation,
+        offsets: bool,
+    ) -> Result<Vec<Encoding>, TextError> {
+        if texts.is_empty() {
+            return Err(TextError::NoInput);
+        }
+        if let Some(index) = texts.iter().position(|t| t.is_empty()) {
+            return Err(TextError::EmptyText { index });
+        }
+        let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let encs = if offsets {
+            self.tok.encode_batch_char_offsets(inputs, true)
+        } else {
+            self.tok.encode_batch_fast(inputs, true)
+        }
+        .map_err(|e| TextError::Tokenizer(e.to_string()))?;
+        if policy == Truncation::Error {
+            if let Some(index) = encs.iter().position(|e| !e.get_overflowing().is_empty()) {
+                let tokens = self
+                    .plain
+                    .encode_fast(texts[index].as_str(), true)
+                    .map_or(self.max_len + 1, |e| e.len());
+                return Err(TextError::TooLong {
+                    index,
+                    tokens,
+                    max: self.max_len,
+                });
+            }
+        }
+        Ok(encs)
+    }
+
+    /// Token ids of one text, without truncation (for `/v1/tokenize`).
+    pub fn ids(&self, text: &str, special: bool) -> Result<Vec<u32>, TextError> {
+        self.plain
+            .encode_fast(text, special)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| TextError::Tokenizer(e.to_string()))
+    }
+
+    /// Text of token ids.
+    pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String, TextError> {
+        self.plain
+            .decode(ids, skip_special)
+            .map_err(|e| TextError::Tokenizer(e.to_string()))
+    }
+
+    /// Pads encodings to the longest one.
+    pub fn pad(&self, encs: &[Encoding]) -> TokenBatch {
+        let batch = encs.len();
+        let seq = encs.iter().map(Encoding::len).max().unwrap_or(0);
+        let mut ids = vec![self.pad_id; batch * seq];
+        let mut mask = vec![0i64; batch * seq];
+        let mut type_ids = vec![0i64; batch * seq];
+        let mut tokens = 0;
+        for (row, e) in encs.iter().enumerate() {
+            let base = row * seq;
+            for (i, ((&id, &ty), &m)) in e
+                .get_ids()
+                .iter()
+                .zip(e.get_type_ids())
+                .zip(e.get_attention_mask())
+                .enumerate()
+            {
+                ids[base + i] = id as i64;
+                type_ids[base + i] = ty as i64;
+                mask[base + i] = m as i64;
+            }
+            tokens += e.len();
+        }
+        TokenBatch {
+            batch,
+            seq,
+            ids,
+            mask,
+            type_ids,
+            tokens,
+        }
+    }
+}
+
+/// Mean (or CLS) pooling of `hidden` `[batch, seq, dim]` over `mask`, optionally L2-normalised.
+pub fn pool(
+    hidden: &[f32],
+    mask: &[i64],
+    batch: usize,
+    seq: usize,
+    cls: bool,
+    normalize: bool,
+) -> Vec<Vec<f32>> {
+    let dim = hidden.len() / (batch * seq).max(1);
+    (0..batch)
+        .map(|b| {
+            let mut v = vec![0f32; dim];
+            if cls {
+                v.copy_from_slice(&hidden[b * seq * dim..b * seq * dim + dim]);
+            } else {
+                let mut n = 0f32;
+                for s in 0..seq {
+                    if mask[b * seq + s] == 0 {
+                        continue;
+                    }
+                    n += 1.0;
+                    let row = &hidden[(b * seq + s) * dim..(b * seq + s + 1) * dim];
+                    for (acc, x) in v.iter_mut().zip(row) {
+                        *acc += x;
+                    }
+                }
+                let n = n.max(1e-9);
+                v.iter_mut().for_each(|x| *x /= n);
+            }
+            if normalize {
+                let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+                v.iter_mut().for_each(|x| *x /= norm);
+            }
+            v
+        })
+        .collect()
+}
+
+/// Numerically stable softmax.
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = logits.iter().map(|x| (x - max).exp()).collect();
+    let sum: f32 = exp.iter().sum();
+    exp.into_iter().map(|x| x / sum).collect()
+}
+
+/// One label with its probability.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LabelScore {
+    /// Label.
+    pub label: String,
+    /// Probability.
+    pub score: f32,
+}
+
+/// Softmax over one row of logits, labels sorted by score (highest first).
+pub fn label_scores(logits: &[f32], labels: &[String]) -> Vec<LabelScore> {
+    let mut out: Vec<LabelScore> = softmax(logits)
+        .into_iter()
+        .zip(labels)
+        .map(|(score, label)| LabelScore {
+            label: label.clone(),
+            score,
+        })
+        .collect();
+    out.sort_by(|a, b| b.score.total_cmp(&a.score));
+    out
+}
+
+/// An entity found in a text.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Entity {
+    /// Entity type (the label without its `B-`/`I-` prefix).
+    pub label: String,
+    /// Start, in characters (Unicode scalar values) of the original text.
+    pub start: usize,
+    /// End (exclusive), in characters.
+    pub end: usize,
+    /// The entity's text.
+    pub text: String,
+    /// Mean probability of its tokens.
+    pub score: f32,
+    /// Start in bytes (for Rust and WebAssembly callers).
+    #[serde(skip)]
+    pub start_byte: usize,
+    /// End in bytes.
+    #[serde(skip)]
+    pub end_byte: usize,
+}
+
+/// Merges per-token predictions into entity spans.
+///
+/// `logits` is `[seq, labels]` for the encoding's tokens (at least `enc.len()` rows).
+/// Word-pieces of one word take the first piece's label; `B-X` starts an entity, `I-X`
+/// continues an entity of type X (or starts one after anything else); `O` closes. A `B-X`
+/// that touches the preceding X (no character between them) continues it.
+/// `enc` must carry character offsets ([`TextEncoder::encode`] with `offsets`).
+pub fn merge_entities(text: &str, enc: &Encoding, logits: &[f32], labels: &[String]) -> Vec<Entity> {
+    let n = labels.len();
+    let offsets = enc.get_offsets();
+    let words = enc.get_word_ids();
+    let special = enc.get_special_tokens_mask();
+    // Byte index of every char boundary, so char offsets map to byte offsets.
+    let boundaries: Vec<usize> = text
+        .char_indices()
+        .map(|(i, _)| i)
+        .chain(std::iter::once(text.len()))
+        .collect();
+    let mut out: Vec<Entity> = Vec::new();
+    let mut current: Option<(String, usize, usize, Vec<f32>)> = None;
+    let mut prev_word: Option<u32> = None;
+    let close = |cur: &mut Option<(String, usize, usize, Vec<f32>)>, out: &mut Vec<Entity>| {
+        if let Some((label, start, end, scores)) = cur.take() {
+            let (sb, eb) = (boundaries[start], boundaries[end]);
+            out.push(Entity {
+                label,
+                start,
+                end,
+                text: text[sb..eb].to_string(),
+                score: scores.iter().sum::<f32>() / scores.len() as f32,
+                start_byte: sb,
+                end_byte: eb,
+            });
+        }
+    };
+    for i in 0..enc.len() {
+        if special[i] == 1 || words[i].is_none() || (i + 1) * n > logits.len() {
+            continue;
+        }
+        let (start, end) = offsets[i];
+        let end = end.min(boundaries.len() - 1);
+        if words[i] == prev_word {
+            // A later piece of the same word: extend whatever entity the word is in.
+            if let Some(cur) = current.as_mut() {
+                cur.2 = end;
+            }
+            continue;
+        }
+        prev_word = words[i];
+        let probs = softmax(&logits[i * n..(i + 1) * n]);
+        let (best, score) = probs
+            .iter()
+            .copied()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap_or((0, 0.0));
+        let label = labels.get(best).map_or("O", String::as_str);
+        if label == "O" {
+            close(&mut current, &mut out);
+            continue;
+        }
+        let (begins, kind) = match label.split_once('-') {
+            Some(("B", k)) | Some(("S", k)) => (true, k),
+            Some(("I", k)) | Some(("E", k)) => (false, k),
+            _ => (false, label),
+        };
+        match current.as_mut() {
+            // `I-X` continues an X; so does `B-X` touching the previous X with no gap
+            // (e-mail addresses and URLs are split into several "words" at punctuation).
+            Some(cur) if cur.0 == kind && (!begins || cur.2 == start) => {
+                cur.2 = end;
+                cur.3.push(score);
+            }
+            _ => {
+                close(&mut current, &mut out);
+                current = Some((kind.to_string(), start, end, vec![score]));
+            }
+        }
+    }
+    close(&mut current, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_pooling_ignores_padding_and_normalises() {
+        // batch 2, seq 2, dim 2; second row's second token is padding.
+        let hidden = [1.0, 0.0, 3.0, 0.0, 0.0, 2.0, 100.0, 100.0];
+        let mask = [1, 1, 1, 0];
+        let v = pool(&hidden, &mask, 2, 2, false, false);
+        assert_eq!(v, vec![vec![2.0, 0.0], vec![0.0, 2.0]]);
+        let v = pool(&hidden, &mask, 2, 2, false, true);
+        assert_eq!(v, vec![vec![1.0, 0.0], vec![0.0, 1.0]]);
+        let v = pool(&hidden, &mask, 2, 2, true, false);
+        assert_eq!(v[1], vec![0.0, 2.0]);
+    }
+
+    #[test]
+    fn softmax_sums_to_one_and_sorts() {
+        let labels = vec!["a".to_string(), "b".to_string()];
+        let s = label_scores(&[0.0, 2.0], &labels);
+        assert_eq!(s[0].label, "b");
+        assert!((s[0].score + s[1].score - 1.0).abs() < 1e-6);
+        assert!(softmax(&[1000.0, 1000.0]).iter().all(|x| (x - 0.5).abs() < 1e-6));
+    }
+}

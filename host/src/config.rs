@@ -84,7 +84,7 @@ pub struct RuntimeConfig {
 }
 
 /// `[models]`
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelsConfig {
     /// Where pulled model files live. Default `$LLMOS_HOME/models`. Env `LLMOS_MODELS_DIR`.
@@ -96,17 +96,6 @@ pub struct ModelsConfig {
     pub load: Option<Vec<String>>,
     /// Per-model overrides of the manifest's runtime settings.
     pub overrides: BTreeMap<String, ModelOverride>,
-}
-
-impl Default for ModelsConfig {
-    fn default() -> Self {
-        Self {
-            dir: None,
-            manifest_dirs: Vec::new(),
-            load: None,
-            overrides: BTreeMap::new(),
-        }
-    }
 }
 
 /// `[models.overrides.NAME]`: replaces what the manifest says.
@@ -238,7 +227,10 @@ mod tests {
     fn unknown_keys_are_rejected_with_their_name() {
         let err = Config::parse("[server]\nlisten = \"127.0.0.1:1\"\nlistn = 3\n").unwrap_err();
         assert!(err.contains("listn"), "{err}");
-        assert!(err.contains("listen"), "error should list accepted keys: {err}");
+        assert!(
+            err.contains("listen"),
+            "error should list accepted keys: {err}"
+        );
     }
 
     #[test]

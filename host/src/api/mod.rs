@@ -36,9 +36,7 @@ pub fn serve(core: Arc<Core>, listen: &str) -> Result<()> {
 }
 
 fn router(core: Arc<Core>) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .with_state(core)
+    Router::new().route("/health", get(health)).with_state(core)
 }
 
 async fn health(State(core): State<Arc<Core>>) -> Json<Value> {
@@ -56,7 +54,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

@@ -40,14 +40,22 @@ struct Global {
     config: Option<PathBuf>,
     /// Execution-provider preference for every model loaded by this command,
     /// e.g. `tensorrt,cuda,cpu` (overrides manifests and config).
-    #[arg(long, global = true, value_parser = providers::parse_preference)]
-    providers: Option<Vec<ProviderKind>>,
+    #[arg(long, global = true, value_parser = parse_providers)]
+    providers: Option<ProviderList>,
     /// Refuse to load a model whose first provider is unavailable.
     #[arg(long, global = true)]
     strict: bool,
     /// Intra-op threads per model session (0 = ONNX Runtime's choice).
     #[arg(long, global = true)]
     intra_threads: Option<usize>,
+}
+
+/// A parsed `--providers` value.
+#[derive(Debug, Clone)]
+struct ProviderList(Vec<ProviderKind>);
+
+fn parse_providers(s: &str) -> Result<ProviderList, String> {
+    providers::parse_preference(s).map(ProviderList)
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,7 +188,7 @@ fn settings(g: &Global) -> Result<(Config, Paths)> {
         for m in store.manifests() {
             let o = config.models.overrides.entry(m.name.clone()).or_default();
             if let Some(p) = &g.providers {
-                o.providers = Some(p.clone());
+                o.providers = Some(p.0.clone());
             }
             if g.strict {
                 o.strict = Some(true);
@@ -218,7 +226,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Embed(a) => {
             let core = core(g)?;
             let model = load(&core, a.model.as_deref().unwrap_or("minilm"))?;
-            let out = model.embed(read_texts(a.texts)?, policy(a.truncate))?.wait()?;
+            let out = model
+                .embed(read_texts(a.texts)?, policy(a.truncate))?
+                .wait()?;
             print(&json!({"model": model.name(), "embeddings": out.vectors, "tokens": out.tokens}));
             Ok(())
         }
@@ -238,7 +248,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Classify(a) => {
             let core = core(g)?;
             let Some(name) = a.model.as_deref() else {
-                bail!("classify needs --model NAME (a model whose task is classify; see `llmos models list`)");
+                bail!(
+                    "classify needs --model NAME (a model whose task is classify; see `llmos models list`)"
+                );
             };
             let model = load(&core, name)?;
             let texts = read_texts(a.texts)?;
@@ -260,14 +272,20 @@ fn run(cli: Cli) -> Result<()> {
             let (inputs, outputs) = parse_infer(&text)?;
             let model = load(&core, &model)?;
             let out = model.infer(inputs, outputs)?.wait()?;
-            print(&json!({"model": model.name(), "outputs": out.iter().map(tensor_json).collect::<Vec<_>>()}));
+            print(
+                &json!({"model": model.name(), "outputs": out.iter().map(tensor_json).collect::<Vec<_>>()}),
+            );
             Ok(())
         }
     }
 }
 
 fn policy(truncate: bool) -> Truncation {
-    if truncate { Truncation::Truncate } else { Truncation::Error }
+    if truncate {
+        Truncation::Truncate
+    } else {
+        Truncation::Error
+    }
 }
 
 fn load(core: &Core, name: &str) -> Result<Arc<crate::core::Model>, LoadError> {
@@ -276,7 +294,9 @@ fn load(core: &Core, name: &str) -> Result<Arc<crate::core::Model>, LoadError> {
 
 fn read_stdin() -> Result<String> {
     let mut s = String::new();
-    std::io::stdin().read_to_string(&mut s).context("reading stdin")?;
+    std::io::stdin()
+        .read_to_string(&mut s)
+        .context("reading stdin")?;
     Ok(s)
 }
 
@@ -288,9 +308,13 @@ fn read_texts(args: Vec<String>) -> Result<Vec<String>> {
     let s = read_stdin()?;
     let t = s.trim_start();
     if t.starts_with('[') {
-        return serde_json::from_str(t).context("stdin starts with '[' but is not a JSON array of strings");
+        return serde_json::from_str(t)
+            .context("stdin starts with '[' but is not a JSON array of strings");
     }
-    Ok(s.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect())
+    Ok(s.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect())
 }
 
 fn tensor_json(t: &NamedTensor) -> Value {
@@ -306,17 +330,40 @@ fn parse_infer(text: &str) -> Result<(Vec<NamedTensor>, Option<Vec<String>>)> {
         .context("infer request needs \"inputs\": a list of {name, shape, dtype, data}")?;
     let mut out = Vec::new();
     for (i, t) in inputs.iter().enumerate() {
-        let name = t.get("name").and_then(Value::as_str).with_context(|| format!("inputs[{i}].name must be a string"))?;
-        let shape: Vec<usize> = serde_json::from_value(t.get("shape").cloned().unwrap_or(Value::Null))
-            .with_context(|| format!("inputs[{i}].shape must be a list of non-negative integers"))?;
-        let dtype_s = t.get("dtype").and_then(Value::as_str).with_context(|| format!("inputs[{i}].dtype must be one of {}", DType::ACCEPTED))?;
-        let dtype = DType::parse(dtype_s).with_context(|| format!("inputs[{i}].dtype {dtype_s:?} is not accepted: use one of {}", DType::ACCEPTED))?;
-        let data = flatten(t.get("data").with_context(|| format!("inputs[{i}].data is missing"))?);
-        out.push(NamedTensor { name: name.into(), shape, data: json_data(dtype, &data).with_context(|| format!("inputs[{i}].data"))? });
+        let name = t
+            .get("name")
+            .and_then(Value::as_str)
+            .with_context(|| format!("inputs[{i}].name must be a string"))?;
+        let shape: Vec<usize> = serde_json::from_value(
+            t.get("shape").cloned().unwrap_or(Value::Null),
+        )
+        .with_context(|| format!("inputs[{i}].shape must be a list of non-negative integers"))?;
+        let dtype_s = t
+            .get("dtype")
+            .and_then(Value::as_str)
+            .with_context(|| format!("inputs[{i}].dtype must be one of {}", DType::ACCEPTED))?;
+        let dtype = DType::parse(dtype_s).with_context(|| {
+            format!(
+                "inputs[{i}].dtype {dtype_s:?} is not accepted: use one of {}",
+                DType::ACCEPTED
+            )
+        })?;
+        let data = flatten(
+            t.get("data")
+                .with_context(|| format!("inputs[{i}].data is missing"))?,
+        );
+        out.push(NamedTensor {
+            name: name.into(),
+            shape,
+            data: json_data(dtype, &data).with_context(|| format!("inputs[{i}].data"))?,
+        });
     }
     let outputs = match v.get("outputs") {
         None | Some(Value::Null) => None,
-        Some(o) => Some(serde_json::from_value(o.clone()).context("\"outputs\" must be a list of output names")?),
+        Some(o) => Some(
+            serde_json::from_value(o.clone())
+                .context("\"outputs\" must be a list of output names")?,
+        ),
     };
     Ok((out, outputs))
 }
@@ -339,9 +386,13 @@ pub fn json_data(dtype: DType, items: &[Value]) -> Result<TensorData> {
     }
     Ok(match dtype {
         DType::F32 => TensorData::F32(each(items, "a number", |x| x.as_f64().map(|f| f as f32))?),
-        DType::F16 => TensorData::F16(each(items, "a number", |x| x.as_f64().map(half::f16::from_f64))?),
+        DType::F16 => TensorData::F16(each(items, "a number", |x| {
+            x.as_f64().map(half::f16::from_f64)
+        })?),
         DType::I64 => TensorData::I64(each(items, "an integer", Value::as_i64)?),
-        DType::I32 => TensorData::I32(each(items, "a 32-bit integer", |x| x.as_i64().and_then(|i| i32::try_from(i).ok()))?),
+        DType::I32 => TensorData::I32(each(items, "a 32-bit integer", |x| {
+            x.as_i64().and_then(|i| i32::try_from(i).ok())
+        })?),
         DType::Bool => TensorData::Bool(each(items, "true or false", Value::as_bool)?),
     })
 }
@@ -382,17 +433,32 @@ fn models(g: &Global, cmd: ModelsCommand) -> Result<()> {
         ModelsCommand::Pull { names, all, force } => {
             let names = if all { ModelStore::defaults() } else { names };
             if names.is_empty() {
-                bail!("name a model to pull, or use --all for the built-in models ({})", ModelStore::defaults().join(", "));
+                bail!(
+                    "name a model to pull, or use --all for the built-in models ({})",
+                    ModelStore::defaults().join(", ")
+                );
             }
             let fetcher = Fetcher::new(&paths.cache, true)?;
             for name in &names {
                 let written = store.pull(name, &fetcher, force)?;
-                eprintln!("{name}: {} (in {})", if written == 0 { "up to date, verified".to_string() } else { format!("{written} file(s) fetched and verified") }, store.model_dir(name).display());
+                eprintln!(
+                    "{name}: {} (in {})",
+                    if written == 0 {
+                        "up to date, verified".to_string()
+                    } else {
+                        format!("{written} file(s) fetched and verified")
+                    },
+                    store.model_dir(name).display()
+                );
             }
         }
         ModelsCommand::Verify { names } => {
             let names: Vec<String> = if names.is_empty() {
-                store.manifests().map(|m| m.name.clone()).filter(|n| store.model_dir(n).exists()).collect()
+                store
+                    .manifests()
+                    .map(|m| m.name.clone())
+                    .filter(|n| store.model_dir(n).exists())
+                    .collect()
             } else {
                 names
             };
@@ -405,12 +471,21 @@ fn models(g: &Global, cmd: ModelsCommand) -> Result<()> {
             }
             print(&json!({"models": rows}));
             if bad > 0 {
-                bail!("{bad} file(s) missing or corrupt; run `llmos models pull NAME --force` to fetch them again");
+                bail!(
+                    "{bad} file(s) missing or corrupt; run `llmos models pull NAME --force` to fetch them again"
+                );
             }
         }
         ModelsCommand::Rm { name } => {
             let removed = store.remove(&name)?;
-            eprintln!("{name}: {}", if removed { "removed" } else { "nothing to remove" });
+            eprintln!(
+                "{name}: {}",
+                if removed {
+                    "removed"
+                } else {
+                    "nothing to remove"
+                }
+            );
         }
     }
     Ok(())
@@ -422,7 +497,11 @@ fn runtime_cmd(g: &Global, cmd: RuntimeCommand) -> Result<()> {
         RuntimeCommand::Install { force } => {
             let fetcher = Fetcher::new(&paths.cache, true)?;
             let path = runtime::install(&fetcher, &paths.cache, force)?;
-            eprintln!("ONNX Runtime {} installed and verified: {}", runtime::ORT_VERSION, path.display());
+            eprintln!(
+                "ONNX Runtime {} installed and verified: {}",
+                runtime::ORT_VERSION,
+                path.display()
+            );
         }
         RuntimeCommand::Info => {
             let rt = runtime::init(&config.runtime, &paths.cache)?;
@@ -430,7 +509,9 @@ fn runtime_cmd(g: &Global, cmd: RuntimeCommand) -> Result<()> {
                 .iter()
                 .map(|k| json!({"provider": k, "in_library": k.in_library().unwrap_or(false), "compiled_in": k.compiled_in()}))
                 .collect();
-            print(&json!({"path": rt.path, "source": rt.source, "version": runtime::ORT_VERSION, "providers": providers}));
+            print(
+                &json!({"path": rt.path, "source": rt.source, "version": runtime::ORT_VERSION, "providers": providers}),
+            );
         }
     }
     Ok(())

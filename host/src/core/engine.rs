@@ -71,7 +71,9 @@ pub enum TaskError {
     #[error(transparent)]
     Tensor(#[from] TensorError),
     /// The model does not do that task.
-    #[error("model {model} does {task}, not {wanted}; pick a model whose task is {wanted} (see `llmos models list`)")]
+    #[error(
+        "model {model} does {task}, not {wanted}; pick a model whose task is {wanted} (see `llmos models list`)"
+    )]
     WrongTask {
         /// Model.
         model: String,
@@ -140,7 +142,11 @@ pub enum Job {
     /// Find entities in texts.
     Entities(Vec<String>, Truncation, Reply<Entities>),
     /// Raw tensors; optional output selection.
-    Infer(Vec<NamedTensor>, Option<Vec<String>>, Reply<Vec<NamedTensor>>),
+    Infer(
+        Vec<NamedTensor>,
+        Option<Vec<String>>,
+        Reply<Vec<NamedTensor>>,
+    ),
 }
 
 /// A loaded model: its description, how it is served, and its queue.
@@ -256,37 +262,65 @@ impl Model {
         })
     }
 
-    fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Job) -> Result<oneshot::Receiver<Result<T, TaskError>>, TaskError> {
+    fn call<T>(
+        &self,
+        make: impl FnOnce(Reply<T>) -> Job,
+    ) -> Result<oneshot::Receiver<Result<T, TaskError>>, TaskError> {
         let (tx, rx) = oneshot::channel();
         self.submit(make(tx))?;
         Ok(rx)
     }
 
     /// Embeds texts; await or block on the receiver.
-    pub fn embed(&self, texts: Vec<String>, policy: Truncation) -> Result<Pending<Embeddings>, TaskError> {
-        self.call(|r| Job::Embed(texts, policy, r)).map(|rx| Pending(rx, self.name().into()))
+    pub fn embed(
+        &self,
+        texts: Vec<String>,
+        policy: Truncation,
+    ) -> Result<Pending<Embeddings>, TaskError> {
+        self.call(|r| Job::Embed(texts, policy, r))
+            .map(|rx| Pending(rx, self.name().into()))
     }
 
     /// Classifies texts.
-    pub fn classify(&self, texts: Vec<String>, policy: Truncation) -> Result<Pending<Classes>, TaskError> {
-        self.call(|r| Job::Classify(texts, policy, r)).map(|rx| Pending(rx, self.name().into()))
+    pub fn classify(
+        &self,
+        texts: Vec<String>,
+        policy: Truncation,
+    ) -> Result<Pending<Classes>, TaskError> {
+        self.call(|r| Job::Classify(texts, policy, r))
+            .map(|rx| Pending(rx, self.name().into()))
     }
 
     /// Finds entities.
-    pub fn entities(&self, texts: Vec<String>, policy: Truncation) -> Result<Pending<Entities>, TaskError> {
-        self.call(|r| Job::Entities(texts, policy, r)).map(|rx| Pending(rx, self.name().into()))
+    pub fn entities(
+        &self,
+        texts: Vec<String>,
+        policy: Truncation,
+    ) -> Result<Pending<Entities>, TaskError> {
+        self.call(|r| Job::Entities(texts, policy, r))
+            .map(|rx| Pending(rx, self.name().into()))
     }
 
     /// Runs raw tensors, validated against the graph first.
-    pub fn infer(&self, inputs: Vec<NamedTensor>, outputs: Option<Vec<String>>) -> Result<Pending<Vec<NamedTensor>>, TaskError> {
+    pub fn infer(
+        &self,
+        inputs: Vec<NamedTensor>,
+        outputs: Option<Vec<String>>,
+    ) -> Result<Pending<Vec<NamedTensor>>, TaskError> {
         tensor::validate_inputs(&self.inputs, &inputs)?;
         if let Some(names) = &outputs {
             let known: Vec<String> = self.outputs.iter().map(|o| o.name.clone()).collect();
             if let Some(bad) = names.iter().find(|n| !known.contains(n)) {
-                return Err(TensorError::Unknown { kind: "output", name: bad.clone(), known }.into());
+                return Err(TensorError::Unknown {
+                    kind: "output",
+                    name: bad.clone(),
+                    known,
+                }
+                .into());
             }
         }
-        self.call(|r| Job::Infer(inputs, outputs, r)).map(|rx| Pending(rx, self.name().into()))
+        self.call(|r| Job::Infer(inputs, outputs, r))
+            .map(|rx| Pending(rx, self.name().into()))
     }
 }
 
@@ -297,7 +331,9 @@ pub struct Pending<T>(oneshot::Receiver<Result<T, TaskError>>, String);
 impl<T> Pending<T> {
     /// Blocks the current (non-async) thread until the answer arrives.
     pub fn wait(self) -> Result<T, TaskError> {
-        self.0.blocking_recv().map_err(|_| TaskError::Stopped(self.1))?
+        self.0
+            .blocking_recv()
+            .map_err(|_| TaskError::Stopped(self.1))?
     }
 
     /// Awaits the answer.
@@ -342,7 +378,12 @@ impl Core {
 
     /// Loaded models.
     pub fn loaded(&self) -> Vec<Arc<Model>> {
-        self.models.read().expect("models lock").values().cloned().collect()
+        self.models
+            .read()
+            .expect("models lock")
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// A loaded model, if loaded.
@@ -371,13 +412,27 @@ impl Core {
         let manifest = self.store.manifest(name)?.clone();
         let dir = self.store.verified_dir(name)?;
         let rt = runtime::init(&self.config.runtime, &self.paths.cache)?;
-        let ov = self.config.models.overrides.get(name).cloned().unwrap_or_default();
-        let preference = ov.providers.clone().unwrap_or_else(|| manifest.providers.clone());
+        let ov = self
+            .config
+            .models
+            .overrides
+            .get(name)
+            .cloned()
+            .unwrap_or_default();
+        let preference = ov
+            .providers
+            .clone()
+            .unwrap_or_else(|| manifest.providers.clone());
         let strict = ov.strict.unwrap_or(manifest.strict);
-        let intra = ov.intra_threads.unwrap_or(self.config.runtime.intra_threads);
+        let intra = ov
+            .intra_threads
+            .unwrap_or(self.config.runtime.intra_threads);
         let workers = ov.workers.unwrap_or(1).max(1);
         let queue_capacity = ov.queue_capacity.unwrap_or(256).max(1);
-        let invalid = |message: String| LoadError::Invalid { model: name.into(), message };
+        let invalid = |message: String| LoadError::Invalid {
+            model: name.into(),
+            message,
+        };
         let model_file = manifest.model_file().name.clone();
         let session_err = |e: ort::Error| LoadError::Session {
             model: name.into(),
@@ -395,18 +450,30 @@ impl Core {
                     .map_err(|e| session_err(ort::Error::<()>::from(e)))?;
             }
             let (mut builder, r) =
-                providers::register(builder, &preference, &self.config.providers, strict)
-                    .map_err(|source| LoadError::Provider { model: name.into(), source })?;
-            let session = builder.commit_from_file(dir.join(&model_file)).map_err(session_err)?;
+                providers::register(builder, &preference, &self.config.providers, strict).map_err(
+                    |source| LoadError::Provider {
+                        model: name.into(),
+                        source,
+                    },
+                )?;
+            let session = builder
+                .commit_from_file(dir.join(&model_file))
+                .map_err(session_err)?;
             sessions.push(session);
             report = Some(r);
         }
         let provider = report.expect("at least one worker");
         let first = &sessions[0];
-        let inputs: Vec<TensorSpec> =
-            first.inputs().iter().map(|o| TensorSpec::from_outlet(o.name(), o.dtype())).collect();
-        let outputs: Vec<TensorSpec> =
-            first.outputs().iter().map(|o| TensorSpec::from_outlet(o.name(), o.dtype())).collect();
+        let inputs: Vec<TensorSpec> = first
+            .inputs()
+            .iter()
+            .map(|o| TensorSpec::from_outlet(o.name(), o.dtype()))
+            .collect();
+        let outputs: Vec<TensorSpec> = first
+            .outputs()
+            .iter()
+            .map(|o| TensorSpec::from_outlet(o.name(), o.dtype()))
+            .collect();
 
         let encoder = match &manifest.tokenizer {
             Some(t) => Some(
@@ -476,7 +543,11 @@ impl Core {
 }
 
 fn names(specs: &[TensorSpec]) -> String {
-    specs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+    specs
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Labels from a JSON list, or from `id2label` of a Hugging Face config.
@@ -490,11 +561,20 @@ fn read_labels(path: &Path) -> Result<Vec<String>, String> {
     let map = v
         .get("id2label")
         .and_then(|m| m.as_object())
-        .ok_or_else(|| format!("{}: expected a JSON list of labels or an object with id2label", path.display()))?;
+        .ok_or_else(|| {
+            format!(
+                "{}: expected a JSON list of labels or an object with id2label",
+                path.display()
+            )
+        })?;
     let mut labels = vec![None; map.len()];
     for (k, l) in map {
-        let i: usize = k.parse().map_err(|_| format!("{}: id2label key {k:?} is not a number", path.display()))?;
-        let slot = labels.get_mut(i).ok_or_else(|| format!("{}: id2label ids are not 0..{}", path.display(), map.len()))?;
+        let i: usize = k
+            .parse()
+            .map_err(|_| format!("{}: id2label key {k:?} is not a number", path.display()))?;
+        let slot = labels
+            .get_mut(i)
+            .ok_or_else(|| format!("{}: id2label ids are not 0..{}", path.display(), map.len()))?;
         *slot = l.as_str().map(str::to_string);
     }
     labels
@@ -537,10 +617,15 @@ fn worker(mut session: Session, ctx: &WorkerCtx, rx: &Mutex<Receiver<Job>>) {
 
 impl WorkerCtx {
     fn fail(&self, e: impl std::fmt::Display) -> TaskError {
-        TaskError::Runtime { model: self.name.clone(), message: e.to_string() }
+        TaskError::Runtime {
+            model: self.name.clone(),
+            message: e.to_string(),
+        }
     }
     fn encoder(&self) -> Result<&TextEncoder, TaskError> {
-        self.encoder.as_ref().ok_or_else(|| self.fail("model has no tokenizer"))
+        self.encoder
+            .as_ref()
+            .ok_or_else(|| self.fail("model has no tokenizer"))
     }
 }
 
@@ -563,52 +648,100 @@ fn run_tokens(
         inputs.push((name.clone(), v.into_dyn()));
     }
     let outputs = session.run(inputs).map_err(|e| ctx.fail(e))?;
-    let (shape, data) = outputs[0].try_extract_tensor::<f32>().map_err(|e| ctx.fail(e))?;
+    let (shape, data) = outputs[0]
+        .try_extract_tensor::<f32>()
+        .map_err(|e| ctx.fail(e))?;
     Ok((shape.iter().map(|&d| d as usize).collect(), data.to_vec()))
 }
 
-fn run_embed(session: &mut Session, ctx: &WorkerCtx, texts: &[String], p: Truncation) -> Result<Embeddings, TaskError> {
+fn run_embed(
+    session: &mut Session,
+    ctx: &WorkerCtx,
+    texts: &[String],
+    p: Truncation,
+) -> Result<Embeddings, TaskError> {
     let enc = ctx.encoder()?;
     let batch = enc.pad(&enc.encode(texts, p, false)?);
     let (shape, hidden) = run_tokens(session, ctx, &batch)?;
     let vectors = if shape.len() == 2 {
         // Already pooled by the graph ([batch, dim]).
         let dim = shape[1];
-        hidden.chunks(dim).map(|c| {
-            let mut v = c.to_vec();
-            if ctx.normalize {
-                let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-                v.iter_mut().for_each(|x| *x /= n);
-            }
-            v
-        }).collect()
+        hidden
+            .chunks(dim)
+            .map(|c| {
+                let mut v = c.to_vec();
+                if ctx.normalize {
+                    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+                    v.iter_mut().for_each(|x| *x /= n);
+                }
+                v
+            })
+            .collect()
     } else {
-        text::pool(&hidden, &batch.mask, batch.batch, batch.seq, ctx.pooling == Pooling::Cls, ctx.normalize)
+        text::pool(
+            &hidden,
+            &batch.mask,
+            batch.batch,
+            batch.seq,
+            ctx.pooling == Pooling::Cls,
+            ctx.normalize,
+        )
     };
-    Ok(Embeddings { vectors, tokens: batch.tokens })
+    Ok(Embeddings {
+        vectors,
+        tokens: batch.tokens,
+    })
 }
 
-fn run_classify(session: &mut Session, ctx: &WorkerCtx, texts: &[String], p: Truncation) -> Result<Classes, TaskError> {
+fn run_classify(
+    session: &mut Session,
+    ctx: &WorkerCtx,
+    texts: &[String],
+    p: Truncation,
+) -> Result<Classes, TaskError> {
     let enc = ctx.encoder()?;
-    let labels = ctx.labels.as_deref().ok_or_else(|| ctx.fail("model has no labels"))?;
+    let labels = ctx
+        .labels
+        .as_deref()
+        .ok_or_else(|| ctx.fail("model has no labels"))?;
     let batch = enc.pad(&enc.encode(texts, p, false)?);
     let (shape, logits) = run_tokens(session, ctx, &batch)?;
     let n = *shape.last().unwrap_or(&0);
     if n != labels.len() || shape.len() != 2 {
-        return Err(ctx.fail(format!("expected logits [batch, {}], got {shape:?}", labels.len())));
+        return Err(ctx.fail(format!(
+            "expected logits [batch, {}], got {shape:?}",
+            labels.len()
+        )));
     }
-    let scores = logits.chunks(n).map(|row| text::label_scores(row, labels)).collect();
-    Ok(Classes { scores, tokens: batch.tokens })
+    let scores = logits
+        .chunks(n)
+        .map(|row| text::label_scores(row, labels))
+        .collect();
+    Ok(Classes {
+        scores,
+        tokens: batch.tokens,
+    })
 }
 
-fn run_entities(session: &mut Session, ctx: &WorkerCtx, texts: &[String], p: Truncation) -> Result<Entities, TaskError> {
+fn run_entities(
+    session: &mut Session,
+    ctx: &WorkerCtx,
+    texts: &[String],
+    p: Truncation,
+) -> Result<Entities, TaskError> {
     let enc = ctx.encoder()?;
-    let labels = ctx.labels.as_deref().ok_or_else(|| ctx.fail("model has no labels"))?;
+    let labels = ctx
+        .labels
+        .as_deref()
+        .ok_or_else(|| ctx.fail("model has no labels"))?;
     let encs = enc.encode(texts, p, true)?;
     let batch = enc.pad(&encs);
     let (shape, logits) = run_tokens(session, ctx, &batch)?;
     if shape.len() != 3 || shape[2] != labels.len() {
-        return Err(ctx.fail(format!("expected logits [batch, seq, {}], got {shape:?}", labels.len())));
+        return Err(ctx.fail(format!(
+            "expected logits [batch, seq, {}], got {shape:?}",
+            labels.len()
+        )));
     }
     let row = shape[1] * shape[2];
     let entities = texts
@@ -617,7 +750,10 @@ fn run_entities(session: &mut Session, ctx: &WorkerCtx, texts: &[String], p: Tru
         .enumerate()
         .map(|(i, (t, e))| text::merge_entities(t, e, &logits[i * row..(i + 1) * row], labels))
         .collect();
-    Ok(Entities { entities, tokens: batch.tokens })
+    Ok(Entities {
+        entities,
+        tokens: batch.tokens,
+    })
 }
 
 fn run_raw(

@@ -200,10 +200,10 @@ impl Manifest {
         m.validate().map_err(err)?;
         if let Some(base) = base {
             for f in &mut m.files {
-                if let Source::Local { path } = &mut f.source {
-                    if path.is_relative() {
-                        *path = base.join(&*path);
-                    }
+                if let Source::Local { path } = &mut f.source
+                    && path.is_relative()
+                {
+                    *path = base.join(&*path);
                 }
             }
         }
@@ -213,7 +213,11 @@ impl Manifest {
     fn validate(&self) -> Result<(), String> {
         let name_ok = !self.name.is_empty()
             && self.name.len() <= 64
-            && self.name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && self
+                .name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric())
             && self
                 .name
                 .chars()
@@ -227,28 +231,46 @@ impl Manifest {
         if self.providers.is_empty() {
             return Err("providers is empty: list at least one of tensorrt, cuda, cpu".into());
         }
-        let models = self.files.iter().filter(|f| f.role == FileRole::Model).count();
+        let models = self
+            .files
+            .iter()
+            .filter(|f| f.role == FileRole::Model)
+            .count();
         if models != 1 {
             return Err(format!(
                 "exactly one file must have role = \"model\" (found {models})"
             ));
         }
         for f in &self.files {
-            if f.name.is_empty() || f.name.contains('/') || f.name.contains('\\') || f.name.starts_with('.') {
+            if f.name.is_empty()
+                || f.name.contains('/')
+                || f.name.contains('\\')
+                || f.name.starts_with('.')
+            {
                 return Err(format!(
                     "file name {:?} is not accepted: a plain file name without folders, not starting with '.'",
                     f.name
                 ));
             }
-            if f.sha256.len() != 64 || !f.sha256.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)) {
+            if f.sha256.len() != 64
+                || !f
+                    .sha256
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+            {
                 return Err(format!(
                     "sha256 of {} is {:?}: expected 64 lower-case hex digits",
                     f.name, f.sha256
                 ));
             }
-            if let Source::Url { url } = &f.source {
-                if !url.starts_with("https://") {
-                    return Err(format!("source url of {} is {url:?}: only https:// URLs are accepted", f.name));
+            if let Source::Url { url } = &f.source
+                && !url.starts_with("https://")
+            {
+                {
+                    return Err(format!(
+                        "source url of {} is {url:?}: only https:// URLs are accepted",
+                        f.name
+                    ));
                 }
             }
         }
@@ -260,17 +282,20 @@ impl Manifest {
         let known = |n: &str| self.files.iter().any(|f| f.name == n);
         match (&self.tokenizer, self.task.needs_tokenizer()) {
             (None, true) => {
-                return Err(format!("task {} needs `tokenizer = \"<file>\"`", self.task.as_str()));
+                return Err(format!(
+                    "task {} needs `tokenizer = \"<file>\"`",
+                    self.task.as_str()
+                ));
             }
             (Some(t), _) if !known(t) => {
                 return Err(format!("tokenizer {t:?} is not one of the listed files"));
             }
             _ => {}
         }
-        if let Some(l) = &self.labels_from {
-            if !known(l) {
-                return Err(format!("labels_from {l:?} is not one of the listed files"));
-            }
+        if let Some(l) = &self.labels_from
+            && !known(l)
+        {
+            return Err(format!("labels_from {l:?} is not one of the listed files"));
         }
         if self.labels.is_some() && self.labels_from.is_some() {
             return Err("give either labels or labels_from, not both".into());
@@ -336,23 +361,49 @@ source = { kind = "url", url = "https://example.com/t.json" }
     #[test]
     fn unknown_key_is_named() {
         let text = GOOD.replace("license = \"MIT\"", "license = \"MIT\"\nlicence = \"MIT\"");
-        let e = Manifest::parse(&text, "t.toml", None).unwrap_err().to_string();
+        let e = Manifest::parse(&text, "t.toml", None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("licence") && e.contains("t.toml"), "{e}");
     }
 
     #[test]
     fn bad_values_say_what_is_accepted() {
         let cases = [
-            (GOOD.replace("name = \"tiny\"", "name = \"Tiny Model\""), "a-z"),
-            (GOOD.replacen("sha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"", "sha256 = \"abc\"", 1), "64 lower-case hex"),
-            (GOOD.replace("https://example.com", "http://example.com"), "https://"),
+            (
+                GOOD.replace("name = \"tiny\"", "name = \"Tiny Model\""),
+                "a-z",
+            ),
+            (
+                GOOD.replacen(
+                    "sha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"",
+                    "sha256 = \"abc\"",
+                    1,
+                ),
+                "64 lower-case hex",
+            ),
+            (
+                GOOD.replace("https://example.com", "http://example.com"),
+                "https://",
+            ),
             (GOOD.replace("labels = [\"a\", \"b\"]", ""), "needs labels"),
-            (GOOD.replace("tokenizer = \"tokenizer.json\"", "tokenizer = \"tok.json\""), "not one of the listed files"),
-            (GOOD.replace("license = \"MIT\"", "license = \"CC-BY-4.0\""), "attribution"),
-            (GOOD.replace("task = \"classify\"", "task = \"generate\""), "embed"),
+            (
+                GOOD.replace("tokenizer = \"tokenizer.json\"", "tokenizer = \"tok.json\""),
+                "not one of the listed files",
+            ),
+            (
+                GOOD.replace("license = \"MIT\"", "license = \"CC-BY-4.0\""),
+                "attribution",
+            ),
+            (
+                GOOD.replace("task = \"classify\"", "task = \"generate\""),
+                "embed",
+            ),
         ];
         for (text, needle) in cases {
-            let e = Manifest::parse(&text, "t.toml", None).unwrap_err().to_string();
+            let e = Manifest::parse(&text, "t.toml", None)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(needle), "expected {needle:?} in {e}");
         }
     }

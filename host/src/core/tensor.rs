@@ -252,7 +252,10 @@ pub enum TensorError {
         shape: Vec<usize>,
     },
     /// A model output of a type llmos cannot return.
-    #[error("output {name:?} has element type {ort_type}, which llmos cannot return (accepted: {})", DType::ACCEPTED)]
+    #[error(
+        "output {name:?} has element type {ort_type}, which llmos cannot return (accepted: {})",
+        DType::ACCEPTED
+    )]
     Unsupported {
         /// Output.
         name: String,
@@ -383,23 +386,39 @@ mod tests {
             dtype: Some(dtype),
             ort_type: dtype.to_string(),
             shape: shape.to_vec(),
-            dim_names: shape.iter().map(|&d| if d < 0 { "batch".into() } else { String::new() }).collect(),
+            dim_names: shape
+                .iter()
+                .map(|&d| if d < 0 { "batch".into() } else { String::new() })
+                .collect(),
         }
     }
 
     fn t(name: &str, shape: &[usize], data: TensorData) -> NamedTensor {
-        NamedTensor { name: name.into(), shape: shape.to_vec(), data }
+        NamedTensor {
+            name: name.into(),
+            shape: shape.to_vec(),
+            data,
+        }
     }
 
     #[test]
     fn validation_names_input_expected_and_received() {
         let specs = [spec("a", DType::F32, &[-1, 3])];
         assert!(validate_inputs(&specs, &[t("a", &[2, 3], TensorData::F32(vec![0.0; 6]))]).is_ok());
-        let e = validate_inputs(&specs, &[t("a", &[2, 4], TensorData::F32(vec![0.0; 8]))]).unwrap_err();
-        assert_eq!(e.to_string(), "input \"a\" has shape [2, 4], but the model expects [batch, 3]");
-        let e = validate_inputs(&specs, &[t("a", &[1, 3], TensorData::I64(vec![0; 3]))]).unwrap_err();
-        assert!(e.to_string().contains("dtype i64") && e.to_string().contains("expects f32"), "{e}");
-        let e = validate_inputs(&specs, &[t("a", &[2, 3], TensorData::F32(vec![0.0; 5]))]).unwrap_err();
+        let e =
+            validate_inputs(&specs, &[t("a", &[2, 4], TensorData::F32(vec![0.0; 8]))]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "input \"a\" has shape [2, 4], but the model expects [batch, 3]"
+        );
+        let e =
+            validate_inputs(&specs, &[t("a", &[1, 3], TensorData::I64(vec![0; 3]))]).unwrap_err();
+        assert!(
+            e.to_string().contains("dtype i64") && e.to_string().contains("expects f32"),
+            "{e}"
+        );
+        let e =
+            validate_inputs(&specs, &[t("a", &[2, 3], TensorData::F32(vec![0.0; 5]))]).unwrap_err();
         assert!(matches!(e, TensorError::Count { needed: 6, .. }), "{e}");
         let e = validate_inputs(&specs, &[]).unwrap_err();
         assert!(matches!(e, TensorError::Missing { .. }), "{e}");

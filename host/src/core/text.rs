@@ -125,8 +125,10 @@ impl TextEncoder {
             self.tok.encode_batch_fast(inputs, true)
         }
         .map_err(|e| TextError::Tokenizer(e.to_string()))?;
-        if policy == Truncation::Error {
-            if let Some(index) = encs.iter().position(|e| !e.get_overflowing().is_empty()) {
+        if policy == Truncation::Error
+            && let Some(index) = encs.iter().position(|e| !e.get_overflowing().is_empty())
+        {
+            {
                 let tokens = self
                     .plain
                     .encode_fast(texts[index].as_str(), true)
@@ -288,7 +290,12 @@ pub struct Entity {
 /// continues an entity of type X (or starts one after anything else); `O` closes. A `B-X`
 /// that touches the preceding X (no character between them) continues it.
 /// `enc` must carry character offsets ([`TextEncoder::encode`] with `offsets`).
-pub fn merge_entities(text: &str, enc: &Encoding, logits: &[f32], labels: &[String]) -> Vec<Entity> {
+pub fn merge_entities(
+    text: &str,
+    enc: &Encoding,
+    logits: &[f32],
+    labels: &[String],
+) -> Vec<Entity> {
     let n = labels.len();
     let offsets = enc.get_offsets();
     let words = enc.get_word_ids();
@@ -387,6 +394,10 @@ mod tests {
         let s = label_scores(&[0.0, 2.0], &labels);
         assert_eq!(s[0].label, "b");
         assert!((s[0].score + s[1].score - 1.0).abs() < 1e-6);
-        assert!(softmax(&[1000.0, 1000.0]).iter().all(|x| (x - 0.5).abs() < 1e-6));
+        assert!(
+            softmax(&[1000.0, 1000.0])
+                .iter()
+                .all(|x| (x - 0.5).abs() < 1e-6)
+        );
     }
 }

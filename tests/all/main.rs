@@ -1,0 +1,10 @@
+//! The one integration-test binary. Each module covers one area, named `<area>_<topic>`.
+//! Tests drive the real `llmos` binary the way a user would.
+
+#![allow(unreachable_pub)] // test-only items: `pub` in a test binary reaches nothing
+
+mod support;
+
+mod core_errors;
+mod core_models;
+mod core_real_models;

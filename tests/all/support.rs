@@ -1,0 +1,164 @@
+//! Shared helpers: run the real binary with an isolated home, and make sure the runtime
+//! and the default models are present once per test run (fetched by the test command
+//! itself, cached across runs).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+/// The `llmos` binary built for this test run.
+pub const BIN: &str = env!("CARGO_BIN_EXE_llmos");
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Models shared by every test of this run (pulled once; a second run fetches nothing).
+pub fn shared_models() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("models")
+}
+
+/// An isolated llmos home; fixture manifests are visible, models are shared.
+pub struct Home {
+    pub dir: tempfile::TempDir,
+    pub models: PathBuf,
+}
+
+impl Home {
+    /// A home that sees the fixture manifests and the shared model folder.
+    pub fn new() -> Self {
+        ready();
+        Self::with_models(shared_models())
+    }
+
+    /// A home with its own, empty, model folder.
+    pub fn isolated() -> Self {
+        ready();
+        let dir = tempfile::tempdir().unwrap();
+        let models = dir.path().join("models");
+        Self::at(dir, models)
+    }
+
+    fn with_models(models: PathBuf) -> Self {
+        Self::at(tempfile::tempdir().unwrap(), models)
+    }
+
+    fn at(dir: tempfile::TempDir, models: PathBuf) -> Self {
+        let fixtures = repo().join("tests/fixtures/manifests");
+        let manifests = dir.path().join("manifests");
+        std::fs::create_dir_all(&manifests).unwrap();
+        std::fs::write(
+            dir.path().join("llmos.toml"),
+            format!(
+                "[models]\ndir = {:?}\nmanifest_dirs = [{:?}, {:?}]\n",
+                models.display().to_string(),
+                fixtures.display().to_string(),
+                manifests.display().to_string()
+            ),
+        )
+        .unwrap();
+        Self { dir, models }
+    }
+
+    /// Folder for extra manifests of this home.
+    pub fn manifests(&self) -> PathBuf {
+        self.dir.path().join("manifests")
+    }
+
+    /// `llmos ARGS` with this home.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .env("LLMOS_HOME", self.dir.path())
+            .env_remove("LLMOS_CONFIG")
+            .env_remove("LLMOS_ORT_DYLIB")
+            .env_remove("ORT_DYLIB_PATH")
+            .env_remove("LLMOS_MODELS_DIR")
+            .env("LLMOS_LOG", "warn");
+        c
+    }
+
+    /// Runs and expects success; returns stdout parsed as JSON.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let out = self.cmd(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "llmos {args:?} failed:\n{}",
+            text(&out)
+        );
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("llmos {args:?}: stdout is not JSON ({e}):\n{}", text(&out)))
+    }
+
+    /// Runs and expects failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.cmd(args).output().unwrap();
+        assert!(
+            !out.status.success(),
+            "llmos {args:?} should fail:\n{}",
+            text(&out)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+}
+
+/// stdout and stderr of a finished command, for assertion messages.
+pub fn text(out: &Output) -> String {
+    format!(
+        "status: {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Installs the runtime and pulls the default and fixture models once per run.
+pub fn ready() {
+    static READY: OnceLock<()> = OnceLock::new();
+    READY.get_or_init(|| {
+        let home = Home::with_models(shared_models());
+        for args in [
+            &["runtime", "install"][..],
+            &["models", "pull", "--all"],
+            &[
+                "models",
+                "pull",
+                "add",
+                "dtypes",
+                "bad",
+                "tiny-classifier",
+                "tiny-ner",
+            ],
+        ] {
+            let out = home.cmd(args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "setup `llmos {args:?}` failed:\n{}",
+                text(&out)
+            );
+        }
+    });
+}
+
+/// Cosine similarity.
+pub fn cosine(a: &[f64], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| x * x).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+/// A JSON array of numbers as a vector.
+pub fn floats(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}

@@ -3,7 +3,8 @@
 
 Per batch size: loop over consecutive batches of the sentence list (wrapping
 around) doing tokenize -> numpy arrays -> session.run -> mean pool + L2
-normalise, for --seconds after one warm-up pass over a batch. Prints one JSON
+normalise, for at least --seconds and a whole number of passes over the list
+(so every implementation sees the same sentence mix), after one warm-up batch. Prints one JSON
 line per batch size:
 
   {"impl":"python-onnxruntime","batch":B,"threads":N,"sentences_per_s":...,"batches":...}
@@ -79,6 +80,7 @@ def main():
             return batch
 
         embed(next_batch())  # warm-up
+        pos = 0
         batches = 0
         done = 0
         start = time.perf_counter()
@@ -88,7 +90,8 @@ def main():
             batches += 1
             done += out.shape[0]
             now = time.perf_counter()
-            if now >= deadline:
+            # Stop on a whole pass over the list, so every implementation sees the same mix.
+            if now >= deadline and pos == 0:
                 break
         elapsed = now - start
         print(json.dumps({

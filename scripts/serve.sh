@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs whatever is missing and starts `llmos serve` with the default models and plugins.
+# Idempotent and cached: a second run downloads nothing and rebuilds nothing.
+# Data lives in $LLMOS_HOME (default ~/.local/share/llmos); downloads in ~/.cache/llmos.
+# Extra arguments go to `llmos serve` (e.g. --listen 127.0.0.1:9000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+command -v cargo >/dev/null || { echo "cargo is required: install Rust with rustup (https://rustup.rs)" >&2; exit 1; }
+if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx wasm32-wasip2; then
+  rustup target add wasm32-wasip2   # plugins are WebAssembly components
+fi
+
+cargo build --release --locked --bin llmos
+bin=target/release/llmos
+"$bin" runtime install            # onnxruntime==1.31.1 from PyPI, sha256-verified
+"$bin" models pull --all          # minilm + pii-ner, sha256-verified
+exec "$bin" serve "$@"

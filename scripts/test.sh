@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs whatever is missing and runs every test of llmos.
+# Idempotent and cached: the Rust target is added once, cargo rebuilds only what changed,
+# and the tests fetch ONNX Runtime and the default models through `llmos runtime install`
+# and `llmos models pull`, which download nothing when a verified copy is cached
+# (~/.cache/llmos for downloads, target/tmp/models for the test models).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+command -v cargo >/dev/null || { echo "cargo is required: install Rust with rustup (https://rustup.rs)" >&2; exit 1; }
+if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx wasm32-wasip2; then
+  rustup target add wasm32-wasip2   # plugins are WebAssembly components
+fi
+
+cargo test --workspace --locked "$@"

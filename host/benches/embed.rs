@@ -68,7 +68,10 @@ fn main() -> anyhow::Result<()> {
         .map(str::to_string)
         .collect();
     let n = sentences.len();
-    assert!(BATCHES.iter().all(|b| n % b == 0), "sentence count must divide by every batch size");
+    assert!(
+        BATCHES.iter().all(|b| n % b == 0),
+        "sentence count must divide by every batch size"
+    );
 
     let mut config = Config::default();
     config.apply_env()?;
@@ -95,11 +98,21 @@ fn main() -> anyhow::Result<()> {
     for &b in &BATCHES {
         let chunk = |pos: usize| sentences[pos..pos + b].to_vec();
         let llmos = measure(n, b, a.seconds, |pos| {
-            model.embed(chunk(pos), Truncation::Truncate).unwrap().wait().unwrap();
+            model
+                .embed(chunk(pos), Truncation::Truncate)
+                .unwrap()
+                .wait()
+                .unwrap();
         });
         // The same token ids, tokenised up front: only tensor creation + run + read-back.
         let batches: Vec<_> = (0..n / b)
-            .map(|i| encoder.pad(&encoder.encode(&chunk(i * b), Truncation::Truncate, false).unwrap()))
+            .map(|i| {
+                encoder.pad(
+                    &encoder
+                        .encode(&chunk(i * b), Truncation::Truncate, false)
+                        .unwrap(),
+                )
+            })
             .collect();
         let raw_ort = measure(n, b, a.seconds, |pos| {
             let t = &batches[pos / b];
@@ -121,19 +134,39 @@ fn main() -> anyhow::Result<()> {
         let out = Command::new(py)
             .arg(repo.join("bench/python_baseline.py"))
             .args(["--model", &dir.join("model.onnx").display().to_string()])
-            .args(["--tokenizer", &dir.join("tokenizer.json").display().to_string()])
-            .args(["--sentences", &repo.join("bench/sentences.txt").display().to_string()])
-            .args(["--threads", &a.threads.to_string(), "--batch-sizes", "1,8,32"])
+            .args([
+                "--tokenizer",
+                &dir.join("tokenizer.json").display().to_string(),
+            ])
+            .args([
+                "--sentences",
+                &repo.join("bench/sentences.txt").display().to_string(),
+            ])
+            .args([
+                "--threads",
+                &a.threads.to_string(),
+                "--batch-sizes",
+                "1,8,32",
+            ])
             .args(["--seconds", &a.seconds.to_string()])
             .output()?;
-        anyhow::ensure!(out.status.success(), "python baseline failed: {}", String::from_utf8_lossy(&out.stderr));
+        anyhow::ensure!(
+            out.status.success(),
+            "python baseline failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             let v: serde_json::Value = serde_json::from_str(line)?;
-            python.insert(v["batch"].as_u64().unwrap() as usize, v["sentences_per_s"].as_f64().unwrap());
+            python.insert(
+                v["batch"].as_u64().unwrap() as usize,
+                v["sentences_per_s"].as_f64().unwrap(),
+            );
         }
     }
 
-    println!("\n| batch | llmos (sent/s) | raw ORT (sent/s) | python (sent/s) | llmos / raw | llmos / python |");
+    println!(
+        "\n| batch | llmos (sent/s) | raw ORT (sent/s) | python (sent/s) | llmos / raw | llmos / python |"
+    );
     println!("|---:|---:|---:|---:|---:|---:|");
     for (b, l, r) in rows {
         let p = python.get(&b).copied();

@@ -112,6 +112,13 @@ pub struct ModelOverride {
     pub workers: Option<usize>,
     /// Bound of the request queue; a full queue is refused instead of growing.
     pub queue_capacity: Option<usize>,
+    /// Most texts in one model run (requests are coalesced up to this). Default 32.
+    pub max_batch: Option<usize>,
+    /// Most padded tokens in one model run. Default 8192.
+    pub max_batch_tokens: Option<usize>,
+    /// Wait this long for more requests before running a batch. Default 0: run at once
+    /// with whatever queued while the previous batch ran.
+    pub max_wait_ms: Option<u64>,
 }
 
 impl Config {

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, RwLock};
 
 use ort::session::Session;
@@ -16,12 +16,13 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::config::{Config, Paths};
-use crate::core::manifest::{Manifest, Pooling, Task};
+use crate::core::manifest::{Manifest, Task};
 use crate::core::providers::{self, ProviderReport};
 use crate::core::runtime::{self, RuntimeError};
 use crate::core::store::{ModelStore, StoreError};
 use crate::core::tensor::{self, NamedTensor, TensorError, TensorSpec};
-use crate::core::text::{self, Entity, LabelScore, TextEncoder, TextError, Truncation};
+use crate::core::text::{Entity, LabelScore, TextEncoder, TextError, Truncation};
+use crate::core::worker::{BatchLimits, WorkerCtx, worker};
 
 /// Errors loading a model.
 #[derive(Debug, thiserror::Error)]
@@ -512,6 +513,14 @@ impl Core {
 
         let (tx, rx) = sync_channel::<Job>(queue_capacity);
         let rx = Arc::new(Mutex::new(rx));
+        let defaults = BatchLimits::default();
+        let limits = BatchLimits {
+            max_batch: ov.max_batch.unwrap_or(defaults.max_batch).max(1),
+            max_tokens: ov.max_batch_tokens.unwrap_or(defaults.max_tokens).max(1),
+            max_wait: ov
+                .max_wait_ms
+                .map_or(defaults.max_wait, std::time::Duration::from_millis),
+        };
         let ctx = Arc::new(WorkerCtx {
             name: name.to_string(),
             pooling: manifest.pooling,
@@ -519,6 +528,7 @@ impl Core {
             encoder: encoder.clone(),
             labels: labels.clone(),
             input_names: inputs.iter().map(|i| i.name.clone()).collect(),
+            limits,
         });
         for (i, session) in sessions.into_iter().enumerate() {
             let (rx, ctx) = (rx.clone(), ctx.clone());
@@ -581,197 +591,4 @@ fn read_labels(path: &Path) -> Result<Vec<String>, String> {
         .into_iter()
         .collect::<Option<Vec<_>>>()
         .ok_or_else(|| format!("{}: id2label has a non-string label", path.display()))
-}
-
-struct WorkerCtx {
-    name: String,
-    pooling: Pooling,
-    normalize: bool,
-    encoder: Option<TextEncoder>,
-    labels: Option<Vec<String>>,
-    input_names: Vec<String>,
-}
-
-fn worker(mut session: Session, ctx: &WorkerCtx, rx: &Mutex<Receiver<Job>>) {
-    loop {
-        let job = match rx.lock().unwrap_or_else(|e| e.into_inner()).recv() {
-            Ok(job) => job,
-            Err(_) => return, // every sender dropped: the model was unloaded
-        };
-        match job {
-            Job::Embed(texts, p, reply) => {
-                let _ = reply.send(run_embed(&mut session, ctx, &texts, p));
-            }
-            Job::Classify(texts, p, reply) => {
-                let _ = reply.send(run_classify(&mut session, ctx, &texts, p));
-            }
-            Job::Entities(texts, p, reply) => {
-                let _ = reply.send(run_entities(&mut session, ctx, &texts, p));
-            }
-            Job::Infer(inputs, outputs, reply) => {
-                let _ = reply.send(run_raw(&mut session, ctx, &inputs, outputs.as_deref()));
-            }
-        }
-    }
-}
-
-impl WorkerCtx {
-    fn fail(&self, e: impl std::fmt::Display) -> TaskError {
-        TaskError::Runtime {
-            model: self.name.clone(),
-            message: e.to_string(),
-        }
-    }
-    fn encoder(&self) -> Result<&TextEncoder, TaskError> {
-        self.encoder
-            .as_ref()
-            .ok_or_else(|| self.fail("model has no tokenizer"))
-    }
-}
-
-/// Runs the text model on a padded batch; returns the first output as (shape, data).
-fn run_tokens(
-    session: &mut Session,
-    ctx: &WorkerCtx,
-    batch: &text::TokenBatch,
-) -> Result<(Vec<usize>, Vec<f32>), TaskError> {
-    let shape = vec![batch.batch as i64, batch.seq as i64];
-    let mut inputs: Vec<(String, ort::value::DynValue)> = Vec::with_capacity(3);
-    for name in &ctx.input_names {
-        let data = match name.as_str() {
-            "input_ids" => batch.ids.clone(),
-            "attention_mask" => batch.mask.clone(),
-            "token_type_ids" => batch.type_ids.clone(),
-            other => return Err(ctx.fail(format!("text models take input_ids, attention_mask, token_type_ids; the graph also needs {other}"))),
-        };
-        let v = ort::value::Tensor::from_array((shape.clone(), data)).map_err(|e| ctx.fail(e))?;
-        inputs.push((name.clone(), v.into_dyn()));
-    }
-    let outputs = session.run(inputs).map_err(|e| ctx.fail(e))?;
-    let (shape, data) = outputs[0]
-        .try_extract_tensor::<f32>()
-        .map_err(|e| ctx.fail(e))?;
-    Ok((shape.iter().map(|&d| d as usize).collect(), data.to_vec()))
-}
-
-fn run_embed(
-    session: &mut Session,
-    ctx: &WorkerCtx,
-    texts: &[String],
-    p: Truncation,
-) -> Result<Embeddings, TaskError> {
-    let enc = ctx.encoder()?;
-    let batch = enc.pad(&enc.encode(texts, p, false)?);
-    let (shape, hidden) = run_tokens(session, ctx, &batch)?;
-    let vectors = if shape.len() == 2 {
-        // Already pooled by the graph ([batch, dim]).
-        let dim = shape[1];
-        hidden
-            .chunks(dim)
-            .map(|c| {
-                let mut v = c.to_vec();
-                if ctx.normalize {
-                    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-                    v.iter_mut().for_each(|x| *x /= n);
-                }
-                v
-            })
-            .collect()
-    } else {
-        text::pool(
-            &hidden,
-            &batch.mask,
-            batch.batch,
-            batch.seq,
-            ctx.pooling == Pooling::Cls,
-            ctx.normalize,
-        )
-    };
-    Ok(Embeddings {
-        vectors,
-        tokens: batch.tokens,
-    })
-}
-
-fn run_classify(
-    session: &mut Session,
-    ctx: &WorkerCtx,
-    texts: &[String],
-    p: Truncation,
-) -> Result<Classes, TaskError> {
-    let enc = ctx.encoder()?;
-    let labels = ctx
-        .labels
-        .as_deref()
-        .ok_or_else(|| ctx.fail("model has no labels"))?;
-    let batch = enc.pad(&enc.encode(texts, p, false)?);
-    let (shape, logits) = run_tokens(session, ctx, &batch)?;
-    let n = *shape.last().unwrap_or(&0);
-    if n != labels.len() || shape.len() != 2 {
-        return Err(ctx.fail(format!(
-            "expected logits [batch, {}], got {shape:?}",
-            labels.len()
-        )));
-    }
-    let scores = logits
-        .chunks(n)
-        .map(|row| text::label_scores(row, labels))
-        .collect();
-    Ok(Classes {
-        scores,
-        tokens: batch.tokens,
-    })
-}
-
-fn run_entities(
-    session: &mut Session,
-    ctx: &WorkerCtx,
-    texts: &[String],
-    p: Truncation,
-) -> Result<Entities, TaskError> {
-    let enc = ctx.encoder()?;
-    let labels = ctx
-        .labels
-        .as_deref()
-        .ok_or_else(|| ctx.fail("model has no labels"))?;
-    let encs = enc.encode(texts, p, true)?;
-    let batch = enc.pad(&encs);
-    let (shape, logits) = run_tokens(session, ctx, &batch)?;
-    if shape.len() != 3 || shape[2] != labels.len() {
-        return Err(ctx.fail(format!(
-            "expected logits [batch, seq, {}], got {shape:?}",
-            labels.len()
-        )));
-    }
-    let row = shape[1] * shape[2];
-    let entities = texts
-        .iter()
-        .zip(&encs)
-        .enumerate()
-        .map(|(i, (t, e))| text::merge_entities(t, e, &logits[i * row..(i + 1) * row], labels))
-        .collect();
-    Ok(Entities {
-        entities,
-        tokens: batch.tokens,
-    })
-}
-
-fn run_raw(
-    session: &mut Session,
-    ctx: &WorkerCtx,
-    inputs: &[NamedTensor],
-    wanted: Option<&[String]>,
-) -> Result<Vec<NamedTensor>, TaskError> {
-    let values = inputs
-        .iter()
-        .map(|t| Ok((t.name.clone(), tensor::to_ort(t).map_err(|e| ctx.fail(e))?)))
-        .collect::<Result<Vec<_>, TaskError>>()?;
-    let outputs = session.run(values).map_err(|e| ctx.fail(e))?;
-    let mut result = Vec::new();
-    for (name, value) in outputs.iter() {
-        if wanted.is_none_or(|w| w.iter().any(|n| n == name)) {
-            result.push(tensor::from_ort(name, &value)?);
-        }
-    }
-    Ok(result)
 }

@@ -11,5 +11,6 @@ pub mod runtime;
 pub mod store;
 pub mod tensor;
 pub mod text;
+pub mod worker;
 
 pub use engine::{Core, Model};

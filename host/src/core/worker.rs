@@ -1,0 +1,397 @@
+//! Inference threads: continuous batching of text requests, grouped by length.
+//!
+//! A worker takes the next job from its model's queue. For a text job it also takes every
+//! text job of the same kind already waiting (up to `max_batch` texts; optionally waiting
+//! up to `max_wait` for more), tokenises each request on its own (so one bad request fails
+//! alone), sorts all texts by token count and runs them in sub-batches of similar length,
+//! so padding costs little. Answers are split back per request, in order. Under no load a
+//! request runs alone at once; under load, batches form from what queued meanwhile.
+
+use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::time::{Duration, Instant};
+
+use ort::session::Session;
+use tokenizers::Encoding;
+
+use crate::core::engine::{Classes, Embeddings, Entities, Job, TaskError};
+use crate::core::manifest::Pooling;
+use crate::core::tensor::{self, NamedTensor};
+use crate::core::text::{self, Entity, LabelScore, TextEncoder, TokenBatch};
+
+/// Batching limits of one model.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    /// Most texts run in one `Session::run`.
+    pub max_batch: usize,
+    /// Most padded tokens (rows × longest row) in one `Session::run`.
+    pub max_tokens: usize,
+    /// How long to wait for more requests once one arrived (0 = take only what queued).
+    pub max_wait: Duration,
+}
+
+impl Default for BatchLimits {
+    fn default() -> Self {
+        Self {
+            max_batch: 32,
+            max_tokens: 8192,
+            max_wait: Duration::ZERO,
+        }
+    }
+}
+
+/// What every worker of a model needs besides its session.
+pub(crate) struct WorkerCtx {
+    pub(crate) name: String,
+    pub(crate) pooling: Pooling,
+    pub(crate) normalize: bool,
+    pub(crate) encoder: Option<TextEncoder>,
+    pub(crate) labels: Option<Vec<String>>,
+    pub(crate) input_names: Vec<String>,
+    pub(crate) limits: BatchLimits,
+}
+
+impl WorkerCtx {
+    fn fail(&self, e: impl std::fmt::Display) -> TaskError {
+        TaskError::Runtime {
+            model: self.name.clone(),
+            message: e.to_string(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Embed,
+    Classify,
+    Entities,
+}
+
+fn text_job(job: &Job) -> Option<(Kind, usize)> {
+    match job {
+        Job::Embed(t, ..) => Some((Kind::Embed, t.len())),
+        Job::Classify(t, ..) => Some((Kind::Classify, t.len())),
+        Job::Entities(t, ..) => Some((Kind::Entities, t.len())),
+        Job::Infer(..) => None,
+    }
+}
+
+/// The loop of one inference thread; returns when the model is dropped.
+pub(crate) fn worker(mut session: Session, ctx: &WorkerCtx, rx: &Mutex<Receiver<Job>>) {
+    let mut held: Option<Job> = None;
+    loop {
+        let (first, group) = {
+            let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
+            let first = match held.take() {
+                Some(j) => j,
+                None => match rx.recv() {
+                    Ok(j) => j,
+                    Err(_) => return, // every sender dropped: the model was unloaded
+                },
+            };
+            let Some((kind, mut texts)) = text_job(&first) else {
+                drop(rx);
+                run_infer(&mut session, ctx, first);
+                continue;
+            };
+            let mut group = Vec::new();
+            let deadline = Instant::now() + ctx.limits.max_wait;
+            while texts < ctx.limits.max_batch {
+                let next = match deadline.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => rx
+                        .recv_timeout(left)
+                        .map_err(|e| e == RecvTimeoutError::Disconnected),
+                    _ => rx.try_recv().map_err(|e| e == TryRecvError::Disconnected),
+                };
+                match next {
+                    Ok(j) => match text_job(&j) {
+                        Some((k, n)) if k == kind && texts + n <= ctx.limits.max_batch => {
+                            texts += n;
+                            group.push(j);
+                        }
+                        _ => {
+                            held = Some(j);
+                            break;
+                        }
+                    },
+                    Err(_) => break,
+                }
+            }
+            (first, group)
+        };
+        let mut jobs = vec![first];
+        jobs.extend(group);
+        run_text_jobs(&mut session, ctx, jobs);
+    }
+}
+
+/// One request's texts, tokenised.
+struct Request {
+    texts: Vec<String>,
+    encs: Vec<Encoding>,
+    out: Vec<Option<Out>>,
+}
+
+enum Out {
+    Vector(Vec<f32>),
+    Scores(Vec<LabelScore>),
+    Entities(Vec<Entity>),
+}
+
+fn run_text_jobs(session: &mut Session, ctx: &WorkerCtx, jobs: Vec<Job>) {
+    let Some(encoder) = ctx.encoder.as_ref() else {
+        for j in jobs {
+            reply_err(j, ctx.fail("model has no tokenizer"));
+        }
+        return;
+    };
+    // Tokenise each request on its own: a bad request fails alone.
+    let mut ok_jobs = Vec::new();
+    let mut requests = Vec::new();
+    for job in jobs {
+        let (texts, policy, offsets) = match &job {
+            Job::Embed(t, p, _) | Job::Classify(t, p, _) => (t, *p, false),
+            Job::Entities(t, p, _) => (t, *p, true),
+            Job::Infer(..) => unreachable!("only text jobs are grouped"),
+        };
+        match encoder.encode(texts, policy, offsets) {
+            Ok(encs) => {
+                requests.push(Request {
+                    texts: texts.clone(),
+                    out: (0..encs.len()).map(|_| None).collect(),
+                    encs,
+                });
+                ok_jobs.push(job);
+            }
+            Err(e) => reply_err(job, e.into()),
+        }
+    }
+    if ok_jobs.is_empty() {
+        return;
+    }
+    let kind = text_job(&ok_jobs[0]).expect("text job").0;
+    if let Err(e) = run_sorted(session, ctx, encoder, kind, &mut requests) {
+        for j in ok_jobs {
+            reply_err(j, e.clone());
+        }
+        return;
+    }
+    for (job, req) in ok_jobs.into_iter().zip(requests) {
+        let tokens = req.encs.iter().map(Encoding::len).sum();
+        let outs = req.out.into_iter().map(|o| o.expect("every text ran"));
+        match job {
+            Job::Embed(.., reply) => {
+                let vectors = outs
+                    .map(|o| match o {
+                        Out::Vector(v) => v,
+                        _ => unreachable!(),
+                    })
+                    .collect();
+                let _ = reply.send(Ok(Embeddings { vectors, tokens }));
+            }
+            Job::Classify(.., reply) => {
+                let scores = outs
+                    .map(|o| match o {
+                        Out::Scores(s) => s,
+                        _ => unreachable!(),
+                    })
+                    .collect();
+                let _ = reply.send(Ok(Classes { scores, tokens }));
+            }
+            Job::Entities(.., reply) => {
+                let entities = outs
+                    .map(|o| match o {
+                        Out::Entities(e) => e,
+                        _ => unreachable!(),
+                    })
+                    .collect();
+                let _ = reply.send(Ok(Entities { entities, tokens }));
+            }
+            Job::Infer(..) => unreachable!("only text jobs are grouped"),
+        }
+    }
+}
+
+fn reply_err(job: Job, e: TaskError) {
+    // A dropped receiver means the caller gave up; nothing to tell it.
+    match job {
+        Job::Embed(.., r) => drop(r.send(Err(e))),
+        Job::Classify(.., r) => drop(r.send(Err(e))),
+        Job::Entities(.., r) => drop(r.send(Err(e))),
+        Job::Infer(.., r) => drop(r.send(Err(e))),
+    }
+}
+
+/// Sorts every text of every request by token count and runs them in sub-batches.
+fn run_sorted(
+    session: &mut Session,
+    ctx: &WorkerCtx,
+    encoder: &TextEncoder,
+    kind: Kind,
+    requests: &mut [Request],
+) -> Result<(), TaskError> {
+    let mut order: Vec<(usize, usize)> = requests
+        .iter()
+        .enumerate()
+        .flat_map(|(r, req)| (0..req.encs.len()).map(move |t| (r, t)))
+        .collect();
+    order.sort_by_key(|&(r, t)| requests[r].encs[t].len());
+    let mut start = 0;
+    while start < order.len() {
+        // Grow the sub-batch while it stays within both limits (sorted: the last is longest).
+        let mut end = start + 1;
+        while end < order.len() && end - start < ctx.limits.max_batch {
+            let (r, t) = order[end];
+            if (end - start + 1) * requests[r].encs[t].len() > ctx.limits.max_tokens {
+                break;
+            }
+            end += 1;
+        }
+        let rows = &order[start..end];
+        let encs: Vec<Encoding> = rows
+            .iter()
+            .map(|&(r, t)| requests[r].encs[t].clone())
+            .collect();
+        let batch = encoder.pad(&encs);
+        let (shape, data) = run_tokens(session, ctx, &batch)?;
+        let outs = postprocess(ctx, kind, &batch, &shape, &data, rows, requests)?;
+        for (&(r, t), o) in rows.iter().zip(outs) {
+            requests[r].out[t] = Some(o);
+        }
+        start = end;
+    }
+    Ok(())
+}
+
+fn postprocess(
+    ctx: &WorkerCtx,
+    kind: Kind,
+    batch: &TokenBatch,
+    shape: &[usize],
+    data: &[f32],
+    rows: &[(usize, usize)],
+    requests: &[Request],
+) -> Result<Vec<Out>, TaskError> {
+    let labels = || {
+        ctx.labels
+            .as_deref()
+            .ok_or_else(|| ctx.fail("model has no labels"))
+    };
+    Ok(match kind {
+        Kind::Embed => {
+            let vectors = if shape.len() == 2 {
+                // Already pooled by the graph: [batch, dim].
+                data.chunks(shape[1])
+                    .map(|c| {
+                        let mut v = c.to_vec();
+                        if ctx.normalize {
+                            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+                            v.iter_mut().for_each(|x| *x /= n);
+                        }
+                        v
+                    })
+                    .collect()
+            } else {
+                text::pool(
+                    data,
+                    &batch.mask,
+                    batch.batch,
+                    batch.seq,
+                    ctx.pooling == Pooling::Cls,
+                    ctx.normalize,
+                )
+            };
+            vectors.into_iter().map(Out::Vector).collect()
+        }
+        Kind::Classify => {
+            let labels = labels()?;
+            if shape.len() != 2 || shape[1] != labels.len() {
+                return Err(ctx.fail(format!(
+                    "expected logits [batch, {}], got {shape:?}",
+                    labels.len()
+                )));
+            }
+            data.chunks(shape[1])
+                .map(|row| Out::Scores(text::label_scores(row, labels)))
+                .collect()
+        }
+        Kind::Entities => {
+            let labels = labels()?;
+            if shape.len() != 3 || shape[2] != labels.len() {
+                return Err(ctx.fail(format!(
+                    "expected logits [batch, seq, {}], got {shape:?}",
+                    labels.len()
+                )));
+            }
+            let row = shape[1] * shape[2];
+            rows.iter()
+                .enumerate()
+                .map(|(i, &(r, t))| {
+                    let req = &requests[r];
+                    Out::Entities(text::merge_entities(
+                        &req.texts[t],
+                        &req.encs[t],
+                        &data[i * row..(i + 1) * row],
+                        labels,
+                    ))
+                })
+                .collect()
+        }
+    })
+}
+
+/// Runs the text model on a padded batch; returns the first output as (shape, data).
+fn run_tokens(
+    session: &mut Session,
+    ctx: &WorkerCtx,
+    batch: &TokenBatch,
+) -> Result<(Vec<usize>, Vec<f32>), TaskError> {
+    let shape = vec![batch.batch as i64, batch.seq as i64];
+    let mut inputs: Vec<(String, ort::value::DynValue)> = Vec::with_capacity(3);
+    for name in &ctx.input_names {
+        let data = match name.as_str() {
+            "input_ids" => batch.ids.clone(),
+            "attention_mask" => batch.mask.clone(),
+            "token_type_ids" => batch.type_ids.clone(),
+            other => {
+                return Err(ctx.fail(format!(
+                    "text models take input_ids, attention_mask, token_type_ids; the graph also needs {other}"
+                )));
+            }
+        };
+        let v = ort::value::Tensor::from_array((shape.clone(), data)).map_err(|e| ctx.fail(e))?;
+        inputs.push((name.clone(), v.into_dyn()));
+    }
+    let outputs = session.run(inputs).map_err(|e| ctx.fail(e))?;
+    let (shape, data) = outputs[0]
+        .try_extract_tensor::<f32>()
+        .map_err(|e| ctx.fail(e))?;
+    Ok((shape.iter().map(|&d| d as usize).collect(), data.to_vec()))
+}
+
+fn run_infer(session: &mut Session, ctx: &WorkerCtx, job: Job) {
+    let Job::Infer(inputs, wanted, reply) = job else {
+        unreachable!("run_infer takes infer jobs")
+    };
+    let _ = reply.send(run_raw(session, ctx, &inputs, wanted.as_deref()));
+}
+
+fn run_raw(
+    session: &mut Session,
+    ctx: &WorkerCtx,
+    inputs: &[NamedTensor],
+    wanted: Option<&[String]>,
+) -> Result<Vec<NamedTensor>, TaskError> {
+    let values = inputs
+        .iter()
+        .map(|t| Ok((t.name.clone(), tensor::to_ort(t).map_err(|e| ctx.fail(e))?)))
+        .collect::<Result<Vec<_>, TaskError>>()?;
+    let outputs = session.run(values).map_err(|e| ctx.fail(e))?;
+    let mut result = Vec::new();
+    for (name, value) in outputs.iter() {
+        if wanted.is_none_or(|w| w.iter().any(|n| n == name)) {
+            result.push(tensor::from_ort(name, &value)?);
+        }
+    }
+    Ok(result)
+}

@@ -238,13 +238,18 @@ fn run_sorted(
     order.sort_by_key(|&(r, t)| requests[r].encs[t].len());
     let mut start = 0;
     while start < order.len() {
-        // Grow the sub-batch while it stays within both limits (sorted: the last is longest).
+        // Grow the sub-batch while it stays within the limits. Sorted, so the newest row is
+        // the longest and sets the padded width; stop when padding would exceed a quarter
+        // of the real tokens (on CPUs, padded tokens cost as much as real ones).
+        let len = |i: usize| requests[order[i].0].encs[order[i].1].len();
         let mut end = start + 1;
+        let mut real = len(start);
         while end < order.len() && end - start < ctx.limits.max_batch {
-            let (r, t) = order[end];
-            if (end - start + 1) * requests[r].encs[t].len() > ctx.limits.max_tokens {
+            let (rows, width) = (end - start + 1, len(end));
+            if rows * width > ctx.limits.max_tokens || rows * width * 4 > (real + width) * 5 {
                 break;
             }
+            real += width;
             end += 1;
         }
         let rows = &order[start..end];

@@ -21,7 +21,7 @@ use crate::core::providers::{self, ProviderReport};
 use crate::core::runtime::{self, RuntimeError};
 use crate::core::store::{ModelStore, StoreError};
 use crate::core::tensor::{self, NamedTensor, TensorError, TensorSpec};
-use crate::core::text::{Entity, LabelScore, TextEncoder, TextError, Truncation};
+use crate::core::text::{Entity, Input, LabelScore, TextEncoder, TextError, Truncation};
 use crate::core::worker::{BatchLimits, WorkerCtx, worker};
 
 /// Errors loading a model.
@@ -136,10 +136,10 @@ type Reply<T> = oneshot::Sender<Result<T, TaskError>>;
 /// One unit of work for a model's workers.
 #[derive(Debug)]
 pub enum Job {
-    /// Embed texts.
-    Embed(Vec<String>, Truncation, Reply<Embeddings>),
-    /// Classify texts.
-    Classify(Vec<String>, Truncation, Reply<Classes>),
+    /// Embed texts or token ids.
+    Embed(Input, Truncation, Reply<Embeddings>),
+    /// Classify texts or token ids.
+    Classify(Input, Truncation, Reply<Classes>),
     /// Find entities in texts.
     Entities(Vec<String>, Truncation, Reply<Entities>),
     /// Raw tensors; optional output selection.
@@ -278,7 +278,16 @@ impl Model {
         texts: Vec<String>,
         policy: Truncation,
     ) -> Result<Pending<Embeddings>, TaskError> {
-        self.call(|r| Job::Embed(texts, policy, r))
+        self.embed_input(Input::Texts(texts), policy)
+    }
+
+    /// Embeds texts or token ids.
+    pub fn embed_input(
+        &self,
+        input: Input,
+        policy: Truncation,
+    ) -> Result<Pending<Embeddings>, TaskError> {
+        self.call(|r| Job::Embed(input, policy, r))
             .map(|rx| Pending(rx, self.name().into()))
     }
 
@@ -288,7 +297,16 @@ impl Model {
         texts: Vec<String>,
         policy: Truncation,
     ) -> Result<Pending<Classes>, TaskError> {
-        self.call(|r| Job::Classify(texts, policy, r))
+        self.classify_input(Input::Texts(texts), policy)
+    }
+
+    /// Classifies texts or token ids.
+    pub fn classify_input(
+        &self,
+        input: Input,
+        policy: Truncation,
+    ) -> Result<Pending<Classes>, TaskError> {
+        self.call(|r| Job::Classify(input, policy, r))
             .map(|rx| Pending(rx, self.name().into()))
     }
 

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use serde::Serialize;
-use tokenizers::{Encoding, Tokenizer, TruncationParams};
+use tokenizers::{Encoding, Token, Tokenizer, TruncationParams};
 
 /// What to do with a text longer than the model's maximum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
@@ -42,9 +42,44 @@ pub enum TextError {
         /// The model's maximum.
         max: usize,
     },
+    /// A token id outside the vocabulary.
+    #[error("input[{index}] has token id {id}, outside the model's vocabulary of {vocab} ids")]
+    BadTokenId {
+        /// Position in the request.
+        index: usize,
+        /// The id.
+        id: u32,
+        /// Vocabulary size.
+        vocab: usize,
+    },
     /// The tokenizer failed.
     #[error("tokenizer failed: {0}")]
     Tokenizer(String),
+}
+
+/// What a text task is given: texts, or token ids from `/v1/tokenize` (fed as they are,
+/// special tokens included).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// Texts.
+    Texts(Vec<String>),
+    /// Token ids, one list per input.
+    TokenIds(Vec<Vec<u32>>),
+}
+
+impl Input {
+    /// Number of inputs.
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Texts(t) => t.len(),
+            Self::TokenIds(t) => t.len(),
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// A tokenizer configured for llmos: no fixed padding, truncation at the model's real limit.
@@ -141,6 +176,49 @@ impl TextEncoder {
             }
         }
         Ok(encs)
+    }
+
+    /// Tokenises an [`Input`]; token ids are checked against the vocabulary and the limit.
+    pub fn encode_input(
+        &self,
+        input: &Input,
+        policy: Truncation,
+    ) -> Result<Vec<Encoding>, TextError> {
+        let ids = match input {
+            Input::Texts(t) => return self.encode(t, policy, false),
+            Input::TokenIds(ids) => ids,
+        };
+        if ids.is_empty() {
+            return Err(TextError::NoInput);
+        }
+        let vocab = self.plain.get_vocab_size(true);
+        ids.iter()
+            .enumerate()
+            .map(|(index, row)| {
+                if row.is_empty() {
+                    return Err(TextError::EmptyText { index });
+                }
+                if let Some(&id) = row.iter().find(|&&id| id as usize >= vocab) {
+                    return Err(TextError::BadTokenId { index, id, vocab });
+                }
+                let row = match (row.len() > self.max_len, policy) {
+                    (true, Truncation::Error) => {
+                        return Err(TextError::TooLong {
+                            index,
+                            tokens: row.len(),
+                            max: self.max_len,
+                        });
+                    }
+                    (true, Truncation::Truncate) => &row[..self.max_len],
+                    (false, _) => &row[..],
+                };
+                let tokens = row
+                    .iter()
+                    .map(|&id| Token::new(id, String::new(), (0, 0)))
+                    .collect();
+                Ok(Encoding::from_tokens(tokens, 0))
+            })
+            .collect()
     }
 
     /// Token ids of one text, without truncation (for `/v1/tokenize`).

@@ -149,15 +149,19 @@ fn run_text_jobs(session: &mut Session, ctx: &WorkerCtx, jobs: Vec<Job>) {
     let mut ok_jobs = Vec::new();
     let mut requests = Vec::new();
     for job in jobs {
-        let (texts, policy, offsets) = match &job {
-            Job::Embed(t, p, _) | Job::Classify(t, p, _) => (t, *p, false),
-            Job::Entities(t, p, _) => (t, *p, true),
+        let encoded = match &job {
+            Job::Embed(input, p, _) | Job::Classify(input, p, _) => encoder.encode_input(input, *p),
+            Job::Entities(t, p, _) => encoder.encode(t, *p, true),
             Job::Infer(..) => unreachable!("only text jobs are grouped"),
         };
-        match encoder.encode(texts, policy, offsets) {
+        match encoded {
             Ok(encs) => {
                 requests.push(Request {
-                    texts: texts.clone(),
+                    // Entities need the original texts for their offsets.
+                    texts: match &job {
+                        Job::Entities(t, ..) => t.clone(),
+                        _ => Vec::new(),
+                    },
                     out: (0..encs.len()).map(|_| None).collect(),
                     encs,
                 });

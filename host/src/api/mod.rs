@@ -1,51 +1,267 @@
-//! The HTTP endpoint. For now: health and the model listing; the OpenAI- and
-//! KServe-compatible routes arrive with the API issue.
+//! The HTTP endpoint: OpenAI-compatible and KServe-v2-compatible routes, task routes,
+//! metrics and health, on axum (hyper 1) with its own tokio runtime. Model code never runs
+//! here: handlers submit to the models' inference threads and await the answer.
 
+pub mod error;
+pub mod kserve;
+pub mod metrics;
+pub mod openai;
+
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use axum::extract::State;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::core::Core;
+use crate::api::error::ApiError;
+use crate::api::metrics::Metrics;
+use crate::core::{Core, Model};
 
-/// Runs the server until SIGINT/SIGTERM. Builds its own tokio runtime; model code stays
-/// on the models' inference threads.
-pub fn serve(core: Arc<Core>, listen: &str) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("llmos-http")
-        .build()
-        .context("cannot start the async runtime")?;
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
-        let addr = listener.local_addr()?;
-        // Tests and scripts read this line to find the port when binding to :0.
-        println!("llmos listening on http://{addr}");
-        tracing::info!(%addr, "listening");
-        let app = router(core);
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("server failed")
-    })
+/// Request limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body in bytes.
+    pub body_bytes: usize,
+    /// Longest a request may take before 504.
+    pub timeout: Duration,
 }
 
-fn router(core: Arc<Core>) -> Router {
-    Router::new().route("/health", get(health)).with_state(core)
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            body_bytes: 2 * 1024 * 1024,
+            timeout: Duration::from_secs(60),
+        }
+    }
 }
 
-async fn health(State(core): State<Arc<Core>>) -> Json<Value> {
-    let models: Vec<Value> = core
+/// Everything the handlers share.
+#[derive(Debug)]
+pub struct AppState {
+    /// Models.
+    pub core: Arc<Core>,
+    /// Counters.
+    pub metrics: Metrics,
+    /// Limits.
+    pub limits: Limits,
+    /// Unix time the server started (OpenAI's `created`).
+    pub started: u64,
+}
+
+impl AppState {
+    /// State over a core with default limits.
+    pub fn new(core: Arc<Core>, limits: Limits) -> Self {
+        let started = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Self {
+            core,
+            metrics: Metrics::default(),
+            limits,
+            started,
+        }
+    }
+}
+
+/// The model a response was about, for metrics labels.
+#[derive(Debug, Clone)]
+pub struct ModelLabel(pub String);
+
+/// A JSON body whose errors are API errors: 413 over the size limit, 400 with the parser's
+/// message (line, column, what was expected) otherwise.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let limit = req.extensions().get::<BodyLimit>().map_or(0, |l| l.0);
+        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "invalid_request_error",
+                    format!("request body is larger than the limit of {limit} bytes; send fewer or shorter inputs per request"),
+                )
+                .with_code("body_too_large")
+            } else {
+                ApiError::invalid(None, format!("cannot read the request body: {r}"))
+            }
+        })?;
+        if bytes.is_empty() {
+            return Err(ApiError::invalid(
+                None,
+                "the request body is empty: send a JSON object",
+            ));
+        }
+        serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| {
+            let what = if std::str::from_utf8(&bytes).is_err() {
+                "the request body is not valid UTF-8 JSON"
+            } else {
+                "the request body is not valid JSON"
+            };
+            ApiError::invalid(None, format!("{what}: {e}"))
+        })
+    }
+}
+
+#[derive(Clone, Copy)]
+struct BodyLimit(usize);
+
+/// Gets a model, loading it on first use (off the executor). Unknown or unpulled models
+/// are 404s that say what exists.
+pub async fn model(state: &AppState, name: &str) -> Result<Arc<Model>, ApiError> {
+    if let Some(m) = state.core.get_loaded(name) {
+        return Ok(m);
+    }
+    let core = state.core.clone();
+    let name = name.to_string();
+    tokio::task::spawn_blocking(move || core.model(&name))
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                e.to_string(),
+            )
+        })?
+        .map_err(ApiError::from)
+}
+
+/// The whole router.
+pub fn router(state: Arc<AppState>) -> Router {
+    let body_limit = state.limits.body_bytes;
+    Router::new()
+        .merge(openai::routes())
+        .merge(kserve::routes())
+        .route("/health", get(health))
+        .route("/metrics", get(metrics_text))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::Extension(BodyLimit(body_limit)))
+        .with_state(state)
+}
+
+async fn not_found(req: Request) -> ApiError {
+    let path = req.uri().path().to_string();
+    let e = ApiError::new(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        format!(
+            "no route {} {path}: see the README for the routes llmos serves",
+            req.method()
+        ),
+    );
+    if path.starts_with("/v2") {
+        e.kserve()
+    } else {
+        e
+    }
+}
+
+/// Records metrics and applies the request timeout.
+async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let kserve = route.starts_with("/v2");
+    let start = Instant::now();
+    let resp = match tokio::time::timeout(state.limits.timeout, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => {
+            let e = ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "server_error",
+                format!(
+                    "the request took longer than the limit of {} s",
+                    state.limits.timeout.as_secs_f64()
+                ),
+            );
+            if kserve { e.kserve() } else { e }.into_response()
+        }
+    };
+    let model = resp
+        .extensions()
+        .get::<ModelLabel>()
+        .map_or("", |m| m.0.as_str())
+        .to_string();
+    state
+        .metrics
+        .observe(&route, &model, resp.status().as_u16(), start.elapsed());
+    resp
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let models: Vec<Value> = state
+        .core
         .loaded()
         .iter()
         .map(|m| json!({"name": m.name(), "task": m.manifest.task, "provider": m.provider.serving}))
         .collect();
     Json(json!({"status": "ok", "models": models}))
+}
+
+async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    let text = state.metrics.render(&state.core);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// Runs the server until SIGINT/SIGTERM, then stops accepting, lets in-flight requests
+/// finish (up to 30 s) and returns.
+pub fn serve(core: Arc<Core>, listen: &str) -> Result<()> {
+    let addr: SocketAddr = listen.parse().with_context(|| {
+        format!("invalid listen address {listen:?}: expected IP:PORT, e.g. 127.0.0.1:8080")
+    })?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("llmos-http")
+        .build()
+        .context("cannot start the async runtime")?;
+    let state = Arc::new(AppState::new(core, Limits::default()));
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let local = listener.local_addr()?;
+        // Tests and scripts read this line to find the port when binding to :0.
+        println!("llmos listening on http://{local}");
+        tracing::info!(%local, "listening");
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        let mut stop_rx2 = stop_rx.clone();
+        let drain = async move {
+            let _ = stop_rx2.wait_for(|s| *s).await;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        };
+        tokio::select! {
+            r = server => r.context("server failed")?,
+            _ = drain => tracing::warn!("in-flight requests still running after 30 s; exiting"),
+        }
+        tracing::info!("stopped");
+        Ok(())
+    })
 }
 
 async fn shutdown_signal() {
@@ -62,5 +278,5 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down");
+    tracing::info!("shutting down: no new connections, finishing in-flight requests");
 }

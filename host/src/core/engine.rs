@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -22,7 +23,7 @@ use crate::core::runtime::{self, RuntimeError};
 use crate::core::store::{ModelStore, StoreError};
 use crate::core::tensor::{self, NamedTensor, TensorError, TensorSpec};
 use crate::core::text::{Entity, Input, LabelScore, TextEncoder, TextError, Truncation};
-use crate::core::worker::{BatchLimits, WorkerCtx, worker};
+use crate::core::worker::{BatchLimits, ModelStats, WorkerCtx, worker};
 
 /// Errors loading a model.
 #[derive(Debug, thiserror::Error)]
@@ -169,6 +170,8 @@ pub struct Model {
     pub queue_capacity: usize,
     /// Number of inference threads.
     pub workers: usize,
+    /// Counters for metrics.
+    pub stats: Arc<ModelStats>,
     queue: SyncSender<Job>,
 }
 
@@ -254,13 +257,19 @@ impl Model {
             Job::Infer(..) => self.manifest.task, // every model accepts raw tensors
         };
         self.check_task(wanted)?;
-        self.queue.try_send(job).map_err(|e| match e {
+        // Counted before sending so the worker's decrement never underflows.
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        let sent = self.queue.try_send(job).map_err(|e| match e {
             TrySendError::Full(_) => TaskError::Busy {
                 model: self.manifest.name.clone(),
                 capacity: self.queue_capacity,
             },
             TrySendError::Disconnected(_) => TaskError::Stopped(self.manifest.name.clone()),
-        })
+        });
+        if sent.is_err() {
+            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+        sent
     }
 
     fn call<T>(
@@ -531,6 +540,7 @@ impl Core {
 
         let (tx, rx) = sync_channel::<Job>(queue_capacity);
         let rx = Arc::new(Mutex::new(rx));
+        let stats = Arc::new(ModelStats::default());
         let defaults = BatchLimits::default();
         let limits = BatchLimits {
             max_batch: ov.max_batch.unwrap_or(defaults.max_batch).max(1),
@@ -547,6 +557,7 @@ impl Core {
             labels: labels.clone(),
             input_names: inputs.iter().map(|i| i.name.clone()).collect(),
             limits,
+            stats: stats.clone(),
         });
         for (i, session) in sessions.into_iter().enumerate() {
             let (rx, ctx) = (rx.clone(), ctx.clone());
@@ -565,6 +576,7 @@ impl Core {
             encoder,
             queue_capacity,
             workers,
+            stats,
             queue: tx,
         })
     }

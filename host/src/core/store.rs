@@ -207,6 +207,12 @@ impl ModelStore {
             .collect()
     }
 
+    /// Whether every file of a model is present (without hashing).
+    pub fn is_pulled(&self, name: &str) -> bool {
+        self.check(name, false)
+            .is_ok_and(|files| files.iter().all(|f| f.state == FileState::Ok))
+    }
+
     /// Verifies every file (sha256) and returns the folder, ready to load.
     pub fn verified_dir(&self, name: &str) -> Result<PathBuf, StoreError> {
         let m = self.manifest(name)?;

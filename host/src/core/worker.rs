@@ -7,8 +7,9 @@
 //! so padding costs little. Answers are split back per request, in order. Under no load a
 //! request runs alone at once; under load, batches form from what queued meanwhile.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ort::session::Session;
@@ -40,6 +41,33 @@ impl Default for BatchLimits {
     }
 }
 
+/// Counters of one model, read by the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct ModelStats {
+    /// Jobs waiting in the queue.
+    pub queued: AtomicUsize,
+    /// Tokens processed.
+    pub tokens: AtomicU64,
+    /// `Session::run` calls, by rows: counts for <=1, <=2, <=4, … <=128, more.
+    pub batch_rows: [AtomicU64; BATCH_BUCKETS.len() + 1],
+    /// Sum of rows over all runs.
+    pub rows: AtomicU64,
+}
+
+/// Upper bounds of the batch-size histogram.
+pub const BATCH_BUCKETS: [usize; 8] = [1, 2, 4, 8, 16, 32, 64, 128];
+
+impl ModelStats {
+    fn record_run(&self, rows: usize) {
+        let i = BATCH_BUCKETS
+            .iter()
+            .position(|&b| rows <= b)
+            .unwrap_or(BATCH_BUCKETS.len());
+        self.batch_rows[i].fetch_add(1, Ordering::Relaxed);
+        self.rows.fetch_add(rows as u64, Ordering::Relaxed);
+    }
+}
+
 /// What every worker of a model needs besides its session.
 pub(crate) struct WorkerCtx {
     pub(crate) name: String,
@@ -49,6 +77,7 @@ pub(crate) struct WorkerCtx {
     pub(crate) labels: Option<Vec<String>>,
     pub(crate) input_names: Vec<String>,
     pub(crate) limits: BatchLimits,
+    pub(crate) stats: Arc<ModelStats>,
 }
 
 impl WorkerCtx {
@@ -85,7 +114,10 @@ pub(crate) fn worker(mut session: Session, ctx: &WorkerCtx, rx: &Mutex<Receiver<
             let first = match held.take() {
                 Some(j) => j,
                 None => match rx.recv() {
-                    Ok(j) => j,
+                    Ok(j) => {
+                        ctx.stats.queued.fetch_sub(1, Ordering::Relaxed);
+                        j
+                    }
                     Err(_) => return, // every sender dropped: the model was unloaded
                 },
             };
@@ -103,6 +135,9 @@ pub(crate) fn worker(mut session: Session, ctx: &WorkerCtx, rx: &Mutex<Receiver<
                         .map_err(|e| e == RecvTimeoutError::Disconnected),
                     _ => rx.try_recv().map_err(|e| e == TryRecvError::Disconnected),
                 };
+                if next.is_ok() {
+                    ctx.stats.queued.fetch_sub(1, Ordering::Relaxed);
+                }
                 match next {
                     Ok(j) => match text_job(&j) {
                         Some((k, n)) if k == kind && texts + n <= ctx.limits.max_batch => {
@@ -263,6 +298,10 @@ fn run_sorted(
             .collect();
         let batch = encoder.pad(&encs);
         let (shape, data) = run_tokens(session, ctx, &batch)?;
+        ctx.stats.record_run(batch.batch);
+        ctx.stats
+            .tokens
+            .fetch_add(batch.tokens as u64, Ordering::Relaxed);
         let outs = postprocess(ctx, kind, &batch, &shape, &data, rows, requests)?;
         for (&(r, t), o) in rows.iter().zip(outs) {
             requests[r].out[t] = Some(o);

@@ -1,0 +1,181 @@
+//! Prometheus text exposition: HTTP requests and latencies recorded here, model counters
+//! read from the core at scrape time.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::core::Core;
+use crate::core::worker::BATCH_BUCKETS;
+
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; LATENCY_BUCKETS.len() + 1],
+    sum: f64,
+    count: u64,
+}
+
+type Key = (String, String, u16);
+
+/// HTTP counters (route, model, status).
+#[derive(Default)]
+pub struct Metrics {
+    http: Mutex<BTreeMap<Key, Histogram>>,
+    extra: Mutex<Vec<Box<dyn Fn(&mut String) + Send + Sync>>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+/// Escapes a label value.
+pub fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Metrics {
+    /// Records one finished request.
+    pub fn observe(&self, route: &str, model: &str, status: u16, elapsed: Duration) {
+        let mut http = self.http.lock().unwrap_or_else(|e| e.into_inner());
+        let h = http
+            .entry((route.to_string(), model.to_string(), status))
+            .or_default();
+        let s = elapsed.as_secs_f64();
+        let i = LATENCY_BUCKETS
+            .iter()
+            .position(|&b| s <= b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        h.counts[i] += 1;
+        h.sum += s;
+        h.count += 1;
+    }
+
+    /// Adds a renderer for metrics owned elsewhere (e.g. the plugin host).
+    pub fn register(&self, f: impl Fn(&mut String) + Send + Sync + 'static) {
+        self.extra
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Box::new(f));
+    }
+
+    /// The exposition text.
+    pub fn render(&self, core: &Core) -> String {
+        let mut out = String::new();
+        let http = self.http.lock().unwrap_or_else(|e| e.into_inner());
+        out.push_str("# HELP llmos_http_requests_total HTTP requests by route, model and status.\n# TYPE llmos_http_requests_total counter\n");
+        for ((route, model, status), h) in http.iter() {
+            let _ = writeln!(
+                out,
+                "llmos_http_requests_total{{route=\"{}\",model=\"{}\",status=\"{status}\"}} {}",
+                label(route),
+                label(model),
+                h.count
+            );
+        }
+        // Latency per route and model (statuses merged).
+        let mut merged: BTreeMap<(String, String), Histogram> = BTreeMap::new();
+        for ((route, model, _), h) in http.iter() {
+            let m = merged.entry((route.clone(), model.clone())).or_default();
+            for (a, b) in m.counts.iter_mut().zip(h.counts) {
+                *a += b;
+            }
+            m.sum += h.sum;
+            m.count += h.count;
+        }
+        drop(http);
+        out.push_str("# HELP llmos_http_request_duration_seconds HTTP request latency.\n# TYPE llmos_http_request_duration_seconds histogram\n");
+        for ((route, model), h) in &merged {
+            let (route, model) = (label(route), label(model));
+            let mut cum = 0;
+            for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
+                cum += h.counts[i];
+                let _ = writeln!(
+                    out,
+                    "llmos_http_request_duration_seconds_bucket{{route=\"{route}\",model=\"{model}\",le=\"{b}\"}} {cum}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "llmos_http_request_duration_seconds_bucket{{route=\"{route}\",model=\"{model}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "llmos_http_request_duration_seconds_sum{{route=\"{route}\",model=\"{model}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "llmos_http_request_duration_seconds_count{{route=\"{route}\",model=\"{model}\"}} {}",
+                h.count
+            );
+        }
+
+        let models = core.loaded();
+        out.push_str("# HELP llmos_model_info Loaded models and the execution provider serving each.\n# TYPE llmos_model_info gauge\n");
+        for m in &models {
+            let _ = writeln!(
+                out,
+                "llmos_model_info{{model=\"{}\",task=\"{}\",provider=\"{}\"}} 1",
+                label(m.name()),
+                m.manifest.task.as_str(),
+                m.provider.serving
+            );
+        }
+        out.push_str("# HELP llmos_queue_depth Requests waiting for a model's inference threads.\n# TYPE llmos_queue_depth gauge\n");
+        for m in &models {
+            let _ = writeln!(
+                out,
+                "llmos_queue_depth{{model=\"{}\"}} {}",
+                label(m.name()),
+                m.stats.queued.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str("# HELP llmos_tokens_total Tokens processed by a model.\n# TYPE llmos_tokens_total counter\n");
+        for m in &models {
+            let _ = writeln!(
+                out,
+                "llmos_tokens_total{{model=\"{}\"}} {}",
+                label(m.name()),
+                m.stats.tokens.load(Ordering::Relaxed)
+            );
+        }
+        out.push_str("# HELP llmos_batch_size Rows per model run (coalesced requests).\n# TYPE llmos_batch_size histogram\n");
+        for m in &models {
+            let name = label(m.name());
+            let mut cum = 0;
+            for (i, b) in BATCH_BUCKETS.iter().enumerate() {
+                cum += m.stats.batch_rows[i].load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "llmos_batch_size_bucket{{model=\"{name}\",le=\"{b}\"}} {cum}"
+                );
+            }
+            cum += m.stats.batch_rows[BATCH_BUCKETS.len()].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "llmos_batch_size_bucket{{model=\"{name}\",le=\"+Inf\"}} {cum}"
+            );
+            let _ = writeln!(
+                out,
+                "llmos_batch_size_sum{{model=\"{name}\"}} {}",
+                m.stats.rows.load(Ordering::Relaxed)
+            );
+            let _ = writeln!(out, "llmos_batch_size_count{{model=\"{name}\"}} {cum}");
+        }
+        for f in self.extra.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            f(&mut out);
+        }
+        out
+    }
+}

@@ -1,0 +1,411 @@
+//! OpenAI-compatible routes (`/v1/models`, `/v1/embeddings`) and llmos task routes for what
+//! OpenAI has no shape for (`/v1/classify`, `/v1/entities`, `/v1/tokenize`, `/v1/detokenize`).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::api::error::ApiError;
+use crate::api::{ApiJson, AppState, ModelLabel, model};
+use crate::core::engine::Model;
+use crate::core::text::{Input, Truncation};
+
+/// The routes of this module.
+pub(crate) fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/v1/models", get(list_models))
+        .route("/v1/models/{id}", get(get_model))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/v1/classify", post(classify))
+        .route("/v1/entities", post(entities))
+        .route("/v1/tokenize", post(tokenize))
+        .route("/v1/detokenize", post(detokenize))
+        .route("/v1/completions", post(generation_reserved))
+        .route("/v1/chat/completions", post(generation_reserved))
+}
+
+fn model_json(state: &AppState, name: &str) -> Option<Value> {
+    let m = state.core.store.manifest(name).ok()?;
+    let loaded = state.core.get_loaded(name);
+    let info = loaded.as_ref().map(|l| l.info());
+    Some(json!({
+        "id": m.name,
+        "object": "model",
+        "created": state.started,
+        "owned_by": "llmos",
+        "task": m.task,
+        "description": m.description,
+        "license": m.license,
+        "attribution": m.attribution,
+        "loaded": loaded.is_some(),
+        "provider": info.as_ref().map(|i| i.provider.serving),
+        "providers_skipped": info.as_ref().map(|i| &i.provider.skipped),
+        "dimensions": info.as_ref().and_then(|i| i.dimensions),
+        "max_sequence_length": info.as_ref().and_then(|i| i.max_sequence_length),
+        "labels": info.as_ref().and_then(|i| i.labels.clone()),
+    }))
+}
+
+/// Loaded models first, then every other model whose files are pulled.
+async fn list_models(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let data: Vec<Value> = state
+        .core
+        .store
+        .manifests()
+        .filter(|m| state.core.get_loaded(&m.name).is_some() || state.core.store.is_pulled(&m.name))
+        .filter_map(|m| model_json(&state, &m.name))
+        .collect();
+    Json(json!({"object": "list", "data": data}))
+}
+
+async fn get_model(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    model_json(&state, &id).map(Json).ok_or_else(|| {
+        ApiError::model_not_found(format!(
+            "unknown model {id:?}; GET /v1/models lists the available ones"
+        ))
+    })
+}
+
+/// `input` as OpenAI accepts it: a string, strings, token ids, or lists of token ids.
+fn parse_input(v: Option<&Value>, allow_ids: bool) -> Result<Input, ApiError> {
+    let bad = |m: String| ApiError::invalid(Some("input".to_string()), m);
+    let accepted = if allow_ids {
+        "a string, an array of strings, an array of token ids, or an array of arrays of token ids"
+    } else {
+        "a string or an array of strings"
+    };
+    let Some(v) = v else {
+        return Err(bad(format!(
+            "missing required field `input`: give {accepted}"
+        )));
+    };
+    let ids = |a: &Value, at: String| -> Result<Vec<u32>, ApiError> {
+        a.as_array()
+            .ok_or_else(|| bad(format!("{at} must be an array of token ids")))?
+            .iter()
+            .map(|x| {
+                x.as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "{at} has {x}, which is not a token id (a non-negative integer)"
+                        ))
+                    })
+            })
+            .collect()
+    };
+    match v {
+        Value::String(s) => Ok(Input::Texts(vec![s.clone()])),
+        Value::Array(items) if items.is_empty() => Err(bad(format!("`input` is an empty array: give {accepted}"))),
+        Value::Array(items) => match &items[0] {
+            Value::String(_) => items
+                .iter()
+                .enumerate()
+                .map(|(i, x)| x.as_str().map(str::to_string).ok_or_else(|| bad(format!("input[{i}] is {x}, but input[0] is a string: every element must be a string"))))
+                .collect::<Result<_, _>>()
+                .map(Input::Texts),
+            Value::Number(_) if allow_ids => Ok(Input::TokenIds(vec![ids(v, "input".into())?])),
+            Value::Array(_) if allow_ids => items
+                .iter()
+                .enumerate()
+                .map(|(i, x)| ids(x, format!("input[{i}]")))
+                .collect::<Result<_, _>>()
+                .map(Input::TokenIds),
+            other => Err(bad(format!("input[0] is {other}: `input` must be {accepted}"))),
+        },
+        other => Err(bad(format!("`input` is {other}: it must be {accepted}"))),
+    }
+}
+
+fn truncation(body: &Value) -> Result<Truncation, ApiError> {
+    match body.get("truncate") {
+        None | Some(Value::Null) => Ok(Truncation::Error),
+        Some(Value::Bool(true)) => Ok(Truncation::Truncate),
+        Some(Value::Bool(false)) => Ok(Truncation::Error),
+        Some(other) => Err(ApiError::invalid(
+            Some("truncate".into()),
+            format!("`truncate` is {other}: it must be true or false"),
+        )),
+    }
+}
+
+fn model_name(body: &Value) -> Result<String, ApiError> {
+    match body.get("model") {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+        None => Err(ApiError::invalid(
+            Some("model".into()),
+            "missing required field `model`: give a model name (GET /v1/models lists them)",
+        )),
+        Some(other) => Err(ApiError::invalid(
+            Some("model".into()),
+            format!("`model` is {other}: it must be a model name string"),
+        )),
+    }
+}
+
+fn object(body: Value) -> Result<Value, ApiError> {
+    if body.is_object() {
+        Ok(body)
+    } else {
+        Err(ApiError::invalid(
+            None,
+            format!(
+                "the request body must be a JSON object, got {}",
+                kind(&body)
+            ),
+        ))
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn usage(tokens: usize) -> Value {
+    json!({"prompt_tokens": tokens, "total_tokens": tokens})
+}
+
+fn with_model(resp: impl IntoResponse, m: &Model) -> Response {
+    (Extension(ModelLabel(m.name().to_string())), resp).into_response()
+}
+
+async fn embeddings(
+    State(state): State<Arc<AppState>>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Response, ApiError> {
+    let body = object(body)?;
+    let name = model_name(&body)?;
+    let input = parse_input(body.get("input"), true)?;
+    let policy = truncation(&body)?;
+    let base64 = match body.get("encoding_format") {
+        None | Some(Value::Null) => false,
+        Some(Value::String(s)) if s == "float" => false,
+        Some(Value::String(s)) if s == "base64" => true,
+        Some(other) => {
+            return Err(ApiError::invalid(
+                Some("encoding_format".into()),
+                format!("`encoding_format` is {other}: accepted are \"float\" and \"base64\""),
+            ));
+        }
+    };
+    let m = model(&state, &name).await?;
+    if let Some(d) = body.get("dimensions").filter(|d| !d.is_null()) {
+        let native = m.dimensions();
+        if d.as_u64().map(|d| d as usize) != native {
+            return Err(ApiError::invalid(
+                Some("dimensions".into()),
+                format!(
+                    "model {name} produces {} dimensions and is not trained to be shortened; `dimensions` must be {} or omitted (got {d})",
+                    native.map_or("no".into(), |n| n.to_string()),
+                    native.map_or("absent".into(), |n| n.to_string())
+                ),
+            ));
+        }
+    }
+    let out = m.embed_input(input, policy)?.recv().await?;
+    let data: Vec<Value> = out
+        .vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let embedding = if base64 {
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(v)
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
+        .collect();
+    Ok(with_model(
+        Json(json!({"object": "list", "data": data, "model": name, "usage": usage(out.tokens)})),
+        &m,
+    ))
+}
+
+async fn classify(
+    State(state): State<Arc<AppState>>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Response, ApiError> {
+    let body = object(body)?;
+    let name = model_name(&body)?;
+    let input = parse_input(body.get("input"), true)?;
+    let policy = truncation(&body)?;
+    let m = model(&state, &name).await?;
+    let out = m.classify_input(input, policy)?.recv().await?;
+    let data: Vec<Value> = out
+        .scores
+        .iter()
+        .enumerate()
+        .map(|(i, s)| json!({"object": "classification", "index": i, "label": s[0].label, "score": s[0].score, "scores": s}))
+        .collect();
+    Ok(with_model(
+        Json(json!({"object": "list", "data": data, "model": name, "usage": usage(out.tokens)})),
+        &m,
+    ))
+}
+
+async fn entities(
+    State(state): State<Arc<AppState>>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Response, ApiError> {
+    let body = object(body)?;
+    let name = model_name(&body)?;
+    let Input::Texts(texts) = parse_input(body.get("input"), false)? else {
+        unreachable!("token ids are not accepted here")
+    };
+    let policy = truncation(&body)?;
+    let m = model(&state, &name).await?;
+    let out = m.entities(texts, policy)?.recv().await?;
+    let data: Vec<Value> = out
+        .entities
+        .iter()
+        .enumerate()
+        .map(|(i, e)| json!({"object": "entities", "index": i, "entities": e}))
+        .collect();
+    Ok(with_model(
+        Json(json!({"object": "list", "data": data, "model": name, "usage": usage(out.tokens)})),
+        &m,
+    ))
+}
+
+fn bool_field(body: &Value, name: &str, default: bool) -> Result<bool, ApiError> {
+    match body.get(name) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(ApiError::invalid(
+            Some(name.into()),
+            format!("`{name}` is {other}: it must be true or false"),
+        )),
+    }
+}
+
+async fn tokenize(
+    State(state): State<Arc<AppState>>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Response, ApiError> {
+    let body = object(body)?;
+    let name = model_name(&body)?;
+    let Input::Texts(texts) = parse_input(body.get("input"), false)? else {
+        unreachable!("token ids are not accepted here")
+    };
+    let special = bool_field(&body, "add_special_tokens", true)?;
+    let m = model(&state, &name).await?;
+    let m2 = m.clone();
+    // Tokenising is CPU work: keep it off the async executor.
+    let rows = tokio::task::spawn_blocking(move || {
+        let enc = m2.encoder.as_ref().ok_or_else(|| {
+            ApiError::invalid(
+                Some("model".into()),
+                format!("model {} has no tokenizer", m2.name()),
+            )
+        })?;
+        texts
+            .iter()
+            .map(|t| {
+                enc.ids(t, special)
+                    .map_err(|e| ApiError::invalid(Some("input".into()), e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            e.to_string(),
+        )
+    })??;
+    let data: Vec<Value> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, ids)| json!({"index": i, "ids": ids, "count": ids.len()}))
+        .collect();
+    Ok(with_model(
+        Json(json!({"object": "list", "data": data, "model": name})),
+        &m,
+    ))
+}
+
+async fn detokenize(
+    State(state): State<Arc<AppState>>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Response, ApiError> {
+    let body = object(body)?;
+    let name = model_name(&body)?;
+    let ids = match parse_input(body.get("ids"), true).map_err(|e| ApiError {
+        param: Some("ids".into()),
+        message: e.message.replace("`input`", "`ids`"),
+        ..e
+    })? {
+        Input::TokenIds(ids) => ids,
+        Input::Texts(_) => {
+            return Err(ApiError::invalid(
+                Some("ids".into()),
+                "`ids` must be an array of token ids or an array of arrays of token ids",
+            ));
+        }
+    };
+    let skip = bool_field(&body, "skip_special_tokens", false)?;
+    let m = model(&state, &name).await?;
+    let m2 = m.clone();
+    let texts = tokio::task::spawn_blocking(move || {
+        let enc = m2.encoder.as_ref().ok_or_else(|| {
+            ApiError::invalid(
+                Some("model".into()),
+                format!("model {} has no tokenizer", m2.name()),
+            )
+        })?;
+        ids.iter()
+            .map(|row| {
+                enc.decode(row, skip)
+                    .map_err(|e| ApiError::invalid(Some("ids".into()), e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            e.to_string(),
+        )
+    })??;
+    let data: Vec<Value> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| json!({"index": i, "text": t}))
+        .collect();
+    Ok(with_model(
+        Json(json!({"object": "list", "data": data, "model": name})),
+        &m,
+    ))
+}
+
+/// Reserved for the text-generation issue: answers with an OpenAI error that says so.
+async fn generation_reserved() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        "no text-generation model is available in this llmos build: completions and chat \
+         completions arrive with text generation; embeddings, classify, entities and \
+         tokenize are served now (GET /v1/models)",
+    )
+    .with_code("generation_unavailable")
+}

@@ -12,4 +12,14 @@ if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx w
   rustup target add wasm32-wasip2   # plugins are WebAssembly components
 fi
 
+# Real client libraries for the compatibility tests (OpenAI's and Triton's), in a venv
+# cached outside the checkout; created once, reused afterwards.
+pyenv="${LLMOS_CACHE:-$HOME/.cache/llmos}/test-pyenv"
+if ! "$pyenv/bin/python" -c 'import openai, tritonclient.http, numpy' 2>/dev/null; then
+  python3 -m venv "$pyenv"
+  "$pyenv/bin/pip" install -q --disable-pip-version-check \
+    'openai==3.57.0' 'tritonclient[http]==2.73.0' 'numpy==2.4.6'
+fi
+export LLMOS_TEST_PYTHON="$pyenv/bin/python"
+
 cargo test --workspace --locked "$@"

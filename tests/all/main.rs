@@ -8,3 +8,5 @@ mod support;
 mod core_errors;
 mod core_models;
 mod core_real_models;
+
+mod api_openai;

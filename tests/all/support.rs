@@ -162,3 +162,75 @@ pub fn floats(v: &Value) -> Vec<f64> {
         .map(|x| x.as_f64().unwrap())
         .collect()
 }
+
+/// A running `llmos serve` on a free loopback port; killed on drop.
+pub struct Server {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+}
+
+impl Home {
+    /// Starts `llmos serve --listen 127.0.0.1:0 ARGS` and waits until it listens.
+    pub fn serve(&self, args: &[&str]) -> Server {
+        use std::io::BufRead;
+        let mut all = vec!["serve", "--listen", "127.0.0.1:0"];
+        all.extend(args);
+        let mut child = self
+            .cmd(&all)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("llmos listening on ")
+            .unwrap_or_else(|| {
+                let _ = child.kill();
+                panic!("llmos serve did not start: first line {line:?}")
+            })
+            .to_string();
+        Server { child, url }
+    }
+}
+
+impl Server {
+    /// `url + path`.
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// Stops with SIGTERM and returns whether it exited cleanly (status 0).
+    pub fn terminate(mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let ok = self.child.wait().map(|s| s.success()).unwrap_or(false);
+        std::mem::forget(self);
+        ok
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The Python with the real client libraries (`openai`, `tritonclient`), set up by
+/// scripts/test.sh. Fails the test, saying how to get it, when it is missing.
+pub fn client_python() -> PathBuf {
+    if let Some(p) = std::env::var_os("LLMOS_TEST_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let p = repo().join("target/pyenv/bin/python");
+    assert!(
+        p.exists(),
+        "the client-library tests need Python with openai and tritonclient: run ./scripts/test.sh \
+         (it creates that environment and sets LLMOS_TEST_PYTHON)"
+    );
+    p
+}

@@ -211,7 +211,12 @@ pub fn register(
                         reason,
                     });
                 }
-                tracing::warn!(provider = %kind, %reason, "execution provider skipped");
+                // Absent from this build: expected on CPU machines. Refused: a real problem.
+                if reason.starts_with("ONNX Runtime refused") {
+                    tracing::warn!(provider = %kind, %reason, "execution provider skipped");
+                } else {
+                    tracing::info!(provider = %kind, %reason, "execution provider skipped");
+                }
                 skipped.push(SkippedProvider {
                     provider: kind,
                     reason,

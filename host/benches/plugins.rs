@@ -8,7 +8,7 @@
 //!   contrast, with an empty cache (compilation).
 
 #[path = "../../tests/all/common.rs"]
-#[allow(dead_code, unreachable_pub)]
+#[allow(unreachable_pub)]
 mod common;
 
 use std::time::{Duration, Instant};
@@ -52,7 +52,10 @@ fn main() {
         host.preprocess_here("test-echo", &req).unwrap();
         cold.push(t.elapsed());
     }
-    row("cold start, precompiled cache (open host + load + first call)", cold);
+    row(
+        "cold start, precompiled cache (open host + load + first call)",
+        cold,
+    );
 
     let host = PluginHost::open(home, common::settings(), None).unwrap();
     let bytes = std::fs::read(common::wasm("testing/echo")).unwrap();
@@ -63,7 +66,10 @@ fn main() {
         host.cache().load(host.engine(), &bytes, &sha).unwrap();
         load.push(t.elapsed());
     }
-    row("component load from the precompiled cache (verify + deserialise)", load);
+    row(
+        "component load from the precompiled cache (verify + deserialise)",
+        load,
+    );
     let mut compile = Vec::new();
     for _ in 0..3 {
         let t = Instant::now();

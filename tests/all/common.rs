@@ -85,7 +85,11 @@ impl InferenceBackend for FakeModels {
             .collect())
     }
 
-    fn classify(&self, model: &str, texts: &[String]) -> Result<Vec<Vec<LabelScore>>, InferenceError> {
+    fn classify(
+        &self,
+        model: &str,
+        texts: &[String],
+    ) -> Result<Vec<Vec<LabelScore>>, InferenceError> {
         if model != "minilm" {
             return Err(InferenceError::UnknownModel(model.into()));
         }
@@ -94,8 +98,14 @@ impl InferenceBackend for FakeModels {
             .map(|t| {
                 let pos = if t.contains("good") { 0.9 } else { 0.2 };
                 let mut v = vec![
-                    LabelScore { label: "positive".into(), score: pos },
-                    LabelScore { label: "negative".into(), score: 1.0 - pos },
+                    LabelScore {
+                        label: "positive".into(),
+                        score: pos,
+                    },
+                    LabelScore {
+                        label: "negative".into(),
+                        score: 1.0 - pos,
+                    },
                 ];
                 v.sort_by(|a, b| b.score.total_cmp(&a.score));
                 v
@@ -143,7 +153,12 @@ pub(crate) fn host() -> (tempfile::TempDir, PluginHost) {
 }
 
 /// Installs the plugin in `dir` with grants and config; returns its name.
-pub(crate) fn install(host: &PluginHost, dir: &str, grants: &[&str], config: &[(&str, &str)]) -> String {
+pub(crate) fn install(
+    host: &PluginHost,
+    dir: &str,
+    grants: &[&str],
+    config: &[(&str, &str)],
+) -> String {
     let req = InstallRequest {
         component: wasm(dir),
         manifest: Some(manifest(dir)),
@@ -216,13 +231,15 @@ pub(crate) fn serve() -> TestServer {
                 .lines()
                 .find_map(|l| {
                     let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
                 })
                 .unwrap_or(0usize);
             let mut body = vec![0; len];
             let _ = reader.read_exact(&mut body);
             let _ = tx.send((head, String::from_utf8_lossy(&body).into_owned()));
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
         }
     });
     TestServer {

@@ -35,10 +35,17 @@ fn refuses_what_is_not_a_component() {
     let m = manifest("testing/echo");
     let module = write(d.path(), "core.wasm", b"\0asm\x01\0\0\0");
     let e = err(&host, &req(module, m.clone()));
-    assert!(e.contains("core WebAssembly module, not a component"), "{e}");
+    assert!(
+        e.contains("core WebAssembly module, not a component"),
+        "{e}"
+    );
     let junk = write(d.path(), "junk.wasm", b"hello world");
     assert!(err(&host, &req(junk, m.clone())).contains("is not WebAssembly"));
-    let txt = write(d.path(), "echo.txt", &std::fs::read(wasm("testing/echo")).unwrap());
+    let txt = write(
+        d.path(),
+        "echo.txt",
+        &std::fs::read(wasm("testing/echo")).unwrap(),
+    );
     assert!(err(&host, &req(txt, m)).contains("expected a .wasm file"));
 }
 
@@ -59,7 +66,10 @@ fn refuses_a_digest_mismatch_and_accepts_the_right_one() {
     let (_d, host) = host();
     let mut r = req(wasm("testing/echo"), manifest("testing/echo"));
     r.sha256 = Some("00".repeat(32));
-    assert!(matches!(registry::install(&host, &r), Err(PluginError::Digest { .. })));
+    assert!(matches!(
+        registry::install(&host, &r),
+        Err(PluginError::Digest { .. })
+    ));
     r.sha256 = Some(sha256_hex(&std::fs::read(wasm("testing/echo")).unwrap()).to_uppercase());
     registry::install(&host, &r).unwrap();
 }
@@ -86,7 +96,9 @@ fn refuses_paths_outside_the_allowed_folder_and_oversized_components() {
     {
         let link = root.join("link.wasm");
         std::os::unix::fs::symlink(wasm("testing/echo"), &link).unwrap();
-        assert!(err(&host, &req(link, manifest("testing/echo"))).contains("outside the allowed folder"));
+        assert!(
+            err(&host, &req(link, manifest("testing/echo"))).contains("outside the allowed folder")
+        );
     }
     let inside = root.join("echo.wasm");
     std::fs::copy(wasm("testing/echo"), &inside).unwrap();
@@ -101,12 +113,19 @@ fn refuses_paths_outside_the_allowed_folder_and_oversized_components() {
 fn refuses_bad_manifests_and_duplicates() {
     let (d, host) = host();
     let text = std::fs::read_to_string(manifest("testing/echo")).unwrap();
-    let m = write(d.path(), "m.toml", format!("{text}\npermissions = []\n").as_bytes());
+    let m = write(
+        d.path(),
+        "m.toml",
+        format!("{text}\npermissions = []\n").as_bytes(),
+    );
     let e = err(&host, &req(wasm("testing/echo"), m));
     assert!(e.contains("permissions"), "{e}");
     install(&host, "testing/echo", &[], &[]);
     let e = err(&host, &req(wasm("testing/echo"), manifest("testing/echo")));
-    assert!(e.contains("already installed") && e.contains("upgrade"), "{e}");
+    assert!(
+        e.contains("already installed") && e.contains("upgrade"),
+        "{e}"
+    );
     // A required config value must be given at install.
     let e = err(&host, &req(wasm("webhook"), manifest("webhook")));
     assert!(e.contains("needs config url"), "{e}");
@@ -119,7 +138,10 @@ fn upgrade_shows_the_difference_and_new_capabilities_need_a_grant() {
     let v2 = std::fs::read_to_string(manifest("testing/probe"))
         .unwrap()
         .replace("version = \"0.1.0\"", "version = \"0.2.0\"")
-        .replace("\"inference:minilm\"", "\"inference:minilm\", \"inference:pii-ner\"");
+        .replace(
+            "\"inference:minilm\"",
+            "\"inference:minilm\", \"inference:pii-ner\"",
+        );
     let m2 = write(d.path(), "v2.toml", v2.as_bytes());
     let mut r = req(wasm("testing/probe"), m2);
     let rep = registry::upgrade(&host, &p, &r).unwrap();
@@ -127,10 +149,14 @@ fn upgrade_shows_the_difference_and_new_capabilities_need_a_grant() {
     assert_eq!(rep.added.to_string(), "inference:pii-ner");
     assert!(rep.removed.is_empty());
     assert_eq!(rep.record.granted.to_string(), "kv inference:minilm");
-    let out = host.preprocess(&p, request(&["entities pii-ner Alice", "embed minilm x"])).unwrap();
+    let out = host
+        .preprocess(&p, request(&["entities pii-ner Alice", "embed minilm x"]))
+        .unwrap();
     assert_eq!(out, ["err:denied:inference:pii-ner", "ok:4"]);
     registry::grant(&host, &p, &["inference:pii-ner".into()]).unwrap();
-    let out = host.preprocess(&p, request(&["entities pii-ner Alice"])).unwrap();
+    let out = host
+        .preprocess(&p, request(&["entities pii-ner Alice"]))
+        .unwrap();
     assert_eq!(out, ["ok:[\"PER\"]"]);
 
     // v3 drops inference:minilm: its grant goes with it.
@@ -151,23 +177,42 @@ fn disable_enable_configure_remove() {
     let p = install(&host, "testing/probe", &["kv"], &[]);
     host.preprocess(&p, request(&["kv.set a 1"])).unwrap();
     registry::set_enabled(&host, &p, false).unwrap();
-    assert!(matches!(host.preprocess(&p, request(&["x"])), Err(PluginError::Disabled(_))));
+    assert!(matches!(
+        host.preprocess(&p, request(&["x"])),
+        Err(PluginError::Disabled(_))
+    ));
     registry::set_enabled(&host, &p, true).unwrap();
-    assert_eq!(host.preprocess(&p, request(&["kv.get a"])).unwrap(), ["ok:Some(\"1\")"]);
+    assert_eq!(
+        host.preprocess(&p, request(&["kv.get a"])).unwrap(),
+        ["ok:Some(\"1\")"]
+    );
 
     let n = install(&host, "normalize", &[], &[]);
     let mut change = std::collections::BTreeMap::new();
     change.insert("trim".to_string(), Some("maybe".to_string()));
-    let e = registry::configure(&host, &n, &change).unwrap_err().to_string();
+    let e = registry::configure(&host, &n, &change)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("expected true or false"), "{e}");
     change.insert("trim".to_string(), Some("false".to_string()));
     registry::configure(&host, &n, &change).unwrap();
-    assert_eq!(host.preprocess(&n, request(&["  a  b "])).unwrap(), [" a b "]);
+    assert_eq!(
+        host.preprocess(&n, request(&["  a  b "])).unwrap(),
+        [" a b "]
+    );
 
     let rec = registry::remove(&host, &p).unwrap();
     assert!(!rec.component_path(host.home()).exists());
-    assert!(host.store().keys(Tree::PluginKv, b"test-probe\0", 10).unwrap().is_empty());
-    assert!(matches!(host.preprocess(&p, request(&["x"])), Err(PluginError::NotInstalled(_))));
+    assert!(
+        host.store()
+            .keys(Tree::PluginKv, b"test-probe\0", 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        host.preprocess(&p, request(&["x"])),
+        Err(PluginError::NotInstalled(_))
+    ));
 }
 
 #[test]
@@ -209,14 +254,39 @@ fn cli_functions_install_grant_info_list_disable_remove() {
         home,
     )
     .unwrap();
-    run(PluginCommand::Grant { name: "test-probe".into(), caps: vec!["secret:token".into()] }, home).unwrap();
-    let e = run(PluginCommand::Grant { name: "test-probe".into(), caps: vec!["fs:/".into()] }, home)
-        .unwrap_err()
-        .to_string();
+    run(
+        PluginCommand::Grant {
+            name: "test-probe".into(),
+            caps: vec!["secret:token".into()],
+        },
+        home,
+    )
+    .unwrap();
+    let e = run(
+        PluginCommand::Grant {
+            name: "test-probe".into(),
+            caps: vec!["fs:/".into()],
+        },
+        home,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("invalid capability"), "{e}");
-    run(PluginCommand::Info { name: "test-probe".into() }, home).unwrap();
+    run(
+        PluginCommand::Info {
+            name: "test-probe".into(),
+        },
+        home,
+    )
+    .unwrap();
     run(PluginCommand::List, home).unwrap();
-    run(PluginCommand::Disable { name: "test-probe".into() }, home).unwrap();
+    run(
+        PluginCommand::Disable {
+            name: "test-probe".into(),
+        },
+        home,
+    )
+    .unwrap();
     run(PluginCommand::Audit, home).unwrap();
     {
         let host = PluginHost::open(home, settings(), None).unwrap();
@@ -224,7 +294,20 @@ fn cli_functions_install_grant_info_list_disable_remove() {
         assert!(!rec.enabled);
         assert_eq!(rec.granted.to_string(), "kv secret:token");
     }
-    run(PluginCommand::Remove { name: "test-probe".into() }, home).unwrap();
-    let e = run(PluginCommand::Info { name: "test-probe".into() }, home).unwrap_err().to_string();
+    run(
+        PluginCommand::Remove {
+            name: "test-probe".into(),
+        },
+        home,
+    )
+    .unwrap();
+    let e = run(
+        PluginCommand::Info {
+            name: "test-probe".into(),
+        },
+        home,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("not installed"), "{e}");
 }

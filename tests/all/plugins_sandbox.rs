@@ -16,11 +16,19 @@ fn echo_still_works(host: &PluginHost, echo: &str) {
 fn expect_limit(r: Result<Vec<String>, PluginError>, plugin: &str, kind: LimitKind) -> String {
     match r {
         Err(e @ PluginError::Limit { .. }) => {
-            let PluginError::Limit { plugin: p, kind: k, .. } = &e else { unreachable!() };
+            let PluginError::Limit {
+                plugin: p, kind: k, ..
+            } = &e
+            else {
+                unreachable!()
+            };
             assert_eq!(p, plugin);
             assert_eq!(*k, kind, "{e}");
             let msg = e.to_string();
-            assert!(msg.contains(plugin) && msg.contains(&kind.to_string()), "{msg}");
+            assert!(
+                msg.contains(plugin) && msg.contains(&kind.to_string()),
+                "{msg}"
+            );
             msg
         }
         other => panic!("expected a {kind} limit error from {plugin}, got {other:?}"),
@@ -33,9 +41,17 @@ fn infinite_loop_is_stopped_by_the_time_limit() {
     let spin = install(&host, "testing/spin", &[], &[]);
     let echo = install(&host, "testing/echo", &[], &[]);
     let t = Instant::now();
-    let msg = expect_limit(host.preprocess(&spin, request(&["x"])), &spin, LimitKind::Time);
+    let msg = expect_limit(
+        host.preprocess(&spin, request(&["x"])),
+        &spin,
+        LimitKind::Time,
+    );
     assert!(msg.contains("100 ms"), "{msg}");
-    assert!(t.elapsed() < Duration::from_secs(2), "took {:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t.elapsed()
+    );
     echo_still_works(&host, &echo);
 }
 
@@ -44,11 +60,19 @@ fn memory_bomb_is_stopped_by_the_memory_limit() {
     let (_d, host) = host();
     let bomb = install(&host, "testing/membomb", &[], &[]);
     let echo = install(&host, "testing/echo", &[], &[]);
-    let msg = expect_limit(host.preprocess(&bomb, request(&["x"])), &bomb, LimitKind::Memory);
+    let msg = expect_limit(
+        host.preprocess(&bomb, request(&["x"])),
+        &bomb,
+        LimitKind::Memory,
+    );
     assert!(msg.contains("64 MiB"), "{msg}");
     echo_still_works(&host, &echo);
     // The pool slot is reusable: the bomb is contained the same way again.
-    expect_limit(host.preprocess(&bomb, request(&["x"])), &bomb, LimitKind::Memory);
+    expect_limit(
+        host.preprocess(&bomb, request(&["x"])),
+        &bomb,
+        LimitKind::Memory,
+    );
     echo_still_works(&host, &echo);
 }
 
@@ -57,7 +81,11 @@ fn deep_recursion_is_stopped_by_the_stack_limit() {
     let (_d, host) = host();
     let rec = install(&host, "testing/recurse", &[], &[]);
     let echo = install(&host, "testing/echo", &[], &[]);
-    expect_limit(host.preprocess(&rec, request(&["x"])), &rec, LimitKind::Stack);
+    expect_limit(
+        host.preprocess(&rec, request(&["x"])),
+        &rec,
+        LimitKind::Stack,
+    );
     echo_still_works(&host, &echo);
 }
 
@@ -80,7 +108,11 @@ fn huge_output_is_refused_by_the_output_limit() {
     let (_d, host) = host();
     let huge = install(&host, "testing/hugeout", &[], &[]);
     let echo = install(&host, "testing/echo", &[], &[]);
-    let msg = expect_limit(host.preprocess(&huge, request(&["x"])), &huge, LimitKind::Output);
+    let msg = expect_limit(
+        host.preprocess(&huge, request(&["x"])),
+        &huge,
+        LimitKind::Output,
+    );
     assert!(msg.contains("1048576 bytes allowed"), "{msg}");
     echo_still_works(&host, &echo);
 }
@@ -108,7 +140,10 @@ fn the_filesystem_is_not_reachable() {
     let file = dir.path().join("host-secret.txt");
     std::fs::write(&file, "do not read").unwrap();
     let out = host
-        .preprocess(&fsread, request(&[file.to_str().unwrap(), "/etc/passwd", "master.key"]))
+        .preprocess(
+            &fsread,
+            request(&[file.to_str().unwrap(), "/etc/passwd", "master.key"]),
+        )
         .unwrap();
     for o in &out {
         assert!(o.starts_with("error:"), "the plugin could read a file: {o}");

@@ -27,7 +27,9 @@ fn normalize_nfkc_controls_and_whitespace() {
     let mut keep = std::collections::BTreeMap::new();
     keep.insert("keep_newlines".to_string(), Some("true".to_string()));
     registry::configure(&host, &n, &keep).unwrap();
-    let out = host.preprocess(&n, request(&["a  b\n\n\n\nc \n d"])).unwrap();
+    let out = host
+        .preprocess(&n, request(&["a  b\n\n\n\nc \n d"]))
+        .unwrap();
     assert_eq!(out, ["a b\n\nc\nd"]);
 }
 
@@ -53,9 +55,15 @@ fn pii_redact_uses_the_ner_model_only_when_granted_and_a_fixed_mask() {
     let p = install(&host, "pii-redact", &[], &[("replacement", "***")]);
     let text = "Alice met Bob in Berlin, alice@example.org";
     // Not granted: patterns only (the plugin handles `denied` and degrades).
-    assert_eq!(host.preprocess(&p, request(&[text])).unwrap(), ["Alice met Bob in Berlin, ***"]);
+    assert_eq!(
+        host.preprocess(&p, request(&[text])).unwrap(),
+        ["Alice met Bob in Berlin, ***"]
+    );
     registry::grant(&host, &p, &["inference:pii-ner".into()]).unwrap();
-    assert_eq!(host.preprocess(&p, request(&[text])).unwrap(), ["*** met *** in ***, ***"]);
+    assert_eq!(
+        host.preprocess(&p, request(&[text])).unwrap(),
+        ["*** met *** in ***, ***"]
+    );
     // require_ner with the model denied fails the request with the plugin's typed error.
     registry::revoke(&host, &p, &["inference:pii-ner".into()]).unwrap();
     let mut c = std::collections::BTreeMap::new();
@@ -92,17 +100,35 @@ fn content_policy_request_rules() {
         r.context.key_id = key.map(Into::into);
         host.check_request(&p, r).unwrap()
     };
-    assert_eq!(check(&["hello"], "minilm", Some("key-a")), RequestVerdict::Allow);
+    assert_eq!(
+        check(&["hello"], "minilm", Some("key-a")),
+        RequestVerdict::Allow
+    );
     let deny = |v: RequestVerdict, needle: &str| match v {
         RequestVerdict::Deny(reason) => assert!(reason.contains(needle), "{reason}"),
         other => panic!("expected deny({needle}), got {other:?}"),
     };
-    deny(check(&["this is Forbidden."], "minilm", Some("key-a")), "\"forbidden\"");
+    deny(
+        check(&["this is Forbidden."], "minilm", Some("key-a")),
+        "\"forbidden\"",
+    );
     deny(check(&["a TOP  secret"], "minilm", Some("key-a")), "");
-    assert_eq!(check(&["unforbiddenness"], "minilm", Some("key-a")), RequestVerdict::Allow);
-    deny(check(&["my ssn: 123-45-6789"], "minilm", Some("key-a")), "pattern");
-    deny(check(&[&"x".repeat(41)], "minilm", Some("key-a")), "limit is 40");
-    deny(check(&["hi"], "minilm", Some("key-b")), "not allowed for key-b");
+    assert_eq!(
+        check(&["unforbiddenness"], "minilm", Some("key-a")),
+        RequestVerdict::Allow
+    );
+    deny(
+        check(&["my ssn: 123-45-6789"], "minilm", Some("key-a")),
+        "pattern",
+    );
+    deny(
+        check(&[&"x".repeat(41)], "minilm", Some("key-a")),
+        "limit is 40",
+    );
+    deny(
+        check(&["hi"], "minilm", Some("key-b")),
+        "not allowed for key-b",
+    );
     deny(check(&["hi"], "minilm", None), "unauthenticated");
     assert_eq!(check(&["hi"], "bert", None), RequestVerdict::Allow);
 }
@@ -116,16 +142,21 @@ fn content_policy_response_deny_and_redact() {
         inputs: vec!["q".into()],
         output_json: json.into(),
     };
-    assert_eq!(host.check_response(&p, resp(r#"{"label":"ok"}"#)).unwrap(), ResponseVerdict::Allow);
+    assert_eq!(
+        host.check_response(&p, resp(r#"{"label":"ok"}"#)).unwrap(),
+        ResponseVerdict::Allow
+    );
     assert!(matches!(
-        host.check_response(&p, resp(r#"{"label":"Internal"}"#)).unwrap(),
+        host.check_response(&p, resp(r#"{"label":"Internal"}"#))
+            .unwrap(),
         ResponseVerdict::Deny(_)
     ));
     let mut c = std::collections::BTreeMap::new();
     c.insert("response_action".to_string(), Some("redact".to_string()));
     registry::configure(&host, &p, &c).unwrap();
     assert_eq!(
-        host.check_response(&p, resp(r#"{"label":"internal"}"#)).unwrap(),
+        host.check_response(&p, resp(r#"{"label":"internal"}"#))
+            .unwrap(),
         ResponseVerdict::Modify(r#"{"label":"***"}"#.into())
     );
 }
@@ -148,18 +179,35 @@ fn webhook_posts_only_to_a_granted_host() {
 
     // Not granted: the plugin's call fails, and the server sees no connection at all.
     let e = host.deliver(&w, event()).unwrap_err().to_string();
-    assert!(e.contains("webhook") && e.contains("HttpRequestDenied"), "{e}");
+    assert!(
+        e.contains("webhook") && e.contains("HttpRequestDenied"),
+        "{e}"
+    );
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(server.connections.load(Ordering::SeqCst), 0);
 
     // Granted, with the token secret.
-    registry::grant(&host, &w, &[format!("http:127.0.0.1:{}", server.addr.port()), "secret:token".into()])
-        .unwrap();
+    registry::grant(
+        &host,
+        &w,
+        &[
+            format!("http:127.0.0.1:{}", server.addr.port()),
+            "secret:token".into(),
+        ],
+    )
+    .unwrap();
     registry::set_secret(&host, &w, "token", "t0k").unwrap();
     host.deliver(&w, event()).unwrap();
-    let (head, body) = server.requests.recv_timeout(Duration::from_secs(5)).unwrap();
+    let (head, body) = server
+        .requests
+        .recv_timeout(Duration::from_secs(5))
+        .unwrap();
     assert!(head.starts_with("POST /events HTTP/1.1"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("authorization: bearer t0k"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("authorization: bearer t0k"),
+        "{head}"
+    );
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["kind"], "inference.finished");
     assert_eq!(json["model"], "minilm");
@@ -178,9 +226,22 @@ fn pipeline_chains_plugins_and_integrations_never_fail_the_response() {
     let server = serve();
     install(&host, "normalize", &[], &[]);
     install(&host, "pii-redact", &[], &[]);
-    install(&host, "content-policy", &[], &[("denied_terms", "forbidden"), ("response_denied_terms", "secret")]);
+    install(
+        &host,
+        "content-policy",
+        &[],
+        &[
+            ("denied_terms", "forbidden"),
+            ("response_denied_terms", "secret"),
+        ],
+    );
     // The webhook is not granted its host: the pipeline must still succeed.
-    install(&host, "webhook", &[], &[("url", &format!("http://{}/", server.addr))]);
+    install(
+        &host,
+        "webhook",
+        &[],
+        &[("url", &format!("http://{}/", server.addr))],
+    );
     let chain = Chain {
         preprocessors: vec!["normalize".into(), "pii-redact".into()],
         request_policies: vec!["content-policy".into()],
@@ -188,10 +249,16 @@ fn pipeline_chains_plugins_and_integrations_never_fail_the_response() {
         integrations: vec!["webhook".into()],
     };
     let mut seen = Vec::new();
-    let out = pipeline::run(&host, &chain, ctx("minilm"), vec!["  write to ｂｏｂ@example.com ".into()], |inputs| {
-        seen = inputs.to_vec();
-        Ok(serde_json::json!({ "echo": inputs }))
-    })
+    let out = pipeline::run(
+        &host,
+        &chain,
+        ctx("minilm"),
+        vec!["  write to ｂｏｂ@example.com ".into()],
+        |inputs| {
+            seen = inputs.to_vec();
+            Ok(serde_json::json!({ "echo": inputs }))
+        },
+    )
     .unwrap();
     assert_eq!(seen, ["write to [EMAIL]"]);
     assert_eq!(
@@ -201,20 +268,54 @@ fn pipeline_chains_plugins_and_integrations_never_fail_the_response() {
             output: serde_json::json!({ "echo": ["write to [EMAIL]"] }),
         }
     );
-    let denied = pipeline::run(&host, &chain, ctx("minilm"), vec!["forbidden".into()], |_| {
-        panic!("a denied request must not reach inference")
-    })
+    let denied = pipeline::run(
+        &host,
+        &chain,
+        ctx("minilm"),
+        vec!["forbidden".into()],
+        |_| panic!("a denied request must not reach inference"),
+    )
     .unwrap();
-    assert!(matches!(denied, Outcome::Denied { stage: "request", .. }), "{denied:?}");
+    assert!(
+        matches!(
+            denied,
+            Outcome::Denied {
+                stage: "request",
+                ..
+            }
+        ),
+        "{denied:?}"
+    );
     let denied = pipeline::run(&host, &chain, ctx("minilm"), vec!["ok".into()], |_| {
         Ok(serde_json::json!({"text": "a secret"}))
     })
     .unwrap();
-    assert!(matches!(denied, Outcome::Denied { stage: "response", .. }), "{denied:?}");
+    assert!(
+        matches!(
+            denied,
+            Outcome::Denied {
+                stage: "response",
+                ..
+            }
+        ),
+        "{denied:?}"
+    );
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(server.connections.load(Ordering::SeqCst), 0);
 
     // An unused-plugin check: the integration is a different world than a preprocessor.
-    let e = host.preprocess("webhook", Request { context: ctx("m"), inputs: vec![] }).unwrap_err();
-    assert!(e.to_string().contains("targets the integration world, not preprocessor"), "{e}");
+    let e = host
+        .preprocess(
+            "webhook",
+            Request {
+                context: ctx("m"),
+                inputs: vec![],
+            },
+        )
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("targets the integration world, not preprocessor"),
+        "{e}"
+    );
 }

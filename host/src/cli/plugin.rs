@@ -141,13 +141,22 @@ fn print_report(verb: &str, r: &InstallReport) {
         }
     }
     if !r.unrequested.is_empty() {
-        println!("  warning: granted but not requested (never effective): {}", r.unrequested);
+        println!(
+            "  warning: granted but not requested (never effective): {}",
+            r.unrequested
+        );
     }
 }
 
 fn print_info(r: &PluginRecord) {
     let m = &r.manifest;
-    println!("{} {} ({}){}", m.name, m.version, m.world, if r.enabled { "" } else { " [disabled]" });
+    println!(
+        "{} {} ({}){}",
+        m.name,
+        m.version,
+        m.world,
+        if r.enabled { "" } else { " [disabled]" }
+    );
     if !m.description.is_empty() {
         println!("  {}", m.description);
     }
@@ -254,8 +263,10 @@ pub fn run(cmd: PluginCommand, home: &Path) -> anyhow::Result<()> {
             values,
             unset,
         } => {
-            let mut changes: BTreeMap<String, Option<String>> =
-                parse_kv(&values)?.into_iter().map(|(k, v)| (k, Some(v))).collect();
+            let mut changes: BTreeMap<String, Option<String>> = parse_kv(&values)?
+                .into_iter()
+                .map(|(k, v)| (k, Some(v)))
+                .collect();
             for k in unset {
                 changes.insert(k, None);
             }

@@ -71,6 +71,9 @@ impl Tree {
     }
 }
 
+/// A key and its opened value.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 /// A handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -165,7 +168,12 @@ impl Store {
     }
 
     /// Keys with `prefix`, in order, at most `limit`.
-    pub fn keys(&self, tree: Tree, prefix: &[u8], limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+    pub fn keys(
+        &self,
+        tree: Tree,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
         self.tree(tree)?
             .scan_prefix(prefix)
             .keys()
@@ -193,7 +201,7 @@ impl Store {
     }
 
     /// Every value of a tree whose key starts with `prefix`, in key order.
-    pub fn values(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    pub fn values(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<Entry>, StoreError> {
         let mut out = Vec::new();
         for k in self.keys(tree, prefix, usize::MAX)? {
             if let Some(v) = self.get(tree, &k)? {
@@ -211,13 +219,15 @@ impl Store {
     ) -> Result<Option<T>, StoreError> {
         match self.get(tree, key)? {
             None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| StoreError::Decode {
-                    tree: tree.name(),
-                    key: String::from_utf8_lossy(key).into_owned(),
-                    message: e.to_string(),
-                }),
+            Some(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| StoreError::Decode {
+                        tree: tree.name(),
+                        key: String::from_utf8_lossy(key).into_owned(),
+                        message: e.to_string(),
+                    })
+            }
         }
     }
 
@@ -247,12 +257,23 @@ mod tests {
     fn values_are_sealed_and_bound_to_their_key() {
         let (_d, s) = store();
         s.put(Tree::PluginKv, b"p\0k", b"secret value").unwrap();
-        assert_eq!(s.get(Tree::PluginKv, b"p\0k").unwrap().unwrap(), b"secret value");
+        assert_eq!(
+            s.get(Tree::PluginKv, b"p\0k").unwrap().unwrap(),
+            b"secret value"
+        );
         // What sled holds is not the plain value.
-        let raw = s.tree(Tree::PluginKv).unwrap().get(b"p\0k").unwrap().unwrap();
+        let raw = s
+            .tree(Tree::PluginKv)
+            .unwrap()
+            .get(b"p\0k")
+            .unwrap()
+            .unwrap();
         assert!(!raw.windows(12).any(|w| w == b"secret value"));
         // Moving the sealed bytes to another key makes them unreadable.
-        s.tree(Tree::PluginKv).unwrap().insert(b"p\0other", raw).unwrap();
+        s.tree(Tree::PluginKv)
+            .unwrap()
+            .insert(b"p\0other", raw)
+            .unwrap();
         assert!(matches!(
             s.get(Tree::PluginKv, b"p\0other"),
             Err(StoreError::Seal { .. })

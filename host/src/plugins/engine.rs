@@ -155,10 +155,16 @@ impl ComponentCache {
 
     #[allow(unsafe_code)]
     fn load_cached(&self, engine: &Engine, path: &Path, name: &str) -> Option<Component> {
-        let recorded = self.store.get(Tree::ComponentCache, name.as_bytes()).ok()??;
+        let recorded = self
+            .store
+            .get(Tree::ComponentCache, name.as_bytes())
+            .ok()??;
         let artifact = std::fs::read(path).ok()?;
         if Sha256::digest(&artifact).as_slice() != recorded.as_slice() {
-            tracing::warn!("ignoring cached artifact {}: digest mismatch", path.display());
+            tracing::warn!(
+                "ignoring cached artifact {}: digest mismatch",
+                path.display()
+            );
             return None;
         }
         // SAFETY: the bytes are an artifact this process family serialised with
@@ -176,8 +182,11 @@ impl ComponentCache {
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         std::fs::write(&tmp, &artifact).map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)?;
-        self.store
-            .put(Tree::ComponentCache, name.as_bytes(), &Sha256::digest(&artifact))?;
+        self.store.put(
+            Tree::ComponentCache,
+            name.as_bytes(),
+            &Sha256::digest(&artifact),
+        )?;
         Ok(())
     }
 }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, Trap};
 
+use super::PluginError;
 use super::bindings::integration::{Integration, IntegrationPre};
 use super::bindings::policy::{Policy, PolicyPre};
 use super::bindings::preprocessor::{Preprocessor, PreprocessorPre};
@@ -17,7 +18,6 @@ use super::limits::{LimitKind, LimitTrap, Limits};
 use super::manifest::World;
 use super::registry::PluginRecord;
 use super::state::{PluginCtx, Services, State};
-use super::PluginError;
 use crate::data::Store;
 use crate::security::{AuditLog, CapabilitySet};
 
@@ -82,7 +82,9 @@ pub struct PluginHost {
 
 impl std::fmt::Debug for PluginHost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PluginHost").field("home", &self.inner.home).finish()
+        f.debug_struct("PluginHost")
+            .field("home", &self.inner.home)
+            .finish()
     }
 }
 
@@ -318,7 +320,11 @@ impl PluginHost {
     }
 
     /// Runs a preprocessor on the calling thread with a fresh store (benchmarks).
-    pub fn preprocess_here(&self, name: &str, request: &Request) -> Result<Vec<String>, PluginError> {
+    pub fn preprocess_here(
+        &self,
+        name: &str,
+        request: &Request,
+    ) -> Result<Vec<String>, PluginError> {
         let loaded = self.loaded(name)?;
         self.inner.call_preprocess(&loaded, request)
     }
@@ -423,8 +429,10 @@ impl Inner {
     }
 
     pub(crate) fn new_store(&self, l: &Loaded) -> wasmtime::Store<State> {
-        let mut store =
-            wasmtime::Store::new(&self.engine, State::new(l.ctx.clone(), self.services.clone()));
+        let mut store = wasmtime::Store::new(
+            &self.engine,
+            State::new(l.ctx.clone(), self.services.clone()),
+        );
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(self.ticks(&l.ctx.limits));
         store.epoch_deadline_trap();
@@ -440,7 +448,9 @@ impl Inner {
         let (component, outcome) = self.cache.load(&self.engine, bytes, sha256)?;
         let linker = &self.linkers[&world];
         let wrong = |e: wasmtime::Error| {
-            PluginError::Invalid(format!("the component does not fit the {world} world: {e:#}"))
+            PluginError::Invalid(format!(
+                "the component does not fit the {world} world: {e:#}"
+            ))
         };
         let ipre = linker.instantiate_pre(&component).map_err(wrong)?;
         let pre = match world {
@@ -504,11 +514,7 @@ impl Inner {
         finish(&l.ctx, out, |v| v.iter().map(String::len).sum())
     }
 
-    fn call_check_request(
-        &self,
-        l: &Loaded,
-        req: &Request,
-    ) -> Result<RequestVerdict, PluginError> {
+    fn call_check_request(&self, l: &Loaded, req: &Request) -> Result<RequestVerdict, PluginError> {
         let Pre::Policy(pre) = &l.pre else {
             return Err(wrong_world(l, World::Policy));
         };

@@ -51,8 +51,11 @@ pub trait InferenceBackend: Send + Sync + 'static {
     /// One embedding per text.
     fn embed(&self, model: &str, texts: &[String]) -> Result<Vec<Vec<f32>>, InferenceError>;
     /// Labels per text, sorted by score, highest first.
-    fn classify(&self, model: &str, texts: &[String])
-    -> Result<Vec<Vec<LabelScore>>, InferenceError>;
+    fn classify(
+        &self,
+        model: &str,
+        texts: &[String],
+    ) -> Result<Vec<Vec<LabelScore>>, InferenceError>;
     /// Entities of one text.
     fn entities(&self, model: &str, text: &str) -> Result<Vec<EntitySpan>, InferenceError>;
 }

@@ -45,8 +45,14 @@ impl Limits {
         let d = Limits::default();
         let m = Limits::MAX;
         Limits {
-            timeout_ms: req.timeout_ms.unwrap_or(d.timeout_ms).clamp(1, m.timeout_ms),
-            memory_mib: req.memory_mib.unwrap_or(d.memory_mib).clamp(1, m.memory_mib),
+            timeout_ms: req
+                .timeout_ms
+                .unwrap_or(d.timeout_ms)
+                .clamp(1, m.timeout_ms),
+            memory_mib: req
+                .memory_mib
+                .unwrap_or(d.memory_mib)
+                .clamp(1, m.memory_mib),
             max_output_bytes: req
                 .max_output_bytes
                 .unwrap_or(d.max_output_bytes)
@@ -167,7 +173,10 @@ impl wasmtime::ResourceLimiter for Limiter {
         if desired > self.table_elements {
             return Err(LimitTrap {
                 kind: LimitKind::Resources,
-                detail: format!("{} table elements allowed, asked {desired}", self.table_elements),
+                detail: format!(
+                    "{} table elements allowed, asked {desired}",
+                    self.table_elements
+                ),
             }
             .into());
         }

@@ -132,8 +132,7 @@ fn valid_plugin_name(n: &str) -> bool {
 impl Manifest {
     /// Parses and validates TOML text.
     pub fn parse(text: &str) -> Result<Self, PluginError> {
-        let m: Manifest =
-            toml::from_str(text).map_err(|e| PluginError::Manifest(e.to_string()))?;
+        let m: Manifest = toml::from_str(text).map_err(|e| PluginError::Manifest(e.to_string()))?;
         m.validate()?;
         Ok(m)
     }
@@ -148,7 +147,10 @@ impl Manifest {
         }
         let parts: Vec<&str> = self.version.split('.').collect();
         if parts.len() != 3 || parts.iter().any(|p| p.parse::<u64>().is_err()) {
-            return bad(format!("version {:?}: expected MAJOR.MINOR.PATCH", self.version));
+            return bad(format!(
+                "version {:?}: expected MAJOR.MINOR.PATCH",
+                self.version
+            ));
         }
         self.requested()?;
         for (key, f) in &self.config {
@@ -156,7 +158,9 @@ impl Manifest {
                 return bad(format!("config key {key:?}: use letters, digits and '_'"));
             }
             if f.required && f.default.is_some() {
-                return bad(format!("config.{key}: a required field cannot have a default"));
+                return bad(format!(
+                    "config.{key}: a required field cannot have a default"
+                ));
             }
             if let Some(d) = &f.default {
                 check_value(key, f, d).map_err(PluginError::Manifest)?;
@@ -182,7 +186,11 @@ impl Manifest {
                 return Err(PluginError::Config(format!(
                     "plugin {} has no config key {key:?}; accepted: {}",
                     self.name,
-                    if accepted.is_empty() { "(none)".to_string() } else { accepted.join(", ") }
+                    if accepted.is_empty() {
+                        "(none)".to_string()
+                    } else {
+                        accepted.join(", ")
+                    }
                 )));
             };
             check_value(key, f, v).map_err(PluginError::Config)?;
@@ -256,7 +264,12 @@ timeout_ms = 50
         let c = m.effective_config(&v).unwrap();
         assert_eq!(c["max"], "10");
         v.insert("max".into(), "ten".into());
-        assert!(m.effective_config(&v).unwrap_err().to_string().contains("integer"));
+        assert!(
+            m.effective_config(&v)
+                .unwrap_err()
+                .to_string()
+                .contains("integer")
+        );
         v.remove("max");
         v.insert("mux".into(), "1".into());
         let e = m.effective_config(&v).unwrap_err().to_string();
@@ -265,15 +278,25 @@ timeout_ms = 50
 
     #[test]
     fn unknown_keys_and_bad_values_are_errors() {
-        let e = Manifest::parse(&format!("{OK}\nextra = 1")).unwrap_err().to_string();
+        let e = Manifest::parse(&format!("{OK}\nextra = 1"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("extra"), "{e}");
-        let e = Manifest::parse(&OK.replace("timeout_ms", "timeout")).unwrap_err().to_string();
+        let e = Manifest::parse(&OK.replace("timeout_ms", "timeout"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("timeout"), "{e}");
-        let e = Manifest::parse(&OK.replace("\"kv\"", "\"fs:/\"")).unwrap_err().to_string();
+        let e = Manifest::parse(&OK.replace("\"kv\"", "\"fs:/\""))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("fs:/"), "{e}");
-        let e = Manifest::parse(&OK.replace("demo", "Demo!")).unwrap_err().to_string();
+        let e = Manifest::parse(&OK.replace("demo", "Demo!"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("name"), "{e}");
-        let e = Manifest::parse(&OK.replace("policy", "filter")).unwrap_err().to_string();
+        let e = Manifest::parse(&OK.replace("policy", "filter"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("filter"), "{e}");
     }
 }

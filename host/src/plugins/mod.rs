@@ -25,8 +25,7 @@ pub mod registry;
 pub mod state;
 
 pub use bindings::types::{
-    Error as GuestError, Event, Request, RequestContext, RequestVerdict, Response,
-    ResponseVerdict,
+    Error as GuestError, Event, Request, RequestContext, RequestVerdict, Response, ResponseVerdict,
 };
 pub use engine::EngineSettings;
 pub use host::{HostSettings, PluginHost, WarmPreprocessor};

@@ -23,7 +23,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::host::PluginHost;
-use super::{Event, PluginError, Request, RequestContext, RequestVerdict, Response, ResponseVerdict};
+use super::{
+    Event, PluginError, Request, RequestContext, RequestVerdict, Response, ResponseVerdict,
+};
 use crate::security::audit::now_ms;
 
 /// One chain of plugins.
@@ -155,7 +157,8 @@ pub fn run(
         match verdict {
             RequestVerdict::Allow => {}
             RequestVerdict::Deny(reason) => {
-                let payload = serde_json::json!({ "plugin": p, "reason": reason, "stage": "request" });
+                let payload =
+                    serde_json::json!({ "plugin": p, "reason": reason, "stage": "request" });
                 notify(host, chain, "request.denied", &context, payload);
                 return Ok(Outcome::Denied {
                     plugin: p.clone(),
@@ -187,7 +190,8 @@ pub fn run(
         match verdict {
             ResponseVerdict::Allow => {}
             ResponseVerdict::Deny(reason) => {
-                let payload = serde_json::json!({ "plugin": p, "reason": reason, "stage": "response" });
+                let payload =
+                    serde_json::json!({ "plugin": p, "reason": reason, "stage": "response" });
                 notify(host, chain, "request.denied", &context, payload);
                 return Ok(Outcome::Denied {
                     plugin: p.clone(),
@@ -251,7 +255,11 @@ preprocessors = []
         .unwrap();
         assert_eq!(resolve(&p, "other", "cli").preprocessors, ["normalize"]);
         assert_eq!(resolve(&p, "minilm", "cli").preprocessors.len(), 2);
-        assert!(resolve(&p, "minilm", "/v1/embeddings").preprocessors.is_empty());
+        assert!(
+            resolve(&p, "minilm", "/v1/embeddings")
+                .preprocessors
+                .is_empty()
+        );
         assert!(toml::from_str::<Pipelines>("[m]\npreprocesors = []\n").is_err());
     }
 }

@@ -105,13 +105,14 @@ fn read_inputs(
     req: &InstallRequest,
 ) -> Result<(Vec<u8>, String, Manifest), PluginError> {
     let settings = &host.inner.settings;
-    let path = req.component.canonicalize().map_err(|e| {
-        PluginError::Invalid(format!("component {}: {e}", req.component.display()))
-    })?;
+    let path = req
+        .component
+        .canonicalize()
+        .map_err(|e| PluginError::Invalid(format!("component {}: {e}", req.component.display())))?;
     if let Some(root) = &settings.install_root {
-        let root = root.canonicalize().map_err(|e| {
-            PluginError::Invalid(format!("install folder {}: {e}", root.display()))
-        })?;
+        let root = root
+            .canonicalize()
+            .map_err(|e| PluginError::Invalid(format!("install folder {}: {e}", root.display())))?;
         if !path.starts_with(&root) {
             return Err(PluginError::Invalid(format!(
                 "component {} is outside the allowed folder {}",
@@ -129,7 +130,10 @@ fn read_inputs(
     let meta = std::fs::metadata(&path)
         .map_err(|e| PluginError::Invalid(format!("component {}: {e}", path.display())))?;
     if !meta.is_file() {
-        return Err(PluginError::Invalid(format!("{} is not a file", path.display())));
+        return Err(PluginError::Invalid(format!(
+            "{} is not a file",
+            path.display()
+        )));
     }
     if meta.len() > settings.max_component_bytes {
         return Err(PluginError::Invalid(format!(
@@ -155,7 +159,11 @@ fn read_inputs(
         Some(m) => m.clone(),
         None => {
             let next = path.with_file_name("manifest.toml");
-            if next.exists() { next } else { path.with_extension("toml") }
+            if next.exists() {
+                next
+            } else {
+                path.with_extension("toml")
+            }
         }
     };
     let text = std::fs::read_to_string(&manifest_path).map_err(|e| {
@@ -277,7 +285,11 @@ fn report(
         .cloned()
         .collect();
     Ok(InstallReport {
-        added: if previous.is_some() { requested.difference(&old) } else { CapabilitySet::default() },
+        added: if previous.is_some() {
+            requested.difference(&old)
+        } else {
+            CapabilitySet::default()
+        },
         removed: old.difference(&requested),
         previous_version: previous.map(|p| p.manifest.version.clone()),
         ungranted,
@@ -290,7 +302,10 @@ fn report(
 pub fn install(host: &PluginHost, req: &InstallRequest) -> Result<InstallReport, PluginError> {
     let (bytes, sha, manifest) = read_inputs(host, req)?;
     let store = host.store();
-    if store.get(Tree::Plugins, manifest.name.as_bytes())?.is_some() {
+    if store
+        .get(Tree::Plugins, manifest.name.as_bytes())?
+        .is_some()
+    {
         return Err(PluginError::Exists(manifest.name.clone()));
     }
     validate(host, &bytes, &sha, &manifest)?;
@@ -312,7 +327,10 @@ pub fn install(host: &PluginHost, req: &InstallRequest) -> Result<InstallReport,
         "installed",
         name,
         None,
-        format!("{} {} granted {}", name, record.manifest.version, record.granted),
+        format!(
+            "{} {} granted {}",
+            name, record.manifest.version, record.granted
+        ),
     )?;
     host.invalidate(name);
     report(record, None)
@@ -431,7 +449,9 @@ pub fn revoke(host: &PluginHost, name: &str, caps: &[String]) -> Result<PluginRe
     let r = update(host, name, |r| {
         for c in caps.iter() {
             if !r.granted.remove(c) {
-                return Err(PluginError::Grant(format!("plugin {name} was not granted {c}")));
+                return Err(PluginError::Grant(format!(
+                    "plugin {name} was not granted {c}"
+                )));
             }
         }
         Ok(())
@@ -444,7 +464,11 @@ pub fn revoke(host: &PluginHost, name: &str, caps: &[String]) -> Result<PluginRe
 }
 
 /// Enables or disables calls to a plugin.
-pub fn set_enabled(host: &PluginHost, name: &str, enabled: bool) -> Result<PluginRecord, PluginError> {
+pub fn set_enabled(
+    host: &PluginHost,
+    name: &str,
+    enabled: bool,
+) -> Result<PluginRecord, PluginError> {
     update(host, name, |r| {
         r.enabled = enabled;
         Ok(())
@@ -485,9 +509,17 @@ pub fn set_secret(
     if secret == "*" {
         return Err(PluginError::Grant("a secret needs a name, not *".into()));
     }
-    host.store()
-        .put(Tree::PluginSecrets, &secret_key(name, secret), value.as_bytes())?;
-    host.audit().record("secret-set", name, Some(cap.to_string()), "operator set a secret")?;
+    host.store().put(
+        Tree::PluginSecrets,
+        &secret_key(name, secret),
+        value.as_bytes(),
+    )?;
+    host.audit().record(
+        "secret-set",
+        name,
+        Some(cap.to_string()),
+        "operator set a secret",
+    )?;
     Ok(())
 }
 
@@ -501,7 +533,8 @@ pub fn remove(host: &PluginHost, name: &str) -> Result<PluginRecord, PluginError
     store.remove(Tree::Plugins, name.as_bytes())?;
     let dir = host.home().join("plugins").join(name);
     let _ = std::fs::remove_dir_all(&dir);
-    host.audit().record("removed", name, None, r.manifest.version.clone())?;
+    host.audit()
+        .record("removed", name, None, r.manifest.version.clone())?;
     host.invalidate(name);
     Ok(r)
 }

@@ -113,7 +113,10 @@ impl State {
         if self.host_calls > self.plugin.limits.max_host_calls {
             return Err(LimitTrap {
                 kind: LimitKind::HostCalls,
-                detail: format!("{} host calls allowed per call", self.plugin.limits.max_host_calls),
+                detail: format!(
+                    "{} host calls allowed per call",
+                    self.plugin.limits.max_host_calls
+                ),
             }
             .into());
         }
@@ -293,19 +296,21 @@ impl inference::Host for State {
     ) -> wasmtime::Result<Result<Vec<Vec<inference::LabelScore>>, GuestError>> {
         try_guest!(self.check(Capability::Inference(model.clone()))?);
         let b = try_guest!(self.backend());
-        Ok(b.classify(&model, &texts).map_err(map_inference).map(|all| {
-            all.into_iter()
-                .map(|labels| {
-                    labels
-                        .into_iter()
-                        .map(|l| inference::LabelScore {
-                            label: l.label,
-                            score: l.score,
-                        })
-                        .collect()
-                })
-                .collect()
-        }))
+        Ok(b.classify(&model, &texts)
+            .map_err(map_inference)
+            .map(|all| {
+                all.into_iter()
+                    .map(|labels| {
+                        labels
+                            .into_iter()
+                            .map(|l| inference::LabelScore {
+                                label: l.label,
+                                score: l.score,
+                            })
+                            .collect()
+                    })
+                    .collect()
+            }))
     }
 
     fn entities(
@@ -416,11 +421,17 @@ impl wasmtime_wasi_http::WasiHttpHooks for HttpHooks {
         };
         if !self.plugin.effective.allows_http(&host, port, default_port) {
             let cap = Capability::Http {
-                host: host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase(),
+                host: host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_ascii_lowercase(),
                 port: Some(port),
             };
-            self.audit
-                .denied(&self.plugin.name, &cap.to_string(), &self.plugin.refusal(&cap));
+            self.audit.denied(
+                &self.plugin.name,
+                &cap.to_string(),
+                &self.plugin.refusal(&cap),
+            );
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         // Never wait longer than the plugin's own time budget.

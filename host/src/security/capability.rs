@@ -208,7 +208,8 @@ impl CapabilitySet {
         self.0.iter().any(|c| match c {
             Capability::Http { host: h, port: p } => {
                 (h == "*" || h.eq_ignore_ascii_case(host))
-                    && (p.is_none_or(|p| p == port) && (p.is_some() || h == "*" || port == default_port))
+                    && (p.is_none_or(|p| p == port)
+                        && (p.is_some() || h == "*" || port == default_port))
             }
             _ => false,
         })
@@ -288,7 +289,15 @@ mod tests {
         ] {
             assert_eq!(n.parse::<Capability>().unwrap().to_string(), n);
         }
-        for bad in ["", "kv:x", "inference", "inference:a b", "http:", "http:h:99999", "fs:/"] {
+        for bad in [
+            "",
+            "kv:x",
+            "inference",
+            "inference:a b",
+            "http:",
+            "http:h:99999",
+            "fs:/",
+        ] {
             let e = bad.parse::<Capability>().unwrap_err();
             assert!(e.to_string().contains("accepted: kv"), "{e}");
         }
@@ -297,7 +306,12 @@ mod tests {
     #[test]
     fn effective_is_the_intersection() {
         let requested = set(&["kv", "inference:minilm", "http:*"]);
-        let granted = set(&["kv", "inference:bert", "secret:token", "http:hooks.example.com"]);
+        let granted = set(&[
+            "kv",
+            "inference:bert",
+            "secret:token",
+            "http:hooks.example.com",
+        ]);
         let eff = CapabilitySet::effective(&requested, &granted);
         assert_eq!(eff, set(&["kv", "http:hooks.example.com"]));
         // requested, not granted

@@ -149,6 +149,12 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        assert_eq!(Sealer::from_key_file(&path).unwrap().open(&sealed, b"").unwrap(), b"x");
+        assert_eq!(
+            Sealer::from_key_file(&path)
+                .unwrap()
+                .open(&sealed, b"")
+                .unwrap(),
+            b"x"
+        );
     }
 }

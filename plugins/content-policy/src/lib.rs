@@ -22,10 +22,11 @@ fn list(key: &str) -> Vec<String> {
         .collect()
 }
 
-/// A whole-word, case-insensitive matcher for a literal term.
+/// A whole-word, case-insensitive matcher for a literal term; any run of whitespace in the
+/// input matches a space in the term.
 fn term_regex(term: &str) -> Result<Regex, Error> {
-    let escaped = regex_lite::escape(term);
-    RegexBuilder::new(&format!(r"\b{escaped}\b"))
+    let words: Vec<String> = term.split_whitespace().map(regex_lite::escape).collect();
+    RegexBuilder::new(&format!(r"\b{}\b", words.join(r"\s+")))
         .case_insensitive(true)
         .build()
         .map_err(|e| Error::InvalidInput(format!("denied term {term:?}: {e}")))

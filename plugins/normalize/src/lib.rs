@@ -52,7 +52,7 @@ fn normalize(text: &str, o: Options) -> String {
             continue;
         }
         if c.is_whitespace() {
-            if !o.collapse_whitespace && !(o.keep_newlines && c == '\n') {
+            if !(o.collapse_whitespace || (o.keep_newlines && c == '\n')) {
                 out.push(c);
                 continue;
             }

@@ -73,7 +73,9 @@ fn valid_email(s: &str) -> bool {
         && !local.starts_with('.')
         && !local.ends_with('.')
         && !local.contains("..")
-        && domain.split('.').all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'))
+        && domain
+            .split('.')
+            .all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'))
 }
 
 /// Luhn check on 13–19 digits (separators ignored).
@@ -163,23 +165,25 @@ fn ner_spans(
     require: bool,
 ) -> Result<Option<Vec<Span>>, Error> {
     match inference::entities(model, text) {
-        Ok(entities) => Ok(Some(entities
-            .into_iter()
-            .filter_map(|e| {
-                let label = e.label.trim_start_matches("B-").trim_start_matches("I-");
-                let (start, end) = (e.start as usize, e.end as usize);
-                let ok = labels.iter().any(|l| l == label)
-                    && start < end
-                    && end <= text.len()
-                    && text.is_char_boundary(start)
-                    && text.is_char_boundary(end);
-                ok.then(|| Span {
-                    start,
-                    end,
-                    kind: label.to_string(),
+        Ok(entities) => Ok(Some(
+            entities
+                .into_iter()
+                .filter_map(|e| {
+                    let label = e.label.trim_start_matches("B-").trim_start_matches("I-");
+                    let (start, end) = (e.start as usize, e.end as usize);
+                    let ok = labels.iter().any(|l| l == label)
+                        && start < end
+                        && end <= text.len()
+                        && text.is_char_boundary(start)
+                        && text.is_char_boundary(end);
+                    ok.then(|| Span {
+                        start,
+                        end,
+                        kind: label.to_string(),
+                    })
                 })
-            })
-            .collect())),
+                .collect(),
+        )),
         Err(e) if require => Err(e),
         Err(e) => {
             log::log(

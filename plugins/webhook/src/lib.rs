@@ -14,6 +14,9 @@ use wasip2::http::types::{Fields, Method, OutgoingBody, OutgoingRequest, Scheme}
 
 struct Webhook;
 
+/// Largest event body sent (the host buffers one chunk of 1 MiB before the request starts).
+const MAX_BODY: usize = 1 << 20;
+
 /// Splits `http(s)://authority/path?query`.
 fn parse_url(url: &str) -> Result<(Scheme, String, String), Error> {
     let (scheme, rest) = if let Some(r) = url.strip_prefix("https://") {
@@ -54,32 +57,59 @@ fn body_json(event: &Event) -> String {
 
 fn post(url: &str, body: &[u8], token: Option<String>) -> Result<u16, Error> {
     let (scheme, authority, path) = parse_url(url)?;
-    let mut headers = vec![("content-type".to_string(), b"application/json".to_vec())];
-    if let Some(t) = token {
-        headers.push(("authorization".to_string(), format!("Bearer {t}").into_bytes()));
+    if body.len() > MAX_BODY {
+        return Err(Error::LimitExceeded(format!(
+            "event is {} bytes; at most {MAX_BODY} are sent",
+            body.len()
+        )));
     }
-    let fields = Fields::from_list(&headers)
-        .map_err(|e| Error::InvalidInput(format!("headers: {e:?}")))?;
+    let mut headers = vec![
+        ("content-type".to_string(), b"application/json".to_vec()),
+        (
+            "content-length".to_string(),
+            body.len().to_string().into_bytes(),
+        ),
+    ];
+    if let Some(t) = token {
+        headers.push((
+            "authorization".to_string(),
+            format!("Bearer {t}").into_bytes(),
+        ));
+    }
+    let fields =
+        Fields::from_list(&headers).map_err(|e| Error::InvalidInput(format!("headers: {e:?}")))?;
     let request = OutgoingRequest::new(fields);
     let bad = |what: &str| Error::InvalidInput(format!("url {url:?}: invalid {what}"));
-    request.set_method(&Method::Post).map_err(|_| bad("method"))?;
-    request.set_scheme(Some(&scheme)).map_err(|_| bad("scheme"))?;
-    request.set_authority(Some(&authority)).map_err(|_| bad("host"))?;
-    request.set_path_with_query(Some(&path)).map_err(|_| bad("path"))?;
+    request
+        .set_method(&Method::Post)
+        .map_err(|_| bad("method"))?;
+    request
+        .set_scheme(Some(&scheme))
+        .map_err(|_| bad("scheme"))?;
+    request
+        .set_authority(Some(&authority))
+        .map_err(|_| bad("host"))?;
+    request
+        .set_path_with_query(Some(&path))
+        .map_err(|_| bad("path"))?;
     let outgoing = request.body().map_err(|_| bad("body"))?;
     let unavailable = |what: &str, e: &dyn std::fmt::Debug| {
         Error::Unavailable(format!("POST {url}: {what}: {e:?}"))
     };
-    // Start the request first, then stream the body into it.
-    let future = outgoing_handler::handle(request, None).map_err(|e| unavailable("refused", &e))?;
+    // The host buffers the body until the request starts: write it in one piece (no flush,
+    // which would wait for a reader), then send.
     {
         let stream = outgoing.write().map_err(|e| unavailable("body", &e))?;
-        for chunk in body.chunks(4096) {
-            stream
-                .blocking_write_and_flush(chunk)
-                .map_err(|e| unavailable("body", &e))?;
+        let permit = stream.check_write().map_err(|e| unavailable("body", &e))?;
+        if (permit as usize) < body.len() {
+            return Err(Error::LimitExceeded(format!(
+                "event is {} bytes; the host accepts {permit} at once",
+                body.len()
+            )));
         }
+        stream.write(body).map_err(|e| unavailable("body", &e))?;
     }
+    let future = outgoing_handler::handle(request, None).map_err(|e| unavailable("refused", &e))?;
     OutgoingBody::finish(outgoing, None).map_err(|e| unavailable("body", &e))?;
     let response = loop {
         match future.get() {
@@ -105,7 +135,9 @@ impl Guest for Webhook {
         let token = secrets::get("token").ok();
         let status = post(&url, body_json(&event).as_bytes(), token)?;
         if !(200..300).contains(&status) {
-            return Err(Error::Unavailable(format!("POST {url}: HTTP status {status}")));
+            return Err(Error::Unavailable(format!(
+                "POST {url}: HTTP status {status}"
+            )));
         }
         Ok(())
     }

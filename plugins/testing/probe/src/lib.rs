@@ -70,7 +70,9 @@ fn run(cmd: &str) -> String {
         "kv.delete" => report(kv::delete(a)),
         "kv.list" => report(kv::list_keys(a)),
         "embed" => report(inference::embed(a, &[b.to_string()]).map(|v| v[0].len())),
-        "classify" => report(inference::classify(a, &[b.to_string()]).map(|v| v[0][0].label.clone())),
+        "classify" => {
+            report(inference::classify(a, &[b.to_string()]).map(|v| v[0][0].label.clone()))
+        }
         "entities" => report(
             inference::entities(a, b).map(|v| v.into_iter().map(|e| e.label).collect::<Vec<_>>()),
         ),

@@ -4,7 +4,6 @@ wit_bindgen::generate!({
     path: "../../../wit/llmos-plugin@0.1.0",
 });
 
-
 struct P;
 
 /// Scalars only, so frames live on the wasm stack (not Rust's shadow stack in linear memory)

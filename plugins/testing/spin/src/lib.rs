@@ -4,7 +4,6 @@ wit_bindgen::generate!({
     path: "../../../wit/llmos-plugin@0.1.0",
 });
 
-
 struct P;
 
 impl Guest for P {

@@ -178,3 +178,87 @@ fn a_fresh_store_per_call_leaks_no_state_and_calls_run_in_parallel() {
     }
     assert!(t.join().unwrap().is_err());
 }
+
+#[test]
+fn operator_limit_overrides_apply_to_the_next_call() {
+    let (_d, host) = host();
+    let spin = install(&host, "testing/spin", &[], &[]);
+    let bomb = install(&host, "testing/membomb", &[], &[]);
+    let o = |t: Option<u64>, m: Option<u64>| llmos::plugins::limits::LimitsRequest {
+        timeout_ms: t,
+        memory_mib: m,
+        ..Default::default()
+    };
+    llmos::plugins::registry::set_limits(&host, &spin, o(Some(30), None)).unwrap();
+    let msg = expect_limit(
+        host.preprocess(&spin, request(&["x"])),
+        &spin,
+        LimitKind::Time,
+    );
+    assert!(msg.contains("30 ms"), "{msg}");
+    llmos::plugins::registry::set_limits(&host, &bomb, o(None, Some(16))).unwrap();
+    let msg = expect_limit(
+        host.preprocess(&bomb, request(&["x"])),
+        &bomb,
+        LimitKind::Memory,
+    );
+    assert!(msg.contains("16 MiB allowed"), "{msg}");
+}
+
+#[test]
+fn async_callers_are_not_blocked_while_a_plugin_runs() {
+    let (_d, host) = host();
+    let spin = install(&host, "testing/spin", &[], &[]);
+    let echo = install(&host, "testing/echo", &[], &[]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let start = Instant::now();
+        let timer = async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            start.elapsed()
+        };
+        let (spun, fired) = tokio::join!(host.preprocess_async(&spin, request(&["x"])), timer);
+        assert!(spun.is_err());
+        // On a single-threaded executor the timer could only fire this early if the plugin
+        // ran elsewhere (it takes ~100 ms to be stopped).
+        assert!(
+            fired < Duration::from_millis(80),
+            "timer fired after {fired:?}"
+        );
+        let out = host
+            .preprocess_async(&echo, request(&["async"]))
+            .await
+            .unwrap();
+        assert_eq!(out, ["async"]);
+    });
+}
+
+#[test]
+fn every_plugin_in_the_workspace_is_exercised_by_a_test() {
+    let ws = std::fs::read_to_string(crate::common::plugins_dir().join("Cargo.toml")).unwrap();
+    let members: Vec<&str> = ws
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with('"') && l.ends_with("\","))
+        .map(|l| l.trim_matches(|c| c == '"' || c == ','))
+        .collect();
+    assert!(members.len() >= 14, "{members:?}");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/all");
+    let mut sources = String::new();
+    for f in std::fs::read_dir(dir).unwrap() {
+        let p = f.unwrap().path();
+        if p.file_name().unwrap() != "common.rs" {
+            sources.push_str(&std::fs::read_to_string(p).unwrap());
+        }
+    }
+    for m in members {
+        assert!(
+            sources.contains(&format!("install(&host, \"{m}\""))
+                || sources.contains(&format!("\"{m}\"")),
+            "plugin {m} is built but no test uses it"
+        );
+    }
+}

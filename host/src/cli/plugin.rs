@@ -92,6 +92,23 @@ pub enum PluginCommand {
         #[arg(long = "unset", value_name = "KEY")]
         unset: Vec<String>,
     },
+    /// Override a plugin's per-call limits (omitted options go back to the manifest's).
+    Limits {
+        /// The plugin.
+        name: String,
+        /// Time budget per call, milliseconds.
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+        /// Memory of all linear memories together, MiB.
+        #[arg(long)]
+        memory_mib: Option<u64>,
+        /// Bytes a call may return.
+        #[arg(long)]
+        max_output_bytes: Option<u64>,
+        /// Host calls per call.
+        #[arg(long)]
+        max_host_calls: Option<u64>,
+    },
     /// Store a secret for a plugin (read from stdin unless --value is given).
     Secret {
         /// The plugin.
@@ -165,7 +182,7 @@ fn print_info(r: &PluginRecord) {
     println!("  requested  {}", m.capabilities.join(" "));
     println!("  granted    {}", r.granted);
     println!("  effective  {}", r.effective());
-    let l = crate::plugins::Limits::from_request(&m.limits);
+    let l = r.limits();
     println!(
         "  limits     {} ms, {} MiB, {} output bytes, {} host calls",
         l.timeout_ms, l.memory_mib, l.max_output_bytes, l.max_host_calls
@@ -274,6 +291,21 @@ pub fn run(cmd: PluginCommand, home: &Path) -> anyhow::Result<()> {
                 bail!("nothing to change: give KEY=VALUE or --unset KEY");
             }
             print_info(&registry::configure(&host, &name, &changes)?);
+        }
+        PluginCommand::Limits {
+            name,
+            timeout_ms,
+            memory_mib,
+            max_output_bytes,
+            max_host_calls,
+        } => {
+            let o = crate::plugins::limits::LimitsRequest {
+                timeout_ms,
+                memory_mib,
+                max_output_bytes,
+                max_host_calls,
+            };
+            print_info(&registry::set_limits(&host, &name, o)?);
         }
         PluginCommand::Secret {
             name,

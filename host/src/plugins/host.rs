@@ -214,6 +214,20 @@ impl PluginHost {
             .map_err(|_| PluginError::Engine("plugin worker thread exited".into()))
     }
 
+    /// Runs `f` on a plugin worker thread; the returned future resolves with its result.
+    async fn on_worker_async<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> T + Send + 'static,
+    ) -> Result<T, PluginError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let inner = self.inner.clone();
+        self.submit(Box::new(move || {
+            let _ = tx.send(f(&inner));
+        }))?;
+        rx.await
+            .map_err(|_| PluginError::Engine("plugin worker thread exited".into()))
+    }
+
     fn submit(&self, job: Job) -> Result<(), PluginError> {
         let jobs = self.inner.jobs.lock().expect("jobs lock");
         jobs.as_ref()
@@ -240,10 +254,14 @@ impl PluginHost {
         self.inner.loaded(name)
     }
 
-    /// Runs a preprocessor.
+    /// Runs a preprocessor (on a plugin worker thread; this thread waits).
     pub fn preprocess(&self, name: &str, request: Request) -> Result<Vec<String>, PluginError> {
-        let loaded = self.loaded(name)?;
-        self.on_worker(move |inner| inner.call_preprocess(&loaded, &request))?
+        let name = name.to_string();
+        self.on_worker(move |inner| {
+            inner
+                .loaded(&name)
+                .and_then(|l| inner.call_preprocess(&l, &request))
+        })?
     }
 
     /// Runs a policy on a request.
@@ -252,8 +270,12 @@ impl PluginHost {
         name: &str,
         request: Request,
     ) -> Result<RequestVerdict, PluginError> {
-        let loaded = self.loaded(name)?;
-        self.on_worker(move |inner| inner.call_check_request(&loaded, &request))?
+        let name = name.to_string();
+        self.on_worker(move |inner| {
+            inner
+                .loaded(&name)
+                .and_then(|l| inner.call_check_request(&l, &request))
+        })?
     }
 
     /// Runs a policy on a response.
@@ -262,14 +284,68 @@ impl PluginHost {
         name: &str,
         response: Response,
     ) -> Result<ResponseVerdict, PluginError> {
-        let loaded = self.loaded(name)?;
-        self.on_worker(move |inner| inner.call_check_response(&loaded, &response))?
+        let name = name.to_string();
+        self.on_worker(move |inner| {
+            inner
+                .loaded(&name)
+                .and_then(|l| inner.call_check_response(&l, &response))
+        })?
     }
 
-    /// Delivers an event to an integration and waits for it (tests, `llmos plugin`).
+    /// Delivers an event to an integration and waits for it (tests, diagnostics).
     pub fn deliver(&self, name: &str, event: Event) -> Result<(), PluginError> {
-        let loaded = self.loaded(name)?;
-        self.on_worker(move |inner| inner.call_on_event(&loaded, &event))?
+        let name = name.to_string();
+        self.on_worker(move |inner| {
+            inner
+                .loaded(&name)
+                .and_then(|l| inner.call_on_event(&l, &event))
+        })?
+    }
+
+    /// [`PluginHost::preprocess`] for async callers (the HTTP server): the plugin runs on a
+    /// plugin worker thread and the task awaits the reply without blocking its executor.
+    pub async fn preprocess_async(
+        &self,
+        name: &str,
+        request: Request,
+    ) -> Result<Vec<String>, PluginError> {
+        let name = name.to_string();
+        self.on_worker_async(move |inner| {
+            inner
+                .loaded(&name)
+                .and_then(|l| inner.call_preprocess(&l, &request))
+        })
+        .await?
+    }
+
+    /// [`PluginHost::check_request`] for async callers.
+    pub async fn check_request_async(
+        &self,
+        name: &str,
+        request: Request,
+    ) -> Result<RequestVerdict, PluginError> {
+        let name = name.to_string();
+        self.on_worker_async(move |inner| {
+            inner
+                .loaded(&name)
+                .and_then(|l| inner.call_check_request(&l, &request))
+        })
+        .await?
+    }
+
+    /// [`PluginHost::check_response`] for async callers.
+    pub async fn check_response_async(
+        &self,
+        name: &str,
+        response: Response,
+    ) -> Result<ResponseVerdict, PluginError> {
+        let name = name.to_string();
+        self.on_worker_async(move |inner| {
+            inner
+                .loaded(&name)
+                .and_then(|l| inner.call_check_response(&l, &response))
+        })
+        .await?
     }
 
     /// Delivers an event without waiting: the caller is never delayed or failed by it;
@@ -485,7 +561,11 @@ impl Inner {
             effective: CapabilitySet::effective(&requested, &record.granted),
             requested,
             config: record.manifest.effective_config(&record.config)?,
-            limits: Limits::from_request(&record.manifest.limits),
+            limits: {
+                let mut l = record.limits();
+                l.memory_mib = l.memory_mib.min(self.settings.engine.max_memory_mib);
+                l
+            },
         };
         let l = Loaded {
             ctx: Arc::new(ctx),

@@ -65,7 +65,32 @@ impl Limits {
     }
 }
 
-/// `[limits]` of a manifest: what the plugin needs; omitted fields take the defaults.
+impl Limits {
+    /// These limits with the operator's overrides applied, clamped to [`Limits::MAX`].
+    pub fn with_overrides(self, o: &LimitsRequest) -> Self {
+        let m = Limits::MAX;
+        Limits {
+            timeout_ms: o
+                .timeout_ms
+                .unwrap_or(self.timeout_ms)
+                .clamp(1, m.timeout_ms),
+            memory_mib: o
+                .memory_mib
+                .unwrap_or(self.memory_mib)
+                .clamp(1, m.memory_mib),
+            max_output_bytes: o
+                .max_output_bytes
+                .unwrap_or(self.max_output_bytes)
+                .min(m.max_output_bytes),
+            max_host_calls: o
+                .max_host_calls
+                .unwrap_or(self.max_host_calls)
+                .min(m.max_host_calls),
+        }
+    }
+}
+
+/// `[limits]` of a manifest (and the operator's overrides): what the plugin needs; omitted fields take the defaults.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsRequest {

@@ -14,6 +14,7 @@ use wasmtime::component::types::ComponentItem;
 use super::PluginError;
 use super::engine::sha256_hex;
 use super::host::PluginHost;
+use super::limits::{Limits, LimitsRequest};
 use super::manifest::{Manifest, World};
 use super::state::secret_key;
 use crate::data::{Store, Tree};
@@ -37,6 +38,9 @@ pub struct PluginRecord {
     pub config: BTreeMap<String, String>,
     /// When it was installed or last upgraded (ms since the Unix epoch).
     pub installed_at_ms: u64,
+    /// The operator's overrides of the manifest's limits.
+    #[serde(default)]
+    pub limits: LimitsRequest,
 }
 
 impl PluginRecord {
@@ -56,6 +60,11 @@ impl PluginRecord {
         home.join("plugins")
             .join(&self.manifest.name)
             .join(format!("{}.wasm", self.sha256))
+    }
+
+    /// The per-call limits: the manifest's request, then the operator's overrides.
+    pub fn limits(&self) -> Limits {
+        Limits::from_request(&self.manifest.limits).with_overrides(&self.limits)
     }
 
     /// Requested ∩ granted.
@@ -320,6 +329,7 @@ pub fn install(host: &PluginHost, req: &InstallRequest) -> Result<InstallReport,
         config: req.config.clone(),
         installed_at_ms: now_ms(),
         manifest,
+        limits: LimitsRequest::default(),
     };
     record.put(store)?;
     let name = &record.manifest.name;
@@ -389,6 +399,7 @@ pub fn upgrade(
         config,
         installed_at_ms: now_ms(),
         manifest,
+        limits: old.limits.clone(),
     };
     record.put(host.store())?;
     if old.sha256 != record.sha256 {
@@ -471,6 +482,18 @@ pub fn set_enabled(
 ) -> Result<PluginRecord, PluginError> {
     update(host, name, |r| {
         r.enabled = enabled;
+        Ok(())
+    })
+}
+
+/// Sets the operator's limit overrides (fields left `None` keep the manifest's value).
+pub fn set_limits(
+    host: &PluginHost,
+    name: &str,
+    overrides: LimitsRequest,
+) -> Result<PluginRecord, PluginError> {
+    update(host, name, |r| {
+        r.limits = overrides;
         Ok(())
     })
 }

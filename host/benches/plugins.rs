@@ -49,7 +49,10 @@ fn main() {
     for _ in 0..10 {
         let t = Instant::now();
         let host = PluginHost::open(home, common::settings(), None).unwrap();
-        host.preprocess_here("test-echo", &req).unwrap();
+        host.local_runner()
+            .unwrap()
+            .preprocess("test-echo", &req)
+            .unwrap();
         cold.push(t.elapsed());
     }
     row(
@@ -93,13 +96,14 @@ fn main() {
     row("warm instance, 1 KiB in and out", v);
 
     // Fresh store + instance per call, on this thread.
+    let local = host.local_runner().unwrap();
     for _ in 0..500 {
-        host.preprocess_here("test-echo", &req).unwrap();
+        local.preprocess("test-echo", &req).unwrap();
     }
     let mut v = Vec::with_capacity(10_000);
     for _ in 0..10_000 {
         let t = Instant::now();
-        host.preprocess_here("test-echo", &req).unwrap();
+        local.preprocess("test-echo", &req).unwrap();
         v.push(t.elapsed());
     }
     row("fresh store + instance per call, 1 KiB", v);

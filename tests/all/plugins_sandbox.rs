@@ -262,3 +262,23 @@ fn every_plugin_in_the_workspace_is_exercised_by_a_test() {
         );
     }
 }
+
+#[test]
+fn blocking_in_the_host_is_stopped_by_the_wall_clock_deadline() {
+    let (_d, host) = host();
+    let sleep = install(&host, "testing/sleep", &[], &[]);
+    let echo = install(&host, "testing/echo", &[], &[]);
+    let t = Instant::now();
+    let msg = expect_limit(
+        host.preprocess(&sleep, request(&["x"])),
+        &sleep,
+        LimitKind::Time,
+    );
+    assert!(msg.contains("still waiting on the host"), "{msg}");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t.elapsed()
+    );
+    echo_still_works(&host, &echo);
+}

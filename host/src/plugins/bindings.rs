@@ -3,6 +3,10 @@
 //! Every import is `trappable`: host functions return `wasmtime::Result`, so a host fault
 //! (or an exhausted host-call budget) traps, while errors the guest should handle are the
 //! WIT `error` variant inside the function's own `result`.
+//!
+//! Imports and exports are `async`: a call runs as a future on the worker's own executor, so
+//! a guest that blocks in the host (a WASI sleep, a pending HTTP response) is cancelled by
+//! the call's wall-clock deadline like one that spins.
 
 #![allow(missing_docs, unreachable_pub)]
 
@@ -11,7 +15,8 @@ pub mod preprocessor {
     wasmtime::component::bindgen!({
         path: "../wit/llmos-plugin@0.1.0",
         world: "preprocessor",
-        imports: { default: trappable },
+        imports: { default: async | trappable },
+        exports: { default: async },
         additional_derives: [PartialEq],
     });
 }
@@ -21,7 +26,8 @@ pub mod policy {
     wasmtime::component::bindgen!({
         path: "../wit/llmos-plugin@0.1.0",
         world: "policy",
-        imports: { default: trappable },
+        imports: { default: async | trappable },
+        exports: { default: async },
         with: {
             "llmos:plugin/types": super::preprocessor::llmos::plugin::types,
             "llmos:plugin/log": super::preprocessor::llmos::plugin::log,
@@ -38,7 +44,8 @@ pub mod integration {
     wasmtime::component::bindgen!({
         path: "../wit/llmos-plugin@0.1.0",
         world: "integration",
-        imports: { default: trappable },
+        imports: { default: async | trappable },
+        exports: { default: async },
         with: {
             "llmos:plugin/types": super::preprocessor::llmos::plugin::types,
             "llmos:plugin/log": super::preprocessor::llmos::plugin::log,

@@ -50,6 +50,7 @@ pub fn build_engine(s: &EngineSettings) -> Result<Engine, PluginError> {
         .total_core_instances(s.max_instances * 4)
         .total_memories(s.max_instances * 2)
         .total_tables(s.max_instances * 4)
+        .total_stacks(s.max_instances)
         .max_memories_per_component(4)
         .max_memory_size((s.max_memory_mib as usize) << 20);
     let mut cfg = Config::new();

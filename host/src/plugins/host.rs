@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, Trap};
@@ -72,7 +73,8 @@ pub(crate) struct Inner {
     _ticker: Ticker,
 }
 
-type Job = Box<dyn FnOnce() + Send>;
+/// Work for a plugin worker thread; it gets the thread's own single-threaded executor.
+type Job = Box<dyn FnOnce(&tokio::runtime::Runtime) + Send>;
 
 /// The plugin host. Cheap to clone; every clone shares the engine, cache and workers.
 #[derive(Clone)]
@@ -88,12 +90,20 @@ impl std::fmt::Debug for PluginHost {
     }
 }
 
+/// A single-threaded executor for one worker thread (and for benchmarks on the caller's).
+fn worker_runtime() -> Result<tokio::runtime::Runtime, PluginError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| PluginError::Engine(format!("plugin executor: {e}")))
+}
+
 fn linker_for(engine: &Engine, world: World) -> Result<Linker<State>, PluginError> {
     let mut l = Linker::<State>::new(engine);
     let e = |e: wasmtime::Error| PluginError::Engine(format!("linking {world}: {e:#}"));
     // WASI 0.2 (deny-by-default context) and wasi:http (allow-list in the hooks).
-    wasmtime_wasi::p2::add_to_linker_sync(&mut l).map_err(e)?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut l).map_err(e)?;
+    wasmtime_wasi::p2::add_to_linker_async(&mut l).map_err(e)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut l).map_err(e)?;
     match world {
         World::Preprocessor => Preprocessor::add_to_linker::<_, HasSelf<State>>(&mut l, |s| s),
         World::Policy => Policy::add_to_linker::<_, HasSelf<State>>(&mut l, |s| s),
@@ -143,6 +153,7 @@ impl PluginHost {
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..settings.threads.max(1) {
             let rx = rx.clone();
+            let rt = worker_runtime()?;
             std::thread::Builder::new()
                 .name(format!("llmos-plugin-{i}"))
                 .spawn(move || {
@@ -152,7 +163,7 @@ impl PluginHost {
                             Err(_) => return,
                         };
                         match job {
-                            Ok(job) => job(),
+                            Ok(job) => job(&rt),
                             Err(_) => return, // host dropped
                         }
                     }
@@ -203,12 +214,12 @@ impl PluginHost {
     /// Runs `f` on a plugin worker thread and waits for it.
     fn on_worker<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Inner) -> T + Send + 'static,
+        f: impl FnOnce(&Inner, &tokio::runtime::Runtime) -> T + Send + 'static,
     ) -> Result<T, PluginError> {
         let (tx, rx) = mpsc::sync_channel(1);
         let inner = self.inner.clone();
-        self.submit(Box::new(move || {
-            let _ = tx.send(f(&inner));
+        self.submit(Box::new(move |rt| {
+            let _ = tx.send(f(&inner, rt));
         }))?;
         rx.recv()
             .map_err(|_| PluginError::Engine("plugin worker thread exited".into()))
@@ -217,12 +228,12 @@ impl PluginHost {
     /// Runs `f` on a plugin worker thread; the returned future resolves with its result.
     async fn on_worker_async<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Inner) -> T + Send + 'static,
+        f: impl FnOnce(&Inner, &tokio::runtime::Runtime) -> T + Send + 'static,
     ) -> Result<T, PluginError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let inner = self.inner.clone();
-        self.submit(Box::new(move || {
-            let _ = tx.send(f(&inner));
+        self.submit(Box::new(move |rt| {
+            let _ = tx.send(f(&inner, rt));
         }))?;
         rx.await
             .map_err(|_| PluginError::Engine("plugin worker thread exited".into()))
@@ -257,10 +268,10 @@ impl PluginHost {
     /// Runs a preprocessor (on a plugin worker thread; this thread waits).
     pub fn preprocess(&self, name: &str, request: Request) -> Result<Vec<String>, PluginError> {
         let name = name.to_string();
-        self.on_worker(move |inner| {
+        self.on_worker(move |inner, rt| {
             inner
                 .loaded(&name)
-                .and_then(|l| inner.call_preprocess(&l, &request))
+                .and_then(|l| rt.block_on(inner.call_preprocess(&l, &request)))
         })?
     }
 
@@ -271,10 +282,10 @@ impl PluginHost {
         request: Request,
     ) -> Result<RequestVerdict, PluginError> {
         let name = name.to_string();
-        self.on_worker(move |inner| {
+        self.on_worker(move |inner, rt| {
             inner
                 .loaded(&name)
-                .and_then(|l| inner.call_check_request(&l, &request))
+                .and_then(|l| rt.block_on(inner.call_check_request(&l, &request)))
         })?
     }
 
@@ -285,20 +296,20 @@ impl PluginHost {
         response: Response,
     ) -> Result<ResponseVerdict, PluginError> {
         let name = name.to_string();
-        self.on_worker(move |inner| {
+        self.on_worker(move |inner, rt| {
             inner
                 .loaded(&name)
-                .and_then(|l| inner.call_check_response(&l, &response))
+                .and_then(|l| rt.block_on(inner.call_check_response(&l, &response)))
         })?
     }
 
     /// Delivers an event to an integration and waits for it (tests, diagnostics).
     pub fn deliver(&self, name: &str, event: Event) -> Result<(), PluginError> {
         let name = name.to_string();
-        self.on_worker(move |inner| {
+        self.on_worker(move |inner, rt| {
             inner
                 .loaded(&name)
-                .and_then(|l| inner.call_on_event(&l, &event))
+                .and_then(|l| rt.block_on(inner.call_on_event(&l, &event)))
         })?
     }
 
@@ -310,10 +321,10 @@ impl PluginHost {
         request: Request,
     ) -> Result<Vec<String>, PluginError> {
         let name = name.to_string();
-        self.on_worker_async(move |inner| {
+        self.on_worker_async(move |inner, rt| {
             inner
                 .loaded(&name)
-                .and_then(|l| inner.call_preprocess(&l, &request))
+                .and_then(|l| rt.block_on(inner.call_preprocess(&l, &request)))
         })
         .await?
     }
@@ -325,10 +336,10 @@ impl PluginHost {
         request: Request,
     ) -> Result<RequestVerdict, PluginError> {
         let name = name.to_string();
-        self.on_worker_async(move |inner| {
+        self.on_worker_async(move |inner, rt| {
             inner
                 .loaded(&name)
-                .and_then(|l| inner.call_check_request(&l, &request))
+                .and_then(|l| rt.block_on(inner.call_check_request(&l, &request)))
         })
         .await?
     }
@@ -340,10 +351,10 @@ impl PluginHost {
         response: Response,
     ) -> Result<ResponseVerdict, PluginError> {
         let name = name.to_string();
-        self.on_worker_async(move |inner| {
+        self.on_worker_async(move |inner, rt| {
             inner
                 .loaded(&name)
-                .and_then(|l| inner.call_check_response(&l, &response))
+                .and_then(|l| rt.block_on(inner.call_check_response(&l, &response)))
         })
         .await?
     }
@@ -358,11 +369,11 @@ impl PluginHost {
     ) {
         let host = self.clone();
         let plugin = name.to_string();
-        let job: Job = Box::new(move || {
+        let job: Job = Box::new(move |rt| {
             let name = plugin;
             let r = host
                 .loaded(&name)
-                .and_then(|l| host.inner.call_on_event(&l, &event));
+                .and_then(|l| rt.block_on(host.inner.call_on_event(&l, &event)));
             if let Err(e) = &r {
                 tracing::warn!("integration {name}: {e}");
             }
@@ -383,11 +394,13 @@ impl PluginHost {
         let Pre::Preprocessor(pre) = &loaded.pre else {
             return Err(wrong_world(&loaded, World::Preprocessor));
         };
+        let rt = worker_runtime()?;
         let mut store = self.inner.new_store(&loaded);
-        let instance = pre
-            .instantiate(&mut store)
+        let instance = rt
+            .block_on(pre.instantiate_async(&mut store))
             .map_err(|e| classify(&loaded.ctx, e))?;
         Ok(WarmPreprocessor {
+            rt,
             store,
             instance,
             ticks: self.inner.ticks(&loaded.ctx.limits),
@@ -395,19 +408,33 @@ impl PluginHost {
         })
     }
 
-    /// Runs a preprocessor on the calling thread with a fresh store (benchmarks).
-    pub fn preprocess_here(
-        &self,
-        name: &str,
-        request: &Request,
-    ) -> Result<Vec<String>, PluginError> {
-        let loaded = self.loaded(name)?;
-        self.inner.call_preprocess(&loaded, request)
+    /// A runner of fresh-store calls on the calling thread (benchmarks: no thread hand-off).
+    pub fn local_runner(&self) -> Result<LocalRunner, PluginError> {
+        Ok(LocalRunner {
+            rt: worker_runtime()?,
+            host: self.clone(),
+        })
+    }
+}
+
+/// See [`PluginHost::local_runner`].
+pub struct LocalRunner {
+    rt: tokio::runtime::Runtime,
+    host: PluginHost,
+}
+
+impl LocalRunner {
+    /// Runs a preprocessor with a fresh store and instance on this thread.
+    pub fn preprocess(&self, name: &str, request: &Request) -> Result<Vec<String>, PluginError> {
+        let loaded = self.host.loaded(name)?;
+        self.rt
+            .block_on(self.host.inner.call_preprocess(&loaded, request))
     }
 }
 
 /// See [`PluginHost::warm_preprocessor`].
 pub struct WarmPreprocessor {
+    rt: tokio::runtime::Runtime,
     store: wasmtime::Store<State>,
     instance: Preprocessor,
     ticks: u64,
@@ -415,13 +442,13 @@ pub struct WarmPreprocessor {
 }
 
 impl WarmPreprocessor {
-    /// One call on the warm instance.
+    /// One call on the warm instance, with a fresh time budget and host-call count.
     pub fn call(&mut self, request: &Request) -> Result<Vec<String>, PluginError> {
         self.store.set_epoch_deadline(self.ticks);
         self.store.data_mut().reset_host_calls();
         let out = self
-            .instance
-            .call_preprocess(&mut self.store, request)
+            .rt
+            .block_on(self.instance.call_preprocess(&mut self.store, request))
             .map_err(|e| classify(&self.ctx, e))?;
         finish(&self.ctx, out, |v| v.iter().map(String::len).sum())
     }
@@ -578,7 +605,28 @@ impl Inner {
         Ok(l)
     }
 
-    pub(crate) fn call_preprocess(
+    /// Runs a call under the plugin's wall-clock deadline (which also cancels a guest blocked
+    /// in the host, e.g. sleeping or waiting for HTTP) and maps failures.
+    async fn limited<R>(
+        &self,
+        l: &Loaded,
+        call: impl Future<Output = wasmtime::Result<R>>,
+    ) -> Result<R, PluginError> {
+        let wall = Duration::from_millis(l.ctx.limits.timeout_ms) + 2 * self.settings.engine.tick;
+        match tokio::time::timeout(wall, call).await {
+            Ok(r) => r.map_err(|e| classify(&l.ctx, e)),
+            Err(_) => Err(PluginError::Limit {
+                plugin: l.ctx.name.clone(),
+                kind: LimitKind::Time,
+                detail: format!(
+                    "{} ms allowed per call; the plugin was still waiting on the host",
+                    l.ctx.limits.timeout_ms
+                ),
+            }),
+        }
+    }
+
+    pub(crate) async fn call_preprocess(
         &self,
         l: &Loaded,
         req: &Request,
@@ -587,22 +635,28 @@ impl Inner {
             return Err(wrong_world(l, World::Preprocessor));
         };
         let mut store = self.new_store(l);
-        let out = pre
-            .instantiate(&mut store)
-            .and_then(|i| i.call_preprocess(&mut store, req))
-            .map_err(|e| classify(&l.ctx, e))?;
+        let call = async {
+            let i = pre.instantiate_async(&mut store).await?;
+            i.call_preprocess(&mut store, req).await
+        };
+        let out = self.limited(l, call).await?;
         finish(&l.ctx, out, |v| v.iter().map(String::len).sum())
     }
 
-    fn call_check_request(&self, l: &Loaded, req: &Request) -> Result<RequestVerdict, PluginError> {
+    async fn call_check_request(
+        &self,
+        l: &Loaded,
+        req: &Request,
+    ) -> Result<RequestVerdict, PluginError> {
         let Pre::Policy(pre) = &l.pre else {
             return Err(wrong_world(l, World::Policy));
         };
         let mut store = self.new_store(l);
-        let out = pre
-            .instantiate(&mut store)
-            .and_then(|i| i.call_check_request(&mut store, req))
-            .map_err(|e| classify(&l.ctx, e))?;
+        let call = async {
+            let i = pre.instantiate_async(&mut store).await?;
+            i.call_check_request(&mut store, req).await
+        };
+        let out = self.limited(l, call).await?;
         finish(&l.ctx, out, |v| match v {
             RequestVerdict::Allow => 0,
             RequestVerdict::Deny(s) => s.len(),
@@ -610,7 +664,7 @@ impl Inner {
         })
     }
 
-    fn call_check_response(
+    async fn call_check_response(
         &self,
         l: &Loaded,
         resp: &Response,
@@ -619,25 +673,27 @@ impl Inner {
             return Err(wrong_world(l, World::Policy));
         };
         let mut store = self.new_store(l);
-        let out = pre
-            .instantiate(&mut store)
-            .and_then(|i| i.call_check_response(&mut store, resp))
-            .map_err(|e| classify(&l.ctx, e))?;
+        let call = async {
+            let i = pre.instantiate_async(&mut store).await?;
+            i.call_check_response(&mut store, resp).await
+        };
+        let out = self.limited(l, call).await?;
         finish(&l.ctx, out, |v| match v {
             ResponseVerdict::Allow => 0,
             ResponseVerdict::Deny(s) | ResponseVerdict::Modify(s) => s.len(),
         })
     }
 
-    fn call_on_event(&self, l: &Loaded, event: &Event) -> Result<(), PluginError> {
+    async fn call_on_event(&self, l: &Loaded, event: &Event) -> Result<(), PluginError> {
         let Pre::Integration(pre) = &l.pre else {
             return Err(wrong_world(l, World::Integration));
         };
         let mut store = self.new_store(l);
-        let out = pre
-            .instantiate(&mut store)
-            .and_then(|i| i.call_on_event(&mut store, event))
-            .map_err(|e| classify(&l.ctx, e))?;
+        let call = async {
+            let i = pre.instantiate_async(&mut store).await?;
+            i.call_on_event(&mut store, event).await
+        };
+        let out = self.limited(l, call).await?;
         finish(&l.ctx, out, |_| 0)
     }
 }

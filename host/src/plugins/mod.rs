@@ -28,7 +28,7 @@ pub use bindings::types::{
     Error as GuestError, Event, Request, RequestContext, RequestVerdict, Response, ResponseVerdict,
 };
 pub use engine::EngineSettings;
-pub use host::{HostSettings, PluginHost, WarmPreprocessor};
+pub use host::{HostSettings, LocalRunner, PluginHost, WarmPreprocessor};
 pub use inference::{EntitySpan, InferenceBackend, InferenceError, LabelScore};
 pub use limits::{LimitKind, Limits};
 pub use manifest::{Manifest, World};

@@ -177,7 +177,7 @@ macro_rules! try_guest {
 impl types::Host for State {}
 
 impl log::Host for State {
-    fn log(&mut self, level: log::Level, mut message: String) -> wasmtime::Result<()> {
+    async fn log(&mut self, level: log::Level, mut message: String) -> wasmtime::Result<()> {
         self.count()?;
         if message.len() > MAX_LOG {
             let mut cut = MAX_LOG;
@@ -199,12 +199,12 @@ impl log::Host for State {
 }
 
 impl config::Host for State {
-    fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+    async fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
         self.count()?;
         Ok(self.plugin.config.get(&key).cloned())
     }
 
-    fn get_all(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
+    async fn get_all(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
         self.count()?;
         Ok(self
             .plugin
@@ -226,7 +226,7 @@ fn check_key(key: &str) -> Result<(), GuestError> {
 }
 
 impl kv::Host for State {
-    fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, GuestError>> {
+    async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, GuestError>> {
         try_guest!(self.check(Capability::Kv)?);
         try_guest!(check_key(&key));
         let v = self
@@ -237,7 +237,11 @@ impl kv::Host for State {
         Ok(Ok(v))
     }
 
-    fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), GuestError>> {
+    async fn set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), GuestError>> {
         try_guest!(self.check(Capability::Kv)?);
         try_guest!(check_key(&key));
         if value.len() > MAX_KV_VALUE {
@@ -253,7 +257,7 @@ impl kv::Host for State {
         Ok(Ok(()))
     }
 
-    fn delete(&mut self, key: String) -> wasmtime::Result<Result<(), GuestError>> {
+    async fn delete(&mut self, key: String) -> wasmtime::Result<Result<(), GuestError>> {
         try_guest!(self.check(Capability::Kv)?);
         try_guest!(check_key(&key));
         self.services
@@ -263,7 +267,10 @@ impl kv::Host for State {
         Ok(Ok(()))
     }
 
-    fn list_keys(&mut self, prefix: String) -> wasmtime::Result<Result<Vec<String>, GuestError>> {
+    async fn list_keys(
+        &mut self,
+        prefix: String,
+    ) -> wasmtime::Result<Result<Vec<String>, GuestError>> {
         try_guest!(self.check(Capability::Kv)?);
         let base = self.kv_key("").len();
         let keys = self
@@ -279,7 +286,7 @@ impl kv::Host for State {
 }
 
 impl inference::Host for State {
-    fn embed(
+    async fn embed(
         &mut self,
         model: String,
         texts: Vec<String>,
@@ -289,7 +296,7 @@ impl inference::Host for State {
         Ok(b.embed(&model, &texts).map_err(map_inference))
     }
 
-    fn classify(
+    async fn classify(
         &mut self,
         model: String,
         texts: Vec<String>,
@@ -313,7 +320,7 @@ impl inference::Host for State {
             }))
     }
 
-    fn entities(
+    async fn entities(
         &mut self,
         model: String,
         text: String,
@@ -333,7 +340,7 @@ impl inference::Host for State {
         }))
     }
 
-    fn generate(
+    async fn generate(
         &mut self,
         model: String,
         _prompt: String,
@@ -347,7 +354,7 @@ impl inference::Host for State {
 }
 
 impl secrets::Host for State {
-    fn get(&mut self, name: String) -> wasmtime::Result<Result<String, GuestError>> {
+    async fn get(&mut self, name: String) -> wasmtime::Result<Result<String, GuestError>> {
         try_guest!(self.check(Capability::Secret(name.clone()))?);
         let key = secret_key(&self.plugin.name, &name);
         match self

@@ -1,4 +1,4 @@
-//! Test plugin: allocates 1 MiB blocks forever. The host must stop it with its memory limit.
+//! Test plugin: allocates 8 MiB blocks forever. The host must stop it with its memory limit.
 wit_bindgen::generate!({
     world: "preprocessor",
     path: "../../../wit/llmos-plugin@0.1.0",
@@ -10,8 +10,8 @@ impl Guest for P {
     fn preprocess(_request: Request) -> Result<Vec<String>, Error> {
         let mut blocks: Vec<Vec<u8>> = Vec::new();
         loop {
-            let mut b = vec![0u8; 1 << 20];
-            b[0] = blocks.len() as u8;
+            let mut b = Vec::with_capacity(8 << 20);
+            b.push(blocks.len() as u8);
             blocks.push(std::hint::black_box(b));
         }
     }

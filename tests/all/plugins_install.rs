@@ -223,7 +223,7 @@ fn precompiled_cache_is_used_and_a_tampered_artifact_is_ignored() {
     let sha = sha256_hex(&bytes);
     let (_, outcome) = host.cache().load(host.engine(), &bytes, &sha).unwrap();
     assert_eq!(outcome, CacheOutcome::Hit);
-    let cache_dir = host.home().join("plugins/cache");
+    let cache_dir = host.home().join("plugin-cache");
     let artifact = std::fs::read_dir(&cache_dir)
         .unwrap()
         .map(|e| e.unwrap().path())

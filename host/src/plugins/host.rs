@@ -115,7 +115,7 @@ fn linker_for(engine: &Engine, world: World) -> Result<Linker<State>, PluginErro
 
 impl PluginHost {
     /// Opens the host for the data location `home`: the sealed store in `<home>/store`,
-    /// installed plugins in `<home>/plugins`, the precompiled cache in `<home>/plugins/cache`.
+    /// installed plugins in `<home>/plugins`, the precompiled cache in `<home>/plugin-cache`.
     /// `inference` is the model backend; `None` makes plugin inference calls `unavailable`.
     pub fn open(
         home: &Path,
@@ -139,7 +139,7 @@ impl PluginHost {
             linkers.insert(w, linker_for(&engine, w)?);
         }
         let cache = ComponentCache::new(
-            home.join("plugins").join("cache"),
+            home.join("plugin-cache"),
             store.clone(),
             &engine,
             &settings.engine,

@@ -7,9 +7,9 @@
 //! - cold start from the precompiled cache (open the host, load, first call) and, for
 //!   contrast, with an empty cache (compilation).
 
-#[path = "../../tests/all/common.rs"]
+#[path = "../../tests/all/plugins_common.rs"]
 #[allow(unreachable_pub)]
-mod common;
+mod plugins_common;
 
 use std::time::{Duration, Instant};
 
@@ -34,12 +34,12 @@ fn row(name: &str, v: Vec<Duration>) {
 
 fn main() {
     let text = "a".repeat(1024);
-    let req = common::request(&[&text]);
+    let req = plugins_common::request(&[&text]);
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path();
     {
-        let host = PluginHost::open(home, common::settings(), None).unwrap();
-        common::install(&host, "testing/echo", &[], &[]);
+        let host = PluginHost::open(home, plugins_common::settings(), None).unwrap();
+        plugins_common::install(&host, "testing/echo", &[], &[]);
     }
     println!("| measurement | calls | median | p99 | min |");
     println!("|---|---|---|---|---|");
@@ -48,7 +48,7 @@ fn main() {
     let mut cold = Vec::new();
     for _ in 0..10 {
         let t = Instant::now();
-        let host = PluginHost::open(home, common::settings(), None).unwrap();
+        let host = PluginHost::open(home, plugins_common::settings(), None).unwrap();
         host.local_runner()
             .unwrap()
             .preprocess("test-echo", &req)
@@ -60,8 +60,8 @@ fn main() {
         cold,
     );
 
-    let host = PluginHost::open(home, common::settings(), None).unwrap();
-    let bytes = std::fs::read(common::wasm("testing/echo")).unwrap();
+    let host = PluginHost::open(home, plugins_common::settings(), None).unwrap();
+    let bytes = std::fs::read(plugins_common::wasm("testing/echo")).unwrap();
     let sha = llmos::plugins::engine::sha256_hex(&bytes);
     let mut load = Vec::new();
     for _ in 0..20 {

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use llmos::plugins::PluginHost;
 use llmos::plugins::registry::{self, InstallRequest};
 
-use crate::common::{host, install, manifest, request, serve, wasm};
+use crate::plugins_common::{host, install, manifest, request, serve, wasm};
 
 const PROBE: &str = "testing/probe";
 

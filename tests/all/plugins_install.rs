@@ -9,7 +9,7 @@ use llmos::plugins::engine::{CacheOutcome, sha256_hex};
 use llmos::plugins::registry::{self, InstallRequest};
 use llmos::plugins::{HostSettings, PluginError, PluginHost};
 
-use crate::common::{host, install, manifest, request, settings, wasm};
+use crate::plugins_common::{host, install, manifest, request, settings, wasm};
 
 fn req(component: PathBuf, manifest: PathBuf) -> InstallRequest {
     InstallRequest {

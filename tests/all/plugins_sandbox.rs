@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use llmos::plugins::{LimitKind, PluginError, PluginHost};
 
-use crate::common::{host, install, request, serve};
+use crate::plugins_common::{host, install, request, serve};
 
 fn echo_still_works(host: &PluginHost, echo: &str) {
     let out = host.preprocess(echo, request(&["still fine"])).unwrap();
@@ -238,7 +238,8 @@ fn async_callers_are_not_blocked_while_a_plugin_runs() {
 
 #[test]
 fn every_plugin_in_the_workspace_is_exercised_by_a_test() {
-    let ws = std::fs::read_to_string(crate::common::plugins_dir().join("Cargo.toml")).unwrap();
+    let ws =
+        std::fs::read_to_string(crate::plugins_common::plugins_dir().join("Cargo.toml")).unwrap();
     let members: Vec<&str> = ws
         .lines()
         .map(str::trim)
@@ -250,7 +251,7 @@ fn every_plugin_in_the_workspace_is_exercised_by_a_test() {
     let mut sources = String::new();
     for f in std::fs::read_dir(dir).unwrap() {
         let p = f.unwrap().path();
-        if p.file_name().unwrap() != "common.rs" {
+        if p.file_name().unwrap() != "plugins_common.rs" {
             sources.push_str(&std::fs::read_to_string(p).unwrap());
         }
     }

@@ -8,7 +8,7 @@ use llmos::plugins::pipeline::{self, Chain, Outcome};
 use llmos::plugins::registry;
 use llmos::plugins::{Event, PluginError, Request, RequestVerdict, Response, ResponseVerdict};
 
-use crate::common::{ctx, host, install, request, serve};
+use crate::plugins_common::{ctx, host, install, request, serve};
 
 #[test]
 fn normalize_nfkc_controls_and_whitespace() {

@@ -319,3 +319,50 @@ fn pipeline_chains_plugins_and_integrations_never_fail_the_response() {
         "{e}"
     );
 }
+
+#[test]
+fn a_hanging_integration_never_delays_the_pipeline() {
+    let (_d, host) = host();
+    // A server that accepts connections and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming() {
+            held.push(s);
+        }
+    });
+    install(&host, "testing/echo", &[], &[]);
+    install(
+        &host,
+        "webhook",
+        &[&format!("http:127.0.0.1:{port}")],
+        &[("url", &format!("http://127.0.0.1:{port}/"))],
+    );
+    let chain = Chain {
+        preprocessors: vec!["test-echo".into()],
+        integrations: vec!["webhook".into()],
+        ..Chain::default()
+    };
+    let start = std::time::Instant::now();
+    for i in 0..6 {
+        let text = format!("request {i}");
+        let out = pipeline::run(&host, &chain, ctx("minilm"), vec![text.clone()], |inputs| {
+            Ok(serde_json::json!(inputs))
+        })
+        .unwrap();
+        assert_eq!(
+            out,
+            Outcome::Completed {
+                inputs: vec![text.clone()],
+                output: serde_json::json!([text])
+            }
+        );
+    }
+    // Each webhook waits up to its 5 s budget; the requests did not wait for them.
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        start.elapsed()
+    );
+}

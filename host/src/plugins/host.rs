@@ -29,6 +29,9 @@ pub struct HostSettings {
     pub engine: EngineSettings,
     /// Worker threads that run plugin code (never the HTTP server's executor).
     pub threads: usize,
+    /// Worker threads that deliver events to integrations (separate, so that slow
+    /// integrations never hold up requests).
+    pub event_threads: usize,
     /// Largest component accepted by install, bytes.
     pub max_component_bytes: u64,
     /// When set, install only accepts components inside this folder (after resolving links).
@@ -40,6 +43,7 @@ impl Default for HostSettings {
         Self {
             engine: EngineSettings::default(),
             threads: std::thread::available_parallelism().map_or(2, |n| n.get().min(8)),
+            event_threads: 1,
             max_component_bytes: 32 << 20,
             install_root: None,
         }
@@ -70,6 +74,8 @@ pub(crate) struct Inner {
     pub(crate) services: Arc<Services>,
     loaded: Mutex<HashMap<String, Loaded>>,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    /// Integrations have their own workers, so slow ones never delay requests.
+    events: Mutex<Option<mpsc::Sender<Job>>>,
     _ticker: Ticker,
 }
 
@@ -88,6 +94,32 @@ impl std::fmt::Debug for PluginHost {
             .field("home", &self.inner.home)
             .finish()
     }
+}
+
+/// Starts `n` worker threads fed by one queue; they end when the sender is dropped.
+fn spawn_workers(name: &str, n: usize) -> Result<mpsc::Sender<Job>, PluginError> {
+    let (tx, rx) = mpsc::channel::<Job>();
+    let rx = Arc::new(Mutex::new(rx));
+    for i in 0..n {
+        let rx = rx.clone();
+        let rt = worker_runtime()?;
+        std::thread::Builder::new()
+            .name(format!("{name}-{i}"))
+            .spawn(move || {
+                loop {
+                    let job = match rx.lock() {
+                        Ok(r) => r.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(&rt),
+                        Err(_) => return, // host dropped
+                    }
+                }
+            })
+            .map_err(|e| PluginError::Engine(format!("spawning plugin threads: {e}")))?;
+    }
+    Ok(tx)
 }
 
 /// A single-threaded executor for one worker thread (and for benchmarks on the caller's).
@@ -149,27 +181,8 @@ impl PluginHost {
             store,
             inference,
         });
-        let (tx, rx) = mpsc::channel::<Job>();
-        let rx = Arc::new(Mutex::new(rx));
-        for i in 0..settings.threads.max(1) {
-            let rx = rx.clone();
-            let rt = worker_runtime()?;
-            std::thread::Builder::new()
-                .name(format!("llmos-plugin-{i}"))
-                .spawn(move || {
-                    loop {
-                        let job = match rx.lock() {
-                            Ok(r) => r.recv(),
-                            Err(_) => return,
-                        };
-                        match job {
-                            Ok(job) => job(&rt),
-                            Err(_) => return, // host dropped
-                        }
-                    }
-                })
-                .map_err(|e| PluginError::Engine(format!("spawning plugin threads: {e}")))?;
-        }
+        let tx = spawn_workers("llmos-plugin", settings.threads.max(1))?;
+        let events = spawn_workers("llmos-event", settings.event_threads.max(1))?;
         let ticker = Ticker::start(engine.clone(), settings.engine.tick);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -181,6 +194,7 @@ impl PluginHost {
                 services,
                 loaded: Mutex::new(HashMap::new()),
                 jobs: Mutex::new(Some(tx)),
+                events: Mutex::new(Some(events)),
                 _ticker: ticker,
             }),
         })
@@ -240,7 +254,11 @@ impl PluginHost {
     }
 
     fn submit(&self, job: Job) -> Result<(), PluginError> {
-        let jobs = self.inner.jobs.lock().expect("jobs lock");
+        Self::send(&self.inner.jobs, job)
+    }
+
+    fn send(queue: &Mutex<Option<mpsc::Sender<Job>>>, job: Job) -> Result<(), PluginError> {
+        let jobs = queue.lock().expect("jobs lock");
         jobs.as_ref()
             .and_then(|tx| tx.send(job).ok())
             .ok_or_else(|| PluginError::Engine("plugin workers are shut down".into()))
@@ -381,7 +399,7 @@ impl PluginHost {
                 let _ = d.send(r);
             }
         });
-        if let Err(e) = self.submit(job) {
+        if let Err(e) = Self::send(&self.inner.events, job) {
             tracing::warn!("integration {name}: {e}");
         }
     }
@@ -701,8 +719,10 @@ impl Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         // Closing the channel ends the worker threads once their current job is done.
-        if let Ok(mut j) = self.jobs.lock() {
-            j.take();
+        for q in [&self.jobs, &self.events] {
+            if let Ok(mut j) = q.lock() {
+                j.take();
+            }
         }
     }
 }

@@ -70,9 +70,17 @@ fn pii_redact_uses_the_ner_model_only_when_granted_and_a_fixed_mask() {
     c.insert("require_ner".to_string(), Some("true".to_string()));
     registry::configure(&host, &p, &c).unwrap();
     match host.preprocess(&p, request(&[text])) {
-        Err(PluginError::Guest { plugin, error }) => {
+        Err(e @ PluginError::Guest { .. }) => {
+            let msg = e.to_string();
+            let PluginError::Guest { plugin, error, .. } = e else {
+                unreachable!()
+            };
             assert_eq!(plugin, "pii-redact");
             assert_eq!(format!("{error:?}"), "Error::Denied(\"inference:pii-ner\")");
+            assert!(
+                msg.contains("`llmos plugin grant pii-redact inference:pii-ner`"),
+                "{msg}"
+            );
         }
         other => panic!("{other:?}"),
     }

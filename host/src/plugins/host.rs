@@ -536,10 +536,20 @@ fn finish<T>(
             }
             Ok(v)
         }
-        Err(error) => Err(PluginError::Guest {
-            plugin: ctx.name.clone(),
-            error,
-        }),
+        Err(error) => {
+            let hint = match &error {
+                super::bindings::types::Error::Denied(cap) => match cap.parse() {
+                    Ok(cap) => format!(" ({})", ctx.refusal(&cap)),
+                    Err(_) => String::new(),
+                },
+                _ => String::new(),
+            };
+            Err(PluginError::Guest {
+                plugin: ctx.name.clone(),
+                error,
+                hint,
+            })
+        }
     }
 }
 

@@ -36,6 +36,54 @@ pub use registry::{InstallReport, InstallRequest, PluginRecord};
 
 use crate::data::StoreError;
 
+/// `[plugins]` of `llmos.toml`: the plugin host's settings. Unknown keys are errors.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// Worker threads running plugin code. Default: available cores, at most 8.
+    pub threads: usize,
+    /// Worker threads delivering events to integrations. Default 1.
+    pub event_threads: usize,
+    /// Largest component `install` accepts, bytes. Default 32 MiB.
+    pub max_component_bytes: u64,
+    /// When set, `install` only accepts components inside this folder.
+    pub install_root: Option<std::path::PathBuf>,
+    /// wasmtime `concurrency_support` (part of the cache key). Default true.
+    pub concurrency_support: bool,
+    /// Plugin instances alive at once (pooling allocator slots). Default 64.
+    pub max_instances: u32,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        let h = HostSettings::default();
+        Self {
+            threads: h.threads,
+            event_threads: h.event_threads,
+            max_component_bytes: h.max_component_bytes,
+            install_root: h.install_root,
+            concurrency_support: h.engine.concurrency_support,
+            max_instances: h.engine.max_instances,
+        }
+    }
+}
+
+impl From<&PluginsConfig> for HostSettings {
+    fn from(c: &PluginsConfig) -> Self {
+        HostSettings {
+            engine: EngineSettings {
+                concurrency_support: c.concurrency_support,
+                max_instances: c.max_instances.max(1),
+                ..EngineSettings::default()
+            },
+            threads: c.threads.max(1),
+            event_threads: c.event_threads.max(1),
+            max_component_bytes: c.max_component_bytes,
+            install_root: c.install_root.clone(),
+        }
+    }
+}
+
 /// Errors of the plugin host. Messages name the plugin, and for limits the limit.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
@@ -77,12 +125,14 @@ pub enum PluginError {
         message: String,
     },
     /// The plugin returned an error value.
-    #[error("plugin {plugin} returned an error: {error:?}")]
+    #[error("plugin {plugin} returned an error: {error:?}{hint}")]
     Guest {
         /// The plugin.
         plugin: String,
         /// Its error.
         error: GuestError,
+        /// For a propagated `denied`, how to grant the capability (else empty).
+        hint: String,
     },
     /// Install refused: not a component, wrong world, imports, size, path.
     #[error("invalid plugin: {0}")]
@@ -113,4 +163,22 @@ pub enum PluginError {
     /// The store.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugins_config_rejects_unknown_keys_and_maps_to_settings() {
+        let c: PluginsConfig =
+            toml::from_str("threads = 3\nconcurrency_support = false\n").unwrap();
+        let s = HostSettings::from(&c);
+        assert_eq!(s.threads, 3);
+        assert!(!s.engine.concurrency_support);
+        let e = toml::from_str::<PluginsConfig>("thread = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("thread"), "{e}");
+    }
 }

@@ -53,6 +53,10 @@ pub struct Config {
     pub models: ModelsConfig,
     /// Execution-provider options shared by all models.
     pub providers: ProviderOptions,
+    /// The plugin host.
+    pub plugins: crate::plugins::PluginsConfig,
+    /// Plugin chains per model (and route): `[pipelines.<model>]`, `[pipelines."*"]`.
+    pub pipelines: crate::plugins::pipeline::Pipelines,
 }
 
 /// `[server]`

@@ -9,3 +9,6 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod data;
+pub mod plugins;
+pub mod security;

@@ -10,3 +10,9 @@ mod core_models;
 mod core_real_models;
 
 mod api_openai;
+
+mod plugins_common;
+mod plugins_grants;
+mod plugins_install;
+mod plugins_sandbox;
+mod plugins_shipped;

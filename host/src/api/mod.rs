@@ -24,7 +24,10 @@ use serde_json::{Value, json};
 
 use crate::api::error::ApiError;
 use crate::api::metrics::Metrics;
+use crate::core::text::{Input, Truncation};
 use crate::core::{Core, Model};
+use crate::plugins::gateway::{self, Gateway, GatewayError, Routed, TextTask};
+use crate::plugins::pipeline::PipelineError;
 
 /// Request limits.
 #[derive(Debug, Clone)]
@@ -49,6 +52,8 @@ impl Default for Limits {
 pub struct AppState {
     /// Models.
     pub core: Arc<Core>,
+    /// Plugins and pipelines.
+    pub gateway: Arc<Gateway>,
     /// Counters.
     pub metrics: Metrics,
     /// Limits.
@@ -58,13 +63,14 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State over a core with default limits.
-    pub fn new(core: Arc<Core>, limits: Limits) -> Self {
+    /// State over a gateway (its core and plugin host).
+    pub fn new(gateway: Arc<Gateway>, limits: Limits) -> Self {
         let started = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         Self {
-            core,
+            core: gateway.core.clone(),
+            gateway,
             metrics: Metrics::default(),
             limits,
             started,
@@ -136,6 +142,86 @@ pub async fn model(state: &AppState, name: &str) -> Result<Arc<Model>, ApiError>
             )
         })?
         .map_err(ApiError::from)
+}
+
+fn chain_is_empty(c: &crate::plugins::pipeline::Chain) -> bool {
+    c.preprocessors.is_empty()
+        && c.request_policies.is_empty()
+        && c.response_policies.is_empty()
+        && c.integrations.is_empty()
+}
+
+static REQUEST_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Runs a text task for a route: straight to the model when the model has no plugin chain
+/// there, else through the pipeline on a blocking thread (plugins and models answer on
+/// their own threads). A policy's denial is a 403 naming the plugin; a plugin fault a 502.
+pub async fn route_text(
+    state: &AppState,
+    m: &Arc<Model>,
+    task: TextTask,
+    route: &'static str,
+    input: Input,
+    policy: Truncation,
+) -> Result<Response, ApiError> {
+    let label = axum::Extension(ModelLabel(m.name().to_string()));
+    let chain = state.gateway.chain(m.name(), route);
+    if chain_is_empty(&chain) {
+        let v = gateway::run_task(m, task, input, policy).await?;
+        return Ok((label, Json(v)).into_response());
+    }
+    let Input::Texts(texts) = input else {
+        return Err(ApiError::invalid(
+            Some("input".into()),
+            format!(
+                "model {} runs a plugin pipeline on {route}, which works on text: send texts, not token ids",
+                m.name()
+            ),
+        ));
+    };
+    let (gw, m2) = (state.gateway.clone(), m.clone());
+    let id = format!(
+        "req-{}",
+        REQUEST_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let routed = tokio::task::spawn_blocking(move || {
+        gw.route_blocking(&m2, task, route, None, id, texts, policy)
+    })
+    .await
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            e.to_string(),
+        )
+    })?;
+    match routed {
+        Ok(Routed::Done(v)) => Ok((label, Json(v)).into_response()),
+        Ok(Routed::Denied {
+            plugin,
+            reason,
+            stage,
+        }) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            format!("denied by plugin {plugin} ({stage} policy): {reason}"),
+        )
+        .with_param(Some(plugin))
+        .with_code("policy_denied")),
+        Err(GatewayError::Task(e)) => Err(e.into()),
+        Err(GatewayError::Load(e)) => Err(e.into()),
+        Err(GatewayError::Pipeline(
+            e @ (PipelineError::Plugin(_) | PipelineError::Contract { .. }),
+        )) => Err(
+            ApiError::new(StatusCode::BAD_GATEWAY, "server_error", e.to_string())
+                .with_code("plugin_failed"),
+        ),
+        Err(e) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            e.to_string(),
+        )),
+    }
 }
 
 /// The whole router.
@@ -228,6 +314,7 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
 /// Runs the server until SIGINT/SIGTERM, then stops accepting, lets in-flight requests
 /// finish (up to 30 s) and returns.
 pub fn serve(core: Arc<Core>, listen: &str) -> Result<()> {
+    let gateway = Arc::new(Gateway::open(core, None).context("cannot open the plugin host")?);
     let addr: SocketAddr = listen.parse().with_context(|| {
         format!("invalid listen address {listen:?}: expected IP:PORT, e.g. 127.0.0.1:8080")
     })?;
@@ -236,7 +323,7 @@ pub fn serve(core: Arc<Core>, listen: &str) -> Result<()> {
         .thread_name("llmos-http")
         .build()
         .context("cannot start the async runtime")?;
-    let state = Arc::new(AppState::new(core, Limits::default()));
+    let state = Arc::new(AppState::new(gateway, Limits::default()));
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr)
             .await

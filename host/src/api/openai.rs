@@ -8,13 +8,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::api::error::ApiError;
-use crate::api::{ApiJson, AppState, ModelLabel, model};
+use crate::api::{ApiJson, AppState, ModelLabel, model, route_text};
 use crate::core::engine::Model;
 use crate::core::text::{Input, Truncation};
+use crate::plugins::gateway::TextTask;
 
 /// The routes of this module.
 pub(crate) fn routes() -> Router<Arc<AppState>> {
@@ -177,10 +177,6 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-fn usage(tokens: usize) -> Value {
-    json!({"prompt_tokens": tokens, "total_tokens": tokens})
-}
-
 fn with_model(resp: impl IntoResponse, m: &Model) -> Response {
     (Extension(ModelLabel(m.name().to_string())), resp).into_response()
 }
@@ -218,25 +214,15 @@ async fn embeddings(
             ));
         }
     }
-    let out = m.embed_input(input, policy)?.recv().await?;
-    let data: Vec<Value> = out
-        .vectors
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            let embedding = if base64 {
-                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-                Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
-            } else {
-                json!(v)
-            };
-            json!({"object": "embedding", "index": i, "embedding": embedding})
-        })
-        .collect();
-    Ok(with_model(
-        Json(json!({"object": "list", "data": data, "model": name, "usage": usage(out.tokens)})),
+    route_text(
+        &state,
         &m,
-    ))
+        TextTask::Embed { base64 },
+        "/v1/embeddings",
+        input,
+        policy,
+    )
+    .await
 }
 
 async fn classify(
@@ -248,17 +234,15 @@ async fn classify(
     let input = parse_input(body.get("input"), true)?;
     let policy = truncation(&body)?;
     let m = model(&state, &name).await?;
-    let out = m.classify_input(input, policy)?.recv().await?;
-    let data: Vec<Value> = out
-        .scores
-        .iter()
-        .enumerate()
-        .map(|(i, s)| json!({"object": "classification", "index": i, "label": s[0].label, "score": s[0].score, "scores": s}))
-        .collect();
-    Ok(with_model(
-        Json(json!({"object": "list", "data": data, "model": name, "usage": usage(out.tokens)})),
+    route_text(
+        &state,
         &m,
-    ))
+        TextTask::Classify,
+        "/v1/classify",
+        input,
+        policy,
+    )
+    .await
 }
 
 async fn entities(
@@ -272,17 +256,15 @@ async fn entities(
     };
     let policy = truncation(&body)?;
     let m = model(&state, &name).await?;
-    let out = m.entities(texts, policy)?.recv().await?;
-    let data: Vec<Value> = out
-        .entities
-        .iter()
-        .enumerate()
-        .map(|(i, e)| json!({"object": "entities", "index": i, "entities": e}))
-        .collect();
-    Ok(with_model(
-        Json(json!({"object": "list", "data": data, "model": name, "usage": usage(out.tokens)})),
+    route_text(
+        &state,
         &m,
-    ))
+        TextTask::Entities,
+        "/v1/entities",
+        Input::Texts(texts),
+        policy,
+    )
+    .await
 }
 
 fn bool_field(body: &Value, name: &str, default: bool) -> Result<bool, ApiError> {

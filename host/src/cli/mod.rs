@@ -10,6 +10,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
+pub mod plugin;
+
 use crate::config::{Config, Paths};
 use crate::core::engine::{Core, LoadError};
 use crate::core::fetch::Fetcher;
@@ -81,6 +83,24 @@ enum Command {
     Ner(TextArgs),
     /// Classify texts with a classification model.
     Classify(TextArgs),
+    /// Manage WebAssembly plugins: install, grant, revoke, enable, disable, remove, …
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
+    /// Run texts through a model's plugin pipeline and the model, without HTTP.
+    Run {
+        /// Model name.
+        #[arg(long, short)]
+        model: String,
+        /// Input text (repeatable; else stdin).
+        #[arg(long = "text", short)]
+        texts: Vec<String>,
+        /// Route whose pipeline applies [default: the model's pipeline].
+        #[arg(long, default_value = "cli")]
+        route: String,
+        /// Cut texts longer than the model's maximum instead of refusing them.
+        #[arg(long)]
+        truncate: bool,
+    },
     /// Run raw tensors: JSON `{"inputs":[{"name","shape","dtype","data"}],"outputs":[..]}`.
     Infer {
         /// Model name.
@@ -261,6 +281,31 @@ fn run(cli: Cli) -> Result<()> {
                 .map(|(t, s)| json!({"text": t, "label": s[0].label, "scores": s}))
                 .collect();
             print(&json!({"model": model.name(), "results": results, "tokens": out.tokens}));
+            Ok(())
+        }
+        Command::Plugin(cmd) => {
+            let (config, paths) = settings(g)?;
+            plugin::run(cmd, &paths.home, &config)
+        }
+        Command::Run {
+            model,
+            texts,
+            route,
+            truncate,
+        } => {
+            let core = Arc::new(core(g)?);
+            let gateway = crate::plugins::gateway::Gateway::open(core, None)?;
+            let texts = read_texts(texts)?;
+            let out = gateway.run_blocking(&model, &route, None, texts, policy(truncate))?;
+            print(&out);
+            if let Some(d) = out.get("denied") {
+                bail!(
+                    "denied by plugin {} ({} policy): {}",
+                    d["plugin"],
+                    d["stage"],
+                    d["reason"]
+                );
+            }
             Ok(())
         }
         Command::Infer { model, json } => {

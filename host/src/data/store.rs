@@ -1,0 +1,298 @@
+//! The sled store: one database under the data location, namespaced trees, sealed values.
+//!
+//! Every value is sealed with ChaCha20-Poly1305 ([`crate::security::seal`]) and bound to its
+//! tree and key (associated data), so a value copied to another key or tree fails to open.
+//! Keys are stored in clear (they are needed for ordered prefix scans); callers must not put
+//! secrets in keys.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::security::seal::{SealError, Sealer};
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled failed (I/O, corruption, or the database is locked by another process).
+    #[error("data store at {path}: {source}")]
+    Db {
+        /// The database folder.
+        path: PathBuf,
+        /// sled's error.
+        source: sled::Error,
+    },
+    /// A value could not be sealed or opened (wrong master key, or tampering).
+    #[error("data store value {tree}/{key}: {source}")]
+    Seal {
+        /// The tree.
+        tree: &'static str,
+        /// The key, lossily decoded.
+        key: String,
+        /// What failed.
+        source: SealError,
+    },
+    /// A value was not the expected JSON document.
+    #[error("data store value {tree}/{key} is not valid: {message}")]
+    Decode {
+        /// The tree.
+        tree: &'static str,
+        /// The key, lossily decoded.
+        key: String,
+        /// The decoder's message.
+        message: String,
+    },
+}
+
+/// The namespaces of the store. Each is its own sled tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tree {
+    /// Installed plugins: name → record.
+    Plugins,
+    /// Plugin key-value data: `plugin \0 key` → value.
+    PluginKv,
+    /// Plugin secrets: `plugin \0 name` → value.
+    PluginSecrets,
+    /// Digests of precompiled artifacts llmos wrote: file name → sha256.
+    ComponentCache,
+    /// Audit records: big-endian sequence number → record.
+    Audit,
+}
+
+impl Tree {
+    /// The sled tree name (also the sealing context).
+    pub fn name(self) -> &'static str {
+        match self {
+            Tree::Plugins => "plugins",
+            Tree::PluginKv => "plugin-kv",
+            Tree::PluginSecrets => "plugin-secrets",
+            Tree::ComponentCache => "component-cache",
+            Tree::Audit => "audit",
+        }
+    }
+}
+
+/// A key and its opened value.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// A handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    sealer: Arc<Sealer>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the database in `path` with values sealed by `sealer`.
+    pub fn open(path: &Path, sealer: Sealer) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            .open()
+            .map_err(|source| StoreError::Db {
+                path: path.into(),
+                source,
+            })?;
+        Ok(Self {
+            db,
+            sealer: Arc::new(sealer),
+            path: path.into(),
+        })
+    }
+
+    /// Opens the store of a data location: `<home>/store`, sealed with the master key
+    /// (see [`Sealer::for_home`]).
+    pub fn open_home(home: &Path) -> Result<Self, StoreError> {
+        let sealer = Sealer::for_home(home).map_err(|source| StoreError::Seal {
+            tree: "master-key",
+            key: String::new(),
+            source,
+        })?;
+        Self::open(&home.join("store"), sealer)
+    }
+
+    fn tree(&self, tree: Tree) -> Result<sled::Tree, StoreError> {
+        self.db.open_tree(tree.name()).map_err(|e| self.db_err(e))
+    }
+
+    fn db_err(&self, source: sled::Error) -> StoreError {
+        StoreError::Db {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn aad(tree: Tree, key: &[u8]) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(tree.name().len() + 1 + key.len());
+        aad.extend_from_slice(tree.name().as_bytes());
+        aad.push(0);
+        aad.extend_from_slice(key);
+        aad
+    }
+
+    /// Reads and opens a value.
+    pub fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(sealed) = self.tree(tree)?.get(key).map_err(|e| self.db_err(e))? else {
+            return Ok(None);
+        };
+        self.sealer
+            .open(&sealed, &Self::aad(tree, key))
+            .map(Some)
+            .map_err(|source| StoreError::Seal {
+                tree: tree.name(),
+                key: String::from_utf8_lossy(key).into_owned(),
+                source,
+            })
+    }
+
+    /// Seals and writes a value, durably (flushed before returning).
+    pub fn put(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let sealed = self.sealer.seal(value, &Self::aad(tree, key));
+        let t = self.tree(tree)?;
+        t.insert(key, sealed).map_err(|e| self.db_err(e))?;
+        t.flush().map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+
+    /// Removes a value; returns whether it existed.
+    pub fn remove(&self, tree: Tree, key: &[u8]) -> Result<bool, StoreError> {
+        let t = self.tree(tree)?;
+        let existed = t.remove(key).map_err(|e| self.db_err(e))?.is_some();
+        t.flush().map_err(|e| self.db_err(e))?;
+        Ok(existed)
+    }
+
+    /// Keys with `prefix`, in order, at most `limit`.
+    pub fn keys(
+        &self,
+        tree: Tree,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.tree(tree)?
+            .scan_prefix(prefix)
+            .keys()
+            .take(limit)
+            .map(|k| k.map(|k| k.to_vec()).map_err(|e| self.db_err(e)))
+            .collect()
+    }
+
+    /// Removes every key with `prefix`; returns how many.
+    pub fn remove_prefix(&self, tree: Tree, prefix: &[u8]) -> Result<usize, StoreError> {
+        let keys = self.keys(tree, prefix, usize::MAX)?;
+        let t = self.tree(tree)?;
+        for k in &keys {
+            t.remove(k).map_err(|e| self.db_err(e))?;
+        }
+        t.flush().map_err(|e| self.db_err(e))?;
+        Ok(keys.len())
+    }
+
+    /// Appends a value under the next sequence number (big-endian, so keys sort in order).
+    pub fn append(&self, tree: Tree, value: &[u8]) -> Result<u64, StoreError> {
+        let id = self.db.generate_id().map_err(|e| self.db_err(e))?;
+        self.put(tree, &id.to_be_bytes(), value)?;
+        Ok(id)
+    }
+
+    /// Every value of a tree whose key starts with `prefix`, in key order.
+    pub fn values(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<Entry>, StoreError> {
+        let mut out = Vec::new();
+        for k in self.keys(tree, prefix, usize::MAX)? {
+            if let Some(v) = self.get(tree, &k)? {
+                out.push((k, v));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads a JSON document.
+    pub fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        tree: Tree,
+        key: &[u8],
+    ) -> Result<Option<T>, StoreError> {
+        match self.get(tree, key)? {
+            None => Ok(None),
+            Some(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| StoreError::Decode {
+                        tree: tree.name(),
+                        key: String::from_utf8_lossy(key).into_owned(),
+                        message: e.to_string(),
+                    })
+            }
+        }
+    }
+
+    /// Writes a JSON document.
+    pub fn put_json<T: serde::Serialize>(
+        &self,
+        tree: Tree,
+        key: &[u8],
+        value: &T,
+    ) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(value).expect("serialising plain data cannot fail");
+        self.put(tree, key, &bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("db"), Sealer::from_key([7; 32])).unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn values_are_sealed_and_bound_to_their_key() {
+        let (_d, s) = store();
+        s.put(Tree::PluginKv, b"p\0k", b"secret value").unwrap();
+        assert_eq!(
+            s.get(Tree::PluginKv, b"p\0k").unwrap().unwrap(),
+            b"secret value"
+        );
+        // What sled holds is not the plain value.
+        let raw = s
+            .tree(Tree::PluginKv)
+            .unwrap()
+            .get(b"p\0k")
+            .unwrap()
+            .unwrap();
+        assert!(!raw.windows(12).any(|w| w == b"secret value"));
+        // Moving the sealed bytes to another key makes them unreadable.
+        s.tree(Tree::PluginKv)
+            .unwrap()
+            .insert(b"p\0other", raw)
+            .unwrap();
+        assert!(matches!(
+            s.get(Tree::PluginKv, b"p\0other"),
+            Err(StoreError::Seal { .. })
+        ));
+    }
+
+    #[test]
+    fn prefix_scans_and_append_order() {
+        let (_d, s) = store();
+        for k in ["a\0x", "a\0y", "b\0z"] {
+            s.put(Tree::PluginKv, k.as_bytes(), b"1").unwrap();
+        }
+        assert_eq!(s.keys(Tree::PluginKv, b"a\0", 10).unwrap().len(), 2);
+        assert_eq!(s.remove_prefix(Tree::PluginKv, b"a\0").unwrap(), 2);
+        let first = s.append(Tree::Audit, b"one").unwrap();
+        let second = s.append(Tree::Audit, b"two").unwrap();
+        assert!(second > first);
+        let all = s.values(Tree::Audit, b"").unwrap();
+        assert_eq!(all[0].1, b"one");
+        assert_eq!(all[1].1, b"two");
+    }
+}

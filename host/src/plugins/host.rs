@@ -1,0 +1,738 @@
+//! The plugin host: engine, linkers per world, loaded plugins, worker threads, calls.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Engine, Trap};
+
+use super::PluginError;
+use super::bindings::integration::{Integration, IntegrationPre};
+use super::bindings::policy::{Policy, PolicyPre};
+use super::bindings::preprocessor::{Preprocessor, PreprocessorPre};
+use super::bindings::types::{Event, Request, RequestVerdict, Response, ResponseVerdict};
+use super::engine::{CacheOutcome, ComponentCache, EngineSettings, Ticker, build_engine};
+use super::inference::InferenceBackend;
+use super::limits::{LimitKind, LimitTrap, Limits};
+use super::manifest::World;
+use super::registry::PluginRecord;
+use super::state::{PluginCtx, Services, State};
+use crate::data::Store;
+use crate::security::{AuditLog, CapabilitySet};
+
+/// Settings of the plugin host.
+#[derive(Debug, Clone)]
+pub struct HostSettings {
+    /// Engine-wide settings (part of the cache key).
+    pub engine: EngineSettings,
+    /// Worker threads that run plugin code (never the HTTP server's executor).
+    pub threads: usize,
+    /// Worker threads that deliver events to integrations (separate, so that slow
+    /// integrations never hold up requests).
+    pub event_threads: usize,
+    /// Largest component accepted by install, bytes.
+    pub max_component_bytes: u64,
+    /// When set, install only accepts components inside this folder (after resolving links).
+    pub install_root: Option<PathBuf>,
+}
+
+impl Default for HostSettings {
+    fn default() -> Self {
+        Self {
+            engine: EngineSettings::default(),
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get().min(8)),
+            event_threads: 1,
+            max_component_bytes: 32 << 20,
+            install_root: None,
+        }
+    }
+}
+
+/// A component ready to instantiate for its world.
+#[derive(Clone)]
+pub(crate) enum Pre {
+    Preprocessor(PreprocessorPre<State>),
+    Policy(PolicyPre<State>),
+    Integration(IntegrationPre<State>),
+}
+
+/// An installed, enabled plugin, compiled and pre-instantiated.
+#[derive(Clone)]
+pub(crate) struct Loaded {
+    pub(crate) ctx: Arc<PluginCtx>,
+    pub(crate) pre: Pre,
+}
+
+pub(crate) struct Inner {
+    pub(crate) home: PathBuf,
+    pub(crate) settings: HostSettings,
+    pub(crate) engine: Engine,
+    linkers: HashMap<World, Linker<State>>,
+    pub(crate) cache: ComponentCache,
+    pub(crate) services: Arc<Services>,
+    loaded: Mutex<HashMap<String, Loaded>>,
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    /// Integrations have their own workers, so slow ones never delay requests.
+    events: Mutex<Option<mpsc::Sender<Job>>>,
+    _ticker: Ticker,
+}
+
+/// Work for a plugin worker thread; it gets the thread's own single-threaded executor.
+type Job = Box<dyn FnOnce(&tokio::runtime::Runtime) + Send>;
+
+/// The plugin host. Cheap to clone; every clone shares the engine, cache and workers.
+#[derive(Clone)]
+pub struct PluginHost {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginHost")
+            .field("home", &self.inner.home)
+            .finish()
+    }
+}
+
+/// Starts `n` worker threads fed by one queue; they end when the sender is dropped.
+fn spawn_workers(name: &str, n: usize) -> Result<mpsc::Sender<Job>, PluginError> {
+    let (tx, rx) = mpsc::channel::<Job>();
+    let rx = Arc::new(Mutex::new(rx));
+    for i in 0..n {
+        let rx = rx.clone();
+        let rt = worker_runtime()?;
+        std::thread::Builder::new()
+            .name(format!("{name}-{i}"))
+            .spawn(move || {
+                loop {
+                    let job = match rx.lock() {
+                        Ok(r) => r.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(&rt),
+                        Err(_) => return, // host dropped
+                    }
+                }
+            })
+            .map_err(|e| PluginError::Engine(format!("spawning plugin threads: {e}")))?;
+    }
+    Ok(tx)
+}
+
+/// A single-threaded executor for one worker thread (and for benchmarks on the caller's).
+fn worker_runtime() -> Result<tokio::runtime::Runtime, PluginError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| PluginError::Engine(format!("plugin executor: {e}")))
+}
+
+fn linker_for(engine: &Engine, world: World) -> Result<Linker<State>, PluginError> {
+    let mut l = Linker::<State>::new(engine);
+    let e = |e: wasmtime::Error| PluginError::Engine(format!("linking {world}: {e:#}"));
+    // WASI 0.2 (deny-by-default context) and wasi:http (allow-list in the hooks).
+    wasmtime_wasi::p2::add_to_linker_async(&mut l).map_err(e)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut l).map_err(e)?;
+    match world {
+        World::Preprocessor => Preprocessor::add_to_linker::<_, HasSelf<State>>(&mut l, |s| s),
+        World::Policy => Policy::add_to_linker::<_, HasSelf<State>>(&mut l, |s| s),
+        World::Integration => Integration::add_to_linker::<_, HasSelf<State>>(&mut l, |s| s),
+    }
+    .map_err(e)?;
+    Ok(l)
+}
+
+impl PluginHost {
+    /// Opens the host for the data location `home`: the sealed store in `<home>/store`,
+    /// installed plugins in `<home>/plugins`, the precompiled cache in `<home>/plugin-cache`.
+    /// `inference` is the model backend; `None` makes plugin inference calls `unavailable`.
+    pub fn open(
+        home: &Path,
+        settings: HostSettings,
+        inference: Option<Arc<dyn InferenceBackend>>,
+    ) -> Result<Self, PluginError> {
+        let store = Store::open_home(home)?;
+        Self::with_store(home, store, settings, inference)
+    }
+
+    /// Like [`PluginHost::open`] with an already open store (one sled handle per process).
+    pub fn with_store(
+        home: &Path,
+        store: Store,
+        settings: HostSettings,
+        inference: Option<Arc<dyn InferenceBackend>>,
+    ) -> Result<Self, PluginError> {
+        let engine = build_engine(&settings.engine)?;
+        let mut linkers = HashMap::new();
+        for w in [World::Preprocessor, World::Policy, World::Integration] {
+            linkers.insert(w, linker_for(&engine, w)?);
+        }
+        let cache = ComponentCache::new(
+            home.join("plugin-cache"),
+            store.clone(),
+            &engine,
+            &settings.engine,
+        );
+        let services = Arc::new(Services {
+            audit: AuditLog::new(store.clone()),
+            store,
+            inference,
+        });
+        let tx = spawn_workers("llmos-plugin", settings.threads.max(1))?;
+        let events = spawn_workers("llmos-event", settings.event_threads.max(1))?;
+        let ticker = Ticker::start(engine.clone(), settings.engine.tick);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                home: home.into(),
+                settings,
+                engine,
+                linkers,
+                cache,
+                services,
+                loaded: Mutex::new(HashMap::new()),
+                jobs: Mutex::new(Some(tx)),
+                events: Mutex::new(Some(events)),
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// The data location.
+    pub fn home(&self) -> &Path {
+        &self.inner.home
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.inner.services.store
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &AuditLog {
+        &self.inner.services.audit
+    }
+
+    /// The precompiled-component cache.
+    pub fn cache(&self) -> &ComponentCache {
+        &self.inner.cache
+    }
+
+    /// The engine (for benchmarks and diagnostics).
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// Runs `f` on a plugin worker thread and waits for it.
+    fn on_worker<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner, &tokio::runtime::Runtime) -> T + Send + 'static,
+    ) -> Result<T, PluginError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let inner = self.inner.clone();
+        self.submit(Box::new(move |rt| {
+            let _ = tx.send(f(&inner, rt));
+        }))?;
+        rx.recv()
+            .map_err(|_| PluginError::Engine("plugin worker thread exited".into()))
+    }
+
+    /// Runs `f` on a plugin worker thread; the returned future resolves with its result.
+    async fn on_worker_async<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner, &tokio::runtime::Runtime) -> T + Send + 'static,
+    ) -> Result<T, PluginError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let inner = self.inner.clone();
+        self.submit(Box::new(move |rt| {
+            let _ = tx.send(f(&inner, rt));
+        }))?;
+        rx.await
+            .map_err(|_| PluginError::Engine("plugin worker thread exited".into()))
+    }
+
+    fn submit(&self, job: Job) -> Result<(), PluginError> {
+        Self::send(&self.inner.jobs, job)
+    }
+
+    fn send(queue: &Mutex<Option<mpsc::Sender<Job>>>, job: Job) -> Result<(), PluginError> {
+        let jobs = queue.lock().expect("jobs lock");
+        jobs.as_ref()
+            .and_then(|tx| tx.send(job).ok())
+            .ok_or_else(|| PluginError::Engine("plugin workers are shut down".into()))
+    }
+
+    /// Forgets the compiled state of `name` (after a grant, config or upgrade change).
+    pub(crate) fn invalidate(&self, name: &str) {
+        self.inner.loaded.lock().expect("loaded lock").remove(name);
+    }
+
+    /// Compiles (through the cache) and checks a component against a world's linker.
+    pub(crate) fn prepare(
+        &self,
+        bytes: &[u8],
+        sha256: &str,
+        world: World,
+    ) -> Result<(Component, Pre, CacheOutcome), PluginError> {
+        self.inner.prepare(bytes, sha256, world)
+    }
+
+    pub(crate) fn loaded(&self, name: &str) -> Result<Loaded, PluginError> {
+        self.inner.loaded(name)
+    }
+
+    /// Runs a preprocessor (on a plugin worker thread; this thread waits).
+    pub fn preprocess(&self, name: &str, request: Request) -> Result<Vec<String>, PluginError> {
+        let name = name.to_string();
+        self.on_worker(move |inner, rt| {
+            inner
+                .loaded(&name)
+                .and_then(|l| rt.block_on(inner.call_preprocess(&l, &request)))
+        })?
+    }
+
+    /// Runs a policy on a request.
+    pub fn check_request(
+        &self,
+        name: &str,
+        request: Request,
+    ) -> Result<RequestVerdict, PluginError> {
+        let name = name.to_string();
+        self.on_worker(move |inner, rt| {
+            inner
+                .loaded(&name)
+                .and_then(|l| rt.block_on(inner.call_check_request(&l, &request)))
+        })?
+    }
+
+    /// Runs a policy on a response.
+    pub fn check_response(
+        &self,
+        name: &str,
+        response: Response,
+    ) -> Result<ResponseVerdict, PluginError> {
+        let name = name.to_string();
+        self.on_worker(move |inner, rt| {
+            inner
+                .loaded(&name)
+                .and_then(|l| rt.block_on(inner.call_check_response(&l, &response)))
+        })?
+    }
+
+    /// Delivers an event to an integration and waits for it (tests, diagnostics).
+    pub fn deliver(&self, name: &str, event: Event) -> Result<(), PluginError> {
+        let name = name.to_string();
+        self.on_worker(move |inner, rt| {
+            inner
+                .loaded(&name)
+                .and_then(|l| rt.block_on(inner.call_on_event(&l, &event)))
+        })?
+    }
+
+    /// [`PluginHost::preprocess`] for async callers (the HTTP server): the plugin runs on a
+    /// plugin worker thread and the task awaits the reply without blocking its executor.
+    pub async fn preprocess_async(
+        &self,
+        name: &str,
+        request: Request,
+    ) -> Result<Vec<String>, PluginError> {
+        let name = name.to_string();
+        self.on_worker_async(move |inner, rt| {
+            inner
+                .loaded(&name)
+                .and_then(|l| rt.block_on(inner.call_preprocess(&l, &request)))
+        })
+        .await?
+    }
+
+    /// [`PluginHost::check_request`] for async callers.
+    pub async fn check_request_async(
+        &self,
+        name: &str,
+        request: Request,
+    ) -> Result<RequestVerdict, PluginError> {
+        let name = name.to_string();
+        self.on_worker_async(move |inner, rt| {
+            inner
+                .loaded(&name)
+                .and_then(|l| rt.block_on(inner.call_check_request(&l, &request)))
+        })
+        .await?
+    }
+
+    /// [`PluginHost::check_response`] for async callers.
+    pub async fn check_response_async(
+        &self,
+        name: &str,
+        response: Response,
+    ) -> Result<ResponseVerdict, PluginError> {
+        let name = name.to_string();
+        self.on_worker_async(move |inner, rt| {
+            inner
+                .loaded(&name)
+                .and_then(|l| rt.block_on(inner.call_check_response(&l, &response)))
+        })
+        .await?
+    }
+
+    /// Delivers an event without waiting: the caller is never delayed or failed by it;
+    /// errors are logged. `done`, when given, receives the outcome (tests).
+    pub fn notify(
+        &self,
+        name: &str,
+        event: Event,
+        done: Option<mpsc::Sender<Result<(), PluginError>>>,
+    ) {
+        let host = self.clone();
+        let plugin = name.to_string();
+        let job: Job = Box::new(move |rt| {
+            let name = plugin;
+            let r = host
+                .loaded(&name)
+                .and_then(|l| rt.block_on(host.inner.call_on_event(&l, &event)));
+            if let Err(e) = &r {
+                tracing::warn!("integration {name}: {e}");
+            }
+            if let Some(d) = done {
+                let _ = d.send(r);
+            }
+        });
+        if let Err(e) = Self::send(&self.inner.events, job) {
+            tracing::warn!("integration {name}: {e}");
+        }
+    }
+
+    /// A long-lived instance of a preprocessor for measuring per-call overhead: the store is
+    /// reused, and each call gets a fresh time budget and host-call count. Production paths
+    /// use a fresh store per call instead.
+    pub fn warm_preprocessor(&self, name: &str) -> Result<WarmPreprocessor, PluginError> {
+        let loaded = self.loaded(name)?;
+        let Pre::Preprocessor(pre) = &loaded.pre else {
+            return Err(wrong_world(&loaded, World::Preprocessor));
+        };
+        let rt = worker_runtime()?;
+        let mut store = self.inner.new_store(&loaded);
+        let instance = rt
+            .block_on(pre.instantiate_async(&mut store))
+            .map_err(|e| classify(&loaded.ctx, e))?;
+        Ok(WarmPreprocessor {
+            rt,
+            store,
+            instance,
+            ticks: self.inner.ticks(&loaded.ctx.limits),
+            ctx: loaded.ctx.clone(),
+        })
+    }
+
+    /// A runner of fresh-store calls on the calling thread (benchmarks: no thread hand-off).
+    pub fn local_runner(&self) -> Result<LocalRunner, PluginError> {
+        Ok(LocalRunner {
+            rt: worker_runtime()?,
+            host: self.clone(),
+        })
+    }
+}
+
+/// See [`PluginHost::local_runner`].
+pub struct LocalRunner {
+    rt: tokio::runtime::Runtime,
+    host: PluginHost,
+}
+
+impl LocalRunner {
+    /// Runs a preprocessor with a fresh store and instance on this thread.
+    pub fn preprocess(&self, name: &str, request: &Request) -> Result<Vec<String>, PluginError> {
+        let loaded = self.host.loaded(name)?;
+        self.rt
+            .block_on(self.host.inner.call_preprocess(&loaded, request))
+    }
+}
+
+/// See [`PluginHost::warm_preprocessor`].
+pub struct WarmPreprocessor {
+    rt: tokio::runtime::Runtime,
+    store: wasmtime::Store<State>,
+    instance: Preprocessor,
+    ticks: u64,
+    ctx: Arc<PluginCtx>,
+}
+
+impl WarmPreprocessor {
+    /// One call on the warm instance, with a fresh time budget and host-call count.
+    pub fn call(&mut self, request: &Request) -> Result<Vec<String>, PluginError> {
+        self.store.set_epoch_deadline(self.ticks);
+        self.store.data_mut().reset_host_calls();
+        let out = self
+            .rt
+            .block_on(self.instance.call_preprocess(&mut self.store, request))
+            .map_err(|e| classify(&self.ctx, e))?;
+        finish(&self.ctx, out, |v| v.iter().map(String::len).sum())
+    }
+}
+
+fn wrong_world(l: &Loaded, expected: World) -> PluginError {
+    let actual = match l.pre {
+        Pre::Preprocessor(_) => World::Preprocessor,
+        Pre::Policy(_) => World::Policy,
+        Pre::Integration(_) => World::Integration,
+    };
+    PluginError::WrongWorld {
+        plugin: l.ctx.name.clone(),
+        actual,
+        expected,
+    }
+}
+
+/// Maps a failed call to an error naming the plugin and, for limits, the limit.
+fn classify(ctx: &PluginCtx, e: wasmtime::Error) -> PluginError {
+    let plugin = ctx.name.clone();
+    for cause in e.chain() {
+        if let Some(l) = cause.downcast_ref::<LimitTrap>() {
+            return PluginError::Limit {
+                plugin,
+                kind: l.kind,
+                detail: l.detail.clone(),
+            };
+        }
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => PluginError::Limit {
+            plugin,
+            kind: LimitKind::Time,
+            detail: format!("{} ms allowed per call", ctx.limits.timeout_ms),
+        },
+        Some(Trap::StackOverflow) => PluginError::Limit {
+            plugin,
+            kind: LimitKind::Stack,
+            detail: "the wasm stack is exhausted (512 KiB)".into(),
+        },
+        _ => PluginError::Trap {
+            plugin,
+            message: format!("{e:#}"),
+        },
+    }
+}
+
+/// Checks the output limit and maps the guest's own error.
+fn finish<T>(
+    ctx: &PluginCtx,
+    out: Result<T, super::bindings::types::Error>,
+    size: impl Fn(&T) -> usize,
+) -> Result<T, PluginError> {
+    match out {
+        Ok(v) => {
+            let n = size(&v) as u64;
+            if n > ctx.limits.max_output_bytes {
+                return Err(PluginError::Limit {
+                    plugin: ctx.name.clone(),
+                    kind: LimitKind::Output,
+                    detail: format!(
+                        "{} bytes allowed, the plugin returned {n}",
+                        ctx.limits.max_output_bytes
+                    ),
+                });
+            }
+            Ok(v)
+        }
+        Err(error) => {
+            let hint = match &error {
+                super::bindings::types::Error::Denied(cap) => match cap.parse() {
+                    Ok(cap) => format!(" ({})", ctx.refusal(&cap)),
+                    Err(_) => String::new(),
+                },
+                _ => String::new(),
+            };
+            Err(PluginError::Guest {
+                plugin: ctx.name.clone(),
+                error,
+                hint,
+            })
+        }
+    }
+}
+
+impl Inner {
+    fn ticks(&self, limits: &Limits) -> u64 {
+        let tick = self.settings.engine.tick.as_millis().max(1) as u64;
+        limits.timeout_ms.div_ceil(tick) + 1
+    }
+
+    pub(crate) fn new_store(&self, l: &Loaded) -> wasmtime::Store<State> {
+        let mut store = wasmtime::Store::new(
+            &self.engine,
+            State::new(l.ctx.clone(), self.services.clone()),
+        );
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(self.ticks(&l.ctx.limits));
+        store.epoch_deadline_trap();
+        store
+    }
+
+    fn prepare(
+        &self,
+        bytes: &[u8],
+        sha256: &str,
+        world: World,
+    ) -> Result<(Component, Pre, CacheOutcome), PluginError> {
+        let (component, outcome) = self.cache.load(&self.engine, bytes, sha256)?;
+        let linker = &self.linkers[&world];
+        let wrong = |e: wasmtime::Error| {
+            PluginError::Invalid(format!(
+                "the component does not fit the {world} world: {e:#}"
+            ))
+        };
+        let ipre = linker.instantiate_pre(&component).map_err(wrong)?;
+        let pre = match world {
+            World::Preprocessor => Pre::Preprocessor(PreprocessorPre::new(ipre).map_err(wrong)?),
+            World::Policy => Pre::Policy(PolicyPre::new(ipre).map_err(wrong)?),
+            World::Integration => Pre::Integration(IntegrationPre::new(ipre).map_err(wrong)?),
+        };
+        Ok((component, pre, outcome))
+    }
+
+    fn loaded(&self, name: &str) -> Result<Loaded, PluginError> {
+        if let Some(l) = self.loaded.lock().expect("loaded lock").get(name) {
+            return Ok(l.clone());
+        }
+        let record = PluginRecord::get(&self.services.store, name)?;
+        if !record.enabled {
+            return Err(PluginError::Disabled(name.into()));
+        }
+        let bytes = std::fs::read(record.component_path(&self.home))
+            .map_err(|e| PluginError::Io(format!("plugin {name}: {e}")))?;
+        let sha = super::engine::sha256_hex(&bytes);
+        if sha != record.sha256 {
+            return Err(PluginError::Digest {
+                expected: record.sha256.clone(),
+                actual: sha,
+            });
+        }
+        let (_, pre, _) = self.prepare(&bytes, &sha, record.manifest.world)?;
+        let requested = record.manifest.requested()?;
+        let ctx = PluginCtx {
+            name: name.into(),
+            effective: CapabilitySet::effective(&requested, &record.granted),
+            requested,
+            config: record.manifest.effective_config(&record.config)?,
+            limits: {
+                let mut l = record.limits();
+                l.memory_mib = l.memory_mib.min(self.settings.engine.max_memory_mib);
+                l
+            },
+        };
+        let l = Loaded {
+            ctx: Arc::new(ctx),
+            pre,
+        };
+        self.loaded
+            .lock()
+            .expect("loaded lock")
+            .insert(name.into(), l.clone());
+        Ok(l)
+    }
+
+    /// Runs a call under the plugin's wall-clock deadline (which also cancels a guest blocked
+    /// in the host, e.g. sleeping or waiting for HTTP) and maps failures.
+    async fn limited<R>(
+        &self,
+        l: &Loaded,
+        call: impl Future<Output = wasmtime::Result<R>>,
+    ) -> Result<R, PluginError> {
+        let wall = Duration::from_millis(l.ctx.limits.timeout_ms) + 2 * self.settings.engine.tick;
+        match tokio::time::timeout(wall, call).await {
+            Ok(r) => r.map_err(|e| classify(&l.ctx, e)),
+            Err(_) => Err(PluginError::Limit {
+                plugin: l.ctx.name.clone(),
+                kind: LimitKind::Time,
+                detail: format!(
+                    "{} ms allowed per call; the plugin was still waiting on the host",
+                    l.ctx.limits.timeout_ms
+                ),
+            }),
+        }
+    }
+
+    pub(crate) async fn call_preprocess(
+        &self,
+        l: &Loaded,
+        req: &Request,
+    ) -> Result<Vec<String>, PluginError> {
+        let Pre::Preprocessor(pre) = &l.pre else {
+            return Err(wrong_world(l, World::Preprocessor));
+        };
+        let mut store = self.new_store(l);
+        let call = async {
+            let i = pre.instantiate_async(&mut store).await?;
+            i.call_preprocess(&mut store, req).await
+        };
+        let out = self.limited(l, call).await?;
+        finish(&l.ctx, out, |v| v.iter().map(String::len).sum())
+    }
+
+    async fn call_check_request(
+        &self,
+        l: &Loaded,
+        req: &Request,
+    ) -> Result<RequestVerdict, PluginError> {
+        let Pre::Policy(pre) = &l.pre else {
+            return Err(wrong_world(l, World::Policy));
+        };
+        let mut store = self.new_store(l);
+        let call = async {
+            let i = pre.instantiate_async(&mut store).await?;
+            i.call_check_request(&mut store, req).await
+        };
+        let out = self.limited(l, call).await?;
+        finish(&l.ctx, out, |v| match v {
+            RequestVerdict::Allow => 0,
+            RequestVerdict::Deny(s) => s.len(),
+            RequestVerdict::Modify(v) => v.iter().map(String::len).sum(),
+        })
+    }
+
+    async fn call_check_response(
+        &self,
+        l: &Loaded,
+        resp: &Response,
+    ) -> Result<ResponseVerdict, PluginError> {
+        let Pre::Policy(pre) = &l.pre else {
+            return Err(wrong_world(l, World::Policy));
+        };
+        let mut store = self.new_store(l);
+        let call = async {
+            let i = pre.instantiate_async(&mut store).await?;
+            i.call_check_response(&mut store, resp).await
+        };
+        let out = self.limited(l, call).await?;
+        finish(&l.ctx, out, |v| match v {
+            ResponseVerdict::Allow => 0,
+            ResponseVerdict::Deny(s) | ResponseVerdict::Modify(s) => s.len(),
+        })
+    }
+
+    async fn call_on_event(&self, l: &Loaded, event: &Event) -> Result<(), PluginError> {
+        let Pre::Integration(pre) = &l.pre else {
+            return Err(wrong_world(l, World::Integration));
+        };
+        let mut store = self.new_store(l);
+        let call = async {
+            let i = pre.instantiate_async(&mut store).await?;
+            i.call_on_event(&mut store, event).await
+        };
+        let out = self.limited(l, call).await?;
+        finish(&l.ctx, out, |_| 0)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the channel ends the worker threads once their current job is done.
+        for q in [&self.jobs, &self.events] {
+            if let Ok(mut j) = q.lock() {
+                j.take();
+            }
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! Per-call limits: CPU time, memory, output size and host calls.
+//!
+//! Every call gets a fresh store carrying a [`Limiter`] and an epoch deadline, so a limit
+//! hit by one call never affects the next. The defaults are safe for untrusted code; a
+//! manifest may ask for more, up to the host's ceilings ([`Limits::MAX`]).
+
+use serde::{Deserialize, Serialize};
+
+/// Limits of one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Wall-clock budget of one call, enforced by epoch interruption (milliseconds).
+    /// Time spent in host calls (e.g. inference) counts too.
+    pub timeout_ms: u64,
+    /// Linear memory of the store, all memories together (MiB).
+    pub memory_mib: u64,
+    /// Total bytes of strings a call may return.
+    pub max_output_bytes: u64,
+    /// Calls into host interfaces (log, config, kv, inference, secrets) per call.
+    pub max_host_calls: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            timeout_ms: 100,
+            memory_mib: 64,
+            max_output_bytes: 1 << 20,
+            max_host_calls: 10_000,
+        }
+    }
+}
+
+impl Limits {
+    /// Ceilings no manifest can exceed.
+    pub const MAX: Limits = Limits {
+        timeout_ms: 30_000,
+        memory_mib: 512,
+        max_output_bytes: 64 << 20,
+        max_host_calls: 1_000_000,
+    };
+
+    /// The defaults overridden by what a manifest asks, clamped to [`Limits::MAX`].
+    pub fn from_request(req: &LimitsRequest) -> Self {
+        let d = Limits::default();
+        let m = Limits::MAX;
+        Limits {
+            timeout_ms: req
+                .timeout_ms
+                .unwrap_or(d.timeout_ms)
+                .clamp(1, m.timeout_ms),
+            memory_mib: req
+                .memory_mib
+                .unwrap_or(d.memory_mib)
+                .clamp(1, m.memory_mib),
+            max_output_bytes: req
+                .max_output_bytes
+                .unwrap_or(d.max_output_bytes)
+                .min(m.max_output_bytes),
+            max_host_calls: req
+                .max_host_calls
+                .unwrap_or(d.max_host_calls)
+                .min(m.max_host_calls),
+        }
+    }
+}
+
+impl Limits {
+    /// These limits with the operator's overrides applied, clamped to [`Limits::MAX`].
+    pub fn with_overrides(self, o: &LimitsRequest) -> Self {
+        let m = Limits::MAX;
+        Limits {
+            timeout_ms: o
+                .timeout_ms
+                .unwrap_or(self.timeout_ms)
+                .clamp(1, m.timeout_ms),
+            memory_mib: o
+                .memory_mib
+                .unwrap_or(self.memory_mib)
+                .clamp(1, m.memory_mib),
+            max_output_bytes: o
+                .max_output_bytes
+                .unwrap_or(self.max_output_bytes)
+                .min(m.max_output_bytes),
+            max_host_calls: o
+                .max_host_calls
+                .unwrap_or(self.max_host_calls)
+                .min(m.max_host_calls),
+        }
+    }
+}
+
+/// `[limits]` of a manifest (and the operator's overrides): what the plugin needs; omitted fields take the defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsRequest {
+    /// See [`Limits::timeout_ms`] (default 100).
+    pub timeout_ms: Option<u64>,
+    /// See [`Limits::memory_mib`] (default 64).
+    pub memory_mib: Option<u64>,
+    /// See [`Limits::max_output_bytes`] (default 1 MiB).
+    pub max_output_bytes: Option<u64>,
+    /// See [`Limits::max_host_calls`] (default 10000).
+    pub max_host_calls: Option<u64>,
+}
+
+/// Which limit stopped a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitKind {
+    /// CPU/wall time ([`Limits::timeout_ms`]).
+    Time,
+    /// Linear memory ([`Limits::memory_mib`]).
+    Memory,
+    /// The wasm stack (engine-wide, 512 KiB).
+    Stack,
+    /// Returned bytes ([`Limits::max_output_bytes`]).
+    Output,
+    /// Host calls ([`Limits::max_host_calls`]).
+    HostCalls,
+    /// Tables or instances (a component shape the host does not accept).
+    Resources,
+}
+
+impl std::fmt::Display for LimitKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LimitKind::Time => "time",
+            LimitKind::Memory => "memory",
+            LimitKind::Stack => "stack",
+            LimitKind::Output => "output size",
+            LimitKind::HostCalls => "host calls",
+            LimitKind::Resources => "tables/instances",
+        })
+    }
+}
+
+/// The trap a limiter raises; carried inside `wasmtime::Error` and recognised after the call.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{kind} limit exceeded: {detail}")]
+pub struct LimitTrap {
+    /// Which limit.
+    pub kind: LimitKind,
+    /// The limit and what was asked.
+    pub detail: String,
+}
+
+/// The store's resource limiter: caps each memory *and* the total of all memories (some
+/// toolchains emit components with several linear memories), tables and instance counts.
+/// Growth beyond a cap traps with a [`LimitTrap`] instead of returning -1 to the guest, so the
+/// error says what happened.
+#[derive(Debug)]
+pub struct Limiter {
+    memory_total: usize,
+    memory_used: usize,
+    table_elements: usize,
+}
+
+impl Limiter {
+    /// A limiter for these limits.
+    pub fn new(limits: &Limits) -> Self {
+        Self {
+            memory_total: (limits.memory_mib as usize) << 20,
+            memory_used: 0,
+            table_elements: 100_000,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let total = self.memory_used - current.min(self.memory_used) + desired;
+        if desired > self.memory_total || total > self.memory_total {
+            return Err(LimitTrap {
+                kind: LimitKind::Memory,
+                detail: format!(
+                    "{} MiB allowed, the plugin asked for {} MiB",
+                    self.memory_total >> 20,
+                    total.div_ceil(1 << 20)
+                ),
+            }
+            .into());
+        }
+        self.memory_used = total;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.table_elements {
+            return Err(LimitTrap {
+                kind: LimitKind::Resources,
+                detail: format!(
+                    "{} table elements allowed, asked {desired}",
+                    self.table_elements
+                ),
+            }
+            .into());
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        32
+    }
+
+    fn tables(&self) -> usize {
+        32
+    }
+
+    fn memories(&self) -> usize {
+        8
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::ResourceLimiter;
+
+    #[test]
+    fn total_across_memories_is_capped() {
+        let mut l = Limiter::new(&Limits {
+            memory_mib: 4,
+            ..Limits::default()
+        });
+        assert!(l.memory_growing(0, 2 << 20, None).unwrap());
+        assert!(l.memory_growing(0, 2 << 20, None).unwrap());
+        let e = l.memory_growing(0, 1 << 16, None).unwrap_err();
+        assert!(e.to_string().contains("4 MiB allowed"), "{e}");
+    }
+
+    #[test]
+    fn requests_are_clamped() {
+        let l = Limits::from_request(&LimitsRequest {
+            timeout_ms: Some(10_000_000),
+            memory_mib: Some(8),
+            ..Default::default()
+        });
+        assert_eq!(l.timeout_ms, Limits::MAX.timeout_ms);
+        assert_eq!(l.memory_mib, 8);
+        assert_eq!(l.max_host_calls, Limits::default().max_host_calls);
+    }
+}

@@ -1,0 +1,186 @@
+//! The plugin host: WebAssembly components (WIT package `llmos:plugin@0.1.0`, in
+//! `wit/llmos-plugin@0.1.0/`) that act as preprocessors, policies and integrations, each
+//! sandboxed and limited to the capabilities its manifest requested *and* the operator granted.
+//!
+//! - [`engine`]: the wasmtime engine (pooling allocator, epoch interruption), the epoch ticker
+//!   and the precompiled-component cache.
+//! - [`host`]: [`PluginHost`], which loads plugins (one `InstancePre` each), runs every call on
+//!   its own worker threads in a fresh store with per-call [`limits`].
+//! - [`state`]: the host side of each WIT interface; every call checks the capabilities.
+//! - [`registry`]: install, upgrade, grant, revoke, enable, disable, configure, remove.
+//! - [`pipeline`]: preprocessors → request policies → inference → response policies →
+//!   integrations.
+//! - [`inference`]: the trait through which plugins reach the models.
+//!
+//! See `docs/plugins.md` for the author's guide and the sandbox's design.
+
+pub mod bindings;
+pub mod core_backend;
+pub mod engine;
+pub mod gateway;
+pub mod host;
+pub mod inference;
+pub mod limits;
+pub mod manifest;
+pub mod pipeline;
+pub mod registry;
+pub mod state;
+
+pub use bindings::types::{
+    Error as GuestError, Event, Request, RequestContext, RequestVerdict, Response, ResponseVerdict,
+};
+pub use engine::EngineSettings;
+pub use host::{HostSettings, LocalRunner, PluginHost, WarmPreprocessor};
+pub use inference::{EntitySpan, InferenceBackend, InferenceError, LabelScore};
+pub use limits::{LimitKind, Limits};
+pub use manifest::{Manifest, World};
+pub use registry::{InstallReport, InstallRequest, PluginRecord};
+
+use crate::data::StoreError;
+
+/// `[plugins]` of `llmos.toml`: the plugin host's settings. Unknown keys are errors.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// Worker threads running plugin code. Default: available cores, at most 8.
+    pub threads: usize,
+    /// Worker threads delivering events to integrations. Default 1.
+    pub event_threads: usize,
+    /// Largest component `install` accepts, bytes. Default 32 MiB.
+    pub max_component_bytes: u64,
+    /// When set, `install` only accepts components inside this folder.
+    pub install_root: Option<std::path::PathBuf>,
+    /// wasmtime `concurrency_support` (part of the cache key). Default true.
+    pub concurrency_support: bool,
+    /// Plugin instances alive at once (pooling allocator slots). Default 64.
+    pub max_instances: u32,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        let h = HostSettings::default();
+        Self {
+            threads: h.threads,
+            event_threads: h.event_threads,
+            max_component_bytes: h.max_component_bytes,
+            install_root: h.install_root,
+            concurrency_support: h.engine.concurrency_support,
+            max_instances: h.engine.max_instances,
+        }
+    }
+}
+
+impl From<&PluginsConfig> for HostSettings {
+    fn from(c: &PluginsConfig) -> Self {
+        HostSettings {
+            engine: EngineSettings {
+                concurrency_support: c.concurrency_support,
+                max_instances: c.max_instances.max(1),
+                ..EngineSettings::default()
+            },
+            threads: c.threads.max(1),
+            event_threads: c.event_threads.max(1),
+            max_component_bytes: c.max_component_bytes,
+            install_root: c.install_root.clone(),
+        }
+    }
+}
+
+/// Errors of the plugin host. Messages name the plugin, and for limits the limit.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// No plugin of this name is installed.
+    #[error("plugin {0} is not installed (see `llmos plugin list`)")]
+    NotInstalled(String),
+    /// Install of a name that exists.
+    #[error("plugin {0} is already installed; use `llmos plugin upgrade {0} FILE.wasm`")]
+    Exists(String),
+    /// The plugin is disabled.
+    #[error("plugin {0} is disabled; enable it with `llmos plugin enable {0}`")]
+    Disabled(String),
+    /// A call for another world (e.g. a policy used as a preprocessor).
+    #[error("plugin {plugin} targets the {actual} world, not {expected}")]
+    WrongWorld {
+        /// The plugin.
+        plugin: String,
+        /// Its world.
+        actual: World,
+        /// The world the caller needed.
+        expected: World,
+    },
+    /// A per-call limit stopped the plugin.
+    #[error("plugin {plugin} stopped: {kind} limit exceeded ({detail})")]
+    Limit {
+        /// The plugin.
+        plugin: String,
+        /// Which limit.
+        kind: LimitKind,
+        /// The limit's value and what was asked.
+        detail: String,
+    },
+    /// The plugin trapped (a panic, an unreachable instruction, a host fault).
+    #[error("plugin {plugin} failed: {message}")]
+    Trap {
+        /// The plugin.
+        plugin: String,
+        /// The trap.
+        message: String,
+    },
+    /// The plugin returned an error value.
+    #[error("plugin {plugin} returned an error: {error:?}{hint}")]
+    Guest {
+        /// The plugin.
+        plugin: String,
+        /// Its error.
+        error: GuestError,
+        /// For a propagated `denied`, how to grant the capability (else empty).
+        hint: String,
+    },
+    /// Install refused: not a component, wrong world, imports, size, path.
+    #[error("invalid plugin: {0}")]
+    Invalid(String),
+    /// The manifest is missing or invalid.
+    #[error("invalid manifest: {0}")]
+    Manifest(String),
+    /// Config values that do not fit the plugin's schema.
+    #[error("invalid plugin config: {0}")]
+    Config(String),
+    /// A bad capability name, or revoking what was not granted.
+    #[error("{0}")]
+    Grant(String),
+    /// The component's sha256 is not the expected one.
+    #[error("sha256 mismatch: expected {expected}, the file has {actual}")]
+    Digest {
+        /// Expected digest.
+        expected: String,
+        /// Actual digest.
+        actual: String,
+    },
+    /// Files under the data location.
+    #[error("plugin files: {0}")]
+    Io(String),
+    /// The engine could not be built or a component not serialised.
+    #[error("plugin engine: {0}")]
+    Engine(String),
+    /// The store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugins_config_rejects_unknown_keys_and_maps_to_settings() {
+        let c: PluginsConfig =
+            toml::from_str("threads = 3\nconcurrency_support = false\n").unwrap();
+        let s = HostSettings::from(&c);
+        assert_eq!(s.threads, 3);
+        assert!(!s.engine.concurrency_support);
+        let e = toml::from_str::<PluginsConfig>("thread = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("thread"), "{e}");
+    }
+}

@@ -1,0 +1,590 @@
+//! Installed plugins: install, upgrade, grant, revoke, enable, disable, configure, secrets,
+//! remove, list, info. The CLI (`llmos plugin …`) and, later, the HTTP admin API call these
+//! functions; they print nothing.
+//!
+//! Components live in `<home>/plugins/<name>/<sha256>.wasm`; the record (manifest, digest,
+//! grants, config, enabled) is a sealed JSON document in the store's `plugins` tree.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use wasmtime::component::types::ComponentItem;
+
+use super::PluginError;
+use super::engine::sha256_hex;
+use super::host::PluginHost;
+use super::limits::{Limits, LimitsRequest};
+use super::manifest::{Manifest, World};
+use super::state::secret_key;
+use crate::data::{Store, Tree};
+use crate::security::audit::now_ms;
+use crate::security::{Capability, CapabilitySet};
+
+/// What the store keeps about an installed plugin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PluginRecord {
+    /// The manifest it was installed with.
+    pub manifest: Manifest,
+    /// sha256 of the component.
+    pub sha256: String,
+    /// Size of the component, bytes.
+    pub size: u64,
+    /// Capabilities the operator granted (only those also requested are effective).
+    pub granted: CapabilitySet,
+    /// Whether calls are allowed.
+    pub enabled: bool,
+    /// Config values the operator set (defaults are not stored).
+    pub config: BTreeMap<String, String>,
+    /// When it was installed or last upgraded (ms since the Unix epoch).
+    pub installed_at_ms: u64,
+    /// The operator's overrides of the manifest's limits.
+    #[serde(default)]
+    pub limits: LimitsRequest,
+}
+
+impl PluginRecord {
+    /// Reads a record.
+    pub fn get(store: &Store, name: &str) -> Result<Self, PluginError> {
+        store
+            .get_json(Tree::Plugins, name.as_bytes())?
+            .ok_or_else(|| PluginError::NotInstalled(name.into()))
+    }
+
+    fn put(&self, store: &Store) -> Result<(), PluginError> {
+        Ok(store.put_json(Tree::Plugins, self.manifest.name.as_bytes(), self)?)
+    }
+
+    /// Where its component is stored.
+    pub fn component_path(&self, home: &Path) -> PathBuf {
+        home.join("plugins")
+            .join(&self.manifest.name)
+            .join(format!("{}.wasm", self.sha256))
+    }
+
+    /// The per-call limits: the manifest's request, then the operator's overrides.
+    pub fn limits(&self) -> Limits {
+        Limits::from_request(&self.manifest.limits).with_overrides(&self.limits)
+    }
+
+    /// Requested ∩ granted.
+    pub fn effective(&self) -> CapabilitySet {
+        match self.manifest.requested() {
+            Ok(r) => CapabilitySet::effective(&r, &self.granted),
+            Err(_) => CapabilitySet::default(),
+        }
+    }
+}
+
+/// What to install or upgrade from.
+#[derive(Debug, Clone, Default)]
+pub struct InstallRequest {
+    /// The component (`.wasm`).
+    pub component: PathBuf,
+    /// The manifest; default `manifest.toml` next to the component, else `<stem>.toml`.
+    pub manifest: Option<PathBuf>,
+    /// Capabilities to grant now.
+    pub grants: Vec<String>,
+    /// Expected sha256 of the component (hex); a mismatch refuses the install.
+    pub sha256: Option<String>,
+    /// Config values to set.
+    pub config: BTreeMap<String, String>,
+}
+
+/// The outcome of an install or upgrade.
+#[derive(Debug, Clone)]
+pub struct InstallReport {
+    /// The stored record.
+    pub record: PluginRecord,
+    /// Version before an upgrade.
+    pub previous_version: Option<String>,
+    /// Capabilities the new version requests that the old one did not (not granted).
+    pub added: CapabilitySet,
+    /// Capabilities the old version requested that the new one does not (grants dropped).
+    pub removed: CapabilitySet,
+    /// Requested capabilities still not granted: the plugin will be denied them.
+    pub ungranted: CapabilitySet,
+    /// Grants that the manifest does not request (kept, but never effective).
+    pub unrequested: CapabilitySet,
+}
+
+/// Reads the component and the manifest and checks everything that needs no engine.
+fn read_inputs(
+    host: &PluginHost,
+    req: &InstallRequest,
+) -> Result<(Vec<u8>, String, Manifest), PluginError> {
+    let settings = &host.inner.settings;
+    let path = req
+        .component
+        .canonicalize()
+        .map_err(|e| PluginError::Invalid(format!("component {}: {e}", req.component.display())))?;
+    if let Some(root) = &settings.install_root {
+        let root = root
+            .canonicalize()
+            .map_err(|e| PluginError::Invalid(format!("install folder {}: {e}", root.display())))?;
+        if !path.starts_with(&root) {
+            return Err(PluginError::Invalid(format!(
+                "component {} is outside the allowed folder {}",
+                path.display(),
+                root.display()
+            )));
+        }
+    }
+    if path.extension().and_then(|e| e.to_str()) != Some("wasm") {
+        return Err(PluginError::Invalid(format!(
+            "component {}: expected a .wasm file",
+            path.display()
+        )));
+    }
+    let meta = std::fs::metadata(&path)
+        .map_err(|e| PluginError::Invalid(format!("component {}: {e}", path.display())))?;
+    if !meta.is_file() {
+        return Err(PluginError::Invalid(format!(
+            "{} is not a file",
+            path.display()
+        )));
+    }
+    if meta.len() > settings.max_component_bytes {
+        return Err(PluginError::Invalid(format!(
+            "component {} is {} bytes; the limit is {}",
+            path.display(),
+            meta.len(),
+            settings.max_component_bytes
+        )));
+    }
+    let bytes = std::fs::read(&path)
+        .map_err(|e| PluginError::Invalid(format!("component {}: {e}", path.display())))?;
+    let sha = sha256_hex(&bytes);
+    if let Some(expected) = &req.sha256
+        && !expected.eq_ignore_ascii_case(&sha)
+    {
+        return Err(PluginError::Digest {
+            expected: expected.to_ascii_lowercase(),
+            actual: sha,
+        });
+    }
+    check_is_component(&bytes, &path)?;
+    let manifest_path = match &req.manifest {
+        Some(m) => m.clone(),
+        None => {
+            let next = path.with_file_name("manifest.toml");
+            if next.exists() {
+                next
+            } else {
+                path.with_extension("toml")
+            }
+        }
+    };
+    let text = std::fs::read_to_string(&manifest_path).map_err(|e| {
+        PluginError::Manifest(format!(
+            "{}: {e} (pass --manifest FILE)",
+            manifest_path.display()
+        ))
+    })?;
+    let manifest = Manifest::parse(&text)
+        .map_err(|e| PluginError::Manifest(format!("{}: {e}", manifest_path.display())))?;
+    Ok((bytes, sha, manifest))
+}
+
+/// A component starts with `\0asm` and layer 1 (bytes 6..8 = `01 00`); a core module has
+/// version 1 and layer 0.
+fn check_is_component(bytes: &[u8], path: &Path) -> Result<(), PluginError> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(PluginError::Invalid(format!(
+            "{} is not WebAssembly",
+            path.display()
+        )));
+    }
+    if bytes[6..8] != [1, 0] {
+        return Err(PluginError::Invalid(format!(
+            "{} is a core WebAssembly module, not a component; build with `--target wasm32-wasip2` (or wrap it with `wasm-tools component new`)",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The capability kind an import needs, if any. `None`: always allowed.
+fn import_kind(name: &str) -> Result<Option<&'static str>, String> {
+    let iface = name.split('@').next().unwrap_or(name);
+    Ok(match iface {
+        "llmos:plugin/kv" => Some("kv"),
+        "llmos:plugin/inference" => Some("inference"),
+        "llmos:plugin/secrets" => Some("secret"),
+        i if i.starts_with("wasi:http/") => Some("http"),
+        i if i.starts_with("llmos:plugin/") || i.starts_with("wasi:") => None,
+        _ => return Err(format!("imports {name}, which llmos does not provide")),
+    })
+}
+
+/// Compiles and checks the component against its manifest: world, imports within the
+/// requested capabilities.
+fn validate(
+    host: &PluginHost,
+    bytes: &[u8],
+    sha: &str,
+    manifest: &Manifest,
+) -> Result<(), PluginError> {
+    let (component, _pre, _) = host.prepare(bytes, sha, manifest.world)?;
+    let requested = manifest.requested()?;
+    let ty = component.component_type();
+    let engine = host.engine();
+    for (name, _) in ty.imports(engine) {
+        match import_kind(name) {
+            Err(m) => return Err(PluginError::Invalid(m)),
+            Ok(Some(kind)) if !requested.has_kind(kind) => {
+                return Err(PluginError::Invalid(format!(
+                    "the component imports {name} but its manifest requests no {kind} capability; add one (e.g. \"{kind}{}\") to `capabilities`",
+                    if kind == "kv" { "" } else { ":…" }
+                )));
+            }
+            Ok(_) => {}
+        }
+    }
+    let exports: Vec<&str> = ty.exports(engine).map(|(n, _)| n).collect();
+    for f in manifest.world.exports() {
+        let ok = ty
+            .exports(engine)
+            .any(|(n, item)| n == *f && matches!(item.ty, ComponentItem::ComponentFunc(_)));
+        if !ok {
+            return Err(PluginError::Invalid(format!(
+                "the manifest declares world {} but the component does not export {f} (it exports: {})",
+                manifest.world,
+                exports.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn store_component(home: &Path, name: &str, sha: &str, bytes: &[u8]) -> Result<(), PluginError> {
+    let dir = home.join("plugins").join(name);
+    let io = |e: std::io::Error| PluginError::Io(format!("{}: {e}", dir.display()));
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    let path = dir.join(format!("{sha}.wasm"));
+    let tmp = dir.join(format!("{sha}.wasm.tmp"));
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(io)?;
+    Ok(())
+}
+
+fn parse_caps(names: &[String]) -> Result<CapabilitySet, PluginError> {
+    CapabilitySet::parse(names).map_err(|e| PluginError::Grant(e.to_string()))
+}
+
+fn report(
+    record: PluginRecord,
+    previous: Option<&PluginRecord>,
+) -> Result<InstallReport, PluginError> {
+    let requested = record.manifest.requested()?;
+    let old = match previous {
+        Some(p) => p.manifest.requested()?,
+        None => CapabilitySet::default(),
+    };
+    let effective = record.effective();
+    let ungranted = requested
+        .iter()
+        .filter(|r| !effective.iter().any(|e| r.covers(e)))
+        .cloned()
+        .collect();
+    let unrequested = record
+        .granted
+        .iter()
+        .filter(|g| !requested.iter().any(|r| r.covers(g)))
+        .cloned()
+        .collect();
+    Ok(InstallReport {
+        added: if previous.is_some() {
+            requested.difference(&old)
+        } else {
+            CapabilitySet::default()
+        },
+        removed: old.difference(&requested),
+        previous_version: previous.map(|p| p.manifest.version.clone()),
+        ungranted,
+        unrequested,
+        record,
+    })
+}
+
+/// Installs a plugin after validating it (component, world, imports, size, digest, path).
+pub fn install(host: &PluginHost, req: &InstallRequest) -> Result<InstallReport, PluginError> {
+    let (bytes, sha, manifest) = read_inputs(host, req)?;
+    let store = host.store();
+    if store
+        .get(Tree::Plugins, manifest.name.as_bytes())?
+        .is_some()
+    {
+        return Err(PluginError::Exists(manifest.name.clone()));
+    }
+    validate(host, &bytes, &sha, &manifest)?;
+    manifest.effective_config(&req.config)?;
+    let granted = parse_caps(&req.grants)?;
+    store_component(host.home(), &manifest.name, &sha, &bytes)?;
+    let record = PluginRecord {
+        sha256: sha,
+        size: bytes.len() as u64,
+        granted,
+        enabled: true,
+        config: req.config.clone(),
+        installed_at_ms: now_ms(),
+        manifest,
+        limits: LimitsRequest::default(),
+    };
+    record.put(store)?;
+    let name = &record.manifest.name;
+    host.audit().record(
+        "installed",
+        name,
+        None,
+        format!(
+            "{} {} granted {}",
+            name, record.manifest.version, record.granted
+        ),
+    )?;
+    host.invalidate(name);
+    report(record, None)
+}
+
+/// Replaces an installed plugin by a new version. Grants of capabilities both versions
+/// request are kept; capabilities only the new version requests must be granted again
+/// (`req.grants` or `llmos plugin grant`). Config values the new schema lacks are dropped.
+pub fn upgrade(
+    host: &PluginHost,
+    name: &str,
+    req: &InstallRequest,
+) -> Result<InstallReport, PluginError> {
+    let old = PluginRecord::get(host.store(), name)?;
+    let (bytes, sha, manifest) = read_inputs(host, req)?;
+    if manifest.name != name {
+        return Err(PluginError::Manifest(format!(
+            "the manifest names plugin {}, not {name}",
+            manifest.name
+        )));
+    }
+    if manifest.world != old.manifest.world {
+        return Err(PluginError::Invalid(format!(
+            "plugin {name} is a {} but the new version is a {}; remove and install instead",
+            old.manifest.world, manifest.world
+        )));
+    }
+    validate(host, &bytes, &sha, &manifest)?;
+    let old_requested = old.manifest.requested()?;
+    let new_requested = manifest.requested()?;
+    let mut granted: CapabilitySet = old
+        .granted
+        .iter()
+        .filter(|g| {
+            old_requested.iter().any(|r| r.covers(g)) && new_requested.iter().any(|r| r.covers(g))
+        })
+        .cloned()
+        .collect();
+    for g in parse_caps(&req.grants)?.iter() {
+        granted.insert(g.clone());
+    }
+    let mut config: BTreeMap<String, String> = old
+        .config
+        .iter()
+        .filter(|(k, _)| manifest.config.contains_key(*k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    config.extend(req.config.clone());
+    manifest.effective_config(&config)?;
+    store_component(host.home(), name, &sha, &bytes)?;
+    let record = PluginRecord {
+        sha256: sha,
+        size: bytes.len() as u64,
+        granted,
+        enabled: old.enabled,
+        config,
+        installed_at_ms: now_ms(),
+        manifest,
+        limits: old.limits.clone(),
+    };
+    record.put(host.store())?;
+    if old.sha256 != record.sha256 {
+        let _ = std::fs::remove_file(old.component_path(host.home()));
+    }
+    host.audit().record(
+        "upgraded",
+        name,
+        None,
+        format!("{} -> {}", old.manifest.version, record.manifest.version),
+    )?;
+    host.invalidate(name);
+    report(record, Some(&old))
+}
+
+fn update(
+    host: &PluginHost,
+    name: &str,
+    f: impl FnOnce(&mut PluginRecord) -> Result<(), PluginError>,
+) -> Result<PluginRecord, PluginError> {
+    let mut r = PluginRecord::get(host.store(), name)?;
+    f(&mut r)?;
+    r.put(host.store())?;
+    host.invalidate(name);
+    Ok(r)
+}
+
+/// Grants capabilities; returns the record and the grants its manifest does not request
+/// (stored, but never effective).
+pub fn grant(
+    host: &PluginHost,
+    name: &str,
+    caps: &[String],
+) -> Result<(PluginRecord, CapabilitySet), PluginError> {
+    let caps = parse_caps(caps)?;
+    let r = update(host, name, |r| {
+        for c in caps.iter() {
+            r.granted.insert(c.clone());
+        }
+        Ok(())
+    })?;
+    for c in caps.iter() {
+        host.audit()
+            .record("granted", name, Some(c.to_string()), "operator grant")?;
+    }
+    let requested = r.manifest.requested()?;
+    let unrequested = caps
+        .iter()
+        .filter(|c| !requested.iter().any(|q| q.covers(c)))
+        .cloned()
+        .collect();
+    Ok((r, unrequested))
+}
+
+/// Revokes capabilities.
+pub fn revoke(host: &PluginHost, name: &str, caps: &[String]) -> Result<PluginRecord, PluginError> {
+    let caps = parse_caps(caps)?;
+    let r = update(host, name, |r| {
+        for c in caps.iter() {
+            if !r.granted.remove(c) {
+                return Err(PluginError::Grant(format!(
+                    "plugin {name} was not granted {c}"
+                )));
+            }
+        }
+        Ok(())
+    })?;
+    for c in caps.iter() {
+        host.audit()
+            .record("revoked", name, Some(c.to_string()), "operator revoke")?;
+    }
+    Ok(r)
+}
+
+/// Enables or disables calls to a plugin.
+pub fn set_enabled(
+    host: &PluginHost,
+    name: &str,
+    enabled: bool,
+) -> Result<PluginRecord, PluginError> {
+    update(host, name, |r| {
+        r.enabled = enabled;
+        Ok(())
+    })
+}
+
+/// Sets the operator's limit overrides (fields left `None` keep the manifest's value).
+pub fn set_limits(
+    host: &PluginHost,
+    name: &str,
+    overrides: LimitsRequest,
+) -> Result<PluginRecord, PluginError> {
+    update(host, name, |r| {
+        r.limits = overrides;
+        Ok(())
+    })
+}
+
+/// Sets (or with `None`, unsets) config values, validated against the manifest's schema.
+pub fn configure(
+    host: &PluginHost,
+    name: &str,
+    values: &BTreeMap<String, Option<String>>,
+) -> Result<PluginRecord, PluginError> {
+    update(host, name, |r| {
+        let mut config = r.config.clone();
+        for (k, v) in values {
+            match v {
+                Some(v) => config.insert(k.clone(), v.clone()),
+                None => config.remove(k),
+            };
+        }
+        r.manifest.effective_config(&config)?;
+        r.config = config;
+        Ok(())
+    })
+}
+
+/// Stores a secret for a plugin (sealed; readable by it only with `secret:<name>` granted).
+pub fn set_secret(
+    host: &PluginHost,
+    name: &str,
+    secret: &str,
+    value: &str,
+) -> Result<(), PluginError> {
+    PluginRecord::get(host.store(), name)?;
+    let cap: Capability = format!("secret:{secret}")
+        .parse()
+        .map_err(|e: crate::security::CapabilityError| PluginError::Grant(e.to_string()))?;
+    if secret == "*" {
+        return Err(PluginError::Grant("a secret needs a name, not *".into()));
+    }
+    host.store().put(
+        Tree::PluginSecrets,
+        &secret_key(name, secret),
+        value.as_bytes(),
+    )?;
+    host.audit().record(
+        "secret-set",
+        name,
+        Some(cap.to_string()),
+        "operator set a secret",
+    )?;
+    Ok(())
+}
+
+/// Removes a plugin: its record, component, kv data and secrets.
+pub fn remove(host: &PluginHost, name: &str) -> Result<PluginRecord, PluginError> {
+    let r = PluginRecord::get(host.store(), name)?;
+    let store = host.store();
+    let prefix = format!("{name}\0");
+    store.remove_prefix(Tree::PluginKv, prefix.as_bytes())?;
+    store.remove_prefix(Tree::PluginSecrets, prefix.as_bytes())?;
+    store.remove(Tree::Plugins, name.as_bytes())?;
+    let dir = host.home().join("plugins").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    host.audit()
+        .record("removed", name, None, r.manifest.version.clone())?;
+    host.invalidate(name);
+    Ok(r)
+}
+
+/// Every installed plugin, by name.
+pub fn list(store: &Store) -> Result<Vec<PluginRecord>, PluginError> {
+    store
+        .values(Tree::Plugins, b"")?
+        .into_iter()
+        .map(|(k, v)| {
+            serde_json::from_slice(&v).map_err(|e| {
+                PluginError::Store(crate::data::StoreError::Decode {
+                    tree: Tree::Plugins.name(),
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    message: e.to_string(),
+                })
+            })
+        })
+        .collect()
+}
+
+/// One plugin's record.
+pub fn info(store: &Store, name: &str) -> Result<PluginRecord, PluginError> {
+    PluginRecord::get(store, name)
+}
+
+/// The world of an installed plugin.
+pub fn world_of(store: &Store, name: &str) -> Result<World, PluginError> {
+    Ok(PluginRecord::get(store, name)?.manifest.world)
+}

@@ -1,0 +1,462 @@
+//! The per-call store data and the host side of every `llmos:plugin` interface.
+//!
+//! Each function first counts the host call (a trap past [`Limits::max_host_calls`]), then
+//! checks the plugin's *effective* capabilities, and returns `denied(<capability>)` — recorded
+//! in the audit log — when the capability is missing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use super::bindings::{config, inference, kv, log, secrets, types};
+use super::inference::{InferenceBackend, InferenceError};
+use super::limits::{LimitKind, LimitTrap, Limiter, Limits};
+use crate::data::{Store, Tree};
+use crate::security::{AuditLog, Capability, CapabilitySet};
+
+use types::Error as GuestError;
+
+/// Largest kv key, bytes.
+pub const MAX_KV_KEY: usize = 512;
+/// Largest kv value, bytes.
+pub const MAX_KV_VALUE: usize = 1 << 20;
+/// Longest log message kept, bytes.
+const MAX_LOG: usize = 4096;
+
+/// What every call shares: the store, the audit log and the models.
+pub struct Services {
+    /// The sealed store (kv, secrets).
+    pub store: Store,
+    /// Where denials are recorded.
+    pub audit: AuditLog,
+    /// The models, when this process has them.
+    pub inference: Option<Arc<dyn InferenceBackend>>,
+}
+
+/// What one installed plugin's calls share: identity, capabilities, config, limits.
+#[derive(Debug)]
+pub struct PluginCtx {
+    /// The plugin's name.
+    pub name: String,
+    /// Requested by its manifest.
+    pub requested: CapabilitySet,
+    /// Requested ∩ granted.
+    pub effective: CapabilitySet,
+    /// Operator values merged over the manifest's defaults.
+    pub config: BTreeMap<String, String>,
+    /// Per-call limits.
+    pub limits: Limits,
+}
+
+impl PluginCtx {
+    /// The denial message: names the capability and how to get it.
+    pub fn refusal(&self, cap: &Capability) -> String {
+        if self.requested.iter().any(|r| r.covers(cap)) {
+            format!(
+                "plugin {} was denied {cap}: its manifest requests it but the operator has not granted it; grant it with `llmos plugin grant {} {cap}`",
+                self.name, self.name
+            )
+        } else {
+            format!(
+                "plugin {} was denied {cap}: its manifest does not request it (a new plugin version must request it, then `llmos plugin upgrade` and `llmos plugin grant {} {cap}`)",
+                self.name, self.name
+            )
+        }
+    }
+}
+
+/// The data of one call's store.
+pub struct State {
+    pub(crate) plugin: Arc<PluginCtx>,
+    services: Arc<Services>,
+    pub(crate) limiter: Limiter,
+    host_calls: u64,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    hooks: HttpHooks,
+}
+
+impl State {
+    /// Fresh state for one call. WASI is deny-by-default: no arguments, environment,
+    /// directories, sockets or name lookups; stdio goes nowhere.
+    pub fn new(plugin: Arc<PluginCtx>, services: Arc<Services>) -> Self {
+        let limiter = Limiter::new(&plugin.limits);
+        let hooks = HttpHooks {
+            plugin: plugin.clone(),
+            audit: services.audit.clone(),
+            timeout: Duration::from_millis(plugin.limits.timeout_ms),
+        };
+        Self {
+            limiter,
+            host_calls: 0,
+            wasi: WasiCtx::builder().build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            hooks,
+            plugin,
+            services,
+        }
+    }
+
+    /// Starts a new host-call count (a warm instance's next call).
+    pub(crate) fn reset_host_calls(&mut self) {
+        self.host_calls = 0;
+    }
+
+    fn count(&mut self) -> wasmtime::Result<()> {
+        self.host_calls += 1;
+        if self.host_calls > self.plugin.limits.max_host_calls {
+            return Err(LimitTrap {
+                kind: LimitKind::HostCalls,
+                detail: format!(
+                    "{} host calls allowed per call",
+                    self.plugin.limits.max_host_calls
+                ),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Counts the call and checks `cap`; `Ok(Err(denied))` when missing.
+    fn check(&mut self, cap: Capability) -> wasmtime::Result<Result<(), GuestError>> {
+        self.count()?;
+        if self.plugin.effective.allows(&cap) {
+            return Ok(Ok(()));
+        }
+        let name = cap.to_string();
+        self.services
+            .audit
+            .denied(&self.plugin.name, &name, &self.plugin.refusal(&cap));
+        Ok(Err(GuestError::Denied(name)))
+    }
+
+    fn kv_key(&self, key: &str) -> Vec<u8> {
+        let mut k = Vec::with_capacity(self.plugin.name.len() + 1 + key.len());
+        k.extend_from_slice(self.plugin.name.as_bytes());
+        k.push(0);
+        k.extend_from_slice(key.as_bytes());
+        k
+    }
+
+    fn backend(&self) -> Result<Arc<dyn InferenceBackend>, GuestError> {
+        self.services.inference.clone().ok_or_else(|| {
+            GuestError::Unavailable("no models are loaded in this llmos process".into())
+        })
+    }
+}
+
+/// Host faults (store I/O) trap; they are not the guest's to handle.
+fn fault(e: impl std::error::Error + Send + Sync + 'static) -> wasmtime::Error {
+    wasmtime::Error::new(e)
+}
+
+fn map_inference(e: InferenceError) -> GuestError {
+    match e {
+        InferenceError::UnknownModel(m) => GuestError::NotFound(format!("model {m}")),
+        InferenceError::InvalidInput(m) => GuestError::InvalidInput(m),
+        InferenceError::Busy => GuestError::Unavailable("model busy, try again".into()),
+        InferenceError::Failed(m) => GuestError::Unavailable(m),
+    }
+}
+
+macro_rules! try_guest {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => return Ok(Err(e)),
+        }
+    };
+}
+
+impl types::Host for State {}
+
+impl log::Host for State {
+    async fn log(&mut self, level: log::Level, mut message: String) -> wasmtime::Result<()> {
+        self.count()?;
+        if message.len() > MAX_LOG {
+            let mut cut = MAX_LOG;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        let plugin = self.plugin.name.as_str();
+        match level {
+            log::Level::Trace => tracing::trace!(plugin, "{message}"),
+            log::Level::Debug => tracing::debug!(plugin, "{message}"),
+            log::Level::Info => tracing::info!(plugin, "{message}"),
+            log::Level::Warn => tracing::warn!(plugin, "{message}"),
+            log::Level::Error => tracing::error!(plugin, "{message}"),
+        }
+        Ok(())
+    }
+}
+
+impl config::Host for State {
+    async fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        self.count()?;
+        Ok(self.plugin.config.get(&key).cloned())
+    }
+
+    async fn get_all(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
+        self.count()?;
+        Ok(self
+            .plugin
+            .config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+}
+
+fn check_key(key: &str) -> Result<(), GuestError> {
+    if key.is_empty() || key.len() > MAX_KV_KEY {
+        return Err(GuestError::InvalidInput(format!(
+            "kv keys are 1 to {MAX_KV_KEY} bytes; got {}",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+impl kv::Host for State {
+    async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, GuestError>> {
+        try_guest!(self.check(Capability::Kv)?);
+        try_guest!(check_key(&key));
+        let v = self
+            .services
+            .store
+            .get(Tree::PluginKv, &self.kv_key(&key))
+            .map_err(fault)?;
+        Ok(Ok(v))
+    }
+
+    async fn set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), GuestError>> {
+        try_guest!(self.check(Capability::Kv)?);
+        try_guest!(check_key(&key));
+        if value.len() > MAX_KV_VALUE {
+            return Ok(Err(GuestError::LimitExceeded(format!(
+                "kv values are at most {MAX_KV_VALUE} bytes; got {}",
+                value.len()
+            ))));
+        }
+        self.services
+            .store
+            .put(Tree::PluginKv, &self.kv_key(&key), &value)
+            .map_err(fault)?;
+        Ok(Ok(()))
+    }
+
+    async fn delete(&mut self, key: String) -> wasmtime::Result<Result<(), GuestError>> {
+        try_guest!(self.check(Capability::Kv)?);
+        try_guest!(check_key(&key));
+        self.services
+            .store
+            .remove(Tree::PluginKv, &self.kv_key(&key))
+            .map_err(fault)?;
+        Ok(Ok(()))
+    }
+
+    async fn list_keys(
+        &mut self,
+        prefix: String,
+    ) -> wasmtime::Result<Result<Vec<String>, GuestError>> {
+        try_guest!(self.check(Capability::Kv)?);
+        let base = self.kv_key("").len();
+        let keys = self
+            .services
+            .store
+            .keys(Tree::PluginKv, &self.kv_key(&prefix), 1000)
+            .map_err(fault)?;
+        Ok(Ok(keys
+            .into_iter()
+            .map(|k| String::from_utf8_lossy(&k[base..]).into_owned())
+            .collect()))
+    }
+}
+
+impl inference::Host for State {
+    async fn embed(
+        &mut self,
+        model: String,
+        texts: Vec<String>,
+    ) -> wasmtime::Result<Result<Vec<Vec<f32>>, GuestError>> {
+        try_guest!(self.check(Capability::Inference(model.clone()))?);
+        let b = try_guest!(self.backend());
+        Ok(b.embed(&model, &texts).map_err(map_inference))
+    }
+
+    async fn classify(
+        &mut self,
+        model: String,
+        texts: Vec<String>,
+    ) -> wasmtime::Result<Result<Vec<Vec<inference::LabelScore>>, GuestError>> {
+        try_guest!(self.check(Capability::Inference(model.clone()))?);
+        let b = try_guest!(self.backend());
+        Ok(b.classify(&model, &texts)
+            .map_err(map_inference)
+            .map(|all| {
+                all.into_iter()
+                    .map(|labels| {
+                        labels
+                            .into_iter()
+                            .map(|l| inference::LabelScore {
+                                label: l.label,
+                                score: l.score,
+                            })
+                            .collect()
+                    })
+                    .collect()
+            }))
+    }
+
+    async fn entities(
+        &mut self,
+        model: String,
+        text: String,
+    ) -> wasmtime::Result<Result<Vec<inference::Entity>, GuestError>> {
+        try_guest!(self.check(Capability::Inference(model.clone()))?);
+        let b = try_guest!(self.backend());
+        Ok(b.entities(&model, &text).map_err(map_inference).map(|es| {
+            es.into_iter()
+                .map(|e| inference::Entity {
+                    label: e.label,
+                    start: e.start as u32,
+                    end: e.end as u32,
+                    text: e.text,
+                    score: e.score,
+                })
+                .collect()
+        }))
+    }
+
+    async fn generate(
+        &mut self,
+        model: String,
+        _prompt: String,
+        _max_tokens: u32,
+    ) -> wasmtime::Result<Result<String, GuestError>> {
+        try_guest!(self.check(Capability::Inference(model))?);
+        Ok(Err(GuestError::Unavailable(
+            "text generation is not supported by this host".into(),
+        )))
+    }
+}
+
+impl secrets::Host for State {
+    async fn get(&mut self, name: String) -> wasmtime::Result<Result<String, GuestError>> {
+        try_guest!(self.check(Capability::Secret(name.clone()))?);
+        let key = secret_key(&self.plugin.name, &name);
+        match self
+            .services
+            .store
+            .get(Tree::PluginSecrets, &key)
+            .map_err(fault)?
+        {
+            Some(v) => Ok(Ok(String::from_utf8_lossy(&v).into_owned())),
+            None => Ok(Err(GuestError::NotFound(format!(
+                "secret {name} is granted but not set; set it with `llmos plugin secret {} {name}`",
+                self.plugin.name
+            )))),
+        }
+    }
+}
+
+/// The store key of a plugin's secret.
+pub fn secret_key(plugin: &str, name: &str) -> Vec<u8> {
+    format!("{plugin}\0{name}").into_bytes()
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for State {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// `wasi:http` hooks: the allow-list is enforced here, before any name lookup or connection.
+struct HttpHooks {
+    plugin: Arc<PluginCtx>,
+    audit: AuditLog,
+    timeout: Duration,
+}
+
+type SendFuture = Box<
+    dyn Future<
+            Output = wasmtime_wasi_http::Result<(
+                http::Response<wasmtime_wasi_http::WasiBody>,
+                Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+            )>,
+        > + Send,
+>;
+
+impl wasmtime_wasi_http::WasiHttpHooks for HttpHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> SendFuture {
+        let uri = request.uri();
+        let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+        let default_port = if https { 443 } else { 80 };
+        let (host, port) = match uri.authority() {
+            Some(a) => (a.host().to_string(), a.port_u16().unwrap_or(default_port)),
+            None => (String::new(), default_port),
+        };
+        if !self.plugin.effective.allows_http(&host, port, default_port) {
+            let cap = Capability::Http {
+                host: host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_ascii_lowercase(),
+                port: Some(port),
+            };
+            self.audit.denied(
+                &self.plugin.name,
+                &cap.to_string(),
+                &self.plugin.refusal(&cap),
+            );
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        // Never wait longer than the plugin's own time budget.
+        let cap = |d: Option<Duration>| Some(d.map_or(self.timeout, |d| d.min(self.timeout)));
+        let o = options.unwrap_or_default();
+        let options = wasmtime_wasi_http::RequestOptions {
+            connect_timeout: cap(o.connect_timeout),
+            first_byte_timeout: cap(o.first_byte_timeout),
+            between_bytes_timeout: cap(o.between_bytes_timeout),
+        };
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (res, io) =
+                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            Ok((
+                res.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}

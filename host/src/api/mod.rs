@@ -2,6 +2,7 @@
 //! metrics and health, on axum (hyper 1) with its own tokio runtime. Model code never runs
 //! here: handlers submit to the models' inference threads and await the answer.
 
+pub mod admin;
 pub mod error;
 pub mod kserve;
 pub mod metrics;
@@ -28,6 +29,8 @@ use crate::core::text::{Input, Truncation};
 use crate::core::{Core, Model};
 use crate::plugins::gateway::{self, Gateway, GatewayError, Routed, TextTask};
 use crate::plugins::pipeline::PipelineError;
+use crate::security::keys::{KeyRecord, Keys, Refusal};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Request limits.
 #[derive(Debug, Clone)]
@@ -60,6 +63,10 @@ pub struct AppState {
     pub limits: Limits,
     /// Unix time the server started (OpenAI's `created`).
     pub started: u64,
+    /// API keys.
+    pub keys: Keys,
+    /// Whether any usable key exists (cached; refreshed when keys change).
+    keys_active: AtomicBool,
 }
 
 impl AppState {
@@ -68,7 +75,11 @@ impl AppState {
         let started = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
+        let keys = Keys::new(gateway.host.store().clone());
+        let active = keys.any_active().unwrap_or(true);
         Self {
+            keys,
+            keys_active: AtomicBool::new(active),
             core: gateway.core.clone(),
             gateway,
             metrics: Metrics::default(),
@@ -77,6 +88,30 @@ impl AppState {
         }
     }
 }
+
+impl AppState {
+    /// Re-reads whether any usable key exists (after keys change).
+    pub fn refresh_keys(&self) {
+        // On a read error assume keys exist: failing closed.
+        let active = self.keys.any_active().unwrap_or(true);
+        self.keys_active.store(active, Ordering::Relaxed);
+    }
+
+    fn audit(&self, kind: &str, subject: &str, detail: String) {
+        if let Err(e) = self
+            .gateway
+            .host
+            .audit()
+            .record(kind, subject, None, detail)
+        {
+            tracing::error!("audit log: {e}");
+        }
+    }
+}
+
+/// The authenticated caller of a request (absent on open loopback servers).
+#[derive(Debug, Clone)]
+pub struct Caller(pub KeyRecord);
 
 /// The model a response was about, for metrics labels.
 #[derive(Debug, Clone)]
@@ -158,6 +193,7 @@ static REQUEST_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64:
 /// their own threads). A policy's denial is a 403 naming the plugin; a plugin fault a 502.
 pub async fn route_text(
     state: &AppState,
+    caller: Option<Caller>,
     m: &Arc<Model>,
     task: TextTask,
     route: &'static str,
@@ -185,7 +221,7 @@ pub async fn route_text(
         REQUEST_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
     let routed = tokio::task::spawn_blocking(move || {
-        gw.route_blocking(&m2, task, route, None, id, texts, policy)
+        gw.route_blocking(&m2, task, route, caller.map(|c| c.0.id), id, texts, policy)
     })
     .await
     .map_err(|e| {
@@ -230,9 +266,11 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(openai::routes())
         .merge(kserve::routes())
+        .merge(admin::routes())
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), auth))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::Extension(BodyLimit(body_limit)))
@@ -254,6 +292,153 @@ async fn not_found(req: Request) -> ApiError {
     } else {
         e
     }
+}
+
+fn bearer(req: &Request) -> Option<String> {
+    let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
+}
+
+/// The model a request is about: the path for KServe, the body's `model` for `/v1` posts.
+fn model_of(path: &str, body: &[u8]) -> Option<String> {
+    if let Some(rest) = path.strip_prefix("/v2/models/") {
+        return rest.split('/').next().map(str::to_string);
+    }
+    if let Some(id) = path.strip_prefix("/v1/models/") {
+        return Some(id.to_string());
+    }
+    #[derive(serde::Deserialize)]
+    struct M {
+        model: Option<String>,
+    }
+    serde_json::from_slice::<M>(body).ok()?.model
+}
+
+/// API keys: 401 without a valid key (when keys exist, and always on `/admin`), 403 without
+/// the scope the route or model needs. Health checks are always open. Every refusal is
+/// written to the audit log.
+async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    if path == "/health" || path.starts_with("/v2/health") {
+        return next.run(req).await;
+    }
+    let admin = path.starts_with("/admin");
+    let flavor = |e: ApiError| {
+        if path.starts_with("/v2") {
+            e.kserve()
+        } else {
+            e
+        }
+    };
+    let deny = |status: StatusCode, code: &'static str, msg: String| {
+        let kind = if status == StatusCode::UNAUTHORIZED {
+            "authentication_error"
+        } else {
+            "permission_error"
+        };
+        flavor(ApiError::new(status, kind, msg).with_code(code)).into_response()
+    };
+    let token = bearer(&req);
+    let key = match token {
+        None if !admin && !state.keys_active.load(Ordering::Relaxed) => return next.run(req).await,
+        None => {
+            state.audit("auth-denied", "anonymous", format!("{path}: no API key"));
+            let how = if admin {
+                "admin routes always need a key with the admin scope (create one with `llmos keys create --scope admin` while the server is stopped, or POST /admin/keys with an admin key)"
+            } else {
+                "this server has API keys: send `Authorization: Bearer <key>`"
+            };
+            return deny(
+                StatusCode::UNAUTHORIZED,
+                "missing_api_key",
+                format!("missing API key: {how}"),
+            );
+        }
+        Some(t) => match state.keys.authenticate(&t) {
+            Ok(Ok(k)) => k,
+            Ok(Err(r)) => {
+                let (subject, why) = match r {
+                    Refusal::Invalid => (
+                        "unknown".to_string(),
+                        "is not a valid llmos API key".to_string(),
+                    ),
+                    Refusal::Revoked(id) => (id.clone(), format!("{id} was revoked")),
+                    Refusal::Expired(id) => (id.clone(), format!("{id} has expired")),
+                };
+                state.audit("auth-denied", &subject, format!("{path}: key {why}"));
+                return deny(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_api_key",
+                    format!("the API key {why}; create one with `llmos keys create`"),
+                );
+            }
+            Err(e) => {
+                return flavor(ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    e.to_string(),
+                ))
+                .into_response();
+            }
+        },
+    };
+    if admin {
+        if !key.is_admin() {
+            state.audit("auth-denied", &key.id, format!("{path}: no admin scope"));
+            return deny(
+                StatusCode::FORBIDDEN,
+                "missing_scope",
+                format!("key {} lacks the admin scope needed for {path}", key.id),
+            );
+        }
+        let mut req = req;
+        req.extensions_mut().insert(Caller(key));
+        return next.run(req).await;
+    }
+    // Read the body (within the limit) to learn the model, then hand it on unchanged.
+    let (parts, body) = req.into_parts();
+    let limit = parts
+        .extensions
+        .get::<BodyLimit>()
+        .map_or(usize::MAX, |l| l.0);
+    let bytes = match axum::body::to_bytes(body, limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            return flavor(
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "invalid_request_error",
+                    format!("request body is larger than the limit of {limit} bytes"),
+                )
+                .with_code("body_too_large"),
+            )
+            .into_response();
+        }
+    };
+    if let Some(model) = model_of(&path, &bytes)
+        && !key.allows_model(&model)
+    {
+        state.audit(
+            "auth-denied",
+            &key.id,
+            format!("{path}: no scope for model {model}"),
+        );
+        return deny(
+            StatusCode::FORBIDDEN,
+            "missing_scope",
+            format!(
+                "key {} lacks the scope models:{model} (it has {})",
+                key.id,
+                key.scopes.join(", ")
+            ),
+        );
+    }
+    let mut req = Request::from_parts(parts, axum::body::Body::from(bytes));
+    req.extensions_mut().insert(Caller(key));
+    next.run(req).await
 }
 
 /// Records metrics and applies the request timeout.
@@ -314,16 +499,24 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
 /// Runs the server until SIGINT/SIGTERM, then stops accepting, lets in-flight requests
 /// finish (up to 30 s) and returns.
 pub fn serve(core: Arc<Core>, listen: &str) -> Result<()> {
-    let gateway = Arc::new(Gateway::open(core, None).context("cannot open the plugin host")?);
     let addr: SocketAddr = listen.parse().with_context(|| {
         format!("invalid listen address {listen:?}: expected IP:PORT, e.g. 127.0.0.1:8080")
     })?;
+    let gateway = Arc::new(Gateway::open(core, None).context("cannot open the plugin host")?);
+    let state = Arc::new(AppState::new(gateway, Limits::default()));
+    if !addr.ip().is_loopback() && !state.keys_active.load(Ordering::Relaxed) {
+        anyhow::bail!(
+            "refusing to listen on {addr} without API keys: a non-loopback address exposes inference \
+             to the network, and open inference servers get abused. Create a key first with \
+             `llmos keys create --scope 'models:*'` (clients send it as `Authorization: Bearer <key>`), \
+             or listen on 127.0.0.1"
+        );
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("llmos-http")
         .build()
         .context("cannot start the async runtime")?;
-    let state = Arc::new(AppState::new(gateway, Limits::default()));
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr)
             .await

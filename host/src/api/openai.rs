@@ -11,7 +11,7 @@ use axum::{Extension, Json, Router};
 use serde_json::{Value, json};
 
 use crate::api::error::ApiError;
-use crate::api::{ApiJson, AppState, ModelLabel, model, route_text};
+use crate::api::{ApiJson, AppState, Caller, ModelLabel, model, route_text};
 use crate::core::engine::Model;
 use crate::core::text::{Input, Truncation};
 use crate::plugins::gateway::TextTask;
@@ -183,6 +183,7 @@ fn with_model(resp: impl IntoResponse, m: &Model) -> Response {
 
 async fn embeddings(
     State(state): State<Arc<AppState>>,
+    caller: Option<Extension<Caller>>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
     let body = object(body)?;
@@ -216,6 +217,7 @@ async fn embeddings(
     }
     route_text(
         &state,
+        caller.map(|c| c.0),
         &m,
         TextTask::Embed { base64 },
         "/v1/embeddings",
@@ -227,6 +229,7 @@ async fn embeddings(
 
 async fn classify(
     State(state): State<Arc<AppState>>,
+    caller: Option<Extension<Caller>>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
     let body = object(body)?;
@@ -236,6 +239,7 @@ async fn classify(
     let m = model(&state, &name).await?;
     route_text(
         &state,
+        caller.map(|c| c.0),
         &m,
         TextTask::Classify,
         "/v1/classify",
@@ -247,6 +251,7 @@ async fn classify(
 
 async fn entities(
     State(state): State<Arc<AppState>>,
+    caller: Option<Extension<Caller>>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
     let body = object(body)?;
@@ -258,6 +263,7 @@ async fn entities(
     let m = model(&state, &name).await?;
     route_text(
         &state,
+        caller.map(|c| c.0),
         &m,
         TextTask::Entities,
         "/v1/entities",

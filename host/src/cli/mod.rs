@@ -83,6 +83,9 @@ enum Command {
     Ner(TextArgs),
     /// Classify texts with a classification model.
     Classify(TextArgs),
+    /// Manage API keys (only a hash is stored; the secret is shown once).
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Manage WebAssembly plugins: install, grant, revoke, enable, disable, remove, …
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -140,6 +143,29 @@ enum ModelsCommand {
     Rm {
         /// Model name.
         name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a key and print its secret once.
+    Create {
+        /// Scope (repeatable): models:<name>, models:*, admin, data:<collection>, data:*.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// A label for listings.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Expiry: 30d, 12h, 90m, or Unix seconds.
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// List keys (ids, scopes, expiry; never secrets).
+    List,
+    /// Revoke a key by id.
+    Revoke {
+        /// The key id (the part after `llmos_`).
+        id: String,
     },
 }
 
@@ -283,9 +309,49 @@ fn run(cli: Cli) -> Result<()> {
             print(&json!({"model": model.name(), "results": results, "tokens": out.tokens}));
             Ok(())
         }
+        Command::Keys(cmd) => {
+            let (_, paths) = settings(g)?;
+            let store = crate::data::Store::open_home(&paths.home).context(
+                "cannot open the store (if `llmos serve` is running, it holds the store: use POST /admin/keys)",
+            )?;
+            let keys = crate::security::keys::Keys::new(store.clone());
+            let audit = crate::security::AuditLog::new(store);
+            match cmd {
+                KeysCommand::Create {
+                    scopes,
+                    name,
+                    expires,
+                } => {
+                    let now = crate::security::audit::now_ms();
+                    let expires = expires
+                        .map(|e| crate::security::keys::parse_expiry(&e, now))
+                        .transpose()?;
+                    let (rec, secret) = keys.create(&name, &scopes, expires)?;
+                    let _ = audit.record(
+                        "key-created",
+                        &rec.id,
+                        None,
+                        format!("scopes {:?}", rec.scopes),
+                    );
+                    print(&json!({"key": rec.public(), "secret": secret}));
+                    eprintln!(
+                        "Store the secret now: it is shown once. Clients send `Authorization: Bearer <secret>`."
+                    );
+                }
+                KeysCommand::List => print(
+                    &json!({"keys": keys.list()?.iter().map(|k| k.public()).collect::<Vec<_>>()}),
+                ),
+                KeysCommand::Revoke { id } => {
+                    let rec = keys.revoke(&id)?;
+                    let _ = audit.record("key-revoked", &rec.id, None, "revoked with the CLI");
+                    eprintln!("revoked {}", rec.id);
+                }
+            }
+            Ok(())
+        }
         Command::Plugin(cmd) => {
             let (config, paths) = settings(g)?;
-            plugin::run(cmd, &paths.home, &config)
+            plugin::run_with(cmd, &paths.home, crate::plugins::HostSettings::from(&config.plugins))
         }
         Command::Run {
             model,

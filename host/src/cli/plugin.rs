@@ -200,8 +200,13 @@ fn print_info(r: &PluginRecord) {
 }
 
 /// Runs a `llmos plugin` subcommand against the data location `home`.
-pub fn run(cmd: PluginCommand, home: &Path, config: &crate::config::Config) -> anyhow::Result<()> {
-    let host = PluginHost::open(home, HostSettings::from(&config.plugins), None)?;
+pub fn run(cmd: PluginCommand, home: &Path) -> anyhow::Result<()> {
+    run_with(cmd, home, HostSettings::default())
+}
+
+/// Like [`run`], with the host settings of `[plugins]` in `llmos.toml`.
+pub fn run_with(cmd: PluginCommand, home: &Path, settings: HostSettings) -> anyhow::Result<()> {
+    let host = PluginHost::open(home, settings, None)?;
     match cmd {
         PluginCommand::Install {
             path,

@@ -56,6 +56,8 @@ pub enum Tree {
     ComponentCache,
     /// Audit records: big-endian sequence number → record.
     Audit,
+    /// API keys: id → record (hash of the secret, scopes, expiry).
+    ApiKeys,
 }
 
 impl Tree {
@@ -67,6 +69,7 @@ impl Tree {
             Tree::PluginSecrets => "plugin-secrets",
             Tree::ComponentCache => "component-cache",
             Tree::Audit => "audit",
+            Tree::ApiKeys => "api-keys",
         }
     }
 }

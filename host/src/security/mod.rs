@@ -1,9 +1,8 @@
-//! Security: capability grants, sealing of stored data, and the audit log.
-//!
-//! API keys and scopes come with the HTTP API issue and extend this module.
+//! Security: capability grants, sealing of stored data, the audit log, API keys and scopes.
 
 pub mod audit;
 pub mod capability;
+pub mod keys;
 pub mod seal;
 
 pub use audit::{AuditLog, AuditRecord};

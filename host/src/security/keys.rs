@@ -1,0 +1,306 @@
+//! API keys with scopes. A key is `llmos_<id>_<secret>`; only the sha256 of the secret is
+//! stored (sealed, in the store's `api-keys` tree). The secret is shown once, at creation.
+//!
+//! Scopes: `models:<name>` / `models:*` (inference on those models), `admin` (the admin
+//! API), `data:<collection>` / `data:*` (the data module, later).
+
+use chacha20poly1305::aead::OsRng;
+use chacha20poly1305::aead::rand_core::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::data::{Store, StoreError, Tree};
+use crate::security::audit::now_ms;
+
+/// Errors creating or checking keys.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// A scope that is not one of the accepted forms.
+    #[error(
+        "invalid scope {0:?}: accepted are models:<name>, models:*, admin, data:<collection>, data:*"
+    )]
+    BadScope(String),
+    /// No scope given.
+    #[error("a key needs at least one scope (e.g. --scope 'models:*' or --scope admin)")]
+    NoScope,
+    /// An expiry that cannot be read.
+    #[error(
+        "invalid expiry {0:?}: give a duration like 30d, 12h, 90m, or seconds since the Unix epoch"
+    )]
+    BadExpiry(String),
+    /// Unknown key id.
+    #[error("no API key with id {0:?} (see `llmos keys list`)")]
+    NotFound(String),
+    /// Store failure.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A stored key (no secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    /// Public id (part of the key, safe to log).
+    pub id: String,
+    /// Operator's label.
+    pub name: String,
+    /// Scopes.
+    pub scopes: Vec<String>,
+    /// Creation time, ms since the epoch.
+    pub created_ms: u64,
+    /// Expiry, ms since the epoch.
+    pub expires_ms: Option<u64>,
+    /// Revoked keys stay listed but never authenticate.
+    pub revoked: bool,
+    /// sha256 of the secret, hex.
+    hash: String,
+}
+
+impl KeyRecord {
+    /// The record without its hash, for listings.
+    pub fn public(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id, "name": self.name, "scopes": self.scopes, "created_ms": self.created_ms,
+            "expires_ms": self.expires_ms, "revoked": self.revoked,
+        })
+    }
+
+    /// Whether the key may run inference on `model`.
+    pub fn allows_model(&self, model: &str) -> bool {
+        self.scopes
+            .iter()
+            .any(|s| s == "models:*" || s.strip_prefix("models:") == Some(model))
+    }
+
+    /// Whether the key has the `admin` scope.
+    pub fn is_admin(&self) -> bool {
+        self.scopes.iter().any(|s| s == "admin")
+    }
+}
+
+/// Why a presented key was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not of the form `llmos_<id>_<secret>`, or unknown, or wrong secret.
+    Invalid,
+    /// Revoked.
+    Revoked(String),
+    /// Expired.
+    Expired(String),
+}
+
+fn check_scope(s: &str) -> Result<(), KeyError> {
+    let ok_name = |n: &str| {
+        n == "*"
+            || (!n.is_empty()
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)))
+    };
+    let ok = s == "admin"
+        || s.strip_prefix("models:").is_some_and(ok_name)
+        || s.strip_prefix("data:").is_some_and(ok_name);
+    if ok {
+        Ok(())
+    } else {
+        Err(KeyError::BadScope(s.to_string()))
+    }
+}
+
+/// Parses `30d`, `12h`, `90m`, `45s`, or absolute epoch seconds, into an expiry time (ms).
+pub fn parse_expiry(s: &str, now_ms: u64) -> Result<u64, KeyError> {
+    let bad = || KeyError::BadExpiry(s.to_string());
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "" if n > 1_000_000_000 => return Ok(n * 1000),
+        "d" => n * 86_400,
+        "h" => n * 3_600,
+        "m" => n * 60,
+        "s" => n,
+        _ => return Err(bad()),
+    };
+    if secs == 0 {
+        return Err(bad());
+    }
+    Ok(now_ms + secs * 1000)
+}
+
+fn hex_random(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+fn digest(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Equal without an early exit.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// The key store.
+#[derive(Clone)]
+pub struct Keys {
+    store: Store,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keys")
+    }
+}
+
+impl Keys {
+    /// Keys kept in `store`.
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    /// Creates a key; returns its record and the secret token (shown once).
+    pub fn create(
+        &self,
+        name: &str,
+        scopes: &[String],
+        expires_ms: Option<u64>,
+    ) -> Result<(KeyRecord, String), KeyError> {
+        if scopes.is_empty() {
+            return Err(KeyError::NoScope);
+        }
+        for s in scopes {
+            check_scope(s)?;
+        }
+        let id = hex_random(6);
+        let secret = hex_random(24);
+        let token = format!("llmos_{id}_{secret}");
+        let rec = KeyRecord {
+            id: id.clone(),
+            name: name.to_string(),
+            scopes: scopes.to_vec(),
+            created_ms: now_ms(),
+            expires_ms,
+            revoked: false,
+            hash: digest(&secret),
+        };
+        self.store.put_json(Tree::ApiKeys, id.as_bytes(), &rec)?;
+        Ok((rec, token))
+    }
+
+    /// Every key, newest last.
+    pub fn list(&self) -> Result<Vec<KeyRecord>, KeyError> {
+        let mut out: Vec<KeyRecord> = self
+            .store
+            .values(Tree::ApiKeys, b"")?
+            .into_iter()
+            .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
+            .collect();
+        out.sort_by_key(|k| k.created_ms);
+        Ok(out)
+    }
+
+    /// Whether any key that can still authenticate exists.
+    pub fn any_active(&self) -> Result<bool, KeyError> {
+        let now = now_ms();
+        Ok(self
+            .list()?
+            .iter()
+            .any(|k| !k.revoked && k.expires_ms.is_none_or(|e| e > now)))
+    }
+
+    /// Revokes a key.
+    pub fn revoke(&self, id: &str) -> Result<KeyRecord, KeyError> {
+        let mut rec: KeyRecord = self
+            .store
+            .get_json(Tree::ApiKeys, id.as_bytes())?
+            .ok_or_else(|| KeyError::NotFound(id.to_string()))?;
+        rec.revoked = true;
+        self.store.put_json(Tree::ApiKeys, id.as_bytes(), &rec)?;
+        Ok(rec)
+    }
+
+    /// Checks a presented token.
+    pub fn authenticate(&self, token: &str) -> Result<Result<KeyRecord, Refusal>, KeyError> {
+        let Some((id, secret)) = token.strip_prefix("llmos_").and_then(|r| r.split_once('_'))
+        else {
+            return Ok(Err(Refusal::Invalid));
+        };
+        let Some(rec) = self
+            .store
+            .get_json::<KeyRecord>(Tree::ApiKeys, id.as_bytes())?
+        else {
+            return Ok(Err(Refusal::Invalid));
+        };
+        if !same(&digest(secret), &rec.hash) {
+            return Ok(Err(Refusal::Invalid));
+        }
+        if rec.revoked {
+            return Ok(Err(Refusal::Revoked(rec.id)));
+        }
+        if rec.expires_ms.is_some_and(|e| e <= now_ms()) {
+            return Ok(Err(Refusal::Expired(rec.id)));
+        }
+        Ok(Ok(rec))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> (tempfile::TempDir, Keys) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            &dir.path().join("s"),
+            crate::security::seal::Sealer::from_key([7; 32]),
+        )
+        .unwrap();
+        (dir, Keys::new(store))
+    }
+
+    #[test]
+    fn only_the_hash_is_stored_and_the_token_authenticates() {
+        let (_d, k) = keys();
+        let (rec, token) = k.create("ci", &["models:minilm".into()], None).unwrap();
+        assert!(!format!("{:?}", k.list().unwrap()).contains(token.rsplit('_').next().unwrap()));
+        let got = k.authenticate(&token).unwrap().unwrap();
+        assert_eq!(got.id, rec.id);
+        assert!(got.allows_model("minilm") && !got.allows_model("pii-ner") && !got.is_admin());
+        assert_eq!(
+            k.authenticate(&format!("{token}x")).unwrap(),
+            Err(Refusal::Invalid)
+        );
+        assert_eq!(
+            k.authenticate("Bearer nonsense").unwrap(),
+            Err(Refusal::Invalid)
+        );
+        k.revoke(&rec.id).unwrap();
+        assert_eq!(
+            k.authenticate(&token).unwrap(),
+            Err(Refusal::Revoked(rec.id))
+        );
+        assert!(!k.any_active().unwrap());
+    }
+
+    #[test]
+    fn scopes_and_expiry_are_validated() {
+        let (_d, k) = keys();
+        assert!(matches!(
+            k.create("x", &["model:minilm".into()], None),
+            Err(KeyError::BadScope(_))
+        ));
+        assert!(matches!(k.create("x", &[], None), Err(KeyError::NoScope)));
+        assert_eq!(parse_expiry("2d", 1000).unwrap(), 1000 + 2 * 86_400_000);
+        assert!(parse_expiry("2w", 0).is_err() && parse_expiry("0d", 0).is_err());
+        let (_, token) = k
+            .create("old", &["admin".into()], Some(now_ms() - 1))
+            .unwrap();
+        assert!(matches!(
+            k.authenticate(&token).unwrap(),
+            Err(Refusal::Expired(_))
+        ));
+    }
+}

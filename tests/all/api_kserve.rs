@@ -544,6 +544,19 @@ fn errors_name_the_problem() {
         400,
     );
     assert!(e.contains("3 elements") && e.contains("needs 6"), "{e}");
+    // Absurd shapes are refused, not allocated.
+    let e = s.fails(
+        "add",
+        &json!({"inputs": [a(json!([1u64 << 40, 1u64 << 40, 3]), "FP32", json!([1, 2, 3])), b]}),
+        400,
+    );
+    assert!(e.contains("more elements"), "{e}");
+    let e = s.fails(
+        "add",
+        &json!({"inputs": [a(json!([1u64 << 40, 3]), "FP32", json!([1, 2, 3])), b]}),
+        400,
+    );
+    assert!(e.contains("3 elements"), "{e}");
     // Unsupported datatype.
     let e = s.fails(
         "add",

@@ -386,12 +386,12 @@ fn element_size(datatype: &str) -> Result<Option<usize>, ()> {
 fn decode_raw(input: &str, datatype: &str, count: usize, raw: &[u8]) -> Result<Elems, ApiError> {
     let size = element_size(datatype).map_err(|()| unsupported(input, datatype))?;
     if let Some(size) = size
-        && raw.len() != count * size
+        && count.checked_mul(size) != Some(raw.len())
     {
         return Err(bad(format!(
             "input {input:?} has binary_data_size {}, but {count} {datatype} elements need {} bytes",
             raw.len(),
-            count * size
+            count as u128 * size as u128
         )));
     }
     fn chunks<const N: usize, T>(raw: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
@@ -406,7 +406,7 @@ fn decode_raw(input: &str, datatype: &str, count: usize, raw: &[u8]) -> Result<E
         "INT32" => Elems::I32(chunks(raw, i32::from_le_bytes)),
         "BOOL" => Elems::Bool(raw.iter().map(|&b| b != 0).collect()),
         _ => {
-            let mut out = Vec::with_capacity(count);
+            let mut out = Vec::new();
             let mut rest = raw;
             while !rest.is_empty() {
                 if rest.len() < 4 {
@@ -461,7 +461,7 @@ fn decode_json(
     data: &Value,
 ) -> Result<Elems, ApiError> {
     element_size(datatype).map_err(|()| unsupported(input, datatype))?;
-    let mut flat = Vec::with_capacity(count);
+    let mut flat = Vec::new();
     flatten(data, &mut flat);
     if flat.len() != count {
         return Err(bad(format!(
@@ -767,7 +767,17 @@ fn parse_request(headers: &HeaderMap, body: &Bytes) -> Result<InferRequest, ApiE
     let mut offset = 0;
     let mut inputs = Vec::with_capacity(heads.len());
     for h in heads {
-        let count: usize = h.shape.iter().product();
+        let count = h
+            .shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .ok_or_else(|| {
+                bad(format!(
+                    "input {:?} has shape {}, which has more elements than llmos can address",
+                    h.name,
+                    dims_string(&h.shape)
+                ))
+            })?;
         let data = match (h.data, h.size) {
             (Some(d), _) => decode_json(&h.name, &h.datatype, count, &h.shape, d)?,
             (None, Some(s)) => {

@@ -69,7 +69,7 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let n = sentences.len();
     assert!(
-        BATCHES.iter().all(|b| n % b == 0),
+        BATCHES.iter().all(|&b| n.is_multiple_of(b)),
         "sentence count must divide by every batch size"
     );
 

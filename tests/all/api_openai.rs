@@ -379,11 +379,11 @@ fn every_error_path_answers_in_openai_shape() {
         "no text-generation model",
     );
     assert_error(
-        (client()
+        client()
             .get(s.at("/v1/nothing"))
             .send()
             .map(|r| (r.status().as_u16(), r.json().unwrap()))
-            .unwrap()),
+            .unwrap(),
         404,
         "no route GET /v1/nothing",
     );

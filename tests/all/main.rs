@@ -9,6 +9,7 @@ mod core_errors;
 mod core_models;
 mod core_real_models;
 
+mod api_access;
 mod api_kserve;
 mod api_openai;
 

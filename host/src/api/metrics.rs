@@ -22,12 +22,13 @@ struct Histogram {
 }
 
 type Key = (String, String, u16);
+type Renderer = Box<dyn Fn(&mut String) + Send + Sync>;
 
 /// HTTP counters (route, model, status).
 #[derive(Default)]
 pub struct Metrics {
     http: Mutex<BTreeMap<Key, Histogram>>,
-    extra: Mutex<Vec<Box<dyn Fn(&mut String) + Send + Sync>>>,
+    extra: Mutex<Vec<Renderer>>,
 }
 
 impl std::fmt::Debug for Metrics {

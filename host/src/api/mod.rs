@@ -221,7 +221,8 @@ pub async fn route_text(
         REQUEST_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
     let routed = tokio::task::spawn_blocking(move || {
-        gw.route_blocking(&m2, task, route, caller.map(|c| c.0.id), id, texts, policy)
+        let ctx = gateway::context(m2.name(), task, route, caller.map(|c| c.0.id), id);
+        gw.route_blocking(&m2, task, ctx, texts, policy)
     })
     .await
     .map_err(|e| {

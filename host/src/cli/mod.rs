@@ -38,7 +38,12 @@ struct Global {
     #[arg(long, env = "LLMOS_HOME", global = true)]
     home: Option<PathBuf>,
     /// Config file [default: $LLMOS_HOME/llmos.toml].
-    #[arg(long, env = "LLMOS_CONFIG", global = true)]
+    #[arg(
+        long = "config",
+        id = "config_file",
+        env = "LLMOS_CONFIG",
+        global = true
+    )]
     config: Option<PathBuf>,
     /// Execution-provider preference for every model loaded by this command,
     /// e.g. `tensorrt,cuda,cpu` (overrides manifests and config).
@@ -351,7 +356,11 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Plugin(cmd) => {
             let (config, paths) = settings(g)?;
-            plugin::run_with(cmd, &paths.home, crate::plugins::HostSettings::from(&config.plugins))
+            plugin::run_with(
+                cmd,
+                &paths.home,
+                crate::plugins::HostSettings::from(&config.plugins),
+            )
         }
         Command::Run {
             model,
@@ -626,4 +635,13 @@ fn runtime_cmd(g: &Global, cmd: RuntimeCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        // Catches clashing argument ids between global flags and subcommands.
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
+    }
 }

@@ -27,7 +27,7 @@ pub enum PluginCommand {
         #[arg(long, value_name = "HEX")]
         sha256: Option<String>,
         /// Set a config value (repeatable); list items are separated by `;`.
-        #[arg(long = "config", value_name = "KEY=VALUE")]
+        #[arg(long = "set", value_name = "KEY=VALUE")]
         config: Vec<String>,
     },
     /// Replace an installed plugin by a new version; new capabilities must be granted again.
@@ -46,7 +46,7 @@ pub enum PluginCommand {
         #[arg(long, value_name = "HEX")]
         sha256: Option<String>,
         /// Set a config value (repeatable).
-        #[arg(long = "config", value_name = "KEY=VALUE")]
+        #[arg(long = "set", value_name = "KEY=VALUE")]
         config: Vec<String>,
     },
     /// List installed plugins.

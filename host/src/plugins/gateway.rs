@@ -202,6 +202,23 @@ impl std::fmt::Debug for Gateway {
     }
 }
 
+/// What plugins are told about a request.
+pub fn context(
+    model: &str,
+    task: TextTask,
+    route: &str,
+    key_id: Option<String>,
+    request_id: String,
+) -> RequestContext {
+    RequestContext {
+        request_id,
+        key_id,
+        model: model.to_string(),
+        task: task.name().to_string(),
+        route: route.to_string(),
+    }
+}
+
 impl Gateway {
     /// Opens the plugin host in the core's home with the core as its inference backend.
     /// `host` replaces the default (tests and the benchmark pass their own).
@@ -227,26 +244,18 @@ impl Gateway {
         pipeline::resolve(&self.pipelines, model, route)
     }
 
-    /// Runs texts through the model's chain and task, blocking the calling thread (never
-    /// call it on an async executor: plugins and the model answer on their own threads).
+    /// Runs texts through the model's chain (for `context.route`) and task, blocking the
+    /// calling thread (never call it on an async executor: plugins and the model answer on
+    /// their own threads).
     pub fn route_blocking(
         &self,
         m: &Arc<Model>,
         task: TextTask,
-        route: &str,
-        key_id: Option<String>,
-        request_id: String,
+        context: RequestContext,
         texts: Vec<String>,
         policy: Truncation,
     ) -> Result<Routed, GatewayError> {
-        let chain = self.chain(m.name(), route);
-        let context = RequestContext {
-            request_id,
-            key_id,
-            model: m.name().to_string(),
-            task: task.name().to_string(),
-            route: route.to_string(),
-        };
+        let chain = self.chain(m.name(), &context.route);
         // The model's typed error survives the pipeline's string-typed inference step.
         let failure: Mutex<Option<TaskError>> = Mutex::new(None);
         let outcome = pipeline::run(&self.host, &chain, context, texts, |texts| {
@@ -290,17 +299,16 @@ impl Gateway {
         let task = TextTask::of(m.manifest.task)
             .ok_or_else(|| GatewayError::NotText(model.to_string()))?;
         let id = format!("cli-{}", std::process::id());
-        Ok(
-            match self.route_blocking(&m, task, route, key_id, id, texts, policy)? {
-                Routed::Done(v) => v,
-                Routed::Denied {
-                    plugin,
-                    reason,
-                    stage,
-                } => {
-                    json!({"denied": {"plugin": plugin, "reason": reason, "stage": stage}})
-                }
-            },
-        )
+        let ctx = context(model, task, route, key_id, id);
+        Ok(match self.route_blocking(&m, task, ctx, texts, policy)? {
+            Routed::Done(v) => v,
+            Routed::Denied {
+                plugin,
+                reason,
+                stage,
+            } => {
+                json!({"denied": {"plugin": plugin, "reason": reason, "stage": stage}})
+            }
+        })
     }
 }

@@ -311,3 +311,52 @@ fn cli_functions_install_grant_info_list_disable_remove() {
     .to_string();
     assert!(e.contains("not installed"), "{e}");
 }
+
+#[test]
+fn cli_run_text_runs_the_models_pipeline() {
+    let (_d, host) = host();
+    install(&host, "normalize", &[], &[]);
+    install(
+        &host,
+        "content-policy",
+        &[],
+        &[("denied_terms", "forbidden")],
+    );
+    let pipelines: llmos::plugins::pipeline::Pipelines = toml::from_str(
+        "[minilm]\npreprocessors = [\"normalize\"]\nrequest_policies = [\"content-policy\"]\n",
+    )
+    .unwrap();
+    let echo = |i: &[String]| Ok(serde_json::json!(i));
+    let out = llmos::cli::plugin::run_text(
+        &host,
+        &pipelines,
+        "minilm",
+        "embed",
+        vec!["  hi  ".into()],
+        echo,
+    )
+    .unwrap();
+    assert_eq!(out, serde_json::json!(["hi"]));
+    let e = llmos::cli::plugin::run_text(
+        &host,
+        &pipelines,
+        "minilm",
+        "embed",
+        vec!["forbidden".into()],
+        echo,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("denied by plugin content-policy"), "{e}");
+    // Another model has no pipeline: the text goes to the model unchanged.
+    let out = llmos::cli::plugin::run_text(
+        &host,
+        &pipelines,
+        "bert",
+        "embed",
+        vec!["  hi  ".into()],
+        echo,
+    )
+    .unwrap();
+    assert_eq!(out, serde_json::json!(["  hi  "]));
+}

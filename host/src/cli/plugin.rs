@@ -342,3 +342,33 @@ pub fn run(cmd: PluginCommand, home: &Path) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The plugin side of `llmos run --model M --text T` (the main CLI owns the models and wires
+/// this in): runs `model`'s pipeline (route `cli`) around `infer` and returns the output, or an
+/// error when a policy denies or a plugin fails. Print the returned JSON.
+pub fn run_text(
+    host: &PluginHost,
+    pipelines: &crate::plugins::pipeline::Pipelines,
+    model: &str,
+    task: &str,
+    texts: Vec<String>,
+    infer: impl FnOnce(&[String]) -> Result<serde_json::Value, String>,
+) -> anyhow::Result<serde_json::Value> {
+    use crate::plugins::pipeline::{self, Outcome};
+    let chain = pipeline::resolve(pipelines, model, "cli");
+    let context = crate::plugins::RequestContext {
+        request_id: format!("cli-{}", crate::security::audit::now_ms()),
+        key_id: None,
+        model: model.into(),
+        task: task.into(),
+        route: "cli".into(),
+    };
+    match pipeline::run(host, &chain, context, texts, infer)? {
+        Outcome::Completed { output, .. } => Ok(output),
+        Outcome::Denied {
+            plugin,
+            reason,
+            stage,
+        } => bail!("the {stage} was denied by plugin {plugin}: {reason}"),
+    }
+}

@@ -249,7 +249,7 @@ fn cli_functions_install_grant_info_list_disable_remove() {
             manifest: Some(manifest("testing/probe")),
             grants: vec!["kv".into()],
             sha256: None,
-            config: vec![],
+            values: vec![],
         },
         home,
     )

@@ -249,7 +249,7 @@ fn cli_functions_install_grant_info_list_disable_remove() {
             manifest: Some(manifest("testing/probe")),
             grants: vec!["kv".into()],
             sha256: None,
-            config: vec![],
+            values: vec![],
         },
         home,
     )
@@ -310,4 +310,83 @@ fn cli_functions_install_grant_info_list_disable_remove() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("not installed"), "{e}");
+}
+
+#[test]
+fn cli_run_text_runs_the_models_pipeline() {
+    let (_d, host) = host();
+    install(&host, "normalize", &[], &[]);
+    install(
+        &host,
+        "content-policy",
+        &[],
+        &[("denied_terms", "forbidden")],
+    );
+    let pipelines: llmos::plugins::pipeline::Pipelines = toml::from_str(
+        "[minilm]\npreprocessors = [\"normalize\"]\nrequest_policies = [\"content-policy\"]\n",
+    )
+    .unwrap();
+    let echo = |i: &[String]| Ok(serde_json::json!(i));
+    let out = run_text(
+        &host,
+        &pipelines,
+        "minilm",
+        "embed",
+        vec!["  hi  ".into()],
+        echo,
+    )
+    .unwrap();
+    assert_eq!(out, serde_json::json!(["hi"]));
+    let e = run_text(
+        &host,
+        &pipelines,
+        "minilm",
+        "embed",
+        vec!["forbidden".into()],
+        echo,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("denied by plugin content-policy"), "{e}");
+    // Another model has no pipeline: the text goes to the model unchanged.
+    let out = run_text(
+        &host,
+        &pipelines,
+        "bert",
+        "embed",
+        vec!["  hi  ".into()],
+        echo,
+    )
+    .unwrap();
+    assert_eq!(out, serde_json::json!(["  hi  "]));
+}
+
+/// Runs `model`'s pipeline for route `cli` around `infer`; a denial is an error.
+fn run_text(
+    host: &llmos::plugins::PluginHost,
+    pipelines: &llmos::plugins::pipeline::Pipelines,
+    model: &str,
+    task: &str,
+    texts: Vec<String>,
+    infer: impl FnOnce(&[String]) -> Result<serde_json::Value, String>,
+) -> anyhow::Result<serde_json::Value> {
+    use llmos::plugins::pipeline::{self, Outcome};
+    let chain = pipeline::resolve(pipelines, model, "cli");
+    let context = llmos::plugins::RequestContext {
+        request_id: "test".into(),
+        key_id: None,
+        model: model.into(),
+        task: task.into(),
+        route: "cli".into(),
+    };
+    match pipeline::run(host, &chain, context, texts, infer)? {
+        Outcome::Completed { output, .. } => Ok(output),
+        Outcome::Denied {
+            plugin,
+            reason,
+            stage,
+        } => {
+            anyhow::bail!("the {stage} was denied by plugin {plugin}: {reason}")
+        }
+    }
 }

@@ -164,7 +164,24 @@ fn sockets_are_not_reachable() {
 }
 
 #[test]
-fn a_fresh_store_per_call_leaks_no_state_and_calls_run_in_parallel() {
+fn a_fresh_instance_per_call_leaks_no_guest_state() {
+    let (_d, host) = host();
+    let p = install(&host, "testing/probe", &[], &[]);
+    for _ in 0..3 {
+        assert_eq!(
+            host.preprocess(&p, request(&["counter", "counter"]))
+                .unwrap(),
+            ["ok:1", "ok:2"]
+        );
+    }
+    // A warm instance (benchmarks only) does keep it: the check above can fail.
+    let mut warm = host.warm_preprocessor(&p).unwrap();
+    assert_eq!(warm.call(&request(&["counter"])).unwrap(), ["ok:1"]);
+    assert_eq!(warm.call(&request(&["counter"])).unwrap(), ["ok:2"]);
+}
+
+#[test]
+fn a_spinning_plugin_does_not_block_other_calls() {
     let (_d, host) = host();
     let echo = install(&host, "testing/echo", &[], &[]);
     let spin = install(&host, "testing/spin", &[], &[]);

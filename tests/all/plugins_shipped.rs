@@ -374,3 +374,35 @@ fn a_hanging_integration_never_delays_the_pipeline() {
         start.elapsed()
     );
 }
+
+#[test]
+fn pipeline_runs_from_an_async_executor() {
+    let (_d, host) = host();
+    install(&host, "normalize", &[], &[]);
+    let chain = Chain {
+        preprocessors: vec!["normalize".into()],
+        ..Chain::default()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let out = rt
+        .block_on(pipeline::run_async(
+            &host,
+            &chain,
+            ctx("minilm"),
+            vec![" ａ  b ".into()],
+            async |inputs: Vec<String>| {
+                Ok(serde_json::json!({ "n": inputs.len(), "first": inputs[0] }))
+            },
+        ))
+        .unwrap();
+    assert_eq!(
+        out,
+        Outcome::Completed {
+            inputs: vec!["a b".into()],
+            output: serde_json::json!({ "n": 1, "first": "a b" }),
+        }
+    );
+}

@@ -27,8 +27,9 @@ pub enum PluginCommand {
         #[arg(long, value_name = "HEX")]
         sha256: Option<String>,
         /// Set a config value (repeatable); list items are separated by `;`.
+        /// (`--set`, not `--config`: that is the global config-file flag.)
         #[arg(long = "set", value_name = "KEY=VALUE")]
-        config: Vec<String>,
+        values: Vec<String>,
     },
     /// Replace an installed plugin by a new version; new capabilities must be granted again.
     Upgrade {
@@ -47,7 +48,7 @@ pub enum PluginCommand {
         sha256: Option<String>,
         /// Set a config value (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
-        config: Vec<String>,
+        values: Vec<String>,
     },
     /// List installed plugins.
     List,
@@ -213,14 +214,14 @@ pub fn run_with(cmd: PluginCommand, home: &Path, settings: HostSettings) -> anyh
             manifest,
             grants,
             sha256,
-            config,
+            values,
         } => {
             let req = InstallRequest {
                 component: path,
                 manifest,
                 grants,
                 sha256,
-                config: parse_kv(&config)?,
+                config: parse_kv(&values)?,
             };
             print_report("installed", &registry::install(&host, &req)?);
         }
@@ -230,14 +231,14 @@ pub fn run_with(cmd: PluginCommand, home: &Path, settings: HostSettings) -> anyh
             manifest,
             grants,
             sha256,
-            config,
+            values,
         } => {
             let req = InstallRequest {
                 component: path,
                 manifest,
                 grants,
                 sha256,
-                config: parse_kv(&config)?,
+                config: parse_kv(&values)?,
             };
             print_report("upgraded", &registry::upgrade(&host, &name, &req)?);
         }
@@ -346,4 +347,52 @@ pub fn run_with(cmd: PluginCommand, home: &Path, settings: HostSettings) -> anyh
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    /// The main CLI's global flags, which every subcommand inherits: ids must not clash.
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[arg(long, global = true)]
+        home: Option<PathBuf>,
+        #[arg(long, global = true)]
+        config: Option<PathBuf>,
+        #[arg(long, global = true)]
+        providers: Option<String>,
+        #[arg(long, global = true)]
+        strict: bool,
+        #[command(subcommand)]
+        cmd: PluginCommand,
+    }
+
+    #[test]
+    fn parses_next_to_the_global_flags() {
+        Cli::command().debug_assert();
+        let c = Cli::try_parse_from([
+            "llmos",
+            "install",
+            "x.wasm",
+            "--set",
+            "url=http://h/",
+            "--grant",
+            "kv",
+            "--grant",
+            "http:h",
+            "--config",
+            "llmos.toml",
+        ])
+        .unwrap();
+        assert_eq!(c.config.as_deref(), Some(Path::new("llmos.toml")));
+        match c.cmd {
+            PluginCommand::Install { values, grants, .. } => {
+                assert_eq!(values, ["url=http://h/"]);
+                assert_eq!(grants, ["kv", "http:h"]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -211,7 +211,7 @@ impl Manifest {
                 }
                 (None, true) => {
                     return Err(PluginError::Config(format!(
-                        "plugin {} needs config {key} ({}); set it with `llmos plugin configure {} {key}=VALUE`",
+                        "plugin {} needs config {key} ({}); pass `--set {key}=VALUE` to install, or run `llmos plugin configure {} {key}=VALUE`",
                         self.name, f.description, self.name
                     )));
                 }

@@ -121,23 +121,47 @@ pub enum Outcome {
     },
 }
 
-/// Runs `chain` for one request. `infer` is the model step (the core's task); it runs on the
-/// caller's thread, plugins on the plugin workers.
+/// Runs `chain` for one request, for callers that are not on an async executor (the CLI).
+/// `infer` is the model step (the core's task); it runs on the caller's thread, plugins on the
+/// plugin workers. Async callers (the HTTP server) use [`run_async`].
 pub fn run(
     host: &PluginHost,
     chain: &Chain,
     context: RequestContext,
-    mut inputs: Vec<String>,
+    inputs: Vec<String>,
     infer: impl FnOnce(&[String]) -> Result<serde_json::Value, String>,
 ) -> Result<Outcome, PipelineError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| PipelineError::Inference(format!("pipeline executor: {e}")))?;
+    rt.block_on(run_async(
+        host,
+        chain,
+        context,
+        inputs,
+        async |i: Vec<String>| infer(&i),
+    ))
+}
+
+/// [`run`] for async callers: waits for the plugin workers without blocking the executor.
+/// `infer` receives the final inputs.
+pub async fn run_async(
+    host: &PluginHost,
+    chain: &Chain,
+    context: RequestContext,
+    mut inputs: Vec<String>,
+    infer: impl AsyncFnOnce(Vec<String>) -> Result<serde_json::Value, String>,
+) -> Result<Outcome, PipelineError> {
     for p in &chain.preprocessors {
-        let out = host.preprocess(
-            p,
-            Request {
-                context: context.clone(),
-                inputs: inputs.clone(),
-            },
-        )?;
+        let out = host
+            .preprocess_async(
+                p,
+                Request {
+                    context: context.clone(),
+                    inputs: inputs.clone(),
+                },
+            )
+            .await?;
         if out.len() != inputs.len() {
             return Err(PipelineError::Contract {
                 plugin: p.clone(),
@@ -147,13 +171,15 @@ pub fn run(
         inputs = out;
     }
     for p in &chain.request_policies {
-        let verdict = host.check_request(
-            p,
-            Request {
-                context: context.clone(),
-                inputs: inputs.clone(),
-            },
-        )?;
+        let verdict = host
+            .check_request_async(
+                p,
+                Request {
+                    context: context.clone(),
+                    inputs: inputs.clone(),
+                },
+            )
+            .await?;
         match verdict {
             RequestVerdict::Allow => {}
             RequestVerdict::Deny(reason) => {
@@ -177,16 +203,20 @@ pub fn run(
             }
         }
     }
-    let mut output = infer(&inputs).map_err(PipelineError::Inference)?;
+    let mut output = infer(inputs.clone())
+        .await
+        .map_err(PipelineError::Inference)?;
     for p in &chain.response_policies {
-        let verdict = host.check_response(
-            p,
-            Response {
-                context: context.clone(),
-                inputs: inputs.clone(),
-                output_json: output.to_string(),
-            },
-        )?;
+        let verdict = host
+            .check_response_async(
+                p,
+                Response {
+                    context: context.clone(),
+                    inputs: inputs.clone(),
+                    output_json: output.to_string(),
+                },
+            )
+            .await?;
         match verdict {
             ResponseVerdict::Allow => {}
             ResponseVerdict::Deny(reason) => {

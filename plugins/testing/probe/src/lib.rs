@@ -80,6 +80,14 @@ fn run(cmd: &str) -> String {
         "secret" => report(secrets::get(a)),
         "config" => format!("ok:{:?}", config::get(a)),
         "http" => http_get(a),
+        // Module-level state: with a fresh instance per call it is 1 on every call.
+        "counter" => {
+            static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+            format!(
+                "ok:{}",
+                COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+            )
+        }
         _ => format!("err:unknown-command:{cmd}"),
     }
 }

@@ -575,12 +575,27 @@ fn metrics_and_health_and_graceful_shutdown() {
 
 #[test]
 fn official_openai_python_client_works_unchanged() {
-    let home = Home::new();
-    let s = server(&home);
-    let out = std::process::Command::new(client_python())
-        .arg(repo().join("tests/clients/openai_client.py"))
-        .arg(format!("{}/v1", s.url))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", crate::support::text(&out));
+    // Open loopback server (any key accepted), then a server with keys (a real key needed).
+    for keyed in [false, true] {
+        let home = Home::new();
+        let key = keyed.then(|| {
+            home.json(&["keys", "create", "--scope", "models:*"])["secret"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        });
+        let s = server(&home);
+        let mut cmd = std::process::Command::new(client_python());
+        cmd.arg(repo().join("tests/clients/openai_client.py"))
+            .arg(format!("{}/v1", s.url));
+        if let Some(k) = &key {
+            cmd.arg(k);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "keyed={keyed}: {}",
+            crate::support::text(&out)
+        );
+    }
 }

@@ -1,6 +1,6 @@
 """The official OpenAI Python client against llmos, unchanged but for base URL and key.
 
-Usage: python openai_client.py http://127.0.0.1:PORT/v1   (exits non-zero on any mismatch)
+Usage: python openai_client.py http://127.0.0.1:PORT/v1 [API_KEY]   (exits non-zero on any mismatch)
 """
 
 import math
@@ -9,7 +9,15 @@ import sys
 import openai
 from openai import OpenAI
 
-client = OpenAI(base_url=sys.argv[1], api_key="unused-on-loopback", max_retries=0)
+key = sys.argv[2] if len(sys.argv) > 2 else "any-key-works-on-an-open-loopback-server"
+client = OpenAI(base_url=sys.argv[1], api_key=key, max_retries=0)
+
+if len(sys.argv) > 2:
+    try:
+        OpenAI(base_url=sys.argv[1], api_key="llmos_wrong_key", max_retries=0).models.list()
+        raise SystemExit("expected AuthenticationError")
+    except openai.AuthenticationError as e:
+        assert e.status_code == 401, e
 
 ids = [m.id for m in client.models.list()]
 assert "minilm" in ids and "pii-ner" in ids, ids

@@ -357,11 +357,11 @@ impl Model {
 pub struct Pending<T>(oneshot::Receiver<Result<T, TaskError>>, String);
 
 impl<T> Pending<T> {
-    /// Blocks the current (non-async) thread until the answer arrives.
+    /// Blocks the current thread until the answer arrives. Safe on any thread, also one
+    /// that belongs to an async runtime's blocking pool or a plugin worker (tokio's own
+    /// `blocking_recv` refuses those); never call it on an async executor's worker.
     pub fn wait(self) -> Result<T, TaskError> {
-        self.0
-            .blocking_recv()
-            .map_err(|_| TaskError::Stopped(self.1))?
+        pollster::block_on(self.0).map_err(|_| TaskError::Stopped(self.1))?
     }
 
     /// Awaits the answer.

@@ -82,8 +82,8 @@ pub struct RuntimeConfig {
     /// Path of `libonnxruntime.so`. Default: resolved (env `LLMOS_ORT_DYLIB`, `ORT_DYLIB_PATH`,
     /// next to the binary, then the cache filled by `llmos runtime install`).
     pub ort_dylib: Option<PathBuf>,
-    /// Intra-op threads per session; 0 lets ONNX Runtime choose (one per physical core).
-    /// Env `LLMOS_INTRA_THREADS`.
+    /// Intra-op threads per session; 0 (default) gives each of a model's inference threads
+    /// an equal share of the cores. Env `LLMOS_INTRA_THREADS`.
     pub intra_threads: usize,
 }
 
@@ -112,7 +112,7 @@ pub struct ModelOverride {
     pub strict: Option<bool>,
     /// Intra-op threads for this model's sessions.
     pub intra_threads: Option<usize>,
-    /// Inference threads (one session each).
+    /// Inference threads (one session each). Default: 2 on machines with 2 or more cores.
     pub workers: Option<usize>,
     /// Bound of the request queue; a full queue is refused instead of growing.
     pub queue_capacity: Option<usize>,

@@ -52,7 +52,7 @@ struct Global {
     /// Refuse to load a model whose first provider is unavailable.
     #[arg(long, global = true)]
     strict: bool,
-    /// Intra-op threads per model session (0 = ONNX Runtime's choice).
+    /// Intra-op threads per model session (0 = the cores shared among a model's workers).
     #[arg(long, global = true)]
     intra_threads: Option<usize>,
 }

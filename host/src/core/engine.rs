@@ -452,10 +452,15 @@ impl Core {
             .clone()
             .unwrap_or_else(|| manifest.providers.clone());
         let strict = ov.strict.unwrap_or(manifest.strict);
+        // Default: two inference threads sharing the cores (on 2 cores, two single-threaded
+        // sessions served 188 req/s where one two-threaded session served 142; BENCHMARKS.md).
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = ov.workers.unwrap_or(cores.min(2)).max(1);
         let intra = ov
             .intra_threads
-            .unwrap_or(self.config.runtime.intra_threads);
-        let workers = ov.workers.unwrap_or(1).max(1);
+            .or((self.config.runtime.intra_threads > 0)
+                .then_some(self.config.runtime.intra_threads))
+            .unwrap_or((cores / workers).max(1));
         let queue_capacity = ov.queue_capacity.unwrap_or(256).max(1);
         let invalid = |message: String| LoadError::Invalid {
             model: name.into(),
@@ -472,11 +477,9 @@ impl Core {
         let mut report = None;
         for _ in 0..workers {
             let mut builder = Session::builder(&rt.env).map_err(session_err)?;
-            if intra > 0 {
-                builder = builder
-                    .with_intra_threads(intra)
-                    .map_err(|e| session_err(ort::Error::<()>::from(e)))?;
-            }
+            builder = builder
+                .with_intra_threads(intra)
+                .map_err(|e| session_err(ort::Error::<()>::from(e)))?;
             let (mut builder, r) =
                 providers::register(builder, &preference, &self.config.providers, strict).map_err(
                     |source| LoadError::Provider {

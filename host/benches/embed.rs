@@ -77,7 +77,12 @@ fn main() -> anyhow::Result<()> {
     config.apply_env()?;
     config.runtime.intra_threads = a.threads;
     // Like with like: one session with `threads` threads, as the raw and Python runs have.
-    config.models.overrides.entry("minilm".into()).or_default().workers = Some(1);
+    config
+        .models
+        .overrides
+        .entry("minilm".into())
+        .or_default()
+        .workers = Some(1);
     let paths = Paths::resolve(Paths::default_home(), &config);
     let core = Core::new(config.clone(), paths.clone())?;
     let model = core.model("minilm")?;

@@ -123,6 +123,10 @@ pub struct ModelOverride {
     /// Wait this long for more requests before running a batch. Default 0: run at once
     /// with whatever queued while the previous batch ran.
     pub max_wait_ms: Option<u64>,
+    /// Most inputs in one request (more: 400). Default 2048.
+    pub max_request_inputs: Option<usize>,
+    /// Most tokens in one request, all inputs together (more: 400). Default 262144.
+    pub max_request_tokens: Option<usize>,
 }
 
 impl Config {

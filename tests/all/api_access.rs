@@ -317,7 +317,11 @@ fn pipelines_deny_with_403_fail_with_502_and_the_server_keeps_serving() {
             .contains("test-panic"),
         "{body}"
     );
-    // Token ids cannot bypass a text pipeline.
+    // Neither KServe nor token ids can bypass a text pipeline.
+    let kserve = json!({"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["this is forbidden"]}]});
+    let (code, body) = call(&s, "POST", "/v2/models/minilm/infer", None, Some(kserve));
+    assert_eq!(code, 403, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("bypass"), "{body}");
     let (code, _) = call(
         &s,
         "POST",

@@ -599,3 +599,44 @@ fn official_openai_python_client_works_unchanged() {
         );
     }
 }
+
+#[test]
+fn per_request_input_and_token_limits_are_named() {
+    let home = Home::new();
+    let cfg = home.dir.path().join("llmos.toml");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("[models.overrides.minilm]\nmax_request_inputs = 3\nmax_request_tokens = 20\n");
+    std::fs::write(&cfg, text).unwrap();
+    let s = home.serve(&["--models", "minilm"]);
+    assert_error(
+        post(
+            &s,
+            "/v1/embeddings",
+            &json!({"model": "minilm", "input": ["a", "b", "c", "d"]}),
+        ),
+        400,
+        "the request has 4 inputs; the limit is 3 per request",
+    );
+    let body = assert_error(
+        post(
+            &s,
+            "/v1/embeddings",
+            &json!({"model": "minilm", "input": ["word ".repeat(12), "word ".repeat(12)]}),
+        ),
+        400,
+        "the limit is 20 per request",
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_request_tokens"),
+        "{body}"
+    );
+    let (code, _) = post(
+        &s,
+        "/v1/embeddings",
+        &json!({"model": "minilm", "input": ["a", "b", "c"]}),
+    );
+    assert_eq!(code, 200);
+}

@@ -903,6 +903,9 @@ async fn infer_v(
     infer_of(&state, &name, Some(&version), &headers, body).await
 }
 
+/// The route name pipelines use for KServe inference.
+pub(crate) const KSERVE_ROUTE: &str = "/v2/models/{name}/infer";
+
 async fn infer_of(
     state: &AppState,
     name: &str,
@@ -942,6 +945,20 @@ async fn infer_of(
         )));
     }
     let mut outputs = if is_text(&m) {
+        // Plugins work on the OpenAI-shaped text routes; a KServe text request to a model
+        // with a chain would bypass its policies, so it is refused rather than let through.
+        if !crate::api::chain_is_empty(&state.gateway.chain(m.name(), KSERVE_ROUTE)) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                format!(
+                    "model {} runs a plugin pipeline, which KServe requests would bypass: use /v1/embeddings, \
+                     /v1/classify or /v1/entities, or configure an empty chain for route \"{KSERVE_ROUTE}\"",
+                    m.name()
+                ),
+            )
+            .kserve());
+        }
         run_text(&m, req.inputs, req.truncation).await?
     } else {
         run_graph(&m, req.inputs, req.outputs.as_deref()).await?

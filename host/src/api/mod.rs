@@ -179,7 +179,8 @@ pub async fn model(state: &AppState, name: &str) -> Result<Arc<Model>, ApiError>
         .map_err(ApiError::from)
 }
 
-fn chain_is_empty(c: &crate::plugins::pipeline::Chain) -> bool {
+/// Whether a chain has no plugin at all.
+pub(crate) fn chain_is_empty(c: &crate::plugins::pipeline::Chain) -> bool {
     c.preprocessors.is_empty()
         && c.request_policies.is_empty()
         && c.response_policies.is_empty()

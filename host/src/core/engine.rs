@@ -558,6 +558,14 @@ impl Core {
             max_wait: ov
                 .max_wait_ms
                 .map_or(defaults.max_wait, std::time::Duration::from_millis),
+            max_request_inputs: ov
+                .max_request_inputs
+                .unwrap_or(defaults.max_request_inputs)
+                .max(1),
+            max_request_tokens: ov
+                .max_request_tokens
+                .unwrap_or(defaults.max_request_tokens)
+                .max(1),
         };
         let ctx = Arc::new(WorkerCtx {
             name: name.to_string(),

@@ -42,6 +42,28 @@ pub enum TextError {
         /// The model's maximum.
         max: usize,
     },
+    /// More inputs in one request than allowed.
+    #[error(
+        "the request has {count} inputs; the limit is {max} per request \
+         ([models.overrides.NAME] max_request_inputs): split it into several requests"
+    )]
+    TooManyInputs {
+        /// Inputs given.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// More tokens in one request than allowed.
+    #[error(
+        "the request has {tokens} tokens in all; the limit is {max} per request \
+         ([models.overrides.NAME] max_request_tokens): split it into several requests"
+    )]
+    TooManyTokens {
+        /// Tokens in the request.
+        tokens: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A token id outside the vocabulary.
     #[error("input[{index}] has token id {id}, outside the model's vocabulary of {vocab} ids")]
     BadTokenId {

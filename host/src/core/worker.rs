@@ -18,7 +18,7 @@ use tokenizers::Encoding;
 use crate::core::engine::{Classes, Embeddings, Entities, Job, TaskError};
 use crate::core::manifest::Pooling;
 use crate::core::tensor::{self, NamedTensor};
-use crate::core::text::{self, Entity, LabelScore, TextEncoder, TokenBatch};
+use crate::core::text::{self, Entity, LabelScore, TextEncoder, TextError, TokenBatch};
 
 /// Batching limits of one model.
 #[derive(Debug, Clone, Copy)]
@@ -29,6 +29,10 @@ pub struct BatchLimits {
     pub max_tokens: usize,
     /// How long to wait for more requests once one arrived (0 = take only what queued).
     pub max_wait: Duration,
+    /// Most inputs in one request.
+    pub max_request_inputs: usize,
+    /// Most tokens (all inputs together) in one request.
+    pub max_request_tokens: usize,
 }
 
 impl Default for BatchLimits {
@@ -37,6 +41,8 @@ impl Default for BatchLimits {
             max_batch: 32,
             max_tokens: 8192,
             max_wait: Duration::ZERO,
+            max_request_inputs: 2048,
+            max_request_tokens: 262_144,
         }
     }
 }
@@ -189,6 +195,23 @@ fn run_text_jobs(session: &mut Session, ctx: &WorkerCtx, jobs: Vec<Job>) {
             Job::Entities(t, p, _) => encoder.encode(t, *p, true),
             Job::Infer(..) => unreachable!("only text jobs are grouped"),
         };
+        let limits = &ctx.limits;
+        let encoded = encoded.and_then(|encs| {
+            let tokens: usize = encs.iter().map(Encoding::len).sum();
+            if encs.len() > limits.max_request_inputs {
+                Err(TextError::TooManyInputs {
+                    count: encs.len(),
+                    max: limits.max_request_inputs,
+                })
+            } else if tokens > limits.max_request_tokens {
+                Err(TextError::TooManyTokens {
+                    tokens,
+                    max: limits.max_request_tokens,
+                })
+            } else {
+                Ok(encs)
+            }
+        });
         match encoded {
             Ok(encs) => {
                 requests.push(Request {

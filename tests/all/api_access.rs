@@ -335,6 +335,27 @@ fn pipelines_deny_with_403_fail_with_502_and_the_server_keeps_serving() {
         call(&s, "POST", "/v1/embeddings", None, Some(embed("minilm"))).0,
         200
     );
+    // Per-plugin metrics: content-policy ran for 3 requests and denied one; the panic trapped.
+    let m = client()
+        .get(s.at("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    for (line, want) in [
+        ("llmos_plugin_traps_total{plugin=\"test-panic\"} ", "1"),
+        (
+            "llmos_plugin_policy_denials_total{plugin=\"content-policy\"} ",
+            "1",
+        ),
+        ("llmos_plugin_calls_total{plugin=\"content-policy\"} ", "3"),
+    ] {
+        let got = m
+            .lines()
+            .find_map(|l| l.strip_prefix(line))
+            .unwrap_or_else(|| panic!("{line} missing:\n{m}"));
+        assert_eq!(got, want, "{line}");
+    }
 }
 
 #[test]

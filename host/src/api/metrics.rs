@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::core::Core;
 use crate::core::worker::BATCH_BUCKETS;
+use crate::plugins::gateway::Gateway;
 
 const LATENCY_BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
@@ -22,13 +23,11 @@ struct Histogram {
 }
 
 type Key = (String, String, u16);
-type Renderer = Box<dyn Fn(&mut String) + Send + Sync>;
 
 /// HTTP counters (route, model, status).
 #[derive(Default)]
 pub struct Metrics {
     http: Mutex<BTreeMap<Key, Histogram>>,
-    extra: Mutex<Vec<Renderer>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -45,6 +44,42 @@ pub fn label(v: &str) -> String {
 }
 
 impl Metrics {
+    fn render_plugins(&self, gateway: &Gateway, out: &mut String) {
+        let calls = gateway.host.call_counts();
+        out.push_str("# HELP llmos_plugin_calls_total Plugin calls.\n# TYPE llmos_plugin_calls_total counter\n");
+        for (p, c, _) in &calls {
+            let _ = writeln!(
+                out,
+                "llmos_plugin_calls_total{{plugin=\"{}\"}} {c}",
+                label(p)
+            );
+        }
+        out.push_str("# HELP llmos_plugin_traps_total Plugin calls stopped by a trap or an exhausted limit.\n# TYPE llmos_plugin_traps_total counter\n");
+        for (p, _, f) in &calls {
+            let _ = writeln!(
+                out,
+                "llmos_plugin_traps_total{{plugin=\"{}\"}} {f}",
+                label(p)
+            );
+        }
+        out.push_str("# HELP llmos_plugin_capability_denials_total Host calls refused for a capability the plugin lacks.\n# TYPE llmos_plugin_capability_denials_total counter\n");
+        for (p, n) in gateway.host.audit().denials_by_subject() {
+            let _ = writeln!(
+                out,
+                "llmos_plugin_capability_denials_total{{plugin=\"{}\"}} {n}",
+                label(&p)
+            );
+        }
+        out.push_str("# HELP llmos_plugin_policy_denials_total Requests and responses denied by a policy plugin.\n# TYPE llmos_plugin_policy_denials_total counter\n");
+        for (p, n) in gateway.policy_denials() {
+            let _ = writeln!(
+                out,
+                "llmos_plugin_policy_denials_total{{plugin=\"{}\"}} {n}",
+                label(&p)
+            );
+        }
+    }
+
     /// Records one finished request.
     pub fn observe(&self, route: &str, model: &str, status: u16, elapsed: Duration) {
         let mut http = self.http.lock().unwrap_or_else(|e| e.into_inner());
@@ -61,16 +96,8 @@ impl Metrics {
         h.count += 1;
     }
 
-    /// Adds a renderer for metrics owned elsewhere (e.g. the plugin host).
-    pub fn register(&self, f: impl Fn(&mut String) + Send + Sync + 'static) {
-        self.extra
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Box::new(f));
-    }
-
     /// The exposition text.
-    pub fn render(&self, core: &Core) -> String {
+    pub fn render(&self, core: &Core, gateway: &Gateway) -> String {
         let mut out = String::new();
         let http = self.http.lock().unwrap_or_else(|e| e.into_inner());
         out.push_str("# HELP llmos_http_requests_total HTTP requests by route, model and status.\n# TYPE llmos_http_requests_total counter\n");
@@ -174,9 +201,7 @@ impl Metrics {
             );
             let _ = writeln!(out, "llmos_batch_size_count{{model=\"{name}\"}} {cum}");
         }
-        for f in self.extra.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            f(&mut out);
-        }
+        self.render_plugins(gateway, &mut out);
         out
     }
 }

@@ -491,7 +491,7 @@ async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
 }
 
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
-    let text = state.metrics.render(&state.core);
+    let text = state.metrics.render(&state.core, &state.gateway);
     (
         [(
             header::CONTENT_TYPE,

@@ -192,6 +192,7 @@ pub struct Gateway {
     /// The plugin host.
     pub host: PluginHost,
     pipelines: Pipelines,
+    policy_denials: Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -236,7 +237,17 @@ impl Gateway {
             core,
             host,
             pipelines: config.pipelines,
+            policy_denials: Mutex::default(),
         })
+    }
+
+    /// Policy denials per plugin since the gateway opened.
+    pub fn policy_denials(&self) -> Vec<(String, u64)> {
+        let m = self
+            .policy_denials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        m.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
     /// The chain for a model on a route.
@@ -271,11 +282,19 @@ impl Gateway {
                 plugin,
                 reason,
                 stage,
-            }) => Ok(Routed::Denied {
-                plugin,
-                reason,
-                stage,
-            }),
+            }) => {
+                *self
+                    .policy_denials
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(plugin.clone())
+                    .or_default() += 1;
+                Ok(Routed::Denied {
+                    plugin,
+                    reason,
+                    stage,
+                })
+            }
             Err(PipelineError::Inference(msg)) => Err(
                 match failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
                     Some(e) => GatewayError::Task(e),

@@ -76,6 +76,8 @@ pub(crate) struct Inner {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     /// Integrations have their own workers, so slow ones never delay requests.
     events: Mutex<Option<mpsc::Sender<Job>>>,
+    /// Calls and failed calls (traps, limits) per plugin, for metrics.
+    counts: Mutex<std::collections::BTreeMap<String, (u64, u64)>>,
     _ticker: Ticker,
 }
 
@@ -195,9 +197,19 @@ impl PluginHost {
                 loaded: Mutex::new(HashMap::new()),
                 jobs: Mutex::new(Some(tx)),
                 events: Mutex::new(Some(events)),
+                counts: Mutex::new(Default::default()),
                 _ticker: ticker,
             }),
         })
+    }
+
+    /// Calls and failed calls (traps and exhausted limits) per plugin since the host opened.
+    pub fn call_counts(&self) -> Vec<(String, u64, u64)> {
+        let counts = self.inner.counts.lock().unwrap_or_else(|e| e.into_inner());
+        counts
+            .iter()
+            .map(|(n, (c, f))| (n.clone(), *c, *f))
+            .collect()
     }
 
     /// The data location.
@@ -641,7 +653,7 @@ impl Inner {
         call: impl Future<Output = wasmtime::Result<R>>,
     ) -> Result<R, PluginError> {
         let wall = Duration::from_millis(l.ctx.limits.timeout_ms) + 2 * self.settings.engine.tick;
-        match tokio::time::timeout(wall, call).await {
+        let result = match tokio::time::timeout(wall, call).await {
             Ok(r) => r.map_err(|e| classify(&l.ctx, e)),
             Err(_) => Err(PluginError::Limit {
                 plugin: l.ctx.name.clone(),
@@ -651,7 +663,17 @@ impl Inner {
                     l.ctx.limits.timeout_ms
                 ),
             }),
-        }
+        };
+        let failed = matches!(
+            result,
+            Err(PluginError::Limit { .. } | PluginError::Trap { .. })
+        );
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let c = counts.entry(l.ctx.name.clone()).or_default();
+        c.0 += 1;
+        c.1 += u64::from(failed);
+        drop(counts);
+        result
     }
 
     pub(crate) async fn call_preprocess(

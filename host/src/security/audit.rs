@@ -28,6 +28,7 @@ pub struct AuditRecord {
 pub struct AuditLog {
     store: Store,
     denials: Arc<AtomicU64>,
+    by_subject: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -44,6 +45,7 @@ impl AuditLog {
         Self {
             store,
             denials: Arc::new(AtomicU64::new(0)),
+            by_subject: Arc::default(),
         }
     }
 
@@ -70,10 +72,22 @@ impl AuditLog {
     /// the denial itself must happen either way.
     pub fn denied(&self, subject: &str, capability: &str, detail: &str) {
         self.denials.fetch_add(1, Ordering::Relaxed);
+        *self
+            .by_subject
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(subject.to_string())
+            .or_default() += 1;
         tracing::warn!(plugin = subject, capability, "{detail}");
         if let Err(e) = self.record("denied", subject, Some(capability.into()), detail) {
             tracing::error!("audit log: {e}");
         }
+    }
+
+    /// Denials recorded by this process, per subject (plugin).
+    pub fn denials_by_subject(&self) -> Vec<(String, u64)> {
+        let m = self.by_subject.lock().unwrap_or_else(|e| e.into_inner());
+        m.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
     /// Denials recorded by this process.

@@ -523,6 +523,7 @@ pub fn serve(core: Arc<Core>, listen: &str) -> Result<()> {
         .thread_name("llmos-http")
         .build()
         .context("cannot start the async runtime")?;
+    let state_for_flush = state.clone();
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -545,8 +546,9 @@ pub fn serve(core: Arc<Core>, listen: &str) -> Result<()> {
             r = server => r.context("server failed")?,
             _ = drain => tracing::warn!("in-flight requests still running after 30 s; exiting"),
         }
-        tracing::info!("stopped");
-        Ok(())
+        let flushed = state_for_flush.gateway.host.store().flush();
+        tracing::info!(?flushed, "stopped; store flushed");
+        flushed.context("flushing the store on shutdown")
     })
 }
 

@@ -119,6 +119,11 @@ impl Store {
         Self::open(&home.join("store"), sealer)
     }
 
+    /// Writes everything buffered to disk (called on shutdown).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(|_| ()).map_err(|e| self.db_err(e))
+    }
+
     fn tree(&self, tree: Tree) -> Result<sled::Tree, StoreError> {
         self.db.open_tree(tree.name()).map_err(|e| self.db_err(e))
     }

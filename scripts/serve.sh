@@ -15,4 +15,20 @@ cargo build --release --locked --bin llmos
 bin=target/release/llmos
 "$bin" runtime install            # onnxruntime==1.31.1 from PyPI, sha256-verified
 "$bin" models pull --all          # minilm + pii-ner, sha256-verified
+
+# The shipped plugins, built once (cargo is incremental) and installed once per data
+# location. They run only where `[pipelines]` in llmos.toml names them (README, Plugins).
+(cd plugins && cargo build --quiet --locked --release --target wasm32-wasip2 \
+  -p normalize -p pii-redact -p content-policy -p webhook)
+wasm=plugins/target/wasm32-wasip2/release
+install_plugin() { # name, then extra install flags
+  local name=$1; shift
+  if ! "$bin" plugin info "$name" >/dev/null 2>&1; then
+    "$bin" plugin install "$wasm/${name//-/_}.wasm" --manifest "plugins/$name/manifest.toml" "$@"
+  fi
+}
+install_plugin normalize
+install_plugin pii-redact --grant inference:pii-ner
+install_plugin content-policy
+
 exec "$bin" serve "$@"

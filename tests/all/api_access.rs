@@ -366,3 +366,81 @@ fn llmos_run_applies_the_pipeline_without_http() {
     let err = home.fails(&["run", "--model", "minilm", "--text", "forbidden words"]);
     assert!(err.contains("denied by plugin \"content-policy\""), "{err}");
 }
+
+#[test]
+fn admin_api_installs_lists_disables_and_removes_plugins() {
+    let home = Home::new();
+    let admin = create_key(&home, &["admin"]);
+    let s = home.serve(&["--models", "minilm"]);
+    let w = wasm("pii-redact");
+    let m = manifest("pii-redact");
+    let body = json!({"path": w, "manifest": m, "grants": ["inference:pii-ner"]});
+    let (code, made) = call(
+        &s,
+        "POST",
+        "/admin/plugins",
+        Some(&admin),
+        Some(body.clone()),
+    );
+    assert_eq!(code, 201, "{made}");
+    assert_eq!(made["plugin"]["manifest"]["name"], "pii-redact");
+    let (code, again) = call(&s, "POST", "/admin/plugins", Some(&admin), Some(body));
+    assert_eq!(code, 409, "{again}");
+    let (code, bad) = call(
+        &s,
+        "POST",
+        "/admin/plugins",
+        Some(&admin),
+        Some(json!({"path": "/nonexistent.wasm", "colour": 1})),
+    );
+    assert_eq!(code, 400, "{bad}");
+    assert!(
+        bad["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("accepted fields"),
+        "{bad}"
+    );
+    let (_, list) = call(&s, "GET", "/admin/plugins", Some(&admin), None);
+    assert_eq!(list["plugins"].as_array().unwrap().len(), 1, "{list}");
+    let (code, off) = call(
+        &s,
+        "POST",
+        "/admin/plugins/pii-redact/disable",
+        Some(&admin),
+        None,
+    );
+    assert_eq!(
+        (code, off["enabled"].as_bool()),
+        (200, Some(false)),
+        "{off}"
+    );
+    let (code, on) = call(
+        &s,
+        "POST",
+        "/admin/plugins/pii-redact/enable",
+        Some(&admin),
+        None,
+    );
+    assert_eq!((code, on["enabled"].as_bool()), (200, Some(true)), "{on}");
+    let (code, rev) = call(
+        &s,
+        "POST",
+        "/admin/plugins/pii-redact/revoke",
+        Some(&admin),
+        Some(json!({"capabilities": ["inference:pii-ner"]})),
+    );
+    assert_eq!(code, 200, "{rev}");
+    let (code, gone) = call(
+        &s,
+        "DELETE",
+        "/admin/plugins/pii-redact",
+        Some(&admin),
+        None,
+    );
+    assert_eq!(code, 200, "{gone}");
+    assert_eq!(
+        call(&s, "GET", "/admin/plugins/pii-redact", Some(&admin), None).0,
+        404
+    );
+}

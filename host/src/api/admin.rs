@@ -179,24 +179,25 @@ async fn revoke(
     Ok(Json(json!(rec)))
 }
 
+async fn set_enabled(s: &AppState, name: String, enabled: bool) -> Result<Json<Value>, ApiError> {
+    let gw = s.gateway.clone();
+    let rec = blocking(move || registry::set_enabled(&gw.host, &name, enabled).map_err(plugin_err))
+        .await?;
+    Ok(Json(json!(rec)))
+}
+
 async fn enable(
     State(s): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let gw = s.gateway.clone();
-    let rec =
-        blocking(move || registry::set_enabled(&gw.host, &name, true).map_err(plugin_err)).await?;
-    Ok(Json(json!(rec)))
+    set_enabled(&s, name, true).await
 }
 
 async fn disable(
     State(s): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let gw = s.gateway.clone();
-    let rec =
-        blocking(move || registry::set_enabled(&gw.host, &name, false).map_err(plugin_err)).await?;
-    Ok(Json(json!(rec)))
+    set_enabled(&s, name, false).await
 }
 
 async fn list_keys(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {

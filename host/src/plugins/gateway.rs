@@ -104,28 +104,15 @@ pub fn entities_json(model: &str, out: &Entities) -> Value {
     json!({"object": "list", "data": data, "model": model, "usage": usage(out.tokens)})
 }
 
-/// Runs a text task and waits (blocking) for its JSON answer.
+/// Runs a text task and waits (blocking) for its JSON answer. Not for an async executor.
 pub fn run_task_blocking(
     m: &Model,
     task: TextTask,
     input: Input,
     policy: Truncation,
 ) -> Result<Value, TaskError> {
-    let name = m.name();
-    Ok(match task {
-        TextTask::Embed { base64 } => {
-            embeddings_json(name, &m.embed_input(input, policy)?.wait()?, base64)
-        }
-        TextTask::Classify => classes_json(name, &m.classify_input(input, policy)?.wait()?),
-        TextTask::Entities => {
-            let Input::Texts(texts) = input else {
-                return Err(TaskError::Text(crate::core::text::TextError::Tokenizer(
-                    "entities need texts, not token ids".into(),
-                )));
-            };
-            entities_json(name, &m.entities(texts, policy)?.wait()?)
-        }
-    })
+    // The future only waits on the model's oneshot reply: no runtime needed to drive it.
+    pollster::block_on(run_task(m, task, input, policy))
 }
 
 /// Runs a text task and awaits its JSON answer.

@@ -12,6 +12,7 @@ mod core_real_models;
 mod api_access;
 mod api_kserve;
 mod api_openai;
+mod api_robust;
 
 mod plugins_common;
 mod plugins_grants;

@@ -391,13 +391,12 @@ fn decode_raw(input: &str, datatype: &str, count: usize, raw: &[u8]) -> Result<E
         return Err(bad(format!(
             "input {input:?} has binary_data_size {}, but {count} {datatype} elements need {} bytes",
             raw.len(),
-            count as u128 * size as u128
+            (count as u128).saturating_mul(size as u128)
         )));
     }
     fn chunks<const N: usize, T>(raw: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
-        raw.chunks_exact(N)
-            .map(|c| f(c.try_into().expect("exact chunk")))
-            .collect()
+        let (whole, _) = raw.as_chunks::<N>();
+        whole.iter().map(|&c| f(c)).collect()
     }
     Ok(match datatype {
         "FP32" => Elems::F32(chunks(raw, f32::from_le_bytes)),
@@ -409,24 +408,26 @@ fn decode_raw(input: &str, datatype: &str, count: usize, raw: &[u8]) -> Result<E
             let mut out = Vec::new();
             let mut rest = raw;
             while !rest.is_empty() {
-                if rest.len() < 4 {
+                let Some((prefix, after)) = rest.split_first_chunk::<4>() else {
                     return Err(bad(format!(
                         "input {input:?}: BYTES element {} has a truncated length prefix ({} of 4 bytes)",
                         out.len(),
                         rest.len()
                     )));
-                }
-                let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
-                rest = &rest[4..];
-                if rest.len() < len {
+                };
+                let len = u32::from_le_bytes(*prefix);
+                let Some((item, after)) = usize::try_from(len)
+                    .ok()
+                    .and_then(|n| after.split_at_checked(n))
+                else {
                     return Err(bad(format!(
                         "input {input:?}: BYTES element {} says {len} bytes, but only {} remain in its binary data",
                         out.len(),
-                        rest.len()
+                        after.len()
                     )));
-                }
-                out.push(rest[..len].to_vec());
-                rest = &rest[len..];
+                };
+                out.push(item.to_vec());
+                rest = after;
             }
             if out.len() != count {
                 return Err(bad(format!(
@@ -688,7 +689,7 @@ fn parse_request(headers: &HeaderMap, body: &Bytes) -> Result<InferRequest, ApiE
         let shape = match t.get("shape") {
             Some(Value::Array(dims)) => dims
                 .iter()
-                .map(|d| d.as_u64().map(|d| d as usize))
+                .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
                 .collect::<Option<Vec<usize>>>()
                 .ok_or_else(|| {
                     bad(format!(
@@ -714,11 +715,15 @@ fn parse_request(headers: &HeaderMap, body: &Bytes) -> Result<InferRequest, ApiE
         let p = params(t.get("parameters"), &at)?;
         let size = match p.and_then(|p| p.get("binary_data_size")) {
             None | Some(Value::Null) => None,
-            Some(v) => Some(v.as_u64().map(|s| s as usize).ok_or_else(|| {
-                bad(format!(
-                    "{at} has binary_data_size {v}: it must be a non-negative integer"
-                ))
-            })?),
+            Some(v) => Some(
+                v.as_u64()
+                    .and_then(|s| usize::try_from(s).ok())
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "{at} has binary_data_size {v}: it must be a non-negative integer"
+                        ))
+                    })?,
+            ),
         };
         let data = t.get("data").filter(|d| !d.is_null());
         match (data, size) {
@@ -747,8 +752,15 @@ fn parse_request(headers: &HeaderMap, body: &Bytes) -> Result<InferRequest, ApiE
             size,
         });
     }
-    let total: usize = heads.iter().filter_map(|h| h.size).sum();
-    if total != binary.len() {
+    let total = heads
+        .iter()
+        .filter_map(|h| h.size)
+        .try_fold(0usize, usize::checked_add);
+    if total != Some(binary.len()) {
+        let total = total.map_or_else(
+            || "more than llmos can address".to_string(),
+            |t| t.to_string(),
+        );
         let parts: Vec<String> = heads
             .iter()
             .filter_map(|h| h.size.map(|s| format!("{} {s}", h.name)))
@@ -764,7 +776,7 @@ fn parse_request(headers: &HeaderMap, body: &Bytes) -> Result<InferRequest, ApiE
         )));
     }
 
-    let mut offset = 0;
+    let mut offset = 0usize;
     let mut inputs = Vec::with_capacity(heads.len());
     for h in heads {
         let count = h
@@ -781,11 +793,27 @@ fn parse_request(headers: &HeaderMap, body: &Bytes) -> Result<InferRequest, ApiE
         let data = match (h.data, h.size) {
             (Some(d), _) => decode_json(&h.name, &h.datatype, count, &h.shape, d)?,
             (None, Some(s)) => {
-                let raw = &binary[offset..offset + s];
-                offset += s;
+                // The sizes were checked to add up to the binary data, so this cannot fail;
+                // it is checked anyway rather than trusted.
+                let raw = offset
+                    .checked_add(s)
+                    .and_then(|end| binary.get(offset..end))
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "input {:?}: binary_data_size {s} at offset {offset} lies outside the {} bytes of binary data",
+                            h.name,
+                            binary.len()
+                        ))
+                    })?;
+                offset += raw.len();
                 decode_raw(&h.name, &h.datatype, count, raw)?
             }
-            (None, None) => unreachable!("checked above"),
+            (None, None) => {
+                return Err(bad(format!(
+                    "input {:?} has no \"data\" (nor binary_data_size for binary tensor data)",
+                    h.name
+                )));
+            }
         };
         inputs.push(Input {
             name: h.name,
@@ -865,7 +893,7 @@ fn check_inputs(model: &str, ports: &[Port], inputs: &[Input]) -> Result<(), Api
                 .shape
                 .iter()
                 .zip(&t.shape)
-                .all(|(&want, &got)| want < 0 || want as usize == got);
+                .all(|(&want, &got)| want < 0 || usize::try_from(want) == Ok(got));
         if !fits {
             return Err(bad(format!(
                 "input {:?} has shape {}, but model {model} expects {} (-1: any size)",
@@ -1002,7 +1030,14 @@ async fn infer_of(
     if let Some(id) = req.id {
         answer["id"] = Value::String(id);
     }
-    let head = serde_json::to_vec(&answer).expect("JSON");
+    let head = serde_json::to_vec(&answer).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            format!("cannot encode the answer: {e}"),
+        )
+        .kserve()
+    })?;
     let resp = if !any_binary {
         (
             [(
@@ -1039,14 +1074,26 @@ async fn run_graph(
     inputs: Vec<Input>,
     wanted: Option<&[Wanted]>,
 ) -> Result<Vec<Output>, ApiError> {
-    let tensors: Vec<NamedTensor> = inputs
+    let tensors = inputs
         .into_iter()
-        .map(|t| NamedTensor {
-            data: t.data.into_tensor().expect("BYTES refused by check_inputs"),
-            name: t.name,
-            shape: t.shape,
+        .map(|t| {
+            let datatype = t.data.datatype();
+            let Some(data) = t.data.into_tensor() else {
+                return Err(bad(format!(
+                    "input {:?} has datatype {datatype}: model {} takes it as a string tensor, which llmos \
+                     cannot pass to a graph; graph inputs accept FP32, FP16, INT64, INT32 and BOOL \
+                     (BYTES only for the text input of embed, classify and token-classify models)",
+                    t.name,
+                    m.name()
+                )));
+            };
+            Ok(NamedTensor {
+                data,
+                name: t.name,
+                shape: t.shape,
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>, ApiError>>()?;
     let names = wanted.map(|w| {
         let mut n: Vec<String> = Vec::with_capacity(w.len());
         for w in w {
@@ -1084,7 +1131,11 @@ async fn run_text(
         )));
     };
     let Elems::Bytes(items) = input.data else {
-        unreachable!("datatype checked by check_inputs")
+        return Err(bad(format!(
+            "input \"text\" has datatype {}: model {} takes texts as BYTES",
+            input.data.datatype(),
+            m.name()
+        )));
     };
     let texts = items
         .into_iter()
@@ -1122,7 +1173,7 @@ async fn run_text(
                 .await
                 .map_err(task_err)?;
             let labels = m.labels.clone().unwrap_or_default();
-            let mut scores = Vec::with_capacity(n * labels.len());
+            let mut scores = Vec::with_capacity(n.saturating_mul(labels.len()));
             let mut top = Vec::with_capacity(n);
             for row in &out.scores {
                 for l in &labels {
@@ -1163,8 +1214,16 @@ async fn run_text(
                 data: Elems::Bytes(
                     out.entities
                         .iter()
-                        .map(|e| serde_json::to_vec(e).expect("JSON"))
-                        .collect(),
+                        .map(serde_json::to_vec)
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| {
+                            ApiError::new(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                "server_error",
+                                format!("cannot encode the entities: {e}"),
+                            )
+                            .kserve()
+                        })?,
                 ),
             }]
         }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::core::Core;
@@ -28,6 +28,12 @@ type Key = (String, String, u16);
 #[derive(Default)]
 pub struct Metrics {
     http: Mutex<BTreeMap<Key, Histogram>>,
+    /// Handler panics caught by the panic layer (`llmos_panics_total`).
+    pub panics: crate::api::panic::PanicCounter,
+    /// Connections open now (`llmos_http_connections`).
+    pub connections: AtomicU64,
+    /// Connections refused at the `max_connections` cap (`llmos_http_connections_refused_total`).
+    pub connections_refused: AtomicU64,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -202,6 +208,28 @@ impl Metrics {
             let _ = writeln!(out, "llmos_batch_size_count{{model=\"{name}\"}} {cum}");
         }
         self.render_plugins(gateway, &mut out);
+        self.render_server(&mut out);
         out
+    }
+
+    fn render_server(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP llmos_panics_total Handler panics caught and answered with 500 (each one is a bug).\n\
+             # TYPE llmos_panics_total counter\nllmos_panics_total {}",
+            self.panics.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP llmos_http_connections HTTP connections open now.\n\
+             # TYPE llmos_http_connections gauge\nllmos_http_connections {}",
+            self.connections.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP llmos_http_connections_refused_total Connections answered 503 and closed at the max_connections cap.\n\
+             # TYPE llmos_http_connections_refused_total counter\nllmos_http_connections_refused_total {}",
+            self.connections_refused.load(Ordering::Relaxed)
+        );
     }
 }

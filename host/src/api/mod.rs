@@ -7,6 +7,7 @@ pub mod error;
 pub mod kserve;
 pub mod metrics;
 pub mod openai;
+pub mod panic;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -273,6 +274,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics_text))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .layer(middleware::from_fn_with_state(
+            state.metrics.panics.clone(),
+            panic::catch_panic,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::Extension(BodyLimit(body_limit)))

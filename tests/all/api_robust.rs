@@ -1,0 +1,181 @@
+//! HTTP robustness, against the real binary: request-supplied numbers that would overflow,
+//! graph inputs llmos cannot pass, slow-header clients, the connection cap, and the audit
+//! log under a burst of unauthenticated requests.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::Client;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::support::{Home, Server};
+
+/// `{"error": "..."}` with `status`; returns the message.
+fn kserve_error(r: reqwest::blocking::Response, status: u16) -> String {
+    let got = r.status().as_u16();
+    let text = r.text().unwrap();
+    assert_eq!(got, status, "body: {text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    v["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not a KServe error: {text}"))
+        .to_string()
+}
+
+fn post_binary(
+    s: &Server,
+    model: &str,
+    head: &Value,
+    binary: &[u8],
+) -> reqwest::blocking::Response {
+    let mut body = serde_json::to_vec(head).unwrap();
+    let n = body.len();
+    body.extend_from_slice(binary);
+    Client::new()
+        .post(s.at(&format!("/v2/models/{model}/infer")))
+        .header("Inference-Header-Content-Length", n.to_string())
+        .header("Content-Type", "application/octet-stream")
+        .body(body)
+        .send()
+        .expect("the server must answer, not drop the connection")
+}
+
+#[test]
+fn binary_data_sizes_whose_sum_wraps_are_refused() {
+    let home = Home::new();
+    let s = home.serve(&["--models", "add"]);
+    // 8 + (2^64 - 4) wraps to 4 in u64/usize arithmetic: exactly the 4 bytes sent. Unchecked,
+    // the sum passes the length check (release) or panics (debug); the slice then panics.
+    let head = json!({"inputs": [
+        {"name": "a", "shape": [1, 2], "datatype": "FP32", "parameters": {"binary_data_size": 8}},
+        {"name": "b", "shape": [1, 3], "datatype": "FP32",
+         "parameters": {"binary_data_size": u64::MAX - 3}},
+    ]});
+    let e = kserve_error(post_binary(&s, "add", &head, &[0u8; 4]), 400);
+    assert!(
+        e.contains("binary_data_size") && e.contains("more than llmos can address"),
+        "{e}"
+    );
+    // A size past the data, alone: named, not a panic.
+    let head = json!({"inputs": [
+        {"name": "a", "shape": [1, 3], "datatype": "FP32",
+         "parameters": {"binary_data_size": u64::MAX}},
+    ]});
+    let e = kserve_error(post_binary(&s, "add", &head, &[0u8; 12]), 400);
+    assert!(e.contains("binary_data_size"), "{e}");
+    // A BYTES length prefix past the data.
+    let mut raw = u32::MAX.to_le_bytes().to_vec();
+    raw.extend_from_slice(b"abc");
+    let head = json!({"inputs": [{"name": "a", "shape": [1], "datatype": "BYTES",
+        "parameters": {"binary_data_size": raw.len()}}]});
+    let e = kserve_error(post_binary(&s, "add", &head, &raw), 400);
+    assert!(e.contains("says 4294967295 bytes"), "{e}");
+    // The server is still up and counted no panic.
+    let m = Client::new()
+        .get(s.at("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(m.contains("\nllmos_panics_total 0\n"), "{m}");
+}
+
+// ---------------------------------------------------------------------------------------
+// A graph with a string input, written as ONNX protobuf by hand (no Python needed).
+
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn field_varint(out: &mut Vec<u8>, field: u64, v: u64) {
+    varint(out, field << 3);
+    varint(out, v);
+}
+
+fn field_bytes(out: &mut Vec<u8>, field: u64, b: &[u8]) {
+    varint(out, (field << 3) | 2);
+    varint(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+/// ValueInfoProto: a tensor `name` of ONNX element type `elem` and one symbolic dimension.
+fn value_info(name: &str, elem: u64) -> Vec<u8> {
+    let mut dim = Vec::new();
+    field_bytes(&mut dim, 2, b"n"); // dim_param
+    let mut shape = Vec::new();
+    field_bytes(&mut shape, 1, &dim);
+    let mut tensor = Vec::new();
+    field_varint(&mut tensor, 1, elem);
+    field_bytes(&mut tensor, 2, &shape);
+    let mut ty = Vec::new();
+    field_bytes(&mut ty, 1, &tensor);
+    let mut vi = Vec::new();
+    field_bytes(&mut vi, 1, name.as_bytes());
+    field_bytes(&mut vi, 2, &ty);
+    vi
+}
+
+/// `len = Shape(s)`: input `s` STRING `[n]`, output `len` INT64 `[n]` (opset 17).
+fn string_graph() -> Vec<u8> {
+    let mut node = Vec::new();
+    field_bytes(&mut node, 1, b"s");
+    field_bytes(&mut node, 2, b"len");
+    field_bytes(&mut node, 4, b"Shape");
+    let mut graph = Vec::new();
+    field_bytes(&mut graph, 1, &node);
+    field_bytes(&mut graph, 2, b"strings");
+    field_bytes(&mut graph, 11, &value_info("s", 8)); // STRING
+    field_bytes(&mut graph, 12, &value_info("len", 7)); // INT64
+    let mut opset = Vec::new();
+    field_varint(&mut opset, 2, 17);
+    let mut model = Vec::new();
+    field_varint(&mut model, 1, 8); // ir_version
+    field_bytes(&mut model, 7, &graph);
+    field_bytes(&mut model, 8, &opset);
+    model
+}
+
+#[test]
+fn a_string_graph_input_sent_as_bytes_is_a_400_not_a_panic() {
+    let home = Home::isolated();
+    let onnx = string_graph();
+    let file = home.dir.path().join("strings.onnx");
+    std::fs::write(&file, &onnx).unwrap();
+    std::fs::write(
+        home.manifests().join("strings.toml"),
+        format!(
+            "name = \"strings\"\ntask = \"infer\"\nlicense = \"Apache-2.0\"\n\n[[files]]\n\
+             name = \"model.onnx\"\nrole = \"model\"\nsha256 = \"{}\"\n\
+             source = {{ kind = \"local\", path = {:?} }}\n",
+            hex::encode(Sha256::digest(&onnx)),
+            file.display().to_string()
+        ),
+    )
+    .unwrap();
+    let pulled = home.cmd(&["models", "pull", "strings"]).output().unwrap();
+    assert!(pulled.status.success(), "{}", crate::support::text(&pulled));
+    let s = home.serve(&["--models", "strings"]);
+    let meta: Value = Client::new()
+        .get(s.at("/v2/models/strings"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(meta["inputs"][0]["datatype"], "BYTES", "{meta}");
+    let r = Client::new()
+        .post(s.at("/v2/models/strings/infer"))
+        .json(&json!({"inputs": [{"name": "s", "shape": [2], "datatype": "BYTES", "data": ["a", "b"]}]}))
+        .send()
+        .expect("the server must answer, not drop the connection");
+    let e = kserve_error(r, 400);
+    assert!(
+        e.contains("\"s\"") && e.contains("string tensor") && e.contains("FP32"),
+        "{e}"
+    );
+}

@@ -65,13 +65,50 @@ pub struct Config {
 pub struct ServerConfig {
     /// Address to listen on. Default `127.0.0.1:8080`. Env `LLMOS_LISTEN`.
     pub listen: String,
+    /// A request's head must arrive within this many milliseconds of the connection opening
+    /// or of its previous answer (so it also bounds keep-alive waits); past it the connection
+    /// is closed. Default 10000. Env `LLMOS_HEADER_READ_TIMEOUT_MS`.
+    pub header_read_timeout_ms: u64,
+    /// A connection with no byte moving either way and no request running for this many
+    /// milliseconds is closed. Default 60000. Env `LLMOS_IDLE_TIMEOUT_MS`.
+    pub idle_timeout_ms: u64,
+    /// Most connections open at once; past it a new one is answered 503 and closed.
+    /// Default 1024. Env `LLMOS_MAX_CONNECTIONS`.
+    pub max_connections: u32,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 1024,
         }
+    }
+}
+
+impl ServerConfig {
+    /// Checks the connection settings; the error names the key and the accepted range.
+    pub fn check(&self) -> Result<(), String> {
+        let ms = |key: &str, v: u64| {
+            if (1..=3_600_000).contains(&v) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "[server] {key} is {v}: it must be between 1 and 3600000 milliseconds (one hour)"
+                ))
+            }
+        };
+        ms("header_read_timeout_ms", self.header_read_timeout_ms)?;
+        ms("idle_timeout_ms", self.idle_timeout_ms)?;
+        if !(1..=1_000_000).contains(&self.max_connections) {
+            return Err(format!(
+                "[server] max_connections is {}: it must be between 1 and 1000000",
+                self.max_connections
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -158,6 +195,15 @@ impl Config {
         if let Some(v) = env_nonempty("LLMOS_LISTEN") {
             self.server.listen = v;
         }
+        if let Some(v) = env_nonempty("LLMOS_HEADER_READ_TIMEOUT_MS") {
+            self.server.header_read_timeout_ms = env_number("LLMOS_HEADER_READ_TIMEOUT_MS", v)?;
+        }
+        if let Some(v) = env_nonempty("LLMOS_IDLE_TIMEOUT_MS") {
+            self.server.idle_timeout_ms = env_number("LLMOS_IDLE_TIMEOUT_MS", v)?;
+        }
+        if let Some(v) = env_nonempty("LLMOS_MAX_CONNECTIONS") {
+            self.server.max_connections = env_number("LLMOS_MAX_CONNECTIONS", v)?;
+        }
         if let Some(v) = env_nonempty("LLMOS_ORT_DYLIB") {
             self.runtime.ort_dylib = Some(v.into());
         }
@@ -173,6 +219,14 @@ impl Config {
         }
         Ok(())
     }
+}
+
+fn env_number<T: std::str::FromStr>(name: &'static str, value: String) -> Result<T, ConfigError> {
+    value.trim().parse().map_err(|_| ConfigError::Env {
+        name,
+        value,
+        expected: "a whole number (see [server] in the README for the accepted range)",
+    })
 }
 
 fn env_nonempty(name: &str) -> Option<String> {

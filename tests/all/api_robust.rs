@@ -179,3 +179,156 @@ fn a_string_graph_input_sent_as_bytes_is_a_400_not_a_panic() {
         "{e}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Connections: slow headers, idle keep-alive, the connection cap.
+
+/// A home whose `[server]` section is `server`.
+fn home_with_server(server: &str) -> Home {
+    let home = Home::new();
+    let cfg = home.dir.path().join("llmos.toml");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("\n[server]\n");
+    text.push_str(server);
+    std::fs::write(cfg, text).unwrap();
+    home
+}
+
+fn connect(s: &Server) -> TcpStream {
+    let addr = s.url.strip_prefix("http://").unwrap();
+    let c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    c
+}
+
+/// Whether the server has closed `c` (EOF or reset), reading and discarding what it sent.
+fn closed(c: &mut TcpStream) -> bool {
+    let mut buf = [0u8; 4096];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Waits up to `limit` for the server to close `c`; returns how long it took.
+fn closes_within(c: &mut TcpStream, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if closed(c) {
+            return Some(start.elapsed());
+        }
+    }
+    None
+}
+
+#[test]
+fn a_slow_header_client_is_disconnected_after_the_header_timeout() {
+    let home = home_with_server("header_read_timeout_ms = 500\nidle_timeout_ms = 30000\n");
+    let s = home.serve(&["--models", "add"]);
+    let start = Instant::now();
+    let mut c = connect(&s);
+    c.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .unwrap();
+    // One header byte every 100 ms: never a whole head.
+    let mut cut = None;
+    for b in b"X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        .iter()
+        .cycle()
+        .take(40)
+    {
+        if c.write_all(&[*b]).is_err() || closed(&mut c) {
+            cut = Some(start.elapsed());
+            break;
+        }
+    }
+    let cut = cut.expect("a client trickling its header for 4 s must be disconnected");
+    assert!(
+        cut >= Duration::from_millis(400) && cut < Duration::from_millis(2000),
+        "disconnected after {cut:?}, configured 500 ms"
+    );
+    // Others are served meanwhile and afterwards.
+    let r = Client::new().get(s.at("/health")).send().unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[test]
+fn an_idle_kept_alive_connection_is_closed_after_the_idle_timeout() {
+    let home = home_with_server("header_read_timeout_ms = 20000\nidle_timeout_ms = 300\n");
+    let s = home.serve(&["--models", "add"]);
+    let mut c = connect(&s);
+    c.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let start = Instant::now();
+    while !String::from_utf8_lossy(&got).contains("\"status\"") {
+        assert!(start.elapsed() < Duration::from_secs(5), "no answer");
+        if let Ok(n) = c.read(&mut buf) {
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
+    let took = closes_within(&mut c, Duration::from_secs(4))
+        .expect("an idle kept-alive connection must be closed after idle_timeout_ms");
+    assert!(took < Duration::from_millis(1500), "closed after {took:?}");
+}
+
+#[test]
+fn connections_past_the_cap_get_503_and_a_freed_slot_serves_again() {
+    let home = home_with_server(
+        "header_read_timeout_ms = 20000\nidle_timeout_ms = 20000\nmax_connections = 2\n",
+    );
+    let s = home.serve(&["--models", "add"]);
+    let held: Vec<TcpStream> = (0..2).map(|_| connect(&s)).collect();
+    std::thread::sleep(Duration::from_millis(200)); // both accepted
+    let mut third = connect(&s);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let start = Instant::now();
+    loop {
+        match third.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                assert!(
+                    start.elapsed() < Duration::from_secs(3),
+                    "connection 3 of a 2-connection server was neither refused nor closed"
+                );
+            }
+            Err(_) => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    assert!(text.contains("max_connections"), "{text}");
+    // One slot freed: a normal request is served again.
+    drop(held);
+    let start = Instant::now();
+    let m = loop {
+        match Client::new().get(s.at("/metrics")).send() {
+            Ok(r) if r.status() == 200 => break r.text().unwrap(),
+            _ => {
+                assert!(start.elapsed() < Duration::from_secs(3), "no slot freed");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    };
+    assert!(m.contains("llmos_http_connections_refused_total 1"), "{m}");
+}

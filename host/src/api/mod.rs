@@ -8,6 +8,7 @@ pub mod kserve;
 pub mod metrics;
 pub mod openai;
 pub mod panic;
+pub mod server;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -513,6 +514,13 @@ pub fn serve(core: Arc<Core>, listen: &str) -> Result<()> {
     let addr: SocketAddr = listen.parse().with_context(|| {
         format!("invalid listen address {listen:?}: expected IP:PORT, e.g. 127.0.0.1:8080")
     })?;
+    let server_cfg = core.config().server.clone();
+    server_cfg.check().map_err(anyhow::Error::msg)?;
+    let conn_limits = server::ConnLimits {
+        header_read_timeout: Duration::from_millis(server_cfg.header_read_timeout_ms),
+        idle_timeout: Duration::from_millis(server_cfg.idle_timeout_ms),
+        max_connections: server_cfg.max_connections,
+    };
     let gateway = Arc::new(Gateway::open(core, None).context("cannot open the plugin host")?);
     let state = Arc::new(AppState::new(gateway, Limits::default()));
     if !addr.ip().is_loopback() && !state.keys_active.load(Ordering::Relaxed) {
@@ -537,19 +545,19 @@ pub fn serve(core: Arc<Core>, listen: &str) -> Result<()> {
         // Tests and scripts read this line to find the port when binding to :0.
         println!("llmos listening on http://{local}");
         tracing::info!(%local, "listening");
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let app = router(state.clone());
+        let server = server::run(listener, app, state, conn_limits, async move {
             shutdown_signal().await;
             let _ = stop_tx.send(true);
         });
-        let mut stop_rx2 = stop_rx.clone();
         let drain = async move {
-            let _ = stop_rx2.wait_for(|s| *s).await;
+            let _ = stop_rx.wait_for(|s| *s).await;
             tokio::time::sleep(Duration::from_secs(30)).await;
         };
         tokio::select! {
-            r = server => r.context("server failed")?,
-            _ = drain => tracing::warn!("in-flight requests still running after 30 s; exiting"),
+            () = server => {}
+            () = drain => tracing::warn!("in-flight requests still running after 30 s; exiting"),
         }
         let flushed = state_for_flush.gateway.host.store().flush();
         tracing::info!(?flushed, "stopped; store flushed");

@@ -57,6 +57,48 @@ pub struct Config {
     pub plugins: crate::plugins::PluginsConfig,
     /// Plugin chains per model (and route): `[pipelines.<model>]`, `[pipelines."*"]`.
     pub pipelines: crate::plugins::pipeline::Pipelines,
+    /// The audit log.
+    pub audit: AuditConfig,
+}
+
+/// `[audit]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Most records kept; past it the oldest are dropped (and a record says how many).
+    /// Default 1000000. Env `LLMOS_AUDIT_MAX_RECORDS`.
+    pub max_records: u64,
+    /// Unauthenticated refusals from one source within this many milliseconds are written
+    /// once, then counted into one summary record. Default 60000.
+    pub refusal_window_ms: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            max_records: 1_000_000,
+            refusal_window_ms: 60_000,
+        }
+    }
+}
+
+impl AuditConfig {
+    /// Checks the values; the error names the key and the accepted range.
+    pub fn check(&self) -> Result<(), String> {
+        if !(100..=1_000_000_000).contains(&self.max_records) {
+            return Err(format!(
+                "[audit] max_records is {}: it must be between 100 and 1000000000",
+                self.max_records
+            ));
+        }
+        if !(1..=86_400_000).contains(&self.refusal_window_ms) {
+            return Err(format!(
+                "[audit] refusal_window_ms is {}: it must be between 1 and 86400000 milliseconds (one day)",
+                self.refusal_window_ms
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[server]`
@@ -203,6 +245,9 @@ impl Config {
         }
         if let Some(v) = env_nonempty("LLMOS_MAX_CONNECTIONS") {
             self.server.max_connections = env_number("LLMOS_MAX_CONNECTIONS", v)?;
+        }
+        if let Some(v) = env_nonempty("LLMOS_AUDIT_MAX_RECORDS") {
+            self.audit.max_records = env_number("LLMOS_AUDIT_MAX_RECORDS", v)?;
         }
         if let Some(v) = env_nonempty("LLMOS_ORT_DYLIB") {
             self.runtime.ort_dylib = Some(v.into());

@@ -332,3 +332,95 @@ fn connections_past_the_cap_get_503_and_a_freed_slot_serves_again() {
     };
     assert!(m.contains("llmos_http_connections_refused_total 1"), "{m}");
 }
+
+// ---------------------------------------------------------------------------------------
+// The audit log under a flood of unauthenticated requests, and its pages.
+
+fn audit_page(s: &Server, admin: &str, query: &str) -> Value {
+    let r = Client::new()
+        .get(s.at(&format!("/admin/audit{query}")))
+        .bearer_auth(admin)
+        .send()
+        .unwrap();
+    let status = r.status();
+    let v: Value = r.json().unwrap();
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
+#[test]
+fn a_burst_of_unauthenticated_requests_writes_a_handful_of_audit_records() {
+    let home = Home::new();
+    let made = home.json(&["keys", "create", "--scope", "admin"]);
+    let admin = made["secret"].as_str().unwrap().to_string();
+    let s = home.serve(&["--models", "add"]);
+    let client = Client::new();
+    let start = Instant::now();
+    let mut slowest = Duration::ZERO;
+    for i in 0..1000 {
+        let t = Instant::now();
+        let mut r = client.get(s.at("/v2/models/add"));
+        if i % 2 == 1 {
+            r = r.bearer_auth("llmos_nope_notakey");
+        }
+        let r = r.send().unwrap();
+        assert_eq!(r.status(), 401);
+        slowest = slowest.max(t.elapsed());
+    }
+    let took = start.elapsed();
+    eprintln!("1000 refused requests in {took:?}, slowest {slowest:?}");
+    // Every record, through the pages.
+    let mut all = Vec::new();
+    let mut query = "?limit=2".to_string();
+    loop {
+        let page = audit_page(&s, &admin, &query);
+        let recs = page["records"].as_array().unwrap();
+        assert!(recs.len() <= 2, "{page}");
+        all.extend(recs.iter().cloned());
+        match page["next"].as_u64() {
+            Some(n) => query = format!("?limit=2&after={n}"),
+            None => break,
+        }
+    }
+    let refusals: Vec<&Value> = all
+        .iter()
+        .filter(|r| r["kind"].as_str().unwrap().starts_with("auth-denied"))
+        .collect();
+    assert!(
+        refusals.len() <= 4,
+        "1000 refusals from one source wrote {} records",
+        refusals.len()
+    );
+    let summary = refusals
+        .iter()
+        .find(|r| r["kind"] == "auth-denied-summary")
+        .expect("a summary of the refusals not written one by one");
+    assert!(
+        summary["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("999 more refusals from 127.0.0.1"),
+        "{summary}"
+    );
+    // Sequence numbers: increasing, each record once, every one versioned.
+    let seqs: Vec<u64> = all.iter().map(|r| r["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert!(all.iter().all(|r| r["v"] == 1));
+    // Filters, and a bad parameter named.
+    let only = audit_page(&s, &admin, "?kind=auth-denied-summary");
+    assert_eq!(only["records"].as_array().unwrap().len(), 1, "{only}");
+    let r = client
+        .get(s.at("/admin/audit?limit=0"))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 to 1000"),
+        "{v}"
+    );
+}

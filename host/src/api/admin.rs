@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -16,7 +17,7 @@ use crate::api::error::ApiError;
 use crate::api::{ApiJson, AppState};
 use crate::plugins::PluginError;
 use crate::plugins::registry::{self, InstallRequest};
-use crate::security::audit::now_ms;
+use crate::security::audit::{AuditFilter, now_ms};
 use crate::security::keys::{self, KeyError};
 
 /// The routes of this module.
@@ -267,10 +268,21 @@ async fn revoke_key(
     Ok(Json(json!({"revoked": rec.id})))
 }
 
-async fn audit(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+/// `GET /admin/audit?after=SEQ&limit=N&subject=S&kind=K`: one page of the audit log, oldest
+/// first, opening only that page; `next` is the `after` of the following page (null at the
+/// end). Refusals counted but not yet written are summarised first.
+async fn audit(
+    State(s): State<Arc<AppState>>,
+    query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = query.map_err(|e| {
+        ApiError::invalid(None, format!("invalid query string: {e}; {AUDIT_QUERY}"))
+    })?;
+    let (after, limit, filter) = audit_query(&q)?;
     let a = s.gateway.host.audit().clone();
-    let records = blocking(move || {
-        a.records().map_err(|e| {
+    let page = blocking(move || {
+        a.flush_refusals();
+        a.page(after, limit, &filter).map_err(|e| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "server_error",
@@ -279,8 +291,48 @@ async fn audit(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> 
         })
     })
     .await?;
-    let n = records.len();
-    Ok(Json(
-        json!({"records": records.into_iter().skip(n.saturating_sub(1000)).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(json!({"records": page.records, "next": page.next})))
+}
+
+const AUDIT_QUERY: &str = "accepted parameters: after (a sequence number from `next`), limit (1 to 1000, default 100), subject, kind";
+
+fn audit_query(
+    q: &BTreeMap<String, String>,
+) -> Result<(Option<u64>, usize, AuditFilter), ApiError> {
+    if let Some(k) = q
+        .keys()
+        .find(|k| !matches!(k.as_str(), "after" | "limit" | "subject" | "kind"))
+    {
+        return Err(ApiError::invalid(
+            Some(k.clone()),
+            format!("unknown query parameter {k:?}: {AUDIT_QUERY}"),
+        ));
+    }
+    let after = match q.get("after") {
+        None => None,
+        Some(v) => Some(v.parse::<u64>().map_err(|_| {
+            ApiError::invalid(
+                Some("after".into()),
+                format!("after is {v:?}: it must be a sequence number (0 to 18446744073709551615) from a previous page's `next`"),
+            )
+        })?),
+    };
+    let limit = match q.get("limit") {
+        None => 100,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    Some("limit".into()),
+                    format!("limit is {v:?}: it must be a whole number from 1 to 1000"),
+                )
+            })?,
+    };
+    let filter = AuditFilter {
+        subject: q.get("subject").cloned(),
+        kind: q.get("kind").cloned(),
+    };
+    Ok((after, limit, filter))
 }

@@ -99,6 +99,13 @@ impl AppState {
         self.keys_active.store(active, Ordering::Relaxed);
     }
 
+    /// Records an unauthenticated refusal from `peer` (aggregated per source: see
+    /// [`crate::security::AuditLog::refusal`]; no fsync per refusal).
+    pub fn audit_refusal(&self, peer: Option<SocketAddr>, subject: &str, detail: &str) {
+        let source = peer.map_or_else(|| "unknown-peer".to_string(), |p| p.ip().to_string());
+        self.gateway.host.audit().refusal(&source, subject, detail);
+    }
+
     fn audit(&self, kind: &str, subject: &str, detail: String) {
         if let Err(e) = self
             .gateway
@@ -355,9 +362,13 @@ async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> R
         return next.run(req).await;
     }
     let token = bearer(&req);
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
     let key = match token {
         None => {
-            state.audit("auth-denied", "anonymous", format!("{path}: no API key"));
+            state.audit_refusal(peer, "anonymous", &format!("{path}: no API key"));
             let how = if admin {
                 "admin routes always need a key with the admin scope (create one with `llmos keys create --scope admin` while the server is stopped, or POST /admin/keys with an admin key)"
             } else {
@@ -380,7 +391,7 @@ async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> R
                     Refusal::Revoked(id) => (id.clone(), format!("{id} was revoked")),
                     Refusal::Expired(id) => (id.clone(), format!("{id} has expired")),
                 };
-                state.audit("auth-denied", &subject, format!("{path}: key {why}"));
+                state.audit_refusal(peer, &subject, &format!("{path}: key {why}"));
                 return deny(
                     StatusCode::UNAUTHORIZED,
                     "invalid_api_key",
@@ -521,7 +532,16 @@ pub fn serve(core: Arc<Core>, listen: &str) -> Result<()> {
         idle_timeout: Duration::from_millis(server_cfg.idle_timeout_ms),
         max_connections: server_cfg.max_connections,
     };
+    let audit_cfg = core.config().audit.clone();
+    audit_cfg.check().map_err(anyhow::Error::msg)?;
     let gateway = Arc::new(Gateway::open(core, None).context("cannot open the plugin host")?);
+    gateway
+        .host
+        .audit()
+        .set_limits(crate::security::audit::AuditLimits {
+            max_records: audit_cfg.max_records,
+            refusal_window: Duration::from_millis(audit_cfg.refusal_window_ms),
+        });
     let state = Arc::new(AppState::new(gateway, Limits::default()));
     if !addr.ip().is_loopback() && !state.keys_active.load(Ordering::Relaxed) {
         anyhow::bail!(
@@ -559,6 +579,7 @@ pub fn serve(core: Arc<Core>, listen: &str) -> Result<()> {
             () = server => {}
             () = drain => tracing::warn!("in-flight requests still running after 30 s; exiting"),
         }
+        state_for_flush.gateway.host.audit().flush_refusals();
         let flushed = state_for_flush.gateway.host.store().flush();
         tracing::info!(?flushed, "stopped; store flushed");
         flushed.context("flushing the store on shutdown")

@@ -208,6 +208,65 @@ impl Store {
         Ok(id)
     }
 
+    /// Appends like [`Store::append`] without flushing: on disk within sled's flush interval
+    /// (500 ms) or at [`Store::flush`]. For frequent records that must not cost an fsync each.
+    pub fn append_buffered(&self, tree: Tree, value: &[u8]) -> Result<u64, StoreError> {
+        let id = self.db.generate_id().map_err(|e| self.db_err(e))?;
+        let key = id.to_be_bytes();
+        let sealed = self.sealer.seal(value, &Self::aad(tree, &key));
+        self.tree(tree)?
+            .insert(key, sealed)
+            .map_err(|e| self.db_err(e))?;
+        Ok(id)
+    }
+
+    /// At most `limit` entries whose key sorts after `after` (from the first without it),
+    /// in key order; only those are opened.
+    pub fn page(
+        &self,
+        tree: Tree,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        use std::ops::Bound;
+        let t = self.tree(tree)?;
+        let start = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.to_vec()));
+        let mut out = Vec::new();
+        for kv in t.range::<Vec<u8>, _>((start, Bound::Unbounded)).take(limit) {
+            let (k, sealed) = kv.map_err(|e| self.db_err(e))?;
+            let v = self
+                .sealer
+                .open(&sealed, &Self::aad(tree, &k))
+                .map_err(|source| StoreError::Seal {
+                    tree: tree.name(),
+                    key: hex::encode(&k),
+                    source,
+                })?;
+            out.push((k.to_vec(), v));
+        }
+        Ok(out)
+    }
+
+    /// How many entries a tree holds (a scan of its keys: call it rarely).
+    pub fn count(&self, tree: Tree) -> Result<usize, StoreError> {
+        Ok(self.tree(tree)?.len())
+    }
+
+    /// Removes the first `n` entries in key order (the oldest, for appended trees), with one
+    /// flush; returns how many.
+    pub fn remove_first(&self, tree: Tree, n: usize) -> Result<usize, StoreError> {
+        let t = self.tree(tree)?;
+        let mut removed = 0;
+        while removed < n {
+            match t.pop_min().map_err(|e| self.db_err(e))? {
+                Some(_) => removed += 1,
+                None => break,
+            }
+        }
+        t.flush().map_err(|e| self.db_err(e))?;
+        Ok(removed)
+    }
+
     /// Every value of a tree whose key starts with `prefix`, in key order.
     pub fn values(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<Entry>, StoreError> {
         let mut out = Vec::new();

@@ -25,7 +25,8 @@ pub enum KeyError {
     NoScope,
     /// An expiry that cannot be read.
     #[error(
-        "invalid expiry {0:?}: give a duration like 30d, 12h, 90m, or seconds since the Unix epoch"
+        "invalid expiry {0:?}: give a duration from 1s to 36500d (100 years) like 30d, 12h, 90m, 45s, \
+         or an absolute time in seconds since the Unix epoch (1000000001 to 253402300799, before the year 10000)"
     )]
     BadExpiry(String),
     /// Unknown key id.
@@ -106,22 +107,33 @@ fn check_scope(s: &str) -> Result<(), KeyError> {
 }
 
 /// Parses `30d`, `12h`, `90m`, `45s`, or absolute epoch seconds, into an expiry time (ms).
+/// Durations and absolute times out of range are refused with the accepted range; nothing
+/// the caller sends can overflow.
 pub fn parse_expiry(s: &str, now_ms: u64) -> Result<u64, KeyError> {
+    /// The longest duration: 100 years.
+    const MAX_SECS: u64 = 36_500 * 86_400;
+    /// The latest absolute time: 9999-12-31T23:59:59Z.
+    const MAX_EPOCH: u64 = 253_402_300_799;
     let bad = || KeyError::BadExpiry(s.to_string());
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = num.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "" if n > 1_000_000_000 => return Ok(n * 1000),
-        "d" => n * 86_400,
-        "h" => n * 3_600,
-        "m" => n * 60,
-        "s" => n,
+    let per_unit: u64 = match unit {
+        "" if (1_000_000_001..=MAX_EPOCH).contains(&n) => {
+            return n.checked_mul(1000).ok_or_else(bad);
+        }
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        "s" => 1,
         _ => return Err(bad()),
     };
-    if secs == 0 {
-        return Err(bad());
-    }
-    Ok(now_ms + secs * 1000)
+    let secs = n
+        .checked_mul(per_unit)
+        .filter(|s| (1..=MAX_SECS).contains(s))
+        .ok_or_else(bad)?;
+    secs.checked_mul(1000)
+        .and_then(|ms| now_ms.checked_add(ms))
+        .ok_or_else(bad)
 }
 
 fn hex_random(bytes: usize) -> String {
@@ -302,5 +314,35 @@ mod tests {
             k.authenticate(&token).unwrap(),
             Err(Refusal::Expired(_))
         ));
+    }
+
+    #[test]
+    fn expiry_input_cannot_overflow() {
+        let now = now_ms();
+        let max = u64::MAX.to_string();
+        for s in [
+            format!("{max}d"),
+            format!("{max}h"),
+            format!("{max}m"),
+            format!("{max}s"),
+            max.clone(),
+            "213503982334602d".into(), // * 86400 * 1000 overflows u64
+            "36501d".into(),
+            "253402300800".into(), // year 10000
+            "99999999999999999999999d".into(),
+        ] {
+            let e = parse_expiry(&s, now).unwrap_err().to_string();
+            assert!(
+                e.contains("36500d") && e.contains("253402300799"),
+                "{s}: {e}"
+            );
+        }
+        // The edges of the range are accepted; `now` near the end of time is not wrapped.
+        assert_eq!(parse_expiry("36500d", 0).unwrap(), 36_500 * 86_400_000);
+        assert_eq!(
+            parse_expiry("253402300799", now).unwrap(),
+            253_402_300_799_000
+        );
+        assert!(parse_expiry("1s", u64::MAX - 10).is_err());
     }
 }

@@ -338,6 +338,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn server_and_audit_settings_are_read_and_checked() {
+        let c = Config::parse(
+            "[server]\nheader_read_timeout_ms = 500\nidle_timeout_ms = 700\nmax_connections = 3\n\
+             [audit]\nmax_records = 1000\nrefusal_window_ms = 10\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.header_read_timeout_ms, 500);
+        assert_eq!(c.server.idle_timeout_ms, 700);
+        assert_eq!(c.server.max_connections, 3);
+        assert!(c.server.check().is_ok() && c.audit.check().is_ok());
+        let e = Config::parse("[server]\nheader_timeout_ms = 5\n").unwrap_err();
+        assert!(e.contains("header_timeout_ms"), "{e}");
+        let mut c = Config::default();
+        c.server.max_connections = 0;
+        let e = c.server.check().unwrap_err();
+        assert!(
+            e.contains("max_connections") && e.contains("between 1 and"),
+            "{e}"
+        );
+        c.server.max_connections = 1;
+        c.server.idle_timeout_ms = 0;
+        assert!(c.server.check().unwrap_err().contains("idle_timeout_ms"));
+        c.audit.max_records = 5;
+        assert!(c.audit.check().unwrap_err().contains("between 100 and"));
+    }
+
+    #[test]
     fn unknown_keys_are_rejected_with_their_name() {
         let err = Config::parse("[server]\nlisten = \"127.0.0.1:1\"\nlistn = 3\n").unwrap_err();
         assert!(err.contains("listn"), "{err}");

@@ -178,11 +178,18 @@ fn interface(m: &Model) -> (Vec<Port>, Vec<Port>) {
             let inputs = vec![Port::new("text", "BYTES", &[-1])];
             let outputs = match task {
                 Task::Embed => {
-                    let dim = m.dimensions().map_or(-1, |d| d as i64);
+                    let dim = m
+                        .dimensions()
+                        .and_then(|d| i64::try_from(d).ok())
+                        .unwrap_or(-1);
                     vec![Port::new("embedding", "FP32", &[-1, dim])]
                 }
                 Task::Classify => {
-                    let n = m.labels.as_ref().map_or(-1, |l| l.len() as i64);
+                    let n = m
+                        .labels
+                        .as_ref()
+                        .and_then(|l| i64::try_from(l.len()).ok())
+                        .unwrap_or(-1);
                     vec![
                         Port::new("scores", "FP32", &[-1, n]),
                         Port::new("label", "BYTES", &[-1]),
@@ -350,22 +357,31 @@ impl Elems {
     }
 
     /// Raw little-endian bytes (BYTES: 4-byte length + bytes per element; BOOL: one byte).
-    fn raw(&self) -> Vec<u8> {
-        match self {
+    fn raw(&self) -> Result<Vec<u8>, ApiError> {
+        Ok(match self {
             Self::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
             Self::F16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
             Self::I64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
             Self::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
             Self::Bool(v) => v.iter().map(|&b| u8::from(b)).collect(),
             Self::Bytes(v) => {
-                let mut out = Vec::with_capacity(v.iter().map(|b| b.len() + 4).sum());
+                let size = v
+                    .iter()
+                    .try_fold(0usize, |n, b| n.checked_add(b.len())?.checked_add(4));
+                let mut out = Vec::with_capacity(size.unwrap_or(0));
                 for b in v {
-                    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+                    let len = u32::try_from(b.len()).map_err(|_| {
+                        bad(format!(
+                            "an output element of {} bytes is too long for binary BYTES data (at most 4294967295): ask for JSON output",
+                            b.len()
+                        ))
+                    })?;
+                    out.extend_from_slice(&len.to_le_bytes());
                     out.extend_from_slice(b);
                 }
                 out
             }
-        }
+        })
     }
 }
 
@@ -795,8 +811,8 @@ fn parse_request(headers: &HeaderMap, body: &Bytes) -> Result<InferRequest, ApiE
             (None, Some(s)) => {
                 // The sizes were checked to add up to the binary data, so this cannot fail;
                 // it is checked anyway rather than trusted.
-                let raw = offset
-                    .checked_add(s)
+                let end = offset.checked_add(s);
+                let raw = end
                     .and_then(|end| binary.get(offset..end))
                     .ok_or_else(|| {
                         bad(format!(
@@ -805,7 +821,7 @@ fn parse_request(headers: &HeaderMap, body: &Bytes) -> Result<InferRequest, ApiE
                             binary.len()
                         ))
                     })?;
-                offset += raw.len();
+                offset = end.unwrap_or(offset);
                 decode_raw(&h.name, &h.datatype, count, raw)?
             }
             (None, None) => {
@@ -1014,7 +1030,7 @@ async fn infer_of(
         });
         if binary {
             any_binary = true;
-            let bytes = o.data.raw();
+            let bytes = o.data.raw()?;
             entry["parameters"] = json!({"binary_data_size": bytes.len()});
             raw.extend_from_slice(&bytes);
         } else {
@@ -1252,7 +1268,7 @@ mod tests {
             Elems::Bool(vec![true, false]),
             Elems::Bytes(vec![b"ab".to_vec(), Vec::new()]),
         ] {
-            let raw = e.raw();
+            let raw = e.raw().unwrap();
             assert_eq!(decode_raw("x", e.datatype(), 2, &raw).unwrap(), e);
         }
     }

@@ -10,5 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod core;
 pub mod data;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod plugins;
 pub mod security;

@@ -19,3 +19,5 @@ mod plugins_grants;
 mod plugins_install;
 mod plugins_sandbox;
 mod plugins_shipped;
+
+mod fuzz_replay;

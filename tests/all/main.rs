@@ -15,6 +15,7 @@ mod api_openai;
 
 mod plugins_common;
 mod plugins_grants;
+mod plugins_hardening;
 mod plugins_install;
 mod plugins_sandbox;
 mod plugins_shipped;

@@ -22,6 +22,7 @@ pub mod host;
 pub mod inference;
 pub mod limits;
 pub mod manifest;
+mod outbound;
 pub mod pipeline;
 pub mod registry;
 pub mod state;

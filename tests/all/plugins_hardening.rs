@@ -7,7 +7,10 @@ use std::sync::atomic::Ordering;
 use llmos::plugins::PluginHost;
 use llmos::plugins::registry;
 
-use crate::plugins_common::{host, install, request, serve};
+use serde_json::{Value, json};
+
+use crate::plugins_common::{host, install, manifest, request, serve, wasm};
+use crate::support::{Home, text};
 
 const PROBE: &str = "testing/probe";
 
@@ -112,4 +115,91 @@ fn portless_grant_does_not_allow_plain_http() {
             .any(|d| d.contains("http:http://example.com:80")),
         "{details:?}"
     );
+}
+
+/// item 7: a manifest that raises its limits is refused by the CLI until the operator
+/// approves, with each raised limit (asked vs default) and the flag; install and upgrade.
+#[test]
+fn cli_install_and_upgrade_need_approval_for_raised_limits() {
+    let home = Home::new();
+    let w = wasm("pii-redact");
+    let m = manifest("pii-redact");
+    let install = [
+        "plugin",
+        "install",
+        w.to_str().unwrap(),
+        "--manifest",
+        m.to_str().unwrap(),
+    ];
+    let err = home.fails(&install);
+    assert!(err.contains("timeout_ms 200 (default 100)"), "{err}");
+    assert!(err.contains("--approve-limits"), "{err}");
+    assert!(
+        home.fails(&["plugin", "info", "pii-redact"])
+            .contains("not installed")
+    );
+
+    let mut approved = install.to_vec();
+    approved.push("--approve-limits");
+    let out = home.cmd(&approved).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("raised limit (approved) timeout_ms 200 (default 100)"),
+        "{}",
+        text(&out)
+    );
+
+    // An upgrade that raises memory further is refused the same way.
+    let raised = home.dir.path().join("pii-redact-big.toml");
+    let t = std::fs::read_to_string(&m).unwrap();
+    std::fs::write(&raised, t.replace("memory_mib = 32", "memory_mib = 256")).unwrap();
+    let upgrade = [
+        "plugin",
+        "upgrade",
+        "pii-redact",
+        w.to_str().unwrap(),
+        "--manifest",
+        raised.to_str().unwrap(),
+    ];
+    let err = home.fails(&upgrade);
+    assert!(err.contains("memory_mib 256 (default 64)"), "{err}");
+    let mut approved = upgrade.to_vec();
+    approved.push("--approve-limits");
+    let out = home.cmd(&approved).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+fn call(s: &crate::support::Server, key: &str, body: Value) -> (u16, Value) {
+    let r = reqwest::blocking::Client::new()
+        .post(s.at("/admin/plugins"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .unwrap();
+    (r.status().as_u16(), r.json().unwrap_or(Value::Null))
+}
+
+/// item 7: the admin API refuses raised limits without `approve_limits: true`.
+#[test]
+fn admin_install_needs_approval_for_raised_limits() {
+    let home = Home::new();
+    let key = home.json(&["keys", "create", "--scope", "admin"])["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let s = home.serve(&["--models", "minilm"]);
+    let body = json!({"path": wasm("pii-redact"), "manifest": manifest("pii-redact")});
+    let (code, err) = call(&s, &key, body.clone());
+    assert_eq!(code, 400, "{err}");
+    let msg = err["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("timeout_ms 200 (default 100)"), "{msg}");
+    assert!(msg.contains("approve_limits"), "{msg}");
+
+    let mut body = body;
+    body["approve_limits"] = json!(true);
+    let (code, made) = call(&s, &key, body);
+    assert_eq!(code, 201, "{made}");
+    assert_eq!(made["raised_limits"][0]["name"], "timeout_ms");
+    assert_eq!(made["raised_limits"][0]["asked"], 200);
+    assert_eq!(made["raised_limits"][0]["default"], 100);
 }

@@ -30,6 +30,9 @@ pub enum PluginCommand {
         /// (`--set`, not `--config`: that is the global config-file flag.)
         #[arg(long = "set", value_name = "KEY=VALUE")]
         values: Vec<String>,
+        /// Approve the manifest's limits above the host's defaults (refused without it).
+        #[arg(long)]
+        approve_limits: bool,
     },
     /// Replace an installed plugin by a new version; new capabilities must be granted again.
     Upgrade {
@@ -49,6 +52,9 @@ pub enum PluginCommand {
         /// Set a config value (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         values: Vec<String>,
+        /// Approve the new manifest's limits above the host's defaults (refused without it).
+        #[arg(long)]
+        approve_limits: bool,
     },
     /// List installed plugins.
     List,
@@ -152,6 +158,9 @@ fn print_report(verb: &str, r: &InstallReport) {
         println!("  dropped capabilities  {}", r.removed);
     }
     println!("  effective {}", r.record.effective());
+    for l in &r.raised_limits {
+        println!("  raised limit (approved) {l}");
+    }
     if !r.ungranted.is_empty() {
         println!("  not granted (calls will be denied): {}", r.ungranted);
         for c in r.ungranted.iter() {
@@ -215,6 +224,7 @@ pub fn run_with(cmd: PluginCommand, home: &Path, settings: HostSettings) -> anyh
             grants,
             sha256,
             values,
+            approve_limits,
         } => {
             let req = InstallRequest {
                 component: path,
@@ -222,6 +232,7 @@ pub fn run_with(cmd: PluginCommand, home: &Path, settings: HostSettings) -> anyh
                 grants,
                 sha256,
                 config: parse_kv(&values)?,
+                approve_limits,
             };
             print_report("installed", &registry::install(&host, &req)?);
         }
@@ -232,6 +243,7 @@ pub fn run_with(cmd: PluginCommand, home: &Path, settings: HostSettings) -> anyh
             grants,
             sha256,
             values,
+            approve_limits,
         } => {
             let req = InstallRequest {
                 component: path,
@@ -239,6 +251,7 @@ pub fn run_with(cmd: PluginCommand, home: &Path, settings: HostSettings) -> anyh
                 grants,
                 sha256,
                 config: parse_kv(&values)?,
+                approve_limits,
             };
             print_report("upgraded", &registry::upgrade(&host, &name, &req)?);
         }

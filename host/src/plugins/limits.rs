@@ -90,6 +90,46 @@ impl Limits {
     }
 }
 
+/// One limit a manifest raises above the host's default (shown at install and upgrade; the
+/// operator must approve it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaisedLimit {
+    /// The `[limits]` key, e.g. `timeout_ms`.
+    pub name: String,
+    /// What the plugin gets (after clamping to the ceilings).
+    pub asked: u64,
+    /// The host's default.
+    pub default: u64,
+}
+
+impl std::fmt::Display for RaisedLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} (default {})", self.name, self.asked, self.default)
+    }
+}
+
+impl LimitsRequest {
+    /// The limits this request (a manifest's `[limits]`) raises above the host's defaults.
+    pub fn raised(&self) -> Vec<RaisedLimit> {
+        let l = Limits::from_request(self);
+        let d = Limits::default();
+        [
+            ("timeout_ms", l.timeout_ms, d.timeout_ms),
+            ("memory_mib", l.memory_mib, d.memory_mib),
+            ("max_output_bytes", l.max_output_bytes, d.max_output_bytes),
+            ("max_host_calls", l.max_host_calls, d.max_host_calls),
+        ]
+        .into_iter()
+        .filter(|(_, asked, default)| asked > default)
+        .map(|(name, asked, default)| RaisedLimit {
+            name: name.into(),
+            asked,
+            default,
+        })
+        .collect()
+    }
+}
+
 /// `[limits]` of a manifest (and the operator's overrides): what the plugin needs; omitted fields take the defaults.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -203,3 +203,150 @@ fn admin_install_needs_approval_for_raised_limits() {
     assert_eq!(made["raised_limits"][0]["asked"], 200);
     assert_eq!(made["raised_limits"][0]["default"], 100);
 }
+
+const HOSTILE: &str = "testing/hostile";
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// item 6: a plugin that only *requests* `http:*` (nothing granted) cannot hold host memory
+/// through wasi handles: the fields size and the number of handles are capped, the call ends
+/// with a limit error naming the limit, and the host's memory stays bounded.
+#[test]
+fn wasi_resources_are_capped() {
+    let (_d, host) = host();
+    let p = install(&host, HOSTILE, &[], &[]);
+    // 64 KiB in one fields: over the 32 KiB cap (wasmtime's default allowed 128 KiB).
+    let out = host.preprocess(&p, request(&["fields-size 1000"])).unwrap();
+    assert_eq!(out, ["ok"]);
+    let e = host
+        .preprocess(&p, request(&["fields-size 65536"]))
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("resources limit exceeded")
+            && msg.contains("32768 bytes allowed per wasi:http fields"),
+        "{msg}"
+    );
+
+    let before = rss_kib();
+    let e = host
+        .preprocess(&p, request(&["clone-loop 20000"]))
+        .unwrap_err();
+    let grown = rss_kib().saturating_sub(before);
+    let msg = e.to_string();
+    assert!(
+        matches!(
+            e,
+            llmos::plugins::PluginError::Limit {
+                kind: llmos::plugins::LimitKind::Resources,
+                ..
+            }
+        ),
+        "{msg}"
+    );
+    assert!(msg.contains("512 host resources"), "{msg}");
+    // 20,000 copies of an 8 KiB fields would be 160 MiB; the cap keeps it to a few MiB.
+    assert!(grown < 64 << 10, "RSS grew by {grown} KiB");
+    // The next call starts clean.
+    assert_eq!(
+        host.preprocess(&p, request(&["fields-size 10"])).unwrap(),
+        ["ok"]
+    );
+}
+
+/// item 12: an error payload counts against the output limit like a result does.
+#[test]
+fn error_payloads_count_against_the_output_limit() {
+    let (_d, host) = host();
+    let p = install(&host, HOSTILE, &[], &[]);
+    let e = host
+        .preprocess(&p, request(&["big-error 4194304"]))
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        matches!(
+            e,
+            llmos::plugins::PluginError::Limit {
+                kind: llmos::plugins::LimitKind::Output,
+                ..
+            }
+        ),
+        "{}",
+        &msg[..msg.len().min(300)]
+    );
+    assert!(msg.contains("1048576 bytes allowed"), "{msg}");
+    // A small error is still the plugin's own error.
+    let e = host.preprocess(&p, request(&["big-error 10"])).unwrap_err();
+    assert!(
+        matches!(e, llmos::plugins::PluginError::Guest { .. }),
+        "{e}"
+    );
+}
+
+/// Captures everything logged in this test process (tracing's global subscriber).
+fn captured_logs() -> &'static std::sync::Mutex<Vec<u8>> {
+    use std::sync::{Mutex, OnceLock};
+    static LOGS: OnceLock<&'static Mutex<Vec<u8>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf: &'static Mutex<Vec<u8>> = Box::leak(Box::new(Mutex::new(Vec::new())));
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::WARN)
+            .with_writer(move || Writer(buf))
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        buf
+    })
+}
+
+struct Writer(&'static std::sync::Mutex<Vec<u8>>);
+
+impl std::io::Write for Writer {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// item 12: a plugin's log text cannot forge log lines or carry terminal escapes, and a
+/// huge message is cut to one bounded line.
+#[test]
+fn log_text_is_escaped_and_bounded() {
+    let logs = captured_logs();
+    let (_d, host) = host();
+    let p = install(&host, HOSTILE, &[], &[]);
+    host.preprocess(&p, request(&["log-forge", "big-log 100000"]))
+        .unwrap();
+    let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    let line = text
+        .lines()
+        .find(|l| l.contains("hostile-start"))
+        .unwrap_or_else(|| panic!("no plugin log captured: {text}"));
+    assert!(
+        line.contains("hostile-end"),
+        "the message was split: {line}"
+    );
+    assert!(line.contains("\\n2026-12-01T00:00:00Z ERROR"), "{line}");
+    assert!(!text.contains('\u{1b}'), "an ANSI escape reached the log");
+    assert!(!text.lines().any(|l| l.starts_with("2026-12-01T00:00:00Z")));
+    let big = text
+        .lines()
+        .find(|l| l.contains("lllll"))
+        .expect("the big log line");
+    assert!(big.len() < 5000, "{} bytes", big.len());
+    assert!(
+        big.contains("truncated: 100000 bytes"),
+        "{}",
+        &big[big.len() - 80..]
+    );
+}

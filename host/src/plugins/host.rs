@@ -523,6 +523,26 @@ fn classify(ctx: &PluginCtx, e: wasmtime::Error) -> PluginError {
                 detail: l.detail.clone(),
             };
         }
+        if let Some(wasmtime_wasi_http::FieldMapError::TotalSizeTooBig) = cause.downcast_ref() {
+            return PluginError::Limit {
+                plugin,
+                kind: LimitKind::Resources,
+                detail: format!(
+                    "{} bytes allowed per wasi:http fields object (headers, trailers)",
+                    super::limits::MAX_HTTP_FIELDS_BYTES
+                ),
+            };
+        }
+        if let Some(wasmtime::component::ResourceTableError::Full) = cause.downcast_ref() {
+            return PluginError::Limit {
+                plugin,
+                kind: LimitKind::Resources,
+                detail: format!(
+                    "{} host resources (wasi handles such as http fields, streams, pollables) allowed at once",
+                    super::limits::MAX_RESOURCES
+                ),
+            };
+        }
     }
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => PluginError::Limit {
@@ -564,6 +584,18 @@ fn finish<T>(
             Ok(v)
         }
         Err(error) => {
+            // An error's payload is output too.
+            let n = guest_error_len(&error) as u64;
+            if n > ctx.limits.max_output_bytes {
+                return Err(PluginError::Limit {
+                    plugin: ctx.name.clone(),
+                    kind: LimitKind::Output,
+                    detail: format!(
+                        "{} bytes allowed, the plugin returned an error of {n} bytes",
+                        ctx.limits.max_output_bytes
+                    ),
+                });
+            }
             let hint = match &error {
                 super::bindings::types::Error::Denied(cap) => match cap.parse() {
                     Ok(cap) => format!(" ({})", ctx.refusal(&cap)),
@@ -577,6 +609,17 @@ fn finish<T>(
                 hint,
             })
         }
+    }
+}
+
+fn guest_error_len(e: &super::bindings::types::Error) -> usize {
+    use super::bindings::types::Error as E;
+    match e {
+        E::Denied(s)
+        | E::NotFound(s)
+        | E::InvalidInput(s)
+        | E::LimitExceeded(s)
+        | E::Unavailable(s) => s.len(),
     }
 }
 

@@ -157,7 +157,7 @@ pub enum LimitKind {
     Output,
     /// Host calls ([`Limits::max_host_calls`]).
     HostCalls,
-    /// Tables or instances (a component shape the host does not accept).
+    /// Tables, instances or host resources (wasi handles, http fields size).
     Resources,
 }
 
@@ -169,7 +169,7 @@ impl std::fmt::Display for LimitKind {
             LimitKind::Stack => "stack",
             LimitKind::Output => "output size",
             LimitKind::HostCalls => "host calls",
-            LimitKind::Resources => "tables/instances",
+            LimitKind::Resources => "resources",
         })
     }
 }
@@ -260,6 +260,16 @@ impl wasmtime::ResourceLimiter for Limiter {
         8
     }
 }
+
+/// Host resources (wasi handles: `wasi:http` fields and requests, streams, pollables) a call
+/// may hold at once; the store's resource table refuses more, and the call stops with a
+/// [`LimitKind::Resources`] error. wasmtime's default is a million.
+pub const MAX_RESOURCES: usize = 512;
+
+/// Bytes one `wasi:http` fields object (headers, trailers) may hold, counted as wasi-http
+/// counts its in-memory size (wasmtime's default is 128 KiB). With [`MAX_RESOURCES`] this
+/// bounds the host memory a call can hold through wasi handles to 16 MiB.
+pub const MAX_HTTP_FIELDS_BYTES: usize = 32 << 10;
 
 #[cfg(test)]
 mod tests {

@@ -14,7 +14,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::{config, inference, kv, log, secrets, types};
 use super::inference::{InferenceBackend, InferenceError};
-use super::limits::{LimitKind, LimitTrap, Limiter, Limits};
+use super::limits::{LimitKind, LimitTrap, Limiter, Limits, MAX_HTTP_FIELDS_BYTES, MAX_RESOURCES};
 use super::outbound;
 use crate::data::{Store, Tree};
 use crate::security::{AuditLog, Capability, CapabilitySet, HttpScheme};
@@ -92,12 +92,17 @@ impl State {
             audit: services.audit.clone(),
             timeout: Duration::from_millis(plugin.limits.timeout_ms),
         };
+        // Host memory that no limiter sees: bound the handles and the size of each fields.
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(MAX_HTTP_FIELDS_BYTES);
         Self {
             limiter,
             host_calls: 0,
             wasi: WasiCtx::builder().build(),
-            http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
+            http,
+            table,
             hooks,
             plugin,
             services,
@@ -177,16 +182,41 @@ macro_rules! try_guest {
 
 impl types::Host for State {}
 
-impl log::Host for State {
-    async fn log(&mut self, level: log::Level, mut message: String) -> wasmtime::Result<()> {
-        self.count()?;
-        if message.len() > MAX_LOG {
-            let mut cut = MAX_LOG;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
+/// A guest's log text as one safe line: at most [`MAX_LOG`] bytes of it, with control
+/// characters (newlines, carriage returns, ANSI escapes, C1 controls) and bidirectional
+/// overrides escaped, so a plugin can neither forge log lines nor restyle a terminal.
+pub(crate) fn escape_log(message: &str) -> String {
+    let mut cut = message.len().min(MAX_LOG);
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let kept = message.get(..cut).unwrap_or_default();
+    let mut out = String::with_capacity(kept.len());
+    for c in kept.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control()
+                || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
+            {
+                out.push_str(&c.escape_unicode().to_string());
             }
-            message.truncate(cut);
+            c => out.push(c),
         }
+    }
+    if cut < message.len() {
+        out.push_str(&format!(" [truncated: {} bytes]", message.len()));
+    }
+    out
+}
+
+impl log::Host for State {
+    async fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        self.count()?;
+        // The message was copied out of the guest by the bindings (bounded by the plugin's
+        // memory limit); only an escaped, truncated line goes to the log.
+        let message = escape_log(&message);
         let plugin = self.plugin.name.as_str();
         match level {
             log::Level::Trace => tracing::trace!(plugin, "{message}"),

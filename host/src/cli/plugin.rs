@@ -63,7 +63,7 @@ pub enum PluginCommand {
         /// The plugin.
         name: String,
     },
-    /// Grant capabilities (kv, inference:<model>, secret:<name>, http:<host>[:<port>]).
+    /// Grant capabilities (kv, inference:<model>, secret:<name>, http:[<scheme>://]<host|ip|cidr>[:<port>]).
     Grant {
         /// The plugin.
         name: String,

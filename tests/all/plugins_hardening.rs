@@ -149,6 +149,16 @@ fn cli_install_and_upgrade_need_approval_for_raised_limits() {
         text(&out)
     );
 
+    let info = home
+        .cmd(&["plugin", "info", "pii-redact"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&info).contains("raised     timeout_ms 200 (default 100)"),
+        "{}",
+        text(&info)
+    );
+
     // An upgrade that raises memory further is refused the same way.
     let raised = home.dir.path().join("pii-redact-big.toml");
     let t = std::fs::read_to_string(&m).unwrap();

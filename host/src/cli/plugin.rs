@@ -197,6 +197,16 @@ fn print_info(r: &PluginRecord) {
         "  limits     {} ms, {} MiB, {} output bytes, {} host calls",
         l.timeout_ms, l.memory_mib, l.max_output_bytes, l.max_host_calls
     );
+    println!(
+        "  host-wide  {} wasi handles, {} KiB per http fields object",
+        crate::plugins::limits::MAX_RESOURCES,
+        crate::plugins::limits::MAX_HTTP_FIELDS_BYTES >> 10
+    );
+    let raised = m.limits.raised();
+    if !raised.is_empty() {
+        let raised: Vec<String> = raised.iter().map(ToString::to_string).collect();
+        println!("  raised     {} (approved at install)", raised.join(", "));
+    }
     for (k, f) in &m.config {
         let v = r.config.get(k).or(f.default.as_ref());
         println!(

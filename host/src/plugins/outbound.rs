@@ -60,7 +60,9 @@ pub(crate) async fn resolve(
     if !ok.is_empty() {
         return Resolved::Allowed(ok);
     }
-    let first = refused[0].ip();
+    let Some(first) = refused.first().map(SocketAddr::ip) else {
+        return Resolved::NotFound;
+    };
     let kind = special_address(first).unwrap_or("special");
     let grant = if first.is_ipv6() {
         format!("http:[{first}]:{port}")

@@ -28,7 +28,7 @@ install_plugin() { # name, then extra install flags
   fi
 }
 install_plugin normalize
-install_plugin pii-redact --grant inference:pii-ner
+install_plugin pii-redact --grant inference:pii-ner --approve-limits   # timeout_ms 200
 install_plugin content-policy
 
 exec "$bin" serve "$@"

@@ -379,7 +379,8 @@ fn admin_api_installs_lists_disables_and_removes_plugins() {
     let s = home.serve(&["--models", "minilm"]);
     let w = wasm("pii-redact");
     let m = manifest("pii-redact");
-    let body = json!({"path": w, "manifest": m, "grants": ["inference:pii-ner"]});
+    let body =
+        json!({"path": w, "manifest": m, "grants": ["inference:pii-ner"], "approve_limits": true});
     let (code, made) = call(
         &s,
         "POST",

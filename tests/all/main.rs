@@ -16,6 +16,7 @@ mod api_robust;
 
 mod plugins_common;
 mod plugins_grants;
+mod plugins_hardening;
 mod plugins_install;
 mod plugins_sandbox;
 mod plugins_shipped;

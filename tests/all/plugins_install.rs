@@ -250,6 +250,7 @@ fn cli_functions_install_grant_info_list_disable_remove() {
             grants: vec!["kv".into()],
             sha256: None,
             values: vec![],
+            approve_limits: false,
         },
         home,
     )

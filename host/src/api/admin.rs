@@ -99,6 +99,8 @@ struct InstallBody {
     sha256: Option<String>,
     #[serde(default)]
     config: BTreeMap<String, String>,
+    #[serde(default)]
+    approve_limits: bool,
 }
 
 async fn install(
@@ -106,7 +108,7 @@ async fn install(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let b: InstallBody = serde_json::from_value(body).map_err(|e| {
-        ApiError::invalid(None, format!("invalid install request: {e}; accepted fields: path, manifest, grants, sha256, config"))
+        ApiError::invalid(None, format!("invalid install request: {e}; accepted fields: path, manifest, grants, sha256, config, approve_limits"))
     })?;
     let gw = s.gateway.clone();
     let report = blocking(move || {
@@ -116,6 +118,7 @@ async fn install(
             grants: b.grants,
             sha256: b.sha256,
             config: b.config,
+            approve_limits: b.approve_limits,
         };
         registry::install(&gw.host, &req).map_err(plugin_err)
     })
@@ -126,6 +129,7 @@ async fn install(
             "plugin": report.record,
             "ungranted": report.ungranted,
             "unrequested": report.unrequested,
+            "raised_limits": report.raised_limits,
         })),
     ))
 }

@@ -30,6 +30,9 @@ pub enum PluginCommand {
         /// (`--set`, not `--config`: that is the global config-file flag.)
         #[arg(long = "set", value_name = "KEY=VALUE")]
         values: Vec<String>,
+        /// Approve the manifest's limits above the host's defaults (refused without it).
+        #[arg(long)]
+        approve_limits: bool,
     },
     /// Replace an installed plugin by a new version; new capabilities must be granted again.
     Upgrade {
@@ -49,6 +52,9 @@ pub enum PluginCommand {
         /// Set a config value (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         values: Vec<String>,
+        /// Approve the new manifest's limits above the host's defaults (refused without it).
+        #[arg(long)]
+        approve_limits: bool,
     },
     /// List installed plugins.
     List,
@@ -57,7 +63,7 @@ pub enum PluginCommand {
         /// The plugin.
         name: String,
     },
-    /// Grant capabilities (kv, inference:<model>, secret:<name>, http:<host>[:<port>]).
+    /// Grant capabilities (kv, inference:<model>, secret:<name>, http:[<scheme>://]<host|ip|cidr>[:<port>]).
     Grant {
         /// The plugin.
         name: String,
@@ -152,6 +158,9 @@ fn print_report(verb: &str, r: &InstallReport) {
         println!("  dropped capabilities  {}", r.removed);
     }
     println!("  effective {}", r.record.effective());
+    for l in &r.raised_limits {
+        println!("  raised limit (approved) {l}");
+    }
     if !r.ungranted.is_empty() {
         println!("  not granted (calls will be denied): {}", r.ungranted);
         for c in r.ungranted.iter() {
@@ -188,6 +197,16 @@ fn print_info(r: &PluginRecord) {
         "  limits     {} ms, {} MiB, {} output bytes, {} host calls",
         l.timeout_ms, l.memory_mib, l.max_output_bytes, l.max_host_calls
     );
+    println!(
+        "  host-wide  {} wasi handles, {} KiB per http fields object",
+        crate::plugins::limits::MAX_RESOURCES,
+        crate::plugins::limits::MAX_HTTP_FIELDS_BYTES >> 10
+    );
+    let raised = m.limits.raised();
+    if !raised.is_empty() {
+        let raised: Vec<String> = raised.iter().map(ToString::to_string).collect();
+        println!("  raised     {} (approved at install)", raised.join(", "));
+    }
     for (k, f) in &m.config {
         let v = r.config.get(k).or(f.default.as_ref());
         println!(
@@ -215,6 +234,7 @@ pub fn run_with(cmd: PluginCommand, home: &Path, settings: HostSettings) -> anyh
             grants,
             sha256,
             values,
+            approve_limits,
         } => {
             let req = InstallRequest {
                 component: path,
@@ -222,6 +242,7 @@ pub fn run_with(cmd: PluginCommand, home: &Path, settings: HostSettings) -> anyh
                 grants,
                 sha256,
                 config: parse_kv(&values)?,
+                approve_limits,
             };
             print_report("installed", &registry::install(&host, &req)?);
         }
@@ -232,6 +253,7 @@ pub fn run_with(cmd: PluginCommand, home: &Path, settings: HostSettings) -> anyh
             grants,
             sha256,
             values,
+            approve_limits,
         } => {
             let req = InstallRequest {
                 component: path,
@@ -239,6 +261,7 @@ pub fn run_with(cmd: PluginCommand, home: &Path, settings: HostSettings) -> anyh
                 grants,
                 sha256,
                 config: parse_kv(&values)?,
+                approve_limits,
             };
             print_report("upgraded", &registry::upgrade(&host, &name, &req)?);
         }

@@ -79,6 +79,12 @@ pub(crate) struct Inner {
     /// Calls and failed calls (traps, limits) per plugin, for metrics.
     counts: Mutex<std::collections::BTreeMap<String, (u64, u64)>>,
     _ticker: Ticker,
+    /// Bumped (under the `loaded` lock) by every invalidation; a load that read the record
+    /// before an invalidation finds another value and does not cache what it read.
+    generation: std::sync::atomic::AtomicU64,
+    /// Tests only: runs in [`Inner::loaded`] after the record is read, before the cache insert.
+    #[cfg(test)]
+    before_insert: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 /// Work for a plugin worker thread; it gets the thread's own single-threaded executor.
@@ -199,6 +205,9 @@ impl PluginHost {
                 events: Mutex::new(Some(events)),
                 counts: Mutex::new(Default::default()),
                 _ticker: ticker,
+                generation: std::sync::atomic::AtomicU64::new(0),
+                #[cfg(test)]
+                before_insert: Mutex::new(None),
             }),
         })
     }
@@ -276,9 +285,15 @@ impl PluginHost {
             .ok_or_else(|| PluginError::Engine("plugin workers are shut down".into()))
     }
 
-    /// Forgets the compiled state of `name` (after a grant, config or upgrade change).
+    /// Forgets the compiled state of `name` (after a grant, config or upgrade change). Calls
+    /// already running end with what they loaded; a load in progress does not cache it, so the
+    /// next call reads the new record.
     pub(crate) fn invalidate(&self, name: &str) {
-        self.inner.loaded.lock().expect("loaded lock").remove(name);
+        let mut loaded = self.inner.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        self.inner
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        loaded.remove(name);
     }
 
     /// Compiles (through the cache) and checks a component against a world's linker.
@@ -508,6 +523,26 @@ fn classify(ctx: &PluginCtx, e: wasmtime::Error) -> PluginError {
                 detail: l.detail.clone(),
             };
         }
+        if let Some(wasmtime_wasi_http::FieldMapError::TotalSizeTooBig) = cause.downcast_ref() {
+            return PluginError::Limit {
+                plugin,
+                kind: LimitKind::Resources,
+                detail: format!(
+                    "{} bytes allowed per wasi:http fields object (headers, trailers)",
+                    super::limits::MAX_HTTP_FIELDS_BYTES
+                ),
+            };
+        }
+        if let Some(wasmtime::component::ResourceTableError::Full) = cause.downcast_ref() {
+            return PluginError::Limit {
+                plugin,
+                kind: LimitKind::Resources,
+                detail: format!(
+                    "{} host resources (wasi handles such as http fields, streams, pollables) allowed at once",
+                    super::limits::MAX_RESOURCES
+                ),
+            };
+        }
     }
     match e.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => PluginError::Limit {
@@ -549,6 +584,18 @@ fn finish<T>(
             Ok(v)
         }
         Err(error) => {
+            // An error's payload is output too.
+            let n = guest_error_len(&error) as u64;
+            if n > ctx.limits.max_output_bytes {
+                return Err(PluginError::Limit {
+                    plugin: ctx.name.clone(),
+                    kind: LimitKind::Output,
+                    detail: format!(
+                        "{} bytes allowed, the plugin returned an error of {n} bytes",
+                        ctx.limits.max_output_bytes
+                    ),
+                });
+            }
             let hint = match &error {
                 super::bindings::types::Error::Denied(cap) => match cap.parse() {
                     Ok(cap) => format!(" ({})", ctx.refusal(&cap)),
@@ -562,6 +609,17 @@ fn finish<T>(
                 hint,
             })
         }
+    }
+}
+
+fn guest_error_len(e: &super::bindings::types::Error) -> usize {
+    use super::bindings::types::Error as E;
+    match e {
+        E::Denied(s)
+        | E::NotFound(s)
+        | E::InvalidInput(s)
+        | E::LimitExceeded(s)
+        | E::Unavailable(s) => s.len(),
     }
 }
 
@@ -608,6 +666,8 @@ impl Inner {
         if let Some(l) = self.loaded.lock().expect("loaded lock").get(name) {
             return Ok(l.clone());
         }
+        // Read before the record: an invalidation after this point changes it.
+        let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
         let record = PluginRecord::get(&self.services.store, name)?;
         if !record.enabled {
             return Err(PluginError::Disabled(name.into()));
@@ -638,10 +698,16 @@ impl Inner {
             ctx: Arc::new(ctx),
             pre,
         };
-        self.loaded
-            .lock()
-            .expect("loaded lock")
-            .insert(name.into(), l.clone());
+        #[cfg(test)]
+        if let Some(hook) = self.before_insert.lock().expect("hook lock").take() {
+            hook();
+        }
+        let mut loaded = self.loaded.lock().expect("loaded lock");
+        // Cache only if nothing was invalidated since the record was read; either way this
+        // call runs with what it read (it started before the change).
+        if self.generation.load(std::sync::atomic::Ordering::SeqCst) == generation {
+            loaded.insert(name.into(), l.clone());
+        }
         Ok(l)
     }
 
@@ -755,6 +821,84 @@ impl Drop for Inner {
             if let Ok(mut j) = q.lock() {
                 j.take();
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::registry::{self, InstallRequest};
+    use crate::plugins::{Request, RequestContext};
+
+    /// The test guests, built as the integration tests build them (plugins/target).
+    fn probe_wasm() -> PathBuf {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "--target", "wasm32-wasip2", "--release", "--quiet"])
+            .args(["-p", "test-probe"])
+            .current_dir(&dir)
+            .env("CARGO_TARGET_DIR", dir.join("target"))
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .status()
+            .unwrap();
+        assert!(status.success());
+        dir.join("target/wasm32-wasip2/release/test_probe.wasm")
+    }
+
+    fn kv_get(host: &PluginHost, name: &str) -> String {
+        let req = Request {
+            context: RequestContext {
+                request_id: "r".into(),
+                key_id: None,
+                model: "m".into(),
+                task: "embed".into(),
+                route: "test".into(),
+            },
+            inputs: vec!["kv.get k".into()],
+        };
+        host.preprocess(name, req).unwrap().remove(0)
+    }
+
+    /// item 8: a revoke that lands while the first call is loading the plugin: that call ends
+    /// with its old grant, the next one sees the revocation (on the old code the stale grant
+    /// stayed cached until the next invalidation).
+    #[test]
+    fn revoke_during_first_load_is_seen_by_the_next_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = HostSettings {
+            threads: 1,
+            ..HostSettings::default()
+        };
+        let host = PluginHost::open(dir.path(), settings, None).unwrap();
+        let manifest =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/testing/probe/manifest.toml");
+        let req = InstallRequest {
+            component: probe_wasm(),
+            manifest: Some(manifest),
+            grants: vec!["kv".into()],
+            ..Default::default()
+        };
+        let name = registry::install(&host, &req).unwrap().record.manifest.name;
+        for round in 0..3 {
+            let (h, n) = (host.clone(), name.clone());
+            *host.inner.before_insert.lock().unwrap() = Some(Box::new(move || {
+                registry::revoke(&h, &n, &["kv".into()]).unwrap();
+            }));
+            assert_eq!(
+                kv_get(&host, &name),
+                "ok:None",
+                "round {round}: running call"
+            );
+            assert_eq!(
+                kv_get(&host, &name),
+                "err:denied:kv",
+                "round {round}: the next call must see the revocation"
+            );
+            // Granted again; the next round's first call loads afresh.
+            registry::grant(&host, &name, &["kv".into()]).unwrap();
         }
     }
 }

@@ -90,6 +90,46 @@ impl Limits {
     }
 }
 
+/// One limit a manifest raises above the host's default (shown at install and upgrade; the
+/// operator must approve it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaisedLimit {
+    /// The `[limits]` key, e.g. `timeout_ms`.
+    pub name: String,
+    /// What the plugin gets (after clamping to the ceilings).
+    pub asked: u64,
+    /// The host's default.
+    pub default: u64,
+}
+
+impl std::fmt::Display for RaisedLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} (default {})", self.name, self.asked, self.default)
+    }
+}
+
+impl LimitsRequest {
+    /// The limits this request (a manifest's `[limits]`) raises above the host's defaults.
+    pub fn raised(&self) -> Vec<RaisedLimit> {
+        let l = Limits::from_request(self);
+        let d = Limits::default();
+        [
+            ("timeout_ms", l.timeout_ms, d.timeout_ms),
+            ("memory_mib", l.memory_mib, d.memory_mib),
+            ("max_output_bytes", l.max_output_bytes, d.max_output_bytes),
+            ("max_host_calls", l.max_host_calls, d.max_host_calls),
+        ]
+        .into_iter()
+        .filter(|(_, asked, default)| asked > default)
+        .map(|(name, asked, default)| RaisedLimit {
+            name: name.into(),
+            asked,
+            default,
+        })
+        .collect()
+    }
+}
+
 /// `[limits]` of a manifest (and the operator's overrides): what the plugin needs; omitted fields take the defaults.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -117,7 +157,7 @@ pub enum LimitKind {
     Output,
     /// Host calls ([`Limits::max_host_calls`]).
     HostCalls,
-    /// Tables or instances (a component shape the host does not accept).
+    /// Tables, instances or host resources (wasi handles, http fields size).
     Resources,
 }
 
@@ -129,7 +169,7 @@ impl std::fmt::Display for LimitKind {
             LimitKind::Stack => "stack",
             LimitKind::Output => "output size",
             LimitKind::HostCalls => "host calls",
-            LimitKind::Resources => "tables/instances",
+            LimitKind::Resources => "resources",
         })
     }
 }
@@ -220,6 +260,16 @@ impl wasmtime::ResourceLimiter for Limiter {
         8
     }
 }
+
+/// Host resources (wasi handles: `wasi:http` fields and requests, streams, pollables) a call
+/// may hold at once; the store's resource table refuses more, and the call stops with a
+/// [`LimitKind::Resources`] error. wasmtime's default is a million.
+pub const MAX_RESOURCES: usize = 512;
+
+/// Bytes one `wasi:http` fields object (headers, trailers) may hold, counted as wasi-http
+/// counts its in-memory size (wasmtime's default is 128 KiB). With [`MAX_RESOURCES`] this
+/// bounds the host memory a call can hold through wasi handles to 16 MiB.
+pub const MAX_HTTP_FIELDS_BYTES: usize = 32 << 10;
 
 #[cfg(test)]
 mod tests {

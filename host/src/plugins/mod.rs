@@ -22,6 +22,7 @@ pub mod host;
 pub mod inference;
 pub mod limits;
 pub mod manifest;
+mod outbound;
 pub mod pipeline;
 pub mod registry;
 pub mod state;
@@ -142,6 +143,16 @@ pub enum PluginError {
     /// The manifest is missing or invalid.
     #[error("invalid manifest: {0}")]
     Manifest(String),
+    /// The manifest raises limits above the host's defaults and the operator did not approve.
+    #[error(
+        "plugin {plugin} asks for limits above the host's defaults: {raised}; approve them with `--approve-limits` (admin API: \"approve_limits\": true), or lower them in the manifest's [limits]"
+    )]
+    LimitsNotApproved {
+        /// The plugin.
+        plugin: String,
+        /// Each raised limit, asked vs default.
+        raised: String,
+    },
     /// Config values that do not fit the plugin's schema.
     #[error("invalid plugin config: {0}")]
     Config(String),

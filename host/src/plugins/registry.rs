@@ -89,6 +89,9 @@ pub struct InstallRequest {
     pub sha256: Option<String>,
     /// Config values to set.
     pub config: BTreeMap<String, String>,
+    /// The operator approves the manifest's limits above the host's defaults (without it such
+    /// an install or upgrade is refused, listing each raised limit).
+    pub approve_limits: bool,
 }
 
 /// The outcome of an install or upgrade.
@@ -106,6 +109,21 @@ pub struct InstallReport {
     pub ungranted: CapabilitySet,
     /// Grants that the manifest does not request (kept, but never effective).
     pub unrequested: CapabilitySet,
+    /// Limits the manifest raises above the host's defaults (approved by the operator).
+    pub raised_limits: Vec<super::limits::RaisedLimit>,
+}
+
+/// Refuses a manifest that raises limits above the defaults unless the operator approved.
+fn check_limits(manifest: &Manifest, approved: bool) -> Result<(), PluginError> {
+    let raised = manifest.limits.raised();
+    if raised.is_empty() || approved {
+        return Ok(());
+    }
+    let raised: Vec<String> = raised.iter().map(ToString::to_string).collect();
+    Err(PluginError::LimitsNotApproved {
+        plugin: manifest.name.clone(),
+        raised: raised.join(", "),
+    })
 }
 
 /// Reads the component and the manifest and checks everything that needs no engine.
@@ -300,6 +318,7 @@ fn report(
             CapabilitySet::default()
         },
         removed: old.difference(&requested),
+        raised_limits: record.manifest.limits.raised(),
         previous_version: previous.map(|p| p.manifest.version.clone()),
         ungranted,
         unrequested,
@@ -319,6 +338,7 @@ pub fn install(host: &PluginHost, req: &InstallRequest) -> Result<InstallReport,
     }
     validate(host, &bytes, &sha, &manifest)?;
     manifest.effective_config(&req.config)?;
+    check_limits(&manifest, req.approve_limits)?;
     let granted = parse_caps(&req.grants)?;
     store_component(host.home(), &manifest.name, &sha, &bytes)?;
     let record = PluginRecord {
@@ -390,6 +410,7 @@ pub fn upgrade(
         .collect();
     config.extend(req.config.clone());
     manifest.effective_config(&config)?;
+    check_limits(&manifest, req.approve_limits)?;
     store_component(host.home(), name, &sha, &bytes)?;
     let record = PluginRecord {
         sha256: sha,

@@ -14,9 +14,10 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::{config, inference, kv, log, secrets, types};
 use super::inference::{InferenceBackend, InferenceError};
-use super::limits::{LimitKind, LimitTrap, Limiter, Limits};
+use super::limits::{LimitKind, LimitTrap, Limiter, Limits, MAX_HTTP_FIELDS_BYTES, MAX_RESOURCES};
+use super::outbound;
 use crate::data::{Store, Tree};
-use crate::security::{AuditLog, Capability, CapabilitySet};
+use crate::security::{AuditLog, Capability, CapabilitySet, HttpScheme};
 
 use types::Error as GuestError;
 
@@ -91,12 +92,17 @@ impl State {
             audit: services.audit.clone(),
             timeout: Duration::from_millis(plugin.limits.timeout_ms),
         };
+        // Host memory that no limiter sees: bound the handles and the size of each fields.
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(MAX_HTTP_FIELDS_BYTES);
         Self {
             limiter,
             host_calls: 0,
             wasi: WasiCtx::builder().build(),
-            http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
+            http,
+            table,
             hooks,
             plugin,
             services,
@@ -176,16 +182,41 @@ macro_rules! try_guest {
 
 impl types::Host for State {}
 
-impl log::Host for State {
-    async fn log(&mut self, level: log::Level, mut message: String) -> wasmtime::Result<()> {
-        self.count()?;
-        if message.len() > MAX_LOG {
-            let mut cut = MAX_LOG;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
+/// A guest's log text as one safe line: at most [`MAX_LOG`] bytes of it, with control
+/// characters (newlines, carriage returns, ANSI escapes, C1 controls) and bidirectional
+/// overrides escaped, so a plugin can neither forge log lines nor restyle a terminal.
+pub(crate) fn escape_log(message: &str) -> String {
+    let mut cut = message.len().min(MAX_LOG);
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let kept = message.get(..cut).unwrap_or_default();
+    let mut out = String::with_capacity(kept.len());
+    for c in kept.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control()
+                || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
+            {
+                out.push_str(&c.escape_unicode().to_string());
             }
-            message.truncate(cut);
+            c => out.push(c),
         }
+    }
+    if cut < message.len() {
+        out.push_str(&format!(" [truncated: {} bytes]", message.len()));
+    }
+    out
+}
+
+impl log::Host for State {
+    async fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        self.count()?;
+        // The message was copied out of the guest by the bindings (bounded by the plugin's
+        // memory limit); only an escaped, truncated line goes to the log.
+        let message = escape_log(&message);
         let plugin = self.plugin.name.as_str();
         match level {
             log::Level::Trace => tracing::trace!(plugin, "{message}"),
@@ -396,7 +427,8 @@ impl WasiHttpView for State {
     }
 }
 
-/// `wasi:http` hooks: the allow-list is enforced here, before any name lookup or connection.
+/// `wasi:http` hooks: the allow-list is checked by name before any lookup, then every resolved
+/// address is checked and the connection goes to exactly that address ([`outbound`]).
 struct HttpHooks {
     plugin: Arc<PluginCtx>,
     audit: AuditLog,
@@ -412,6 +444,14 @@ type SendFuture = Box<
         > + Send,
 >;
 
+impl HttpHooks {
+    fn deny(&self, detail: &str, cap: &Capability) {
+        tracing::warn!(plugin = %self.plugin.name, "{detail}");
+        self.audit
+            .denied(&self.plugin.name, &cap.to_string(), detail);
+    }
+}
+
 impl wasmtime_wasi_http::WasiHttpHooks for HttpHooks {
     fn send_request(
         &mut self,
@@ -419,44 +459,68 @@ impl wasmtime_wasi_http::WasiHttpHooks for HttpHooks {
         options: Option<wasmtime_wasi_http::RequestOptions>,
         _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> SendFuture {
+        use wasmtime_wasi_http::Error as HttpError;
         let uri = request.uri();
-        let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
-        let default_port = if https { 443 } else { 80 };
+        let scheme = if uri.scheme() == Some(&http::uri::Scheme::HTTPS) {
+            HttpScheme::Https
+        } else {
+            HttpScheme::Http
+        };
+        let default_port = scheme.default_port();
         let (host, port) = match uri.authority() {
             Some(a) => (a.host().to_string(), a.port_u16().unwrap_or(default_port)),
             None => (String::new(), default_port),
         };
-        if !self.plugin.effective.allows_http(&host, port, default_port) {
-            let cap = Capability::Http {
-                host: host
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .to_ascii_lowercase(),
-                port: Some(port),
-            };
-            self.audit.denied(
-                &self.plugin.name,
-                &cap.to_string(),
-                &self.plugin.refusal(&cap),
-            );
-            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        let bare = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        let cap = Capability::Http {
+            scheme: Some(scheme),
+            host: bare.clone(),
+            port: Some(port),
+        };
+        if !self.plugin.effective.allows_http(scheme, &host, port) {
+            self.deny(&self.plugin.refusal(&cap), &cap);
+            return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
         // Never wait longer than the plugin's own time budget.
-        let cap = |d: Option<Duration>| Some(d.map_or(self.timeout, |d| d.min(self.timeout)));
+        let cap_t = |d: Option<Duration>| Some(d.map_or(self.timeout, |d| d.min(self.timeout)));
         let o = options.unwrap_or_default();
         let options = wasmtime_wasi_http::RequestOptions {
-            connect_timeout: cap(o.connect_timeout),
-            first_byte_timeout: cap(o.first_byte_timeout),
-            between_bytes_timeout: cap(o.between_bytes_timeout),
+            connect_timeout: cap_t(o.connect_timeout),
+            first_byte_timeout: cap_t(o.first_byte_timeout),
+            between_bytes_timeout: cap_t(o.between_bytes_timeout),
         };
+        let plugin = self.plugin.clone();
+        let audit = self.audit.clone();
+        let timeout = self.timeout;
         Box::new(async move {
-            use http_body_util::BodyExt;
-            let (res, io) =
-                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
-            Ok((
-                res.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = _> + Send>,
-            ))
+            // Resolve once, check each address, connect to exactly those.
+            let addrs = match outbound::resolve(
+                &plugin.name,
+                &plugin.effective,
+                scheme,
+                &bare,
+                port,
+                timeout,
+            )
+            .await
+            {
+                outbound::Resolved::Allowed(a) => a,
+                outbound::Resolved::NotFound => {
+                    return Err(HttpError::DnsError {
+                        rcode: Some("address not available".into()),
+                        info_code: None,
+                    });
+                }
+                outbound::Resolved::Refused(detail) => {
+                    tracing::warn!(plugin = %plugin.name, "{detail}");
+                    audit.denied(&plugin.name, &cap.to_string(), &detail);
+                    return Err(HttpError::DestinationIpProhibited);
+                }
+            };
+            outbound::send(request, addrs, bare, options).await
         })
     }
 }

@@ -8,13 +8,23 @@
 //! | `kv` | the plugin's own key-value namespace |
 //! | `inference:<model>` | calls to that model (`inference:*` in a manifest: models the operator picks) |
 //! | `secret:<name>` | reading that operator-provided secret |
-//! | `http:<host>[:<port>]` | outbound HTTP to that host; without a port, 443 (https) or 80 (http) |
+//! | `http:[<scheme>://]<host>[:<port>]` | outbound HTTP to that host (see below) |
+//!
+//! HTTP grants: without a scheme and a port, `http:host` allows https on 443 only; with a port,
+//! `http:host:8443` allows that port (http or https); a scheme prefix (`http:http://host`,
+//! `http:https://host:8443`) allows only that scheme, on the given port or the scheme's default.
+//! The host may be a name, `*`, an IP address or a CIDR block (`http:10.0.0.0/8`,
+//! `http:[fd00::/8]:443`). Whatever the name, the host checks the *resolved* address: loopback,
+//! private, link-local (cloud metadata), unique-local, CGNAT, unspecified, broadcast and
+//! multicast addresses are refused unless an address or CIDR grant covers them
+//! ([`CapabilitySet::allows_addr`]).
 //!
 //! A `*` target is a request for "whatever the operator grants of this kind"; it is not a grant
 //! of everything unless the operator grants `*` explicitly.
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -22,7 +32,7 @@ use serde::{Deserialize, Serialize};
 /// A capability name that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "invalid capability {given:?}: {reason}; accepted: kv, inference:<model>, secret:<name>, http:<host>[:<port>] (a target may be *)"
+    "invalid capability {given:?}: {reason}; accepted: kv, inference:<model>, secret:<name>, http:[http://|https://]<host|ip|cidr>[:<port>] (a target may be *)"
 )]
 pub struct CapabilityError {
     /// What was given.
@@ -40,13 +50,34 @@ pub enum Capability {
     Inference(String),
     /// `secret:<name>`; `*` for any.
     Secret(String),
-    /// `http:<host>[:<port>]`; host `*` for any. The host is lower-case.
+    /// `http:[<scheme>://]<host>[:<port>]`; host `*` for any. The host is lower-case.
     Http {
-        /// Host name or IP literal (IPv6 without brackets), or `*`.
+        /// Only this scheme; `None`: https, or either scheme when a port is given.
+        scheme: Option<HttpScheme>,
+        /// Host name, IP literal or CIDR block (IPv6 without brackets), or `*`.
         host: String,
         /// Port; `None` means the scheme's default (443 for https, 80 for http).
         port: Option<u16>,
     },
+}
+
+/// The scheme named in an HTTP grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum HttpScheme {
+    /// Plain `http` (default port 80).
+    Http,
+    /// `https` (default port 443).
+    Https,
+}
+
+impl HttpScheme {
+    /// The scheme's default port.
+    pub fn default_port(self) -> u16 {
+        match self {
+            HttpScheme::Http => 80,
+            HttpScheme::Https => 443,
+        }
+    }
 }
 
 fn valid_name(s: &str) -> bool {
@@ -86,31 +117,136 @@ impl FromStr for Capability {
 }
 
 fn parse_http(t: &str) -> Option<Capability> {
+    let (scheme, t) = if let Some(r) = t.strip_prefix("https://") {
+        (Some(HttpScheme::Https), r)
+    } else if let Some(r) = t.strip_prefix("http://") {
+        (Some(HttpScheme::Http), r)
+    } else {
+        (None, t)
+    };
     let (host, port) = if let Some(rest) = t.strip_prefix('[') {
-        // [v6]:port or [v6]
+        // [v6]:port, [v6], [v6/len]:port or [v6/len]
         let (h, after) = rest.split_once(']')?;
         let port = match after {
             "" => None,
             p => Some(p.strip_prefix(':')?.parse().ok()?),
         };
-        h.parse::<std::net::Ipv6Addr>().ok()?;
-        (h.to_string(), port)
+        match h.split_once('/') {
+            Some((a, len)) => {
+                a.parse::<Ipv6Addr>().ok()?;
+                (len.parse::<u8>().ok()? <= 128).then_some(())?;
+            }
+            None => {
+                h.parse::<Ipv6Addr>().ok()?;
+            }
+        }
+        (h.to_ascii_lowercase(), port)
     } else {
         let (h, port) = match t.rsplit_once(':') {
             Some((h, p)) => (h, Some(p.parse::<u16>().ok()?)),
             None => (t, None),
         };
-        let ok = h == "*"
-            || (!h.is_empty()
-                && h.len() <= 253
-                && h.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.')));
+        let ok = if let Some((a, len)) = h.split_once('/') {
+            a.parse::<Ipv4Addr>().is_ok() && len.parse::<u8>().is_ok_and(|l| l <= 32)
+        } else {
+            h == "*"
+                || (!h.is_empty()
+                    && h.len() <= 253
+                    && h.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.')))
+        };
         if !ok {
             return None;
         }
         (h.to_ascii_lowercase(), port)
     };
-    Some(Capability::Http { host, port })
+    Some(Capability::Http { scheme, host, port })
+}
+
+/// An IP address or CIDR block of a grant's host (`None` for names and `*`).
+fn ip_net(host: &str) -> Option<(IpAddr, u8)> {
+    match host.split_once('/') {
+        Some((a, len)) => Some((a.parse().ok()?, len.parse().ok()?)),
+        None => {
+            let ip: IpAddr = host.parse().ok()?;
+            Some((ip, if ip.is_ipv4() { 32 } else { 128 }))
+        }
+    }
+}
+
+/// Does the block `net/len` contain `ip`?
+fn net_contains((net, len): (IpAddr, u8), ip: IpAddr) -> bool {
+    match (net, canonical(ip)) {
+        (IpAddr::V4(n), IpAddr::V4(a)) => {
+            let mask = u32::MAX
+                .checked_shl(32 - u32::from(len.min(32)))
+                .unwrap_or(0);
+            u32::from(n) & mask == u32::from(a) & mask
+        }
+        (IpAddr::V6(n), IpAddr::V6(a)) => {
+            let mask = u128::MAX
+                .checked_shl(128 - u32::from(len.min(128)))
+                .unwrap_or(0);
+            u128::from(n) & mask == u128::from(a) & mask
+        }
+        _ => false,
+    }
+}
+
+/// An IPv4-mapped IPv6 address as IPv4; others unchanged.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Why an address is refused without an explicit address grant: loopback, private,
+/// link-local (which holds the cloud metadata address 169.254.169.254), unique-local, CGNAT,
+/// unspecified, broadcast, multicast, documentation. `None` for a public address.
+pub fn special_address(ip: IpAddr) -> Option<&'static str> {
+    match canonical(ip) {
+        IpAddr::V4(a) => {
+            let o = a.octets();
+            if a.is_loopback() {
+                Some("loopback")
+            } else if a.is_private() {
+                Some("private")
+            } else if a.is_link_local() {
+                Some("link-local (cloud metadata)")
+            } else if o[0] == 100 && (o[1] & 0xc0) == 64 {
+                Some("shared CGNAT")
+            } else if o[0] == 0 || a.is_unspecified() {
+                Some("unspecified")
+            } else if a.is_broadcast() || a.is_multicast() || o[0] >= 240 {
+                Some("broadcast, multicast or reserved")
+            } else if a.is_documentation() {
+                Some("documentation")
+            } else {
+                None
+            }
+        }
+        IpAddr::V6(a) => {
+            let s = a.segments();
+            if a.is_loopback() {
+                Some("loopback")
+            } else if a.is_unspecified() {
+                Some("unspecified")
+            } else if (s[0] & 0xfe00) == 0xfc00 {
+                Some("unique-local")
+            } else if (s[0] & 0xffc0) == 0xfe80 {
+                Some("link-local")
+            } else if a.is_multicast() {
+                Some("multicast")
+            } else if s[0] == 0x2001 && s[1] == 0x0db8 {
+                Some("documentation")
+            } else if s[0] == 0x0064 && s[1] == 0xff9b || s[0] == 0x2002 {
+                Some("NAT64/6to4 (may embed a private IPv4 address)")
+            } else {
+                None
+            }
+        }
+    }
 }
 
 impl fmt::Display for Capability {
@@ -119,15 +255,20 @@ impl fmt::Display for Capability {
             Capability::Kv => f.write_str("kv"),
             Capability::Inference(m) => write!(f, "inference:{m}"),
             Capability::Secret(n) => write!(f, "secret:{n}"),
-            Capability::Http { host, port } => {
+            Capability::Http { scheme, host, port } => {
                 let host = if host.contains(':') {
                     format!("[{host}]")
                 } else {
                     host.clone()
                 };
+                let scheme = match scheme {
+                    Some(HttpScheme::Http) => "http://",
+                    Some(HttpScheme::Https) => "https://",
+                    None => "",
+                };
                 match port {
-                    Some(p) => write!(f, "http:{host}:{p}"),
-                    None => write!(f, "http:{host}"),
+                    Some(p) => write!(f, "http:{scheme}{host}:{p}"),
+                    None => write!(f, "http:{scheme}{host}"),
                 }
             }
         }
@@ -158,7 +299,14 @@ impl Capability {
             {
                 true
             }
-            (Capability::Http { host, port: None }, Capability::Http { .. }) if host == "*" => true,
+            (
+                Capability::Http {
+                    scheme: None,
+                    host,
+                    port: None,
+                },
+                Capability::Http { .. },
+            ) if host == "*" => true,
             _ => self == other,
         }
     }
@@ -201,17 +349,45 @@ impl CapabilitySet {
         self.0.iter().any(|c| c.covers(needed))
     }
 
-    /// May the plugin send HTTP to `host:port`? `default_port` is the scheme's (443/80): a
-    /// capability without a port allows only that one.
-    pub fn allows_http(&self, host: &str, port: u16, default_port: u16) -> bool {
+    /// May the plugin send HTTP to `host:port` (the name check, before any lookup)? A grant
+    /// matches by name (or `*`), or by an address/CIDR containing an IP-literal `host`, and by
+    /// scheme and port ([`Capability::Http`]).
+    pub fn allows_http(&self, scheme: HttpScheme, host: &str, port: u16) -> bool {
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        self.0.iter().any(|c| match c {
-            Capability::Http { host: h, port: p } => {
-                (h == "*" || h.eq_ignore_ascii_case(host))
-                    && (p.is_none_or(|p| p == port)
-                        && (p.is_some() || h == "*" || port == default_port))
+        let literal = host.parse::<IpAddr>().ok();
+        self.http_grants(scheme, port).any(|h| {
+            h == "*"
+                || h.eq_ignore_ascii_case(host)
+                || literal.is_some_and(|ip| ip_net(h).is_some_and(|n| net_contains(n, ip)))
+        })
+    }
+
+    /// May the plugin connect to the resolved address `ip` on `port`? Public addresses: yes;
+    /// special ones ([`special_address`]) only under an address or CIDR grant that covers them.
+    pub fn allows_addr(&self, scheme: HttpScheme, ip: IpAddr, port: u16) -> bool {
+        special_address(ip).is_none()
+            || self
+                .http_grants(scheme, port)
+                .any(|h| ip_net(h).is_some_and(|n| net_contains(n, ip)))
+    }
+
+    /// Hosts of the HTTP grants that allow this scheme and port.
+    fn http_grants(&self, scheme: HttpScheme, port: u16) -> impl Iterator<Item = &str> {
+        self.0.iter().filter_map(move |c| match c {
+            Capability::Http {
+                scheme: s,
+                host,
+                port: p,
+            } => {
+                let ok = match (s, p) {
+                    (Some(s), p) => *s == scheme && p.unwrap_or(s.default_port()) == port,
+                    (None, Some(p)) => *p == port,
+                    // no scheme, no port: https on 443 (`*`: https on any port)
+                    (None, None) => scheme == HttpScheme::Https && (host == "*" || port == 443),
+                };
+                ok.then_some(host.as_str())
             }
-            _ => false,
+            _ => None,
         })
     }
 
@@ -320,17 +496,67 @@ mod tests {
         assert!(!eff.allows(&"inference:bert".parse().unwrap()));
         assert!(!eff.allows(&"secret:token".parse().unwrap()));
         // a wildcard request does not grant anything by itself
-        assert!(!eff.allows_http("other.example.com", 443, 443));
-        assert!(eff.allows_http("HOOKS.example.com", 443, 443));
-        assert!(!eff.allows_http("hooks.example.com", 8443, 443));
+        assert!(!eff.allows_http(HttpScheme::Https, "other.example.com", 443));
+        assert!(eff.allows_http(HttpScheme::Https, "HOOKS.example.com", 443));
+        assert!(!eff.allows_http(HttpScheme::Https, "hooks.example.com", 8443));
     }
 
     #[test]
-    fn http_ports() {
-        let eff = set(&["http:127.0.0.1:9000", "http:example.com"]);
-        assert!(eff.allows_http("127.0.0.1", 9000, 80));
-        assert!(!eff.allows_http("127.0.0.1", 9001, 80));
-        assert!(eff.allows_http("example.com", 80, 80));
-        assert!(!eff.allows_http("example.com", 8080, 80));
+    fn http_ports_and_schemes() {
+        use HttpScheme::{Http, Https};
+        let eff = set(&[
+            "http:127.0.0.1:9000",
+            "http:example.com",
+            "http:http://plain.test",
+        ]);
+        assert!(eff.allows_http(Http, "127.0.0.1", 9000));
+        assert!(!eff.allows_http(Http, "127.0.0.1", 9001));
+        // no port, no scheme: https on 443 only, never plain http on 80
+        assert!(eff.allows_http(Https, "example.com", 443));
+        assert!(!eff.allows_http(Http, "example.com", 80));
+        assert!(!eff.allows_http(Https, "example.com", 8080));
+        // an explicit scheme
+        assert!(eff.allows_http(Http, "plain.test", 80));
+        assert!(!eff.allows_http(Https, "plain.test", 443));
+    }
+
+    #[test]
+    fn resolved_addresses() {
+        use HttpScheme::Https;
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let eff = set(&["http:*", "http:10.0.0.0/8:8443", "http:[fd00::/8]:443"]);
+        for bad in [
+            "127.0.0.1",
+            "169.254.169.254",
+            "192.168.1.1",
+            "172.16.0.1",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "::ffff:127.0.0.1",
+            "fe80::1",
+            "fc00::1",
+            "::",
+        ] {
+            assert!(special_address(ip(bad)).is_some(), "{bad}");
+            assert!(!eff.allows_addr(Https, ip(bad), 443), "{bad}");
+        }
+        assert!(eff.allows_addr(Https, ip("93.184.216.34"), 443));
+        assert!(eff.allows_addr(Https, ip("10.1.2.3"), 8443));
+        assert!(!eff.allows_addr(Https, ip("10.1.2.3"), 443));
+        assert!(eff.allows_addr(Https, ip("fd00::5"), 443));
+        assert!(eff.allows_http(Https, "10.9.9.9", 8443));
+        assert!(!eff.allows_http(HttpScheme::Http, "10.9.9.9", 80));
+        for n in [
+            "http:10.0.0.0/8",
+            "http:[fd00::/8]:443",
+            "http:https://h:8443",
+            "http:http://h",
+        ] {
+            assert_eq!(n.parse::<Capability>().unwrap().to_string(), n);
+        }
+        for bad in ["http:10.0.0.0/33", "http:h/8", "http:ftp://h"] {
+            assert!(bad.parse::<Capability>().is_err(), "{bad}");
+        }
     }
 }

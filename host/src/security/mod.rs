@@ -6,5 +6,5 @@ pub mod keys;
 pub mod seal;
 
 pub use audit::{AuditLog, AuditRecord};
-pub use capability::{Capability, CapabilityError, CapabilitySet};
+pub use capability::{Capability, CapabilityError, CapabilitySet, HttpScheme};
 pub use seal::{SealError, Sealer};

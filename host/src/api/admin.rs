@@ -5,22 +5,25 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::error::ApiError;
-use crate::api::{ApiJson, AppState};
+use crate::api::{ApiJson, AppState, Caller};
 use crate::plugins::PluginError;
 use crate::plugins::registry::{self, InstallRequest};
 use crate::security::audit::now_ms;
 use crate::security::keys::{self, KeyError};
 
-/// The routes of this module.
-pub(crate) fn routes() -> Router<Arc<AppState>> {
+/// The routes of this module. Every change (any method but GET) is audited with the key
+/// that made it.
+pub(crate) fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
     Router::new()
         .route("/admin/plugins", get(list_plugins).post(install))
         .route("/admin/plugins/{name}", get(plugin_info).delete(remove))
@@ -31,6 +34,28 @@ pub(crate) fn routes() -> Router<Arc<AppState>> {
         .route("/admin/keys", get(list_keys).post(create_key))
         .route("/admin/keys/{id}", axum::routing::delete(revoke_key))
         .route("/admin/audit", get(audit))
+        .route_layer(middleware::from_fn_with_state(state, audit_action))
+}
+
+/// Records who (the caller's key id) did what (method, path) with which outcome (status).
+async fn audit_action(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if req.method() == Method::GET {
+        return next.run(req).await;
+    }
+    let who = req
+        .extensions()
+        .get::<Caller>()
+        .map_or_else(|| "unknown".to_string(), |c| c.0.id.clone());
+    let what = format!("{} {}", req.method(), req.uri().path());
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    let s2 = s.clone();
+    // sled writes (and their flush) stay off the executor.
+    let _ = tokio::task::spawn_blocking(move || {
+        s2.audit("admin-action", &who, format!("{what} -> {status}"));
+    })
+    .await;
+    resp
 }
 
 fn plugin_err(e: PluginError) -> ApiError {

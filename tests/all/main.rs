@@ -10,6 +10,7 @@ mod core_models;
 mod core_real_models;
 
 mod api_access;
+mod api_auth;
 mod api_kserve;
 mod api_openai;
 

@@ -11,6 +11,7 @@ mod core_real_models;
 
 mod api_access;
 mod api_auth;
+mod api_auth_matrix;
 mod api_kserve;
 mod api_openai;
 

@@ -57,13 +57,9 @@ async fn authorize(state: &AppState, req: Request, path: &str) -> Result<Request
     let key = authenticate(state, &req, path, peer, admin)?;
     if admin {
         if !key.is_admin() {
-            return Err(refuse_scope(
-                state,
-                peer,
-                &key,
-                path,
-                format!("key {} lacks the admin scope needed for {path}", key.id),
-            ));
+            let msg = format!("key {} lacks the admin scope needed for {path}", key.id);
+            let what = format!("{path}: no admin scope");
+            return Err(refuse_scope(state, peer, &key, &what, msg));
         }
         return Ok(with_caller(req, key));
     }
@@ -82,7 +78,8 @@ async fn authorize(state: &AppState, req: Request, path: &str) -> Result<Request
             key.id,
             key.scopes.join(", ")
         );
-        return Err(refuse_scope(state, peer, &key, path, msg));
+        let what = format!("{path}: no scope for model {model}");
+        return Err(refuse_scope(state, peer, &key, &what, msg));
     }
     Ok(with_caller(req, key))
 }
@@ -96,10 +93,10 @@ fn refuse_scope(
     state: &AppState,
     peer: Option<SocketAddr>,
     key: &KeyRecord,
-    path: &str,
+    what: &str,
     msg: String,
 ) -> ApiError {
-    state.audit_refusal(peer, &key.id, format!("{path}: {msg}"));
+    state.audit_refusal(peer, &key.id, what.to_string());
     ApiError::new(StatusCode::FORBIDDEN, "permission_error", msg).with_code("missing_scope")
 }
 

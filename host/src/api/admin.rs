@@ -5,40 +5,48 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{Path, Request, State};
 use axum::http::{Method, StatusCode};
-use axum::middleware::{self, Next};
+use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::error::ApiError;
+use crate::api::routes::{Access, ApiRoute, delete, get, post};
 use crate::api::{ApiJson, AppState, Caller};
 use crate::plugins::PluginError;
 use crate::plugins::registry::{self, InstallRequest};
 use crate::security::audit::now_ms;
 use crate::security::keys::{self, KeyError};
 
-/// The routes of this module. Every change (any method but GET) is audited with the key
-/// that made it.
-pub(crate) fn routes(state: Arc<AppState>) -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/admin/plugins", get(list_plugins).post(install))
-        .route("/admin/plugins/{name}", get(plugin_info).delete(remove))
-        .route("/admin/plugins/{name}/grant", post(grant))
-        .route("/admin/plugins/{name}/revoke", post(revoke))
-        .route("/admin/plugins/{name}/enable", post(enable))
-        .route("/admin/plugins/{name}/disable", post(disable))
-        .route("/admin/keys", get(list_keys).post(create_key))
-        .route("/admin/keys/{id}", axum::routing::delete(revoke_key))
-        .route("/admin/audit", get(audit))
-        .route_layer(middleware::from_fn_with_state(state, audit_action))
+/// The routes of this module, all needing the admin scope. Every change (any method but
+/// GET) is audited with the key that made it (`audit_action`, layered by the router).
+pub(crate) fn routes() -> Vec<ApiRoute> {
+    use Access::Admin;
+    vec![
+        get("/admin/plugins", Admin, list_plugins),
+        post("/admin/plugins", Admin, install),
+        get("/admin/plugins/{name}", Admin, plugin_info),
+        delete("/admin/plugins/{name}", Admin, remove),
+        post("/admin/plugins/{name}/grant", Admin, grant),
+        post("/admin/plugins/{name}/revoke", Admin, revoke),
+        post("/admin/plugins/{name}/enable", Admin, enable),
+        post("/admin/plugins/{name}/disable", Admin, disable),
+        get("/admin/keys", Admin, list_keys),
+        post("/admin/keys", Admin, create_key),
+        delete("/admin/keys/{id}", Admin, revoke_key),
+        get("/admin/audit", Admin, audit),
+    ]
 }
 
 /// Records who (the caller's key id) did what (method, path) with which outcome (status).
-async fn audit_action(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+pub(crate) async fn audit_action(
+    State(s): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
     if req.method() == Method::GET {
         return next.run(req).await;
     }

@@ -8,6 +8,7 @@ pub mod error;
 pub mod kserve;
 pub mod metrics;
 pub mod openai;
+pub mod routes;
 pub mod strict;
 
 use std::net::SocketAddr;
@@ -20,13 +21,13 @@ use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::api::error::ApiError;
 use crate::api::metrics::Metrics;
+use crate::api::routes::{Access, ApiRoute};
 use crate::core::text::{Input, Truncation};
 use crate::core::{Core, Model};
 use crate::plugins::gateway::{self, Gateway, GatewayError, Routed, TextTask};
@@ -321,15 +322,32 @@ pub async fn route_text(
     }
 }
 
-/// The whole router.
+/// Every route of the server, from each module's table.
+pub(crate) fn all_routes() -> Vec<ApiRoute> {
+    let mut all = openai::routes();
+    all.extend(kserve::routes());
+    all.extend(admin::routes());
+    all.push(routes::get("/health", Access::Public, health));
+    all.push(routes::get("/metrics", Access::Key, metrics_text));
+    all
+}
+
+/// The whole router, built from [`all_routes`] only.
 pub fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.limits.body_bytes;
-    Router::new()
-        .merge(openai::routes())
-        .merge(kserve::routes())
-        .merge(admin::routes(state.clone()))
-        .route("/health", get(health))
-        .route("/metrics", get(metrics_text))
+    let mut router = Router::new();
+    for r in all_routes() {
+        let handler = if r.access == Access::Admin {
+            r.handler.route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                admin::audit_action,
+            ))
+        } else {
+            r.handler
+        };
+        router = router.route(r.path, handler);
+    }
+    router
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), access::auth))
         .layer(middleware::from_fn_with_state(state.clone(), observe))

@@ -6,28 +6,29 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde_json::{Value, json};
 
 use crate::api::error::ApiError;
+use crate::api::routes::{Access, ApiRoute, get, post};
 use crate::api::{ApiJson, AppState, Caller, ModelLabel, model, route_text};
 use crate::core::engine::Model;
 use crate::core::text::{Input, Truncation};
 use crate::plugins::gateway::TextTask;
 
 /// The routes of this module.
-pub(crate) fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/v1/models", get(list_models))
-        .route("/v1/models/{id}", get(get_model))
-        .route("/v1/embeddings", post(embeddings))
-        .route("/v1/classify", post(classify))
-        .route("/v1/entities", post(entities))
-        .route("/v1/tokenize", post(tokenize))
-        .route("/v1/detokenize", post(detokenize))
-        .route("/v1/completions", post(generation_reserved))
-        .route("/v1/chat/completions", post(generation_reserved))
+pub(crate) fn routes() -> Vec<ApiRoute> {
+    vec![
+        get("/v1/models", Access::Key, list_models),
+        get("/v1/models/{id}", Access::Model, get_model),
+        post("/v1/embeddings", Access::Model, embeddings),
+        post("/v1/classify", Access::Model, classify),
+        post("/v1/entities", Access::Model, entities),
+        post("/v1/tokenize", Access::Model, tokenize),
+        post("/v1/detokenize", Access::Model, detokenize),
+        post("/v1/completions", Access::Model, generation_reserved),
+        post("/v1/chat/completions", Access::Model, generation_reserved),
+    ]
 }
 
 fn model_json(state: &AppState, name: &str) -> Option<Value> {

@@ -110,18 +110,22 @@ pub fn parse_expiry(s: &str, now_ms: u64) -> Result<u64, KeyError> {
     let bad = || KeyError::BadExpiry(s.to_string());
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = num.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "" if n > 1_000_000_000 => return Ok(n * 1000),
-        "d" => n * 86_400,
-        "h" => n * 3_600,
-        "m" => n * 60,
-        "s" => n,
+    let per = match unit {
+        "" if n > 1_000_000_000 => return n.checked_mul(1000).ok_or_else(bad),
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        "s" => 1,
         _ => return Err(bad()),
     };
-    if secs == 0 {
+    if n == 0 {
         return Err(bad());
     }
-    Ok(now_ms + secs * 1000)
+    // Request-supplied numbers: every step checked (a huge count is an error, never a wrap).
+    n.checked_mul(per)
+        .and_then(|secs| secs.checked_mul(1000))
+        .and_then(|ms| ms.checked_add(now_ms))
+        .ok_or_else(bad)
 }
 
 fn hex_random(bytes: usize) -> String {
@@ -259,6 +263,25 @@ mod tests {
         )
         .unwrap();
         (dir, Keys::new(store))
+    }
+
+    #[test]
+    fn huge_expiries_are_errors_not_overflows() {
+        let now = 1_700_000_000_000;
+        assert_eq!(parse_expiry("2h", now).unwrap(), now + 7_200_000);
+        for s in [
+            "18446744073709551615d",
+            "213503982334602d",
+            "5124095576030431h",
+            "18446744073709551615",
+            "18446744073709551s",
+            "0d",
+        ] {
+            assert!(
+                matches!(parse_expiry(s, now), Err(KeyError::BadExpiry(_))),
+                "{s}"
+            );
+        }
     }
 
     #[test]

@@ -357,3 +357,39 @@ fn the_input_count_is_refused_before_any_text_is_tokenised() {
         "{msg}"
     );
 }
+
+#[test]
+fn openapi_json_is_public_and_describes_every_route_of_the_router() {
+    let home = Home::new();
+    create_key(&home, &["admin"]);
+    let s = home.serve(&[]);
+    let (code, doc) = send(client().get(s.at("/openapi.json")));
+    assert_eq!(code, 200, "{doc}");
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1."),
+        "{}",
+        doc["openapi"]
+    );
+    for (method, path, _) in llmos::api::routes::route_list() {
+        let m = method.as_str().to_ascii_lowercase();
+        assert!(
+            doc["paths"][path][&m].is_object(),
+            "{method} {path} is not described"
+        );
+    }
+    let schemas = &doc["components"]["schemas"];
+    for name in [
+        "EmbeddingsRequest",
+        "OpenAiError",
+        "KServeError",
+        "KServeInferRequest",
+    ] {
+        assert!(schemas[name].is_object(), "no schema {name}");
+    }
+    let body = &doc["paths"]["/v1/embeddings"]["post"]["requestBody"];
+    assert_eq!(
+        body["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/EmbeddingsRequest",
+        "{body}"
+    );
+}

@@ -12,6 +12,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use crate::api::error::ApiError;
 use crate::api::routes::{Access, ApiRoute, delete, get, post};
@@ -27,15 +28,15 @@ pub(crate) fn routes() -> Vec<ApiRoute> {
     use Access::Admin;
     vec![
         get("/admin/plugins", Admin, list_plugins),
-        post("/admin/plugins", Admin, install),
+        post("/admin/plugins", Access::Admin, install).body::<InstallBody>(),
         get("/admin/plugins/{name}", Admin, plugin_info),
         delete("/admin/plugins/{name}", Admin, remove),
-        post("/admin/plugins/{name}/grant", Admin, grant),
-        post("/admin/plugins/{name}/revoke", Admin, revoke),
+        post("/admin/plugins/{name}/grant", Access::Admin, grant).body::<Caps>(),
+        post("/admin/plugins/{name}/revoke", Access::Admin, revoke).body::<Caps>(),
         post("/admin/plugins/{name}/enable", Admin, enable),
         post("/admin/plugins/{name}/disable", Admin, disable),
         get("/admin/keys", Admin, list_keys),
-        post("/admin/keys", Admin, create_key),
+        post("/admin/keys", Access::Admin, create_key).body::<CreateKey>(),
         delete("/admin/keys/{id}", Admin, revoke_key),
         get("/admin/audit", Admin, audit),
     ]
@@ -119,11 +120,16 @@ async fn plugin_info(
     Ok(Json(json!(rec)))
 }
 
-#[derive(Deserialize)]
+/// `POST /admin/plugins`: install a plugin from files on the server.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct InstallBody {
+pub struct InstallBody {
+    /// The component (`.wasm`), inside `[plugins] install_root` when that is set.
+    #[schema(value_type = String)]
     path: std::path::PathBuf,
+    /// Its manifest (default: `manifest.toml` next to it), confined like `path`.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     manifest: Option<std::path::PathBuf>,
     #[serde(default)]
     grants: Vec<String>,
@@ -171,9 +177,11 @@ async fn remove(
     Ok(Json(json!({"removed": rec.manifest.name})))
 }
 
-#[derive(Deserialize)]
+/// `POST /admin/plugins/{name}/grant|revoke`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Caps {
+pub struct Caps {
+    /// e.g. `kv`, `inference:minilm`, `http:example.com:443`, `secret:NAME`.
     capabilities: Vec<String>,
 }
 
@@ -241,9 +249,10 @@ async fn list_keys(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiErr
     ))
 }
 
-#[derive(Deserialize)]
+/// `POST /admin/keys`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateKey {
+pub struct CreateKey {
     #[serde(default)]
     name: String,
     scopes: Vec<String>,

@@ -8,6 +8,7 @@ pub mod error;
 pub mod kserve;
 pub mod metrics;
 pub mod openai;
+pub mod openapi;
 pub mod routes;
 pub mod strict;
 
@@ -329,6 +330,11 @@ pub(crate) fn all_routes() -> Vec<ApiRoute> {
     all.extend(admin::routes());
     all.push(routes::get("/health", Access::Public, health));
     all.push(routes::get("/metrics", Access::Key, metrics_text));
+    all.push(routes::get(
+        "/openapi.json",
+        Access::Public,
+        openapi::serve_document,
+    ));
     all
 }
 

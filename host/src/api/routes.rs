@@ -2,11 +2,14 @@
 //! needs from the caller. The router is built from this table only, so the table (which
 //! tests and tools read through [`route_list`]) is always exactly the router's.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::handler::Handler;
 use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter, on};
+use utoipa::ToSchema;
+use utoipa::openapi::{RefOr, Schema};
 
 use crate::api::AppState;
 
@@ -32,7 +35,32 @@ pub struct ApiRoute {
     pub path: &'static str,
     /// What the caller needs.
     pub access: Access,
+    /// The JSON body the route reads, for the API description.
+    pub body: Option<BodySchema>,
     pub(crate) handler: MethodRouter<Arc<AppState>>,
+}
+
+/// A request type's schema, from its `utoipa::ToSchema` derive.
+#[derive(Clone, Copy)]
+pub struct BodySchema {
+    /// Component name.
+    pub name: fn() -> Cow<'static, str>,
+    /// The schema itself.
+    pub schema: fn() -> RefOr<Schema>,
+    /// The schemas it refers to.
+    pub schemas: fn(&mut Vec<(String, RefOr<Schema>)>),
+}
+
+impl ApiRoute {
+    /// Declares the JSON body type the handler reads (described in `/openapi.json`).
+    pub(crate) fn body<T: ToSchema>(mut self) -> Self {
+        self.body = Some(BodySchema {
+            name: T::name,
+            schema: T::schema,
+            schemas: T::schemas,
+        });
+        self
+    }
 }
 
 fn route<H, T>(
@@ -50,6 +78,7 @@ where
         method,
         path,
         access,
+        body: None,
         handler: on(filter, h),
     }
 }

@@ -14,6 +14,7 @@ mod api_auth;
 mod api_auth_matrix;
 mod api_kserve;
 mod api_openai;
+mod api_schemathesis;
 
 mod plugins_common;
 mod plugins_grants;

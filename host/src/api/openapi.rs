@@ -114,10 +114,10 @@ pub(crate) async fn serve_document() -> Response {
 }
 
 fn build(routes: Vec<ApiRoute>) -> OpenApi {
-    let mut components = ComponentsBuilder::new()
-        .schema_from::<OpenAiError>()
-        .schema_from::<KServeError>()
-        .schema_from::<KServeInferRequest>()
+    let mut components =
+        with_deps::<KServeInferRequest>(with_deps::<KServeError>(with_deps::<OpenAiError>(
+            ComponentsBuilder::new(),
+        )))
         .security_scheme(
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
@@ -151,6 +151,13 @@ fn build(routes: Vec<ApiRoute>) -> OpenApi {
         .paths(PathsBuilder::from(paths))
         .components(Some(components.build()))
         .build()
+}
+
+/// Adds a schema and every schema it refers to.
+fn with_deps<T: ToSchema>(c: ComponentsBuilder) -> ComponentsBuilder {
+    let mut deps = Vec::new();
+    T::schemas(&mut deps);
+    c.schema(T::name(), T::schema()).schemas_from_iter(deps)
 }
 
 fn http_method(m: &Method) -> Option<HttpMethod> {

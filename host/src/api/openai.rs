@@ -108,22 +108,22 @@ fn parse_input(v: Option<&Value>, allow_ids: bool) -> Result<Input, ApiError> {
     };
     match v {
         Value::String(s) => Ok(Input::Texts(vec![s.clone()])),
-        Value::Array(items) if items.is_empty() => Err(bad(format!("`input` is an empty array: give {accepted}"))),
-        Value::Array(items) => match &items[0] {
-            Value::String(_) => items
+        Value::Array(items) => match items.first() {
+            None => Err(bad(format!("`input` is an empty array: give {accepted}"))),
+            Some(Value::String(_)) => items
                 .iter()
                 .enumerate()
                 .map(|(i, x)| x.as_str().map(str::to_string).ok_or_else(|| bad(format!("input[{i}] is {x}, but input[0] is a string: every element must be a string"))))
                 .collect::<Result<_, _>>()
                 .map(Input::Texts),
-            Value::Number(_) if allow_ids => Ok(Input::TokenIds(vec![ids(v, "input".into())?])),
-            Value::Array(_) if allow_ids => items
+            Some(Value::Number(_)) if allow_ids => Ok(Input::TokenIds(vec![ids(v, "input".into())?])),
+            Some(Value::Array(_)) if allow_ids => items
                 .iter()
                 .enumerate()
                 .map(|(i, x)| ids(x, format!("input[{i}]")))
                 .collect::<Result<_, _>>()
                 .map(Input::TokenIds),
-            other => Err(bad(format!("input[0] is {other}: `input` must be {accepted}"))),
+            Some(other) => Err(bad(format!("input[0] is {other}: `input` must be {accepted}"))),
         },
         other => Err(bad(format!("`input` is {other}: it must be {accepted}"))),
     }

@@ -10,9 +10,12 @@ mod core_models;
 mod core_real_models;
 
 mod api_access;
+mod api_auth;
+mod api_auth_matrix;
 mod api_kserve;
 mod api_openai;
 mod api_robust;
+mod api_schemathesis;
 
 mod plugins_common;
 mod plugins_grants;

@@ -102,7 +102,15 @@ fn refuses_paths_outside_the_allowed_folder_and_oversized_components() {
     }
     let inside = root.join("echo.wasm");
     std::fs::copy(wasm("testing/echo"), &inside).unwrap();
-    registry::install(&host, &req(inside, manifest("testing/echo"))).unwrap();
+    // The manifest is confined too: one outside the folder is refused, one inside installs.
+    let e = err(&host, &req(inside.clone(), manifest("testing/echo")));
+    assert!(
+        e.contains("manifest") && e.contains("outside the allowed folder"),
+        "{e}"
+    );
+    let inside_manifest = root.join("echo.toml");
+    std::fs::copy(manifest("testing/echo"), &inside_manifest).unwrap();
+    registry::install(&host, &req(inside, inside_manifest)).unwrap();
     let big = root.join("normalize.wasm");
     std::fs::copy(wasm("normalize"), &big).unwrap();
     let e = err(&host, &req(big, manifest("normalize")));

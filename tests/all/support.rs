@@ -198,6 +198,11 @@ impl Home {
 }
 
 impl Server {
+    /// A server started by a test itself (e.g. on another address); killed on drop.
+    pub fn from_child(child: std::process::Child, url: String) -> Self {
+        Self { child, url }
+    }
+
     /// `url + path`.
     pub fn at(&self, path: &str) -> String {
         format!("{}{path}", self.url)

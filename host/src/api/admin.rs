@@ -5,33 +5,67 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use crate::api::error::ApiError;
-use crate::api::{ApiJson, AppState};
+use crate::api::routes::{Access, ApiRoute, delete, get, post};
+use crate::api::{ApiJson, AppState, Caller};
 use crate::plugins::PluginError;
 use crate::plugins::registry::{self, InstallRequest};
 use crate::security::audit::{AuditFilter, now_ms};
 use crate::security::keys::{self, KeyError};
 
-/// The routes of this module.
-pub(crate) fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/admin/plugins", get(list_plugins).post(install))
-        .route("/admin/plugins/{name}", get(plugin_info).delete(remove))
-        .route("/admin/plugins/{name}/grant", post(grant))
-        .route("/admin/plugins/{name}/revoke", post(revoke))
-        .route("/admin/plugins/{name}/enable", post(enable))
-        .route("/admin/plugins/{name}/disable", post(disable))
-        .route("/admin/keys", get(list_keys).post(create_key))
-        .route("/admin/keys/{id}", axum::routing::delete(revoke_key))
-        .route("/admin/audit", get(audit))
+/// The routes of this module, all needing the admin scope. Every change (any method but
+/// GET) is audited with the key that made it (`audit_action`, layered by the router).
+pub(crate) fn routes() -> Vec<ApiRoute> {
+    use Access::Admin;
+    vec![
+        get("/admin/plugins", Admin, list_plugins),
+        post("/admin/plugins", Access::Admin, install).body::<InstallBody>(),
+        get("/admin/plugins/{name}", Admin, plugin_info),
+        delete("/admin/plugins/{name}", Admin, remove),
+        post("/admin/plugins/{name}/grant", Access::Admin, grant).body::<Caps>(),
+        post("/admin/plugins/{name}/revoke", Access::Admin, revoke).body::<Caps>(),
+        post("/admin/plugins/{name}/enable", Admin, enable),
+        post("/admin/plugins/{name}/disable", Admin, disable),
+        get("/admin/keys", Admin, list_keys),
+        post("/admin/keys", Access::Admin, create_key).body::<CreateKey>(),
+        delete("/admin/keys/{id}", Admin, revoke_key),
+        get("/admin/audit", Admin, audit),
+    ]
+}
+
+/// Records who (the caller's key id) did what (method, path) with which outcome (status).
+pub(crate) async fn audit_action(
+    State(s): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if req.method() == Method::GET {
+        return next.run(req).await;
+    }
+    let who = req
+        .extensions()
+        .get::<Caller>()
+        .map_or_else(|| "unknown".to_string(), |c| c.0.id.clone());
+    let what = format!("{} {}", req.method(), req.uri().path());
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    let s2 = s.clone();
+    // sled writes (and their flush) stay off the executor.
+    let _ = tokio::task::spawn_blocking(move || {
+        s2.audit("admin-action", &who, format!("{what} -> {status}"));
+    })
+    .await;
+    resp
 }
 
 fn plugin_err(e: PluginError) -> ApiError {
@@ -87,11 +121,16 @@ async fn plugin_info(
     Ok(Json(json!(rec)))
 }
 
-#[derive(Deserialize)]
+/// `POST /admin/plugins`: install a plugin from files on the server.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct InstallBody {
+pub struct InstallBody {
+    /// The component (`.wasm`), inside `[plugins] install_root` when that is set.
+    #[schema(value_type = String)]
     path: std::path::PathBuf,
+    /// Its manifest (default: `manifest.toml` next to it), confined like `path`.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     manifest: Option<std::path::PathBuf>,
     #[serde(default)]
     grants: Vec<String>,
@@ -143,9 +182,11 @@ async fn remove(
     Ok(Json(json!({"removed": rec.manifest.name})))
 }
 
-#[derive(Deserialize)]
+/// `POST /admin/plugins/{name}/grant|revoke`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Caps {
+pub struct Caps {
+    /// e.g. `kv`, `inference:minilm`, `http:example.com:443`, `secret:NAME`.
     capabilities: Vec<String>,
 }
 
@@ -213,9 +254,10 @@ async fn list_keys(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiErr
     ))
 }
 
-#[derive(Deserialize)]
+/// `POST /admin/keys`.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateKey {
+pub struct CreateKey {
     #[serde(default)]
     name: String,
     scopes: Vec<String>,

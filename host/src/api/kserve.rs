@@ -15,12 +15,12 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use half::f16;
 use serde_json::{Map, Value, json};
 
 use crate::api::error::ApiError;
+use crate::api::routes::{Access, ApiRoute, get, post};
 use crate::api::{AppState, ModelLabel, model};
 use crate::core::engine::Model;
 use crate::core::manifest::Task;
@@ -35,20 +35,30 @@ const VERSION: &str = "1";
 const ACCEPTED: &str = "FP32, FP16, INT64, INT32, BOOL, BYTES (BYTES for text models)";
 
 /// The routes of this module.
-pub(crate) fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/v2", get(server_metadata))
-        .route("/v2/health/live", get(live))
-        .route("/v2/health/ready", get(ready))
-        .route("/v2/models/{name}", get(metadata))
-        .route("/v2/models/{name}/versions/{version}", get(metadata_v))
-        .route("/v2/models/{name}/ready", get(model_ready))
-        .route(
+pub(crate) fn routes() -> Vec<ApiRoute> {
+    vec![
+        get("/v2", Access::Key, server_metadata),
+        get("/v2/health/live", Access::Public, live),
+        get("/v2/health/ready", Access::Public, ready),
+        get("/v2/models/{name}", Access::Model, metadata),
+        get(
+            "/v2/models/{name}/versions/{version}",
+            Access::Model,
+            metadata_v,
+        ),
+        get("/v2/models/{name}/ready", Access::Model, model_ready),
+        get(
             "/v2/models/{name}/versions/{version}/ready",
-            get(model_ready_v),
-        )
-        .route("/v2/models/{name}/infer", post(infer))
-        .route("/v2/models/{name}/versions/{version}/infer", post(infer_v))
+            Access::Model,
+            model_ready_v,
+        ),
+        post("/v2/models/{name}/infer", Access::Model, infer),
+        post(
+            "/v2/models/{name}/versions/{version}/infer",
+            Access::Model,
+            infer_v,
+        ),
+    ]
 }
 
 fn bad(message: impl Into<String>) -> ApiError {

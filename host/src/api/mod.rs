@@ -2,6 +2,7 @@
 //! metrics and health, on axum (hyper 1) with its own tokio runtime. Model code never runs
 //! here: handlers submit to the models' inference threads and await the answer.
 
+pub mod access;
 pub mod admin;
 pub mod error;
 pub mod kserve;
@@ -9,6 +10,9 @@ pub mod metrics;
 pub mod openai;
 pub mod panic;
 pub mod server;
+pub mod openapi;
+pub mod routes;
+pub mod strict;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,18 +24,18 @@ use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::api::error::ApiError;
 use crate::api::metrics::Metrics;
+use crate::api::routes::{Access, ApiRoute};
 use crate::core::text::{Input, Truncation};
 use crate::core::{Core, Model};
 use crate::plugins::gateway::{self, Gateway, GatewayError, Routed, TextTask};
 use crate::plugins::pipeline::PipelineError;
-use crate::security::keys::{KeyRecord, Keys, Refusal};
+use crate::security::keys::{KeyRecord, Keys};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Request limits.
@@ -69,6 +73,8 @@ pub struct AppState {
     pub keys: Keys,
     /// Whether any usable key exists (cached; refreshed when keys change).
     keys_active: AtomicBool,
+    /// The address the server listens on; `None` (not set) is never open.
+    bind: Option<SocketAddr>,
 }
 
 impl AppState {
@@ -87,7 +93,23 @@ impl AppState {
             metrics: Metrics::default(),
             limits,
             started,
+            bind: None,
         }
+    }
+
+    /// Records the listening address: openness is decided from it (and the peer's).
+    pub fn bound_to(mut self, addr: SocketAddr) -> Self {
+        self.bind = Some(addr);
+        self
+    }
+
+    /// Whether a request from `peer` may run inference without a key: only on a server
+    /// bound to loopback, from a loopback peer, while no usable key exists. A server bound
+    /// beyond loopback (`0.0.0.0` included) is never open, even after its last key goes.
+    pub fn is_open(&self, peer: Option<SocketAddr>) -> bool {
+        self.bind.is_some_and(|b| access::is_loopback(b.ip()))
+            && peer.is_some_and(|p| access::is_loopback(p.ip()))
+            && !self.keys_active.load(Ordering::Relaxed)
     }
 }
 
@@ -106,7 +128,8 @@ impl AppState {
         self.gateway.host.audit().refusal(&source, subject, detail);
     }
 
-    fn audit(&self, kind: &str, subject: &str, detail: String) {
+    /// Writes an audit record; a failure to write is logged, never answered.
+    pub(crate) fn audit(&self, kind: &str, subject: &str, detail: String) {
         if let Err(e) = self
             .gateway
             .host
@@ -116,6 +139,7 @@ impl AppState {
             tracing::error!("audit log: {e}");
         }
     }
+
 }
 
 /// The authenticated caller of a request (absent on open loopback servers).
@@ -134,39 +158,67 @@ pub struct ApiJson<T>(pub T);
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let limit = req.extensions().get::<BodyLimit>().map_or(0, |l| l.0);
-        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
-            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "invalid_request_error",
-                    format!("request body is larger than the limit of {limit} bytes; send fewer or shorter inputs per request"),
-                )
-                .with_code("body_too_large")
-            } else {
-                ApiError::invalid(None, format!("cannot read the request body: {r}"))
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        // Parsed already by `auth` (which checked the caller's scope for this very value)?
+        let value = match req.extensions().get::<ParsedBody>() {
+            Some(p) => Value::clone(&p.0),
+            None => {
+                let limit = req.extensions().get::<BodyLimit>().map_or(0, |l| l.0);
+                parse_body(&read_body(req.into_body(), limit).await?)?
             }
-        })?;
-        if bytes.is_empty() {
-            return Err(ApiError::invalid(
-                None,
-                "the request body is empty: send a JSON object",
-            ));
-        }
-        serde_json::from_slice(&bytes).map(ApiJson).map_err(|e| {
-            let what = if std::str::from_utf8(&bytes).is_err() {
-                "the request body is not valid UTF-8 JSON"
-            } else {
-                "the request body is not valid JSON"
-            };
-            ApiError::invalid(None, format!("{what}: {e}"))
-        })
+        };
+        T::deserialize(value)
+            .map(ApiJson)
+            .map_err(|e| ApiError::invalid(None, format!("invalid request: {e}")))
     }
 }
 
+/// A request body parsed by `auth`, handed to the handler so both read the same value.
+#[derive(Debug, Clone)]
+pub struct ParsedBody(pub Arc<Value>);
+
+/// Reads a body within the limit: 413 over it.
+pub(crate) async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        let mut too_large = false;
+        while let Some(c) = cause {
+            too_large |= c.is::<http_body_util::LengthLimitError>();
+            cause = c.source();
+        }
+        if too_large {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                format!("request body is larger than the limit of {limit} bytes; send fewer or shorter inputs per request"),
+            )
+            .with_code("body_too_large")
+        } else {
+            ApiError::invalid(None, format!("cannot read the request body: {e}"))
+        }
+    })
+}
+
+/// Parses a JSON body strictly (duplicate keys refused): 400 with the parser's message.
+pub(crate) fn parse_body(bytes: &[u8]) -> Result<Value, ApiError> {
+    if bytes.is_empty() {
+        return Err(ApiError::invalid(
+            None,
+            "the request body is empty: send a JSON object",
+        ));
+    }
+    strict::from_slice(bytes).map_err(|e| {
+        let what = if std::str::from_utf8(bytes).is_err() {
+            "the request body is not valid UTF-8 JSON"
+        } else {
+            "the request body is not valid JSON"
+        };
+        ApiError::invalid(None, format!("{what}: {e}"))
+    })
+}
+
 #[derive(Clone, Copy)]
-struct BodyLimit(usize);
+pub(crate) struct BodyLimit(pub(crate) usize);
 
 /// Gets a model, loading it on first use (off the executor). Unknown or unpulled models
 /// are 404s that say what exists.
@@ -271,17 +323,39 @@ pub async fn route_text(
     }
 }
 
-/// The whole router.
+/// Every route of the server, from each module's table.
+pub(crate) fn all_routes() -> Vec<ApiRoute> {
+    let mut all = openai::routes();
+    all.extend(kserve::routes());
+    all.extend(admin::routes());
+    all.push(routes::get("/health", Access::Public, health));
+    all.push(routes::get("/metrics", Access::Key, metrics_text));
+    all.push(routes::get(
+        "/openapi.json",
+        Access::Public,
+        openapi::serve_document,
+    ));
+    all
+}
+
+/// The whole router, built from [`all_routes`] only.
 pub fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.limits.body_bytes;
-    Router::new()
-        .merge(openai::routes())
-        .merge(kserve::routes())
-        .merge(admin::routes())
-        .route("/health", get(health))
-        .route("/metrics", get(metrics_text))
+    let mut router = Router::new();
+    for r in all_routes() {
+        let handler = if r.access == Access::Admin {
+            r.handler.route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                admin::audit_action,
+            ))
+        } else {
+            r.handler
+        };
+        router = router.route(r.path, handler);
+    }
+    router
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .layer(middleware::from_fn_with_state(state.clone(), access::auth))
         .layer(middleware::from_fn_with_state(
             state.metrics.panics.clone(),
             panic::catch_panic,
@@ -307,161 +381,6 @@ async fn not_found(req: Request) -> ApiError {
     } else {
         e
     }
-}
-
-fn bearer(req: &Request) -> Option<String> {
-    let v = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_string())
-}
-
-/// The model a request is about: the path for KServe, the body's `model` for `/v1` posts.
-fn model_of(path: &str, body: &[u8]) -> Option<String> {
-    if let Some(rest) = path.strip_prefix("/v2/models/") {
-        return rest.split('/').next().map(str::to_string);
-    }
-    if let Some(id) = path.strip_prefix("/v1/models/") {
-        return Some(id.to_string());
-    }
-    #[derive(serde::Deserialize)]
-    struct M {
-        model: Option<String>,
-    }
-    serde_json::from_slice::<M>(body).ok()?.model
-}
-
-/// API keys: 401 without a valid key (when keys exist, and always on `/admin`), 403 without
-/// the scope the route or model needs. Health checks are always open. Every refusal is
-/// written to the audit log.
-async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_string();
-    if path == "/health" || path.starts_with("/v2/health") {
-        return next.run(req).await;
-    }
-    let admin = path.starts_with("/admin");
-    let flavor = |e: ApiError| {
-        if path.starts_with("/v2") {
-            e.kserve()
-        } else {
-            e
-        }
-    };
-    let deny = |status: StatusCode, code: &'static str, msg: String| {
-        let kind = if status == StatusCode::UNAUTHORIZED {
-            "authentication_error"
-        } else {
-            "permission_error"
-        };
-        flavor(ApiError::new(status, kind, msg).with_code(code)).into_response()
-    };
-    // Open loopback mode (no keys exist): inference routes ignore whatever key is sent,
-    // since clients such as OpenAI's insist on sending one.
-    if !admin && !state.keys_active.load(Ordering::Relaxed) {
-        return next.run(req).await;
-    }
-    let token = bearer(&req);
-    let peer = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<SocketAddr>>()
-        .map(|c| c.0);
-    let key = match token {
-        None => {
-            state.audit_refusal(peer, "anonymous", &format!("{path}: no API key"));
-            let how = if admin {
-                "admin routes always need a key with the admin scope (create one with `llmos keys create --scope admin` while the server is stopped, or POST /admin/keys with an admin key)"
-            } else {
-                "this server has API keys: send `Authorization: Bearer <key>`"
-            };
-            return deny(
-                StatusCode::UNAUTHORIZED,
-                "missing_api_key",
-                format!("missing API key: {how}"),
-            );
-        }
-        Some(t) => match state.keys.authenticate(&t) {
-            Ok(Ok(k)) => k,
-            Ok(Err(r)) => {
-                let (subject, why) = match r {
-                    Refusal::Invalid => (
-                        "unknown".to_string(),
-                        "is not a valid llmos API key".to_string(),
-                    ),
-                    Refusal::Revoked(id) => (id.clone(), format!("{id} was revoked")),
-                    Refusal::Expired(id) => (id.clone(), format!("{id} has expired")),
-                };
-                state.audit_refusal(peer, &subject, &format!("{path}: key {why}"));
-                return deny(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_api_key",
-                    format!("the API key {why}; create one with `llmos keys create`"),
-                );
-            }
-            Err(e) => {
-                return flavor(ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "server_error",
-                    e.to_string(),
-                ))
-                .into_response();
-            }
-        },
-    };
-    if admin {
-        if !key.is_admin() {
-            state.audit("auth-denied", &key.id, format!("{path}: no admin scope"));
-            return deny(
-                StatusCode::FORBIDDEN,
-                "missing_scope",
-                format!("key {} lacks the admin scope needed for {path}", key.id),
-            );
-        }
-        let mut req = req;
-        req.extensions_mut().insert(Caller(key));
-        return next.run(req).await;
-    }
-    // Read the body (within the limit) to learn the model, then hand it on unchanged.
-    let (parts, body) = req.into_parts();
-    let limit = parts
-        .extensions
-        .get::<BodyLimit>()
-        .map_or(usize::MAX, |l| l.0);
-    let bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(b) => b,
-        Err(_) => {
-            return flavor(
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "invalid_request_error",
-                    format!("request body is larger than the limit of {limit} bytes"),
-                )
-                .with_code("body_too_large"),
-            )
-            .into_response();
-        }
-    };
-    if let Some(model) = model_of(&path, &bytes)
-        && !key.allows_model(&model)
-    {
-        state.audit(
-            "auth-denied",
-            &key.id,
-            format!("{path}: no scope for model {model}"),
-        );
-        return deny(
-            StatusCode::FORBIDDEN,
-            "missing_scope",
-            format!(
-                "key {} lacks the scope models:{model} (it has {})",
-                key.id,
-                key.scopes.join(", ")
-            ),
-        );
-    }
-    let mut req = Request::from_parts(parts, axum::body::Body::from(bytes));
-    req.extensions_mut().insert(Caller(key));
-    next.run(req).await
 }
 
 /// Records metrics and applies the request timeout.
@@ -542,8 +461,8 @@ pub fn serve(core: Arc<Core>, listen: &str) -> Result<()> {
             max_records: audit_cfg.max_records,
             refusal_window: Duration::from_millis(audit_cfg.refusal_window_ms),
         });
-    let state = Arc::new(AppState::new(gateway, Limits::default()));
-    if !addr.ip().is_loopback() && !state.keys_active.load(Ordering::Relaxed) {
+    let state = Arc::new(AppState::new(gateway, Limits::default()).bound_to(addr));
+    if !access::is_loopback(addr.ip()) && !state.keys_active.load(Ordering::Relaxed) {
         anyhow::bail!(
             "refusing to listen on {addr} without API keys: a non-loopback address exposes inference \
              to the network, and open inference servers get abused. Create a key first with \

@@ -6,28 +6,31 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use crate::api::error::ApiError;
+use crate::api::routes::{Access, ApiRoute, get, post};
 use crate::api::{ApiJson, AppState, Caller, ModelLabel, model, route_text};
 use crate::core::engine::Model;
 use crate::core::text::{Input, Truncation};
 use crate::plugins::gateway::TextTask;
 
 /// The routes of this module.
-pub(crate) fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/v1/models", get(list_models))
-        .route("/v1/models/{id}", get(get_model))
-        .route("/v1/embeddings", post(embeddings))
-        .route("/v1/classify", post(classify))
-        .route("/v1/entities", post(entities))
-        .route("/v1/tokenize", post(tokenize))
-        .route("/v1/detokenize", post(detokenize))
-        .route("/v1/completions", post(generation_reserved))
-        .route("/v1/chat/completions", post(generation_reserved))
+pub(crate) fn routes() -> Vec<ApiRoute> {
+    vec![
+        get("/v1/models", Access::Key, list_models),
+        get("/v1/models/{id}", Access::Model, get_model),
+        post("/v1/embeddings", Access::Model, embeddings).body::<EmbeddingsRequest>(),
+        post("/v1/classify", Access::Model, classify).body::<TextTaskRequest>(),
+        post("/v1/entities", Access::Model, entities).body::<TextTaskRequest>(),
+        post("/v1/tokenize", Access::Model, tokenize).body::<TokenizeRequest>(),
+        post("/v1/detokenize", Access::Model, detokenize).body::<DetokenizeRequest>(),
+        post("/v1/completions", Access::Model, generation_reserved).body::<GenerationRequest>(),
+        post("/v1/chat/completions", Access::Model, generation_reserved)
+            .body::<GenerationRequest>(),
+    ]
 }
 
 fn model_json(state: &AppState, name: &str) -> Option<Value> {
@@ -105,22 +108,22 @@ fn parse_input(v: Option<&Value>, allow_ids: bool) -> Result<Input, ApiError> {
     };
     match v {
         Value::String(s) => Ok(Input::Texts(vec![s.clone()])),
-        Value::Array(items) if items.is_empty() => Err(bad(format!("`input` is an empty array: give {accepted}"))),
-        Value::Array(items) => match &items[0] {
-            Value::String(_) => items
+        Value::Array(items) => match items.first() {
+            None => Err(bad(format!("`input` is an empty array: give {accepted}"))),
+            Some(Value::String(_)) => items
                 .iter()
                 .enumerate()
                 .map(|(i, x)| x.as_str().map(str::to_string).ok_or_else(|| bad(format!("input[{i}] is {x}, but input[0] is a string: every element must be a string"))))
                 .collect::<Result<_, _>>()
                 .map(Input::Texts),
-            Value::Number(_) if allow_ids => Ok(Input::TokenIds(vec![ids(v, "input".into())?])),
-            Value::Array(_) if allow_ids => items
+            Some(Value::Number(_)) if allow_ids => Ok(Input::TokenIds(vec![ids(v, "input".into())?])),
+            Some(Value::Array(_)) if allow_ids => items
                 .iter()
                 .enumerate()
                 .map(|(i, x)| ids(x, format!("input[{i}]")))
                 .collect::<Result<_, _>>()
                 .map(Input::TokenIds),
-            other => Err(bad(format!("input[0] is {other}: `input` must be {accepted}"))),
+            Some(other) => Err(bad(format!("input[0] is {other}: `input` must be {accepted}"))),
         },
         other => Err(bad(format!("`input` is {other}: it must be {accepted}"))),
     }
@@ -177,6 +180,165 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
+/// `input` of embeddings and classify, as OpenAI accepts it.
+#[derive(serde::Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // describes the accepted shapes; `parse_input` reads them
+pub enum TextOrIdsInput {
+    /// One text.
+    Text(String),
+    /// Several texts.
+    Texts(Vec<String>),
+    /// One list of token ids (from /v1/tokenize).
+    TokenIds(Vec<u32>),
+    /// Several lists of token ids.
+    TokenIdLists(Vec<Vec<u32>>),
+}
+
+/// `input` of the routes that take text only.
+#[derive(serde::Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // describes the accepted shapes; `parse_input` reads them
+pub enum TextsInput {
+    /// One text.
+    Text(String),
+    /// Several texts.
+    Texts(Vec<String>),
+}
+
+/// `ids` of /v1/detokenize.
+#[derive(serde::Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // describes the accepted shapes; `parse_input` reads them
+pub enum IdsInput {
+    /// One list of token ids.
+    TokenIds(Vec<u32>),
+    /// Several lists of token ids.
+    TokenIdLists(Vec<Vec<u32>>),
+}
+
+/// How embeddings are encoded in the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EncodingFormat {
+    /// JSON numbers (default).
+    Float,
+    /// Little-endian f32, base64.
+    Base64,
+}
+
+/// `POST /v1/embeddings`.
+#[derive(Debug, ToSchema)]
+pub struct EmbeddingsRequest {
+    /// A model name (GET /v1/models).
+    pub model: String,
+    /// What to embed.
+    #[schema(value_type = TextOrIdsInput)]
+    pub input: Input,
+    /// Cut over-long inputs at the model's maximum instead of refusing them.
+    #[schema(value_type = Option<bool>)]
+    pub truncate: Truncation,
+    /// `float` (default) or `base64`.
+    #[schema(value_type = Option<EncodingFormat>)]
+    pub encoding_format: EncodingFormat,
+    /// Must be the model's own dimension count, or absent.
+    #[schema(value_type = Option<u64>)]
+    pub dimensions: Option<Value>,
+}
+
+impl EmbeddingsRequest {
+    fn from_value(body: &Value) -> Result<Self, ApiError> {
+        let model = model_name(body)?;
+        let input = parse_input(body.get("input"), true)?;
+        let truncate = truncation(body)?;
+        let encoding_format = match body.get("encoding_format") {
+            None | Some(Value::Null) => EncodingFormat::Float,
+            Some(Value::String(s)) if s == "float" => EncodingFormat::Float,
+            Some(Value::String(s)) if s == "base64" => EncodingFormat::Base64,
+            Some(other) => {
+                return Err(ApiError::invalid(
+                    Some("encoding_format".into()),
+                    format!("`encoding_format` is {other}: accepted are \"float\" and \"base64\""),
+                ));
+            }
+        };
+        Ok(Self {
+            model,
+            input,
+            truncate,
+            encoding_format,
+            dimensions: body.get("dimensions").filter(|d| !d.is_null()).cloned(),
+        })
+    }
+}
+
+/// `POST /v1/classify` and `POST /v1/entities` (entities take texts only).
+#[derive(Debug, ToSchema)]
+pub struct TextTaskRequest {
+    /// A model name (GET /v1/models).
+    pub model: String,
+    /// Texts (or, for classify, token ids).
+    #[schema(value_type = TextOrIdsInput)]
+    pub input: Input,
+    /// Cut over-long inputs at the model's maximum instead of refusing them.
+    #[schema(value_type = Option<bool>)]
+    pub truncate: Truncation,
+}
+
+impl TextTaskRequest {
+    fn from_value(body: &Value, allow_ids: bool) -> Result<Self, ApiError> {
+        Ok(Self {
+            model: model_name(body)?,
+            input: parse_input(body.get("input"), allow_ids)?,
+            truncate: truncation(body)?,
+        })
+    }
+}
+
+/// `POST /v1/tokenize`.
+#[derive(Debug, ToSchema)]
+pub struct TokenizeRequest {
+    /// A model name (GET /v1/models).
+    pub model: String,
+    /// Texts to tokenise.
+    #[schema(value_type = TextsInput)]
+    pub input: Vec<String>,
+    /// Add the model's special tokens (default true).
+    #[schema(value_type = Option<bool>)]
+    pub add_special_tokens: bool,
+}
+
+/// `POST /v1/detokenize`.
+#[derive(Debug, ToSchema)]
+pub struct DetokenizeRequest {
+    /// A model name (GET /v1/models).
+    pub model: String,
+    /// Token ids to turn back into text.
+    #[schema(value_type = IdsInput)]
+    pub ids: Vec<Vec<u32>>,
+    /// Leave special tokens out of the text (default false).
+    #[schema(value_type = Option<bool>)]
+    pub skip_special_tokens: bool,
+}
+
+/// `POST /v1/completions`, `POST /v1/chat/completions`: reserved for text generation; the
+/// answer says it is not available in this build.
+#[derive(Debug, ToSchema)]
+pub struct GenerationRequest {
+    /// A model name.
+    pub model: String,
+}
+
+fn texts_only(input: Input) -> Result<Vec<String>, ApiError> {
+    match input {
+        Input::Texts(t) => Ok(t),
+        Input::TokenIds(_) => Err(ApiError::invalid(
+            Some("input".into()),
+            "`input` must be a string or an array of strings",
+        )),
+    }
+}
+
 fn with_model(resp: impl IntoResponse, m: &Model) -> Response {
     (Extension(ModelLabel(m.name().to_string())), resp).into_response()
 }
@@ -186,25 +348,12 @@ async fn embeddings(
     caller: Option<Extension<Caller>>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    let body = object(body)?;
-    let name = model_name(&body)?;
-    let input = parse_input(body.get("input"), true)?;
-    let policy = truncation(&body)?;
-    let base64 = match body.get("encoding_format") {
-        None | Some(Value::Null) => false,
-        Some(Value::String(s)) if s == "float" => false,
-        Some(Value::String(s)) if s == "base64" => true,
-        Some(other) => {
-            return Err(ApiError::invalid(
-                Some("encoding_format".into()),
-                format!("`encoding_format` is {other}: accepted are \"float\" and \"base64\""),
-            ));
-        }
-    };
+    let req = EmbeddingsRequest::from_value(&object(body)?)?;
+    let name = req.model;
     let m = model(&state, &name).await?;
-    if let Some(d) = body.get("dimensions").filter(|d| !d.is_null()) {
+    if let Some(d) = req.dimensions {
         let native = m.dimensions();
-        if d.as_u64().map(|d| d as usize) != native {
+        if d.as_u64().and_then(|d| usize::try_from(d).ok()) != native {
             return Err(ApiError::invalid(
                 Some("dimensions".into()),
                 format!(
@@ -215,14 +364,15 @@ async fn embeddings(
             ));
         }
     }
+    let base64 = req.encoding_format == EncodingFormat::Base64;
     route_text(
         &state,
         caller.map(|c| c.0),
         &m,
         TextTask::Embed { base64 },
         "/v1/embeddings",
-        input,
-        policy,
+        req.input,
+        req.truncate,
     )
     .await
 }
@@ -232,19 +382,16 @@ async fn classify(
     caller: Option<Extension<Caller>>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    let body = object(body)?;
-    let name = model_name(&body)?;
-    let input = parse_input(body.get("input"), true)?;
-    let policy = truncation(&body)?;
-    let m = model(&state, &name).await?;
+    let req = TextTaskRequest::from_value(&object(body)?, true)?;
+    let m = model(&state, &req.model).await?;
     route_text(
         &state,
         caller.map(|c| c.0),
         &m,
         TextTask::Classify,
         "/v1/classify",
-        input,
-        policy,
+        req.input,
+        req.truncate,
     )
     .await
 }
@@ -254,13 +401,9 @@ async fn entities(
     caller: Option<Extension<Caller>>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    let body = object(body)?;
-    let name = model_name(&body)?;
-    let Input::Texts(texts) = parse_input(body.get("input"), false)? else {
-        unreachable!("token ids are not accepted here")
-    };
-    let policy = truncation(&body)?;
-    let m = model(&state, &name).await?;
+    let req = TextTaskRequest::from_value(&object(body)?, false)?;
+    let texts = texts_only(req.input)?;
+    let m = model(&state, &req.model).await?;
     route_text(
         &state,
         caller.map(|c| c.0),
@@ -268,7 +411,7 @@ async fn entities(
         TextTask::Entities,
         "/v1/entities",
         Input::Texts(texts),
-        policy,
+        req.truncate,
     )
     .await
 }
@@ -289,11 +432,12 @@ async fn tokenize(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
     let body = object(body)?;
-    let name = model_name(&body)?;
-    let Input::Texts(texts) = parse_input(body.get("input"), false)? else {
-        unreachable!("token ids are not accepted here")
+    let req = TokenizeRequest {
+        model: model_name(&body)?,
+        input: texts_only(parse_input(body.get("input"), false)?)?,
+        add_special_tokens: bool_field(&body, "add_special_tokens", true)?,
     };
-    let special = bool_field(&body, "add_special_tokens", true)?;
+    let (name, texts, special) = (req.model, req.input, req.add_special_tokens);
     let m = model(&state, &name).await?;
     let m2 = m.clone();
     // Tokenising is CPU work: keep it off the async executor.
@@ -350,7 +494,12 @@ async fn detokenize(
             ));
         }
     };
-    let skip = bool_field(&body, "skip_special_tokens", false)?;
+    let req = DetokenizeRequest {
+        model: name,
+        ids,
+        skip_special_tokens: bool_field(&body, "skip_special_tokens", false)?,
+    };
+    let (name, ids, skip) = (req.model, req.ids, req.skip_special_tokens);
     let m = model(&state, &name).await?;
     let m2 = m.clone();
     let texts = tokio::task::spawn_blocking(move || {

@@ -190,20 +190,30 @@ fn run_text_jobs(session: &mut Session, ctx: &WorkerCtx, jobs: Vec<Job>) {
     let mut ok_jobs = Vec::new();
     let mut requests = Vec::new();
     for job in jobs {
-        let encoded = match &job {
-            Job::Embed(input, p, _) | Job::Classify(input, p, _) => encoder.encode_input(input, *p),
-            Job::Entities(t, p, _) => encoder.encode(t, *p, true),
-            Job::Infer(..) => unreachable!("only text jobs are grouped"),
-        };
         let limits = &ctx.limits;
+        // Count the inputs before tokenising any: an oversized request costs nothing.
+        let count = match &job {
+            Job::Embed(input, ..) | Job::Classify(input, ..) => input.len(),
+            Job::Entities(t, ..) => t.len(),
+            Job::Infer(..) => 0,
+        };
+        let encoded = if count > limits.max_request_inputs {
+            Err(TextError::TooManyInputs {
+                count,
+                max: limits.max_request_inputs,
+            })
+        } else {
+            match &job {
+                Job::Embed(input, p, _) | Job::Classify(input, p, _) => {
+                    encoder.encode_input(input, *p)
+                }
+                Job::Entities(t, p, _) => encoder.encode(t, *p, true),
+                Job::Infer(..) => unreachable!("only text jobs are grouped"),
+            }
+        };
         let encoded = encoded.and_then(|encs| {
             let tokens: usize = encs.iter().map(Encoding::len).sum();
-            if encs.len() > limits.max_request_inputs {
-                Err(TextError::TooManyInputs {
-                    count: encs.len(),
-                    max: limits.max_request_inputs,
-                })
-            } else if tokens > limits.max_request_tokens {
+            if tokens > limits.max_request_tokens {
                 Err(TextError::TooManyTokens {
                     tokens,
                     max: limits.max_request_tokens,

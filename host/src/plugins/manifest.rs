@@ -131,8 +131,32 @@ fn valid_plugin_name(n: &str) -> bool {
 
 impl Manifest {
     /// Parses and validates TOML text.
+    ///
+    /// Errors never quote the file: it may be any file an operator (or an admin request)
+    /// pointed at, so they say where and what was wrong, not what the text was.
     pub fn parse(text: &str) -> Result<Self, PluginError> {
-        let m: Manifest = toml::from_str(text).map_err(|e| PluginError::Manifest(e.to_string()))?;
+        let at = |e: &toml::de::Error| {
+            e.span().map_or_else(String::new, |s| {
+                let line = text
+                    .get(..s.start)
+                    .map_or(0, |b| b.matches('\n').count())
+                    .saturating_add(1);
+                format!(" at line {line}")
+            })
+        };
+        let table: toml::Table = toml::from_str(text).map_err(|e| {
+            PluginError::Manifest(format!(
+                "not valid TOML{}: this is not a plugin manifest (TOML with name, version, world, capabilities)",
+                at(&e)
+            ))
+        })?;
+        if !table.contains_key("name") || !table.contains_key("world") {
+            return Err(PluginError::Manifest(
+                "not a plugin manifest: it has no `name` or no `world` key".into(),
+            ));
+        }
+        let m: Manifest = toml::from_str(text)
+            .map_err(|e| PluginError::Manifest(format!("{}{}", e.message(), at(&e))))?;
         m.validate()?;
         Ok(m)
     }

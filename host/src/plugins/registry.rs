@@ -137,16 +137,7 @@ fn read_inputs(
         .canonicalize()
         .map_err(|e| PluginError::Invalid(format!("component {}: {e}", req.component.display())))?;
     if let Some(root) = &settings.install_root {
-        let root = root
-            .canonicalize()
-            .map_err(|e| PluginError::Invalid(format!("install folder {}: {e}", root.display())))?;
-        if !path.starts_with(&root) {
-            return Err(PluginError::Invalid(format!(
-                "component {} is outside the allowed folder {}",
-                path.display(),
-                root.display()
-            )));
-        }
+        confine(&path, root, "component")?;
     }
     if path.extension().and_then(|e| e.to_str()) != Some("wasm") {
         return Err(PluginError::Invalid(format!(
@@ -193,6 +184,9 @@ fn read_inputs(
             }
         }
     };
+    if let Some(root) = &settings.install_root {
+        confine(&manifest_path, root, "manifest")?;
+    }
     let text = std::fs::read_to_string(&manifest_path).map_err(|e| {
         PluginError::Manifest(format!(
             "{}: {e} (pass --manifest FILE)",
@@ -202,6 +196,25 @@ fn read_inputs(
     let manifest = Manifest::parse(&text)
         .map_err(|e| PluginError::Manifest(format!("{}: {e}", manifest_path.display())))?;
     Ok((bytes, sha, manifest))
+}
+
+/// Refuses a file outside the install folder (both canonicalised: no `..` or link escapes).
+fn confine(path: &Path, root: &Path, what: &str) -> Result<(), PluginError> {
+    let root = root
+        .canonicalize()
+        .map_err(|e| PluginError::Invalid(format!("install folder {}: {e}", root.display())))?;
+    let path = path
+        .canonicalize()
+        .map_err(|e| PluginError::Invalid(format!("{what} {}: {e}", path.display())))?;
+    if path.starts_with(&root) {
+        Ok(())
+    } else {
+        Err(PluginError::Invalid(format!(
+            "{what} {} is outside the allowed folder {} ([plugins] install_root)",
+            path.display(),
+            root.display()
+        )))
+    }
 }
 
 /// A component starts with `\0asm` and layer 1 (bytes 6..8 = `01 00`); a core module has

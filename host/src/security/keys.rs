@@ -274,6 +274,25 @@ mod tests {
     }
 
     #[test]
+    fn huge_expiries_are_errors_not_overflows() {
+        let now = 1_700_000_000_000;
+        assert_eq!(parse_expiry("2h", now).unwrap(), now + 7_200_000);
+        for s in [
+            "18446744073709551615d",
+            "213503982334602d",
+            "5124095576030431h",
+            "18446744073709551615",
+            "18446744073709551s",
+            "0d",
+        ] {
+            assert!(
+                matches!(parse_expiry(s, now), Err(KeyError::BadExpiry(_))),
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
     fn only_the_hash_is_stored_and_the_token_authenticates() {
         let (_d, k) = keys();
         let (rec, token) = k.create("ci", &["models:minilm".into()], None).unwrap();

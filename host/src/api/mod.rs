@@ -8,10 +8,10 @@ pub mod error;
 pub mod kserve;
 pub mod metrics;
 pub mod openai;
-pub mod panic;
-pub mod server;
 pub mod openapi;
+pub mod panic;
 pub mod routes;
+pub mod server;
 pub mod strict;
 
 use std::net::SocketAddr;
@@ -139,7 +139,6 @@ impl AppState {
             tracing::error!("audit log: {e}");
         }
     }
-
 }
 
 /// The authenticated caller of a request (absent on open loopback servers).

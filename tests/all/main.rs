@@ -16,5 +16,6 @@ mod api_openai;
 mod plugins_common;
 mod plugins_grants;
 mod plugins_install;
+mod plugins_quotas;
 mod plugins_sandbox;
 mod plugins_shipped;

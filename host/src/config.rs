@@ -65,12 +65,15 @@ pub struct Config {
 pub struct ServerConfig {
     /// Address to listen on. Default `127.0.0.1:8080`. Env `LLMOS_LISTEN`.
     pub listen: String,
+    /// Longest a request may take before 504, milliseconds. Default 60000.
+    pub request_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
+            request_timeout_ms: 60_000,
         }
     }
 }

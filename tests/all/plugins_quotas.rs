@@ -283,3 +283,116 @@ fn kv_key_and_value_quotas_are_operator_adjustable() {
     let gone = llmos::plugins::state::kv_usage(host.store(), &p).unwrap();
     assert_eq!((gone.keys, gone.bytes), (0, 0));
 }
+
+#[test]
+fn a_request_past_its_deadline_names_the_plugin_and_runs_no_further_stage() {
+    let home = Home::new();
+    install_cli(&home, "testing/nap", &[]);
+    install_cli(&home, "testing/kvhog", &["kv"]);
+    for p in ["test-nap", "test-kvhog"] {
+        run(&home, &["plugin", "limits", p, "--timeout-ms", "5000"]);
+    }
+    add_config(
+        &home,
+        "\n[server]\nrequest_timeout_ms = 1000\n\n\
+         [pipelines.minilm]\npreprocessors = [\"test-nap\", \"test-kvhog\"]\n",
+    );
+    let s = home.serve(&["--models", "minilm"]);
+    // test-nap takes 2.5 s; the request's limit is 1 s.
+    let late = json!({"model": "minilm", "input": ["write late 1 1", "nap:2500"]});
+    let (code, body, took) = post(&s, "/v1/embeddings", None, late);
+    eprintln!("late request: {code} after {took:?}");
+    assert_eq!(code, 504, "{body}");
+    let msg = message(&body);
+    assert!(
+        msg.contains("limit of 1 s") && msg.contains("plugin test-nap was running"),
+        "{msg}"
+    );
+    // Once test-nap is done, nothing runs test-kvhog for the request that timed out.
+    std::thread::sleep(Duration::from_millis(2500));
+    let ok = json!({"model": "minilm", "input": ["write ok 1 1"]});
+    let (code, body, _) = post(&s, "/v1/embeddings", None, ok);
+    assert_eq!(code, 200, "{body}");
+    assert!(s.terminate());
+    let info = run(&home, &["plugin", "info", "test-kvhog"]);
+    assert!(
+        info.contains("1 of 10000 keys"),
+        "only the request in time wrote: {info}"
+    );
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+#[test]
+fn plugin_queues_are_bounded_full_calls_get_429_and_dropped_events_are_counted() {
+    let home = Home::new();
+    install_cli(&home, "testing/nap", &[]);
+    install_cli(&home, "testing/slowhook", &[]);
+    for p in ["test-nap", "test-slowhook"] {
+        run(&home, &["plugin", "limits", p, "--timeout-ms", "5000"]);
+    }
+    add_config(
+        &home,
+        "\n[plugins]\nthreads = 1\nqueue_capacity = 1\nevent_threads = 1\nevent_queue_capacity = 2\n\n\
+         [pipelines.minilm]\npreprocessors = [\"test-nap\"]\nintegrations = [\"test-slowhook\"]\n",
+    );
+    let s = home.serve(&["--models", "minilm"]);
+    // One worker, a queue of one: of four slow calls at once, one runs, one waits, the rest
+    // are refused at once.
+    let slow: Vec<_> = (0..4)
+        .map(|_| {
+            let url = s.at("/v1/embeddings");
+            std::thread::spawn(move || {
+                let r = client()
+                    .post(url)
+                    .json(&json!({"model": "minilm", "input": ["nap:1500"]}))
+                    .send()
+                    .unwrap();
+                let retry = r.headers().get("retry-after").is_some();
+                (
+                    r.status().as_u16(),
+                    retry,
+                    r.json::<Value>().unwrap_or(Value::Null),
+                )
+            })
+        })
+        .collect();
+    let results: Vec<_> = slow.into_iter().map(|h| h.join().unwrap()).collect();
+    let busy: Vec<_> = results.iter().filter(|r| r.0 == 429).collect();
+    eprintln!(
+        "four slow calls at once: {:?}",
+        results.iter().map(|r| r.0).collect::<Vec<_>>()
+    );
+    assert!(!busy.is_empty(), "{results:?}");
+    assert!(
+        results.iter().all(|r| r.0 == 200 || r.0 == 429),
+        "{results:?}"
+    );
+    for (_, retry, body) in &busy {
+        assert!(retry, "429 without Retry-After");
+        let msg = message(body);
+        assert!(msg.contains("queue of 1 plugin calls is full"), "{msg}");
+    }
+    // A burst of events for an integration that takes 500 ms each: the backlog stays at
+    // the queue's bound, the rest are dropped and counted, and no request waits for them.
+    let quick = json!({"model": "minilm", "input": ["quick"]});
+    for _ in 0..12 {
+        let (code, body, _) = post(&s, "/v1/embeddings", None, quick.clone());
+        assert_eq!(code, 200, "{body}");
+    }
+    let m = client()
+        .get(s.at("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let dropped = metric(&m, "llmos_plugin_events_dropped_total");
+    let backlog = metric(&m, "llmos_plugin_queue_depth{queue=\"events\"}");
+    eprintln!("events: {dropped} dropped, backlog {backlog}");
+    assert!(dropped >= 1.0, "{m}");
+    assert!(backlog <= 2.0, "{m}");
+}

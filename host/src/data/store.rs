@@ -233,7 +233,9 @@ impl Store {
             u.bytes = u.bytes.saturating_add(entry_size(&k, &v));
             u.keys = u.keys.saturating_add(1);
         }
-        self.put_json(Tree::Usage, &key, &u)?;
+        if u.keys > 0 {
+            self.put_json(Tree::Usage, &key, &u)?;
+        }
         Ok(u)
     }
 
@@ -430,6 +432,36 @@ mod tests {
             s.get(Tree::PluginKv, b"p\0other"),
             Err(StoreError::Seal { .. })
         ));
+    }
+
+    #[test]
+    fn metered_writes_keep_the_usage_counter_and_refusals_change_nothing() {
+        let (_d, s) = store();
+        let (ns, t) = (b"p\0".as_slice(), Tree::PluginKv);
+        // Data from before counters existed is measured once.
+        s.put(t, b"p\0old", b"12345").unwrap();
+        s.put(t, b"q\0other", b"not p's").unwrap();
+        let start = s.usage(t, ns).unwrap();
+        assert_eq!(start.keys, 1);
+        let ok = |_: &Usage| Ok::<(), ()>(());
+        let a = s.put_metered(t, ns, b"p\0a", b"xx", ok).unwrap().unwrap();
+        assert_eq!(a.keys, 2);
+        // Overwriting replaces the old size; the key count stays.
+        let b = s.put_metered(t, ns, b"p\0a", b"xxxx", ok).unwrap().unwrap();
+        assert_eq!((b.keys, b.bytes), (2, a.bytes + 2));
+        // A refused write is not made and the counter does not move.
+        let refused = s.put_metered(t, ns, b"p\0b", b"y", |u| {
+            if u.keys > 2 { Err("full") } else { Ok(()) }
+        });
+        assert_eq!(refused.unwrap(), Err("full"));
+        assert_eq!(s.get(t, b"p\0b").unwrap(), None);
+        assert_eq!(s.usage(t, ns).unwrap(), b);
+        assert!(s.remove_metered(t, ns, b"p\0a").unwrap());
+        assert!(!s.remove_metered(t, ns, b"p\0a").unwrap());
+        assert_eq!(s.usage(t, ns).unwrap(), start);
+        assert_eq!(s.clear_metered(t, ns).unwrap(), 1);
+        assert_eq!(s.usage(t, ns).unwrap(), Usage::default());
+        assert_eq!(s.get(t, b"q\0other").unwrap().unwrap(), b"not p's");
     }
 
     #[test]

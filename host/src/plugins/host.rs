@@ -495,7 +495,11 @@ impl PluginHost {
             Ok(()) => {}
             Err(e @ PluginError::Busy { .. }) => {
                 // Logged at the 1st, 2nd, 4th, 8th… drop, so a flood cannot flood the log.
-                let n = self.inner.events_dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                let n = self
+                    .inner
+                    .events_dropped
+                    .fetch_add(1, Ordering::Relaxed)
+                    .saturating_add(1);
                 if n.is_power_of_two() {
                     tracing::warn!("integration {name}: event dropped ({n} so far): {e}");
                 }

@@ -117,6 +117,9 @@ pub struct ServerConfig {
     /// Most connections open at once; past it a new one is answered 503 and closed.
     /// Default 1024. Env `LLMOS_MAX_CONNECTIONS`.
     pub max_connections: u32,
+    /// Longest a request may take before 504, milliseconds. Default 60000.
+    /// Env `LLMOS_REQUEST_TIMEOUT_MS`.
+    pub request_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -126,6 +129,7 @@ impl Default for ServerConfig {
             header_read_timeout_ms: 10_000,
             idle_timeout_ms: 60_000,
             max_connections: 1024,
+            request_timeout_ms: 60_000,
         }
     }
 }
@@ -144,6 +148,7 @@ impl ServerConfig {
         };
         ms("header_read_timeout_ms", self.header_read_timeout_ms)?;
         ms("idle_timeout_ms", self.idle_timeout_ms)?;
+        ms("request_timeout_ms", self.request_timeout_ms)?;
         if !(1..=1_000_000).contains(&self.max_connections) {
             return Err(format!(
                 "[server] max_connections is {}: it must be between 1 and 1000000",
@@ -245,6 +250,9 @@ impl Config {
         }
         if let Some(v) = env_nonempty("LLMOS_MAX_CONNECTIONS") {
             self.server.max_connections = env_number("LLMOS_MAX_CONNECTIONS", v)?;
+        }
+        if let Some(v) = env_nonempty("LLMOS_REQUEST_TIMEOUT_MS") {
+            self.server.request_timeout_ms = env_number("LLMOS_REQUEST_TIMEOUT_MS", v)?;
         }
         if let Some(v) = env_nonempty("LLMOS_AUDIT_MAX_RECORDS") {
             self.audit.max_records = env_number("LLMOS_AUDIT_MAX_RECORDS", v)?;

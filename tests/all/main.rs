@@ -21,6 +21,7 @@ mod plugins_common;
 mod plugins_grants;
 mod plugins_hardening;
 mod plugins_install;
+mod plugins_quotas;
 mod plugins_sandbox;
 mod plugins_shipped;
 

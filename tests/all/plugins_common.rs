@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
+use llmos::plugins::inference::{Answer, Budget, InferenceFuture, ready};
 use llmos::plugins::registry::{self, InstallRequest};
 use llmos::plugins::{
     EngineSettings, EntitySpan, HostSettings, InferenceBackend, InferenceError, LabelScore,
@@ -64,11 +65,38 @@ pub(crate) fn manifest(dir: &str) -> PathBuf {
 /// A test double of the models (never shipped): deterministic answers computed from the text.
 /// Models: `minilm` (embed: 4 numbers from the text; classify: `positive` when the text
 /// contains "good"), `pii-ner` (entities: the capitalised words Alice, Bob (PER) and Berlin
-/// (LOC)). Any other model is unknown.
+/// (LOC)). Any other model is unknown. A text costs one token per word.
 pub(crate) struct FakeModels;
 
+fn answer<T: Send + 'static>(texts: &[String], r: Result<T, InferenceError>) -> InferenceFuture<T> {
+    let tokens = texts.iter().map(|t| t.split_whitespace().count()).sum();
+    ready(r.map(|value| Answer { value, tokens }))
+}
+
 impl InferenceBackend for FakeModels {
-    fn embed(&self, model: &str, texts: &[String]) -> Result<Vec<Vec<f32>>, InferenceError> {
+    fn embed(&self, model: &str, texts: Vec<String>, _: Budget) -> InferenceFuture<Vec<Vec<f32>>> {
+        let r = FakeModels::embed(model, &texts);
+        answer(&texts, r)
+    }
+
+    fn classify(
+        &self,
+        model: &str,
+        texts: Vec<String>,
+        _: Budget,
+    ) -> InferenceFuture<Vec<Vec<LabelScore>>> {
+        let r = FakeModels::classify(model, &texts);
+        answer(&texts, r)
+    }
+
+    fn entities(&self, model: &str, text: String, _: Budget) -> InferenceFuture<Vec<EntitySpan>> {
+        let r = FakeModels::entities(model, &text);
+        answer(&[text], r)
+    }
+}
+
+impl FakeModels {
+    fn embed(model: &str, texts: &[String]) -> Result<Vec<Vec<f32>>, InferenceError> {
         if model != "minilm" {
             return Err(InferenceError::UnknownModel(model.into()));
         }
@@ -85,11 +113,7 @@ impl InferenceBackend for FakeModels {
             .collect())
     }
 
-    fn classify(
-        &self,
-        model: &str,
-        texts: &[String],
-    ) -> Result<Vec<Vec<LabelScore>>, InferenceError> {
+    fn classify(model: &str, texts: &[String]) -> Result<Vec<Vec<LabelScore>>, InferenceError> {
         if model != "minilm" {
             return Err(InferenceError::UnknownModel(model.into()));
         }
@@ -113,7 +137,7 @@ impl InferenceBackend for FakeModels {
             .collect())
     }
 
-    fn entities(&self, model: &str, text: &str) -> Result<Vec<EntitySpan>, InferenceError> {
+    fn entities(model: &str, text: &str) -> Result<Vec<EntitySpan>, InferenceError> {
         if model != "pii-ner" {
             return Err(InferenceError::UnknownModel(model.into()));
         }

@@ -117,8 +117,17 @@ async fn plugin_info(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let store = s.gateway.host.store().clone();
-    let rec = blocking(move || registry::info(&store, &name).map_err(plugin_err)).await?;
-    Ok(Json(json!(rec)))
+    let (rec, usage) = blocking(move || {
+        let rec = registry::info(&store, &name).map_err(plugin_err)?;
+        let usage =
+            crate::plugins::state::kv_usage(&store, &name).map_err(|e| plugin_err(e.into()))?;
+        Ok((rec, usage))
+    })
+    .await?;
+    let mut v = json!(rec);
+    v["kv_usage"] = json!(usage);
+    v["effective_limits"] = json!(rec.limits());
+    Ok(Json(v))
 }
 
 /// `POST /admin/plugins`: install a plugin from files on the server.

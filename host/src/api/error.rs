@@ -97,6 +97,14 @@ impl From<TaskError> for ApiError {
                 a.retry_after = Some(5);
                 a
             }
+            TaskError::Expired { .. } => {
+                Self::new(StatusCode::GATEWAY_TIMEOUT, "server_error", message)
+                    .with_code("deadline_exceeded")
+            }
+            TaskError::TokenBudget { .. } => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", message)
+                    .with_code("token_quota")
+            }
             TaskError::Runtime { .. } => {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message)
             }

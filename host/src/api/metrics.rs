@@ -84,6 +84,18 @@ impl Metrics {
                 label(&p)
             );
         }
+        let (calls, events) = gateway.host.queue_depths();
+        let _ = writeln!(
+            out,
+            "# HELP llmos_plugin_queue_depth Plugin calls and events waiting for a worker thread.\n\
+             # TYPE llmos_plugin_queue_depth gauge\n\
+             llmos_plugin_queue_depth{{queue=\"calls\"}} {calls}\n\
+             llmos_plugin_queue_depth{{queue=\"events\"}} {events}\n\
+             # HELP llmos_plugin_events_dropped_total Events dropped because the event queue was full.\n\
+             # TYPE llmos_plugin_events_dropped_total counter\n\
+             llmos_plugin_events_dropped_total {}",
+            gateway.host.events_dropped()
+        );
     }
 
     /// Records one finished request.

@@ -276,23 +276,14 @@ pub async fn route_text(
             ),
         ));
     };
-    let (gw, m2) = (state.gateway.clone(), m.clone());
     let id = format!(
         "req-{}",
         REQUEST_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     );
-    let routed = tokio::task::spawn_blocking(move || {
-        let ctx = gateway::context(m2.name(), task, route, caller.map(|c| c.0.id), id);
-        gw.route_blocking(&m2, task, ctx, texts, policy)
-    })
-    .await
-    .map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            e.to_string(),
-        )
-    })?;
+    // Awaited here (plugins and models run on their own threads): when the request times
+    // out, dropping this future stops the pipeline before its next stage.
+    let ctx = gateway::context(m.name(), task, route, caller.map(|c| c.0.id), id);
+    let routed = state.gateway.route(m, task, ctx, texts, policy).await;
     match routed {
         Ok(Routed::Done(v)) => Ok((label, Json(v)).into_response()),
         Ok(Routed::Denied {
@@ -308,6 +299,18 @@ pub async fn route_text(
         .with_code("policy_denied")),
         Err(GatewayError::Task(e)) => Err(e.into()),
         Err(GatewayError::Load(e)) => Err(e.into()),
+        Err(GatewayError::Pipeline(PipelineError::Plugin(
+            e @ crate::plugins::PluginError::Busy { .. },
+        ))) => {
+            let mut a = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                e.to_string(),
+            )
+            .with_code("plugin_queue_full");
+            a.retry_after = Some(1);
+            Err(a)
+        }
         Err(GatewayError::Pipeline(
             e @ (PipelineError::Plugin(_) | PipelineError::Contract { .. }),
         )) => Err(
@@ -390,14 +393,21 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let kserve = route.starts_with("/v2");
     let start = Instant::now();
-    let resp = match tokio::time::timeout(state.limits.timeout, next.run(req)).await {
+    // Which plugin the request's pipeline is running, to name it if the request times out.
+    let progress = Arc::new(crate::plugins::pipeline::Progress::default());
+    let run = crate::plugins::pipeline::PROGRESS.scope(progress.clone(), next.run(req));
+    let resp = match tokio::time::timeout(state.limits.timeout, run).await {
         Ok(r) => r,
         Err(_) => {
+            let running = progress
+                .running()
+                .map(|p| format!(" (plugin {p} was running; the request was stopped)"))
+                .unwrap_or_default();
             let e = ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "server_error",
                 format!(
-                    "the request took longer than the limit of {} s",
+                    "the request took longer than the limit of {} s{running}",
                     state.limits.timeout.as_secs_f64()
                 ),
             );
@@ -460,7 +470,11 @@ pub fn serve(core: Arc<Core>, listen: &str) -> Result<()> {
             max_records: audit_cfg.max_records,
             refusal_window: Duration::from_millis(audit_cfg.refusal_window_ms),
         });
-    let state = Arc::new(AppState::new(gateway, Limits::default()).bound_to(addr));
+    let limits = Limits {
+        timeout: Duration::from_millis(server_cfg.request_timeout_ms),
+        ..Limits::default()
+    };
+    let state = Arc::new(AppState::new(gateway, limits).bound_to(addr));
     if !access::is_loopback(addr.ip()) && !state.keys_active.load(Ordering::Relaxed) {
         anyhow::bail!(
             "refusing to listen on {addr} without API keys: a non-loopback address exposes inference \

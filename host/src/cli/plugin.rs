@@ -115,6 +115,21 @@ pub enum PluginCommand {
         /// Host calls per call.
         #[arg(long)]
         max_host_calls: Option<u64>,
+        /// Inference calls per call (quota).
+        #[arg(long)]
+        max_inference_calls: Option<u64>,
+        /// Tokens all inference calls of one call may use (quota).
+        #[arg(long)]
+        max_inference_tokens: Option<u64>,
+        /// Bytes of kv data (keys and sealed values) the plugin may keep.
+        #[arg(long)]
+        kv_max_bytes: Option<u64>,
+        /// kv keys the plugin may keep.
+        #[arg(long)]
+        kv_max_keys: Option<u64>,
+        /// Largest kv value, bytes (at most 1 MiB).
+        #[arg(long)]
+        kv_max_value_bytes: Option<u64>,
     },
     /// Store a secret for a plugin (read from stdin unless --value is given).
     Secret {
@@ -207,6 +222,13 @@ fn print_info(r: &PluginRecord) {
         let raised: Vec<String> = raised.iter().map(ToString::to_string).collect();
         println!("  raised     {} (approved at install)", raised.join(", "));
     }
+        "  quotas     {} inference calls and {} inference tokens per call; kv {} bytes, {} keys, values up to {} bytes",
+        l.max_inference_calls,
+        l.max_inference_tokens,
+        l.kv_max_bytes,
+        l.kv_max_keys,
+        l.kv_max_value_bytes
+    );
     for (k, f) in &m.config {
         let v = r.config.get(k).or(f.default.as_ref());
         println!(
@@ -282,7 +304,18 @@ pub fn run_with(cmd: PluginCommand, home: &Path, settings: HostSettings) -> anyh
                 );
             }
         }
-        PluginCommand::Info { name } => print_info(&registry::info(host.store(), &name)?),
+        PluginCommand::Info { name } => {
+            let r = registry::info(host.store(), &name)?;
+            print_info(&r);
+            let (u, l) = (
+                crate::plugins::state::kv_usage(host.store(), &name)?,
+                r.limits(),
+            );
+            println!(
+                "  kv usage   {} of {} bytes, {} of {} keys",
+                u.bytes, l.kv_max_bytes, u.keys, l.kv_max_keys
+            );
+        }
         PluginCommand::Grant { name, caps } => {
             let (r, unrequested) = registry::grant(&host, &name, &caps)?;
             println!("{name}: effective {}", r.effective());
@@ -327,12 +360,22 @@ pub fn run_with(cmd: PluginCommand, home: &Path, settings: HostSettings) -> anyh
             memory_mib,
             max_output_bytes,
             max_host_calls,
+            max_inference_calls,
+            max_inference_tokens,
+            kv_max_bytes,
+            kv_max_keys,
+            kv_max_value_bytes,
         } => {
             let o = crate::plugins::limits::LimitsRequest {
                 timeout_ms,
                 memory_mib,
                 max_output_bytes,
                 max_host_calls,
+                max_inference_calls,
+                max_inference_tokens,
+                kv_max_bytes,
+                kv_max_keys,
+                kv_max_value_bytes,
             };
             print_info(&registry::set_limits(&host, &name, o)?);
         }

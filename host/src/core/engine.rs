@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use ort::session::Session;
 use serde::Serialize;
@@ -95,6 +96,25 @@ pub enum TaskError {
     /// The workers are gone (shutting down).
     #[error("model {0} is shutting down")]
     Stopped(String),
+    /// The request's deadline passed before it finished: dropped by the inference thread
+    /// (before running, or between sub-batches) so that no model time is spent on it.
+    #[error(
+        "model {model}: the caller's deadline passed before the request finished; it was dropped"
+    )]
+    Expired {
+        /// Model.
+        model: String,
+    },
+    /// The request has more tokens than its caller may still spend (a plugin's quota).
+    #[error("model {model}: the request has {tokens} tokens, {max} allowed to this caller")]
+    TokenBudget {
+        /// Model.
+        model: String,
+        /// Tokens of the request.
+        tokens: usize,
+        /// Tokens allowed.
+        max: usize,
+    },
     /// ONNX Runtime failed while running.
     #[error("model {model}: inference failed: {message}")]
     Runtime {
@@ -134,15 +154,29 @@ pub struct Entities {
 
 type Reply<T> = oneshot::Sender<Result<T, TaskError>>;
 
+/// What a text job may spend. The default (no deadline, no token cap) is what HTTP and CLI
+/// requests get; plugin host calls pass their call's remaining budget. Whatever the bounds,
+/// a job whose caller has gone (reply receiver dropped, e.g. an HTTP request that timed
+/// out) is dropped by the inference thread before it runs and between sub-batches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Bounds {
+    /// Dropped ([`TaskError::Expired`]) when not finished by then: checked before
+    /// tokenising and between sub-batches.
+    pub deadline: Option<Instant>,
+    /// Most tokens (all inputs together); more is refused ([`TaskError::TokenBudget`])
+    /// after tokenising, before any model run.
+    pub max_tokens: Option<usize>,
+}
+
 /// One unit of work for a model's workers.
 #[derive(Debug)]
 pub enum Job {
     /// Embed texts or token ids.
-    Embed(Input, Truncation, Reply<Embeddings>),
+    Embed(Input, Truncation, Bounds, Reply<Embeddings>),
     /// Classify texts or token ids.
-    Classify(Input, Truncation, Reply<Classes>),
+    Classify(Input, Truncation, Bounds, Reply<Classes>),
     /// Find entities in texts.
-    Entities(Vec<String>, Truncation, Reply<Entities>),
+    Entities(Vec<String>, Truncation, Bounds, Reply<Entities>),
     /// Raw tensors; optional output selection.
     Infer(
         Vec<NamedTensor>,
@@ -296,7 +330,17 @@ impl Model {
         input: Input,
         policy: Truncation,
     ) -> Result<Pending<Embeddings>, TaskError> {
-        self.call(|r| Job::Embed(input, policy, r))
+        self.embed_within(input, policy, Bounds::default())
+    }
+
+    /// Embeds texts or token ids within `bounds` (a deadline, a token cap).
+    pub fn embed_within(
+        &self,
+        input: Input,
+        policy: Truncation,
+        bounds: Bounds,
+    ) -> Result<Pending<Embeddings>, TaskError> {
+        self.call(|r| Job::Embed(input, policy, bounds, r))
             .map(|rx| Pending(rx, self.name().into()))
     }
 
@@ -315,7 +359,17 @@ impl Model {
         input: Input,
         policy: Truncation,
     ) -> Result<Pending<Classes>, TaskError> {
-        self.call(|r| Job::Classify(input, policy, r))
+        self.classify_within(input, policy, Bounds::default())
+    }
+
+    /// Classifies texts or token ids within `bounds`.
+    pub fn classify_within(
+        &self,
+        input: Input,
+        policy: Truncation,
+        bounds: Bounds,
+    ) -> Result<Pending<Classes>, TaskError> {
+        self.call(|r| Job::Classify(input, policy, bounds, r))
             .map(|rx| Pending(rx, self.name().into()))
     }
 
@@ -325,7 +379,17 @@ impl Model {
         texts: Vec<String>,
         policy: Truncation,
     ) -> Result<Pending<Entities>, TaskError> {
-        self.call(|r| Job::Entities(texts, policy, r))
+        self.entities_within(texts, policy, Bounds::default())
+    }
+
+    /// Finds entities within `bounds`.
+    pub fn entities_within(
+        &self,
+        texts: Vec<String>,
+        policy: Truncation,
+        bounds: Bounds,
+    ) -> Result<Pending<Entities>, TaskError> {
+        self.call(|r| Job::Entities(texts, policy, bounds, r))
             .map(|rx| Pending(rx, self.name().into()))
     }
 

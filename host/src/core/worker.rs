@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use ort::session::Session;
 use tokenizers::Encoding;
 
-use crate::core::engine::{Classes, Embeddings, Entities, Job, TaskError};
+use crate::core::engine::{Bounds, Classes, Embeddings, Entities, Job, TaskError};
 use crate::core::manifest::Pooling;
 use crate::core::tensor::{self, NamedTensor};
 use crate::core::text::{self, Entity, LabelScore, TextEncoder, TextError, TokenBatch};
@@ -171,6 +171,71 @@ struct Request {
     texts: Vec<String>,
     encs: Vec<Encoding>,
     out: Vec<Option<Out>>,
+    fate: Fate,
+}
+
+/// Whether a request is still wanted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    /// Run it.
+    Wanted,
+    /// Its deadline passed: answer [`TaskError::Expired`], run nothing more of it.
+    Expired,
+    /// Its caller has gone (receiver dropped): run nothing more, answer nobody.
+    Gone,
+}
+
+fn bounds_of(job: &Job) -> Bounds {
+    match job {
+        Job::Embed(_, _, b, _) | Job::Classify(_, _, b, _) | Job::Entities(_, _, b, _) => *b,
+        Job::Infer(..) => Bounds::default(),
+    }
+}
+
+fn caller_gone(job: &Job) -> bool {
+    match job {
+        Job::Embed(.., r) => r.is_closed(),
+        Job::Classify(.., r) => r.is_closed(),
+        Job::Entities(.., r) => r.is_closed(),
+        Job::Infer(.., r) => r.is_closed(),
+    }
+}
+
+/// Whether the job is still wanted now.
+fn fate(job: &Job, now: Instant) -> Fate {
+    if caller_gone(job) {
+        Fate::Gone
+    } else if bounds_of(job).deadline.is_some_and(|d| now >= d) {
+        Fate::Expired
+    } else {
+        Fate::Wanted
+    }
+}
+
+/// Tokens allowed to a request: the model's per-request limit, or the caller's cap.
+fn check_size(
+    encs: Vec<Encoding>,
+    limits: &BatchLimits,
+    bounds: Bounds,
+    model: &str,
+) -> Result<Vec<Encoding>, TaskError> {
+    // The input count was checked before tokenising (`run_text_jobs`).
+    let tokens: usize = encs.iter().map(Encoding::len).sum();
+    if tokens > limits.max_request_tokens {
+        return Err(TextError::TooManyTokens {
+            tokens,
+            max: limits.max_request_tokens,
+        }
+        .into());
+    }
+    match bounds.max_tokens {
+        Some(max) if tokens > max => Err(TaskError::TokenBudget {
+            model: model.to_string(),
+            tokens,
+            max,
+        }),
+        _ => Ok(encs),
+    }
 }
 
 enum Out {
@@ -186,42 +251,43 @@ fn run_text_jobs(session: &mut Session, ctx: &WorkerCtx, jobs: Vec<Job>) {
         }
         return;
     };
-    // Tokenise each request on its own: a bad request fails alone.
+    // Tokenise each request on its own: a bad request fails alone. A request whose caller
+    // has gone or whose deadline passed while it queued is dropped before tokenising.
     let mut ok_jobs = Vec::new();
     let mut requests = Vec::new();
+    let now = Instant::now();
     for job in jobs {
-        let limits = &ctx.limits;
+        match fate(&job, now) {
+            Fate::Gone => continue,
+            Fate::Expired => {
+                reply_err(job, expired(ctx));
+                continue;
+            }
+            Fate::Wanted => {}
+        }
         // Count the inputs before tokenising any: an oversized request costs nothing.
         let count = match &job {
             Job::Embed(input, ..) | Job::Classify(input, ..) => input.len(),
             Job::Entities(t, ..) => t.len(),
             Job::Infer(..) => 0,
         };
-        let encoded = if count > limits.max_request_inputs {
-            Err(TextError::TooManyInputs {
+        let encoded = if count > ctx.limits.max_request_inputs {
+            Err(TaskError::from(TextError::TooManyInputs {
                 count,
-                max: limits.max_request_inputs,
-            })
+                max: ctx.limits.max_request_inputs,
+            }))
         } else {
             match &job {
-                Job::Embed(input, p, _) | Job::Classify(input, p, _) => {
+                Job::Embed(input, p, ..) | Job::Classify(input, p, ..) => {
                     encoder.encode_input(input, *p)
                 }
-                Job::Entities(t, p, _) => encoder.encode(t, *p, true),
+                Job::Entities(t, p, ..) => encoder.encode(t, *p, true),
                 Job::Infer(..) => unreachable!("only text jobs are grouped"),
             }
+            .map_err(TaskError::from)
         };
-        let encoded = encoded.and_then(|encs| {
-            let tokens: usize = encs.iter().map(Encoding::len).sum();
-            if tokens > limits.max_request_tokens {
-                Err(TextError::TooManyTokens {
-                    tokens,
-                    max: limits.max_request_tokens,
-                })
-            } else {
-                Ok(encs)
-            }
-        });
+        let bounds = bounds_of(&job);
+        let encoded = encoded.and_then(|encs| check_size(encs, &ctx.limits, bounds, &ctx.name));
         match encoded {
             Ok(encs) => {
                 requests.push(Request {
@@ -232,23 +298,32 @@ fn run_text_jobs(session: &mut Session, ctx: &WorkerCtx, jobs: Vec<Job>) {
                     },
                     out: (0..encs.len()).map(|_| None).collect(),
                     encs,
+                    fate: Fate::Wanted,
                 });
                 ok_jobs.push(job);
             }
-            Err(e) => reply_err(job, e.into()),
+            Err(e) => reply_err(job, e),
         }
     }
     if ok_jobs.is_empty() {
         return;
     }
     let kind = text_job(&ok_jobs[0]).expect("text job").0;
-    if let Err(e) = run_sorted(session, ctx, encoder, kind, &mut requests) {
+    if let Err(e) = run_sorted(session, ctx, encoder, kind, &ok_jobs, &mut requests) {
         for j in ok_jobs {
             reply_err(j, e.clone());
         }
         return;
     }
     for (job, req) in ok_jobs.into_iter().zip(requests) {
+        match req.fate {
+            Fate::Gone => continue,
+            Fate::Expired => {
+                reply_err(job, expired(ctx));
+                continue;
+            }
+            Fate::Wanted => {}
+        }
         let tokens = req.encs.iter().map(Encoding::len).sum();
         let outs = req.out.into_iter().map(|o| o.expect("every text ran"));
         match job {
@@ -284,6 +359,29 @@ fn run_text_jobs(session: &mut Session, ctx: &WorkerCtx, jobs: Vec<Job>) {
     }
 }
 
+fn expired(ctx: &WorkerCtx) -> TaskError {
+    TaskError::Expired {
+        model: ctx.name.clone(),
+    }
+}
+
+/// Marks requests whose caller has gone or whose deadline passed; returns whether any
+/// request changed its fate.
+fn refresh_fates(jobs: &[Job], requests: &mut [Request]) -> bool {
+    let now = Instant::now();
+    let mut changed = false;
+    for (job, req) in jobs.iter().zip(requests.iter_mut()) {
+        if req.fate == Fate::Wanted {
+            let f = fate(job, now);
+            if f != Fate::Wanted {
+                req.fate = f;
+                changed = true;
+            }
+        }
+    }
+    changed
+}
+
 fn reply_err(job: Job, e: TaskError) {
     // A dropped receiver means the caller gave up; nothing to tell it.
     match job {
@@ -294,12 +392,15 @@ fn reply_err(job: Job, e: TaskError) {
     }
 }
 
-/// Sorts every text of every request by token count and runs them in sub-batches.
+/// Sorts every text of every request by token count and runs them in sub-batches. Before
+/// each sub-batch, requests whose caller has gone or whose deadline passed are dropped, so
+/// an abandoned or late request costs at most the sub-batch already running.
 fn run_sorted(
     session: &mut Session,
     ctx: &WorkerCtx,
     encoder: &TextEncoder,
     kind: Kind,
+    jobs: &[Job],
     requests: &mut [Request],
 ) -> Result<(), TaskError> {
     let mut order: Vec<(usize, usize)> = requests
@@ -310,6 +411,18 @@ fn run_sorted(
     order.sort_by_key(|&(r, t)| requests[r].encs[t].len());
     let mut start = 0;
     while start < order.len() {
+        if refresh_fates(jobs, requests) {
+            let rest: Vec<(usize, usize)> = order[start..]
+                .iter()
+                .copied()
+                .filter(|&(r, _)| requests[r].fate == Fate::Wanted)
+                .collect();
+            order.truncate(start);
+            order.extend(rest);
+            if start >= order.len() {
+                break;
+            }
+        }
         // Grow the sub-batch while it stays within the limits. Sorted, so the newest row is
         // the longest and sets the padded width; stop when padding would exceed a quarter
         // of the real tokens (on CPUs, padded tokens cost as much as real ones).
@@ -454,6 +567,9 @@ fn run_infer(session: &mut Session, ctx: &WorkerCtx, job: Job) {
     let Job::Infer(inputs, wanted, reply) = job else {
         unreachable!("run_infer takes infer jobs")
     };
+    if reply.is_closed() {
+        return; // the caller has gone: spend nothing on it
+    }
     let _ = reply.send(run_raw(session, ctx, &inputs, wanted.as_deref()));
 }
 

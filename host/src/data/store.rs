@@ -58,6 +58,8 @@ pub enum Tree {
     Audit,
     /// API keys: id → record (hash of the secret, scopes, expiry).
     ApiKeys,
+    /// Usage counters of metered trees: namespace (e.g. a plugin's name) → [`Usage`].
+    Usage,
 }
 
 impl Tree {
@@ -70,12 +72,29 @@ impl Tree {
             Tree::ComponentCache => "component-cache",
             Tree::Audit => "audit",
             Tree::ApiKeys => "api-keys",
+            Tree::Usage => "usage",
         }
     }
 }
 
 /// A key and its opened value.
 pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// What a namespace of a metered tree holds: bytes stored (keys plus sealed values) and
+/// entries. Kept in [`Tree::Usage`] and updated in the same transaction as the data, so
+/// checking a quota never needs a scan.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Usage {
+    /// Bytes stored: keys and sealed values.
+    pub bytes: u64,
+    /// Entries.
+    pub keys: u64,
+}
+
+/// Bytes an entry takes in a metered tree.
+fn entry_size(key: &[u8], stored: &[u8]) -> u64 {
+    (key.len() as u64).saturating_add(stored.len() as u64)
+}
 
 /// A handle to the database; cheap to clone.
 #[derive(Clone)]
@@ -199,6 +218,133 @@ impl Store {
         }
         t.flush().map_err(|e| self.db_err(e))?;
         Ok(keys.len())
+    }
+
+    /// The usage counter of `namespace` (see [`Usage`]); a namespace that has data from
+    /// before counters existed is measured once (a scan) and its counter written.
+    pub fn usage(&self, tree: Tree, namespace: &[u8]) -> Result<Usage, StoreError> {
+        let key = Self::usage_key(tree, namespace);
+        if let Some(u) = self.get_json::<Usage>(Tree::Usage, &key)? {
+            return Ok(u);
+        }
+        let mut u = Usage::default();
+        for item in self.tree(tree)?.scan_prefix(namespace) {
+            let (k, v) = item.map_err(|e| self.db_err(e))?;
+            u.bytes = u.bytes.saturating_add(entry_size(&k, &v));
+            u.keys = u.keys.saturating_add(1);
+        }
+        if u.keys > 0 {
+            self.put_json(Tree::Usage, &key, &u)?;
+        }
+        Ok(u)
+    }
+
+    fn usage_key(tree: Tree, namespace: &[u8]) -> Vec<u8> {
+        let mut k = tree.name().as_bytes().to_vec();
+        k.push(0);
+        k.extend_from_slice(namespace);
+        k
+    }
+
+    /// Writes `key` (which must start with `namespace`) and updates the namespace's usage
+    /// in one transaction. `admit` sees the usage the write would leave and may refuse it
+    /// (the write is then not made); durably flushed before returning.
+    pub fn put_metered<E>(
+        &self,
+        tree: Tree,
+        namespace: &[u8],
+        key: &[u8],
+        value: &[u8],
+        admit: impl Fn(&Usage) -> Result<(), E>,
+    ) -> Result<Result<Usage, E>, StoreError> {
+        use sled::Transactional;
+        use sled::transaction::{ConflictableTransactionError as Abort, TransactionError};
+        debug_assert!(key.starts_with(namespace));
+        self.usage(tree, namespace)?; // make sure the counter exists
+        let sealed = self.sealer.seal(value, &Self::aad(tree, key));
+        let ukey = Self::usage_key(tree, namespace);
+        let uaad = Self::aad(Tree::Usage, &ukey);
+        let (data, usage) = (self.tree(tree)?, self.tree(Tree::Usage)?);
+        let r = (&data, &usage).transaction(|(d, u)| {
+            let mut now: Usage = match u.get(&ukey)? {
+                Some(s) => self
+                    .sealer
+                    .open(&s, &uaad)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .unwrap_or_default(),
+                None => Usage::default(),
+            };
+            if let Some(old) = d.get(key)? {
+                now.bytes = now.bytes.saturating_sub(entry_size(key, &old));
+                now.keys = now.keys.saturating_sub(1);
+            }
+            now.bytes = now.bytes.saturating_add(entry_size(key, &sealed));
+            now.keys = now.keys.saturating_add(1);
+            if let Err(e) = admit(&now) {
+                return Err(Abort::Abort(e));
+            }
+            d.insert(key, sealed.as_slice())?;
+            let bytes = serde_json::to_vec(&now).unwrap_or_default();
+            u.insert(ukey.as_slice(), self.sealer.seal(&bytes, &uaad))?;
+            Ok(now)
+        });
+        let now = match r {
+            Ok(now) => now,
+            Err(TransactionError::Abort(e)) => return Ok(Err(e)),
+            Err(TransactionError::Storage(e)) => return Err(self.db_err(e)),
+        };
+        self.db.flush().map_err(|e| self.db_err(e))?;
+        Ok(Ok(now))
+    }
+
+    /// Removes `key` (which must start with `namespace`) and updates the namespace's usage
+    /// in one transaction; returns whether it existed.
+    pub fn remove_metered(
+        &self,
+        tree: Tree,
+        namespace: &[u8],
+        key: &[u8],
+    ) -> Result<bool, StoreError> {
+        use sled::Transactional;
+        use sled::transaction::TransactionError;
+        self.usage(tree, namespace)?;
+        let ukey = Self::usage_key(tree, namespace);
+        let uaad = Self::aad(Tree::Usage, &ukey);
+        let (data, usage) = (self.tree(tree)?, self.tree(Tree::Usage)?);
+        let r = (&data, &usage).transaction(|(d, u)| {
+            let Some(old) = d.remove(key)? else {
+                return Ok(false);
+            };
+            let mut now: Usage = match u.get(&ukey)? {
+                Some(s) => self
+                    .sealer
+                    .open(&s, &uaad)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .unwrap_or_default(),
+                None => Usage::default(),
+            };
+            now.bytes = now.bytes.saturating_sub(entry_size(key, &old));
+            now.keys = now.keys.saturating_sub(1);
+            let bytes = serde_json::to_vec(&now).unwrap_or_default();
+            u.insert(ukey.as_slice(), self.sealer.seal(&bytes, &uaad))?;
+            Ok(true)
+        });
+        let existed = match r {
+            Ok(e) => e,
+            Err(TransactionError::Abort(())) => false,
+            Err(TransactionError::Storage(e)) => return Err(self.db_err(e)),
+        };
+        self.db.flush().map_err(|e| self.db_err(e))?;
+        Ok(existed)
+    }
+
+    /// Removes every entry of a namespace of a metered tree, and its usage counter.
+    pub fn clear_metered(&self, tree: Tree, namespace: &[u8]) -> Result<usize, StoreError> {
+        let n = self.remove_prefix(tree, namespace)?;
+        self.remove(Tree::Usage, &Self::usage_key(tree, namespace))?;
+        Ok(n)
     }
 
     /// Appends a value under the next sequence number (big-endian, so keys sort in order).
@@ -345,6 +491,36 @@ mod tests {
             s.get(Tree::PluginKv, b"p\0other"),
             Err(StoreError::Seal { .. })
         ));
+    }
+
+    #[test]
+    fn metered_writes_keep_the_usage_counter_and_refusals_change_nothing() {
+        let (_d, s) = store();
+        let (ns, t) = (b"p\0".as_slice(), Tree::PluginKv);
+        // Data from before counters existed is measured once.
+        s.put(t, b"p\0old", b"12345").unwrap();
+        s.put(t, b"q\0other", b"not p's").unwrap();
+        let start = s.usage(t, ns).unwrap();
+        assert_eq!(start.keys, 1);
+        let ok = |_: &Usage| Ok::<(), ()>(());
+        let a = s.put_metered(t, ns, b"p\0a", b"xx", ok).unwrap().unwrap();
+        assert_eq!(a.keys, 2);
+        // Overwriting replaces the old size; the key count stays.
+        let b = s.put_metered(t, ns, b"p\0a", b"xxxx", ok).unwrap().unwrap();
+        assert_eq!((b.keys, b.bytes), (2, a.bytes + 2));
+        // A refused write is not made and the counter does not move.
+        let refused = s.put_metered(t, ns, b"p\0b", b"y", |u| {
+            if u.keys > 2 { Err("full") } else { Ok(()) }
+        });
+        assert_eq!(refused.unwrap(), Err("full"));
+        assert_eq!(s.get(t, b"p\0b").unwrap(), None);
+        assert_eq!(s.usage(t, ns).unwrap(), b);
+        assert!(s.remove_metered(t, ns, b"p\0a").unwrap());
+        assert!(!s.remove_metered(t, ns, b"p\0a").unwrap());
+        assert_eq!(s.usage(t, ns).unwrap(), start);
+        assert_eq!(s.clear_metered(t, ns).unwrap(), 1);
+        assert_eq!(s.usage(t, ns).unwrap(), Usage::default());
+        assert_eq!(s.get(t, b"q\0other").unwrap().unwrap(), b"not p's");
     }
 
     #[test]

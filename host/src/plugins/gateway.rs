@@ -242,10 +242,10 @@ impl Gateway {
         pipeline::resolve(&self.pipelines, model, route)
     }
 
-    /// Runs texts through the model's chain (for `context.route`) and task, blocking the
-    /// calling thread (never call it on an async executor: plugins and the model answer on
-    /// their own threads).
-    pub fn route_blocking(
+    /// Runs texts through the model's chain (for `context.route`) and task. Plugins and the
+    /// model answer on their own threads, so this is safe on an async executor; dropping the
+    /// future (a request that timed out) stops the pipeline before its next stage.
+    pub async fn route(
         &self,
         m: &Arc<Model>,
         task: TextTask,
@@ -256,13 +256,41 @@ impl Gateway {
         let chain = self.chain(m.name(), &context.route);
         // The model's typed error survives the pipeline's string-typed inference step.
         let failure: Mutex<Option<TaskError>> = Mutex::new(None);
-        let outcome = pipeline::run(&self.host, &chain, context, texts, |texts| {
-            run_task_blocking(m, task, Input::Texts(texts.to_vec()), policy).map_err(|e| {
-                let msg = e.to_string();
-                *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                msg
-            })
-        });
+        let infer = async |texts: Vec<String>| {
+            run_task(m, task, Input::Texts(texts), policy)
+                .await
+                .map_err(|e| {
+                    let msg = e.to_string();
+                    *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    msg
+                })
+        };
+        let outcome = pipeline::run_async(&self.host, &chain, context, texts, infer).await;
+        let failure = failure.into_inner().unwrap_or_else(|p| p.into_inner());
+        self.routed(outcome, failure)
+    }
+
+    /// [`Gateway::route`] for callers that are not on an async executor (the CLI): blocks
+    /// the calling thread.
+    pub fn route_blocking(
+        &self,
+        m: &Arc<Model>,
+        task: TextTask,
+        context: RequestContext,
+        texts: Vec<String>,
+        policy: Truncation,
+    ) -> Result<Routed, GatewayError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map_err(|e| PipelineError::Inference(format!("pipeline executor: {e}")))?;
+        rt.block_on(self.route(m, task, context, texts, policy))
+    }
+
+    fn routed(
+        &self,
+        outcome: Result<Outcome, PipelineError>,
+        failure: Option<TaskError>,
+    ) -> Result<Routed, GatewayError> {
         match outcome {
             Ok(Outcome::Completed { output, .. }) => Ok(Routed::Done(output)),
             Ok(Outcome::Denied {
@@ -282,12 +310,10 @@ impl Gateway {
                     stage,
                 })
             }
-            Err(PipelineError::Inference(msg)) => Err(
-                match failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
-                    Some(e) => GatewayError::Task(e),
-                    None => GatewayError::Pipeline(PipelineError::Inference(msg)),
-                },
-            ),
+            Err(PipelineError::Inference(msg)) => Err(match failure {
+                Some(e) => GatewayError::Task(e),
+                None => GatewayError::Pipeline(PipelineError::Inference(msg)),
+            }),
             Err(e) => Err(e.into()),
         }
     }

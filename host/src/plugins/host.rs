@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
@@ -36,6 +37,12 @@ pub struct HostSettings {
     pub max_component_bytes: u64,
     /// When set, install only accepts components inside this folder (after resolving links).
     pub install_root: Option<PathBuf>,
+    /// Plugin calls waiting for a worker thread; a call beyond it is refused
+    /// ([`PluginError::Busy`], a 429 over HTTP) instead of queueing without bound.
+    pub queue_capacity: usize,
+    /// Events waiting for an integration thread; an event beyond it is dropped and counted
+    /// (`llmos_plugin_events_dropped_total`), so a slow integration never grows a backlog.
+    pub event_queue_capacity: usize,
 }
 
 impl Default for HostSettings {
@@ -46,6 +53,8 @@ impl Default for HostSettings {
             event_threads: 1,
             max_component_bytes: 32 << 20,
             install_root: None,
+            queue_capacity: 256,
+            event_queue_capacity: 1024,
         }
     }
 }
@@ -73,9 +82,11 @@ pub(crate) struct Inner {
     pub(crate) cache: ComponentCache,
     pub(crate) services: Arc<Services>,
     loaded: Mutex<HashMap<String, Loaded>>,
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    jobs: Mutex<Option<Queue>>,
     /// Integrations have their own workers, so slow ones never delay requests.
-    events: Mutex<Option<mpsc::Sender<Job>>>,
+    events: Mutex<Option<Queue>>,
+    /// Events dropped because the event queue was full.
+    events_dropped: AtomicU64,
     /// Calls and failed calls (traps, limits) per plugin, for metrics.
     counts: Mutex<std::collections::BTreeMap<String, (u64, u64)>>,
     _ticker: Ticker,
@@ -104,12 +115,21 @@ impl std::fmt::Debug for PluginHost {
     }
 }
 
-/// Starts `n` worker threads fed by one queue; they end when the sender is dropped.
-fn spawn_workers(name: &str, n: usize) -> Result<mpsc::Sender<Job>, PluginError> {
-    let (tx, rx) = mpsc::channel::<Job>();
+/// A bounded queue of jobs for a set of worker threads, with its depth for metrics.
+struct Queue {
+    tx: mpsc::SyncSender<Job>,
+    depth: Arc<AtomicUsize>,
+    capacity: usize,
+}
+
+/// Starts `n` worker threads fed by one queue of `capacity` jobs; they end when the sender
+/// is dropped.
+fn spawn_workers(name: &str, n: usize, capacity: usize) -> Result<Queue, PluginError> {
+    let (tx, rx) = mpsc::sync_channel::<Job>(capacity);
     let rx = Arc::new(Mutex::new(rx));
+    let depth = Arc::new(AtomicUsize::new(0));
     for i in 0..n {
-        let rx = rx.clone();
+        let (rx, depth) = (rx.clone(), depth.clone());
         let rt = worker_runtime()?;
         std::thread::Builder::new()
             .name(format!("{name}-{i}"))
@@ -120,14 +140,21 @@ fn spawn_workers(name: &str, n: usize) -> Result<mpsc::Sender<Job>, PluginError>
                         Err(_) => return,
                     };
                     match job {
-                        Ok(job) => job(&rt),
+                        Ok(job) => {
+                            depth.fetch_sub(1, Ordering::Relaxed);
+                            job(&rt)
+                        }
                         Err(_) => return, // host dropped
                     }
                 }
             })
             .map_err(|e| PluginError::Engine(format!("spawning plugin threads: {e}")))?;
     }
-    Ok(tx)
+    Ok(Queue {
+        tx,
+        depth,
+        capacity,
+    })
 }
 
 /// A single-threaded executor for one worker thread (and for benchmarks on the caller's).
@@ -189,8 +216,16 @@ impl PluginHost {
             store,
             inference,
         });
-        let tx = spawn_workers("llmos-plugin", settings.threads.max(1))?;
-        let events = spawn_workers("llmos-event", settings.event_threads.max(1))?;
+        let tx = spawn_workers(
+            "llmos-plugin",
+            settings.threads.max(1),
+            settings.queue_capacity.max(1),
+        )?;
+        let events = spawn_workers(
+            "llmos-event",
+            settings.event_threads.max(1),
+            settings.event_queue_capacity.max(1),
+        )?;
         let ticker = Ticker::start(engine.clone(), settings.engine.tick);
         Ok(Self {
             inner: Arc::new(Inner {
@@ -203,6 +238,7 @@ impl PluginHost {
                 loaded: Mutex::new(HashMap::new()),
                 jobs: Mutex::new(Some(tx)),
                 events: Mutex::new(Some(events)),
+                events_dropped: AtomicU64::new(0),
                 counts: Mutex::new(Default::default()),
                 _ticker: ticker,
                 generation: std::sync::atomic::AtomicU64::new(0),
@@ -219,6 +255,22 @@ impl PluginHost {
             .iter()
             .map(|(n, (c, f))| (n.clone(), *c, *f))
             .collect()
+    }
+
+    /// Events dropped because the event queue was full, since the host opened.
+    pub fn events_dropped(&self) -> u64 {
+        self.inner.events_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Plugin calls and events waiting for a worker thread now: (calls, events).
+    pub fn queue_depths(&self) -> (usize, usize) {
+        let depth = |q: &Mutex<Option<Queue>>| {
+            q.lock()
+                .ok()
+                .and_then(|q| q.as_ref().map(|q| q.depth.load(Ordering::Relaxed)))
+                .unwrap_or(0)
+        };
+        (depth(&self.inner.jobs), depth(&self.inner.events))
     }
 
     /// The data location.
@@ -261,6 +313,8 @@ impl PluginHost {
     }
 
     /// Runs `f` on a plugin worker thread; the returned future resolves with its result.
+    /// When the future is dropped before a worker picks the job up (the caller has gone, e.g.
+    /// a request that timed out), the job is skipped.
     async fn on_worker_async<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Inner, &tokio::runtime::Runtime) -> T + Send + 'static,
@@ -268,6 +322,9 @@ impl PluginHost {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let inner = self.inner.clone();
         self.submit(Box::new(move |rt| {
+            if tx.is_closed() {
+                return;
+            }
             let _ = tx.send(f(&inner, rt));
         }))?;
         rx.await
@@ -275,14 +332,37 @@ impl PluginHost {
     }
 
     fn submit(&self, job: Job) -> Result<(), PluginError> {
-        Self::send(&self.inner.jobs, job)
+        Self::send(&self.inner.jobs, job, ("plugin calls", "queue_capacity"))
     }
 
-    fn send(queue: &Mutex<Option<mpsc::Sender<Job>>>, job: Job) -> Result<(), PluginError> {
-        let jobs = queue.lock().expect("jobs lock");
-        jobs.as_ref()
-            .and_then(|tx| tx.send(job).ok())
-            .ok_or_else(|| PluginError::Engine("plugin workers are shut down".into()))
+    /// Queues a job; a full queue is refused at once ([`PluginError::Busy`]).
+    fn send(
+        queue: &Mutex<Option<Queue>>,
+        job: Job,
+        (what, setting): (&'static str, &'static str),
+    ) -> Result<(), PluginError> {
+        let q = queue.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(q) = q.as_ref() else {
+            return Err(PluginError::Engine("plugin workers are shut down".into()));
+        };
+        // Counted before sending so the worker's decrement never underflows.
+        q.depth.fetch_add(1, Ordering::Relaxed);
+        match q.tx.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                q.depth.fetch_sub(1, Ordering::Relaxed);
+                Err(match e {
+                    mpsc::TrySendError::Full(_) => PluginError::Busy {
+                        queue: what,
+                        capacity: q.capacity,
+                        setting,
+                    },
+                    mpsc::TrySendError::Disconnected(_) => {
+                        PluginError::Engine("plugin workers are shut down".into())
+                    }
+                })
+            }
+        }
     }
 
     /// Forgets the compiled state of `name` (after a grant, config or upgrade change). Calls
@@ -426,8 +506,20 @@ impl PluginHost {
                 let _ = d.send(r);
             }
         });
-        if let Err(e) = Self::send(&self.inner.events, job) {
-            tracing::warn!("integration {name}: {e}");
+        match Self::send(&self.inner.events, job, ("events", "event_queue_capacity")) {
+            Ok(()) => {}
+            Err(e @ PluginError::Busy { .. }) => {
+                // Logged at the 1st, 2nd, 4th, 8th… drop, so a flood cannot flood the log.
+                let n = self
+                    .inner
+                    .events_dropped
+                    .fetch_add(1, Ordering::Relaxed)
+                    .saturating_add(1);
+                if n.is_power_of_two() {
+                    tracing::warn!("integration {name}: event dropped ({n} so far): {e}");
+                }
+            }
+            Err(e) => tracing::warn!("integration {name}: {e}"),
         }
     }
 

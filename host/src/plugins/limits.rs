@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Limits of one call.
+/// Limits of one call, and the plugin's storage quotas.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     /// Wall-clock budget of one call, enforced by epoch interruption (milliseconds).
@@ -18,6 +18,16 @@ pub struct Limits {
     pub max_output_bytes: u64,
     /// Calls into host interfaces (log, config, kv, inference, secrets) per call.
     pub max_host_calls: u64,
+    /// `inference` calls (embed, classify, entities, generate) per plugin call.
+    pub max_inference_calls: u64,
+    /// Tokens all `inference` calls of one plugin call may make the models process.
+    pub max_inference_tokens: u64,
+    /// Bytes of kv data (keys and values) the plugin may keep, all calls together.
+    pub kv_max_bytes: u64,
+    /// kv keys the plugin may keep.
+    pub kv_max_keys: u64,
+    /// Largest kv value, bytes (at most 1 MiB).
+    pub kv_max_value_bytes: u64,
 }
 
 impl Default for Limits {
@@ -27,8 +37,18 @@ impl Default for Limits {
             memory_mib: 64,
             max_output_bytes: 1 << 20,
             max_host_calls: 10_000,
+            max_inference_calls: 64,
+            max_inference_tokens: 16_384,
+            kv_max_bytes: 16 << 20,
+            kv_max_keys: 10_000,
+            kv_max_value_bytes: 1 << 20,
         }
     }
+}
+
+/// `o`, else `d`, clamped to `lo..=hi`.
+fn pick(o: Option<u64>, d: u64, lo: u64, hi: u64) -> u64 {
+    o.unwrap_or(d).clamp(lo, hi)
 }
 
 impl Limits {
@@ -38,54 +58,51 @@ impl Limits {
         memory_mib: 512,
         max_output_bytes: 64 << 20,
         max_host_calls: 1_000_000,
+        max_inference_calls: 100_000,
+        max_inference_tokens: 10_000_000,
+        kv_max_bytes: 1 << 30,
+        kv_max_keys: 10_000_000,
+        kv_max_value_bytes: 1 << 20,
     };
 
     /// The defaults overridden by what a manifest asks, clamped to [`Limits::MAX`].
     pub fn from_request(req: &LimitsRequest) -> Self {
-        let d = Limits::default();
-        let m = Limits::MAX;
-        Limits {
-            timeout_ms: req
-                .timeout_ms
-                .unwrap_or(d.timeout_ms)
-                .clamp(1, m.timeout_ms),
-            memory_mib: req
-                .memory_mib
-                .unwrap_or(d.memory_mib)
-                .clamp(1, m.memory_mib),
-            max_output_bytes: req
-                .max_output_bytes
-                .unwrap_or(d.max_output_bytes)
-                .min(m.max_output_bytes),
-            max_host_calls: req
-                .max_host_calls
-                .unwrap_or(d.max_host_calls)
-                .min(m.max_host_calls),
-        }
+        Limits::default().with_overrides(req)
     }
-}
 
-impl Limits {
     /// These limits with the operator's overrides applied, clamped to [`Limits::MAX`].
     pub fn with_overrides(self, o: &LimitsRequest) -> Self {
         let m = Limits::MAX;
         Limits {
-            timeout_ms: o
-                .timeout_ms
-                .unwrap_or(self.timeout_ms)
-                .clamp(1, m.timeout_ms),
-            memory_mib: o
-                .memory_mib
-                .unwrap_or(self.memory_mib)
-                .clamp(1, m.memory_mib),
-            max_output_bytes: o
-                .max_output_bytes
-                .unwrap_or(self.max_output_bytes)
-                .min(m.max_output_bytes),
-            max_host_calls: o
-                .max_host_calls
-                .unwrap_or(self.max_host_calls)
-                .min(m.max_host_calls),
+            timeout_ms: pick(o.timeout_ms, self.timeout_ms, 1, m.timeout_ms),
+            memory_mib: pick(o.memory_mib, self.memory_mib, 1, m.memory_mib),
+            max_output_bytes: pick(
+                o.max_output_bytes,
+                self.max_output_bytes,
+                0,
+                m.max_output_bytes,
+            ),
+            max_host_calls: pick(o.max_host_calls, self.max_host_calls, 0, m.max_host_calls),
+            max_inference_calls: pick(
+                o.max_inference_calls,
+                self.max_inference_calls,
+                0,
+                m.max_inference_calls,
+            ),
+            max_inference_tokens: pick(
+                o.max_inference_tokens,
+                self.max_inference_tokens,
+                0,
+                m.max_inference_tokens,
+            ),
+            kv_max_bytes: pick(o.kv_max_bytes, self.kv_max_bytes, 0, m.kv_max_bytes),
+            kv_max_keys: pick(o.kv_max_keys, self.kv_max_keys, 0, m.kv_max_keys),
+            kv_max_value_bytes: pick(
+                o.kv_max_value_bytes,
+                self.kv_max_value_bytes,
+                0,
+                m.kv_max_value_bytes,
+            ),
         }
     }
 }
@@ -142,6 +159,21 @@ pub struct LimitsRequest {
     pub max_output_bytes: Option<u64>,
     /// See [`Limits::max_host_calls`] (default 10000).
     pub max_host_calls: Option<u64>,
+    /// See [`Limits::max_inference_calls`] (default 64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_inference_calls: Option<u64>,
+    /// See [`Limits::max_inference_tokens`] (default 16384).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_inference_tokens: Option<u64>,
+    /// See [`Limits::kv_max_bytes`] (default 16 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_max_bytes: Option<u64>,
+    /// See [`Limits::kv_max_keys`] (default 10000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_max_keys: Option<u64>,
+    /// See [`Limits::kv_max_value_bytes`] (default 1 MiB, the ceiling).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_max_value_bytes: Option<u64>,
 }
 
 /// Which limit stopped a call.

@@ -55,6 +55,11 @@ pub struct PluginsConfig {
     pub concurrency_support: bool,
     /// Plugin instances alive at once (pooling allocator slots). Default 64.
     pub max_instances: u32,
+    /// Plugin calls waiting for a worker; beyond it requests get 429. Default 256.
+    pub queue_capacity: usize,
+    /// Events waiting for an integration worker; beyond it events are dropped and counted.
+    /// Default 1024.
+    pub event_queue_capacity: usize,
 }
 
 impl Default for PluginsConfig {
@@ -67,6 +72,8 @@ impl Default for PluginsConfig {
             install_root: h.install_root,
             concurrency_support: h.engine.concurrency_support,
             max_instances: h.engine.max_instances,
+            queue_capacity: h.queue_capacity,
+            event_queue_capacity: h.event_queue_capacity,
         }
     }
 }
@@ -83,6 +90,8 @@ impl From<&PluginsConfig> for HostSettings {
             event_threads: c.event_threads.max(1),
             max_component_bytes: c.max_component_bytes,
             install_root: c.install_root.clone(),
+            queue_capacity: c.queue_capacity.max(1),
+            event_queue_capacity: c.event_queue_capacity.max(1),
         }
     }
 }
@@ -176,6 +185,18 @@ pub enum PluginError {
     /// The store.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A bounded queue of the plugin host is full; retry shortly.
+    #[error(
+        "the plugin host is busy: its queue of {capacity} {queue} is full; retry shortly (the operator can raise `[plugins] {setting}` in llmos.toml)"
+    )]
+    Busy {
+        /// Which queue: `plugin calls` or `events`.
+        queue: &'static str,
+        /// Its bound.
+        capacity: usize,
+        /// The setting that sizes it.
+        setting: &'static str,
+    },
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@
 //! run after the result is final, on the plugin workers, and never delay or fail it.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -121,6 +122,37 @@ pub enum Outcome {
     },
 }
 
+/// What a request's pipeline is doing now: the plugin running, if any. The HTTP layer sets
+/// one per request ([`PROGRESS`]) to name the plugin when the request times out.
+#[derive(Debug, Default)]
+pub struct Progress(Mutex<Option<String>>);
+
+impl Progress {
+    /// The plugin running now, if any.
+    pub fn running(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+tokio::task_local! {
+    /// The current request's [`Progress`], when its caller tracks one.
+    pub static PROGRESS: Arc<Progress>;
+}
+
+fn note(plugin: Option<&str>) {
+    let _ = PROGRESS.try_with(|p| {
+        *p.0.lock().unwrap_or_else(|e| e.into_inner()) = plugin.map(str::to_string);
+    });
+}
+
+/// Notes the plugin running for the duration of `call`.
+async fn running<T>(plugin: &str, call: impl Future<Output = T>) -> T {
+    note(Some(plugin));
+    let out = call.await;
+    note(None);
+    out
+}
+
 /// Runs `chain` for one request, for callers that are not on an async executor (the CLI).
 /// `infer` is the model step (the core's task); it runs on the caller's thread, plugins on the
 /// plugin workers. Async callers (the HTTP server) use [`run_async`].
@@ -144,7 +176,8 @@ pub fn run(
 }
 
 /// [`run`] for async callers: waits for the plugin workers without blocking the executor.
-/// `infer` receives the final inputs.
+/// `infer` receives the final inputs. Dropping the future stops the pipeline: no further
+/// stage starts, and plugin calls not yet picked up by a worker are skipped.
 pub async fn run_async(
     host: &PluginHost,
     chain: &Chain,
@@ -153,15 +186,11 @@ pub async fn run_async(
     infer: impl AsyncFnOnce(Vec<String>) -> Result<serde_json::Value, String>,
 ) -> Result<Outcome, PipelineError> {
     for p in &chain.preprocessors {
-        let out = host
-            .preprocess_async(
-                p,
-                Request {
-                    context: context.clone(),
-                    inputs: inputs.clone(),
-                },
-            )
-            .await?;
+        let req = Request {
+            context: context.clone(),
+            inputs: inputs.clone(),
+        };
+        let out = running(p, host.preprocess_async(p, req)).await?;
         if out.len() != inputs.len() {
             return Err(PipelineError::Contract {
                 plugin: p.clone(),
@@ -171,15 +200,11 @@ pub async fn run_async(
         inputs = out;
     }
     for p in &chain.request_policies {
-        let verdict = host
-            .check_request_async(
-                p,
-                Request {
-                    context: context.clone(),
-                    inputs: inputs.clone(),
-                },
-            )
-            .await?;
+        let req = Request {
+            context: context.clone(),
+            inputs: inputs.clone(),
+        };
+        let verdict = running(p, host.check_request_async(p, req)).await?;
         match verdict {
             RequestVerdict::Allow => {}
             RequestVerdict::Deny(reason) => {
@@ -207,16 +232,12 @@ pub async fn run_async(
         .await
         .map_err(PipelineError::Inference)?;
     for p in &chain.response_policies {
-        let verdict = host
-            .check_response_async(
-                p,
-                Response {
-                    context: context.clone(),
-                    inputs: inputs.clone(),
-                    output_json: output.to_string(),
-                },
-            )
-            .await?;
+        let resp = Response {
+            context: context.clone(),
+            inputs: inputs.clone(),
+            output_json: output.to_string(),
+        };
+        let verdict = running(p, host.check_response_async(p, resp)).await?;
         match verdict {
             ResponseVerdict::Allow => {}
             ResponseVerdict::Deny(reason) => {

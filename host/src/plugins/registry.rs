@@ -585,7 +585,7 @@ pub fn remove(host: &PluginHost, name: &str) -> Result<PluginRecord, PluginError
     let r = PluginRecord::get(host.store(), name)?;
     let store = host.store();
     let prefix = format!("{name}\0");
-    store.remove_prefix(Tree::PluginKv, prefix.as_bytes())?;
+    super::state::clear_kv(store, name)?;
     store.remove_prefix(Tree::PluginSecrets, prefix.as_bytes())?;
     store.remove(Tree::Plugins, name.as_bytes())?;
     let dir = host.home().join("plugins").join(name);

@@ -6,24 +6,24 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::{config, inference, kv, log, secrets, types};
-use super::inference::{InferenceBackend, InferenceError};
+use super::inference::{Budget, InferenceBackend, InferenceError, InferenceFuture};
 use super::limits::{LimitKind, LimitTrap, Limiter, Limits, MAX_HTTP_FIELDS_BYTES, MAX_RESOURCES};
 use super::outbound;
-use crate::data::{Store, Tree};
+use crate::data::{Store, StoreError, Tree};
 use crate::security::{AuditLog, Capability, CapabilitySet, HttpScheme};
 
 use types::Error as GuestError;
 
 /// Largest kv key, bytes.
 pub const MAX_KV_KEY: usize = 512;
-/// Largest kv value, bytes.
+/// Largest kv value, bytes (the ceiling of [`Limits::kv_max_value_bytes`]).
 pub const MAX_KV_VALUE: usize = 1 << 20;
 /// Longest log message kept, bytes.
 const MAX_LOG: usize = 4096;
@@ -76,6 +76,11 @@ pub struct State {
     services: Arc<Services>,
     pub(crate) limiter: Limiter,
     host_calls: u64,
+    /// When this call's time budget ends: host calls never wait past it.
+    deadline: Instant,
+    /// `inference` calls and tokens used by this call (see [`Limits::max_inference_calls`]).
+    inference_calls: u64,
+    inference_tokens: u64,
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
@@ -100,6 +105,9 @@ impl State {
         Self {
             limiter,
             host_calls: 0,
+            deadline: Instant::now() + Duration::from_millis(plugin.limits.timeout_ms),
+            inference_calls: 0,
+            inference_tokens: 0,
             wasi: WasiCtx::builder().build(),
             http,
             table,
@@ -109,9 +117,100 @@ impl State {
         }
     }
 
-    /// Starts a new host-call count (a warm instance's next call).
+    /// Starts a new host-call count, time budget and inference quota (a warm instance's
+    /// next call).
     pub(crate) fn reset_host_calls(&mut self) {
         self.host_calls = 0;
+        self.deadline = Instant::now() + Duration::from_millis(self.plugin.limits.timeout_ms);
+        self.inference_calls = 0;
+        self.inference_tokens = 0;
+    }
+
+    /// The `limit-exceeded` a host call returns when the call's time is up.
+    fn out_of_time(&self, waiting_for: &str) -> GuestError {
+        GuestError::LimitExceeded(format!(
+            "plugin {}'s time limit of {} ms per call was reached while waiting for {waiting_for}; \
+             the host call was stopped (raise it with `llmos plugin limits {} --timeout-ms N`)",
+            self.plugin.name, self.plugin.limits.timeout_ms, self.plugin.name
+        ))
+    }
+
+    /// Runs a store operation off this thread (sled writes fsync) and waits for it no longer
+    /// than the call's remaining time.
+    async fn store_op<T: Send + 'static>(
+        &mut self,
+        what: &str,
+        op: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> wasmtime::Result<Result<T, GuestError>> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(Err(self.out_of_time(what)));
+        }
+        let store = self.services.store.clone();
+        let task = tokio::task::spawn_blocking(move || op(&store));
+        match tokio::time::timeout(left, task).await {
+            Err(_) => Ok(Err(self.out_of_time(what))),
+            Ok(Err(e)) => Err(wasmtime::Error::msg(format!("{what}: {e}"))),
+            Ok(Ok(r)) => r.map(Ok).map_err(fault),
+        }
+    }
+
+    /// Counts an `inference` call against the plugin's quotas and returns the budget the
+    /// model gets: the call's deadline and the tokens left.
+    fn inference_budget(&mut self, model: &str) -> Result<Budget, GuestError> {
+        let (name, l) = (&self.plugin.name, &self.plugin.limits);
+        if self.inference_calls >= l.max_inference_calls {
+            return Err(GuestError::LimitExceeded(format!(
+                "plugin {name} may make {} inference calls per call (its max_inference_calls \
+                 quota); raise it with `llmos plugin limits {name} --max-inference-calls N`",
+                l.max_inference_calls
+            )));
+        }
+        let left = l.max_inference_tokens.saturating_sub(self.inference_tokens);
+        if left == 0 {
+            return Err(GuestError::LimitExceeded(format!(
+                "plugin {name} has used its {} inference tokens per call (its \
+                 max_inference_tokens quota); raise it with `llmos plugin limits {name} --max-inference-tokens N`",
+                l.max_inference_tokens
+            )));
+        }
+        if Instant::now() >= self.deadline {
+            return Err(self.out_of_time(&format!("model {model}")));
+        }
+        self.inference_calls += 1;
+        Ok(Budget {
+            deadline: self.deadline,
+            max_tokens: usize::try_from(left).unwrap_or(usize::MAX),
+        })
+    }
+
+    /// Awaits a model's answer until the call's deadline; counts the tokens it cost. Past
+    /// the deadline the future is dropped, which tells the model the caller has gone.
+    async fn await_inference<T>(
+        &mut self,
+        model: &str,
+        answer: InferenceFuture<T>,
+    ) -> Result<T, GuestError> {
+        let deadline = tokio::time::Instant::from_std(self.deadline);
+        match tokio::time::timeout_at(deadline, answer).await {
+            Err(_) | Ok(Err(InferenceError::Expired)) => {
+                Err(self.out_of_time(&format!("model {model}")))
+            }
+            Ok(Err(InferenceError::TokenBudget { tokens, max })) => {
+                let name = &self.plugin.name;
+                Err(GuestError::LimitExceeded(format!(
+                    "plugin {name} may use {} inference tokens per call (its max_inference_tokens \
+                     quota, {max} left); this request to model {model} has {tokens}; raise it with \
+                     `llmos plugin limits {name} --max-inference-tokens N`",
+                    self.plugin.limits.max_inference_tokens
+                )))
+            }
+            Ok(Err(e)) => Err(map_inference(e)),
+            Ok(Ok(a)) => {
+                self.inference_tokens = self.inference_tokens.saturating_add(a.tokens as u64);
+                Ok(a.value)
+            }
+        }
     }
 
     fn count(&mut self) -> wasmtime::Result<()> {
@@ -168,6 +267,9 @@ fn map_inference(e: InferenceError) -> GuestError {
         InferenceError::InvalidInput(m) => GuestError::InvalidInput(m),
         InferenceError::Busy => GuestError::Unavailable("model busy, try again".into()),
         InferenceError::Failed(m) => GuestError::Unavailable(m),
+        e @ (InferenceError::Expired | InferenceError::TokenBudget { .. }) => {
+            GuestError::LimitExceeded(e.to_string())
+        }
     }
 }
 
@@ -256,16 +358,33 @@ fn check_key(key: &str) -> Result<(), GuestError> {
     Ok(())
 }
 
+/// The `limit-exceeded` for a kv write past a quota (none when within).
+fn kv_quota(plugin: &PluginCtx, u: &crate::data::store::Usage) -> Result<(), GuestError> {
+    let (name, l) = (&plugin.name, &plugin.limits);
+    if u.keys > l.kv_max_keys {
+        return Err(GuestError::LimitExceeded(format!(
+            "plugin {name}'s kv quota of {} keys is full (kv_max_keys); delete keys, or raise it \
+             with `llmos plugin limits {name} --kv-max-keys N`",
+            l.kv_max_keys
+        )));
+    }
+    if u.bytes > l.kv_max_bytes {
+        return Err(GuestError::LimitExceeded(format!(
+            "plugin {name}'s kv quota of {} bytes would be exceeded ({} bytes with this write; \
+             kv_max_bytes); delete keys, or raise it with `llmos plugin limits {name} --kv-max-bytes N`",
+            l.kv_max_bytes, u.bytes
+        )));
+    }
+    Ok(())
+}
+
 impl kv::Host for State {
     async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, GuestError>> {
         try_guest!(self.check(Capability::Kv)?);
         try_guest!(check_key(&key));
-        let v = self
-            .services
-            .store
-            .get(Tree::PluginKv, &self.kv_key(&key))
-            .map_err(fault)?;
-        Ok(Ok(v))
+        let k = self.kv_key(&key);
+        self.store_op("kv.get", move |s| s.get(Tree::PluginKv, &k))
+            .await
     }
 
     async fn set(
@@ -275,27 +394,38 @@ impl kv::Host for State {
     ) -> wasmtime::Result<Result<(), GuestError>> {
         try_guest!(self.check(Capability::Kv)?);
         try_guest!(check_key(&key));
-        if value.len() > MAX_KV_VALUE {
+        let max = self
+            .plugin
+            .limits
+            .kv_max_value_bytes
+            .min(MAX_KV_VALUE as u64);
+        if value.len() as u64 > max {
             return Ok(Err(GuestError::LimitExceeded(format!(
-                "kv values are at most {MAX_KV_VALUE} bytes; got {}",
+                "plugin {}'s kv values are at most {max} bytes (kv_max_value_bytes); got {}",
+                self.plugin.name,
                 value.len()
             ))));
         }
-        self.services
-            .store
-            .put(Tree::PluginKv, &self.kv_key(&key), &value)
-            .map_err(fault)?;
-        Ok(Ok(()))
+        let (k, ns) = (self.kv_key(&key), self.kv_key(""));
+        let plugin = self.plugin.clone();
+        let r = self
+            .store_op("kv.set", move |s| {
+                s.put_metered(Tree::PluginKv, &ns, &k, &value, |u| kv_quota(&plugin, u))
+            })
+            .await?;
+        Ok(r.and_then(|quota| quota.map(|_| ())))
     }
 
     async fn delete(&mut self, key: String) -> wasmtime::Result<Result<(), GuestError>> {
         try_guest!(self.check(Capability::Kv)?);
         try_guest!(check_key(&key));
-        self.services
-            .store
-            .remove(Tree::PluginKv, &self.kv_key(&key))
-            .map_err(fault)?;
-        Ok(Ok(()))
+        let (k, ns) = (self.kv_key(&key), self.kv_key(""));
+        let r = self
+            .store_op("kv.delete", move |s| {
+                s.remove_metered(Tree::PluginKv, &ns, &k)
+            })
+            .await?;
+        Ok(r.map(|_| ()))
     }
 
     async fn list_keys(
@@ -304,14 +434,14 @@ impl kv::Host for State {
     ) -> wasmtime::Result<Result<Vec<String>, GuestError>> {
         try_guest!(self.check(Capability::Kv)?);
         let base = self.kv_key("").len();
-        let keys = self
-            .services
-            .store
-            .keys(Tree::PluginKv, &self.kv_key(&prefix), 1000)
-            .map_err(fault)?;
+        let p = self.kv_key(&prefix);
+        let keys = try_guest!(
+            self.store_op("kv.list-keys", move |s| s.keys(Tree::PluginKv, &p, 1000))
+                .await?
+        );
         Ok(Ok(keys
             .into_iter()
-            .map(|k| String::from_utf8_lossy(&k[base..]).into_owned())
+            .map(|k| String::from_utf8_lossy(k.get(base..).unwrap_or_default()).into_owned())
             .collect()))
     }
 }
@@ -324,7 +454,9 @@ impl inference::Host for State {
     ) -> wasmtime::Result<Result<Vec<Vec<f32>>, GuestError>> {
         try_guest!(self.check(Capability::Inference(model.clone()))?);
         let b = try_guest!(self.backend());
-        Ok(b.embed(&model, &texts).map_err(map_inference))
+        let budget = try_guest!(self.inference_budget(&model));
+        let answer = b.embed(&model, texts, budget);
+        Ok(self.await_inference(&model, answer).await)
     }
 
     async fn classify(
@@ -334,21 +466,21 @@ impl inference::Host for State {
     ) -> wasmtime::Result<Result<Vec<Vec<inference::LabelScore>>, GuestError>> {
         try_guest!(self.check(Capability::Inference(model.clone()))?);
         let b = try_guest!(self.backend());
-        Ok(b.classify(&model, &texts)
-            .map_err(map_inference)
-            .map(|all| {
-                all.into_iter()
-                    .map(|labels| {
-                        labels
-                            .into_iter()
-                            .map(|l| inference::LabelScore {
-                                label: l.label,
-                                score: l.score,
-                            })
-                            .collect()
+        let budget = try_guest!(self.inference_budget(&model));
+        let answer = b.classify(&model, texts, budget);
+        let all = try_guest!(self.await_inference(&model, answer).await);
+        Ok(Ok(all
+            .into_iter()
+            .map(|labels| {
+                labels
+                    .into_iter()
+                    .map(|l| inference::LabelScore {
+                        label: l.label,
+                        score: l.score,
                     })
                     .collect()
-            }))
+            })
+            .collect()))
     }
 
     async fn entities(
@@ -358,17 +490,19 @@ impl inference::Host for State {
     ) -> wasmtime::Result<Result<Vec<inference::Entity>, GuestError>> {
         try_guest!(self.check(Capability::Inference(model.clone()))?);
         let b = try_guest!(self.backend());
-        Ok(b.entities(&model, &text).map_err(map_inference).map(|es| {
-            es.into_iter()
-                .map(|e| inference::Entity {
-                    label: e.label,
-                    start: e.start as u32,
-                    end: e.end as u32,
-                    text: e.text,
-                    score: e.score,
-                })
-                .collect()
-        }))
+        let budget = try_guest!(self.inference_budget(&model));
+        let answer = b.entities(&model, text, budget);
+        let es = try_guest!(self.await_inference(&model, answer).await);
+        Ok(Ok(es
+            .into_iter()
+            .map(|e| inference::Entity {
+                label: e.label,
+                start: u32::try_from(e.start).unwrap_or(u32::MAX),
+                end: u32::try_from(e.end).unwrap_or(u32::MAX),
+                text: e.text,
+                score: e.score,
+            })
+            .collect()))
     }
 
     async fn generate(
@@ -377,7 +511,8 @@ impl inference::Host for State {
         _prompt: String,
         _max_tokens: u32,
     ) -> wasmtime::Result<Result<String, GuestError>> {
-        try_guest!(self.check(Capability::Inference(model))?);
+        try_guest!(self.check(Capability::Inference(model.clone()))?);
+        try_guest!(self.inference_budget(&model));
         Ok(Err(GuestError::Unavailable(
             "text generation is not supported by this host".into(),
         )))
@@ -401,6 +536,16 @@ impl secrets::Host for State {
             )))),
         }
     }
+}
+
+/// How much kv data a plugin keeps (a counter kept with the data, no scan).
+pub fn kv_usage(store: &Store, plugin: &str) -> Result<crate::data::store::Usage, StoreError> {
+    store.usage(Tree::PluginKv, format!("{plugin}\0").as_bytes())
+}
+
+/// Removes a plugin's kv data and its usage counter.
+pub fn clear_kv(store: &Store, plugin: &str) -> Result<usize, StoreError> {
+    store.clear_metered(Tree::PluginKv, format!("{plugin}\0").as_bytes())
 }
 
 /// The store key of a plugin's secret.

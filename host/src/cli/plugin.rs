@@ -222,6 +222,7 @@ fn print_info(r: &PluginRecord) {
         let raised: Vec<String> = raised.iter().map(ToString::to_string).collect();
         println!("  raised     {} (approved at install)", raised.join(", "));
     }
+    println!(
         "  quotas     {} inference calls and {} inference tokens per call; kv {} bytes, {} keys, values up to {} bytes",
         l.max_inference_calls,
         l.max_inference_tokens,

@@ -135,6 +135,23 @@ impl LimitsRequest {
             ("memory_mib", l.memory_mib, d.memory_mib),
             ("max_output_bytes", l.max_output_bytes, d.max_output_bytes),
             ("max_host_calls", l.max_host_calls, d.max_host_calls),
+            (
+                "max_inference_calls",
+                l.max_inference_calls,
+                d.max_inference_calls,
+            ),
+            (
+                "max_inference_tokens",
+                l.max_inference_tokens,
+                d.max_inference_tokens,
+            ),
+            ("kv_max_bytes", l.kv_max_bytes, d.kv_max_bytes),
+            ("kv_max_keys", l.kv_max_keys, d.kv_max_keys),
+            (
+                "kv_max_value_bytes",
+                l.kv_max_value_bytes,
+                d.kv_max_value_bytes,
+            ),
         ]
         .into_iter()
         .filter(|(_, asked, default)| asked > default)
@@ -330,5 +347,17 @@ mod tests {
         assert_eq!(l.timeout_ms, Limits::MAX.timeout_ms);
         assert_eq!(l.memory_mib, 8);
         assert_eq!(l.max_host_calls, Limits::default().max_host_calls);
+    }
+
+    #[test]
+    fn raised_quotas_need_approval_like_raised_limits() {
+        let req = LimitsRequest {
+            timeout_ms: Some(50),
+            max_inference_tokens: Some(1 << 20),
+            kv_max_bytes: Some(1 << 30),
+            ..Default::default()
+        };
+        let raised: Vec<String> = req.raised().iter().map(|r| r.name.clone()).collect();
+        assert_eq!(raised, ["max_inference_tokens", "kv_max_bytes"]);
     }
 }

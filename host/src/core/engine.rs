@@ -530,7 +530,11 @@ impl Core {
             model: name.into(),
             message,
         };
-        let model_file = manifest.model_file().name.clone();
+        let model_file = manifest
+            .model_file()
+            .ok_or_else(|| invalid("no file has role = \"model\": list the ONNX file".into()))?
+            .name
+            .clone();
         let session_err = |e: ort::Error| LoadError::Session {
             model: name.into(),
             file: model_file.clone(),

@@ -5,12 +5,12 @@
 
 pub mod engine;
 pub mod fetch;
-pub mod manifest;
+request_path! { pub mod manifest; }
 pub mod providers;
 pub mod runtime;
 pub mod store;
-pub mod tensor;
-pub mod text;
-pub mod worker;
+request_path! { pub mod tensor; }
+request_path! { pub mod text; }
+request_path! { pub mod worker; }
 
 pub use engine::{Core, Model};

@@ -21,11 +21,11 @@ pub mod gateway;
 pub mod host;
 pub mod inference;
 pub mod limits;
-pub mod manifest;
+request_path! { pub mod manifest; }
 mod outbound;
 pub mod pipeline;
 pub mod registry;
-pub mod state;
+request_path! { pub mod state; }
 
 pub use bindings::types::{
     Error as GuestError, Event, Request, RequestContext, RequestVerdict, Response, ResponseVerdict,

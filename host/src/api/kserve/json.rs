@@ -50,6 +50,8 @@ pub(super) fn decode_json(
     Ok(match datatype {
         "FP32" => Elems::F32(each(
             &flat,
+            // why: FP32 data given as JSON numbers is rounded to the nearest f32, as Triton does.
+            #[allow(clippy::cast_possible_truncation)]
             |v| v.as_f64().map(|x| x as f32),
             |i, v| wrong(i, v, "a number"),
         )?),

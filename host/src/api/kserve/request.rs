@@ -311,7 +311,7 @@ fn wanted_outputs(
 /// Checks each input against the model's interface: known name, datatype, shape.
 pub(super) fn check_inputs(model: &str, ports: &[Port], inputs: &[Input]) -> Result<(), ApiError> {
     for (i, t) in inputs.iter().enumerate() {
-        if inputs[..i].iter().any(|u| u.name == t.name) {
+        if inputs.iter().take(i).any(|u| u.name == t.name) {
             return Err(bad(format!(
                 "input {:?} is given twice: give each of model {model}'s inputs ({}) once",
                 t.name,

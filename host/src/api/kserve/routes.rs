@@ -8,7 +8,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::request::{Wanted, check_inputs, parse_request};
 use super::run::{Output, run_graph, run_text};
@@ -242,28 +242,29 @@ fn answer(
             continue; // asked twice: answered once
         };
         let o = outputs.swap_remove(i);
-        let mut entry = json!({
-            "name": o.name,
-            "datatype": o.data.datatype(),
-            "shape": o.shape,
-        });
+        let mut entry = Map::new();
+        entry.insert("name".into(), json!(o.name));
+        entry.insert("datatype".into(), json!(o.data.datatype()));
+        entry.insert("shape".into(), json!(o.shape));
         if binary {
             any_binary = true;
             let bytes = o.data.raw()?;
-            entry["parameters"] = json!({"binary_data_size": bytes.len()});
+            entry.insert(
+                "parameters".into(),
+                json!({"binary_data_size": bytes.len()}),
+            );
             raw.extend_from_slice(&bytes);
         } else {
-            entry["data"] = o.data.json();
+            entry.insert("data".into(), o.data.json());
         }
-        json_outputs.push(entry);
+        json_outputs.push(Value::Object(entry));
     }
-    let mut answer = json!({
-        "model_name": model,
-        "model_version": VERSION,
-        "outputs": json_outputs,
-    });
+    let mut answer = Map::new();
+    answer.insert("model_name".into(), json!(model));
+    answer.insert("model_version".into(), json!(VERSION));
+    answer.insert("outputs".into(), Value::Array(json_outputs));
     if let Some(id) = id {
-        answer["id"] = Value::String(id);
+        answer.insert("id".into(), Value::String(id));
     }
     let head = serde_json::to_vec(&answer).map_err(|e| {
         ApiError::new(

@@ -5,11 +5,13 @@
 //! `api` → `plugins` (pipeline) → `core` → store. Nothing in `core` knows about
 //! plugins or HTTP.
 
-/// Request-path hygiene: a module declared through this macro handles request- or
-/// guest-derived data, and clippy denies there what could panic or wrap on such data:
+/// Request-path hygiene: a module declared through this macro may handle request-, guest-
+/// or file-derived data, and clippy denies there what could panic or wrap on such data:
 /// `unwrap`/`expect`, slice indexing, unchecked arithmetic, `panic!`/`unreachable!` and
-/// truncating casts. The set is written once, here; `cargo clippy -- -D warnings` enforces
-/// it. Tests inside such a module may `#[allow]` them (see `clippy.toml`).
+/// truncating casts. The set is written once, here, and every top-level module is declared
+/// through it; `cargo clippy --all-targets -- -D warnings` enforces it. Test code may unwrap,
+/// index and panic (`clippy.toml`); any other exception is an `#[allow]` on one item with a
+/// `// why:` comment.
 macro_rules! request_path {
     ($(#[$m:meta])* $vis:vis mod $name:ident;) => {
         $(#[$m])*
@@ -27,11 +29,13 @@ macro_rules! request_path {
 }
 
 request_path! { pub mod api; }
-pub mod cli;
+request_path! { pub mod cli; }
 request_path! { pub mod config; }
-pub mod core;
-pub mod data;
-#[doc(hidden)]
-pub mod fuzzing;
-pub mod plugins;
-pub mod security;
+request_path! { pub mod core; }
+request_path! { pub mod data; }
+request_path! {
+    #[doc(hidden)]
+    pub mod fuzzing;
+}
+request_path! { pub mod plugins; }
+request_path! { pub mod security; }

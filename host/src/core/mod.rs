@@ -5,12 +5,12 @@
 
 pub mod engine;
 pub mod fetch;
-request_path! { pub mod manifest; }
+pub mod manifest;
 pub mod providers;
 pub mod runtime;
 pub mod store;
-request_path! { pub mod tensor; }
-request_path! { pub mod text; }
-request_path! { pub mod worker; }
+pub mod tensor;
+pub mod text;
+pub mod worker;
 
 pub use engine::{Core, Model};

@@ -1,6 +1,6 @@
 //! Persistent data. For now only the [`store`]: sled with sealed values. Collections, ingest
 //! and search come in later issues.
 
-request_path! { pub mod store; }
+pub mod store;
 
 pub use store::{Store, StoreError, Tree};

@@ -21,11 +21,11 @@ pub mod gateway;
 pub mod host;
 pub mod inference;
 pub mod limits;
-request_path! { pub mod manifest; }
+pub mod manifest;
 mod outbound;
 pub mod pipeline;
 pub mod registry;
-request_path! { pub mod state; }
+pub mod state;
 
 pub use bindings::types::{
     Error as GuestError, Event, Request, RequestContext, RequestVerdict, Response, ResponseVerdict,

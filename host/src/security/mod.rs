@@ -1,8 +1,8 @@
 //! Security: capability grants, sealing of stored data, the audit log, API keys and scopes.
 
-request_path! { pub mod audit; }
+pub mod audit;
 pub mod capability;
-request_path! { pub mod keys; }
+pub mod keys;
 pub mod seal;
 
 pub use audit::{AuditLog, AuditRecord};

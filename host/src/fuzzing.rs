@@ -64,10 +64,8 @@ pub fn tokenizer_input(tok: &TextEncoder, data: &[u8]) {
         return;
     };
     let text = String::from_utf8_lossy(rest).into_owned();
-    let ids: Vec<u32> = rest
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
+    let (words, _) = rest.as_chunks::<4>();
+    let ids: Vec<u32> = words.iter().map(|&c| u32::from_le_bytes(c)).collect();
     let policy = if mode & 1 == 0 {
         Truncation::Error
     } else {

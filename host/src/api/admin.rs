@@ -125,8 +125,10 @@ async fn plugin_info(
     })
     .await?;
     let mut v = json!(rec);
-    v["kv_usage"] = json!(usage);
-    v["effective_limits"] = json!(rec.limits());
+    if let Some(o) = v.as_object_mut() {
+        o.insert("kv_usage".into(), json!(usage));
+        o.insert("effective_limits".into(), json!(rec.limits()));
+    }
     Ok(Json(v))
 }
 

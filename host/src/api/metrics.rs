@@ -109,9 +109,11 @@ impl Metrics {
             .iter()
             .position(|&b| s <= b)
             .unwrap_or(LATENCY_BUCKETS.len());
-        h.counts[i] += 1;
+        if let Some(c) = h.counts.get_mut(i) {
+            *c = c.saturating_add(1);
+        }
         h.sum += s;
-        h.count += 1;
+        h.count = h.count.saturating_add(1);
     }
 
     /// The exposition text.
@@ -133,18 +135,18 @@ impl Metrics {
         for ((route, model, _), h) in http.iter() {
             let m = merged.entry((route.clone(), model.clone())).or_default();
             for (a, b) in m.counts.iter_mut().zip(h.counts) {
-                *a += b;
+                *a = a.saturating_add(b);
             }
             m.sum += h.sum;
-            m.count += h.count;
+            m.count = m.count.saturating_add(h.count);
         }
         drop(http);
         out.push_str("# HELP llmos_http_request_duration_seconds HTTP request latency.\n# TYPE llmos_http_request_duration_seconds histogram\n");
         for ((route, model), h) in &merged {
             let (route, model) = (label(route), label(model));
-            let mut cum = 0;
-            for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
-                cum += h.counts[i];
+            let mut cum = 0u64;
+            for (b, n) in LATENCY_BUCKETS.iter().zip(h.counts) {
+                cum = cum.saturating_add(n);
                 let _ = writeln!(
                     out,
                     "llmos_http_request_duration_seconds_bucket{{route=\"{route}\",model=\"{model}\",le=\"{b}\"}} {cum}"
@@ -199,15 +201,17 @@ impl Metrics {
         out.push_str("# HELP llmos_batch_size Rows per model run (coalesced requests).\n# TYPE llmos_batch_size histogram\n");
         for m in &models {
             let name = label(m.name());
-            let mut cum = 0;
-            for (i, b) in BATCH_BUCKETS.iter().enumerate() {
-                cum += m.stats.batch_rows[i].load(Ordering::Relaxed);
+            let mut cum = 0u64;
+            let mut rows = m.stats.batch_rows.iter().map(|r| r.load(Ordering::Relaxed));
+            for (b, n) in BATCH_BUCKETS.iter().zip(rows.by_ref()) {
+                cum = cum.saturating_add(n);
                 let _ = writeln!(
                     out,
                     "llmos_batch_size_bucket{{model=\"{name}\",le=\"{b}\"}} {cum}"
                 );
             }
-            cum += m.stats.batch_rows[BATCH_BUCKETS.len()].load(Ordering::Relaxed);
+            // The last bucket (above the largest bound) is what the zip left.
+            cum = rows.fold(cum, u64::saturating_add);
             let _ = writeln!(
                 out,
                 "llmos_batch_size_bucket{{model=\"{name}\",le=\"+Inf\"}} {cum}"

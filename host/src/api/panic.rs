@@ -77,6 +77,7 @@ mod tests {
     use axum::routing::get;
     use tower::ServiceExt;
 
+    #[allow(clippy::arithmetic_side_effects)] // why: a test handler that panics on purpose
     async fn boom() -> &'static str {
         let v: Vec<u8> = Vec::new();
         let i = v.len() + 3;

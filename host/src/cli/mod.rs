@@ -255,7 +255,8 @@ fn core(g: &Global) -> Result<Core> {
 }
 
 fn print(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).expect("json"));
+    // `{:#}` is serde_json's pretty printer, without a `Result` to unwrap.
+    println!("{v:#}");
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -309,7 +310,7 @@ fn run(cli: Cli) -> Result<()> {
             let results: Vec<Value> = texts
                 .iter()
                 .zip(out.scores)
-                .map(|(t, s)| json!({"text": t, "label": s[0].label, "scores": s}))
+                .map(|(t, s)| json!({"text": t, "label": s.first().map(|t| &t.label), "scores": s}))
                 .collect();
             print(&json!({"model": model.name(), "results": results, "tokens": out.tokens}));
             Ok(())
@@ -505,6 +506,8 @@ pub fn json_data(dtype: DType, items: &[Value]) -> Result<TensorData> {
             .collect()
     }
     Ok(match dtype {
+        // why: FP32 input given as JSON numbers is rounded to the nearest f32.
+        #[allow(clippy::cast_possible_truncation)]
         DType::F32 => TensorData::F32(each(items, "a number", |x| x.as_f64().map(|f| f as f32))?),
         DType::F16 => TensorData::F16(each(items, "a number", |x| {
             x.as_f64().map(half::f16::from_f64)
@@ -543,9 +546,12 @@ fn models(g: &Global, cmd: ModelsCommand) -> Result<()> {
             });
             if files.iter().all(|f| f.state == FileState::Ok) {
                 let core = core(g)?;
-                match core.model(&name) {
-                    Ok(model) => info["loaded"] = serde_json::to_value(model.info())?,
-                    Err(e) => info["load_error"] = json!(format!("{e:#}")),
+                let (key, value) = match core.model(&name) {
+                    Ok(model) => ("loaded", serde_json::to_value(model.info())?),
+                    Err(e) => ("load_error", json!(format!("{e:#}"))),
+                };
+                if let Some(o) = info.as_object_mut() {
+                    o.insert(key.into(), value);
                 }
             }
             print(&info);
@@ -582,11 +588,11 @@ fn models(g: &Global, cmd: ModelsCommand) -> Result<()> {
             } else {
                 names
             };
-            let mut bad = 0;
+            let mut bad = 0usize;
             let mut rows = Vec::new();
             for name in &names {
                 let files = store.check(name, true)?;
-                bad += files.iter().filter(|f| f.state != FileState::Ok).count();
+                bad = bad.saturating_add(files.iter().filter(|f| f.state != FileState::Ok).count());
                 rows.push(json!({"name": name, "files": files}));
             }
             print(&json!({"models": rows}));

@@ -472,7 +472,7 @@ impl Core {
     pub fn loaded(&self) -> Vec<Arc<Model>> {
         self.models
             .read()
-            .expect("models lock")
+            .unwrap_or_else(|e| e.into_inner())
             .values()
             .cloned()
             .collect()
@@ -480,7 +480,7 @@ impl Core {
 
     /// A loaded model, if loaded.
     pub fn get_loaded(&self, name: &str) -> Option<Arc<Model>> {
-        self.models.read().expect("models lock").get(name).cloned()
+        self.models.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
     }
 
     /// A model, loading it if needed.
@@ -495,7 +495,7 @@ impl Core {
         let model = Arc::new(self.load(name)?);
         self.models
             .write()
-            .expect("models lock")
+            .unwrap_or_else(|e| e.into_inner())
             .insert(name.to_string(), model.clone());
         Ok(model)
     }
@@ -524,13 +524,17 @@ impl Core {
             .intra_threads
             .or((self.config.runtime.intra_threads > 0)
                 .then_some(self.config.runtime.intra_threads))
-            .unwrap_or((cores / workers).max(1));
+            .unwrap_or(cores.checked_div(workers).unwrap_or(1).max(1));
         let queue_capacity = ov.queue_capacity.unwrap_or(256).max(1);
         let invalid = |message: String| LoadError::Invalid {
             model: name.into(),
             message,
         };
-        let model_file = manifest.model_file().name.clone();
+        let model_file = manifest
+            .model_file()
+            .ok_or_else(|| invalid("no file has role = \"model\": list the ONNX file".into()))?
+            .name
+            .clone();
         let session_err = |e: ort::Error| LoadError::Session {
             model: name.into(),
             file: model_file.clone(),
@@ -564,8 +568,9 @@ impl Core {
             sessions.push(session);
             report = Some(r);
         }
-        let provider = report.expect("at least one worker");
-        let first = &sessions[0];
+        let (Some(provider), Some(first)) = (report, sessions.first()) else {
+            return Err(invalid("no inference thread was started (workers = 0)".into()));
+        };
         let inputs: Vec<TensorSpec> = first
             .inputs()
             .iter()
@@ -603,7 +608,9 @@ impl Core {
         }
         if let (Some(l), Some(out)) = (&labels, outputs.first()) {
             let last = out.shape.last().copied().unwrap_or(-1);
-            if last >= 0 && last as usize != l.len() {
+            if let Ok(classes) = usize::try_from(last)
+                && classes != l.len()
+            {
                 return Err(invalid(format!(
                     "{} labels, but output {} has {last} classes",
                     l.len(),

@@ -289,9 +289,10 @@ impl TempFile {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(read_err(e)),
             };
-            hasher.update(&buf[..n]);
-            file.write_all(&buf[..n]).map_err(FetchError::io(path))?;
-            total += n as u64;
+            let chunk = buf.get(..n).unwrap_or_default();
+            hasher.update(chunk);
+            file.write_all(chunk).map_err(FetchError::io(path))?;
+            total = total.saturating_add(n as u64);
             bar.inc(n as u64);
         }
         Ok((total, hex::encode(hasher.finalize())))

@@ -276,8 +276,11 @@ impl Manifest {
         }
         let mut names: Vec<&str> = self.files.iter().map(|f| f.name.as_str()).collect();
         names.sort_unstable();
-        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
-            return Err(format!("file {} is listed twice", w[0]));
+        if let Some(twice) = names.windows(2).find_map(|w| match w {
+            [a, b] if a == b => Some(a),
+            _ => None,
+        }) {
+            return Err(format!("file {twice} is listed twice"));
         }
         let known = |n: &str| self.files.iter().any(|f| f.name == n);
         match (&self.tokenizer, self.task.needs_tokenizer()) {
@@ -316,12 +319,9 @@ impl Manifest {
         Ok(())
     }
 
-    /// The ONNX file.
-    pub fn model_file(&self) -> &ModelFile {
-        self.files
-            .iter()
-            .find(|f| f.role == FileRole::Model)
-            .expect("validated: one model file")
+    /// The ONNX file (`None` only for a manifest that `validate` would refuse).
+    pub fn model_file(&self) -> Option<&ModelFile> {
+        self.files.iter().find(|f| f.role == FileRole::Model)
     }
 }
 

@@ -244,7 +244,7 @@ impl ModelStore {
     /// Returns how many files were written.
     pub fn pull(&self, name: &str, fetcher: &Fetcher, force: bool) -> Result<usize, StoreError> {
         let m = self.manifest(name)?;
-        let mut written = 0;
+        let mut written = 0usize;
         for f in &m.files {
             let dest = self.file_path(name, &f.name);
             if !force && dest.is_file() {
@@ -261,7 +261,7 @@ impl ModelStore {
                 model: name.into(),
                 source,
             })?;
-            written += 1;
+            written = written.saturating_add(1);
         }
         Ok(written)
     }

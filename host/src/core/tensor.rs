@@ -303,7 +303,7 @@ pub fn validate_inputs(specs: &[TensorSpec], inputs: &[NamedTensor]) -> Result<(
                 .shape
                 .iter()
                 .zip(&t.shape)
-                .all(|(&want, &got)| want < 0 || want as usize == got);
+                .all(|(&want, &got)| want < 0 || usize::try_from(want) == Ok(got));
         if !fits {
             return Err(TensorError::Shape {
                 name: t.name.clone(),
@@ -322,10 +322,13 @@ pub fn validate_inputs(specs: &[TensorSpec], inputs: &[NamedTensor]) -> Result<(
     }
     let mut names: Vec<&str> = inputs.iter().map(|t| t.name.as_str()).collect();
     names.sort_unstable();
-    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+    if let Some(twice) = names.windows(2).find_map(|w| match w {
+        [a, b] if a == b => Some(a),
+        _ => None,
+    }) {
         return Err(TensorError::Unknown {
             kind: "input",
-            name: format!("{} (given twice)", w[0]),
+            name: format!("{twice} (given twice)"),
             known,
         });
     }
@@ -359,7 +362,11 @@ pub(crate) fn from_ort(name: &str, v: &DynValue) -> Result<NamedTensor, TensorEr
         v: &DynValue,
     ) -> Option<(Vec<usize>, Vec<T>)> {
         let (shape, data) = v.try_extract_tensor::<T>().ok()?;
-        Some((shape.iter().map(|&d| d as usize).collect(), data.to_vec()))
+        let shape = shape
+            .iter()
+            .map(|&d| usize::try_from(d).ok())
+            .collect::<Option<Vec<usize>>>()?;
+        Some((shape, data.to_vec()))
     }
     let (shape, data) = match dtype {
         DType::F32 => grab::<f32>(v).map(|(s, d)| (s, TensorData::F32(d))),

@@ -193,10 +193,10 @@ impl TextEncoder {
             && let Some(index) = encs.iter().position(|e| !e.get_overflowing().is_empty())
         {
             {
-                let tokens = self
-                    .plain
-                    .encode_fast(texts[index].as_str(), true)
-                    .map_or(self.max_len + 1, |e| e.len());
+                let tokens = texts
+                    .get(index)
+                    .and_then(|t| self.plain.encode_fast(t.as_str(), true).ok())
+                    .map_or(self.max_len.saturating_add(1), |e| e.len());
                 return Err(TextError::TooLong {
                     index,
                     tokens,
@@ -238,8 +238,8 @@ impl TextEncoder {
                             max: self.max_len,
                         });
                     }
-                    (true, Truncation::Truncate) => &row[..self.max_len],
-                    (false, _) => &row[..],
+                    // Longer rows are cut at the limit; shorter ones are kept whole.
+                    _ => row.get(..self.max_len).unwrap_or(row),
                 };
                 let tokens = row
                     .iter()
@@ -269,24 +269,29 @@ impl TextEncoder {
     pub fn pad(&self, encs: &[Encoding]) -> TokenBatch {
         let batch = encs.len();
         let seq = encs.iter().map(Encoding::len).max().unwrap_or(0);
-        let mut ids = vec![self.pad_id; batch * seq];
-        let mut mask = vec![0i64; batch * seq];
-        let mut type_ids = vec![0i64; batch * seq];
-        let mut tokens = 0;
-        for (row, e) in encs.iter().enumerate() {
-            let base = row * seq;
-            for (i, ((&id, &ty), &m)) in e
+        let cells = batch.saturating_mul(seq);
+        let mut ids = vec![self.pad_id; cells];
+        let mut mask = vec![0i64; cells];
+        let mut type_ids = vec![0i64; cells];
+        let mut tokens = 0usize;
+        // One row of `seq` cells per encoding (no rows at all when `seq` is 0).
+        let rows = ids
+            .chunks_mut(seq.max(1))
+            .zip(type_ids.chunks_mut(seq.max(1)))
+            .zip(mask.chunks_mut(seq.max(1)));
+        for (((ids, type_ids), mask), e) in rows.zip(encs) {
+            let cells = ids.iter_mut().zip(type_ids).zip(mask);
+            let values = e
                 .get_ids()
                 .iter()
                 .zip(e.get_type_ids())
-                .zip(e.get_attention_mask())
-                .enumerate()
-            {
-                ids[base + i] = id as i64;
-                type_ids[base + i] = ty as i64;
-                mask[base + i] = m as i64;
+                .zip(e.get_attention_mask());
+            for (((id, ty), m), ((&id_v, &ty_v), &m_v)) in cells.zip(values) {
+                *id = i64::from(id_v);
+                *ty = i64::from(ty_v);
+                *m = i64::from(m_v);
             }
-            tokens += e.len();
+            tokens = tokens.saturating_add(e.len());
         }
         TokenBatch {
             batch,
@@ -308,21 +313,31 @@ pub fn pool(
     cls: bool,
     normalize: bool,
 ) -> Vec<Vec<f32>> {
-    let dim = hidden.len() / (batch * seq).max(1);
+    let dim = hidden
+        .len()
+        .checked_div(batch.saturating_mul(seq).max(1))
+        .unwrap_or(0);
+    // Token vectors, `seq` per text; a short `hidden` or `mask` yields zeros, never a panic.
+    let rows: Vec<&[f32]> = hidden.chunks_exact(dim.max(1)).collect();
     (0..batch)
         .map(|b| {
+            let first = b.saturating_mul(seq);
+            let span = first..first.saturating_add(seq);
+            let tokens = rows.get(span.clone()).unwrap_or_default();
+            let masks = mask.get(span).unwrap_or_default();
             let mut v = vec![0f32; dim];
             if cls {
-                v.copy_from_slice(&hidden[b * seq * dim..b * seq * dim + dim]);
+                if let Some(row) = tokens.first() {
+                    v.iter_mut().zip(*row).for_each(|(acc, x)| *acc = *x);
+                }
             } else {
                 let mut n = 0f32;
-                for s in 0..seq {
-                    if mask[b * seq + s] == 0 {
+                for (row, &m) in tokens.iter().zip(masks) {
+                    if m == 0 {
                         continue;
                     }
                     n += 1.0;
-                    let row = &hidden[(b * seq + s) * dim..(b * seq + s + 1) * dim];
-                    for (acc, x) in v.iter_mut().zip(row) {
+                    for (acc, x) in v.iter_mut().zip(*row) {
                         *acc += x;
                     }
                 }
@@ -417,34 +432,39 @@ pub fn merge_entities(
     let mut current: Option<(String, usize, usize, Vec<f32>)> = None;
     let mut prev_word: Option<u32> = None;
     let close = |cur: &mut Option<(String, usize, usize, Vec<f32>)>, out: &mut Vec<Entity>| {
-        if let Some((label, start, end, scores)) = cur.take() {
-            let (sb, eb) = (boundaries[start], boundaries[end]);
+        if let Some((label, start, end, scores)) = cur.take()
+            && let (Some(&sb), Some(&eb)) = (boundaries.get(start), boundaries.get(end))
+            && let Some(span) = text.get(sb..eb)
+        {
             out.push(Entity {
                 label,
                 start,
                 end,
-                text: text[sb..eb].to_string(),
+                text: span.to_string(),
                 score: scores.iter().sum::<f32>() / scores.len() as f32,
                 start_byte: sb,
                 end_byte: eb,
             });
         }
     };
-    for i in 0..enc.len() {
-        if special[i] == 1 || words[i].is_none() || (i + 1) * n > logits.len() {
+    let tokens = offsets.iter().zip(words).zip(special).enumerate();
+    for (i, ((&(start, end), &word), &special)) in tokens {
+        let row = i
+            .checked_mul(n)
+            .and_then(|a| a.checked_add(n).and_then(|b| logits.get(a..b)));
+        let Some(row) = row.filter(|_| special != 1 && word.is_some()) else {
             continue;
-        }
-        let (start, end) = offsets[i];
-        let end = end.min(boundaries.len() - 1);
-        if words[i] == prev_word {
+        };
+        let end = end.min(boundaries.len().saturating_sub(1));
+        if word == prev_word {
             // A later piece of the same word: extend whatever entity the word is in.
             if let Some(cur) = current.as_mut() {
                 cur.2 = end;
             }
             continue;
         }
-        prev_word = words[i];
-        let probs = softmax(&logits[i * n..(i + 1) * n]);
+        prev_word = word;
+        let probs = softmax(row);
         let (best, score) = probs
             .iter()
             .copied()

@@ -69,7 +69,9 @@ impl ModelStats {
             .iter()
             .position(|&b| rows <= b)
             .unwrap_or(BATCH_BUCKETS.len());
-        self.batch_rows[i].fetch_add(1, Ordering::Relaxed);
+        if let Some(bucket) = self.batch_rows.get(i) {
+            bucket.fetch_add(1, Ordering::Relaxed);
+        }
         self.rows.fetch_add(rows as u64, Ordering::Relaxed);
     }
 }
@@ -133,7 +135,8 @@ pub(crate) fn worker(mut session: Session, ctx: &WorkerCtx, rx: &Mutex<Receiver<
                 continue;
             };
             let mut group = Vec::new();
-            let deadline = Instant::now() + ctx.limits.max_wait;
+            let now = Instant::now();
+            let deadline = now.checked_add(ctx.limits.max_wait).unwrap_or(now);
             while texts < ctx.limits.max_batch {
                 let next = match deadline.checked_duration_since(Instant::now()) {
                     Some(left) if !left.is_zero() => rx
@@ -146,8 +149,10 @@ pub(crate) fn worker(mut session: Session, ctx: &WorkerCtx, rx: &Mutex<Receiver<
                 }
                 match next {
                     Ok(j) => match text_job(&j) {
-                        Some((k, n)) if k == kind && texts + n <= ctx.limits.max_batch => {
-                            texts += n;
+                        Some((k, n))
+                            if k == kind && texts.saturating_add(n) <= ctx.limits.max_batch =>
+                        {
+                            texts = texts.saturating_add(n);
                             group.push(j);
                         }
                         _ => {
@@ -279,12 +284,11 @@ fn run_text_jobs(session: &mut Session, ctx: &WorkerCtx, jobs: Vec<Job>) {
         } else {
             match &job {
                 Job::Embed(input, p, ..) | Job::Classify(input, p, ..) => {
-                    encoder.encode_input(input, *p)
+                    encoder.encode_input(input, *p).map_err(TaskError::from)
                 }
-                Job::Entities(t, p, ..) => encoder.encode(t, *p, true),
-                Job::Infer(..) => unreachable!("only text jobs are grouped"),
+                Job::Entities(t, p, ..) => encoder.encode(t, *p, true).map_err(TaskError::from),
+                Job::Infer(..) => Err(ctx.fail("a graph job reached the text batcher")),
             }
-            .map_err(TaskError::from)
         };
         let bounds = bounds_of(&job);
         let encoded = encoded.and_then(|encs| check_size(encs, &ctx.limits, bounds, &ctx.name));
@@ -305,10 +309,9 @@ fn run_text_jobs(session: &mut Session, ctx: &WorkerCtx, jobs: Vec<Job>) {
             Err(e) => reply_err(job, e),
         }
     }
-    if ok_jobs.is_empty() {
+    let Some((kind, _)) = ok_jobs.first().and_then(text_job) else {
         return;
-    }
-    let kind = text_job(&ok_jobs[0]).expect("text job").0;
+    };
     if let Err(e) = run_sorted(session, ctx, encoder, kind, &ok_jobs, &mut requests) {
         for j in ok_jobs {
             reply_err(j, e.clone());
@@ -325,37 +328,43 @@ fn run_text_jobs(session: &mut Session, ctx: &WorkerCtx, jobs: Vec<Job>) {
             Fate::Wanted => {}
         }
         let tokens = req.encs.iter().map(Encoding::len).sum();
-        let outs = req.out.into_iter().map(|o| o.expect("every text ran"));
-        match job {
-            Job::Embed(.., reply) => {
-                let vectors = outs
-                    .map(|o| match o {
-                        Out::Vector(v) => v,
-                        _ => unreachable!(),
-                    })
-                    .collect();
-                let _ = reply.send(Ok(Embeddings { vectors, tokens }));
-            }
-            Job::Classify(.., reply) => {
-                let scores = outs
-                    .map(|o| match o {
-                        Out::Scores(s) => s,
-                        _ => unreachable!(),
-                    })
-                    .collect();
-                let _ = reply.send(Ok(Classes { scores, tokens }));
-            }
-            Job::Entities(.., reply) => {
-                let entities = outs
-                    .map(|o| match o {
-                        Out::Entities(e) => e,
-                        _ => unreachable!(),
-                    })
-                    .collect();
-                let _ = reply.send(Ok(Entities { entities, tokens }));
-            }
-            Job::Infer(..) => unreachable!("only text jobs are grouped"),
+        match req.out.into_iter().collect::<Option<Vec<Out>>>() {
+            Some(outs) => reply_outs(ctx, job, outs, tokens),
+            None => reply_err(job, ctx.fail("a text of the batch did not run")),
         }
+    }
+}
+
+/// Answers a text job with its outputs (one per text, of the job's kind).
+fn reply_outs(ctx: &WorkerCtx, job: Job, outs: Vec<Out>, tokens: usize) {
+    let wrong = || ctx.fail("an output of another kind than the request's");
+    // A dropped receiver means the caller gave up; nothing to tell it.
+    match job {
+        Job::Embed(.., reply) => {
+            let vectors = outs.into_iter().map(|o| match o {
+                Out::Vector(v) => Some(v),
+                _ => None,
+            });
+            let vectors = vectors.collect::<Option<Vec<_>>>().ok_or_else(wrong);
+            let _ = reply.send(vectors.map(|vectors| Embeddings { vectors, tokens }));
+        }
+        Job::Classify(.., reply) => {
+            let scores = outs.into_iter().map(|o| match o {
+                Out::Scores(s) => Some(s),
+                _ => None,
+            });
+            let scores = scores.collect::<Option<Vec<_>>>().ok_or_else(wrong);
+            let _ = reply.send(scores.map(|scores| Classes { scores, tokens }));
+        }
+        Job::Entities(.., reply) => {
+            let entities = outs.into_iter().map(|o| match o {
+                Out::Entities(e) => Some(e),
+                _ => None,
+            });
+            let entities = entities.collect::<Option<Vec<_>>>().ok_or_else(wrong);
+            let _ = reply.send(entities.map(|entities| Entities { entities, tokens }));
+        }
+        job @ Job::Infer(..) => reply_err(job, wrong()),
     }
 }
 
@@ -408,39 +417,27 @@ fn run_sorted(
         .enumerate()
         .flat_map(|(r, req)| (0..req.encs.len()).map(move |t| (r, t)))
         .collect();
-    order.sort_by_key(|&(r, t)| requests[r].encs[t].len());
-    let mut start = 0;
+    order.sort_by_key(|&rt| enc_of(requests, rt).map_or(0, Encoding::len));
+    let mut start = 0usize;
     while start < order.len() {
         if refresh_fates(jobs, requests) {
-            let rest: Vec<(usize, usize)> = order[start..]
-                .iter()
-                .copied()
-                .filter(|&(r, _)| requests[r].fate == Fate::Wanted)
+            let rest: Vec<(usize, usize)> = order
+                .split_off(start)
+                .into_iter()
+                .filter(|&(r, _)| requests.get(r).is_some_and(|q| q.fate == Fate::Wanted))
                 .collect();
-            order.truncate(start);
             order.extend(rest);
             if start >= order.len() {
                 break;
             }
         }
-        // Grow the sub-batch while it stays within the limits. Sorted, so the newest row is
-        // the longest and sets the padded width; stop when padding would exceed a quarter
-        // of the real tokens (on CPUs, padded tokens cost as much as real ones).
-        let len = |i: usize| requests[order[i].0].encs[order[i].1].len();
-        let mut end = start + 1;
-        let mut real = len(start);
-        while end < order.len() && end - start < ctx.limits.max_batch {
-            let (rows, width) = (end - start + 1, len(end));
-            if rows * width > ctx.limits.max_tokens || rows * width * 4 > (real + width) * 5 {
-                break;
-            }
-            real += width;
-            end += 1;
-        }
-        let rows = &order[start..end];
+        let pending = order.get(start..).unwrap_or_default();
+        let rows = pending
+            .get(..sub_batch(pending, requests, &ctx.limits))
+            .unwrap_or(pending);
         let encs: Vec<Encoding> = rows
             .iter()
-            .map(|&(r, t)| requests[r].encs[t].clone())
+            .filter_map(|&rt| enc_of(requests, rt).cloned())
             .collect();
         let batch = encoder.pad(&encs);
         let (shape, data) = run_tokens(session, ctx, &batch)?;
@@ -450,11 +447,47 @@ fn run_sorted(
             .fetch_add(batch.tokens as u64, Ordering::Relaxed);
         let outs = postprocess(ctx, kind, &batch, &shape, &data, rows, requests)?;
         for (&(r, t), o) in rows.iter().zip(outs) {
-            requests[r].out[t] = Some(o);
+            if let Some(slot) = requests.get_mut(r).and_then(|q| q.out.get_mut(t)) {
+                *slot = Some(o);
+            }
         }
-        start = end;
+        start = start.saturating_add(rows.len().max(1));
     }
     Ok(())
+}
+
+/// Text `t` of request `r`.
+fn enc_of(requests: &[Request], (r, t): (usize, usize)) -> Option<&Encoding> {
+    requests.get(r).and_then(|q| q.encs.get(t))
+}
+
+/// How many of `pending` (sorted by length) the next sub-batch takes: at least one, then
+/// more while it stays within the limits. Sorted, so the newest row is the longest and sets
+/// the padded width; stop when padding would exceed a quarter of the real tokens (on CPUs,
+/// padded tokens cost as much as real ones).
+fn sub_batch(pending: &[(usize, usize)], requests: &[Request], limits: &BatchLimits) -> usize {
+    let mut widths = pending
+        .iter()
+        .map(|&rt| enc_of(requests, rt).map_or(0, Encoding::len));
+    let Some(first) = widths.next() else {
+        return 0;
+    };
+    let (mut rows, mut real) = (1usize, first);
+    for width in widths {
+        if rows >= limits.max_batch {
+            break;
+        }
+        let next = rows.saturating_add(1);
+        let padded = next.saturating_mul(width);
+        if padded > limits.max_tokens
+            || padded.saturating_mul(4) > real.saturating_add(width).saturating_mul(5)
+        {
+            break;
+        }
+        real = real.saturating_add(width);
+        rows = next;
+    }
+    rows
 }
 
 fn postprocess(
@@ -473,9 +506,9 @@ fn postprocess(
     };
     Ok(match kind {
         Kind::Embed => {
-            let vectors = if shape.len() == 2 {
+            let vectors = if let &[_, dim] = shape {
                 // Already pooled by the graph: [batch, dim].
-                data.chunks(shape[1])
+                data.chunks(dim.max(1))
                     .map(|c| {
                         let mut v = c.to_vec();
                         if ctx.normalize {
@@ -499,37 +532,49 @@ fn postprocess(
         }
         Kind::Classify => {
             let labels = labels()?;
-            if shape.len() != 2 || shape[1] != labels.len() {
+            let &[_, n] = shape else {
+                return Err(ctx.fail(format!(
+                    "expected logits [batch, {}], got {shape:?}",
+                    labels.len()
+                )));
+            };
+            if n != labels.len() {
                 return Err(ctx.fail(format!(
                     "expected logits [batch, {}], got {shape:?}",
                     labels.len()
                 )));
             }
-            data.chunks(shape[1])
+            data.chunks(n.max(1))
                 .map(|row| Out::Scores(text::label_scores(row, labels)))
                 .collect()
         }
         Kind::Entities => {
             let labels = labels()?;
-            if shape.len() != 3 || shape[2] != labels.len() {
-                return Err(ctx.fail(format!(
+            let wrong = || {
+                ctx.fail(format!(
                     "expected logits [batch, seq, {}], got {shape:?}",
                     labels.len()
-                )));
+                ))
+            };
+            let &[_, seq, n] = shape else {
+                return Err(wrong());
+            };
+            if n != labels.len() {
+                return Err(wrong());
             }
-            let row = shape[1] * shape[2];
+            let row = seq.saturating_mul(n).max(1);
             rows.iter()
-                .enumerate()
-                .map(|(i, &(r, t))| {
-                    let req = &requests[r];
-                    Out::Entities(text::merge_entities(
-                        &req.texts[t],
-                        &req.encs[t],
-                        &data[i * row..(i + 1) * row],
-                        labels,
-                    ))
+                .zip(data.chunks(row))
+                .map(|(&(r, t), logits)| {
+                    let req = requests.get(r);
+                    match (req.and_then(|q| q.texts.get(t)), enc_of(requests, (r, t))) {
+                        (Some(text), Some(enc)) => Ok(Out::Entities(text::merge_entities(
+                            text, enc, logits, labels,
+                        ))),
+                        _ => Err(ctx.fail("a row of the batch has no text")),
+                    }
                 })
-                .collect()
+                .collect::<Result<_, _>>()?
         }
     })
 }
@@ -557,15 +602,25 @@ fn run_tokens(
         inputs.push((name.clone(), v.into_dyn()));
     }
     let outputs = session.run(inputs).map_err(|e| ctx.fail(e))?;
-    let (shape, data) = outputs[0]
+    let (_, first) = outputs
+        .iter()
+        .next()
+        .ok_or_else(|| ctx.fail("the graph has no outputs"))?;
+    let (shape, data) = first
         .try_extract_tensor::<f32>()
         .map_err(|e| ctx.fail(e))?;
-    Ok((shape.iter().map(|&d| d as usize).collect(), data.to_vec()))
+    let shape = shape
+        .iter()
+        .map(|&d| usize::try_from(d).ok())
+        .collect::<Option<Vec<usize>>>()
+        .ok_or_else(|| ctx.fail(format!("the graph's output has shape {shape:?}")))?;
+    Ok((shape, data.to_vec()))
 }
 
 fn run_infer(session: &mut Session, ctx: &WorkerCtx, job: Job) {
-    let Job::Infer(inputs, wanted, reply) = job else {
-        unreachable!("run_infer takes infer jobs")
+    let (inputs, wanted, reply) = match job {
+        Job::Infer(inputs, wanted, reply) => (inputs, wanted, reply),
+        other => return reply_err(other, ctx.fail("a text job reached the graph runner")),
     };
     if reply.is_closed() {
         return; // the caller has gone: spend nothing on it

@@ -155,7 +155,8 @@ impl Store {
     }
 
     fn aad(tree: Tree, key: &[u8]) -> Vec<u8> {
-        let mut aad = Vec::with_capacity(tree.name().len() + 1 + key.len());
+        let mut aad =
+            Vec::with_capacity(tree.name().len().saturating_add(1).saturating_add(key.len()));
         aad.extend_from_slice(tree.name().as_bytes());
         aad.push(0);
         aad.extend_from_slice(key);
@@ -405,7 +406,7 @@ impl Store {
         let mut removed = 0;
         while removed < n {
             match t.pop_min().map_err(|e| self.db_err(e))? {
-                Some(_) => removed += 1,
+                Some(_) => removed = removed.saturating_add(1),
                 None => break,
             }
         }
@@ -451,7 +452,11 @@ impl Store {
         key: &[u8],
         value: &T,
     ) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(value).expect("serialising plain data cannot fail");
+        let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Decode {
+            tree: tree.name(),
+            key: String::from_utf8_lossy(key).into_owned(),
+            message: format!("cannot be encoded as JSON: {e}"),
+        })?;
         self.put(tree, key, &bytes)
     }
 }

@@ -47,12 +47,16 @@ impl Default for EngineSettings {
 pub fn build_engine(s: &EngineSettings) -> Result<Engine, PluginError> {
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(s.max_instances)
-        .total_core_instances(s.max_instances * 4)
-        .total_memories(s.max_instances * 2)
-        .total_tables(s.max_instances * 4)
+        .total_core_instances(s.max_instances.saturating_mul(4))
+        .total_memories(s.max_instances.saturating_mul(2))
+        .total_tables(s.max_instances.saturating_mul(4))
         .total_stacks(s.max_instances)
         .max_memories_per_component(4)
-        .max_memory_size((s.max_memory_mib as usize) << 20);
+        .max_memory_size(
+            usize::try_from(s.max_memory_mib)
+                .unwrap_or(usize::MAX)
+                .saturating_mul(1 << 20),
+        );
     let mut cfg = Config::new();
     cfg.wasm_component_model(true)
         .epoch_interruption(true)
@@ -71,6 +75,9 @@ pub struct Ticker {
 
 impl Ticker {
     /// Starts the ticker thread.
+    // why: runs once at start-up, on no request's data; a process that cannot start a
+    // thread cannot serve anything either.
+    #[allow(clippy::expect_used)]
     pub fn start(engine: Engine, tick: Duration) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();

@@ -88,7 +88,7 @@ pub fn classes_json(model: &str, out: &Classes) -> Value {
         .scores
         .iter()
         .enumerate()
-        .map(|(i, s)| json!({"object": "classification", "index": i, "label": s[0].label, "score": s[0].score, "scores": s}))
+        .map(|(i, s)| json!({"object": "classification", "index": i, "label": s.first().map(|t| &t.label), "score": s.first().map(|t| t.score), "scores": s}))
         .collect();
     json!({"object": "list", "data": data, "model": model, "usage": usage(out.tokens)})
 }
@@ -298,12 +298,14 @@ impl Gateway {
                 reason,
                 stage,
             }) => {
-                *self
-                    .policy_denials
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .entry(plugin.clone())
-                    .or_default() += 1;
+                {
+                    let mut denials = self
+                        .policy_denials
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    let n = denials.entry(plugin.clone()).or_default();
+                    *n = n.saturating_add(1);
+                }
                 Ok(Routed::Denied {
                     plugin,
                     reason,

@@ -717,8 +717,8 @@ fn guest_error_len(e: &super::bindings::types::Error) -> usize {
 
 impl Inner {
     fn ticks(&self, limits: &Limits) -> u64 {
-        let tick = self.settings.engine.tick.as_millis().max(1) as u64;
-        limits.timeout_ms.div_ceil(tick) + 1
+        let tick = u64::try_from(self.settings.engine.tick.as_millis().max(1)).unwrap_or(u64::MAX);
+        limits.timeout_ms.div_ceil(tick).saturating_add(1)
     }
 
     pub(crate) fn new_store(&self, l: &Loaded) -> wasmtime::Store<State> {
@@ -739,7 +739,9 @@ impl Inner {
         world: World,
     ) -> Result<(Component, Pre, CacheOutcome), PluginError> {
         let (component, outcome) = self.cache.load(&self.engine, bytes, sha256)?;
-        let linker = &self.linkers[&world];
+        let linker = self.linkers.get(&world).ok_or_else(|| {
+            PluginError::Invalid(format!("this llmos has no linker for the {world} world"))
+        })?;
         let wrong = |e: wasmtime::Error| {
             PluginError::Invalid(format!(
                 "the component does not fit the {world} world: {e:#}"
@@ -755,7 +757,7 @@ impl Inner {
     }
 
     fn loaded(&self, name: &str) -> Result<Loaded, PluginError> {
-        if let Some(l) = self.loaded.lock().expect("loaded lock").get(name) {
+        if let Some(l) = self.loaded.lock().unwrap_or_else(|e| e.into_inner()).get(name) {
             return Ok(l.clone());
         }
         // Read before the record: an invalidation after this point changes it.
@@ -791,10 +793,10 @@ impl Inner {
             pre,
         };
         #[cfg(test)]
-        if let Some(hook) = self.before_insert.lock().expect("hook lock").take() {
+        if let Some(hook) = self.before_insert.lock().unwrap_or_else(|e| e.into_inner()).take() {
             hook();
         }
-        let mut loaded = self.loaded.lock().expect("loaded lock");
+        let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
         // Cache only if nothing was invalidated since the record was read; either way this
         // call runs with what it read (it started before the change).
         if self.generation.load(std::sync::atomic::Ordering::SeqCst) == generation {
@@ -810,7 +812,8 @@ impl Inner {
         l: &Loaded,
         call: impl Future<Output = wasmtime::Result<R>>,
     ) -> Result<R, PluginError> {
-        let wall = Duration::from_millis(l.ctx.limits.timeout_ms) + 2 * self.settings.engine.tick;
+        let wall = Duration::from_millis(l.ctx.limits.timeout_ms)
+            .saturating_add(self.settings.engine.tick.saturating_mul(2));
         let result = match tokio::time::timeout(wall, call).await {
             Ok(r) => r.map_err(|e| classify(&l.ctx, e)),
             Err(_) => Err(PluginError::Limit {
@@ -828,8 +831,8 @@ impl Inner {
         );
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         let c = counts.entry(l.ctx.name.clone()).or_default();
-        c.0 += 1;
-        c.1 += u64::from(failed);
+        c.0 = c.0.saturating_add(1);
+        c.1 = c.1.saturating_add(u64::from(failed));
         drop(counts);
         result
     }

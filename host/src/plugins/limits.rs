@@ -248,7 +248,9 @@ impl Limiter {
     /// A limiter for these limits.
     pub fn new(limits: &Limits) -> Self {
         Self {
-            memory_total: (limits.memory_mib as usize) << 20,
+            memory_total: usize::try_from(limits.memory_mib)
+                .unwrap_or(usize::MAX)
+                .saturating_mul(1 << 20),
             memory_used: 0,
             table_elements: 100_000,
         }
@@ -262,7 +264,8 @@ impl wasmtime::ResourceLimiter for Limiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let total = self.memory_used - current.min(self.memory_used) + desired;
+        // `desired` is the guest's: saturate, so a huge request is refused, never wrapped.
+        let total = self.memory_used.saturating_sub(current).saturating_add(desired);
         if desired > self.memory_total || total > self.memory_total {
             return Err(LimitTrap {
                 kind: LimitKind::Memory,
@@ -335,6 +338,20 @@ mod tests {
         assert!(l.memory_growing(0, 2 << 20, None).unwrap());
         let e = l.memory_growing(0, 1 << 16, None).unwrap_err();
         assert!(e.to_string().contains("4 MiB allowed"), "{e}");
+    }
+
+    /// A guest's `desired` size is its own number: a huge one is refused, never an
+    /// overflow (the old sum panicked here in debug builds and wrapped in release).
+    #[test]
+    fn a_huge_desired_size_is_refused_not_overflowed() {
+        let mut l = Limiter::new(&Limits {
+            memory_mib: 4,
+            ..Limits::default()
+        });
+        assert!(l.memory_growing(0, 1 << 20, None).unwrap());
+        let e = l.memory_growing(0, usize::MAX, None).unwrap_err();
+        assert!(e.to_string().contains("4 MiB allowed"), "{e}");
+        assert!(l.memory_growing(1 << 20, 2 << 20, None).unwrap());
     }
 
     #[test]

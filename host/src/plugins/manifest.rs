@@ -122,9 +122,8 @@ pub struct Manifest {
 
 fn valid_plugin_name(n: &str) -> bool {
     let b = n.as_bytes();
-    !b.is_empty()
-        && b.len() <= 64
-        && b[0].is_ascii_lowercase()
+    b.len() <= 64
+        && b.first().is_some_and(u8::is_ascii_lowercase)
         && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }

@@ -220,13 +220,13 @@ fn confine(path: &Path, root: &Path, what: &str) -> Result<(), PluginError> {
 /// A component starts with `\0asm` and layer 1 (bytes 6..8 = `01 00`); a core module has
 /// version 1 and layer 0.
 fn check_is_component(bytes: &[u8], path: &Path) -> Result<(), PluginError> {
-    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+    if bytes.len() < 8 || !bytes.starts_with(b"\0asm") {
         return Err(PluginError::Invalid(format!(
             "{} is not WebAssembly",
             path.display()
         )));
     }
-    if bytes[6..8] != [1, 0] {
+    if bytes.get(6..8) != Some(&[1u8, 0][..]) {
         return Err(PluginError::Invalid(format!(
             "{} is a core WebAssembly module, not a component; build with `--target wasm32-wasip2` (or wrap it with `wasm-tools component new`)",
             path.display()

@@ -105,7 +105,7 @@ impl State {
         Self {
             limiter,
             host_calls: 0,
-            deadline: Instant::now() + Duration::from_millis(plugin.limits.timeout_ms),
+            deadline: deadline_after(plugin.limits.timeout_ms),
             inference_calls: 0,
             inference_tokens: 0,
             wasi: WasiCtx::builder().build(),
@@ -121,7 +121,7 @@ impl State {
     /// next call).
     pub(crate) fn reset_host_calls(&mut self) {
         self.host_calls = 0;
-        self.deadline = Instant::now() + Duration::from_millis(self.plugin.limits.timeout_ms);
+        self.deadline = deadline_after(self.plugin.limits.timeout_ms);
         self.inference_calls = 0;
         self.inference_tokens = 0;
     }
@@ -177,7 +177,7 @@ impl State {
         if Instant::now() >= self.deadline {
             return Err(self.out_of_time(&format!("model {model}")));
         }
-        self.inference_calls += 1;
+        self.inference_calls = self.inference_calls.saturating_add(1);
         Ok(Budget {
             deadline: self.deadline,
             max_tokens: usize::try_from(left).unwrap_or(usize::MAX),
@@ -214,7 +214,7 @@ impl State {
     }
 
     fn count(&mut self) -> wasmtime::Result<()> {
-        self.host_calls += 1;
+        self.host_calls = self.host_calls.saturating_add(1);
         if self.host_calls > self.plugin.limits.max_host_calls {
             return Err(LimitTrap {
                 kind: LimitKind::HostCalls,
@@ -242,7 +242,13 @@ impl State {
     }
 
     fn kv_key(&self, key: &str) -> Vec<u8> {
-        let mut k = Vec::with_capacity(self.plugin.name.len() + 1 + key.len());
+        let mut k = Vec::with_capacity(
+            self.plugin
+                .name
+                .len()
+                .saturating_add(1)
+                .saturating_add(key.len()),
+        );
         k.extend_from_slice(self.plugin.name.as_bytes());
         k.push(0);
         k.extend_from_slice(key.as_bytes());
@@ -254,6 +260,12 @@ impl State {
             GuestError::Unavailable("no models are loaded in this llmos process".into())
         })
     }
+}
+
+/// `ms` from now; a budget too large for the clock ends now rather than wrapping.
+fn deadline_after(ms: u64) -> Instant {
+    let now = Instant::now();
+    now.checked_add(Duration::from_millis(ms)).unwrap_or(now)
 }
 
 /// Host faults (store I/O) trap; they are not the guest's to handle.
@@ -288,10 +300,7 @@ impl types::Host for State {}
 /// characters (newlines, carriage returns, ANSI escapes, C1 controls) and bidirectional
 /// overrides escaped, so a plugin can neither forge log lines nor restyle a terminal.
 pub(crate) fn escape_log(message: &str) -> String {
-    let mut cut = message.len().min(MAX_LOG);
-    while !message.is_char_boundary(cut) {
-        cut -= 1;
-    }
+    let cut = message.floor_char_boundary(MAX_LOG);
     let kept = message.get(..cut).unwrap_or_default();
     let mut out = String::with_capacity(kept.len());
     for c in kept.chars() {

@@ -228,7 +228,10 @@ impl AuditLog {
             return Ok(n);
         }
         // Room for the note below, and a margin.
-        let excess = (n - max).saturating_add(1).saturating_add(max / 100);
+        let excess = n
+            .saturating_sub(max)
+            .saturating_add(1)
+            .saturating_add(max / 100);
         let drop = usize::try_from(excess).unwrap_or(usize::MAX);
         let dropped = self.store.remove_first(Tree::Audit, drop)?;
         let note = AuditRecord {
@@ -347,9 +350,10 @@ impl AuditLog {
     /// the denial itself must happen either way.
     pub fn denied(&self, subject: &str, capability: &str, detail: &str) {
         self.denials.fetch_add(1, Ordering::Relaxed);
-        *lock(&self.by_subject)
-            .entry(subject.to_string())
-            .or_default() += 1;
+        let mut by_subject = lock(&self.by_subject);
+        let n = by_subject.entry(subject.to_string()).or_default();
+        *n = n.saturating_add(1);
+        drop(by_subject);
         tracing::warn!(plugin = subject, capability, "{detail}");
         if let Err(e) = self.record("denied", subject, Some(capability.into()), detail) {
             tracing::error!("audit log: {e}");
@@ -399,7 +403,7 @@ impl AuditLog {
             for (k, v) in &batch {
                 let e = decode(k, v)?;
                 cursor = Some(e.seq);
-                scanned += 1;
+                scanned = scanned.saturating_add(1);
                 if filter.keeps(&e.record) {
                     records.push(e);
                     if records.len() == limit {

@@ -179,13 +179,13 @@ fn net_contains((net, len): (IpAddr, u8), ip: IpAddr) -> bool {
     match (net, canonical(ip)) {
         (IpAddr::V4(n), IpAddr::V4(a)) => {
             let mask = u32::MAX
-                .checked_shl(32 - u32::from(len.min(32)))
+                .checked_shl(32u32.saturating_sub(u32::from(len)))
                 .unwrap_or(0);
             u32::from(n) & mask == u32::from(a) & mask
         }
         (IpAddr::V6(n), IpAddr::V6(a)) => {
             let mask = u128::MAX
-                .checked_shl(128 - u32::from(len.min(128)))
+                .checked_shl(128u32.saturating_sub(u32::from(len)))
                 .unwrap_or(0);
             u128::from(n) & mask == u128::from(a) & mask
         }

@@ -22,4 +22,9 @@ if ! "$pyenv/bin/python" -c 'import openai, tritonclient.http, numpy, schemathes
 fi
 export LLMOS_TEST_PYTHON="$pyenv/bin/python"
 
+# Formatting and lints first (the request-path set in host/src/lib.rs among them: no unwrap,
+# indexing or unchecked arithmetic; docs/design.md, "Request-path hygiene").
+cargo fmt --all --check
+cargo clippy -p llmos --all-targets --locked -- -D warnings
+
 cargo test --workspace --locked "$@"

@@ -15,6 +15,9 @@ pub const TARGETS: &[&str] = &[
     "plugin_manifest",
     "config",
     "tokenizer_input",
+    "openai_request",
+    "kserve_json",
+    "kserve_binary",
 ];
 
 /// Runs one target's entry point on `data`; `tokenizer` is needed by `tokenizer_input`.
@@ -25,9 +28,45 @@ pub fn run(target: &str, data: &[u8], tokenizer: &TextEncoder) -> bool {
         "plugin_manifest" => plugin_manifest(data),
         "config" => config(data),
         "tokenizer_input" => tokenizer_input(tokenizer, data),
+        "openai_request" => openai_request(data),
+        "kserve_json" => kserve_json(data),
+        "kserve_binary" => kserve_binary(data),
         _ => return false,
     }
     true
+}
+
+/// A `/v1` POST body, parsed strictly and read into the route's request type as the
+/// handlers do. Byte 0 picks the route (embeddings, classify, entities, tokenize,
+/// detokenize); the rest is the body.
+pub fn openai_request(data: &[u8]) {
+    if let Some((&route, body)) = data.split_first() {
+        let _ = crate::api::openai::parse_for_fuzzing(route, body);
+    }
+}
+
+/// A KServe v2 inference body in JSON (no binary extension header).
+pub fn kserve_json(data: &[u8]) {
+    let _ = crate::api::kserve::parse_for_fuzzing(None, data);
+}
+
+/// A KServe v2 inference body with Triton's binary extension: the JSON part's length
+/// (`Inference-Header-Content-Length`) comes first, as a little-endian u16 when byte 0 is
+/// even (lengths that fall inside the body) or a u64 when it is odd (any length at all).
+pub fn kserve_binary(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let split = if mode % 2 == 0 {
+        rest.split_first_chunk::<2>()
+            .map(|(n, body)| (u64::from(u16::from_le_bytes(*n)), body))
+    } else {
+        rest.split_first_chunk::<8>()
+            .map(|(n, body)| (u64::from_le_bytes(*n), body))
+    };
+    if let Some((header_length, body)) = split {
+        let _ = crate::api::kserve::parse_for_fuzzing(Some(header_length), body);
+    }
 }
 
 /// A model manifest (`models/*.toml`, `$LLMOS_HOME/manifests/*.toml`).

@@ -321,6 +321,54 @@ pub struct DetokenizeRequest {
     pub skip_special_tokens: bool,
 }
 
+impl TokenizeRequest {
+    fn from_value(body: &Value) -> Result<Self, ApiError> {
+        Ok(Self {
+            model: model_name(body)?,
+            input: texts_only(parse_input(body.get("input"), false)?)?,
+            add_special_tokens: bool_field(body, "add_special_tokens", true)?,
+        })
+    }
+}
+
+impl DetokenizeRequest {
+    fn from_value(body: &Value) -> Result<Self, ApiError> {
+        let model = model_name(body)?;
+        let ids = match parse_input(body.get("ids"), true).map_err(|e| ApiError {
+            param: Some("ids".into()),
+            message: e.message.replace("`input`", "`ids`"),
+            ..e
+        })? {
+            Input::TokenIds(ids) => ids,
+            Input::Texts(_) => {
+                return Err(ApiError::invalid(
+                    Some("ids".into()),
+                    "`ids` must be an array of token ids or an array of arrays of token ids",
+                ));
+            }
+        };
+        Ok(Self {
+            model,
+            ids,
+            skip_special_tokens: bool_field(body, "skip_special_tokens", false)?,
+        })
+    }
+}
+
+/// The request parsing of the `/v1` POST routes, as the handlers run it, for the fuzz
+/// target `openai_request` (`crate::fuzzing`): `route` picks embeddings, classify,
+/// entities, tokenize or detokenize.
+pub(crate) fn parse_for_fuzzing(route: u8, bytes: &[u8]) -> Result<(), ApiError> {
+    let body = object(crate::api::parse_body(bytes)?)?;
+    match route % 5 {
+        0 => EmbeddingsRequest::from_value(&body).map(drop),
+        1 => TextTaskRequest::from_value(&body, true).map(drop),
+        2 => texts_only(TextTaskRequest::from_value(&body, false)?.input).map(drop),
+        3 => TokenizeRequest::from_value(&body).map(drop),
+        _ => DetokenizeRequest::from_value(&body).map(drop),
+    }
+}
+
 /// `POST /v1/completions`, `POST /v1/chat/completions`: reserved for text generation; the
 /// answer says it is not available in this build.
 #[derive(Debug, ToSchema)]
@@ -431,12 +479,7 @@ async fn tokenize(
     State(state): State<Arc<AppState>>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    let body = object(body)?;
-    let req = TokenizeRequest {
-        model: model_name(&body)?,
-        input: texts_only(parse_input(body.get("input"), false)?)?,
-        add_special_tokens: bool_field(&body, "add_special_tokens", true)?,
-    };
+    let req = TokenizeRequest::from_value(&object(body)?)?;
     let (name, texts, special) = (req.model, req.input, req.add_special_tokens);
     let m = model(&state, &name).await?;
     let m2 = m.clone();
@@ -479,26 +522,7 @@ async fn detokenize(
     State(state): State<Arc<AppState>>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    let body = object(body)?;
-    let name = model_name(&body)?;
-    let ids = match parse_input(body.get("ids"), true).map_err(|e| ApiError {
-        param: Some("ids".into()),
-        message: e.message.replace("`input`", "`ids`"),
-        ..e
-    })? {
-        Input::TokenIds(ids) => ids,
-        Input::Texts(_) => {
-            return Err(ApiError::invalid(
-                Some("ids".into()),
-                "`ids` must be an array of token ids or an array of arrays of token ids",
-            ));
-        }
-    };
-    let req = DetokenizeRequest {
-        model: name,
-        ids,
-        skip_special_tokens: bool_field(&body, "skip_special_tokens", false)?,
-    };
+    let req = DetokenizeRequest::from_value(&object(body)?)?;
     let (name, ids, skip) = (req.model, req.ids, req.skip_special_tokens);
     let m = model(&state, &name).await?;
     let m2 = m.clone();

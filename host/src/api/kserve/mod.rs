@@ -35,6 +35,20 @@ use crate::core::tensor::{DType, TensorSpec};
 
 pub(crate) use routes::routes;
 
+/// The inference request parsing (JSON, or Triton's binary extension when
+/// `header_length` is given) as the `infer` route runs it, for the fuzz targets
+/// `kserve_json` and `kserve_binary` (`crate::fuzzing`).
+pub(crate) fn parse_for_fuzzing(
+    header_length: Option<u64>,
+    body: &[u8],
+) -> Result<(), ApiError> {
+    let mut headers = axum::http::HeaderMap::new();
+    if let Some(n) = header_length {
+        headers.insert(HEADER_LENGTH, axum::http::HeaderValue::from(n));
+    }
+    request::parse_request(&headers, &axum::body::Bytes::copy_from_slice(body)).map(drop)
+}
+
 /// Triton's header giving the length of the JSON part of a binary request or response.
 const HEADER_LENGTH: &str = "inference-header-content-length";
 /// The one version every model has.

@@ -17,7 +17,10 @@
 #
 # Usage: bench/plugins/run.sh [--seconds 20] [--warmup 5] [--connections 64] [--threads 2]
 #                             [--rounds 2] [--nice N] [--no-build] [--llmos PATH]
-#                             [--redact-timeout-ms N]
+#                             [--redact-timeout-ms N] [--plugin-threads N]
+#   --plugin-threads N  `[plugins] threads` in every configuration (default: the host's,
+#               the number of cores up to 8); a worker runs one plugin call at a time, so
+#               this bounds how many pii-redact calls wait for pii-ner at once
 #   --redact-timeout-ms N  operator override of pii-redact's time budget per call (its
 #               manifest asks 200 ms; its inference calls wait for pii-ner inside that budget)
 #   --no-build  use the existing target/release/llmos and plugins/target/... (no cargo)
@@ -26,7 +29,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-seconds=20 warmup=5 conns=64 wthreads=2 rounds=2 nice=0 build=1 llmos=target/release/llmos redact_ms=
+seconds=20 warmup=5 conns=64 wthreads=2 rounds=2 nice=0 build=1 llmos=target/release/llmos redact_ms= pthreads=
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) seconds=$2; shift 2 ;;
@@ -38,6 +41,7 @@ while [ $# -gt 0 ]; do
     --no-build) build=0; shift ;;
     --llmos) llmos=$2; shift 2 ;;
     --redact-timeout-ms) redact_ms=$2; shift 2 ;;
+    --plugin-threads) pthreads=$2; shift 2 ;;
     *) echo "unknown argument $1 (see the header of $0)" >&2; exit 2 ;;
   esac
 done
@@ -78,12 +82,15 @@ setup() { # each step checked: `set -e` does not apply in a function called befo
 setup >"$work/setup.log" 2>&1 || { echo "setting up $LLMOS_HOME failed:" >&2; cat "$work/setup.log" >&2; exit 1; }
 
 : >"$work/none.toml"
-cat >"$work/light.toml" <<'TOML'
+[ -z "$pthreads" ] || printf '[plugins]\nthreads = %d\n\n' "$pthreads" >"$work/none.toml"
+cp "$work/none.toml" "$work/light.toml"
+cp "$work/none.toml" "$work/redact.toml"
+cat >>"$work/light.toml" <<'TOML'
 [pipelines.minilm]
 preprocessors = ["normalize"]
 request_policies = ["content-policy"]
 TOML
-cat >"$work/redact.toml" <<'TOML'
+cat >>"$work/redact.toml" <<'TOML'
 [pipelines.minilm]
 preprocessors = ["normalize", "pii-redact"]
 request_policies = ["content-policy"]
@@ -147,7 +154,7 @@ done
 mean() { awk '{ s=0; for (i=1;i<=NF;i++) s+=$i; printf "%.1f", s/NF }' <<<"$1"; }
 a=$(mean "$rps_minilm") light=$(mean "$rps_light") redact=$(mean "$rps_redact") b=$(mean "$rps_pii_ner")
 echo
-echo "$conns wrk connections, $wthreads wrk threads; pii-redact timeout_ms: ${redact_ms:-manifest (200)}, ${seconds}s measured after ${warmup}s warm-up, $rounds round(s) interleaved; one sentence per request; nice $nice"
+echo "$conns wrk connections, $wthreads wrk threads; pii-redact timeout_ms: ${redact_ms:-manifest (200)}; [plugins] threads: ${pthreads:-host default ($(nproc) cores, at most 8)}, ${seconds}s measured after ${warmup}s warm-up, $rounds round(s) interleaved; one sentence per request; nice $nice"
 echo "machine: $machine (wrk and the server share the cores)"
 echo
 echo "| configuration | round | requests/s answered 200 | p50 ms | p99 ms | requests | failed | load avg (1 min) before | model runs (batches, server life) |"

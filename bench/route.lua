@@ -64,7 +64,7 @@ function init(args)
   assert(#bodies > 0, "no request bodies")
   pos = ((id - 1) * math.floor(#bodies / 2)) % #bodies
   responses, expected, n429, errors = 0, 0, 0, 0
-  first_bad = ""
+  first_bad, first_expected = "", ""
   wrk.method = "POST"
   wrk.path = route
   wrk.headers["Content-Type"] = "application/json"
@@ -79,6 +79,7 @@ function response(status, headers, body)
   responses = responses + 1
   if status == expect then
     expected = expected + 1
+    if expect ~= 200 and first_expected == "" then first_expected = status .. " " .. body:sub(1, 300) end
   elseif status == 429 then
     n429 = n429 + 1
   else
@@ -88,7 +89,7 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, requests)
-  local resp, ok, busy, bad, first = 0, 0, 0, 0, ""
+  local resp, ok, busy, bad, first, first_ok = 0, 0, 0, 0, "", ""
   for _, t in ipairs(threads) do
     resp = resp + (t:get("responses") or 0)
     ok = ok + (t:get("expected") or 0)
@@ -96,6 +97,8 @@ function done(summary, latency, requests)
     bad = bad + (t:get("errors") or 0)
     local f = t:get("first_bad") or ""
     if first == "" then first = f end
+    local g = t:get("first_expected") or ""
+    if first_ok == "" then first_ok = g end
   end
   local e = summary.errors
   local secs = summary.duration / 1e6
@@ -107,4 +110,5 @@ function done(summary, latency, requests)
     latency:percentile(99) / 1000, latency.max / 1000,
     resp, ok, busy, bad, e.connect + e.read + e.write + e.timeout))
   if first ~= "" then io.write("FIRST_ERROR " .. first .. "\n") end
+  if first_ok ~= "" then io.write("FIRST_DESIGNED " .. first_ok .. "\n") end
 end

@@ -224,6 +224,7 @@ echo
 printf 'RSS: %d MiB after start, %d MiB after the warm-up, %d MiB after the soak (growth %+d MiB over the soak; bound %d MiB); peak (VmHWM) %d MiB\n' \
   $((rss_start / 1024)) $((rss_before / 1024)) $((rss_after / 1024)) $((growth / 1024)) "$max_growth_mib" $((hwm / 1024))
 echo "RSS every 5 s (MiB): $(awk '{printf "%d ", $2/1024}' "$work/rss.log")"
+echo "hostile route, first answer: $(grep '^FIRST_DESIGNED' "$work/soak.hostile.out" | cut -d' ' -f2- || true)"
 echo "after the soak: GET /health → $health, POST /v1/embeddings → $probe"
 [ "$growth" -le $((max_growth_mib * 1024)) ] || fail+=("RSS grew by $((growth / 1024)) MiB, more than the bound of $max_growth_mib MiB")
 [ "$health" = 200 ] && [ "$probe" = 200 ] || fail+=("the server does not answer after the soak (health $health, embeddings $probe)")

@@ -79,12 +79,12 @@ function response(status, headers, body)
   responses = responses + 1
   if status == expect then
     expected = expected + 1
-    if expect ~= 200 and first_expected == "" then first_expected = status .. " " .. body:sub(1, 300) end
+    if expect ~= 200 and first_expected == "" then first_expected = status .. " " .. (body:sub(1, 300):gsub("%s+", " ")) end
   elseif status == 429 then
     n429 = n429 + 1
   else
     errors = errors + 1
-    if first_bad == "" then first_bad = status .. " " .. body:sub(1, 300) end
+    if first_bad == "" then first_bad = status .. " " .. (body:sub(1, 300):gsub("%s+", " ")) end
   end
 end
 

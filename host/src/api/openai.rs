@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use crate::api::error::ApiError;
+use crate::api::strict::kind;
 use crate::api::routes::{Access, ApiRoute, get, post};
 use crate::api::{ApiJson, AppState, Caller, ModelLabel, model, route_text};
 use crate::core::engine::Model;
@@ -169,16 +170,6 @@ fn object(body: Value) -> Result<Value, ApiError> {
     }
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
 
 /// `input` of embeddings and classify, as OpenAI accepts it.
 #[derive(serde::Serialize, ToSchema)]

@@ -267,15 +267,7 @@ impl Store {
         let uaad = Self::aad(Tree::Usage, &ukey);
         let (data, usage) = (self.tree(tree)?, self.tree(Tree::Usage)?);
         let r = (&data, &usage).transaction(|(d, u)| {
-            let mut now: Usage = match u.get(&ukey)? {
-                Some(s) => self
-                    .sealer
-                    .open(&s, &uaad)
-                    .ok()
-                    .and_then(|b| serde_json::from_slice(&b).ok())
-                    .unwrap_or_default(),
-                None => Usage::default(),
-            };
+            let mut now = self.open_usage(u.get(&ukey)?, &uaad);
             if let Some(old) = d.get(key)? {
                 now.bytes = now.bytes.saturating_sub(entry_size(key, &old));
                 now.keys = now.keys.saturating_sub(1);
@@ -299,6 +291,14 @@ impl Store {
         Ok(Ok(now))
     }
 
+    /// A namespace's usage counter as stored inside a transaction (absent: zero).
+    fn open_usage(&self, sealed: Option<sled::IVec>, aad: &[u8]) -> Usage {
+        sealed
+            .and_then(|s| self.sealer.open(&s, aad).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
     /// Removes `key` (which must start with `namespace`) and updates the namespace's usage
     /// in one transaction; returns whether it existed.
     pub fn remove_metered(
@@ -317,15 +317,7 @@ impl Store {
             let Some(old) = d.remove(key)? else {
                 return Ok(false);
             };
-            let mut now: Usage = match u.get(&ukey)? {
-                Some(s) => self
-                    .sealer
-                    .open(&s, &uaad)
-                    .ok()
-                    .and_then(|b| serde_json::from_slice(&b).ok())
-                    .unwrap_or_default(),
-                None => Usage::default(),
-            };
+            let mut now = self.open_usage(u.get(&ukey)?, &uaad);
             now.bytes = now.bytes.saturating_sub(entry_size(key, &old));
             now.keys = now.keys.saturating_sub(1);
             let bytes = serde_json::to_vec(&now).unwrap_or_default();

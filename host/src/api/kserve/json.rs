@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 use super::elems::{Elems, element_size, unsupported};
 use super::{bad, dims_string};
 use crate::api::error::ApiError;
+pub(super) use crate::api::strict::kind;
 
 fn flatten<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
     match v {
@@ -77,17 +78,6 @@ pub(super) fn decode_json(
             |i, v| wrong(i, v, "a string"),
         )?),
     })
-}
-
-pub(super) fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 pub(super) fn params<'a>(

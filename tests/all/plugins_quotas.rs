@@ -148,6 +148,15 @@ fn amplifying_plugin_stops_at_its_time_limit_and_plain_requests_are_not_delayed(
         worst < Duration::from_secs(2),
         "a plain request waited {worst:?} behind the hostile plugin's model time"
     );
+    // The failed requests are counted under their model, not under an empty label.
+    let text = client()
+        .get(s.at("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let line = r#"llmos_http_requests_total{route="/v1/entities",model="pii-ner",status="502"}"#;
+    assert_eq!(metric(&text, line), 2.0, "{text}");
 }
 
 #[test]

@@ -252,6 +252,7 @@ static REQUEST_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64:
 /// Runs a text task for a route: straight to the model when the model has no plugin chain
 /// there, else through the pipeline on a blocking thread (plugins and models answer on
 /// their own threads). A policy's denial is a 403 naming the plugin; a plugin fault a 502.
+/// The answer, success or error, carries the model's label for the metrics.
 pub async fn route_text(
     state: &AppState,
     caller: Option<Caller>,
@@ -260,12 +261,26 @@ pub async fn route_text(
     route: &'static str,
     input: Input,
     policy: Truncation,
-) -> Result<Response, ApiError> {
+) -> Response {
     let label = axum::Extension(ModelLabel(m.name().to_string()));
+    match run_text(state, caller, m, task, route, input, policy).await {
+        Ok(v) => (label, Json(v)).into_response(),
+        Err(e) => (label, e).into_response(),
+    }
+}
+
+async fn run_text(
+    state: &AppState,
+    caller: Option<Caller>,
+    m: &Arc<Model>,
+    task: TextTask,
+    route: &'static str,
+    input: Input,
+    policy: Truncation,
+) -> Result<Value, ApiError> {
     let chain = state.gateway.chain(m.name(), route);
     if chain_is_empty(&chain) {
-        let v = gateway::run_task(m, task, input, policy).await?;
-        return Ok((label, Json(v)).into_response());
+        return Ok(gateway::run_task(m, task, input, policy).await?);
     }
     let Input::Texts(texts) = input else {
         return Err(ApiError::invalid(
@@ -285,7 +300,7 @@ pub async fn route_text(
     let ctx = gateway::context(m.name(), task, route, caller.map(|c| c.0.id), id);
     let routed = state.gateway.route(m, task, ctx, texts, policy).await;
     match routed {
-        Ok(Routed::Done(v)) => Ok((label, Json(v)).into_response()),
+        Ok(Routed::Done(v)) => Ok(v),
         Ok(Routed::Denied {
             plugin,
             reason,

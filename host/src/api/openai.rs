@@ -404,7 +404,7 @@ async fn embeddings(
         }
     }
     let base64 = req.encoding_format == EncodingFormat::Base64;
-    route_text(
+    Ok(route_text(
         &state,
         caller.map(|c| c.0),
         &m,
@@ -413,7 +413,7 @@ async fn embeddings(
         req.input,
         req.truncate,
     )
-    .await
+    .await)
 }
 
 async fn classify(
@@ -423,7 +423,7 @@ async fn classify(
 ) -> Result<Response, ApiError> {
     let req = TextTaskRequest::from_value(&object(body)?, true)?;
     let m = model(&state, &req.model).await?;
-    route_text(
+    Ok(route_text(
         &state,
         caller.map(|c| c.0),
         &m,
@@ -432,7 +432,7 @@ async fn classify(
         req.input,
         req.truncate,
     )
-    .await
+    .await)
 }
 
 async fn entities(
@@ -443,7 +443,7 @@ async fn entities(
     let req = TextTaskRequest::from_value(&object(body)?, false)?;
     let texts = texts_only(req.input)?;
     let m = model(&state, &req.model).await?;
-    route_text(
+    Ok(route_text(
         &state,
         caller.map(|c| c.0),
         &m,
@@ -452,7 +452,7 @@ async fn entities(
         Input::Texts(texts),
         req.truncate,
     )
-    .await
+    .await)
 }
 
 fn bool_field(body: &Value, name: &str, default: bool) -> Result<bool, ApiError> {

@@ -654,6 +654,23 @@ fn classify(ctx: &PluginCtx, e: wasmtime::Error) -> PluginError {
     }
 }
 
+/// The output limit: `n` bytes returned (`what` says what they were, e.g. "an error of ").
+fn check_output(ctx: &PluginCtx, n: usize, what: &str) -> Result<(), PluginError> {
+    let n = n as u64;
+    if n > ctx.limits.max_output_bytes {
+        return Err(PluginError::Limit {
+            plugin: ctx.name.clone(),
+            kind: LimitKind::Output,
+            detail: format!(
+                "{} bytes allowed, the plugin returned {what}{n}{}",
+                ctx.limits.max_output_bytes,
+                if what.is_empty() { "" } else { " bytes" }
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Checks the output limit and maps the guest's own error.
 fn finish<T>(
     ctx: &PluginCtx,
@@ -662,32 +679,12 @@ fn finish<T>(
 ) -> Result<T, PluginError> {
     match out {
         Ok(v) => {
-            let n = size(&v) as u64;
-            if n > ctx.limits.max_output_bytes {
-                return Err(PluginError::Limit {
-                    plugin: ctx.name.clone(),
-                    kind: LimitKind::Output,
-                    detail: format!(
-                        "{} bytes allowed, the plugin returned {n}",
-                        ctx.limits.max_output_bytes
-                    ),
-                });
-            }
+            check_output(ctx, size(&v), "")?;
             Ok(v)
         }
         Err(error) => {
             // An error's payload is output too.
-            let n = guest_error_len(&error) as u64;
-            if n > ctx.limits.max_output_bytes {
-                return Err(PluginError::Limit {
-                    plugin: ctx.name.clone(),
-                    kind: LimitKind::Output,
-                    detail: format!(
-                        "{} bytes allowed, the plugin returned an error of {n} bytes",
-                        ctx.limits.max_output_bytes
-                    ),
-                });
-            }
+            check_output(ctx, guest_error_len(&error), "an error of ")?;
             let hint = match &error {
                 super::bindings::types::Error::Denied(cap) => match cap.parse() {
                     Ok(cap) => format!(" ({})", ctx.refusal(&cap)),

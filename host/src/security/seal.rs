@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 /// Environment variable holding the master key as 64 hex digits.
 pub const MASTER_KEY_ENV: &str = "LLMOS_MASTER_KEY";
@@ -37,6 +39,8 @@ pub enum SealError {
 /// Seals and opens values with the master key.
 pub struct Sealer {
     cipher: ChaCha20Poly1305,
+    /// Key of [`Sealer::fingerprint`], derived from the master key (never the key itself).
+    fingerprint_key: [u8; 32],
 }
 
 impl std::fmt::Debug for Sealer {
@@ -48,9 +52,27 @@ impl std::fmt::Debug for Sealer {
 impl Sealer {
     /// A sealer with this key.
     pub fn from_key(key: [u8; 32]) -> Self {
+        let fingerprint_key = <Hmac<Sha256> as Mac>::new_from_slice(&key)
+            .map(|m| m.chain_update(b"llmos fingerprint key v1").finalize().into_bytes().into())
+            .unwrap_or_default();
         Self {
             cipher: ChaCha20Poly1305::new(Key::from_slice(&key)),
+            fingerprint_key,
         }
+    }
+
+    /// HMAC-SHA-256 of `data` under a key derived from the master key, separated by `context`.
+    pub fn fingerprint(&self, context: &str, data: &[u8]) -> [u8; 32] {
+        <Hmac<Sha256> as Mac>::new_from_slice(&self.fingerprint_key)
+            .map(|m| {
+                m.chain_update((context.len() as u64).to_be_bytes())
+                    .chain_update(context.as_bytes())
+                    .chain_update(data)
+                    .finalize()
+                    .into_bytes()
+                    .into()
+            })
+            .unwrap_or_default()
     }
 
     /// The master key of a data location: `LLMOS_MASTER_KEY` if set, else `<home>/master.key`,

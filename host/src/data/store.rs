@@ -612,3 +612,46 @@ mod tests {
         assert_eq!(all[1].1, b"two");
     }
 }
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    /// Cost of one durable `put` and of `put_many` of 1,000 values (debug build; for
+    /// BENCHMARKS.md): `cargo test -p llmos --lib data::store::timing -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn put_and_put_many_cost() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("db"), Sealer::from_key([7; 32])).unwrap();
+        let value = vec![0x5a_u8; 1024];
+        let n = 200;
+        let t = std::time::Instant::now();
+        for i in 0..n {
+            s.put(Tree::PluginKv, format!("p\0k{i}").as_bytes(), &value)
+                .unwrap();
+        }
+        let one = t.elapsed() / n;
+        let keys: Vec<Vec<u8>> = (0..1000).map(|i| format!("c\0chunk-{i}").into_bytes()).collect();
+        let writes: Vec<(Tree, &[u8], &[u8])> = keys
+            .iter()
+            .map(|k| (Tree::Chunks, k.as_slice(), value.as_slice()))
+            .collect();
+        let mut many = Vec::new();
+        for _ in 0..5 {
+            let t = std::time::Instant::now();
+            s.put_many(&writes).unwrap();
+            many.push(t.elapsed());
+        }
+        many.sort();
+        let t = std::time::Instant::now();
+        let got = s.values(Tree::Chunks, b"c\0").unwrap();
+        let scan = t.elapsed();
+        assert_eq!(got.len(), 1000);
+        println!(
+            "put (1 KiB, flushed): {one:?} each over {n}; put_many 1000 x 1 KiB: median {:?}; \
+             values() of 1000: {scan:?}",
+            many[2]
+        );
+    }
+}

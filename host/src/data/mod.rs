@@ -1,6 +1,9 @@
-//! Persistent data. For now only the [`store`]: sled with sealed values. Collections, ingest
-//! and search come in later issues.
+//! Persistent data: the [`store`] (sealed values, keyed-hash keys, envelope keys) over a
+//! [`backend`] (sled).
 
+pub mod backend;
+mod keyring;
+pub mod maintain;
 pub mod store;
 
 pub use store::{Store, StoreError, Tree};

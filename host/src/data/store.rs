@@ -1,32 +1,76 @@
-//! The sled store: one database under the data location, namespaced trees, sealed values.
+//! The store: namespaced trees of sealed values over a [`Backend`] (sled today).
 //!
-//! Every value is sealed with ChaCha20-Poly1305 ([`crate::security::seal`]) and bound to its
-//! tree and key (associated data), so a value copied to another key or tree fails to open.
-//! Keys are stored in clear (they are needed for ordered prefix scans); callers must not put
-//! secrets in keys.
+//! Every value is sealed with ChaCha20-Poly1305 under a *data key* and bound to its tree and
+//! stored key (associated data), so a value copied to another key or tree fails to open, and
+//! a value that fails to open is [`StoreError::Seal`] naming the tree and key: never data.
+//! Data keys (one per collection, one for everything else) are wrapped by the master key
+//! ([`crate::data::keyring`]); a wrong master key is refused at open before anything is
+//! written.
+//!
+//! **Keys.** In the trees that can carry user data ([`Tree::hashed`]: plugin kv, plugin
+//! secrets, collections, documents, chunks, vault) the stored key is
+//! `HMAC(namespace)[..16] ‖ HMAC(tree, whole key)[..16]` and the real key travels inside the
+//! sealed value; the namespace of a key is its bytes up to the first `\0` (the whole key when
+//! there is none). Callers pass and get back real keys. Other trees keep clear keys (plugin
+//! names, random ids, sequence numbers).
+//!
+//! **Order.** On clear-key trees every scan is in key order. On hashed trees:
+//! [`Store::keys`] and [`Store::values`] return real-key order (they open the namespace and
+//! sort); a prefix that holds a `\0` scans only its namespace, one without scans the tree.
+//! [`Store::page`] pages in stored (hashed) order: pass the last real key of a page as `after`
+//! to get the next, and every entry is seen once, but not in real-key order.
+//!
+//! **Durability.** `put`, `put_many`, `remove`, `remove_prefix`, the metered writes and
+//! `append` flush before returning; [`Store::append_buffered`] is the exception.
+//!
+//! **Format.** A store written before format 2 (clear keys, values sealed with the master key,
+//! no metadata) is migrated on open, in batches that each replace old entries by new ones
+//! atomically; an interrupted migration resumes on the next open (entries already in format
+//! 2 are recognised and kept).
 
+use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::backend::{Backend, BackendError, Op, SledBackend, TxError};
+use super::keyring::{DataKeys, Keyring, MasterInput, Scope, old_aad};
+use crate::security::master::MasterSource;
 use crate::security::seal::{SealError, Sealer};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// sled failed (I/O, corruption, or the database is locked by another process).
-    #[error("data store at {path}: {source}")]
-    Db {
+    /// The backend failed, or another process holds the store.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// The master key could not be read or made.
+    #[error("master key for the data store at {path}: {source}")]
+    MasterKey {
         /// The database folder.
         path: PathBuf,
-        /// sled's error.
-        source: sled::Error,
+        /// What failed.
+        source: SealError,
     },
-    /// A value could not be sealed or opened (wrong master key, or tampering).
+    /// The master key is not the store's. Nothing was written.
+    #[error(
+        "the master key ({from}) does not open the data store at {path}: {detail}. \
+         Nothing was changed. Give the key the store was created or last rotated with \
+         (LLMOS_MASTER_KEY, LLMOS_MASTER_PASSPHRASE, LLMOS_MASTER_KEY_FILE or <home>/master.key)"
+    )]
+    WrongMasterKey {
+        /// The database folder.
+        path: PathBuf,
+        /// Where the key came from (never the key).
+        from: String,
+        /// What did not open.
+        detail: String,
+    },
+    /// A value could not be opened: it was altered, moved, or its data key is gone.
     #[error("data store value {tree}/{key}: {source}")]
     Seal {
         /// The tree.
         tree: &'static str,
-        /// The key, lossily decoded.
+        /// The key: the real key (lossily decoded) where known, else the stored key in hex.
         key: String,
         /// What failed.
         source: SealError,
@@ -41,9 +85,22 @@ pub enum StoreError {
         /// The decoder's message.
         message: String,
     },
+    /// Something asked for does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The store was written by a newer llmos.
+    #[error("the data store at {path} has format {found}; this llmos reads format {known} and older")]
+    Newer {
+        /// The database folder.
+        path: PathBuf,
+        /// Its format.
+        found: u32,
+        /// The newest this code knows.
+        known: u32,
+    },
 }
 
-/// The namespaces of the store. Each is its own sled tree.
+/// The namespaces of the store. Each is its own backend tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tree {
     /// Installed plugins: name → record.
@@ -73,7 +130,23 @@ pub enum Tree {
 }
 
 impl Tree {
-    /// The sled tree name (also the sealing context).
+    /// Every tree.
+    pub const ALL: [Tree; 12] = [
+        Tree::Plugins,
+        Tree::PluginKv,
+        Tree::PluginSecrets,
+        Tree::ComponentCache,
+        Tree::Audit,
+        Tree::ApiKeys,
+        Tree::Usage,
+        Tree::Collections,
+        Tree::Documents,
+        Tree::Chunks,
+        Tree::Vault,
+        Tree::Jobs,
+    ];
+
+    /// The backend tree name (also the sealing context).
     pub fn name(self) -> &'static str {
         match self {
             Tree::Plugins => "plugins",
@@ -89,6 +162,25 @@ impl Tree {
             Tree::Vault => "vault",
             Tree::Jobs => "jobs",
         }
+    }
+
+    /// Whether stored keys are keyed hashes (the tree's keys can carry user data).
+    pub fn hashed(self) -> bool {
+        matches!(
+            self,
+            Tree::PluginKv
+                | Tree::PluginSecrets
+                | Tree::Collections
+                | Tree::Documents
+                | Tree::Chunks
+                | Tree::Vault
+        )
+    }
+
+    /// Whether values are sealed with their collection's data key (the namespace is the
+    /// collection's name).
+    pub fn per_collection(self) -> bool {
+        matches!(self, Tree::Collections | Tree::Documents | Tree::Chunks)
     }
 }
 
@@ -111,11 +203,22 @@ fn entry_size(key: &[u8], stored: &[u8]) -> u64 {
     (key.len() as u64).saturating_add(stored.len() as u64)
 }
 
+/// The namespace of a key: its bytes up to the first `\0`, or all of it.
+fn namespace(key: &[u8]) -> &[u8] {
+    key.split(|b| *b == 0).next().unwrap_or(key)
+}
+
+/// An entry of a hashed-tree scan: stored key, real key, value.
+type Opened = (Vec<u8>, Vec<u8>, Vec<u8>);
+
+/// Entries per batch of migration and rekey.
+pub(super) const BATCH: usize = 512;
+
 /// A handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
-    sealer: Arc<Sealer>,
+    backend: Arc<dyn Backend>,
+    keys: Arc<Keyring>,
     path: PathBuf,
 }
 
@@ -125,172 +228,288 @@ impl std::fmt::Debug for Store {
     }
 }
 
+fn tree_names() -> Vec<&'static str> {
+    Tree::ALL.iter().map(|t| t.name()).collect()
+}
+
 impl Store {
-    /// Opens (or creates) the database in `path` with values sealed by `sealer`.
-    pub fn open(path: &Path, sealer: Sealer) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(path)
-            .open()
-            .map_err(|source| StoreError::Db {
-                path: path.into(),
-                source,
-            })?;
-        Ok(Self {
-            db,
-            sealer: Arc::new(sealer),
-            path: path.into(),
-        })
+    /// Opens (or creates) the database in `path` with `master` as its master key.
+    pub fn open(path: &Path, master: Sealer) -> Result<Self, StoreError> {
+        Self::open_with(path, MasterInput::Ready(master))
     }
 
-    /// Opens the store of a data location: `<home>/store`, sealed with the master key
-    /// (see [`Sealer::for_home`]).
+    /// Opens the store of a data location, `<home>/store`, with the master key the
+    /// environment names ([`MasterSource::from_env`]).
     pub fn open_home(home: &Path) -> Result<Self, StoreError> {
-        let sealer = Sealer::for_home(home).map_err(|source| StoreError::Seal {
-            tree: "master-key",
-            key: String::new(),
+        let source = MasterSource::from_env(home).map_err(|source| StoreError::MasterKey {
+            path: home.join("store"),
             source,
         })?;
-        Self::open(&home.join("store"), sealer)
+        Self::open_source(&home.join("store"), source)
+    }
+
+    /// Opens (or creates) the database in `path` with the master key from `source`.
+    pub fn open_source(path: &Path, source: MasterSource) -> Result<Self, StoreError> {
+        Self::open_with(path, MasterInput::Source(source))
+    }
+
+    fn open_with(path: &Path, input: MasterInput) -> Result<Self, StoreError> {
+        let backend = SledBackend::open(path)?;
+        let keys = Keyring::open(&backend, input, &tree_names())?;
+        let s = Self {
+            backend: Arc::new(backend),
+            keys: Arc::new(keys),
+            path: path.into(),
+        };
+        s.migrate()?;
+        Ok(s)
+    }
+
+    pub(super) fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
+    }
+
+    pub(super) fn keyring(&self) -> &Keyring {
+        &self.keys
     }
 
     /// Writes everything buffered to disk (called on shutdown).
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map(|_| ()).map_err(|e| self.db_err(e))
+        Ok(self.backend.flush()?)
     }
 
-    fn tree(&self, tree: Tree) -> Result<sled::Tree, StoreError> {
-        self.db.open_tree(tree.name()).map_err(|e| self.db_err(e))
+    /// The key `key` of `tree` is stored under.
+    pub(super) fn stored_key(&self, tree: Tree, key: &[u8]) -> Vec<u8> {
+        if !tree.hashed() {
+            return key.to_vec();
+        }
+        let mut k = self.keys.ns_hash(namespace(key)).to_vec();
+        k.extend_from_slice(&self.keys.key_hash(tree.name(), key));
+        k
     }
 
-    fn db_err(&self, source: sled::Error) -> StoreError {
-        StoreError::Db {
-            path: self.path.clone(),
-            source,
+    fn scope(tree: Tree, stored: &[u8]) -> Scope {
+        match stored.get(..16).and_then(|h| <[u8; 16]>::try_from(h).ok()) {
+            Some(h) if tree.per_collection() => Scope::Collection(h),
+            _ => Scope::Rest,
         }
     }
 
-    fn aad(tree: Tree, key: &[u8]) -> Vec<u8> {
-        let mut aad =
-            Vec::with_capacity(tree.name().len().saturating_add(1).saturating_add(key.len()));
-        aad.extend_from_slice(tree.name().as_bytes());
-        aad.push(0);
-        aad.extend_from_slice(key);
-        aad
+    /// Seals an entry (the real key goes inside on hashed trees).
+    pub(super) fn seal(&self, tree: Tree, stored: &[u8], key: &[u8], value: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let keys = self
+            .keys
+            .write_keys(self.backend.as_ref(), Self::scope(tree, stored))?;
+        Ok(Self::seal_with(&keys, tree, stored, key, value))
+    }
+
+    pub(super) fn seal_with(keys: &DataKeys, tree: Tree, stored: &[u8], key: &[u8], value: &[u8]) -> Vec<u8> {
+        let aad = old_aad(tree.name(), stored);
+        if !tree.hashed() {
+            return Keyring::seal_with(keys, &aad, value);
+        }
+        let len = u32::try_from(key.len()).unwrap_or(u32::MAX);
+        let mut plain = Vec::with_capacity(value.len().saturating_add(key.len()).saturating_add(4));
+        plain.extend_from_slice(&len.to_be_bytes());
+        plain.extend_from_slice(key);
+        plain.extend_from_slice(value);
+        Keyring::seal_with(keys, &aad, &plain)
+    }
+
+    /// Opens a stored entry: `(real key, value)`, or `None` when it does not open.
+    pub(super) fn try_open(&self, tree: Tree, stored: &[u8], sealed: &[u8]) -> Result<Option<Entry>, StoreError> {
+        let Some(keys) = self
+            .keys
+            .keys(self.backend.as_ref(), Self::scope(tree, stored))?
+        else {
+            return Ok(None);
+        };
+        let Some(plain) = Keyring::open_with(&keys, &old_aad(tree.name(), stored), sealed) else {
+            return Ok(None);
+        };
+        if !tree.hashed() {
+            return Ok(Some((stored.to_vec(), plain)));
+        }
+        let split = plain
+            .get(..4)
+            .and_then(|l| <[u8; 4]>::try_from(l).ok())
+            .and_then(|l| usize::try_from(u32::from_be_bytes(l)).ok())
+            .and_then(|n| n.checked_add(4))
+            .filter(|end| *end <= plain.len());
+        Ok(split.and_then(|end| {
+            let key = plain.get(4..end)?.to_vec();
+            let value = plain.get(end..)?.to_vec();
+            Some((key, value))
+        }))
+    }
+
+    /// Opens a stored entry; one that does not open is [`StoreError::Seal`] naming `name`.
+    pub(super) fn open_entry(&self, tree: Tree, stored: &[u8], sealed: &[u8], name: impl FnOnce() -> String) -> Result<Entry, StoreError> {
+        self.try_open(tree, stored, sealed)?.ok_or_else(|| StoreError::Seal {
+            tree: tree.name(),
+            key: name(),
+            source: SealError::Open,
+        })
     }
 
     /// Reads and opens a value.
     pub fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(sealed) = self.tree(tree)?.get(key).map_err(|e| self.db_err(e))? else {
+        let stored = self.stored_key(tree, key);
+        let Some(sealed) = self.backend.get(tree.name(), &stored)? else {
             return Ok(None);
         };
-        self.sealer
-            .open(&sealed, &Self::aad(tree, key))
-            .map(Some)
-            .map_err(|source| StoreError::Seal {
+        let lossy = || String::from_utf8_lossy(key).into_owned();
+        let (real, value) = self.open_entry(tree, &stored, &sealed, lossy)?;
+        if real != key {
+            return Err(StoreError::Seal {
                 tree: tree.name(),
-                key: String::from_utf8_lossy(key).into_owned(),
-                source,
-            })
+                key: lossy(),
+                source: SealError::Open,
+            });
+        }
+        Ok(Some(value))
     }
 
     /// Seals and writes a value, durably (flushed before returning).
     pub fn put(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-        let sealed = self.sealer.seal(value, &Self::aad(tree, key));
-        let t = self.tree(tree)?;
-        t.insert(key, sealed).map_err(|e| self.db_err(e))?;
-        t.flush().map_err(|e| self.db_err(e))?;
-        Ok(())
+        let stored = self.stored_key(tree, key);
+        let sealed = self.seal(tree, &stored, key, value)?;
+        self.backend.insert(tree.name(), &stored, &sealed)?;
+        self.flush()
     }
 
     /// Seals and writes many values in one atomic step (all or none), durably flushed once
     /// before returning. For bulk writes (ingest) that must not cost an fsync each.
     pub fn put_many(&self, writes: &[(Tree, &[u8], &[u8])]) -> Result<(), StoreError> {
-        use sled::Transactional;
-        use sled::transaction::TransactionError;
-        let mut names: Vec<Tree> = writes.iter().map(|w| w.0).collect();
-        names.sort_by_key(|t| t.name());
-        names.dedup();
-        let trees = names
-            .iter()
-            .map(|t| self.tree(*t))
-            .collect::<Result<Vec<_>, _>>()?;
-        let sealed: Vec<(usize, &[u8], Vec<u8>)> = writes
-            .iter()
-            .map(|(t, k, v)| {
-                let i = names.iter().position(|n| n == t).unwrap_or_default();
-                (i, *k, self.sealer.seal(v, &Self::aad(*t, k)))
-            })
-            .collect();
-        let r = trees.as_slice().transaction(|txs| {
-            for (i, k, v) in &sealed {
-                if let Some(tx) = txs.get(*i) {
-                    tx.insert(*k, v.as_slice())?;
-                }
-            }
-            Ok(())
-        });
-        match r {
-            Ok(()) => {}
-            Err(TransactionError::Abort(())) => {}
-            Err(TransactionError::Storage(e)) => return Err(self.db_err(e)),
+        let mut ops = Vec::with_capacity(writes.len());
+        for (tree, key, value) in writes {
+            let stored = self.stored_key(*tree, key);
+            let sealed = self.seal(*tree, &stored, key, value)?;
+            ops.push(Op {
+                tree: tree.name(),
+                key: stored,
+                value: Some(sealed),
+            });
         }
-        self.db.flush().map_err(|e| self.db_err(e))?;
-        Ok(())
+        self.backend.batch(&ops)?;
+        self.flush()
     }
 
-    /// A keyed fingerprint of `data` in `context` (HMAC-SHA-256 with a key derived from the
-    /// master key): equal inputs give equal fingerprints, and nobody without the master key can
-    /// test a guess. For content-hash de-duplication and lookups by value without storing it.
+    /// A keyed fingerprint of `data` in `context` (HMAC-SHA-256 under a key of the store,
+    /// wrapped by the master key): equal inputs give equal fingerprints for the life of the
+    /// store (`rotate-master` keeps them), and nobody without the master key can test a
+    /// guess. For content-hash de-duplication and lookups by value without storing it.
     pub fn fingerprint(&self, context: &str, data: &[u8]) -> [u8; 32] {
-        self.sealer.fingerprint(context, data)
+        self.keys.fingerprint(context, data)
     }
 
     /// Removes a value; returns whether it existed.
     pub fn remove(&self, tree: Tree, key: &[u8]) -> Result<bool, StoreError> {
-        let t = self.tree(tree)?;
-        let existed = t.remove(key).map_err(|e| self.db_err(e))?.is_some();
-        t.flush().map_err(|e| self.db_err(e))?;
+        let stored = self.stored_key(tree, key);
+        let existed = self.backend.remove(tree.name(), &stored)?.is_some();
+        self.flush()?;
         Ok(existed)
     }
 
-    /// Keys with `prefix`, in order, at most `limit`.
+    /// Every entry of a hashed tree whose real key starts with `prefix`, opened, sorted by
+    /// real key.
+    fn scan_hashed(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<Opened>, StoreError> {
+        let from = if prefix.contains(&0) {
+            self.keys.ns_hash(namespace(prefix)).to_vec()
+        } else {
+            Vec::new()
+        };
+        let mut out = Vec::new();
+        for item in self.backend.scan_prefix(tree.name(), &from)? {
+            let (stored, sealed) = item?;
+            let (key, value) =
+                self.open_entry(tree, &stored, &sealed, || hex::encode(&stored))?;
+            if key.starts_with(prefix) {
+                out.push((stored, key, value));
+            }
+        }
+        out.sort_by(|a, b| a.1.cmp(&b.1));
+        Ok(out)
+    }
+
+    /// Stored keys of the entries whose real key starts with `prefix`. A prefix that is a
+    /// whole namespace and its `\0` needs no opening: it is the namespace's hash prefix, less
+    /// the one key equal to the namespace itself.
+    fn stored_keys(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
+        if !tree.hashed() {
+            return self
+                .backend
+                .scan_prefix(tree.name(), prefix)?
+                .map(|e| e.map(|(k, _)| k).map_err(StoreError::from))
+                .collect();
+        }
+        let ns = namespace(prefix);
+        if ns.len().checked_add(1) == Some(prefix.len()) {
+            let bare = self.stored_key(tree, ns);
+            let mut out = Vec::new();
+            for item in self.backend.scan_prefix(tree.name(), &self.keys.ns_hash(ns))? {
+                let (k, _) = item?;
+                if k != bare {
+                    out.push(k);
+                }
+            }
+            return Ok(out);
+        }
+        Ok(self
+            .scan_hashed(tree, prefix)?
+            .into_iter()
+            .map(|(s, _, _)| s)
+            .collect())
+    }
+
+    /// Keys with `prefix`, in (real-key) order, at most `limit`.
     pub fn keys(
         &self,
         tree: Tree,
         prefix: &[u8],
         limit: usize,
     ) -> Result<Vec<Vec<u8>>, StoreError> {
-        self.tree(tree)?
-            .scan_prefix(prefix)
-            .keys()
-            .take(limit)
-            .map(|k| k.map(|k| k.to_vec()).map_err(|e| self.db_err(e)))
-            .collect()
+        if !tree.hashed() {
+            let mut keys = self.stored_keys(tree, prefix)?;
+            keys.truncate(limit);
+            return Ok(keys);
+        }
+        let mut all = self.scan_hashed(tree, prefix)?;
+        all.truncate(limit);
+        Ok(all.into_iter().map(|(_, k, _)| k).collect())
     }
 
     /// Removes every key with `prefix`; returns how many.
     pub fn remove_prefix(&self, tree: Tree, prefix: &[u8]) -> Result<usize, StoreError> {
-        let keys = self.keys(tree, prefix, usize::MAX)?;
-        let t = self.tree(tree)?;
-        for k in &keys {
-            t.remove(k).map_err(|e| self.db_err(e))?;
+        let keys = self.stored_keys(tree, prefix)?;
+        for chunk in keys.chunks(BATCH) {
+            let ops: Vec<Op> = chunk
+                .iter()
+                .map(|k| Op {
+                    tree: tree.name(),
+                    key: k.clone(),
+                    value: None,
+                })
+                .collect();
+            self.backend.batch(&ops)?;
         }
-        t.flush().map_err(|e| self.db_err(e))?;
+        self.flush()?;
         Ok(keys.len())
     }
 
     /// The usage counter of `namespace` (see [`Usage`]); a namespace that has data from
     /// before counters existed is measured once (a scan) and its counter written.
     pub fn usage(&self, tree: Tree, namespace: &[u8]) -> Result<Usage, StoreError> {
-        let key = Self::usage_key(tree, namespace);
+        let key = self.usage_key(tree, namespace);
         if let Some(u) = self.get_json::<Usage>(Tree::Usage, &key)? {
             return Ok(u);
         }
         let mut u = Usage::default();
-        for item in self.tree(tree)?.scan_prefix(namespace) {
-            let (k, v) = item.map_err(|e| self.db_err(e))?;
-            u.bytes = u.bytes.saturating_add(entry_size(&k, &v));
-            u.keys = u.keys.saturating_add(1);
+        for k in self.stored_keys(tree, namespace)? {
+            if let Some(v) = self.backend.get(tree.name(), &k)? {
+                u.bytes = u.bytes.saturating_add(entry_size(&k, &v));
+                u.keys = u.keys.saturating_add(1);
+            }
         }
         if u.keys > 0 {
             self.put_json(Tree::Usage, &key, &u)?;
@@ -298,10 +517,16 @@ impl Store {
         Ok(u)
     }
 
-    fn usage_key(tree: Tree, namespace: &[u8]) -> Vec<u8> {
+    /// The key of a usage counter: `tree \0 namespace` (a keyed hash of the namespace on
+    /// hashed trees).
+    fn usage_key(&self, tree: Tree, namespace: &[u8]) -> Vec<u8> {
         let mut k = tree.name().as_bytes().to_vec();
         k.push(0);
-        k.extend_from_slice(namespace);
+        if tree.hashed() {
+            k.extend_from_slice(&self.keys.usage_hash(tree.name(), namespace));
+        } else {
+            k.extend_from_slice(namespace);
+        }
         k
     }
 
@@ -316,45 +541,53 @@ impl Store {
         value: &[u8],
         admit: impl Fn(&Usage) -> Result<(), E>,
     ) -> Result<Result<Usage, E>, StoreError> {
-        use sled::Transactional;
-        use sled::transaction::{ConflictableTransactionError as Abort, TransactionError};
         debug_assert!(key.starts_with(namespace));
         self.usage(tree, namespace)?; // make sure the counter exists
-        let sealed = self.sealer.seal(value, &Self::aad(tree, key));
-        let ukey = Self::usage_key(tree, namespace);
-        let uaad = Self::aad(Tree::Usage, &ukey);
-        let (data, usage) = (self.tree(tree)?, self.tree(Tree::Usage)?);
-        let r = (&data, &usage).transaction(|(d, u)| {
-            let mut now = self.open_usage(u.get(&ukey)?, &uaad);
-            if let Some(old) = d.get(key)? {
-                now.bytes = now.bytes.saturating_sub(entry_size(key, &old));
-                now.keys = now.keys.saturating_sub(1);
+        let stored = self.stored_key(tree, key);
+        let sealed = self.seal(tree, &stored, key, value)?;
+        let rest = self.keys.write_keys(self.backend.as_ref(), Scope::Rest)?;
+        let ukey = self.usage_key(tree, namespace);
+        let refused: RefCell<Option<E>> = RefCell::new(None);
+        let now = Cell::new(Usage::default());
+        let committed = self.backend.transaction(&[tree.name(), Tree::Usage.name()], &|tx| {
+            refused.replace(None);
+            let mut u = Self::open_usage(&rest, &ukey, tx.get(Tree::Usage.name(), &ukey)?);
+            if let Some(old) = tx.get(tree.name(), &stored)? {
+                u.bytes = u.bytes.saturating_sub(entry_size(&stored, &old));
+                u.keys = u.keys.saturating_sub(1);
             }
-            now.bytes = now.bytes.saturating_add(entry_size(key, &sealed));
-            now.keys = now.keys.saturating_add(1);
-            if let Err(e) = admit(&now) {
-                return Err(Abort::Abort(e));
+            u.bytes = u.bytes.saturating_add(entry_size(&stored, &sealed));
+            u.keys = u.keys.saturating_add(1);
+            if let Err(e) = admit(&u) {
+                refused.replace(Some(e));
+                return Err(TxError::Abort);
             }
-            d.insert(key, sealed.as_slice())?;
-            let bytes = serde_json::to_vec(&now).unwrap_or_default();
-            u.insert(ukey.as_slice(), self.sealer.seal(&bytes, &uaad))?;
-            Ok(now)
-        });
-        let now = match r {
-            Ok(now) => now,
-            Err(TransactionError::Abort(e)) => return Ok(Err(e)),
-            Err(TransactionError::Storage(e)) => return Err(self.db_err(e)),
-        };
-        self.db.flush().map_err(|e| self.db_err(e))?;
-        Ok(Ok(now))
+            tx.insert(tree.name(), &stored, &sealed)?;
+            tx.insert(Tree::Usage.name(), &ukey, &Self::seal_usage(&rest, &ukey, &u))?;
+            now.set(u);
+            Ok(())
+        })?;
+        if !committed {
+            return match refused.into_inner() {
+                Some(e) => Ok(Err(e)),
+                None => Ok(Ok(self.usage(tree, namespace)?)),
+            };
+        }
+        self.flush()?;
+        Ok(Ok(now.get()))
     }
 
     /// A namespace's usage counter as stored inside a transaction (absent: zero).
-    fn open_usage(&self, sealed: Option<sled::IVec>, aad: &[u8]) -> Usage {
+    fn open_usage(rest: &DataKeys, ukey: &[u8], sealed: Option<Vec<u8>>) -> Usage {
         sealed
-            .and_then(|s| self.sealer.open(&s, aad).ok())
+            .and_then(|s| Keyring::open_with(rest, &old_aad(Tree::Usage.name(), ukey), &s))
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default()
+    }
+
+    fn seal_usage(rest: &DataKeys, ukey: &[u8], u: &Usage) -> Vec<u8> {
+        let bytes = serde_json::to_vec(u).unwrap_or_default();
+        Self::seal_with(rest, Tree::Usage, ukey, ukey, &bytes)
     }
 
     /// Removes `key` (which must start with `namespace`) and updates the namespace's usage
@@ -365,42 +598,34 @@ impl Store {
         namespace: &[u8],
         key: &[u8],
     ) -> Result<bool, StoreError> {
-        use sled::Transactional;
-        use sled::transaction::TransactionError;
         self.usage(tree, namespace)?;
-        let ukey = Self::usage_key(tree, namespace);
-        let uaad = Self::aad(Tree::Usage, &ukey);
-        let (data, usage) = (self.tree(tree)?, self.tree(Tree::Usage)?);
-        let r = (&data, &usage).transaction(|(d, u)| {
-            let Some(old) = d.remove(key)? else {
-                return Ok(false);
+        let stored = self.stored_key(tree, key);
+        let rest = self.keys.write_keys(self.backend.as_ref(), Scope::Rest)?;
+        let ukey = self.usage_key(tree, namespace);
+        let existed = self.backend.transaction(&[tree.name(), Tree::Usage.name()], &|tx| {
+            let Some(old) = tx.remove(tree.name(), &stored)? else {
+                return Err(TxError::Abort);
             };
-            let mut now = self.open_usage(u.get(&ukey)?, &uaad);
-            now.bytes = now.bytes.saturating_sub(entry_size(key, &old));
-            now.keys = now.keys.saturating_sub(1);
-            let bytes = serde_json::to_vec(&now).unwrap_or_default();
-            u.insert(ukey.as_slice(), self.sealer.seal(&bytes, &uaad))?;
-            Ok(true)
-        });
-        let existed = match r {
-            Ok(e) => e,
-            Err(TransactionError::Abort(())) => false,
-            Err(TransactionError::Storage(e)) => return Err(self.db_err(e)),
-        };
-        self.db.flush().map_err(|e| self.db_err(e))?;
+            let mut u = Self::open_usage(&rest, &ukey, tx.get(Tree::Usage.name(), &ukey)?);
+            u.bytes = u.bytes.saturating_sub(entry_size(&stored, &old));
+            u.keys = u.keys.saturating_sub(1);
+            tx.insert(Tree::Usage.name(), &ukey, &Self::seal_usage(&rest, &ukey, &u))?;
+            Ok(())
+        })?;
+        self.flush()?;
         Ok(existed)
     }
 
     /// Removes every entry of a namespace of a metered tree, and its usage counter.
     pub fn clear_metered(&self, tree: Tree, namespace: &[u8]) -> Result<usize, StoreError> {
         let n = self.remove_prefix(tree, namespace)?;
-        self.remove(Tree::Usage, &Self::usage_key(tree, namespace))?;
+        self.remove(Tree::Usage, &self.usage_key(tree, namespace))?;
         Ok(n)
     }
 
     /// Appends a value under the next sequence number (big-endian, so keys sort in order).
     pub fn append(&self, tree: Tree, value: &[u8]) -> Result<u64, StoreError> {
-        let id = self.db.generate_id().map_err(|e| self.db_err(e))?;
+        let id = self.backend.generate_id()?;
         self.put(tree, &id.to_be_bytes(), value)?;
         Ok(id)
     }
@@ -408,69 +633,66 @@ impl Store {
     /// Appends like [`Store::append`] without flushing: on disk within sled's flush interval
     /// (500 ms) or at [`Store::flush`]. For frequent records that must not cost an fsync each.
     pub fn append_buffered(&self, tree: Tree, value: &[u8]) -> Result<u64, StoreError> {
-        let id = self.db.generate_id().map_err(|e| self.db_err(e))?;
+        let id = self.backend.generate_id()?;
         let key = id.to_be_bytes();
-        let sealed = self.sealer.seal(value, &Self::aad(tree, &key));
-        self.tree(tree)?
-            .insert(key, sealed)
-            .map_err(|e| self.db_err(e))?;
+        let stored = self.stored_key(tree, &key);
+        let sealed = self.seal(tree, &stored, &key, value)?;
+        self.backend.insert(tree.name(), &stored, &sealed)?;
         Ok(id)
     }
 
-    /// At most `limit` entries whose key sorts after `after` (from the first without it),
-    /// in key order; only those are opened.
+    /// At most `limit` entries after `after` (from the first without it); only those are
+    /// opened. Clear-key trees page in key order; hashed trees in stored order (see the
+    /// module documentation): `after` is the last real key of the previous page.
     pub fn page(
         &self,
         tree: Tree,
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<Entry>, StoreError> {
-        use std::ops::Bound;
-        let t = self.tree(tree)?;
-        let start = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.to_vec()));
+        let after = after.map(|a| self.stored_key(tree, a));
         let mut out = Vec::new();
-        for kv in t.range::<Vec<u8>, _>((start, Bound::Unbounded)).take(limit) {
-            let (k, sealed) = kv.map_err(|e| self.db_err(e))?;
-            let v = self
-                .sealer
-                .open(&sealed, &Self::aad(tree, &k))
-                .map_err(|source| StoreError::Seal {
-                    tree: tree.name(),
-                    key: hex::encode(&k),
-                    source,
-                })?;
-            out.push((k.to_vec(), v));
+        for kv in self.backend.range(tree.name(), after.as_deref())?.take(limit) {
+            let (stored, sealed) = kv?;
+            out.push(self.open_entry(tree, &stored, &sealed, || hex::encode(&stored))?);
         }
         Ok(out)
     }
 
     /// How many entries a tree holds (a scan of its keys: call it rarely).
     pub fn count(&self, tree: Tree) -> Result<usize, StoreError> {
-        Ok(self.tree(tree)?.len())
+        Ok(self.backend.len(tree.name())?)
     }
 
     /// Removes the first `n` entries in key order (the oldest, for appended trees), with one
     /// flush; returns how many.
     pub fn remove_first(&self, tree: Tree, n: usize) -> Result<usize, StoreError> {
-        let t = self.tree(tree)?;
         let mut removed = 0;
         while removed < n {
-            match t.pop_min().map_err(|e| self.db_err(e))? {
+            match self.backend.pop_min(tree.name())? {
                 Some(_) => removed = removed.saturating_add(1),
                 None => break,
             }
         }
-        t.flush().map_err(|e| self.db_err(e))?;
+        self.flush()?;
         Ok(removed)
     }
 
-    /// Every value of a tree whose key starts with `prefix`, in key order.
+    /// Every value of a tree whose key starts with `prefix`, in (real-key) order.
     pub fn values(&self, tree: Tree, prefix: &[u8]) -> Result<Vec<Entry>, StoreError> {
+        if tree.hashed() {
+            return Ok(self
+                .scan_hashed(tree, prefix)?
+                .into_iter()
+                .map(|(_, k, v)| (k, v))
+                .collect());
+        }
         let mut out = Vec::new();
-        for k in self.keys(tree, prefix, usize::MAX)? {
-            if let Some(v) = self.get(tree, &k)? {
-                out.push((k, v));
-            }
+        for item in self.backend.scan_prefix(tree.name(), prefix)? {
+            let (stored, sealed) = item?;
+            out.push(self.open_entry(tree, &stored, &sealed, || {
+                String::from_utf8_lossy(&stored).into_owned()
+            })?);
         }
         Ok(out)
     }
@@ -521,31 +743,114 @@ mod tests {
         (dir, s)
     }
 
+    /// Every raw entry of every backend tree, metadata included.
+    pub(super) fn raw(s: &Store) -> Vec<(String, Vec<u8>, Vec<u8>)> {
+        let mut names = tree_names();
+        names.push(crate::data::keyring::META);
+        let mut out = Vec::new();
+        for t in names {
+            for e in s.backend().scan_prefix(t, b"").unwrap() {
+                let (k, v) = e.unwrap();
+                out.push((t.to_string(), k, v));
+            }
+        }
+        out
+    }
+
+    fn contains(hay: &[u8], needle: &[u8]) -> bool {
+        hay.windows(needle.len()).any(|w| w == needle)
+    }
+
     #[test]
-    fn values_are_sealed_and_bound_to_their_key() {
+    fn values_and_user_keys_are_sealed_and_bound_to_their_key() {
         let (_d, s) = store();
-        s.put(Tree::PluginKv, b"p\0k", b"secret value").unwrap();
+        s.put(Tree::PluginKv, b"plug\0the-kv-key", b"secret value").unwrap();
         assert_eq!(
-            s.get(Tree::PluginKv, b"p\0k").unwrap().unwrap(),
+            s.get(Tree::PluginKv, b"plug\0the-kv-key").unwrap().unwrap(),
             b"secret value"
         );
-        // What sled holds is not the plain value.
-        let raw = s
-            .tree(Tree::PluginKv)
-            .unwrap()
-            .get(b"p\0k")
-            .unwrap()
-            .unwrap();
-        assert!(!raw.windows(12).any(|w| w == b"secret value"));
-        // Moving the sealed bytes to another key makes them unreadable.
-        s.tree(Tree::PluginKv)
-            .unwrap()
-            .insert(b"p\0other", raw)
-            .unwrap();
-        assert!(matches!(
-            s.get(Tree::PluginKv, b"p\0other"),
-            Err(StoreError::Seal { .. })
-        ));
+        // Neither the value nor the key is in what the backend holds.
+        let raw = raw(&s);
+        for (_, k, v) in &raw {
+            for needle in [&b"secret value"[..], b"the-kv-key", b"plug"] {
+                assert!(!contains(k, needle) && !contains(v, needle));
+            }
+        }
+        let (_, stored, sealed) = raw.iter().find(|(t, ..)| t == "plugin-kv").unwrap();
+        assert_eq!(stored.len(), 32);
+        // Moving the sealed bytes to another key makes them unreadable, and the error names
+        // the tree and the key asked for.
+        let other = s.stored_key(Tree::PluginKv, b"plug\0other");
+        s.backend().insert("plugin-kv", &other, sealed).unwrap();
+        let e = s.get(Tree::PluginKv, b"plug\0other").unwrap_err();
+        assert!(matches!(e, StoreError::Seal { tree: "plugin-kv", .. }), "{e}");
+        assert!(e.to_string().contains("plugin-kv/plug"), "{e}");
+    }
+
+    #[test]
+    fn every_tree_round_trips_and_hashed_trees_list_real_keys_in_order() {
+        let (_d, s) = store();
+        for tree in Tree::ALL {
+            let keys: [&[u8]; 4] = [b"ns\0b", b"ns\0a", b"ns\0c\0deep", b"other\0a"];
+            for k in keys {
+                s.put(tree, k, &[k, b"=v"].concat()).unwrap();
+            }
+            s.put(tree, b"ns", b"the namespace itself").unwrap();
+            for k in keys {
+                assert_eq!(s.get(tree, k).unwrap().unwrap(), [k, b"=v"].concat());
+            }
+            let listed = s.keys(tree, b"ns\0", 10).unwrap();
+            assert_eq!(listed, [&b"ns\0a"[..], b"ns\0b", b"ns\0c\0deep"], "{tree:?}");
+            assert_eq!(s.keys(tree, b"ns\0", 2).unwrap().len(), 2);
+            assert_eq!(s.keys(tree, b"ns\0c", 10).unwrap(), [b"ns\0c\0deep"]);
+            assert_eq!(s.keys(tree, b"", 10).unwrap().len(), 5, "{tree:?}");
+            let values = s.values(tree, b"ns").unwrap();
+            assert_eq!(values.len(), 4);
+            assert_eq!(values[0], (b"ns".to_vec(), b"the namespace itself".to_vec()));
+            // Paging sees every entry once, whatever the order.
+            let mut seen = Vec::new();
+            let mut after: Option<Vec<u8>> = None;
+            loop {
+                let page = s.page(tree, after.as_deref(), 2).unwrap();
+                let Some(last) = page.last() else { break };
+                after = Some(last.0.clone());
+                seen.extend(page.into_iter().map(|(k, _)| k));
+            }
+            seen.sort();
+            assert_eq!(seen.len(), 5, "{tree:?}");
+            assert_eq!(s.count(tree).unwrap(), 5);
+            assert_eq!(s.remove_prefix(tree, b"ns\0").unwrap(), 3, "{tree:?}");
+            assert_eq!(s.get(tree, b"ns").unwrap().unwrap(), b"the namespace itself");
+            assert!(s.remove(tree, b"ns").unwrap());
+            assert_eq!(s.get(tree, b"ns").unwrap(), None);
+            assert_eq!(s.keys(tree, b"", 10).unwrap(), [b"other\0a"]);
+        }
+    }
+
+    #[test]
+    fn a_flipped_byte_is_an_error_naming_tree_and_key_and_check_finds_it() {
+        let (_d, s) = store();
+        s.put(Tree::Documents, b"coll\0doc-7", b"document body").unwrap();
+        s.put(Tree::Audit, b"seq-1", b"audit record").unwrap();
+        assert!(s.check().unwrap().errors.is_empty());
+        for name in ["documents", "audit"] {
+            let (_, k, mut v) = raw(&s).into_iter().find(|(t, ..)| t == name).unwrap();
+            let i = v.len() - 3;
+            v[i] ^= 0x40;
+            s.backend().insert(name, &k, &v).unwrap();
+            let report = s.check().unwrap();
+            assert!(report.errors.iter().any(|e| e.tree == name), "{report:?}");
+        }
+        let e = s.get(Tree::Documents, b"coll\0doc-7").unwrap_err();
+        assert!(e.to_string().contains("documents/coll\0doc-7"), "{e}");
+        let e = s.values(Tree::Documents, b"coll\0").unwrap_err();
+        assert!(matches!(e, StoreError::Seal { tree: "documents", ref key, .. } if key.len() == 64), "{e}");
+        let e = s.get(Tree::Audit, b"seq-1").unwrap_err();
+        assert!(e.to_string().contains("audit/seq-1"), "{e}");
+        let report = s.check().unwrap();
+        assert_eq!(report.errors.len(), 2, "{report:?}");
+        let audit = report.errors.iter().find(|e| e.tree == "audit").unwrap();
+        assert_eq!(audit.key, "seq-1");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod capability;
 pub mod keys;
+pub mod master;
 pub mod seal;
 
 pub use audit::{AuditLog, AuditRecord};

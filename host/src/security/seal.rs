@@ -1,31 +1,32 @@
-//! Sealing: ChaCha20-Poly1305 with a 256-bit master key.
+//! Sealing: ChaCha20-Poly1305 with 256-bit keys, and keyed hashes (HMAC-SHA-256).
 //!
-//! The master key comes from `LLMOS_MASTER_KEY` (64 hex digits) or the file
-//! `<home>/master.key`, created with mode 0600 on first use. A sealed value is
-//! `nonce (12 bytes) ‖ ciphertext+tag`, with a random nonce per value; callers bind values to
-//! where they are stored through the associated data.
-
-use std::io::Write;
-use std::path::{Path, PathBuf};
+//! A sealed value is `nonce (12 bytes) ‖ ciphertext+tag`, with a random nonce per value;
+//! callers bind values to where they are stored through the associated data. The store
+//! ([`crate::data::Store`]) seals values with *data keys*, which are themselves sealed
+//! ("wrapped") with the master key; where the master key comes from is
+//! [`crate::security::master`].
 
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use std::path::PathBuf;
 
-/// Environment variable holding the master key as 64 hex digits.
-pub const MASTER_KEY_ENV: &str = "LLMOS_MASTER_KEY";
+pub use super::master::{MASTER_KEY_ENV, MASTER_KEY_FILE_ENV, MASTER_PASSPHRASE_ENV};
 
 /// Errors of sealing and of the master key.
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
-    /// The sealed value was altered, belongs elsewhere, or the master key is not the one it
-    /// was sealed with.
-    #[error("cannot open sealed value: wrong master key, or the value was altered or moved")]
+    /// The sealed value was altered, belongs elsewhere, or the key is not the one it was
+    /// sealed with.
+    #[error("cannot open sealed value: wrong key, or the value was altered or moved")]
     Open,
-    /// `LLMOS_MASTER_KEY` is not 64 hex digits.
-    #[error("{MASTER_KEY_ENV} must be 64 hex digits (32 bytes)")]
-    BadEnvKey,
+    /// A hex key (`LLMOS_MASTER_KEY`, `LLMOS_NEW_MASTER_KEY`) is not 64 hex digits.
+    #[error("{var} must be 64 hex digits (32 bytes)")]
+    BadHexKey {
+        /// The environment variable.
+        var: String,
+    },
     /// The key file is unreadable, has the wrong size, or could not be created.
     #[error("master key file {path}: {message}")]
     KeyFile {
@@ -34,13 +35,28 @@ pub enum SealError {
         /// What was wrong.
         message: String,
     },
+    /// The key file can be read or changed by other users.
+    #[error(
+        "master key file {path} has mode {mode:03o}: group or others can access it; \
+         run `chmod 600 {path}` (only its owner may read it)"
+    )]
+    KeyFileMode {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A passphrase could not be used.
+    #[error("master passphrase: {0}")]
+    Passphrase(String),
+    /// More than one master key source is set.
+    #[error("{0}")]
+    Ambiguous(String),
 }
 
-/// Seals and opens values with the master key.
+/// Seals and opens values with one key.
 pub struct Sealer {
     cipher: ChaCha20Poly1305,
-    /// Key of [`Sealer::fingerprint`], derived from the master key (never the key itself).
-    fingerprint_key: [u8; 32],
 }
 
 impl std::fmt::Debug for Sealer {
@@ -52,71 +68,14 @@ impl std::fmt::Debug for Sealer {
 impl Sealer {
     /// A sealer with this key.
     pub fn from_key(key: [u8; 32]) -> Self {
-        let fingerprint_key = <Hmac<Sha256> as Mac>::new_from_slice(&key)
-            .map(|m| m.chain_update(b"llmos fingerprint key v1").finalize().into_bytes().into())
-            .unwrap_or_default();
         Self {
             cipher: ChaCha20Poly1305::new(Key::from_slice(&key)),
-            fingerprint_key,
         }
     }
 
-    /// HMAC-SHA-256 of `data` under a key derived from the master key, separated by `context`.
-    pub fn fingerprint(&self, context: &str, data: &[u8]) -> [u8; 32] {
-        <Hmac<Sha256> as Mac>::new_from_slice(&self.fingerprint_key)
-            .map(|m| {
-                m.chain_update((context.len() as u64).to_be_bytes())
-                    .chain_update(context.as_bytes())
-                    .chain_update(data)
-                    .finalize()
-                    .into_bytes()
-                    .into()
-            })
-            .unwrap_or_default()
-    }
-
-    /// The master key of a data location: `LLMOS_MASTER_KEY` if set, else `<home>/master.key`,
-    /// created (0600, random) when missing.
-    pub fn for_home(home: &Path) -> Result<Self, SealError> {
-        if let Ok(hex_key) = std::env::var(MASTER_KEY_ENV)
-            && !hex_key.is_empty()
-        {
-            let bytes = hex::decode(hex_key.trim()).map_err(|_| SealError::BadEnvKey)?;
-            let key: [u8; 32] = bytes.try_into().map_err(|_| SealError::BadEnvKey)?;
-            return Ok(Self::from_key(key));
-        }
-        Self::from_key_file(&home.join("master.key"))
-    }
-
-    /// Reads the key file, or creates it with a random key and mode 0600.
-    pub fn from_key_file(path: &Path) -> Result<Self, SealError> {
-        let err = |message: String| SealError::KeyFile {
-            path: path.into(),
-            message,
-        };
-        match std::fs::read(path) {
-            Ok(bytes) => {
-                let key: [u8; 32] = bytes
-                    .try_into()
-                    .map_err(|b: Vec<u8>| err(format!("{} bytes; expected 32", b.len())))?;
-                Ok(Self::from_key(key))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if let Some(dir) = path.parent() {
-                    std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
-                }
-                let key: [u8; 32] = ChaCha20Poly1305::generate_key(&mut OsRng).into();
-                let mut opts = std::fs::OpenOptions::new();
-                opts.write(true).create_new(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-                let mut f = opts.open(path).map_err(|e| err(e.to_string()))?;
-                f.write_all(&key).map_err(|e| err(e.to_string()))?;
-                f.sync_all().map_err(|e| err(e.to_string()))?;
-                Ok(Self::from_key(key))
-            }
-            Err(e) => Err(err(e.to_string())),
-        }
+    /// A fresh random 256-bit key (from the operating system's generator).
+    pub fn random_key() -> [u8; 32] {
+        ChaCha20Poly1305::generate_key(&mut OsRng).into()
     }
 
     /// Seals `plain`, bound to `aad`.
@@ -137,14 +96,60 @@ impl Sealer {
 
     /// Opens a value sealed with the same key and `aad`.
     pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, SealError> {
-        if sealed.len() < 12 + 16 {
+        let (Some(nonce), Some(ct)) = (sealed.get(..12), sealed.get(12..)) else {
+            return Err(SealError::Open);
+        };
+        if ct.len() < 16 {
             return Err(SealError::Open);
         }
-        let (nonce, ct) = sealed.split_at(12);
         self.cipher
             .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
             .map_err(|_| SealError::Open)
     }
+}
+
+/// HMAC-SHA-256 under a key derived from a root key for one purpose.
+#[derive(Clone)]
+pub struct KeyedHash {
+    key: [u8; 32],
+}
+
+impl std::fmt::Debug for KeyedHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyedHash(..)")
+    }
+}
+
+impl KeyedHash {
+    /// The hash for `purpose` under `root` (the key is HMAC(root, purpose), never the root).
+    pub fn derive(root: &[u8; 32], purpose: &str) -> Self {
+        Self {
+            key: hmac(root, &[purpose.as_bytes()]),
+        }
+    }
+
+    /// HMAC of the parts, each prefixed by its length (so `["ab","c"]` ≠ `["a","bc"]`).
+    pub fn hash(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut framed = Vec::new();
+        for p in parts {
+            framed.extend_from_slice(&(p.len() as u64).to_be_bytes());
+            framed.extend_from_slice(p);
+        }
+        hmac(&self.key, &[&framed])
+    }
+}
+
+fn hmac(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
+    <Hmac<Sha256> as Mac>::new_from_slice(key)
+        .map(|m| {
+            parts
+                .iter()
+                .fold(m, |m, p| m.chain_update(p))
+                .finalize()
+                .into_bytes()
+                .into()
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -161,25 +166,15 @@ mod tests {
         bad[14] ^= 1;
         assert!(s.open(&bad, b"ctx").is_err());
         assert!(Sealer::from_key([2; 32]).open(&sealed, b"ctx").is_err());
+        assert!(s.open(&sealed[..20], b"ctx").is_err());
     }
 
     #[test]
-    fn key_file_is_created_private_and_reused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("k/master.key");
-        let sealed = Sealer::from_key_file(&path).unwrap().seal(b"x", b"");
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
-        assert_eq!(
-            Sealer::from_key_file(&path)
-                .unwrap()
-                .open(&sealed, b"")
-                .unwrap(),
-            b"x"
-        );
+    fn keyed_hashes_depend_on_root_purpose_and_framing() {
+        let a = KeyedHash::derive(&[1; 32], "x");
+        assert_eq!(a.hash(&[b"k"]), a.hash(&[b"k"]));
+        assert_ne!(a.hash(&[b"ab", b"c"]), a.hash(&[b"a", b"bc"]));
+        assert_ne!(a.hash(&[b"k"]), KeyedHash::derive(&[1; 32], "y").hash(&[b"k"]));
+        assert_ne!(a.hash(&[b"k"]), KeyedHash::derive(&[2; 32], "x").hash(&[b"k"]));
     }
 }

@@ -1,0 +1,397 @@
+//! The storage interface under [`crate::data::Store`]: named trees of raw bytes.
+//!
+//! [`Backend`] is what the store needs from a database and nothing more: get, insert, remove,
+//! ordered prefix and range scans, an atomic batch across trees, a read-modify-write
+//! transaction across trees, flush, a monotonic id, a tree's length and popping its first
+//! entry. It knows nothing about sealing, keys or collections: everything it holds is opaque
+//! bytes, already sealed by the store.
+//!
+//! The trait is **object safe** (the store holds an `Arc<dyn Backend>`): scans return boxed
+//! iterators, and a transaction's body is a `&dyn Fn(&dyn Tx)`, so a second backend is one more
+//! `impl Backend` and nothing above changes. What an implementation must guarantee:
+//! - keys of a tree are ordered bytewise (scans and ranges return them in that order);
+//! - [`Backend::batch`] applies all of its operations or none, across trees;
+//! - [`Backend::transaction`] runs its body against a consistent view of the named trees and
+//!   commits its writes atomically; the body may run more than once (on conflict), so it must
+//!   not have side effects outside the [`Tx`];
+//! - after [`Backend::flush`] returns, every write made before it survives a crash.
+//!
+//! [`SledBackend`] is the embedded implementation (sled 0.34: one database folder, trees are
+//! sled trees, batches and transactions are sled multi-tree transactions). A PostgreSQL
+//! implementation (the scale-out issue) maps a tree to a table `(key bytea primary key, value
+//! bytea)`, batches and transactions to SQL transactions (`SELECT … FOR UPDATE`), scans to
+//! `ORDER BY key` pages, `generate_id` to a sequence and `flush` to a no-op (a commit is
+//! durable).
+
+use std::path::{Path, PathBuf};
+
+/// A key and its value, raw.
+pub type RawEntry = (Vec<u8>, Vec<u8>);
+
+/// An ordered scan of raw entries.
+pub type Scan<'a> = Box<dyn Iterator<Item = Result<RawEntry, BackendError>> + 'a>;
+
+/// Errors of a backend.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The database is held by another process (sled locks its folder).
+    #[error(
+        "the data store at {path} is in use by another llmos process (a running `llmos serve`?); \
+         stop it first, or make the change through the HTTP admin API while it runs"
+    )]
+    Locked {
+        /// The database folder.
+        path: PathBuf,
+    },
+    /// The database failed (I/O, corruption).
+    #[error("data store at {path}: {message}")]
+    Io {
+        /// The database folder.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// One write of a [`Backend::batch`]: `Some(value)` inserts, `None` removes.
+#[derive(Debug, Clone)]
+pub struct Op {
+    /// The tree.
+    pub tree: &'static str,
+    /// The key.
+    pub key: Vec<u8>,
+    /// The new value, or `None` to remove the key.
+    pub value: Option<Vec<u8>>,
+}
+
+/// Why a transaction body stopped.
+#[derive(Debug)]
+pub enum TxError {
+    /// The body decided not to commit (nothing is written).
+    Abort,
+    /// Another writer got in the way: the backend runs the body again (never seen by callers
+    /// of [`Backend::transaction`]).
+    Conflict,
+    /// The backend failed.
+    Backend(BackendError),
+}
+
+/// The view of a transaction: reads see its own writes; nothing is visible to others until it
+/// commits.
+pub trait Tx {
+    /// Reads `key` of `tree` (one of the trees the transaction was opened on).
+    fn get(&self, tree: &str, key: &[u8]) -> Result<Option<Vec<u8>>, TxError>;
+    /// Writes `key` of `tree`.
+    fn insert(&self, tree: &str, key: &[u8], value: &[u8]) -> Result<(), TxError>;
+    /// Removes `key` of `tree`; returns the value it had.
+    fn remove(&self, tree: &str, key: &[u8]) -> Result<Option<Vec<u8>>, TxError>;
+}
+
+/// Named trees of raw bytes (see the module documentation for the guarantees).
+pub trait Backend: Send + Sync + std::fmt::Debug {
+    /// Where the data lives, for messages.
+    fn location(&self) -> &Path;
+    /// Reads a value.
+    fn get(&self, tree: &str, key: &[u8]) -> Result<Option<Vec<u8>>, BackendError>;
+    /// Writes a value; returns the previous one.
+    fn insert(&self, tree: &str, key: &[u8], value: &[u8])
+    -> Result<Option<Vec<u8>>, BackendError>;
+    /// Removes a value; returns it.
+    fn remove(&self, tree: &str, key: &[u8]) -> Result<Option<Vec<u8>>, BackendError>;
+    /// Entries whose key starts with `prefix`, in key order.
+    fn scan_prefix<'a>(&'a self, tree: &str, prefix: &[u8]) -> Result<Scan<'a>, BackendError>;
+    /// Entries whose key sorts after `after` (from the first when `None`), in key order.
+    fn range<'a>(&'a self, tree: &str, after: Option<&[u8]>) -> Result<Scan<'a>, BackendError>;
+    /// Applies every operation or none.
+    fn batch(&self, ops: &[Op]) -> Result<(), BackendError>;
+    /// Runs `body` as one transaction over `trees`; returns `false` when the body aborted
+    /// (nothing written). The body may run more than once.
+    fn transaction(
+        &self,
+        trees: &[&str],
+        body: &dyn Fn(&dyn Tx) -> Result<(), TxError>,
+    ) -> Result<bool, BackendError>;
+    /// Makes every write made so far durable.
+    fn flush(&self) -> Result<(), BackendError>;
+    /// A new id, larger than every id returned before (also across restarts).
+    fn generate_id(&self) -> Result<u64, BackendError>;
+    /// How many entries a tree holds.
+    fn len(&self, tree: &str) -> Result<usize, BackendError>;
+    /// Removes and returns the entry with the smallest key.
+    fn pop_min(&self, tree: &str) -> Result<Option<RawEntry>, BackendError>;
+}
+
+/// The embedded backend: one sled database.
+#[derive(Debug)]
+pub struct SledBackend {
+    db: sled::Db,
+    path: PathBuf,
+}
+
+impl SledBackend {
+    /// Opens (or creates) the database in `path`; another process holding it is
+    /// [`BackendError::Locked`].
+    pub fn open(path: &Path) -> Result<Self, BackendError> {
+        match sled::Config::new().path(path).open() {
+            Ok(db) => Ok(Self {
+                db,
+                path: path.into(),
+            }),
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                Err(BackendError::Locked { path: path.into() })
+            }
+            Err(e) => Err(BackendError::Io {
+                path: path.into(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> BackendError {
+        BackendError::Io {
+            path: self.path.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    fn tree(&self, name: &str) -> Result<sled::Tree, BackendError> {
+        self.db.open_tree(name).map_err(|e| self.err(e))
+    }
+
+    fn scan(&self, it: sled::Iter) -> Scan<'_> {
+        Box::new(it.map(move |kv| {
+            kv.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .map_err(|e| self.err(e))
+        }))
+    }
+
+    /// Runs `body` in a sled transaction over `names`.
+    fn run(
+        &self,
+        names: &[&str],
+        body: &dyn Fn(&SledTx<'_>) -> Result<(), TxError>,
+    ) -> Result<bool, BackendError> {
+        use sled::Transactional;
+        use sled::transaction::{ConflictableTransactionError as Cte, TransactionError};
+        let trees = names
+            .iter()
+            .map(|n| self.tree(n))
+            .collect::<Result<Vec<_>, _>>()?;
+        let r = trees.as_slice().transaction(|txs| {
+            let view = SledTx { names, txs };
+            body(&view).map_err(|e| match e {
+                TxError::Conflict => Cte::Conflict,
+                other => Cte::Abort(other),
+            })
+        });
+        match r {
+            Ok(()) => Ok(true),
+            Err(TransactionError::Abort(TxError::Abort)) => Ok(false),
+            Err(TransactionError::Abort(TxError::Backend(e))) => Err(e),
+            Err(TransactionError::Abort(TxError::Conflict)) => {
+                Err(self.err("transaction conflict"))
+            }
+            Err(TransactionError::Storage(e)) => Err(self.err(e)),
+        }
+    }
+}
+
+/// A sled transaction seen through [`Tx`].
+struct SledTx<'a> {
+    names: &'a [&'a str],
+    txs: &'a [sled::transaction::TransactionalTree],
+}
+
+impl SledTx<'_> {
+    fn tx(&self, tree: &str) -> Result<&sled::transaction::TransactionalTree, TxError> {
+        self.names
+            .iter()
+            .position(|n| *n == tree)
+            .and_then(|i| self.txs.get(i))
+            .ok_or_else(|| {
+                TxError::Backend(BackendError::Io {
+                    path: PathBuf::new(),
+                    message: format!("tree {tree} is not part of this transaction"),
+                })
+            })
+    }
+}
+
+fn unabortable(e: sled::transaction::UnabortableTransactionError) -> TxError {
+    match e {
+        sled::transaction::UnabortableTransactionError::Conflict => TxError::Conflict,
+        sled::transaction::UnabortableTransactionError::Storage(e) => {
+            TxError::Backend(BackendError::Io {
+                path: PathBuf::new(),
+                message: e.to_string(),
+            })
+        }
+    }
+}
+
+impl Tx for SledTx<'_> {
+    fn get(&self, tree: &str, key: &[u8]) -> Result<Option<Vec<u8>>, TxError> {
+        let v = self.tx(tree)?.get(key).map_err(unabortable)?;
+        Ok(v.map(|v| v.to_vec()))
+    }
+
+    fn insert(&self, tree: &str, key: &[u8], value: &[u8]) -> Result<(), TxError> {
+        self.tx(tree)?.insert(key, value).map_err(unabortable)?;
+        Ok(())
+    }
+
+    fn remove(&self, tree: &str, key: &[u8]) -> Result<Option<Vec<u8>>, TxError> {
+        let v = self.tx(tree)?.remove(key).map_err(unabortable)?;
+        Ok(v.map(|v| v.to_vec()))
+    }
+}
+
+impl Backend for SledBackend {
+    fn location(&self) -> &Path {
+        &self.path
+    }
+
+    fn get(&self, tree: &str, key: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
+        let v = self.tree(tree)?.get(key).map_err(|e| self.err(e))?;
+        Ok(v.map(|v| v.to_vec()))
+    }
+
+    fn insert(
+        &self,
+        tree: &str,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<Option<Vec<u8>>, BackendError> {
+        let v = self.tree(tree)?.insert(key, value).map_err(|e| self.err(e))?;
+        Ok(v.map(|v| v.to_vec()))
+    }
+
+    fn remove(&self, tree: &str, key: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
+        let v = self.tree(tree)?.remove(key).map_err(|e| self.err(e))?;
+        Ok(v.map(|v| v.to_vec()))
+    }
+
+    fn scan_prefix<'a>(&'a self, tree: &str, prefix: &[u8]) -> Result<Scan<'a>, BackendError> {
+        Ok(self.scan(self.tree(tree)?.scan_prefix(prefix)))
+    }
+
+    fn range<'a>(&'a self, tree: &str, after: Option<&[u8]>) -> Result<Scan<'a>, BackendError> {
+        use std::ops::Bound;
+        let start = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.to_vec()));
+        let it = self
+            .tree(tree)?
+            .range::<Vec<u8>, _>((start, Bound::Unbounded));
+        Ok(self.scan(it))
+    }
+
+    fn batch(&self, ops: &[Op]) -> Result<(), BackendError> {
+        let mut names: Vec<&str> = ops.iter().map(|o| o.tree).collect();
+        names.sort_unstable();
+        names.dedup();
+        self.run(&names, &|tx| {
+            for op in ops {
+                match &op.value {
+                    Some(v) => tx.insert(op.tree, &op.key, v)?,
+                    None => {
+                        tx.remove(op.tree, &op.key)?;
+                    }
+                }
+            }
+            Ok(())
+        })
+        .map(|_| ())
+    }
+
+    fn transaction(
+        &self,
+        trees: &[&str],
+        body: &dyn Fn(&dyn Tx) -> Result<(), TxError>,
+    ) -> Result<bool, BackendError> {
+        self.run(trees, &|tx| body(tx))
+    }
+
+    fn flush(&self) -> Result<(), BackendError> {
+        self.db.flush().map(|_| ()).map_err(|e| self.err(e))
+    }
+
+    fn generate_id(&self) -> Result<u64, BackendError> {
+        self.db.generate_id().map_err(|e| self.err(e))
+    }
+
+    fn len(&self, tree: &str) -> Result<usize, BackendError> {
+        Ok(self.tree(tree)?.len())
+    }
+
+    fn pop_min(&self, tree: &str) -> Result<Option<RawEntry>, BackendError> {
+        let v = self.tree(tree)?.pop_min().map_err(|e| self.err(e))?;
+        Ok(v.map(|(k, v)| (k.to_vec(), v.to_vec())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open() -> (tempfile::TempDir, SledBackend) {
+        let dir = tempfile::tempdir().unwrap();
+        let b = SledBackend::open(&dir.path().join("db")).unwrap();
+        (dir, b)
+    }
+
+    #[test]
+    fn ordered_scans_and_ranges() {
+        let (_d, b) = open();
+        for k in ["b", "a\0y", "a\0x", "c"] {
+            b.insert("t", k.as_bytes(), b"v").unwrap();
+        }
+        let keys = |s: Scan<'_>| -> Vec<Vec<u8>> { s.map(|e| e.unwrap().0).collect() };
+        assert_eq!(
+            keys(b.scan_prefix("t", b"a\0").unwrap()),
+            [b"a\0x".to_vec(), b"a\0y".to_vec()]
+        );
+        assert_eq!(
+            keys(b.range("t", Some(b"a\0y")).unwrap()),
+            [b"b".to_vec(), b"c".to_vec()]
+        );
+        assert_eq!(b.len("t").unwrap(), 4);
+        assert_eq!(b.pop_min("t").unwrap().unwrap().0, b"a\0x");
+        assert!(b.generate_id().unwrap() < b.generate_id().unwrap());
+    }
+
+    #[test]
+    fn batches_span_trees_and_aborted_transactions_write_nothing() {
+        let (_d, b) = open();
+        b.insert("u", b"gone", b"1").unwrap();
+        let op = |tree, key: &[u8], value: Option<&[u8]>| Op {
+            tree,
+            key: key.to_vec(),
+            value: value.map(<[u8]>::to_vec),
+        };
+        b.batch(&[op("t", b"k", Some(b"v")), op("u", b"gone", None)])
+            .unwrap();
+        assert_eq!(b.get("t", b"k").unwrap().unwrap(), b"v");
+        assert_eq!(b.get("u", b"gone").unwrap(), None);
+        let committed = b
+            .transaction(&["t", "u"], &|tx| {
+                tx.insert("u", b"x", b"1")?;
+                assert_eq!(tx.get("u", b"x")?.unwrap(), b"1");
+                Err(TxError::Abort)
+            })
+            .unwrap();
+        assert!(!committed);
+        assert_eq!(b.get("u", b"x").unwrap(), None);
+        assert!(
+            b.transaction(&["t"], &|tx| tx.insert("t", b"y", b"2"))
+                .unwrap()
+        );
+        assert_eq!(b.get("t", b"y").unwrap().unwrap(), b"2");
+    }
+
+    #[test]
+    fn a_second_opener_is_told_the_store_is_in_use() {
+        let (d, _b) = open();
+        let second = SledBackend::open(&d.path().join("db")).unwrap_err();
+        assert!(matches!(second, BackendError::Locked { .. }), "{second}");
+        assert!(second.to_string().contains("in use by another llmos process"));
+    }
+}

@@ -26,3 +26,5 @@ mod plugins_sandbox;
 mod plugins_shipped;
 
 mod fuzz_replay;
+
+mod data_store;

@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
 pub mod plugin;
+pub mod store;
 
 use crate::config::{Config, Paths};
 use crate::core::engine::{Core, LoadError};
@@ -94,6 +95,9 @@ enum Command {
     /// Manage WebAssembly plugins: install, grant, revoke, enable, disable, remove, …
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Maintain the data store: rotate-master, rekey COLLECTION, check.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
     /// Run texts through a model's plugin pipeline and the model, without HTTP.
     Run {
         /// Model name.
@@ -363,6 +367,7 @@ fn run(cli: Cli) -> Result<()> {
                 crate::plugins::HostSettings::from(&config.plugins),
             )
         }
+        Command::Store(cmd) => store::run(cmd, &settings(g)?.1.home),
         Command::Run {
             model,
             texts,

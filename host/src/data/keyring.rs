@@ -495,9 +495,9 @@ fn resolve(
     writes: &mut Vec<Op>,
 ) -> Result<Sealer, StoreError> {
     let used = found.check.is_some() || found.old_data;
-    let err = |source| StoreError::MasterKey {
+    let err = |error| StoreError::MasterKey {
         path: backend.location().into(),
-        source,
+        error,
     };
     match source {
         MasterSource::Key(k) => Ok(Sealer::from_key(*k)),

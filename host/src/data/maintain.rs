@@ -139,9 +139,9 @@ impl Store {
     /// the store. A key file that does not exist is created (0600, random key); a passphrase
     /// gets a new salt. Returns how many records were re-wrapped.
     pub fn rotate_master(&self, new: &MasterSource) -> Result<usize, StoreError> {
-        let err = |source| StoreError::MasterKey {
+        let err = |error| StoreError::MasterKey {
             path: self.backend().location().into(),
-            source,
+            error,
         };
         let (sealer, kdf) = match new {
             MasterSource::Key(k) => (Sealer::from_key(*k), None),

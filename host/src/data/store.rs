@@ -44,12 +44,12 @@ pub enum StoreError {
     #[error(transparent)]
     Backend(#[from] BackendError),
     /// The master key could not be read or made.
-    #[error("master key for the data store at {path}: {source}")]
+    #[error("master key for the data store at {path}: {error}")]
     MasterKey {
         /// The database folder.
         path: PathBuf,
         /// What failed.
-        source: SealError,
+        error: SealError,
     },
     /// The master key is not the store's. Nothing was written.
     #[error(
@@ -241,9 +241,9 @@ impl Store {
     /// Opens the store of a data location, `<home>/store`, with the master key the
     /// environment names ([`MasterSource::from_env`]).
     pub fn open_home(home: &Path) -> Result<Self, StoreError> {
-        let source = MasterSource::from_env(home).map_err(|source| StoreError::MasterKey {
+        let source = MasterSource::from_env(home).map_err(|error| StoreError::MasterKey {
             path: home.join("store"),
-            source,
+            error,
         })?;
         Self::open_source(&home.join("store"), source)
     }

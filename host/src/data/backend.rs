@@ -126,6 +126,21 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 pub struct SledBackend {
     db: sled::Db,
     path: PathBuf,
+    /// Added to sled's ids: ids stay above those of the database this one was rewritten
+    /// from ([`SledBackend::compact`]).
+    id_offset: u64,
+}
+
+/// sled tree holding the id offset.
+const IDS: &str = "__llmos_ids";
+const ID_OFFSET: &[u8] = b"offset";
+
+/// `<path>.<suffix>`, next to `path`.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".");
+    name.push(suffix);
+    path.with_file_name(name)
 }
 
 impl SledBackend {
@@ -133,10 +148,18 @@ impl SledBackend {
     /// [`BackendError::Locked`].
     pub fn open(path: &Path) -> Result<Self, BackendError> {
         match sled::Config::new().path(path).open() {
-            Ok(db) => Ok(Self {
-                db,
-                path: path.into(),
-            }),
+            Ok(db) => {
+                let mut b = Self {
+                    db,
+                    path: path.into(),
+                    id_offset: 0,
+                };
+                b.id_offset = b
+                    .get(IDS, ID_OFFSET)?
+                    .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+                    .map_or(0, u64::from_be_bytes);
+                Ok(b)
+            }
             Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
                 Err(BackendError::Locked { path: path.into() })
             }
@@ -145,6 +168,79 @@ impl SledBackend {
                 message: e.to_string(),
             }),
         }
+    }
+
+    /// Rewrites the database in `path` into a fresh one and puts it in its place, so that
+    /// nothing removed or overwritten lingers in sled's log segments (after a migration that
+    /// replaced clear keys); `drop` names entries left out of the copy. Ids stay monotonic.
+    /// The swap is two renames; [`SledBackend::recover`] finishes or undoes an interrupted one.
+    pub fn compact(path: &Path, drop: &[(&str, &[u8])]) -> Result<(), BackendError> {
+        let (tmp, old) = (sibling(path, "compact"), sibling(path, "old"));
+        let io = |e: std::io::Error| BackendError::Io {
+            path: path.into(),
+            message: format!("rewriting the database: {e}"),
+        };
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(io)?;
+        }
+        {
+            let src = Self::open(path)?;
+            let dst = Self::open(&tmp)?;
+            for name in src.db.tree_names() {
+                let name = String::from_utf8_lossy(&name).into_owned();
+                let mut ops = Vec::new();
+                for e in src.scan_prefix(&name, b"")? {
+                    let (key, value) = e?;
+                    if drop.iter().any(|(t, k)| *t == name && *k == key.as_slice()) {
+                        continue;
+                    }
+                    ops.push((key, value));
+                    if ops.len() >= 1024 {
+                        dst.copy(&name, std::mem::take(&mut ops))?;
+                    }
+                }
+                dst.copy(&name, ops)?;
+            }
+            let next = src.generate_id()?;
+            dst.insert(IDS, ID_OFFSET, &next.to_be_bytes())?;
+            dst.flush()?;
+        }
+        std::fs::rename(path, &old).map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)?;
+        if let Some(dir) = path.parent()
+            && let Ok(d) = std::fs::File::open(dir)
+        {
+            let _ = d.sync_all();
+        }
+        std::fs::remove_dir_all(&old).map_err(io)
+    }
+
+    /// Finishes or undoes a [`SledBackend::compact`] that a crash interrupted: the database
+    /// is `path` when it exists, else the old one it was being copied from.
+    pub fn recover(path: &Path) -> Result<(), BackendError> {
+        let (tmp, old) = (sibling(path, "compact"), sibling(path, "old"));
+        let io = |e: std::io::Error| BackendError::Io {
+            path: path.into(),
+            message: format!("recovering an interrupted rewrite: {e}"),
+        };
+        if !path.exists() && old.exists() {
+            std::fs::rename(&old, path).map_err(io)?;
+        }
+        for leftover in [old, tmp] {
+            if leftover.exists() {
+                std::fs::remove_dir_all(&leftover).map_err(io)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn copy(&self, tree: &str, entries: Vec<RawEntry>) -> Result<(), BackendError> {
+        let t = self.tree(tree)?;
+        let mut batch = sled::Batch::default();
+        for (k, v) in entries {
+            batch.insert(k, v);
+        }
+        t.apply_batch(batch).map_err(|e| self.err(e))
     }
 
     fn err(&self, e: impl std::fmt::Display) -> BackendError {
@@ -315,7 +411,9 @@ impl Backend for SledBackend {
     }
 
     fn generate_id(&self) -> Result<u64, BackendError> {
-        self.db.generate_id().map_err(|e| self.err(e))
+        let id = self.db.generate_id().map_err(|e| self.err(e))?;
+        id.checked_add(self.id_offset)
+            .ok_or_else(|| self.err("ids are exhausted"))
     }
 
     fn len(&self, tree: &str) -> Result<usize, BackendError> {
@@ -385,6 +483,46 @@ mod tests {
                 .unwrap()
         );
         assert_eq!(b.get("t", b"y").unwrap().unwrap(), b"2");
+    }
+
+    #[test]
+    fn compaction_keeps_entries_and_ids_and_an_interrupted_swap_is_recovered() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("db");
+        let last = {
+            let b = SledBackend::open(&path).unwrap();
+            b.insert("t", b"keep", b"1").unwrap();
+            b.insert("t", b"gone-marker", b"2").unwrap();
+            b.remove("t", b"gone-marker").unwrap();
+            b.insert("t", b"drop", b"3").unwrap();
+            b.flush().unwrap();
+            b.generate_id().unwrap()
+        };
+        SledBackend::compact(&path, &[("t", b"drop")]).unwrap();
+        let b = SledBackend::open(&path).unwrap();
+        assert_eq!(b.get("t", b"keep").unwrap().unwrap(), b"1");
+        assert_eq!(b.get("t", b"drop").unwrap(), None);
+        assert!(b.generate_id().unwrap() > last);
+        drop(b);
+        fn holds(dir: &Path, needle: &[u8]) -> bool {
+            std::fs::read_dir(dir).unwrap().any(|f| {
+                let p = f.unwrap().path();
+                if p.is_dir() {
+                    holds(&p, needle)
+                } else {
+                    std::fs::read(&p).unwrap().windows(needle.len()).any(|w| w == needle)
+                }
+            })
+        }
+        assert!(!holds(&path, b"gone-marker"));
+        assert!(holds(&path, b"keep"), "the scan sees clear keys");
+        // Interrupted between the two renames: the old database comes back.
+        std::fs::rename(&path, sibling(&path, "old")).unwrap();
+        std::fs::create_dir(sibling(&path, "compact")).unwrap();
+        SledBackend::recover(&path).unwrap();
+        assert!(!sibling(&path, "old").exists() && !sibling(&path, "compact").exists());
+        let b = SledBackend::open(&path).unwrap();
+        assert_eq!(b.get("t", b"keep").unwrap().unwrap(), b"1");
     }
 
     #[test]

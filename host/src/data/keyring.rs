@@ -27,6 +27,9 @@ pub(crate) const META: &str = "store-meta";
 /// The format written by this code.
 pub(crate) const FORMAT_VERSION: u32 = 2;
 const FORMAT: &[u8] = b"format";
+/// Present while a migrated database still has to be rewritten (clear keys may linger in
+/// sled's log until then).
+pub(crate) const COMPACT: &[u8] = b"compact";
 const KDF: &[u8] = b"kdf";
 const CHECK: &[u8] = b"key-check";
 const INDEX: &[u8] = b"index-key";
@@ -193,10 +196,20 @@ impl Keyring {
             .map_or(0, u32::from_be_bytes))
     }
 
-    /// Records that the store is in the current format.
-    pub(crate) fn set_format(backend: &dyn Backend) -> Result<(), StoreError> {
-        backend.batch(&[put(FORMAT, FORMAT_VERSION.to_be_bytes().to_vec())])?;
+    /// Records that the store is in the current format, and whether the database must be
+    /// rewritten (see [`COMPACT`]).
+    pub(crate) fn set_format(backend: &dyn Backend, compact: bool) -> Result<(), StoreError> {
+        let mut ops = vec![put(FORMAT, FORMAT_VERSION.to_be_bytes().to_vec())];
+        if compact {
+            ops.push(put(COMPACT, Vec::new()));
+        }
+        backend.batch(&ops)?;
         Ok(backend.flush()?)
+    }
+
+    /// Whether the database still has to be rewritten after a migration.
+    pub(crate) fn compact_pending(backend: &dyn Backend) -> Result<bool, StoreError> {
+        Ok(backend.get(META, COMPACT)?.is_some())
     }
 
     /// The first 16 bytes of the keyed hash of a namespace.

@@ -54,11 +54,12 @@ fn key_name(tree: Tree, stored: &[u8]) -> String {
 
 impl Store {
     /// Brings a store of an older format to the current one (see the module documentation of
-    /// the store); nothing when it is current.
-    pub(super) fn migrate(&self) -> Result<(), StoreError> {
+    /// the store). Returns whether the database must now be rewritten (a migration replaced
+    /// clear keys, which sled's log may still hold).
+    pub(super) fn migrate(&self) -> Result<bool, StoreError> {
         let format = Keyring::format(self.backend())?;
         if format == FORMAT_VERSION {
-            return Ok(());
+            return Keyring::compact_pending(self.backend());
         }
         if format > FORMAT_VERSION {
             return Err(StoreError::Newer {
@@ -67,13 +68,16 @@ impl Store {
                 known: FORMAT_VERSION,
             });
         }
+        let mut moved = 0usize;
         for tree in Tree::ALL {
             let n = self.migrate_tree(tree)?;
             if n > 0 {
                 tracing::info!(tree = tree.name(), entries = n, "store migrated to format 2");
             }
+            moved = moved.saturating_add(n);
         }
-        Keyring::set_format(self.backend())
+        Keyring::set_format(self.backend(), moved > 0)?;
+        Ok(moved > 0)
     }
 
     /// Re-seals a tree's format-1 entries under their new keys, a batch at a time (each batch

@@ -254,6 +254,7 @@ impl Store {
     }
 
     fn open_with(path: &Path, input: MasterInput) -> Result<Self, StoreError> {
+        SledBackend::recover(path)?;
         let backend = SledBackend::open(path)?;
         let keys = Keyring::open(&backend, input, &tree_names())?;
         let s = Self {
@@ -261,8 +262,18 @@ impl Store {
             keys: Arc::new(keys),
             path: path.into(),
         };
-        s.migrate()?;
-        Ok(s)
+        if !s.migrate()? {
+            return Ok(s);
+        }
+        // A migration replaced clear keys: rewrite the database so none lingers on disk.
+        let Self { backend, keys, path } = s;
+        drop(backend);
+        SledBackend::compact(&path, &[(super::keyring::META, super::keyring::COMPACT)])?;
+        Ok(Self {
+            backend: Arc::new(SledBackend::open(&path)?),
+            keys,
+            path,
+        })
     }
 
     pub(super) fn backend(&self) -> &dyn Backend {

@@ -46,7 +46,11 @@ fn ok(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Value {
 
 fn fails(home: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     let out = llmos(home, args, env);
-    assert!(!out.status.success(), "llmos {args:?} should fail:\n{}", text(&out));
+    assert!(
+        !out.status.success(),
+        "llmos {args:?} should fail:\n{}",
+        text(&out)
+    );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -108,30 +112,58 @@ fn no_user_key_or_value_is_in_any_file_of_the_data_folder() {
     let (dir, host) = host();
     let p = install(&host, "testing/probe", &["kv"], &[]);
     let out = host
-        .preprocess(&p, request(&["kv.set kv-key-marker-7731 kv-value-marker-1187"]))
+        .preprocess(
+            &p,
+            request(&["kv.set kv-key-marker-7731 kv-value-marker-1187"]),
+        )
         .unwrap();
     assert_eq!(out, ["ok:()"]);
-    registry::set_secret(&host, &p, "secret-name-marker-4410", "secret-value-marker-9921")
-        .unwrap();
+    registry::set_secret(
+        &host,
+        &p,
+        "secret-name-marker-4410",
+        "secret-value-marker-9921",
+    )
+    .unwrap();
     let s = host.store();
     let (coll, doc) = ("collection-marker-5531", "document-id-marker-6620");
     let writes: Vec<(Tree, Vec<u8>, &[u8])> = vec![
         (Tree::Collections, coll.into(), b"{\"model\":\"minilm\"}"),
-        (Tree::Documents, format!("{coll}\0{doc}").into(), b"document-text-marker-2209"),
-        (Tree::Chunks, format!("{coll}\0{doc}:0").into(), b"chunk-text-marker-3307"),
-        (Tree::Vault, b"vault-scope-marker\0<PERSON_1>".to_vec(), b"vault-original-marker-8812"),
+        (
+            Tree::Documents,
+            format!("{coll}\0{doc}").into(),
+            b"document-text-marker-2209",
+        ),
+        (
+            Tree::Chunks,
+            format!("{coll}\0{doc}:0").into(),
+            b"chunk-text-marker-3307",
+        ),
+        (
+            Tree::Vault,
+            b"vault-scope-marker\0<PERSON_1>".to_vec(),
+            b"vault-original-marker-8812",
+        ),
     ];
-    let refs: Vec<(Tree, &[u8], &[u8])> =
-        writes.iter().map(|(t, k, v)| (*t, k.as_slice(), *v)).collect();
+    let refs: Vec<(Tree, &[u8], &[u8])> = writes
+        .iter()
+        .map(|(t, k, v)| (*t, k.as_slice(), *v))
+        .collect();
     s.put_many(&refs).unwrap();
     // Everything reads back through the store and the plugin.
     for (t, k, v) in &refs {
         assert_eq!(s.get(*t, k).unwrap().unwrap(), *v);
     }
-    let listed = host.preprocess(&p, request(&["kv.list kv-key", "kv.get kv-key-marker-7731"]));
+    let listed = host.preprocess(
+        &p,
+        request(&["kv.list kv-key", "kv.get kv-key-marker-7731"]),
+    );
     assert_eq!(
         listed.unwrap(),
-        ["ok:[\"kv-key-marker-7731\"]", "ok:Some(\"kv-value-marker-1187\")"]
+        [
+            "ok:[\"kv-key-marker-7731\"]",
+            "ok:Some(\"kv-value-marker-1187\")"
+        ]
     );
     s.flush().unwrap();
     drop(host);
@@ -148,7 +180,11 @@ fn no_user_key_or_value_is_in_any_file_of_the_data_folder() {
         "vault-original-marker-8812",
     ];
     for m in markers {
-        assert_eq!(holding(dir.path(), m), Vec::<PathBuf>::new(), "{m} is in the data folder");
+        assert_eq!(
+            holding(dir.path(), m),
+            Vec::<PathBuf>::new(),
+            "{m} is in the data folder"
+        );
     }
     // The scan does see what is stored in clear (the plugin's name keys the plugins tree).
     assert!(!holding(&dir.path().join("store"), &p).is_empty());
@@ -164,7 +200,12 @@ fn a_flipped_byte_in_a_stored_value_is_named_and_never_returned() {
     assert_eq!(report["errors"], Value::Array(vec![]));
     {
         let b = SledBackend::open(&home.path().join("store")).unwrap();
-        let (k, mut v) = b.scan_prefix("api-keys", b"").unwrap().next().unwrap().unwrap();
+        let (k, mut v) = b
+            .scan_prefix("api-keys", b"")
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
         let i = v.len() / 2;
         v[i] ^= 1;
         b.insert("api-keys", &k, &v).unwrap();
@@ -188,12 +229,27 @@ fn a_wrong_master_key_is_refused_at_open_and_nothing_changes() {
     let entries = raw_entries(home.path());
     let bytes = files(home.path());
     let wrong = "11".repeat(32);
-    let e = fails(home.path(), &["keys", "create", "--scope", "admin"], &[("LLMOS_MASTER_KEY", &wrong)]);
-    assert!(e.contains("does not open the data store") && e.contains("Nothing was changed"), "{e}");
+    let e = fails(
+        home.path(),
+        &["keys", "create", "--scope", "admin"],
+        &[("LLMOS_MASTER_KEY", &wrong)],
+    );
+    assert!(
+        e.contains("does not open the data store") && e.contains("Nothing was changed"),
+        "{e}"
+    );
     assert_eq!(raw_entries(home.path()), entries);
-    assert_eq!(files(home.path()), bytes, "no file of the data folder changed");
+    assert_eq!(
+        files(home.path()),
+        bytes,
+        "no file of the data folder changed"
+    );
     assert_eq!(key_ids(home.path(), &[]).len(), 1);
-    let e = fails(home.path(), &["keys", "list"], &[("LLMOS_MASTER_KEY", "abc")]);
+    let e = fails(
+        home.path(),
+        &["keys", "list"],
+        &[("LLMOS_MASTER_KEY", "abc")],
+    );
     assert!(e.contains("LLMOS_MASTER_KEY must be 64 hex digits"), "{e}");
 }
 
@@ -206,7 +262,10 @@ fn a_key_file_others_can_read_is_refused_with_the_fix() {
     let file = outside.path().join("llmos.key");
     let env = [("LLMOS_MASTER_KEY_FILE", file.to_str().unwrap())];
     create_key(home.path(), &env);
-    assert!(!home.path().join("master.key").exists(), "the key lives where it was told");
+    assert!(
+        !home.path().join("master.key").exists(),
+        "the key lives where it was told"
+    );
     let mode = std::fs::metadata(&file).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     for bad in [0o640, 0o604] {
@@ -236,9 +295,17 @@ fn a_passphrase_opens_the_store_and_its_salt_is_kept_in_clear() {
     let kdf: Value = serde_json::from_slice(&kdf.2).unwrap();
     assert_eq!(kdf["algorithm"], "argon2id", "{kdf}");
     assert_eq!(kdf["memory_kib"], 65536, "{kdf}");
-    let e = fails(home.path(), &["keys", "list"], &[("LLMOS_MASTER_PASSPHRASE", "a passphrase long enougH")]);
+    let e = fails(
+        home.path(),
+        &["keys", "list"],
+        &[("LLMOS_MASTER_PASSPHRASE", "a passphrase long enougH")],
+    );
     assert!(e.contains("does not open the data store"), "{e}");
-    let e = fails(home.path(), &["keys", "list"], &[("LLMOS_MASTER_PASSPHRASE", "short")]);
+    let e = fails(
+        home.path(),
+        &["keys", "list"],
+        &[("LLMOS_MASTER_PASSPHRASE", "short")],
+    );
     assert!(e.contains("at least 12"), "{e}");
     let both = [pass[0], ("LLMOS_MASTER_KEY", &"22".repeat(32))];
     let e = fails(home.path(), &["keys", "list"], &both);
@@ -257,20 +324,32 @@ fn rotate_master_keeps_everything_readable_and_the_old_key_fails() {
     // To a new key file (created, 0600).
     let file = outside.path().join("new.key");
     let f = file.to_str().unwrap();
-    ok(home.path(), &["store", "rotate-master", "--new-key-file", f], &[]);
+    ok(
+        home.path(),
+        &["store", "rotate-master", "--new-key-file", f],
+        &[],
+    );
     let e = fails(home.path(), &["keys", "list"], &[]);
     assert!(e.contains("does not open the data store"), "{e}");
     let by_file = [("LLMOS_MASTER_KEY_FILE", f)];
     assert_eq!(key_ids(home.path(), &by_file), ids);
     // To a passphrase.
     let env = [by_file[0], ("NEW_PASS", "the new passphrase here")];
-    ok(home.path(), &["store", "rotate-master", "--new-passphrase-env", "NEW_PASS"], &env);
+    ok(
+        home.path(),
+        &["store", "rotate-master", "--new-passphrase-env", "NEW_PASS"],
+        &env,
+    );
     assert!(fails(home.path(), &["keys", "list"], &by_file).contains("does not open"));
     let by_pass = [("LLMOS_MASTER_PASSPHRASE", "the new passphrase here")];
     assert_eq!(key_ids(home.path(), &by_pass), ids);
     // To a hex key.
     let hex = "5a".repeat(32);
-    ok(home.path(), &["store", "rotate-master"], &[by_pass[0], ("LLMOS_NEW_MASTER_KEY", &hex)]);
+    ok(
+        home.path(),
+        &["store", "rotate-master"],
+        &[by_pass[0], ("LLMOS_NEW_MASTER_KEY", &hex)],
+    );
     let e = fails(home.path(), &["keys", "list"], &by_pass);
     assert!(e.contains("master key is not a passphrase"), "{e}");
     let by_hex = [("LLMOS_MASTER_KEY", hex.as_str())];
@@ -278,7 +357,10 @@ fn rotate_master_keeps_everything_readable_and_the_old_key_fails() {
     let report = ok(home.path(), &["store", "check"], &by_hex);
     assert_eq!(report["errors"], Value::Array(vec![]), "{report}");
     // The rotations are in the audit log.
-    let audit = raw_entries(home.path()).iter().filter(|e| e.0 == "audit").count();
+    let audit = raw_entries(home.path())
+        .iter()
+        .filter(|e| e.0 == "audit")
+        .count();
     assert!(audit >= 5, "{audit} audit records");
 }
 
@@ -293,16 +375,28 @@ fn open_store(home: &Path) -> Store {
 #[test]
 fn rekey_reseals_a_collection_and_an_interrupted_rekey_finishes_on_rerun() {
     let home = tempfile::tempdir().unwrap();
-    let keys: Vec<Vec<u8>> = (0..1200).map(|i| format!("books\0doc:{i}").into_bytes()).collect();
+    let keys: Vec<Vec<u8>> = (0..1200)
+        .map(|i| format!("books\0doc:{i}").into_bytes())
+        .collect();
     {
         let s = open_store(home.path());
         s.put(Tree::Collections, b"books", b"{}").unwrap();
-        let writes: Vec<(Tree, &[u8], &[u8])> =
-            keys.iter().map(|k| (Tree::Chunks, k.as_slice(), k.as_slice())).collect();
+        let writes: Vec<(Tree, &[u8], &[u8])> = keys
+            .iter()
+            .map(|k| (Tree::Chunks, k.as_slice(), k.as_slice()))
+            .collect();
         s.put_many(&writes).unwrap();
     }
-    let first = ok(home.path(), &["store", "rekey", "books", "--max-batches", "1"], &[]);
-    assert_eq!((first["done"].as_bool(), first["generation"].as_u64()), (Some(false), Some(2)), "{first}");
+    let first = ok(
+        home.path(),
+        &["store", "rekey", "books", "--max-batches", "1"],
+        &[],
+    );
+    assert_eq!(
+        (first["done"].as_bool(), first["generation"].as_u64()),
+        (Some(false), Some(2)),
+        "{first}"
+    );
     // Half done: everything opens (values under both generations).
     let report = ok(home.path(), &["store", "check"], &[]);
     assert_eq!(report["errors"], Value::Array(vec![]), "{report}");
@@ -338,8 +432,16 @@ fn a_store_of_the_previous_format_is_migrated_on_open() {
     // What the store wrote before format 2: clear keys, values sealed with the master key
     // and bound to `tree \0 key`, no metadata.
     let old: [(&str, &[u8], &[u8]); 3] = [
-        ("plugin-kv", b"plug\0old-kv-key-marker", b"old kv value marker"),
-        ("plugin-secrets", b"plug\0old-secret-marker", b"old secret value"),
+        (
+            "plugin-kv",
+            b"plug\0old-kv-key-marker",
+            b"old kv value marker",
+        ),
+        (
+            "plugin-secrets",
+            b"plug\0old-secret-marker",
+            b"old secret value",
+        ),
         ("component-cache", b"plug.cwasm", b"0123abcd"),
     ];
     {
@@ -351,7 +453,11 @@ fn a_store_of_the_previous_format_is_migrated_on_open() {
         }
         b.flush().unwrap();
     }
-    let e = fails(home.path(), &["store", "check"], &[("LLMOS_MASTER_KEY", &"33".repeat(32))]);
+    let e = fails(
+        home.path(),
+        &["store", "check"],
+        &[("LLMOS_MASTER_KEY", &"33".repeat(32))],
+    );
     assert!(e.contains("first value of tree"), "{e}");
     let report = ok(home.path(), &["store", "check"], &[]);
     assert_eq!(report["entries"]["plugin-kv"], 1, "{report}");
@@ -372,6 +478,10 @@ fn a_store_of_the_previous_format_is_migrated_on_open() {
         }
     }
     for m in ["old-kv-key-marker", "old-secret-marker"] {
-        assert_eq!(holding(home.path(), m), Vec::<PathBuf>::new(), "{m} is still in the data folder");
+        assert_eq!(
+            holding(home.path(), m),
+            Vec::<PathBuf>::new(),
+            "{m} is still in the data folder"
+        );
     }
 }

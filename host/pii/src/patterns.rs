@@ -117,6 +117,20 @@ pub fn valid_phone(s: &str) -> bool {
     (7..=15).contains(&n)
 }
 
+/// Whether `start..end` continues a run of dotted numbers: `1.2.3.4` inside the version
+/// `10.1.2.3.4` is not an address.
+fn in_dotted_run(text: &str, start: usize, end: usize) -> bool {
+    let before = text.get(..start).unwrap_or_default();
+    let after = text.get(end..).unwrap_or_default();
+    let digit_dot_before = before
+        .strip_suffix('.')
+        .is_some_and(|b| b.ends_with(|c: char| c.is_ascii_digit()));
+    let dot_digit_after = after
+        .strip_prefix('.')
+        .is_some_and(|a| a.starts_with(|c: char| c.is_ascii_digit()));
+    digit_dot_before || dot_digit_after
+}
+
 /// Pattern spans of the types in `kinds` (any of [`PATTERN_TYPES`]), sorted by start and
 /// without overlaps: earlier detectors win (see [`PATTERN_TYPES`]); a candidate that fails
 /// its validation claims nothing.
@@ -128,7 +142,8 @@ pub fn find_patterns<S: AsRef<str>>(text: &str, kinds: &[S]) -> Vec<Span> {
         }
         for m in d.re.find_iter(text) {
             let overlaps = spans.iter().any(|s| m.start() < s.end && s.start < m.end());
-            if !overlaps && (d.valid)(m.as_str()) {
+            let dotted = d.kind == "IP" && in_dotted_run(text, m.start(), m.end());
+            if !overlaps && !dotted && (d.valid)(m.as_str()) {
                 spans.push(Span {
                     start: m.start(),
                     end: m.end(),
@@ -174,7 +189,7 @@ mod tests {
     fn valid_values_are_found_and_look_alikes_are_not() {
         let text = "Mail jane.doe@example.com or call +49 30 1234567. Card 4111 1111 1111 1111, \
                     not 4111 1111 1111 1112. IBAN DE89 3704 0044 0532 0130 00, not DE88 3704 0044 0532 0130 00. \
-                    Hosts 192.168.1.20 and 2001:db8::1, not 999.1.1.1. Order 2024-01-15, v1.2.3.";
+                    Hosts 192.168.1.20 and 2001:db8::1, not 999.1.1.1 or 10.2.3.4.5. Order 2024-01-15, v1.2.3.";
         assert_eq!(
             found(text),
             [

@@ -2,7 +2,8 @@
 //! stored (sealed, in the store's `api-keys` tree). The secret is shown once, at creation.
 //!
 //! Scopes: `models:<name>` / `models:*` (inference on those models), `admin` (the admin
-//! API), `data:<collection>` / `data:*` (the data module, later).
+//! API), `data:<collection>` / `data:*` (the data module, later), `pii:anonymize` and
+//! `pii:deanonymize` (`POST /v1/anonymize`, `POST /v1/deanonymize`).
 
 use chacha20poly1305::aead::OsRng;
 use chacha20poly1305::aead::rand_core::RngCore;
@@ -17,7 +18,7 @@ use crate::security::audit::now_ms;
 pub enum KeyError {
     /// A scope that is not one of the accepted forms.
     #[error(
-        "invalid scope {0:?}: accepted are models:<name>, models:*, admin, data:<collection>, data:*"
+        "invalid scope {0:?}: accepted are models:<name>, models:*, admin, data:<collection>, data:*, pii:anonymize, pii:deanonymize"
     )]
     BadScope(String),
     /// No scope given.
@@ -72,6 +73,11 @@ impl KeyRecord {
             .any(|s| s == "models:*" || s.strip_prefix("models:") == Some(model))
     }
 
+    /// Whether the key has exactly `scope` (e.g. `pii:deanonymize`).
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+
     /// Whether the key has the `admin` scope.
     pub fn is_admin(&self) -> bool {
         self.scopes.iter().any(|s| s == "admin")
@@ -97,6 +103,8 @@ fn check_scope(s: &str) -> Result<(), KeyError> {
                     .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)))
     };
     let ok = s == "admin"
+        || s == "pii:anonymize"
+        || s == "pii:deanonymize"
         || s.strip_prefix("models:").is_some_and(ok_name)
         || s.strip_prefix("data:").is_some_and(ok_name);
     if ok {

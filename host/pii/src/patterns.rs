@@ -14,10 +14,13 @@ use crate::merge::{Source, Span};
 /// a region claimed by two patterns: an e-mail address is not also read as a phone).
 pub const PATTERN_TYPES: [&str; 5] = ["EMAIL", "IBAN", "CREDIT_CARD", "IP", "PHONE"];
 
+/// A validator: whether a candidate is a real value.
+type Check = fn(&str) -> bool;
+
 struct Detector {
     kind: &'static str,
     re: Regex,
-    valid: fn(&str) -> bool,
+    valid: Check,
 }
 
 const PHONE: &str = r"\+[0-9]{1,3}[ .-]?(?:\([0-9]{1,4}\)[ .-]?)?[0-9][0-9 .-]{5,14}[0-9]\b|\(?\b[0-9]{3}\)?[ .-]?[0-9]{3}[ .-][0-9]{4}\b";
@@ -25,7 +28,7 @@ const PHONE: &str = r"\+[0-9]{1,3}[ .-]?(?:\([0-9]{1,4}\)[ .-]?)?[0-9][0-9 .-]{5
 fn detectors() -> &'static [Detector] {
     static D: OnceLock<Vec<Detector>> = OnceLock::new();
     D.get_or_init(|| {
-        let specs: [(&'static str, &str, fn(&str) -> bool); 6] = [
+        let specs: [(&'static str, &str, Check); 6] = [
             (
                 "EMAIL",
                 r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",

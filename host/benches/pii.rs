@@ -67,8 +67,8 @@ fn score(gold: &[Vec<Labelled>], predicted: &[Vec<Labelled>]) -> BTreeMap<String
                 used_exact[i] = true;
                 c.exact += 1;
             }
-            if let Some(i) =
-                (0..g.len()).find(|&i| !used_overlap[i] && g[i].0 == *t && g[i].1 < *e && *s < g[i].2)
+            if let Some(i) = (0..g.len())
+                .find(|&i| !used_overlap[i] && g[i].0 == *t && g[i].1 < *e && *s < g[i].2)
             {
                 used_overlap[i] = true;
                 c.overlap += 1;
@@ -79,16 +79,36 @@ fn score(gold: &[Vec<Labelled>], predicted: &[Vec<Labelled>]) -> BTreeMap<String
 }
 
 fn prf(tp: usize, predicted: usize, gold: usize) -> String {
-    let p = if predicted == 0 { f64::NAN } else { tp as f64 / predicted as f64 };
-    let r = if gold == 0 { f64::NAN } else { tp as f64 / gold as f64 };
-    let f = if p + r > 0.0 { 2.0 * p * r / (p + r) } else { 0.0 };
-    let show = |x: f64| if x.is_nan() { "–".to_string() } else { format!("{x:.2}") };
+    let p = if predicted == 0 {
+        f64::NAN
+    } else {
+        tp as f64 / predicted as f64
+    };
+    let r = if gold == 0 {
+        f64::NAN
+    } else {
+        tp as f64 / gold as f64
+    };
+    let f = if p + r > 0.0 {
+        2.0 * p * r / (p + r)
+    } else {
+        0.0
+    };
+    let show = |x: f64| {
+        if x.is_nan() {
+            "–".to_string()
+        } else {
+            format!("{x:.2}")
+        }
+    };
     format!("{} | {} | {}", show(p), show(r), show(f))
 }
 
 fn table(title: &str, counts: &BTreeMap<String, Counts>, types: &[&str]) {
     println!("\n{title}\n");
-    println!("| type | gold | predicted | P (exact) | R (exact) | F1 (exact) | P (overlap) | R (overlap) | F1 (overlap) |");
+    println!(
+        "| type | gold | predicted | P (exact) | R (exact) | F1 (exact) | P (overlap) | R (overlap) | F1 (overlap) |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|");
     let mut all = Counts::default();
     for t in types {
@@ -118,7 +138,10 @@ fn table(title: &str, counts: &BTreeMap<String, Counts>, types: &[&str]) {
         .map(|(t, c)| format!("{t} {}", c.predicted))
         .collect();
     if !other.is_empty() {
-        println!("\nPredicted types without gold (not scored): {}", other.join(", "));
+        println!(
+            "\nPredicted types without gold (not scored): {}",
+            other.join(", ")
+        );
     }
 }
 
@@ -137,7 +160,11 @@ fn main() -> anyhow::Result<()> {
                     a.iter()
                         .map(|s| {
                             let n = |k: &str| s[k].as_u64().unwrap_or_default() as usize;
-                            (s["type"].as_str().unwrap_or_default().to_string(), n("start"), n("end"))
+                            (
+                                s["type"].as_str().unwrap_or_default().to_string(),
+                                n("start"),
+                                n("end"),
+                            )
                         })
                         .collect()
                 })
@@ -151,11 +178,11 @@ fn main() -> anyhow::Result<()> {
     let model = core.model(NER_MODEL)?;
     let types: Vec<String> = ENTITY_TYPES.iter().map(|t| t.to_string()).collect();
 
-    detect(Some(&model), &texts[..8], &types)?; // warm-up
+    detect(Some(&model), &texts[..8], &types, None)?; // warm-up
     let start = Instant::now();
-    let merged = detect(Some(&model), &texts, &types)?;
+    let merged = detect(Some(&model), &texts, &types, None)?;
     let took = start.elapsed().as_secs_f64();
-    let patterns = detect(None, &texts, &types)?;
+    let patterns = detect(None, &texts, &types, None)?;
     let to_chars = |all: &[Vec<Span>]| -> Vec<Vec<Labelled>> {
         texts.iter().zip(all).map(|(t, s)| chars(t, s)).collect()
     };

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -134,13 +135,14 @@ async fn anonymize_route(
     ApiJson(mut req): ApiJson<AnonymizeRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let (texts, single) = texts_of(&mut req)?;
-    let options = Options::new(
+    let mut options = Options::new(
         &req.operators,
         req.scope.as_deref(),
         req.entities.as_deref(),
         req.include_text,
     )
     .map_err(api_error)?;
+    options.deadline = Instant::now().checked_add(state.limits.timeout);
     let m = if options.needs_model() {
         Some(model(&state, NER_MODEL).await?)
     } else {

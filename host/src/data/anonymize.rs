@@ -7,10 +7,11 @@
 //! `/v1/entities` reports them; inside, spans are bytes.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::core::engine::{LoadError, Model, TaskError};
+use crate::core::engine::{Bounds, LoadError, Model, TaskError};
 use crate::core::text::Truncation;
 use crate::data::vault::{self, Vault, VaultError};
 use llmos_pii::{Operator, Source, Span, canonical_type, find_patterns, join_adjacent, merge};
@@ -83,6 +84,8 @@ pub struct Options {
     pub entities: Vec<String>,
     /// Report each entity's original text.
     pub include_text: bool,
+    /// The model drops the request when it is not done by then (the HTTP request timeout).
+    pub deadline: Option<Instant>,
 }
 
 fn known_type(field: &'static str, name: &str) -> Result<String, AnonymizeError> {
@@ -127,6 +130,7 @@ impl Options {
             scope,
             entities,
             include_text,
+            deadline: None,
         })
     }
 
@@ -206,6 +210,7 @@ fn model_spans(
     model: &Model,
     texts: &[String],
     types: &[String],
+    deadline: Option<Instant>,
 ) -> Result<Vec<Vec<Span>>, AnonymizeError> {
     let max = model
         .info()
@@ -225,7 +230,13 @@ fn model_spans(
     if inputs.is_empty() {
         return Ok(out);
     }
-    let found = model.entities(inputs, Truncation::Error)?.wait()?;
+    let bounds = Bounds {
+        deadline,
+        ..Bounds::default()
+    };
+    let found = model
+        .entities_within(inputs, Truncation::Error, bounds)?
+        .wait()?;
     for ((i, offset), entities) in owner.into_iter().zip(found.entities) {
         let Some(spans) = out.get_mut(i) else { continue };
         for e in entities {
@@ -256,9 +267,10 @@ pub fn detect(
     model: Option<&Model>,
     texts: &[String],
     types: &[String],
+    deadline: Option<Instant>,
 ) -> Result<Vec<Vec<Span>>, AnonymizeError> {
     let from_model = match model {
-        Some(m) => model_spans(m, texts, types)?,
+        Some(m) => model_spans(m, texts, types, deadline)?,
         None => vec![Vec::new(); texts.len()],
     };
     Ok(texts
@@ -292,7 +304,7 @@ pub fn anonymize(
     texts: &[String],
     options: &Options,
 ) -> Result<Vec<Anonymized>, AnonymizeError> {
-    let spans = detect(model, texts, &options.entities)?;
+    let spans = detect(model, texts, &options.entities, options.deadline)?;
     let mut session = vault.session(&options.scope)?;
     let mut out = Vec::with_capacity(texts.len());
     for (text, spans) in texts.iter().zip(spans) {

@@ -98,6 +98,30 @@ fn each_operator_with_character_offsets_and_invalid_checksums_left_alone() {
         "{out}"
     );
 
+    // A text far longer than the model's 512 tokens is read in pieces, not truncated: the
+    // name at its end is found, at its character offset.
+    let filler = "The quick brown fox jumps over the lazy dog. ".repeat(80);
+    let long = format!("{filler}Please call Alice Johnson today.");
+    let v = ok(
+        &s,
+        "/v1/anonymize",
+        json!({"text": long, "entities": ["PERSON"]}),
+    );
+    let p = entity(&v, "PERSON");
+    let at = filler.chars().count() + "Please call ".len();
+    assert_eq!(
+        (p["start"].as_u64(), p["end"].as_u64()),
+        (Some(at as u64), Some(at as u64 + 13)),
+        "{v}"
+    );
+    assert!(
+        v["text"]
+            .as_str()
+            .unwrap()
+            .ends_with("Please call <PERSON> today."),
+        "{v}"
+    );
+
     // Broken checksums are not cards or IBANs; the text is left as it is for them.
     let bad = "Order 4111 1111 1111 1112 and DE88 3704 0044 0532 0130 00, version 10.2.3.4.5.";
     let v = ok(

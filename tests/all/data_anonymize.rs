@@ -86,10 +86,12 @@ fn each_operator_with_character_offsets_and_invalid_checksums_left_alone() {
     assert_eq!(entity(&v, "IBAN")["replacement"], "<IBAN>"); // default: tag
     assert_eq!(entity(&v, "IP")["replacement"], "<IP>");
     let out = v["text"].as_str().unwrap();
+    // (The hash and the token are random hex per home: they may spell "4111" by chance.)
+    let rest = out.replace(hash, "").replace(token, "");
     for original in [
         "Alice", "Johnson", "alice.j@", "1234567", "4111", "DE89", "192.168",
     ] {
-        assert!(!out.contains(original), "{original} left in {out}");
+        assert!(!rest.contains(original), "{original} left in {out}: {v}");
     }
     assert!(
         out.contains(&format!(

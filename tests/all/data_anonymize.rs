@@ -314,6 +314,7 @@ fn each_route_needs_its_own_scope() {
         key("pii:deanonymize"),
         key("models:*"),
     );
+    let admin = key("admin");
     let s = home.serve(&["--models", "minilm"]);
     let body = json!({"text": "mail ann@example.org", "entities": ["EMAIL", "IBAN"], "operators": {"EMAIL": "pseudonymize"}});
     let (status, v) = post(&s, "/v1/anonymize", Some(&anon), &body);
@@ -348,6 +349,26 @@ fn each_route_needs_its_own_scope() {
         (200, Some("mail ann@example.org")),
         "{v}"
     );
+    // Deanonymising is audited with the key's id, the scope and the counts, never the text.
+    let deanon_id = deanon.split('_').nth(1).unwrap();
+    let audit: Value = Client::new()
+        .get(s.at("/admin/audit"))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let records = audit["records"].as_array().unwrap();
+    let r = records
+        .iter()
+        .find(|r| r["kind"] == "pii-deanonymize")
+        .unwrap_or_else(|| panic!("{audit}"));
+    assert_eq!(r["subject"], deanon_id, "{r}");
+    assert_eq!(
+        r["detail"], "scope default: 1 tokens restored, 0 unknown",
+        "{r}"
+    );
+    assert!(!audit.to_string().contains("ann@example.org"), "{audit}");
 }
 
 #[test]

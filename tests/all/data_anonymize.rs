@@ -287,6 +287,18 @@ fn bad_requests_are_400s_that_name_what_is_accepted() {
             .contains("unknown field `model`"),
         "{v}"
     );
+    // More text than the model takes in one request (2,048 pieces): refused before any
+    // model time is spent, in words about text, not about the pieces' count.
+    let huge = "word ".repeat(230_000);
+    let (status, v) = post(&s, "/v1/anonymize", None, &json!({"text": huge}));
+    assert_eq!((status, &v["error"]["param"]), (400, &json!("text")), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("send less text per request"),
+        "{v}"
+    );
     let (status, v) = post(
         &s,
         "/v1/deanonymize",

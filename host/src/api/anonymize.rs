@@ -85,6 +85,7 @@ fn api_error(e: AnonymizeError) -> ApiError {
         AnonymizeError::UnknownOperator { kind, .. } => {
             ApiError::invalid(Some(format!("operators.{kind}")), message)
         }
+        AnonymizeError::TooMuchText { .. } => ApiError::invalid(Some("text".into()), message),
         AnonymizeError::Vault(e) => vault_error(e),
         AnonymizeError::Task(e) => e.into(),
         AnonymizeError::Load(e) => e.into(),

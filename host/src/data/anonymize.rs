@@ -12,7 +12,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::core::engine::{Bounds, LoadError, Model, TaskError};
-use crate::core::text::Truncation;
+use crate::core::text::{TextError, Truncation};
 use crate::data::vault::{self, Vault, VaultError};
 use llmos_pii::{Operator, Source, Span, canonical_type, find_patterns, join_adjacent, merge};
 
@@ -61,6 +61,19 @@ pub enum AnonymizeError {
         kind: String,
         /// What was given.
         name: String,
+    },
+    /// More pieces than the model takes in one request.
+    #[error(
+        "the texts make {pieces} pieces of at most {chars} characters for {NER_MODEL}, which takes at most {max} per request: send less text per request (about {} characters)",
+        max.saturating_mul(*chars)
+    )]
+    TooMuchText {
+        /// Pieces the texts were cut into.
+        pieces: usize,
+        /// Characters per piece at most.
+        chars: usize,
+        /// The model's limit of inputs per request.
+        max: usize,
     },
     /// The vault failed, or the scope is not accepted.
     #[error(transparent)]
@@ -235,8 +248,18 @@ fn model_spans(
         ..Bounds::default()
     };
     let found = model
-        .entities_within(inputs, Truncation::Error, bounds)?
-        .wait()?;
+        .entities_within(inputs, Truncation::Error, bounds)
+        .and_then(|p| p.wait())
+        .map_err(|e| match e {
+            TaskError::Text(TextError::TooManyInputs { count, max: limit }) => {
+                AnonymizeError::TooMuchText {
+                    pieces: count,
+                    chars: max,
+                    max: limit,
+                }
+            }
+            e => e.into(),
+        })?;
     for ((i, offset), entities) in owner.into_iter().zip(found.entities) {
         let Some(spans) = out.get_mut(i) else { continue };
         for e in entities {

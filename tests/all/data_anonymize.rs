@@ -327,6 +327,17 @@ fn each_route_needs_its_own_scope() {
         key("models:*"),
     );
     let admin = key("admin");
+    let tenant_a = home.json(&[
+        "keys",
+        "create",
+        "--scope",
+        "pii:anonymize:tenant-a",
+        "--scope",
+        "pii:deanonymize:tenant-a",
+    ])["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let s = home.serve(&["--models", "minilm"]);
     let body = json!({"text": "mail ann@example.org", "entities": ["EMAIL", "IBAN"], "operators": {"EMAIL": "pseudonymize"}});
     let (status, v) = post(&s, "/v1/anonymize", Some(&anon), &body);
@@ -361,6 +372,41 @@ fn each_route_needs_its_own_scope() {
         (200, Some("mail ann@example.org")),
         "{v}"
     );
+    // A key narrowed to one vault scope uses that one only (another tenant's tokens would
+    // let it test guesses against that tenant's data).
+    let in_scope = |scope: &str| {
+        let mut b = body.clone();
+        b["scope"] = json!(scope);
+        b
+    };
+    let (status, a) = post(&s, "/v1/anonymize", Some(&tenant_a), &in_scope("tenant-a"));
+    assert_eq!(status, 200, "{a}");
+    let back = json!({"text": a["text"], "scope": "tenant-a"});
+    let (status, v) = post(&s, "/v1/deanonymize", Some(&tenant_a), &back);
+    assert_eq!((status, v["restored"].as_u64()), (200, Some(1)), "{v}");
+    for (path, b) in [
+        ("/v1/anonymize", in_scope("tenant-b")),
+        ("/v1/anonymize", body.clone()),
+        (
+            "/v1/deanonymize",
+            json!({"text": a["text"], "scope": "tenant-b"}),
+        ),
+        ("/v1/deanonymize", tokens.clone()),
+    ] {
+        let (status, v) = post(&s, path, Some(&tenant_a), &b);
+        assert_eq!(
+            (status, &v["error"]["param"]),
+            (403, &json!("scope")),
+            "{path} {b}: {v}"
+        );
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(":tenant-a"),
+            "{v}"
+        );
+    }
     // Deanonymising is audited with the key's id, the scope and the counts, never the text.
     let deanon_id = deanon.split('_').nth(1).unwrap();
     let audit: Value = Client::new()
@@ -373,7 +419,7 @@ fn each_route_needs_its_own_scope() {
     let records = audit["records"].as_array().unwrap();
     let r = records
         .iter()
-        .find(|r| r["kind"] == "pii-deanonymize")
+        .find(|r| r["kind"] == "pii-deanonymize" && r["subject"] == deanon_id)
         .unwrap_or_else(|| panic!("{audit}"));
     assert_eq!(r["subject"], deanon_id, "{r}");
     assert_eq!(

@@ -1,6 +1,8 @@
 //! `POST /v1/anonymize` and `POST /v1/deanonymize`: the HTTP face of
 //! [`crate::data::anonymize`] and the vault. Each needs its own key scope
-//! (`pii:anonymize`, `pii:deanonymize`); deanonymising is audited.
+//! (`pii:anonymize`, `pii:deanonymize`), which a key may hold for every vault scope or
+//! narrowed to some (`pii:deanonymize:tenant-a`): a tenant's key then neither reads another
+//! tenant's originals nor learns its tokens. Deanonymising is audited.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -103,6 +105,39 @@ fn vault_error(e: VaultError) -> ApiError {
     }
 }
 
+/// A key narrowed to some vault scopes (`pii:anonymize:<scope>`) may use only those; no
+/// caller (open mode) may use any. Refusals are audited like the access layer's.
+fn check_vault_scope(
+    state: &AppState,
+    caller: Option<&Caller>,
+    route_scope: &str,
+    vault_scope: &str,
+) -> Result<(), ApiError> {
+    let Some(Caller(key)) = caller else {
+        return Ok(());
+    };
+    if key.allows_scope_on(route_scope, vault_scope) {
+        return Ok(());
+    }
+    state.audit(
+        "auth-denied",
+        &key.id,
+        format!("{route_scope}: vault scope {vault_scope} not granted"),
+    );
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "permission_error",
+        format!(
+            "key {} may not use {route_scope} on vault scope {vault_scope:?} (it has {}); \
+             it needs {route_scope} or {route_scope}:{vault_scope}",
+            key.id,
+            key.scopes.join(", ")
+        ),
+    )
+    .with_param(Some("scope".into()))
+    .with_code("missing_scope"))
+}
+
 fn joined(e: tokio::task::JoinError) -> ApiError {
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -133,6 +168,7 @@ fn texts_of(req: &mut AnonymizeRequest) -> Result<(Vec<String>, bool), ApiError>
 
 async fn anonymize_route(
     State(state): State<Arc<AppState>>,
+    caller: Option<Extension<Caller>>,
     ApiJson(mut req): ApiJson<AnonymizeRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let (texts, single) = texts_of(&mut req)?;
@@ -143,6 +179,12 @@ async fn anonymize_route(
         req.include_text,
     )
     .map_err(api_error)?;
+    check_vault_scope(
+        &state,
+        caller.as_deref(),
+        ANONYMIZE_SCOPE,
+        &options.scope,
+    )?;
     options.deadline = Instant::now().checked_add(state.limits.timeout);
     let m = if options.needs_model() {
         Some(model(&state, NER_MODEL).await?)
@@ -179,6 +221,8 @@ async fn deanonymize_route(
     ApiJson(req): ApiJson<DeanonymizeRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let scope = req.scope.unwrap_or_else(|| "default".into());
+    crate::data::vault::check_scope(&scope).map_err(vault_error)?;
+    check_vault_scope(&state, caller.as_deref(), DEANONYMIZE_SCOPE, &scope)?;
     let vault = Vault::new(state.gateway.host.store().clone());
     let s = scope.clone();
     let restored = tokio::task::spawn_blocking(move || vault.deanonymize(&s, &req.text))

@@ -161,7 +161,7 @@ enum KeysCommand {
     /// Create a key and print its secret once.
     Create {
         /// Scope (repeatable): models:<name>, models:*, admin, data:<collection>, data:*,
-        /// pii:anonymize, pii:deanonymize.
+        /// pii:anonymize[:<vault-scope>], pii:deanonymize[:<vault-scope>].
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
         /// A label for listings.

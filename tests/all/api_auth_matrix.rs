@@ -60,6 +60,8 @@ struct Creds {
     other_model: String,
     models: String,
     admin: String,
+    /// `pii:anonymize` and `pii:deanonymize`.
+    pii: String,
 }
 
 fn key(home: &Home, scope: &str, expires: Option<&str>) -> (String, String) {
@@ -80,11 +82,20 @@ fn creds(home: &Home, usable: bool) -> Creds {
     let (rev_id, revoked) = key(home, "admin", None);
     let out = home.cmd(&["keys", "revoke", &rev_id]).output().unwrap();
     assert!(out.status.success(), "{}", crate::support::text(&out));
-    let (mut other_model, mut models, mut admin) = Default::default();
+    let (mut other_model, mut models, mut admin, mut pii) = Default::default();
     if usable {
         other_model = key(home, "models:tiny-classifier", None).1;
         models = key(home, "models:*", None).1;
         admin = key(home, "admin", None).1;
+        let v = home.json(&[
+            "keys",
+            "create",
+            "--scope",
+            "pii:anonymize",
+            "--scope",
+            "pii:deanonymize",
+        ]);
+        pii = v["secret"].as_str().unwrap().to_string();
     }
     std::thread::sleep(Duration::from_millis(1100)); // the expired key expires
     Creds {
@@ -93,6 +104,7 @@ fn creds(home: &Home, usable: bool) -> Creds {
         other_model,
         models,
         admin,
+        pii,
     }
 }
 
@@ -120,10 +132,10 @@ fn concrete(path: &str) -> String {
 }
 
 fn token(c: &Creds, cred: Cred, access: Access) -> Option<String> {
-    let right = if access == Access::Admin {
-        &c.admin
-    } else {
-        &c.models
+    let right = match access {
+        Access::Admin => &c.admin,
+        Access::Scope(_) => &c.pii,
+        _ => &c.models,
     };
     match cred {
         Cred::None => None,
@@ -205,6 +217,7 @@ fn every_route_answers_every_credential_as_its_access_says() {
             other_model: c.expired.clone(),
             models: c.expired.clone(),
             admin: c.expired.clone(),
+            pii: c.expired.clone(),
             ..c
         },
         &[None, Malformed, Wrong, Expired, Revoked],

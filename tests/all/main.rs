@@ -25,6 +25,8 @@ mod plugins_quotas;
 mod plugins_sandbox;
 mod plugins_shipped;
 
+mod data_anonymize;
+
 mod fuzz_replay;
 
 mod data_store;

@@ -63,6 +63,18 @@ async fn authorize(state: &AppState, req: Request, path: &str) -> Result<Request
         }
         return Ok(with_caller(req, key));
     }
+    if let Some(scope) = crate::api::anonymize::scope_of(path) {
+        if !key.has_scope(scope) {
+            let msg = format!(
+                "key {} lacks the scope {scope} needed for {path} (it has {})",
+                key.id,
+                key.scopes.join(", ")
+            );
+            let what = format!("{path}: no scope {scope}");
+            return Err(refuse_scope(state, peer, &key, &what, msg));
+        }
+        return Ok(with_caller(req, key));
+    }
     let (req, model) = if path.starts_with("/v1/") && req.method() == Method::POST {
         let (req, model) = parse_v1(req).await?;
         (req, Some(model))

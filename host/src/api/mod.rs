@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod anonymize;
 pub mod error;
 pub mod kserve;
 pub mod metrics;
@@ -345,6 +346,7 @@ pub(crate) fn all_routes() -> Vec<ApiRoute> {
     let mut all = openai::routes();
     all.extend(kserve::routes());
     all.extend(admin::routes());
+    all.extend(anonymize::routes());
     all.push(routes::get("/health", Access::Public, health));
     all.push(routes::get("/metrics", Access::Key, metrics_text));
     all.push(routes::get(

@@ -266,6 +266,16 @@ fn operation(r: &ApiRoute) -> utoipa::openapi::path::Operation {
                     "the key lacks the model's scope, or (open mode) a foreign Host or Origin",
                 ),
             ),
+        Access::Scope(_) => op
+            .security(SecurityRequirement::new("bearer", Vec::<String>::new()))
+            .security(SecurityRequirement::default())
+            .response("401", error_response("missing or invalid key"))
+            .response(
+                "403",
+                error_response(
+                    "the key lacks the route's scope, or (open mode) a foreign Host or Origin",
+                ),
+            ),
     }
     .response("429", error_response("busy: retry after Retry-After"))
     .response(

@@ -25,6 +25,8 @@ pub enum Access {
     Model,
     /// A key with the admin scope, in every mode.
     Admin,
+    /// A key (unless open) with this scope (e.g. `pii:deanonymize`).
+    Scope(&'static str),
 }
 
 /// One route of the router.

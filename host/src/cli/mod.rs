@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
+pub mod anonymize;
 pub mod plugin;
 pub mod store;
 
@@ -89,6 +90,10 @@ enum Command {
     Ner(TextArgs),
     /// Classify texts with a classification model.
     Classify(TextArgs),
+    /// Replace personal data in a text (pii-ner entities and validated patterns).
+    Anonymize(anonymize::AnonymizeArgs),
+    /// Put back the originals of a scope's pseudonym tokens in a text.
+    Deanonymize(anonymize::DeanonymizeArgs),
     /// Manage API keys (only a hash is stored; the secret is shown once).
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -159,7 +164,8 @@ enum ModelsCommand {
 enum KeysCommand {
     /// Create a key and print its secret once.
     Create {
-        /// Scope (repeatable): models:<name>, models:*, admin, data:<collection>, data:*.
+        /// Scope (repeatable): models:<name>, models:*, admin, data:<collection>, data:*,
+        /// pii:anonymize[:<vault-scope>], pii:deanonymize[:<vault-scope>].
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
         /// A label for listings.
@@ -317,6 +323,17 @@ fn run(cli: Cli) -> Result<()> {
                 .map(|(t, s)| json!({"text": t, "label": s.first().map(|t| &t.label), "scores": s}))
                 .collect();
             print(&json!({"model": model.name(), "results": results, "tokens": out.tokens}));
+            Ok(())
+        }
+        Command::Anonymize(a) => {
+            let core = core(g)?;
+            let home = core.paths().home.clone();
+            print(&anonymize::run_anonymize(&core, &home, a)?);
+            Ok(())
+        }
+        Command::Deanonymize(a) => {
+            let (_, paths) = settings(g)?;
+            print(&anonymize::run_deanonymize(&paths.home, a)?);
             Ok(())
         }
         Command::Keys(cmd) => {

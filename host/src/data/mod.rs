@@ -4,6 +4,8 @@
 pub mod backend;
 mod keyring;
 pub mod maintain;
+pub mod anonymize;
 pub mod store;
+pub mod vault;
 
 pub use store::{Store, StoreError, Tree};

@@ -2,7 +2,9 @@
 //! stored (sealed, in the store's `api-keys` tree). The secret is shown once, at creation.
 //!
 //! Scopes: `models:<name>` / `models:*` (inference on those models), `admin` (the admin
-//! API), `data:<collection>` / `data:*` (the data module, later).
+//! API), `data:<collection>` / `data:*` (the data module, later), `pii:anonymize` and
+//! `pii:deanonymize` (`POST /v1/anonymize`, `POST /v1/deanonymize`), each also narrowed to
+//! one vault scope: `pii:deanonymize:<tenant>`.
 
 use chacha20poly1305::aead::OsRng;
 use chacha20poly1305::aead::rand_core::RngCore;
@@ -17,7 +19,7 @@ use crate::security::audit::now_ms;
 pub enum KeyError {
     /// A scope that is not one of the accepted forms.
     #[error(
-        "invalid scope {0:?}: accepted are models:<name>, models:*, admin, data:<collection>, data:*"
+        "invalid scope {0:?}: accepted are models:<name>, models:*, admin, data:<collection>, data:*, pii:anonymize[:<vault-scope>], pii:deanonymize[:<vault-scope>]"
     )]
     BadScope(String),
     /// No scope given.
@@ -72,6 +74,27 @@ impl KeyRecord {
             .any(|s| s == "models:*" || s.strip_prefix("models:") == Some(model))
     }
 
+    /// Whether the key may use `scope` (e.g. `pii:deanonymize`) on some target: it has the
+    /// scope itself or a narrowed `scope:<target>`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| {
+            s.strip_prefix(scope)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(':'))
+        })
+    }
+
+    /// Whether the key may use `scope` on `target` (a vault scope): it has `scope`,
+    /// `scope:*` or `scope:<target>`.
+    pub fn allows_scope_on(&self, scope: &str, target: &str) -> bool {
+        self.scopes.iter().any(|s| match s.strip_prefix(scope) {
+            Some("") => true,
+            Some(rest) => rest
+                .strip_prefix(':')
+                .is_some_and(|t| t == "*" || t == target),
+            None => false,
+        })
+    }
+
     /// Whether the key has the `admin` scope.
     pub fn is_admin(&self) -> bool {
         self.scopes.iter().any(|s| s == "admin")
@@ -97,6 +120,10 @@ fn check_scope(s: &str) -> Result<(), KeyError> {
                     .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)))
     };
     let ok = s == "admin"
+        || ["pii:anonymize", "pii:deanonymize"].iter().any(|p| {
+            s.strip_prefix(p)
+                .is_some_and(|r| r.is_empty() || r.strip_prefix(':').is_some_and(ok_name))
+        })
         || s.strip_prefix("models:").is_some_and(ok_name)
         || s.strip_prefix("data:").is_some_and(ok_name);
     if ok {
@@ -324,6 +351,17 @@ mod tests {
             Err(KeyError::BadScope(_))
         ));
         assert!(matches!(k.create("x", &[], None), Err(KeyError::NoScope)));
+        for bad in ["pii:anonymize:", "pii:anonymizer", "pii:deanonymize:a b", "pii:*"] {
+            assert!(check_scope(bad).is_err(), "{bad}");
+        }
+        let (rec, _) = k
+            .create("pii", &["pii:deanonymize:tenant-a".into()], None)
+            .unwrap();
+        assert!(rec.has_scope("pii:deanonymize") && !rec.has_scope("pii:anonymize"));
+        assert!(rec.allows_scope_on("pii:deanonymize", "tenant-a"));
+        assert!(!rec.allows_scope_on("pii:deanonymize", "tenant-b"));
+        let (all, _) = k.create("pii", &["pii:anonymize:*".into()], None).unwrap();
+        assert!(all.allows_scope_on("pii:anonymize", "any"));
         assert_eq!(parse_expiry("2d", 1000).unwrap(), 1000 + 2 * 86_400_000);
         assert!(parse_expiry("2w", 0).is_err() && parse_expiry("0d", 0).is_err());
         let (_, token) = k

@@ -1,0 +1,424 @@
+//! Verification: walks the log from its first entry (anchored by the newest checkpoint when
+//! older segments were removed) to the head record, and names the first problem.
+
+use serde::Serialize;
+
+use super::AuditRecord;
+use super::chain::{
+    CHECKPOINT_PREFIX, Checkpoint, GENESIS, HEAD_KEY, Hash, HeadRecord, checkpoint_key, hash,
+    seq_of,
+};
+use crate::data::{Store, StoreError, Tree};
+
+/// The first problem found, with where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Problem {
+    /// An entry's sealed bytes do not open (altered bytes, or moved to another key).
+    Unreadable {
+        /// Its seq.
+        seq: u64,
+    },
+    /// An entry is not a record (its JSON does not decode).
+    Undecodable {
+        /// Its seq.
+        seq: u64,
+        /// The decoder's message.
+        message: String,
+    },
+    /// An entry's content changed after it was chained: its hash no longer matches what the
+    /// next entry (or the head, or a checkpoint) recorded.
+    Edited {
+        /// The edited entry.
+        seq: u64,
+        /// The entry whose `prev` no longer matches it (`None`: the head record or a
+        /// checkpoint recorded its hash).
+        next: Option<u64>,
+    },
+    /// Entries are missing between two that remain.
+    Removed {
+        /// Last entry before the gap.
+        after: u64,
+        /// First entry after it.
+        next: u64,
+    },
+    /// The entry stored at one seq carries another: entries were moved or swapped.
+    Reordered {
+        /// Where it is stored.
+        seq: u64,
+        /// The seq it says it has.
+        carries: u64,
+    },
+    /// The newest entries are gone: the head record names a later one.
+    Truncated {
+        /// Newest entry found (0: none).
+        last: u64,
+        /// Newest entry the head recorded.
+        head: u64,
+    },
+    /// Entries after the head record's were not written by llmos' append.
+    Inserted {
+        /// The head's seq.
+        head: u64,
+        /// Newest entry found.
+        last: u64,
+    },
+    /// The oldest entries are gone and no checkpoint covers them.
+    SegmentRemoved {
+        /// First entry found.
+        first: u64,
+    },
+    /// A checkpoint's MAC does not hold.
+    ForgedCheckpoint {
+        /// Its seq.
+        seq: u64,
+    },
+    /// The head names a checkpoint that is not there.
+    CheckpointRemoved {
+        /// The checkpoint's seq.
+        seq: u64,
+    },
+    /// The entry after a checkpoint does not continue from it.
+    CheckpointMismatch {
+        /// The checkpoint's seq.
+        seq: u64,
+    },
+    /// The head record's MAC does not hold.
+    ForgedHead,
+    /// The log has chained entries and no head record.
+    HeadMissing,
+    /// llmos found the head missing or forged when it opened the log, and went on from the
+    /// newest entry it found (a note in the log says so).
+    Recovered {
+        /// The note's seq.
+        seq: u64,
+    },
+    /// An unchained (format v1) record after the chain started.
+    Unchained {
+        /// Its seq.
+        seq: u64,
+    },
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Unreadable { seq } => write!(
+                f,
+                "entry {seq} cannot be opened: its sealed bytes were altered or moved (or the master key is not this log's)"
+            ),
+            Problem::Undecodable { seq, message } => {
+                write!(f, "entry {seq} is not an audit record: {message}")
+            }
+            Problem::Edited {
+                seq,
+                next: Some(n),
+            } => write!(
+                f,
+                "entry {seq} was edited (or entry {n} replaced): the hash of {seq} does not match the prev recorded in {n}"
+            ),
+            Problem::Edited { seq, next: None } => write!(
+                f,
+                "entry {seq} was edited: its hash does not match the one the head record or its checkpoint recorded"
+            ),
+            Problem::Removed { after, next } => write!(
+                f,
+                "entries removed: {} to {} are missing between {after} and {next}",
+                after.saturating_add(1),
+                next.saturating_sub(1)
+            ),
+            Problem::Reordered { seq, carries } => write!(
+                f,
+                "entries reordered: the entry stored at {seq} is entry {carries}"
+            ),
+            Problem::Truncated { last, head } => write!(
+                f,
+                "newest entries removed: the head record names entry {head}, the newest found is {last}"
+            ),
+            Problem::Inserted { head, last } => write!(
+                f,
+                "entries {} to {last} were added after the head ({head}) without llmos' append",
+                head.saturating_add(1)
+            ),
+            Problem::SegmentRemoved { first } => write!(
+                f,
+                "entries before {first} were removed without a checkpoint (segment or checkpoint removed)"
+            ),
+            Problem::ForgedCheckpoint { seq } => {
+                write!(f, "the checkpoint at {seq} is forged: its MAC does not hold")
+            }
+            Problem::CheckpointRemoved { seq } => write!(
+                f,
+                "the checkpoint at {seq}, named by the head record, was removed"
+            ),
+            Problem::CheckpointMismatch { seq } => write!(
+                f,
+                "the entry after the checkpoint at {seq} does not continue from it (its prev differs)"
+            ),
+            Problem::ForgedHead => write!(f, "the head record is forged: its MAC does not hold"),
+            Problem::HeadMissing => write!(f, "the head record was removed"),
+            Problem::Recovered { seq } => write!(
+                f,
+                "at entry {seq} llmos found the head record missing or forged and went on from the newest entry found: newer entries may have been removed before it"
+            ),
+            Problem::Unchained { seq } => write!(
+                f,
+                "entry {seq} is not chained (format v1) but comes after chained entries"
+            ),
+        }
+    }
+}
+
+/// What `llmos audit verify` and `GET /admin/audit/verify` report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    /// No problem found.
+    pub ok: bool,
+    /// The first problem, and a sentence naming it.
+    pub problem: Option<Problem>,
+    /// `problem` in words.
+    pub message: Option<String>,
+    /// Entries whose link was checked.
+    pub checked: u64,
+    /// Unchained records (format v1, from before the chain) at the start, not verifiable.
+    pub legacy: u64,
+    /// First entry found.
+    pub first: Option<u64>,
+    /// Newest entry found.
+    pub last: Option<u64>,
+    /// The head record's seq.
+    pub head: Option<u64>,
+    /// Newest checkpoint (the chain is verified from there).
+    pub checkpoint: Option<u64>,
+    /// Checkpoints kept.
+    pub checkpoints: u64,
+}
+
+struct Walk {
+    report: VerifyReport,
+    checkpoints: Vec<(u64, Hash)>,
+    /// Seq and hash of the previous entry.
+    prev: Option<(u64, Hash)>,
+    chained: bool,
+}
+
+type Step = Result<(), Problem>;
+
+/// Verifies the log of `store` (buffered entries must have been written).
+pub(crate) fn verify(store: &Store) -> Result<VerifyReport, StoreError> {
+    let mut w = Walk {
+        report: VerifyReport {
+            ok: true,
+            problem: None,
+            message: None,
+            checked: 0,
+            legacy: 0,
+            first: None,
+            last: None,
+            head: None,
+            checkpoint: None,
+            checkpoints: 0,
+        },
+        checkpoints: Vec::new(),
+        prev: None,
+        chained: false,
+    };
+    let r = w.run(store)?;
+    if let Err(p) = r {
+        w.report.ok = false;
+        w.report.message = Some(p.to_string());
+        w.report.problem = Some(p);
+    }
+    Ok(w.report)
+}
+
+impl Walk {
+    fn run(&mut self, store: &Store) -> Result<Step, StoreError> {
+        let head = match store.get_json::<HeadRecord>(Tree::AuditMeta, HEAD_KEY) {
+            Ok(h) => h,
+            Err(StoreError::Seal { .. } | StoreError::Decode { .. }) => {
+                return Ok(Err(Problem::ForgedHead));
+            }
+            Err(e) => return Err(e),
+        };
+        self.report.head = head.as_ref().map(|h| h.seq);
+        let tip = match &head {
+            Some(h) => match h.tip(store) {
+                Some(t) => Some(t),
+                None => return Ok(Err(Problem::ForgedHead)),
+            },
+            None => None,
+        };
+        if let Err(p) = self.checkpoints(store, tip.and_then(|t| t.checkpoint))? {
+            return Ok(Err(p));
+        }
+        for key in store.keys(Tree::Audit, b"", usize::MAX)? {
+            let seq = seq_of(&key)?;
+            let bytes = match store.get(Tree::Audit, &key) {
+                Ok(Some(b)) => b,
+                Ok(None) => continue,
+                Err(StoreError::Seal { .. }) => return Ok(Err(Problem::Unreadable { seq })),
+                Err(e) => return Err(e),
+            };
+            if let Err(p) = self.entry(seq, &bytes) {
+                return Ok(Err(p));
+            }
+        }
+        Ok(self.end(tip.map(|t| (t.seq, t.hash))))
+    }
+
+    /// Reads and checks every checkpoint; the head's must be there.
+    fn checkpoints(
+        &mut self,
+        store: &Store,
+        named: Option<u64>,
+    ) -> Result<Step, StoreError> {
+        for key in store.keys(Tree::AuditMeta, CHECKPOINT_PREFIX, usize::MAX)? {
+            let seq = key
+                .get(CHECKPOINT_PREFIX.len()..)
+                .and_then(|s| <[u8; 8]>::try_from(s).ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            let cp = match store.get_json::<Checkpoint>(Tree::AuditMeta, &key) {
+                Ok(Some(c)) => c,
+                Ok(None) => continue,
+                Err(StoreError::Seal { .. } | StoreError::Decode { .. }) => {
+                    return Ok(Err(Problem::ForgedCheckpoint { seq }));
+                }
+                Err(e) => return Err(e),
+            };
+            match cp.verified_hash(store) {
+                Some(h) if cp.seq == seq && key == checkpoint_key(seq) => {
+                    self.checkpoints.push((seq, h));
+                }
+                _ => return Ok(Err(Problem::ForgedCheckpoint { seq })),
+            }
+        }
+        self.report.checkpoints = u64::try_from(self.checkpoints.len()).unwrap_or(u64::MAX);
+        let newest = self.checkpoints.iter().map(|c| c.0).max();
+        self.report.checkpoint = newest;
+        if let Some(c) = named
+            && !self.checkpoints.iter().any(|(s, _)| *s == c)
+        {
+            return Ok(Err(Problem::CheckpointRemoved { seq: c }));
+        }
+        // A checkpoint newer than the head's: not written by llmos.
+        if let Some(n) = newest
+            && named.is_none_or(|c| n > c)
+        {
+            return Ok(Err(Problem::ForgedCheckpoint { seq: n }));
+        }
+        Ok(Ok(()))
+    }
+
+    fn checkpoint(&self, seq: u64) -> Option<Hash> {
+        self.checkpoints
+            .iter()
+            .find(|(s, _)| *s == seq)
+            .map(|(_, h)| *h)
+    }
+
+    /// Checks one entry against the one before it.
+    fn entry(&mut self, seq: u64, bytes: &[u8]) -> Step {
+        let rec: AuditRecord = serde_json::from_slice(bytes).map_err(|e| Problem::Undecodable {
+            seq,
+            message: e.to_string(),
+        })?;
+        let h = hash(bytes);
+        self.report.first.get_or_insert(seq);
+        self.report.last = Some(seq);
+        let Some(prev_hex) = rec.prev.as_deref() else {
+            // A format-v1 record: only before the chain starts.
+            if self.chained {
+                return Err(Problem::Unchained { seq });
+            }
+            self.report.legacy = self.report.legacy.saturating_add(1);
+            self.prev = Some((seq, h));
+            return Ok(());
+        };
+        if rec.seq != seq {
+            return Err(Problem::Reordered {
+                seq,
+                carries: rec.seq,
+            });
+        }
+        let prev = super::chain::parse_hash(prev_hex).unwrap_or(GENESIS);
+        match self.prev {
+            Some((p, ph)) if self.chained || p.checked_add(1) == Some(seq) => {
+                if p.checked_add(1) != Some(seq) {
+                    return Err(Problem::Removed {
+                        after: p,
+                        next: seq,
+                    });
+                }
+                if ph != prev {
+                    return Err(Problem::Edited {
+                        seq: p,
+                        next: Some(seq),
+                    });
+                }
+            }
+            // The first chained entry: after legacy records (checked above), a checkpoint,
+            // or the start of the log.
+            _ => match seq.checked_sub(1).and_then(|c| self.checkpoint(c)) {
+                Some(cp) if cp != prev => {
+                    return Err(Problem::CheckpointMismatch {
+                        seq: seq.saturating_sub(1),
+                    });
+                }
+                Some(_) => {}
+                None if seq == 1 && prev == GENESIS => {}
+                None if self.prev.is_none() => return Err(Problem::SegmentRemoved { first: seq }),
+                None => {
+                    return Err(Problem::Removed {
+                        after: self.prev.map_or(0, |p| p.0),
+                        next: seq,
+                    });
+                }
+            },
+        }
+        // An entry still present at a checkpoint's seq must be the one it recorded.
+        if self.checkpoint(seq).is_some_and(|c| c != h) {
+            return Err(Problem::Edited { seq, next: None });
+        }
+        if rec.what == "audit-recovered" {
+            return Err(Problem::Recovered { seq });
+        }
+        self.chained = true;
+        self.prev = Some((seq, h));
+        self.report.checked = self.report.checked.saturating_add(1);
+        Ok(())
+    }
+
+    /// The newest entry against the head record.
+    fn end(&self, head: Option<(u64, Hash)>) -> Step {
+        let last = self.prev;
+        match (head, last) {
+            (None, None) => Ok(()),
+            (None, Some(_)) if !self.chained => Ok(()),
+            (None, Some(_)) => Err(Problem::HeadMissing),
+            (Some((hs, _)), None) => {
+                // Every entry gone: fine only if the checkpoint is the head.
+                if self.report.checkpoint == Some(hs) || hs == 0 {
+                    Ok(())
+                } else {
+                    Err(Problem::Truncated { last: 0, head: hs })
+                }
+            }
+            (Some((hs, hh)), Some((ls, lh))) => {
+                if ls < hs {
+                    Err(Problem::Truncated { last: ls, head: hs })
+                } else if ls > hs {
+                    Err(Problem::Inserted { head: hs, last: ls })
+                } else if lh != hh {
+                    Err(Problem::Edited {
+                        seq: ls,
+                        next: None,
+                    })
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+}

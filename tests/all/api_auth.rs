@@ -325,7 +325,7 @@ fn admin_install_is_confined_never_echoes_foreign_files_and_is_audited_with_the_
         .as_array()
         .unwrap()
         .iter()
-        .filter(|r| r["kind"] == "admin-action" && r["subject"] == admin_id.as_str())
+        .filter(|r| r["what"] == "admin-action" && r["who"] == admin_id.as_str())
         .map(|r| r["detail"].as_str().unwrap().to_string())
         .collect();
     for want in [

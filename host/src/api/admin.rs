@@ -20,7 +20,7 @@ use crate::api::routes::{Access, ApiRoute, delete, get, post};
 use crate::api::{ApiJson, AppState, Caller};
 use crate::plugins::PluginError;
 use crate::plugins::registry::{self, InstallRequest};
-use crate::security::audit::{self, AuditEvent, AuditFilter, now_ms};
+use crate::security::audit::{self, AuditEvent, AuditFilter, AuditPage, now_ms};
 use crate::security::keys::{self, KeyError};
 
 /// The routes of this module, all needing the admin scope. Every change (any method but
@@ -346,11 +346,19 @@ async fn audit(
     let Query(q) = query.map_err(|e| {
         ApiError::invalid(None, format!("invalid query string: {e}; {AUDIT_QUERY}"))
     })?;
+    let tail = audit_tail(&q)?;
     let (after, limit, filter) = audit_query(&q)?;
     let a = s.gateway.host.audit().clone();
     let page = blocking(move || {
         a.flush_refusals();
-        a.page(after, limit, &filter).map_err(server_err)
+        match tail {
+            Some(n) => a.tail(n).map(|records| AuditPage {
+                records,
+                next: None,
+            }),
+            None => a.page(after, limit, &filter),
+        }
+        .map_err(server_err)
     })
     .await?;
     Ok(Json(json!({"records": page.records, "next": page.next})))
@@ -377,13 +385,36 @@ async fn audit_verify(State(s): State<Arc<AppState>>) -> Result<Json<Value>, Api
     Ok(Json(json!(report)))
 }
 
-const AUDIT_QUERY: &str = "accepted parameters: after (a sequence number from `next`), limit (1 to 1000, default 100), who, what (or kind), target (or subject), outcome";
+const AUDIT_QUERY: &str = "accepted parameters: after (a sequence number from `next`), limit (1 to 1000, default 100), who, what (or kind), target (or subject), outcome; or tail (the newest 1 to 1000) alone";
+
+/// `tail=N`: the newest N entries (alone: no paging or filter with it).
+fn audit_tail(q: &BTreeMap<String, String>) -> Result<Option<usize>, ApiError> {
+    let Some(v) = q.get("tail") else {
+        return Ok(None);
+    };
+    if let Some(other) = q.keys().find(|k| k.as_str() != "tail") {
+        return Err(ApiError::invalid(
+            Some(other.clone()),
+            format!("tail is given alone (the newest entries), not with {other}; {AUDIT_QUERY}"),
+        ));
+    }
+    v.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=1000).contains(n))
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::invalid(
+                Some("tail".into()),
+                format!("tail is {v:?}: it must be a whole number from 1 to 1000"),
+            )
+        })
+}
 
 fn audit_query(
     q: &BTreeMap<String, String>,
 ) -> Result<(Option<u64>, usize, AuditFilter), ApiError> {
     let known = [
-        "after", "limit", "who", "what", "kind", "target", "subject", "outcome",
+        "after", "limit", "who", "what", "kind", "target", "subject", "outcome", "tail",
     ];
     if let Some(k) = q.keys().find(|k| !known.contains(&k.as_str())) {
         return Err(ApiError::invalid(

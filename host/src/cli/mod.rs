@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
+pub mod audit;
 pub mod plugin;
 
 use crate::config::{Config, Paths};
@@ -94,6 +95,9 @@ enum Command {
     /// Manage WebAssembly plugins: install, grant, revoke, enable, disable, remove, …
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// The audit log: tail, verify the hash chain, archive old segments.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Run texts through a model's plugin pipeline and the model, without HTTP.
     Run {
         /// Model name.
@@ -261,6 +265,10 @@ fn print(v: &Value) {
 
 fn run(cli: Cli) -> Result<()> {
     let g = &cli.global;
+    if !matches!(cli.command, Command::Serve { .. }) {
+        // What a command changes is audited as done by `cli`.
+        crate::security::audit::set_process_actor("cli");
+    }
     match cli.command {
         Command::Serve { listen, models } => {
             let core = Arc::new(core(g)?);
@@ -354,6 +362,10 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
             Ok(())
+        }
+        Command::Audit(cmd) => {
+            let (config, paths) = settings(g)?;
+            audit::run(cmd, &config, &paths)
         }
         Command::Plugin(cmd) => {
             let (config, paths) = settings(g)?;

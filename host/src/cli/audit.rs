@@ -81,10 +81,13 @@ pub fn run(cmd: AuditCommand, config: &Config, paths: &Paths) -> Result<()> {
                 None => serde_json::to_value(open(config, paths)?.verify()?)?,
             };
             println!("{report:#}");
-            if report["ok"] != true {
+            if report.get("ok") != Some(&Value::Bool(true)) {
                 bail!(
                     "the audit log does not verify: {}",
-                    report["message"].as_str().unwrap_or("see the report")
+                    report
+                        .get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("see the report")
                 );
             }
             Ok(())
@@ -193,7 +196,9 @@ impl Server {
         if !status.is_success() {
             bail!(
                 "{url} answered {status}: {}",
-                v["error"]["message"].as_str().unwrap_or("no message")
+                v.pointer("/error/message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("no message")
             );
         }
         Ok(v)
@@ -212,7 +217,10 @@ fn tail_remote(server: &Server, n: usize, follow: bool) -> Result<()> {
     let n = n.clamp(1, 1000);
     let page = server.get(&format!("/admin/audit?tail={n}"))?;
     let mut next = print_page(&page)?;
-    while follow {
+    if !follow {
+        return Ok(());
+    }
+    loop {
         std::thread::sleep(Duration::from_secs(1));
         let q = match next {
             Some(a) => format!("/admin/audit?after={a}&limit=1000"),
@@ -221,12 +229,12 @@ fn tail_remote(server: &Server, n: usize, follow: bool) -> Result<()> {
         let page = server.get(&q)?;
         next = print_page(&page)?.or(next);
     }
-    Ok(())
 }
 
 /// Prints a page's records; returns the seq of the last one.
 fn print_page(page: &Value) -> Result<Option<u64>> {
-    let records: Vec<AuditRecord> = serde_json::from_value(page["records"].clone())
+    let records = page.get("records").cloned().unwrap_or(Value::Null);
+    let records: Vec<AuditRecord> = serde_json::from_value(records)
         .context("the server's answer is not a page of audit records")?;
     for r in &records {
         print_line(r)?;

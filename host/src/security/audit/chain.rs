@@ -209,6 +209,8 @@ struct State {
     /// Buffered entries not yet written, in chain order.
     pending: Vec<(u64, Vec<u8>)>,
     pending_since: Option<Instant>,
+    /// Segments removed by this process (verification restarts when one goes meanwhile).
+    drops: u64,
 }
 
 /// The chain of one store.
@@ -270,13 +272,13 @@ impl Chain {
         let seq = self.push(&mut st, rec)?;
         let due = st.pending.len() >= PENDING_MAX
             || st.pending_since.is_some_and(|t| t.elapsed() >= PENDING_AGE);
-        if durable || due {
-            if let Err(e) = self.write_pending(&mut st) {
-                // The entry was not written: take it back so the chain stays what is stored.
-                st.pending.pop();
-                st.tip = self.previous_tip(&st)?;
-                return Err(e);
-            }
+        if (durable || due)
+            && let Err(e) = self.write_pending(&mut st)
+        {
+            // The entry was not written: take it back so the chain stays what is stored.
+            st.pending.pop();
+            st.tip = self.previous_tip(&st)?;
+            return Err(e);
         }
         if st.pending.is_empty() {
             self.bound(&mut st, max_records, segment);
@@ -356,10 +358,17 @@ impl Chain {
         Ok(())
     }
 
-    /// Runs `f` while no append can run.
-    pub(crate) fn locked<T>(&self, f: impl FnOnce() -> T) -> T {
-        let _st = lock(&self.state);
-        f()
+    /// Writes what is buffered, then runs `f` while no append can run; also returns how
+    /// many segments this process had removed by then.
+    pub(crate) fn locked<T>(&self, f: impl FnOnce() -> T) -> Result<(T, u64), StoreError> {
+        let mut st = lock(&self.state);
+        self.write_pending(&mut st)?;
+        Ok((f(), st.drops))
+    }
+
+    /// Segments this process has removed.
+    pub(crate) fn drops(&self) -> u64 {
+        lock(&self.state).drops
     }
 
     /// Writes what is buffered (before reads, on shutdown, and now and then).
@@ -496,6 +505,7 @@ impl Chain {
         let removed = self.store.remove_first(Tree::Audit, seqs.len())?;
         let removed = u64::try_from(removed).unwrap_or(u64::MAX);
         st.count = st.count.map(|c| c.saturating_sub(removed));
+        st.drops = st.drops.saturating_add(1);
         Ok(Some(Dropped {
             first,
             last,

@@ -225,6 +225,35 @@ fn concurrent_appends_keep_the_chain_linear() {
 }
 
 #[test]
+fn verify_while_appending_and_removing_segments_finds_nothing_wrong() {
+    let (_d, a) = log();
+    small(&a, 100, 10);
+    let writers: Vec<_> = (0..3)
+        .map(|t| {
+            let l = a.clone();
+            std::thread::spawn(move || {
+                for i in 0..150 {
+                    l.record("granted", &format!("t{t}"), None, format!("{i}"))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let mut runs = 0;
+    while writers.iter().any(|w| !w.is_finished()) {
+        let r = a.verify().unwrap();
+        assert!(r.ok, "{r:?}");
+        runs += 1;
+    }
+    for w in writers {
+        w.join().unwrap();
+    }
+    assert!(runs > 0);
+    let r = a.verify().unwrap();
+    assert!(r.ok && r.checkpoint.is_some(), "{r:?}");
+}
+
+#[test]
 fn an_edited_entry_is_named() {
     let (_d, a) = log();
     fill(&a, 10);

@@ -204,8 +204,26 @@ struct Walk {
 
 type Step = Result<(), Problem>;
 
-/// Verifies the log of `store` (buffered entries must have been written).
-pub(crate) fn verify(store: &Store) -> Result<VerifyReport, StoreError> {
+/// What verification starts from, read while no append runs: the head record as stored
+/// (`Err`: it does not decode or open) and the keys of the entries.
+pub(crate) struct Snapshot {
+    head: Result<Option<HeadRecord>, ()>,
+    keys: Vec<Vec<u8>>,
+}
+
+/// Reads a [`Snapshot`] (buffered entries must have been written).
+pub(crate) fn snapshot(store: &Store) -> Result<Snapshot, StoreError> {
+    let head = match store.get_json::<HeadRecord>(Tree::AuditMeta, HEAD_KEY) {
+        Ok(h) => Ok(h),
+        Err(StoreError::Seal { .. } | StoreError::Decode { .. }) => Err(()),
+        Err(e) => return Err(e),
+    };
+    let keys = store.keys(Tree::Audit, b"", usize::MAX)?;
+    Ok(Snapshot { head, keys })
+}
+
+/// Verifies the log of `store` from `snap`: entries appended since are not looked at.
+pub(crate) fn verify(store: &Store, snap: Snapshot) -> Result<VerifyReport, StoreError> {
     let mut w = Walk {
         report: VerifyReport {
             ok: true,
@@ -223,7 +241,7 @@ pub(crate) fn verify(store: &Store) -> Result<VerifyReport, StoreError> {
         prev: None,
         chained: false,
     };
-    let r = w.run(store)?;
+    let r = w.run(store, snap)?;
     if let Err(p) = r {
         w.report.ok = false;
         w.report.message = Some(p.to_string());
@@ -233,13 +251,9 @@ pub(crate) fn verify(store: &Store) -> Result<VerifyReport, StoreError> {
 }
 
 impl Walk {
-    fn run(&mut self, store: &Store) -> Result<Step, StoreError> {
-        let head = match store.get_json::<HeadRecord>(Tree::AuditMeta, HEAD_KEY) {
-            Ok(h) => h,
-            Err(StoreError::Seal { .. } | StoreError::Decode { .. }) => {
-                return Ok(Err(Problem::ForgedHead));
-            }
-            Err(e) => return Err(e),
+    fn run(&mut self, store: &Store, snap: Snapshot) -> Result<Step, StoreError> {
+        let Ok(head) = snap.head else {
+            return Ok(Err(Problem::ForgedHead));
         };
         self.report.head = head.as_ref().map(|h| h.seq);
         let tip = match &head {
@@ -252,7 +266,7 @@ impl Walk {
         if let Err(p) = self.checkpoints(store, tip.and_then(|t| t.checkpoint))? {
             return Ok(Err(p));
         }
-        for key in store.keys(Tree::Audit, b"", usize::MAX)? {
+        for key in snap.keys {
             let seq = seq_of(&key)?;
             let bytes = match store.get(Tree::Audit, &key) {
                 Ok(Some(b)) => b,

@@ -300,6 +300,20 @@ fn a_removed_entry_is_named() {
 }
 
 #[test]
+fn an_entry_added_past_the_head_is_named() {
+    let (_d, a) = log();
+    fill(&a, 3);
+    // A well-formed, well-linked entry 4, sealed with the store's key, but not appended.
+    let mut v: serde_json::Value = serde_json::from_slice(&raw(&a, 3)).unwrap();
+    v["seq"] = 4.into();
+    v["prev"] = hex::encode(hash(&raw(&a, 3))).into();
+    a.store
+        .put(Tree::Audit, &entry_key(4), &serde_json::to_vec(&v).unwrap())
+        .unwrap();
+    assert_eq!(problem(&a), Some(Problem::Inserted { head: 3, last: 4 }));
+}
+
+#[test]
 fn swapped_entries_are_named() {
     let (_d, a) = log();
     fill(&a, 10);

@@ -205,11 +205,16 @@ struct Walk {
 type Step = Result<(), Problem>;
 
 /// What verification starts from, read while no append runs: the head record as stored
-/// (`Err`: it does not decode or open) and the keys of the entries.
+/// (`Err`: it does not decode or open), and the first entry after it, if any.
 pub(crate) struct Snapshot {
     head: Result<Option<HeadRecord>, ()>,
-    keys: Vec<Vec<u8>>,
+    beyond: Option<u64>,
+    /// The newest entry to walk to: the head's, or without a head the newest then stored.
+    limit: u64,
 }
+
+/// Entries opened per read while walking.
+const BATCH: usize = 1000;
 
 /// Reads a [`Snapshot`] (buffered entries must have been written).
 pub(crate) fn snapshot(store: &Store) -> Result<Snapshot, StoreError> {
@@ -218,8 +223,30 @@ pub(crate) fn snapshot(store: &Store) -> Result<Snapshot, StoreError> {
         Err(StoreError::Seal { .. } | StoreError::Decode { .. }) => Err(()),
         Err(e) => return Err(e),
     };
-    let keys = store.keys(Tree::Audit, b"", usize::MAX)?;
-    Ok(Snapshot { head, keys })
+    let beyond = match &head {
+        Ok(Some(h)) => {
+            let after = h.seq.to_be_bytes();
+            match store.page(Tree::Audit, Some(&after), 1) {
+                Ok(p) => p.first().map(|(k, _)| seq_of(k)).transpose()?,
+                // Something is there, and it does not even open.
+                Err(StoreError::Seal { .. }) => Some(h.seq.saturating_add(1)),
+                Err(e) => return Err(e),
+            }
+        }
+        _ => None,
+    };
+    let limit = match &head {
+        Ok(Some(h)) => h.seq,
+        _ => match store.keys(Tree::Audit, b"", usize::MAX)?.last() {
+            Some(k) => seq_of(k)?,
+            None => 0,
+        },
+    };
+    Ok(Snapshot {
+        head,
+        beyond,
+        limit,
+    })
 }
 
 /// Verifies the log of `store` from `snap`: entries appended since are not looked at.
@@ -250,6 +277,17 @@ pub(crate) fn verify(store: &Store, snap: Snapshot) -> Result<VerifyReport, Stor
     Ok(w.report)
 }
 
+/// The seq of the first entry after `cursor` (the one a read failed to open).
+fn unreadable_after(store: &Store, cursor: Option<u64>) -> Result<u64, StoreError> {
+    for k in store.keys(Tree::Audit, b"", usize::MAX)? {
+        let seq = seq_of(&k)?;
+        if cursor.is_none_or(|c| seq > c) {
+            return Ok(seq);
+        }
+    }
+    Ok(cursor.map_or(0, |c| c.saturating_add(1)))
+}
+
 impl Walk {
     fn run(&mut self, store: &Store, snap: Snapshot) -> Result<Step, StoreError> {
         let Ok(head) = snap.head else {
@@ -266,19 +304,41 @@ impl Walk {
         if let Err(p) = self.checkpoints(store, tip.and_then(|t| t.checkpoint))? {
             return Ok(Err(p));
         }
-        for key in snap.keys {
-            let seq = seq_of(&key)?;
-            let bytes = match store.get(Tree::Audit, &key) {
-                Ok(Some(b)) => b,
-                Ok(None) => continue,
-                Err(StoreError::Seal { .. }) => return Ok(Err(Problem::Unreadable { seq })),
+        let limit = snap.limit;
+        let mut cursor: Option<u64> = None;
+        // After a batch failed to open: one entry at a time, to find which one.
+        let mut want = BATCH;
+        loop {
+            let after = cursor.map(u64::to_be_bytes);
+            let batch = match store.page(Tree::Audit, after.as_ref().map(|a| a.as_slice()), want) {
+                Ok(b) => b,
+                Err(StoreError::Seal { .. }) if want > 1 => {
+                    want = 1;
+                    continue;
+                }
+                Err(StoreError::Seal { .. }) => {
+                    return Ok(Err(Problem::Unreadable {
+                        seq: unreadable_after(store, cursor)?,
+                    }));
+                }
                 Err(e) => return Err(e),
             };
-            if let Err(p) = self.entry(seq, &bytes) {
-                return Ok(Err(p));
+            let full = batch.len() == want;
+            for (key, bytes) in batch {
+                let seq = seq_of(&key)?;
+                if seq > limit {
+                    return Ok(self.end(tip.map(|t| (t.seq, t.hash)), snap.beyond));
+                }
+                if let Err(p) = self.entry(seq, &bytes) {
+                    return Ok(Err(p));
+                }
+                cursor = Some(seq);
+            }
+            if !full {
+                break;
             }
         }
-        Ok(self.end(tip.map(|t| (t.seq, t.hash))))
+        Ok(self.end(tip.map(|t| (t.seq, t.hash)), snap.beyond))
     }
 
     /// Reads and checks every checkpoint; the head's must be there.
@@ -404,8 +464,11 @@ impl Walk {
         Ok(())
     }
 
-    /// The newest entry against the head record.
-    fn end(&self, head: Option<(u64, Hash)>) -> Step {
+    /// The newest entry against the head record (and `beyond`: an entry after it).
+    fn end(&self, head: Option<(u64, Hash)>, beyond: Option<u64>) -> Step {
+        if let (Some((hs, _)), Some(b)) = (head, beyond) {
+            return Err(Problem::Inserted { head: hs, last: b });
+        }
         let last = self.prev;
         match (head, last) {
             (None, None) => Ok(()),

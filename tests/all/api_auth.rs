@@ -336,6 +336,14 @@ fn admin_install_is_confined_never_echoes_foreign_files_and_is_audited_with_the_
     ] {
         assert!(actions.contains(&want), "no {want:?} in {actions:?}");
     }
+    // What the registry records while serving the request is by the same key.
+    let installed = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["what"] == "installed" && r["target"] == name.as_str())
+        .expect("the install is audited");
+    assert_eq!(installed["who"], admin_id.as_str(), "{installed}");
 }
 
 #[test]

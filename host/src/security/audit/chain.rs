@@ -384,14 +384,31 @@ impl Chain {
         Ok(self.tip(&mut st)?.seq)
     }
 
+    /// Entries stored (nothing pending): from the first seq and the head's, as seqs are
+    /// consecutive; a log that starts with format-v1 records (sparse keys) is counted.
+    fn count(&self, st: &mut State) -> Result<u64, StoreError> {
+        let tip = self.tip(st)?;
+        let first = match self.store.page(Tree::Audit, None, 1)?.first() {
+            None => return Ok(0),
+            Some((k, v)) => {
+                let chained = serde_json::from_slice::<AuditRecord>(v).is_ok_and(|r| r.prev.is_some());
+                if !chained {
+                    let n = self.store.count(Tree::Audit)?;
+                    return Ok(u64::try_from(n).unwrap_or(u64::MAX));
+                }
+                seq_of(k)?
+            }
+        };
+        Ok(tip.seq.saturating_sub(first).saturating_add(1))
+    }
+
     /// Removes the oldest whole segments while the log holds more than `max`, then records
     /// what went. A failure is logged: the entry that triggered it is written either way.
     fn bound(&self, st: &mut State, max: u64, segment: u64) {
         let count = match st.count {
             Some(c) => c,
-            None => match self.store.count(Tree::Audit) {
+            None => match self.count(st) {
                 Ok(c) => {
-                    let c = u64::try_from(c).unwrap_or(u64::MAX);
                     st.count = Some(c);
                     c
                 }

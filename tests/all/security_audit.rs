@@ -276,3 +276,47 @@ fn the_server_chains_admin_actions_by_key_across_restarts_and_segment_removals()
     assert_eq!(report["problem"]["seq"].as_u64(), Some(edited), "{report}");
     assert!(err.contains(&format!("entry {edited} was edited")), "{err}");
 }
+
+#[test]
+fn plugin_changes_made_with_the_cli_are_recorded_as_cli() {
+    use crate::plugins_common::{manifest, wasm};
+    let home = Home::new();
+    let (w, m) = (wasm("testing/probe"), manifest("testing/probe"));
+    for args in [
+        &[
+            "plugin",
+            "install",
+            w.to_str().unwrap(),
+            "--manifest",
+            m.to_str().unwrap(),
+        ][..],
+        &["plugin", "grant", "test-probe", "kv"],
+        &["plugin", "revoke", "test-probe", "kv"],
+        &["plugin", "remove", "test-probe"],
+    ] {
+        let out = home.cmd(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+    }
+    let tail = lines(&home, &["audit", "tail", "-n", "4"]);
+    let seen: Vec<(&str, &str, &str)> = tail
+        .iter()
+        .map(|r| {
+            (
+                r["who"].as_str().unwrap(),
+                r["what"].as_str().unwrap(),
+                r["target"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("cli", "installed", "test-probe"),
+            ("cli", "granted", "test-probe"),
+            ("cli", "revoked", "test-probe"),
+            ("cli", "removed", "test-probe"),
+        ]
+    );
+    assert_eq!(tail[1]["capability"], "kv");
+    assert_eq!(home.json(&["audit", "verify"])["ok"], true);
+}

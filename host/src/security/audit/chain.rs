@@ -156,7 +156,7 @@ fn checkpoint_mac(store: &Store, c: &Checkpoint) -> String {
 }
 
 impl Checkpoint {
-    fn new(store: &Store, seq: u64, hash: &Hash, first: u64, records: u64) -> Self {
+    pub(crate) fn new(store: &Store, seq: u64, hash: &Hash, first: u64, records: u64) -> Self {
         let mut c = Self {
             seq,
             hash: hex::encode(hash),

@@ -176,6 +176,40 @@ fn segments_are_dropped_whole_behind_a_checkpoint_and_verify_stays_green() {
 }
 
 #[test]
+fn a_removal_interrupted_after_its_checkpoint_still_verifies_and_is_finished_later() {
+    let (_d, a) = log();
+    small(&a, 1000, 10);
+    fill(&a, 25);
+    // What a removal does, stopped after the checkpoint and 4 of its 10 entries.
+    let cp = Checkpoint::new(&a.store, 10, &hash(&raw(&a, 10)), 1, 10);
+    let t = super::chain::Tip {
+        seq: 25,
+        hash: hash(&raw(&a, 25)),
+        checkpoint: Some(10),
+    };
+    a.store
+        .put_json(Tree::AuditMeta, &checkpoint_key(10), &cp)
+        .unwrap();
+    a.store
+        .put_json(Tree::AuditMeta, b"head", &super::chain::HeadRecord::of(&a.store, &t))
+        .unwrap();
+    a.store.remove_first(Tree::Audit, 4).unwrap();
+    let r = a.verify().unwrap();
+    assert!(r.ok, "{r:?}");
+    // A leftover edited is still caught against the checkpoint.
+    let ten = raw(&a, 10);
+    edit(&a, 10, |v| v["detail"] = "x".into());
+    assert_eq!(problem(&a), Some(Problem::Edited { seq: 10, next: None }));
+    a.store.put(Tree::Audit, &entry_key(10), &ten).unwrap();
+    assert!(a.verify().unwrap().ok);
+    // The next removal takes the leftovers, and the checkpoint stays where it was.
+    let d = a.archive(11, &mut |_: &[Vec<u8>]| Ok(())).unwrap();
+    assert_eq!((d[0].first, d[0].last, d[0].records), (5, 10, 6));
+    let r = a.verify().unwrap();
+    assert!(r.ok && r.first == Some(11) && r.checkpoint == Some(10), "{r:?}");
+}
+
+#[test]
 fn the_chain_goes_on_across_a_restart() {
     let (d, a) = log();
     fill(&a, 5);

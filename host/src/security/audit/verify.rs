@@ -196,7 +196,8 @@ pub struct VerifyReport {
 
 struct Walk {
     report: VerifyReport,
-    checkpoints: Vec<(u64, Hash)>,
+    /// (last seq, first seq, hash) of each checkpoint.
+    checkpoints: Vec<(u64, u64, Hash)>,
     /// Seq and hash of the previous entry.
     prev: Option<(u64, Hash)>,
     chained: bool,
@@ -363,7 +364,7 @@ impl Walk {
             };
             match cp.verified_hash(store) {
                 Some(h) if cp.seq == seq && key == checkpoint_key(seq) => {
-                    self.checkpoints.push((seq, h));
+                    self.checkpoints.push((seq, cp.first, h));
                 }
                 _ => return Ok(Err(Problem::ForgedCheckpoint { seq })),
             }
@@ -372,7 +373,7 @@ impl Walk {
         let newest = self.checkpoints.iter().map(|c| c.0).max();
         self.report.checkpoint = newest;
         if let Some(c) = named
-            && !self.checkpoints.iter().any(|(s, _)| *s == c)
+            && !self.checkpoints.iter().any(|(s, _, _)| *s == c)
         {
             return Ok(Err(Problem::CheckpointRemoved { seq: c }));
         }
@@ -388,8 +389,16 @@ impl Walk {
     fn checkpoint(&self, seq: u64) -> Option<Hash> {
         self.checkpoints
             .iter()
-            .find(|(s, _)| *s == seq)
-            .map(|(_, h)| *h)
+            .find(|(s, _, _)| *s == seq)
+            .map(|(_, _, h)| *h)
+    }
+
+    /// Whether `seq` lies in a segment a checkpoint says was removed: an entry left there by
+    /// a removal that was interrupted (the checkpoint is written first).
+    fn covered(&self, seq: u64) -> bool {
+        self.checkpoints
+            .iter()
+            .any(|(last, first, _)| (*first..=*last).contains(&seq))
     }
 
     /// Checks one entry against the one before it.
@@ -442,6 +451,9 @@ impl Walk {
                 }
                 Some(_) => {}
                 None if seq == 1 && prev == GENESIS => {}
+                // Left by an interrupted removal: checked from here on (and against the
+                // checkpoint when its last entry comes).
+                None if self.prev.is_none() && self.covered(seq) => {}
                 None if self.prev.is_none() => return Err(Problem::SegmentRemoved { first: seq }),
                 None => {
                     return Err(Problem::Removed {

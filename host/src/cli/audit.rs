@@ -214,7 +214,9 @@ impl Server {
 }
 
 fn tail_remote(server: &Server, n: usize, follow: bool) -> Result<()> {
-    let n = n.clamp(1, 1000);
+    if !(1..=1000).contains(&n) {
+        bail!("-n is {n}: with --url it must be from 1 to 1000 (the server's page limit)");
+    }
     let page = server.get(&format!("/admin/audit?tail={n}"))?;
     let mut next = print_page(&page)?;
     if !follow {

@@ -479,6 +479,12 @@ impl AuditLog {
         filter: &AuditFilter,
     ) -> Result<AuditPage, StoreError> {
         self.flush()?;
+        if limit == 0 {
+            return Ok(AuditPage {
+                records: Vec::new(),
+                next: after,
+            });
+        }
         let filtered = !filter.is_empty();
         let mut records = Vec::new();
         let mut cursor = after;

@@ -133,6 +133,7 @@ fn paging_returns_every_record_exactly_once() {
         vec![248, 249, 250]
     );
     assert_eq!(a.tail(1000).unwrap().len(), 250);
+    assert!(a.tail(0).unwrap().is_empty());
 }
 
 #[test]

@@ -230,7 +230,11 @@ fn the_server_chains_admin_actions_by_key_across_restarts_and_segment_removals()
         .iter()
         .map(|r| r["seq"].as_u64().unwrap())
         .collect();
-    assert_eq!(seqs.first().copied(), Some(head + 1), "{t}");
+    // Consecutive across the restart (after the refused `--key llmos_nope_wrong` call's entry).
+    assert!(seqs.windows(2).all(|w| w[0] + 1 == w[1]), "{t}");
+    assert_eq!(seqs[2], head + 3, "{t}");
+    assert_eq!(t["records"][1]["what"], "key-created", "{t}");
+    assert_eq!(t["records"][0]["what"], "auth-denied", "{t}");
     let (_, report) = get(&c, &s, &admin, "/admin/audit/verify");
     assert_eq!(report["ok"], true, "{report}");
     assert!(s.terminate());

@@ -108,13 +108,8 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     let who = audit::current_actor();
     tokio::task::spawn_blocking(move || audit::acting_as(Some(who), f))
-        .await.map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            e.to_string(),
-        )
-    })?
+        .await
+        .map_err(server_err)?
 }
 
 async fn list_plugins(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {

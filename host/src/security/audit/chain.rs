@@ -388,18 +388,15 @@ impl Chain {
     /// consecutive; a log that starts with format-v1 records (sparse keys) is counted.
     fn count(&self, st: &mut State) -> Result<u64, StoreError> {
         let tip = self.tip(st)?;
-        let first = match self.store.page(Tree::Audit, None, 1)?.first() {
-            None => return Ok(0),
-            Some((k, v)) => {
-                let chained = serde_json::from_slice::<AuditRecord>(v).is_ok_and(|r| r.prev.is_some());
-                if !chained {
-                    let n = self.store.count(Tree::Audit)?;
-                    return Ok(u64::try_from(n).unwrap_or(u64::MAX));
-                }
-                seq_of(k)?
-            }
+        let page = self.store.page(Tree::Audit, None, 1)?;
+        let Some((k, v)) = page.first() else {
+            return Ok(0);
         };
-        Ok(tip.seq.saturating_sub(first).saturating_add(1))
+        if !is_chained(v) {
+            let n = self.store.count(Tree::Audit)?;
+            return Ok(u64::try_from(n).unwrap_or(u64::MAX));
+        }
+        Ok(tip.seq.saturating_sub(seq_of(k)?).saturating_add(1))
     }
 
     /// Removes the oldest whole segments while the log holds more than `max`, then records
@@ -452,8 +449,8 @@ impl Chain {
     }
 
     /// Removes the oldest segment unless it holds the newest entry: writes its checkpoint
-    /// (and the head naming it) first, then removes the entries. With `archive`, each entry
-    /// is handed to it (canonical bytes) before anything is removed.
+    /// (and the head naming it) first, then removes the entries. With `archive`, the entries
+    /// are handed to it (canonical bytes) before anything is removed.
     fn drop_oldest(
         &self,
         st: &mut State,
@@ -461,45 +458,16 @@ impl Chain {
         archive: Option<&mut Archive<'_>>,
     ) -> Result<Option<Dropped>, StoreError> {
         let tip = self.tip(st)?;
-        let segment = segment.max(1);
-        let keys = self.store.keys(
-            Tree::Audit,
-            b"",
-            usize::try_from(segment).unwrap_or(usize::MAX),
-        )?;
-        let Some(first) = keys.first().map(|k| seq_of(k)).transpose()? else {
+        let Some(seqs) = self.oldest_segment(segment, tip.seq)? else {
             return Ok(None);
         };
-        let end = segment_end(first, segment);
-        if end >= tip.seq {
+        let (Some(&first), Some(&last)) = (seqs.first(), seqs.last()) else {
             return Ok(None);
-        }
-        let mut seqs = Vec::with_capacity(keys.len());
-        for k in &keys {
-            let s = seq_of(k)?;
-            if s > end {
-                break;
-            }
-            seqs.push(s);
-        }
-        let last = seqs.last().copied().unwrap_or(first);
-        let mut last_hash = GENESIS;
-        let mut lines = Vec::new();
-        for s in &seqs {
-            let key = entry_key(*s);
-            let bytes = self
-                .store
-                .get(Tree::Audit, &key)?
-                .ok_or_else(|| decode_err(Tree::Audit, &key, "removed while being read"))?;
-            if *s == last {
-                last_hash = hash(&bytes);
-            }
-            if archive.is_some() {
-                lines.push(bytes);
-            }
-        }
+        };
+        let (last_hash, lines) = self.read_segment(&seqs, archive.is_some())?;
         if let Some(out) = archive {
-            out(&lines).map_err(|e| decode_err(Tree::Audit, &entry_key(first), format!("archive: {e}")))?;
+            let key = entry_key(first);
+            out(&lines).map_err(|e| decode_err(Tree::Audit, &key, format!("archive: {e}")))?;
         }
         let records = u64::try_from(seqs.len()).unwrap_or(u64::MAX);
         let cp = Checkpoint::new(&self.store, last, &last_hash, first, records);
@@ -509,11 +477,8 @@ impl Chain {
         };
         let ckey = checkpoint_key(last);
         let cbytes = to_json(Tree::AuditMeta, &ckey, &cp)?;
-        let head = to_json(
-            Tree::AuditMeta,
-            HEAD_KEY,
-            &HeadRecord::of(&self.store, &new_tip),
-        )?;
+        let head = HeadRecord::of(&self.store, &new_tip);
+        let head = to_json(Tree::AuditMeta, HEAD_KEY, &head)?;
         self.store.put_many(&[
             (Tree::AuditMeta, ckey.as_slice(), cbytes.as_slice()),
             (Tree::AuditMeta, HEAD_KEY, head.as_slice()),
@@ -528,6 +493,49 @@ impl Chain {
             last,
             records,
         }))
+    }
+
+    /// The seqs stored in the oldest segment, unless it is the one of `newest`.
+    fn oldest_segment(&self, segment: u64, newest: u64) -> Result<Option<Vec<u64>>, StoreError> {
+        let segment = segment.max(1);
+        let limit = usize::try_from(segment).unwrap_or(usize::MAX);
+        let keys = self.store.keys(Tree::Audit, b"", limit)?;
+        let Some(first) = keys.first().map(|k| seq_of(k)).transpose()? else {
+            return Ok(None);
+        };
+        let end = segment_end(first, segment);
+        if end >= newest {
+            return Ok(None);
+        }
+        let mut seqs = Vec::with_capacity(keys.len());
+        for k in &keys {
+            let s = seq_of(k)?;
+            if s > end {
+                break;
+            }
+            seqs.push(s);
+        }
+        Ok(Some(seqs))
+    }
+
+    /// The hash of the last of `seqs`, and (with `keep`) every entry's bytes.
+    fn read_segment(&self, seqs: &[u64], keep: bool) -> Result<(Hash, Vec<Vec<u8>>), StoreError> {
+        let mut last_hash = GENESIS;
+        let mut lines = Vec::new();
+        for (i, s) in seqs.iter().enumerate() {
+            let key = entry_key(*s);
+            let bytes = self
+                .store
+                .get(Tree::Audit, &key)?
+                .ok_or_else(|| decode_err(Tree::Audit, &key, "removed while being read"))?;
+            if i.saturating_add(1) == seqs.len() {
+                last_hash = hash(&bytes);
+            }
+            if keep {
+                lines.push(bytes);
+            }
+        }
+        Ok((last_hash, lines))
     }
 
     /// Exports and removes every whole segment that ends before `before` (never the one
@@ -587,10 +595,7 @@ fn load_tip(store: &Store) -> Result<(Tip, Option<AuditRecord>), StoreError> {
     };
     let seq = seq_of(last)?;
     let (hash, chained) = match store.get(Tree::Audit, last) {
-        Ok(Some(b)) => {
-            let chained = serde_json::from_slice::<AuditRecord>(&b).is_ok_and(|r| r.prev.is_some());
-            (hash(&b), chained)
-        }
+        Ok(Some(b)) => (hash(&b), is_chained(&b)),
         _ => (GENESIS, true),
     };
     let note = if head.is_none() && !chained {
@@ -617,6 +622,11 @@ fn load_tip(store: &Store) -> Result<(Tip, Option<AuditRecord>), StoreError> {
         },
         Some(note),
     ))
+}
+
+/// Whether an entry is chained (format 2), not a format-v1 record.
+fn is_chained(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<AuditRecord>(bytes).is_ok_and(|r| r.prev.is_some())
 }
 
 /// The seq of the newest checkpoint stored.

@@ -370,14 +370,16 @@ fn server_err(e: impl std::fmt::Display) -> ApiError {
 /// `GET /admin/audit/verify`: walks the chain from the newest checkpoint (or the start) to
 /// the head and reports the first edited, removed, reordered or inserted entry, or forged
 /// checkpoint (`ok: false`, `problem`, `message`); 200 either way: the report is the answer.
-async fn audit_verify(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+async fn audit_verify(
+    State(s): State<Arc<AppState>>,
+) -> Result<Json<audit::VerifyReport>, ApiError> {
     let a = s.gateway.host.audit().clone();
     let report = blocking(move || {
         a.flush_refusals();
         a.verify().map_err(server_err)
     })
     .await?;
-    Ok(Json(json!(report)))
+    Ok(Json(report))
 }
 
 const AUDIT_QUERY: &str = "accepted parameters: after (a sequence number from `next`), limit (1 to 1000, default 100), who, what (or kind), target (or subject), outcome; or tail (the newest 1 to 1000) alone";

@@ -78,9 +78,12 @@ pub fn run(cmd: AuditCommand, config: &Config, paths: &Paths) -> Result<()> {
         AuditCommand::Verify { remote } => {
             let report = match remote.url {
                 Some(url) => Server::new(url, remote.key)?.verify()?,
-                None => serde_json::to_value(open(config, paths)?.verify()?)?,
+                None => {
+                    let r = open(config, paths)?.verify()?;
+                    println!("{}", serde_json::to_string_pretty(&r)?);
+                    serde_json::to_value(r)?
+                }
             };
-            println!("{report:#}");
             if report.get("ok") != Some(&Value::Bool(true)) {
                 bail!(
                     "the audit log does not verify: {}",
@@ -209,6 +212,7 @@ impl Server {
         if !v.get("ok").is_some_and(Value::is_boolean) {
             bail!("the server's answer is not a verification report: {v}");
         }
+        println!("{v:#}");
         Ok(v)
     }
 }

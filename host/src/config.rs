@@ -68,6 +68,10 @@ pub struct AuditConfig {
     /// Most records kept; past it the oldest are dropped (and a record says how many).
     /// Default 1000000. Env `LLMOS_AUDIT_MAX_RECORDS`.
     pub max_records: u64,
+    /// Entries per segment, the unit in which old entries are removed (each removal leaves a
+    /// checkpoint the rest verifies from); at most a tenth of `max_records` is used.
+    /// Default 10000. Env `LLMOS_AUDIT_SEGMENT_RECORDS`.
+    pub segment_records: u64,
     /// Unauthenticated refusals from one source within this many milliseconds are written
     /// once, then counted into one summary record. Default 60000.
     pub refusal_window_ms: u64,
@@ -77,6 +81,7 @@ impl Default for AuditConfig {
     fn default() -> Self {
         Self {
             max_records: 1_000_000,
+            segment_records: 10_000,
             refusal_window_ms: 60_000,
         }
     }
@@ -89,6 +94,12 @@ impl AuditConfig {
             return Err(format!(
                 "[audit] max_records is {}: it must be between 100 and 1000000000",
                 self.max_records
+            ));
+        }
+        if !(1..=100_000_000).contains(&self.segment_records) {
+            return Err(format!(
+                "[audit] segment_records is {}: it must be between 1 and 100000000",
+                self.segment_records
             ));
         }
         if !(1..=86_400_000).contains(&self.refusal_window_ms) {
@@ -257,6 +268,9 @@ impl Config {
         if let Some(v) = env_nonempty("LLMOS_AUDIT_MAX_RECORDS") {
             self.audit.max_records = env_number("LLMOS_AUDIT_MAX_RECORDS", v)?;
         }
+        if let Some(v) = env_nonempty("LLMOS_AUDIT_SEGMENT_RECORDS") {
+            self.audit.segment_records = env_number("LLMOS_AUDIT_SEGMENT_RECORDS", v)?;
+        }
         if let Some(v) = env_nonempty("LLMOS_ORT_DYLIB") {
             self.runtime.ort_dylib = Some(v.into());
         }
@@ -370,6 +384,9 @@ mod tests {
         assert!(c.server.check().unwrap_err().contains("idle_timeout_ms"));
         c.audit.max_records = 5;
         assert!(c.audit.check().unwrap_err().contains("between 100 and"));
+        c.audit.max_records = 100;
+        c.audit.segment_records = 0;
+        assert!(c.audit.check().unwrap_err().contains("segment_records"));
     }
 
     #[test]

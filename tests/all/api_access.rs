@@ -193,7 +193,7 @@ fn keys_and_scopes_guard_every_route_and_refusals_are_audited() {
         .iter()
         // Unauthenticated refusals from one source are aggregated into a summary record.
         .filter(|r| {
-            r["kind"]
+            r["what"]
                 .as_str()
                 .is_some_and(|k| k.starts_with("auth-denied"))
         })

@@ -325,7 +325,7 @@ fn admin_install_is_confined_never_echoes_foreign_files_and_is_audited_with_the_
         .as_array()
         .unwrap()
         .iter()
-        .filter(|r| r["kind"] == "admin-action" && r["subject"] == admin_id.as_str())
+        .filter(|r| r["what"] == "admin-action" && r["who"] == admin_id.as_str())
         .map(|r| r["detail"].as_str().unwrap().to_string())
         .collect();
     for want in [
@@ -336,6 +336,14 @@ fn admin_install_is_confined_never_echoes_foreign_files_and_is_audited_with_the_
     ] {
         assert!(actions.contains(&want), "no {want:?} in {actions:?}");
     }
+    // What the registry records while serving the request is by the same key.
+    let installed = audit["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["what"] == "installed" && r["target"] == name.as_str())
+        .expect("the install is audited");
+    assert_eq!(installed["who"], admin_id.as_str(), "{installed}");
 }
 
 #[test]

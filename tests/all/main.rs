@@ -26,6 +26,7 @@ mod plugins_sandbox;
 mod plugins_shipped;
 
 mod data_anonymize;
+mod security_audit;
 
 mod fuzz_replay;
 

@@ -79,7 +79,7 @@ fn kv_matrix() {
         .records()
         .unwrap()
         .into_iter()
-        .find(|r| r.kind == "denied")
+        .find(|r| r.what == "denied")
         .expect("the denial is audited");
     assert_eq!(denial.capability.as_deref(), Some("kv"));
     assert!(

@@ -20,7 +20,7 @@ use crate::api::routes::{Access, ApiRoute, delete, get, post};
 use crate::api::{ApiJson, AppState, Caller};
 use crate::plugins::PluginError;
 use crate::plugins::registry::{self, InstallRequest};
-use crate::security::audit::{AuditFilter, now_ms};
+use crate::security::audit::{self, AuditEvent, AuditFilter, AuditPage, now_ms};
 use crate::security::keys::{self, KeyError};
 
 /// The routes of this module, all needing the admin scope. Every change (any method but
@@ -40,6 +40,7 @@ pub(crate) fn routes() -> Vec<ApiRoute> {
         post("/admin/keys", Access::Admin, create_key).body::<CreateKey>(),
         delete("/admin/keys/{id}", Admin, revoke_key),
         get("/admin/audit", Admin, audit),
+        get("/admin/audit/verify", Admin, audit_verify),
     ]
 }
 
@@ -57,12 +58,19 @@ pub(crate) async fn audit_action(
         .get::<Caller>()
         .map_or_else(|| "unknown".to_string(), |c| c.0.id.clone());
     let what = format!("{} {}", req.method(), req.uri().path());
-    let resp = next.run(req).await;
+    // What the handler records (key-created, installed, …) is by this key too.
+    let resp = audit::acting_as_async(who.clone(), next.run(req)).await;
     let status = resp.status().as_u16();
-    let s2 = s.clone();
+    let log = s.gateway.host.audit().clone();
     // sled writes (and their flush) stay off the executor.
     let _ = tokio::task::spawn_blocking(move || {
-        s2.audit("admin-action", &who, format!("{what} -> {status}"));
+        let e = AuditEvent::new("admin-action", &what)
+            .by(&who)
+            .outcome(status.to_string())
+            .detail(format!("{what} -> {status}"));
+        if let Err(e) = log.event(e) {
+            tracing::error!("audit log: {e}");
+        }
     })
     .await;
     resp
@@ -93,17 +101,15 @@ fn key_err(e: KeyError) -> ApiError {
     }
 }
 
-/// Runs registry work (sled, compilation) off the executor.
+/// Runs registry work (sled, compilation) off the executor, as the request's actor (so
+/// what it audits names the key).
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            e.to_string(),
-        )
-    })?
+    let who = audit::current_actor();
+    tokio::task::spawn_blocking(move || audit::acting_as(Some(who), f))
+        .await
+        .map_err(server_err)?
 }
 
 async fn list_plugins(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
@@ -325,9 +331,9 @@ async fn revoke_key(
     Ok(Json(json!({"revoked": rec.id})))
 }
 
-/// `GET /admin/audit?after=SEQ&limit=N&subject=S&kind=K`: one page of the audit log, oldest
-/// first, opening only that page; `next` is the `after` of the following page (null at the
-/// end). Refusals counted but not yet written are summarised first.
+/// `GET /admin/audit?after=SEQ&limit=N&who=W&what=K&target=T&outcome=O`: one page of the
+/// audit log, oldest first, opening only that page; `next` is the `after` of the following
+/// page (null at the end). Refusals counted but not yet written are summarised first.
 async fn audit(
     State(s): State<Arc<AppState>>,
     query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
@@ -335,35 +341,91 @@ async fn audit(
     let Query(q) = query.map_err(|e| {
         ApiError::invalid(None, format!("invalid query string: {e}; {AUDIT_QUERY}"))
     })?;
+    let tail = audit_tail(&q)?;
     let (after, limit, filter) = audit_query(&q)?;
     let a = s.gateway.host.audit().clone();
     let page = blocking(move || {
         a.flush_refusals();
-        a.page(after, limit, &filter).map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                e.to_string(),
-            )
-        })
+        match tail {
+            Some(n) => a.tail(n).map(|records| AuditPage {
+                records,
+                next: None,
+            }),
+            None => a.page(after, limit, &filter),
+        }
+        .map_err(server_err)
     })
     .await?;
     Ok(Json(json!({"records": page.records, "next": page.next})))
 }
 
-const AUDIT_QUERY: &str = "accepted parameters: after (a sequence number from `next`), limit (1 to 1000, default 100), subject, kind";
+fn server_err(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "server_error",
+        e.to_string(),
+    )
+}
+
+/// `GET /admin/audit/verify`: walks the chain from the newest checkpoint (or the start) to
+/// the head and reports the first edited, removed, reordered or inserted entry, or forged
+/// checkpoint (`ok: false`, `problem`, `message`); 200 either way: the report is the answer.
+async fn audit_verify(
+    State(s): State<Arc<AppState>>,
+) -> Result<Json<audit::VerifyReport>, ApiError> {
+    let a = s.gateway.host.audit().clone();
+    let report = blocking(move || {
+        a.flush_refusals();
+        a.verify().map_err(server_err)
+    })
+    .await?;
+    Ok(Json(report))
+}
+
+const AUDIT_QUERY: &str = "accepted parameters: after (a sequence number from `next`), limit (1 to 1000, default 100), who, what (or kind), target (or subject), outcome; or tail (the newest 1 to 1000) alone";
+
+/// `tail=N`: the newest N entries (alone: no paging or filter with it).
+fn audit_tail(q: &BTreeMap<String, String>) -> Result<Option<usize>, ApiError> {
+    let Some(v) = q.get("tail") else {
+        return Ok(None);
+    };
+    if let Some(other) = q.keys().find(|k| k.as_str() != "tail") {
+        return Err(ApiError::invalid(
+            Some(other.clone()),
+            format!("tail is given alone (the newest entries), not with {other}; {AUDIT_QUERY}"),
+        ));
+    }
+    v.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=1000).contains(n))
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::invalid(
+                Some("tail".into()),
+                format!("tail is {v:?}: it must be a whole number from 1 to 1000"),
+            )
+        })
+}
 
 fn audit_query(
     q: &BTreeMap<String, String>,
 ) -> Result<(Option<u64>, usize, AuditFilter), ApiError> {
-    if let Some(k) = q
-        .keys()
-        .find(|k| !matches!(k.as_str(), "after" | "limit" | "subject" | "kind"))
-    {
+    let known = [
+        "after", "limit", "who", "what", "kind", "target", "subject", "outcome", "tail",
+    ];
+    if let Some(k) = q.keys().find(|k| !known.contains(&k.as_str())) {
         return Err(ApiError::invalid(
             Some(k.clone()),
             format!("unknown query parameter {k:?}: {AUDIT_QUERY}"),
         ));
+    }
+    for (a, b) in [("what", "kind"), ("target", "subject")] {
+        if q.contains_key(a) && q.contains_key(b) {
+            return Err(ApiError::invalid(
+                Some(b.into()),
+                format!("{a} and {b} are the same filter: give one of them; {AUDIT_QUERY}"),
+            ));
+        }
     }
     let after = match q.get("after") {
         None => None,
@@ -388,8 +450,10 @@ fn audit_query(
             })?,
     };
     let filter = AuditFilter {
-        subject: q.get("subject").cloned(),
-        kind: q.get("kind").cloned(),
+        who: q.get("who").cloned(),
+        what: q.get("what").or_else(|| q.get("kind")).cloned(),
+        target: q.get("target").or_else(|| q.get("subject")).cloned(),
+        outcome: q.get("outcome").cloned(),
     };
     Ok((after, limit, filter))
 }

@@ -485,6 +485,7 @@ pub fn serve(core: Arc<Core>, listen: &str) -> Result<()> {
         .audit()
         .set_limits(crate::security::audit::AuditLimits {
             max_records: audit_cfg.max_records,
+            segment_records: audit_cfg.segment_records,
             refusal_window: Duration::from_millis(audit_cfg.refusal_window_ms),
         });
     let limits = Limits {
@@ -516,6 +517,21 @@ pub fn serve(core: Arc<Core>, listen: &str) -> Result<()> {
         tracing::info!(%local, "listening");
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let app = router(state.clone());
+        // Buffered audit entries (refusals) reach the disk within a second.
+        let audit = state.gateway.host.audit().clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let a = audit.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    if let Err(e) = a.flush() {
+                        tracing::error!("audit log: {e}");
+                    }
+                })
+                .await;
+            }
+        });
         let server = server::run(listener, app, state, conn_limits, async move {
             shutdown_signal().await;
             let _ = stop_tx.send(true);

@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
 pub mod anonymize;
+pub mod audit;
 pub mod plugin;
 pub mod store;
 
@@ -103,6 +104,9 @@ enum Command {
     /// Maintain the data store: rotate-master, rekey COLLECTION, check.
     #[command(subcommand)]
     Store(store::StoreCommand),
+    /// The audit log: tail, verify the hash chain, archive old segments.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Run texts through a model's plugin pipeline and the model, without HTTP.
     Run {
         /// Model name.
@@ -271,6 +275,10 @@ fn print(v: &Value) {
 
 fn run(cli: Cli) -> Result<()> {
     let g = &cli.global;
+    if !matches!(cli.command, Command::Serve { .. }) {
+        // What a command changes is audited as done by `cli`.
+        crate::security::audit::set_process_actor("cli");
+    }
     match cli.command {
         Command::Serve { listen, models } => {
             let core = Arc::new(core(g)?);
@@ -375,6 +383,10 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
             Ok(())
+        }
+        Command::Audit(cmd) => {
+            let (config, paths) = settings(g)?;
+            audit::run(cmd, &config, &paths)
         }
         Command::Plugin(cmd) => {
             let (config, paths) = settings(g)?;

@@ -404,9 +404,9 @@ pub fn run_with(cmd: PluginCommand, home: &Path, settings: HostSettings) -> anyh
             for r in host.audit().records()? {
                 println!(
                     "{} {:<10} {:<20} {:<28} {}",
-                    r.timestamp_ms,
-                    r.kind,
-                    r.subject,
+                    r.time,
+                    r.what,
+                    r.target,
                     r.capability.unwrap_or_default(),
                     r.detail
                 );

@@ -113,6 +113,9 @@ pub enum Tree {
     ComponentCache,
     /// Audit records: big-endian sequence number → record.
     Audit,
+    /// The audit log's own records: its head (newest seq and hash, MAC'd) and the checkpoints
+    /// left by removed segments (`checkpoint \0 seq`). Clear keys.
+    AuditMeta,
     /// API keys: id → record (hash of the secret, scopes, expiry).
     ApiKeys,
     /// Usage counters of metered trees: namespace (e.g. a plugin's name) → [`Usage`].
@@ -154,6 +157,7 @@ impl Tree {
             Tree::PluginSecrets => "plugin-secrets",
             Tree::ComponentCache => "component-cache",
             Tree::Audit => "audit",
+            Tree::AuditMeta => "audit-meta",
             Tree::ApiKeys => "api-keys",
             Tree::Usage => "usage",
             Tree::Collections => "collections",

@@ -419,13 +419,10 @@ fn each_route_needs_its_own_scope() {
     let records = audit["records"].as_array().unwrap();
     let r = records
         .iter()
-        .find(|r| r["kind"] == "pii-deanonymize" && r["subject"] == deanon_id)
+        .find(|r| r["what"] == "pii-deanonymize" && r["who"] == deanon_id)
         .unwrap_or_else(|| panic!("{audit}"));
-    assert_eq!(r["subject"], deanon_id, "{r}");
-    assert_eq!(
-        r["detail"], "scope default: 1 tokens restored, 0 unknown",
-        "{r}"
-    );
+    assert_eq!(r["target"], "vault:default", "{r}");
+    assert_eq!(r["detail"], "1 tokens restored, 0 unknown", "{r}");
     assert!(!audit.to_string().contains("ann@example.org"), "{audit}");
 }
 

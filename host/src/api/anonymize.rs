@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
+use crate::security::audit::AuditEvent;
 use crate::api::error::ApiError;
 use crate::api::routes::{Access, ApiRoute, post};
 use crate::api::{ApiJson, AppState, Caller, model};
@@ -230,14 +231,15 @@ async fn deanonymize_route(
         .map_err(joined)?
         .map_err(vault_error)?;
     let who = caller.map_or_else(|| "open-mode".to_string(), |c| c.0.0.id.clone());
-    state.audit(
-        "pii-deanonymize",
-        &who,
-        format!(
-            "scope {scope}: {} tokens restored, {} unknown",
+    let event = AuditEvent::new("pii-deanonymize", &format!("vault:{scope}"))
+        .by(&who)
+        .detail(format!(
+            "{} tokens restored, {} unknown",
             restored.restored, restored.unknown
-        ),
-    );
+        ));
+    if let Err(e) = state.gateway.host.audit().event(event) {
+        tracing::error!("audit log: {e}");
+    }
     Ok(Json(json!({
         "scope": scope,
         "text": restored.text,

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod data;
 pub mod error;
 pub mod kserve;
 pub mod metrics;
@@ -71,6 +72,8 @@ pub struct AppState {
     pub started: u64,
     /// API keys.
     pub keys: Keys,
+    /// Collections and their jobs.
+    pub data: data::DataState,
     /// Whether any usable key exists (cached; refreshed when keys change).
     keys_active: AtomicBool,
     /// The address the server listens on; `None` (not set) is never open.
@@ -87,6 +90,7 @@ impl AppState {
         let active = keys.any_active().unwrap_or(true);
         Self {
             keys,
+            data: data::DataState::new(gateway.host.store().clone()),
             keys_active: AtomicBool::new(active),
             core: gateway.core.clone(),
             gateway,
@@ -345,6 +349,7 @@ pub(crate) fn all_routes() -> Vec<ApiRoute> {
     let mut all = openai::routes();
     all.extend(kserve::routes());
     all.extend(admin::routes());
+    all.extend(data::routes());
     all.push(routes::get("/health", Access::Public, health));
     all.push(routes::get("/metrics", Access::Key, metrics_text));
     all.push(routes::get(
@@ -364,6 +369,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             r.handler.route_layer(middleware::from_fn_with_state(
                 state.clone(),
                 admin::audit_action,
+            ))
+        } else if r.access == (Access::Data { write: true }) {
+            r.handler.route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                data::audit_write,
             ))
         } else {
             r.handler

@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
+pub mod data;
 pub mod plugin;
 
 use crate::config::{Config, Paths};
@@ -94,6 +95,9 @@ enum Command {
     /// Manage WebAssembly plugins: install, grant, revoke, enable, disable, remove, …
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Collections: create, ingest files, list, remove, export, search.
+    #[command(subcommand)]
+    Data(data::DataCommand),
     /// Run texts through a model's plugin pipeline and the model, without HTTP.
     Run {
         /// Model name.
@@ -155,7 +159,8 @@ enum ModelsCommand {
 enum KeysCommand {
     /// Create a key and print its secret once.
     Create {
-        /// Scope (repeatable): models:<name>, models:*, admin, data:<collection>, data:*.
+        /// Scope (repeatable): models:<name>, models:*, admin, data:<collection>,
+        /// data:<collection>:write, data:*, data:*:write.
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
         /// A label for listings.
@@ -363,6 +368,7 @@ fn run(cli: Cli) -> Result<()> {
                 crate::plugins::HostSettings::from(&config.plugins),
             )
         }
+        Command::Data(cmd) => data::run_with(cmd, core(g)?),
         Command::Run {
             model,
             texts,

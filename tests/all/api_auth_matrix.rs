@@ -60,6 +60,8 @@ struct Creds {
     other_model: String,
     models: String,
     admin: String,
+    /// `data:*:write`.
+    data: String,
 }
 
 fn key(home: &Home, scope: &str, expires: Option<&str>) -> (String, String) {
@@ -80,11 +82,12 @@ fn creds(home: &Home, usable: bool) -> Creds {
     let (rev_id, revoked) = key(home, "admin", None);
     let out = home.cmd(&["keys", "revoke", &rev_id]).output().unwrap();
     assert!(out.status.success(), "{}", crate::support::text(&out));
-    let (mut other_model, mut models, mut admin) = Default::default();
+    let (mut other_model, mut models, mut admin, mut data) = Default::default();
     if usable {
         other_model = key(home, "models:tiny-classifier", None).1;
         models = key(home, "models:*", None).1;
         admin = key(home, "admin", None).1;
+        data = key(home, "data:*:write", None).1;
     }
     std::thread::sleep(Duration::from_millis(1100)); // the expired key expires
     Creds {
@@ -93,6 +96,7 @@ fn creds(home: &Home, usable: bool) -> Creds {
         other_model,
         models,
         admin,
+        data,
     }
 }
 
@@ -120,10 +124,10 @@ fn concrete(path: &str) -> String {
 }
 
 fn token(c: &Creds, cred: Cred, access: Access) -> Option<String> {
-    let right = if access == Access::Admin {
-        &c.admin
-    } else {
-        &c.models
+    let right = match access {
+        Access::Admin => &c.admin,
+        Access::Data { .. } => &c.data,
+        _ => &c.models,
     };
     match cred {
         Cred::None => None,
@@ -205,6 +209,7 @@ fn every_route_answers_every_credential_as_its_access_says() {
             other_model: c.expired.clone(),
             models: c.expired.clone(),
             admin: c.expired.clone(),
+            data: c.expired.clone(),
             ..c
         },
         &[None, Malformed, Wrong, Expired, Revoked],

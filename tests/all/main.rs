@@ -25,4 +25,7 @@ mod plugins_quotas;
 mod plugins_sandbox;
 mod plugins_shipped;
 
+mod data_collections;
+mod data_ingest;
+
 mod fuzz_replay;

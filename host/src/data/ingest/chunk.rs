@@ -61,17 +61,16 @@ mod tests {
     /// Whitespace "tokenizer": each word is split into pieces of at most 3 bytes.
     fn spans(text: &str) -> Vec<TokenSpan> {
         let mut out = Vec::new();
-        let mut word = 0;
-        let mut pos = 0;
-        for w in text.split(' ') {
+        let mut pos = 0usize;
+        for (word, w) in text.split(' ').enumerate() {
+            let end = pos.saturating_add(w.len());
             let mut s = pos;
-            while s < pos + w.len() {
-                let e = (s + 3).min(pos + w.len());
-                out.push(TokenSpan { start: s, end: e, word: Some(word) });
+            while s < end {
+                let e = s.saturating_add(3).min(end);
+                out.push(TokenSpan { start: s, end: e, word: u32::try_from(word).ok() });
                 s = e;
             }
-            pos += w.len() + 1;
-            word += 1;
+            pos = end.saturating_add(1);
         }
         out
     }

@@ -396,7 +396,20 @@ fn start_job(
     let jobs = st.data.jobs.clone();
     let job = jobs
         .create("ingest", &coll.name)
-        .map_err(|e| ApiError::from(DataError::from(e)))?;
+        .map_err(|e| ApiError::from(DataError::from(e)))?
+        .ok_or_else(|| {
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                format!(
+                    "{} ingest jobs are running: retry when one has finished (GET /v1/jobs/{{id}}), or send smaller uploads (up to {JOB_CHUNKS} chunks and {JOB_BYTES} bytes are stored at once)",
+                    crate::data::jobs::MAX_RUNNING
+                ),
+            )
+            .with_code("jobs_busy");
+            e.retry_after = Some(5);
+            e
+        })?;
     let (st, mut rec) = (st.clone(), job.clone());
     let spawned = std::thread::Builder::new()
         .name(format!("ingest-{}", job.id))

@@ -14,6 +14,9 @@ use serde_json::Value;
 use crate::data::{Store, StoreError, Tree};
 use crate::security::audit::now_ms;
 
+/// Jobs one process runs at once (each on its own thread); more are refused (busy).
+pub const MAX_RUNNING: usize = 4;
+
 /// Where a job is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -71,8 +74,9 @@ impl Jobs {
         }
     }
 
-    /// Records a new queued job run by this process.
-    pub fn create(&self, kind: &str, collection: &str) -> Result<JobRecord, StoreError> {
+    /// Records a new queued job run by this process; `None` when [`MAX_RUNNING`] jobs of
+    /// this process are queued or running already.
+    pub fn create(&self, kind: &str, collection: &str) -> Result<Option<JobRecord>, StoreError> {
         let mut b = [0u8; 8];
         OsRng.fill_bytes(&mut b);
         let now = now_ms();
@@ -88,12 +92,21 @@ impl Jobs {
             created_ms: now,
             updated_ms: now,
         };
-        self.mine
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(rec.id.clone());
-        self.store.put_json(Tree::Jobs, rec.id.as_bytes(), &rec)?;
-        Ok(rec)
+        {
+            let mut mine = self.mine.lock().unwrap_or_else(|e| e.into_inner());
+            if mine.len() >= MAX_RUNNING {
+                return Ok(None);
+            }
+            mine.insert(rec.id.clone());
+        }
+        if let Err(e) = self.store.put_json(Tree::Jobs, rec.id.as_bytes(), &rec) {
+            self.mine
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&rec.id);
+            return Err(e);
+        }
+        Ok(Some(rec))
     }
 
     /// Writes a job's new state; a finished job is no longer this process's to run.
@@ -140,7 +153,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("db"), Sealer::from_key([1; 32])).unwrap();
         let jobs = Jobs::new(s.clone());
-        let mut j = jobs.create("ingest", "c").unwrap();
+        let mut j = jobs.create("ingest", "c").unwrap().unwrap();
         j.state = JobState::Running;
         jobs.update(&mut j).unwrap();
         assert_eq!(jobs.get(&j.id).unwrap().unwrap().state, JobState::Running);
@@ -151,5 +164,12 @@ mod tests {
         jobs.update(&mut j).unwrap();
         assert_eq!(later.get(&j.id).unwrap().unwrap().state, JobState::Succeeded);
         assert!(jobs.get("nope").unwrap().is_none());
+        // At most MAX_RUNNING at once; a finished one makes room.
+        let mut more: Vec<_> = (1..MAX_RUNNING).map(|_| jobs.create("ingest", "c").unwrap().unwrap()).collect();
+        let _last = jobs.create("ingest", "c").unwrap().unwrap();
+        assert!(jobs.create("ingest", "c").unwrap().is_none());
+        more[0].state = JobState::Failed;
+        jobs.update(&mut more[0]).unwrap();
+        assert!(jobs.create("ingest", "c").unwrap().is_some());
     }
 }

@@ -264,6 +264,10 @@ fn operation(r: &ApiRoute) -> utoipa::openapi::path::Operation {
                 error_response(
                     "the key lacks the collection's data scope (data:<collection>, or :write to change it)",
                 ),
+            )
+            .response(
+                "502",
+                error_response("a preprocessor plugin or the model failed during ingest or a text query"),
             ),
         Access::Key | Access::Model => op
             .security(SecurityRequirement::new("bearer", Vec::<String>::new()))

@@ -40,7 +40,12 @@ with open(sys.argv[1], "w") as f:
 PY
 
 check() { # $1: ack log → prints "acked present missing count_ok"
-  "$BIN" data ls crash > "$WORK/ls.json" 2> "$WORK/ls.err" || { echo "OPEN-FAILED"; cat "$WORK/ls.err" >&2; return; }
+  "$BIN" data ls > "$WORK/all.json" 2> "$WORK/ls.err" || { echo "OPEN-FAILED"; cat "$WORK/ls.err" >&2; return; }
+  if grep -q '"name": "crash"' "$WORK/all.json"; then
+    "$BIN" data ls crash > "$WORK/ls.json" 2> "$WORK/ls.err" || { echo "OPEN-FAILED"; cat "$WORK/ls.err" >&2; return; }
+  else # killed before the ingest created the collection
+    echo '{"collection": {"documents": 0}, "documents": []}' > "$WORK/ls.json"
+  fi
   python3 - "$WORK/ls.json" "$1" <<'PY'
 import json, sys
 ls = json.load(open(sys.argv[1]))

@@ -186,6 +186,15 @@ fn collections_over_http_ingest_search_jobs_and_deletes() {
             "{e}"
         );
     }
+    // Open mode takes JSON only: a web page could post a multipart form to loopback.
+    let (ctype, bytes) = multipart(&[], &[("a.txt", "text")]);
+    let r = Client::new()
+        .post(s.at("/v1/collections/docs/documents"))
+        .header("content-type", ctype)
+        .body(bytes)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 415);
     let (code, e) = call(
         &s,
         "POST",

@@ -62,6 +62,8 @@ struct Creds {
     admin: String,
     /// `pii:anonymize` and `pii:deanonymize`.
     pii: String,
+    /// `data:*:write`.
+    data: String,
 }
 
 fn key(home: &Home, scope: &str, expires: Option<&str>) -> (String, String) {
@@ -82,7 +84,7 @@ fn creds(home: &Home, usable: bool) -> Creds {
     let (rev_id, revoked) = key(home, "admin", None);
     let out = home.cmd(&["keys", "revoke", &rev_id]).output().unwrap();
     assert!(out.status.success(), "{}", crate::support::text(&out));
-    let (mut other_model, mut models, mut admin, mut pii) = Default::default();
+    let (mut other_model, mut models, mut admin, mut pii, mut data) = Default::default();
     if usable {
         other_model = key(home, "models:tiny-classifier", None).1;
         models = key(home, "models:*", None).1;
@@ -96,6 +98,7 @@ fn creds(home: &Home, usable: bool) -> Creds {
             "pii:deanonymize",
         ]);
         pii = v["secret"].as_str().unwrap().to_string();
+        data = key(home, "data:*:write", None).1;
     }
     std::thread::sleep(Duration::from_millis(1100)); // the expired key expires
     Creds {
@@ -105,6 +108,7 @@ fn creds(home: &Home, usable: bool) -> Creds {
         models,
         admin,
         pii,
+        data,
     }
 }
 
@@ -135,6 +139,7 @@ fn token(c: &Creds, cred: Cred, access: Access) -> Option<String> {
     let right = match access {
         Access::Admin => &c.admin,
         Access::Scope(_) => &c.pii,
+        Access::Data { .. } => &c.data,
         _ => &c.models,
     };
     match cred {
@@ -218,6 +223,7 @@ fn every_route_answers_every_credential_as_its_access_says() {
             models: c.expired.clone(),
             admin: c.expired.clone(),
             pii: c.expired.clone(),
+            data: c.expired.clone(),
             ..c
         },
         &[None, Malformed, Wrong, Expired, Revoked],

@@ -26,6 +26,8 @@ mod plugins_sandbox;
 mod plugins_shipped;
 
 mod data_anonymize;
+mod data_collections;
+mod data_ingest;
 mod security_audit;
 
 mod fuzz_replay;

@@ -8,13 +8,14 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use crate::api::error::ApiError;
+use crate::api::routes::{Access, access_of};
 use crate::api::{AppState, BodyLimit, Caller, ParsedBody, parse_body, read_body};
 use crate::security::keys::{KeyRecord, Refusal};
 
@@ -63,6 +64,10 @@ async fn authorize(state: &AppState, req: Request, path: &str) -> Result<Request
         }
         return Ok(with_caller(req, key));
     }
+    let matched = req.extensions().get::<MatchedPath>().map(|m| m.as_str());
+    if let Some(Access::Data { write }) = matched.and_then(|m| access_of(req.method(), m)) {
+        return check_data(state, peer, req, key, path, write);
+    }
     if let Some(scope) = crate::api::anonymize::scope_of(path) {
         if !key.has_scope(scope) {
             let msg = format!(
@@ -94,6 +99,39 @@ async fn authorize(state: &AppState, req: Request, path: &str) -> Result<Request
         return Err(refuse_scope(state, peer, &key, &what, msg));
     }
     Ok(with_caller(req, key))
+}
+
+/// A data route: the key needs the collection's read or write scope.
+fn check_data(
+    state: &AppState,
+    peer: Option<SocketAddr>,
+    req: Request,
+    key: KeyRecord,
+    path: &str,
+    write: bool,
+) -> Result<Request, ApiError> {
+    let collection = collection_of_path(path).unwrap_or_default();
+    let allowed = if write {
+        key.can_write_data(collection)
+    } else {
+        key.can_read_data(collection)
+    };
+    if allowed {
+        return Ok(with_caller(req, key));
+    }
+    let need = if write { ":write" } else { "" };
+    let msg = format!(
+        "key {} lacks the scope data:{collection}{need} (or data:*{need}); it has {}",
+        key.id,
+        key.scopes.join(", ")
+    );
+    let what = format!("{path}: no scope data:{collection}{need}");
+    Err(refuse_scope(state, peer, &key, &what, msg))
+}
+
+/// The collection a `/v1/collections/{name}…` path names.
+fn collection_of_path(path: &str) -> Option<&str> {
+    path.strip_prefix("/v1/collections/")?.split('/').next()
 }
 
 fn with_caller(mut req: Request, key: KeyRecord) -> Request {

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod admin;
 pub mod anonymize;
+pub mod data;
 pub mod error;
 pub mod kserve;
 pub mod metrics;
@@ -72,6 +73,8 @@ pub struct AppState {
     pub started: u64,
     /// API keys.
     pub keys: Keys,
+    /// Collections and their jobs.
+    pub data: data::DataState,
     /// Whether any usable key exists (cached; refreshed when keys change).
     keys_active: AtomicBool,
     /// The address the server listens on; `None` (not set) is never open.
@@ -88,6 +91,7 @@ impl AppState {
         let active = keys.any_active().unwrap_or(true);
         Self {
             keys,
+            data: data::DataState::new(gateway.host.store().clone()),
             keys_active: AtomicBool::new(active),
             core: gateway.core.clone(),
             gateway,
@@ -347,6 +351,7 @@ pub(crate) fn all_routes() -> Vec<ApiRoute> {
     all.extend(kserve::routes());
     all.extend(admin::routes());
     all.extend(anonymize::routes());
+    all.extend(data::routes());
     all.push(routes::get("/health", Access::Public, health));
     all.push(routes::get("/metrics", Access::Key, metrics_text));
     all.push(routes::get(
@@ -366,6 +371,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             r.handler.route_layer(middleware::from_fn_with_state(
                 state.clone(),
                 admin::audit_action,
+            ))
+        } else if r.access == (Access::Data { write: true }) {
+            r.handler.route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                data::audit_write,
             ))
         } else {
             r.handler

@@ -255,6 +255,20 @@ fn operation(r: &ApiRoute) -> utoipa::openapi::path::Operation {
             .security(SecurityRequirement::new("bearer", Vec::<String>::new()))
             .response("401", error_response("missing or invalid key"))
             .response("403", error_response("the key lacks the admin scope")),
+        Access::Data { .. } => op
+            .security(SecurityRequirement::new("bearer", Vec::<String>::new()))
+            .security(SecurityRequirement::default())
+            .response("401", error_response("missing or invalid key"))
+            .response(
+                "403",
+                error_response(
+                    "the key lacks the collection's data scope (data:<collection>, or :write to change it)",
+                ),
+            )
+            .response(
+                "502",
+                error_response("a preprocessor plugin or the model failed during ingest or a text query"),
+            ),
         Access::Key | Access::Model => op
             .security(SecurityRequirement::new("bearer", Vec::<String>::new()))
             // Open loopback mode: no key at all.

@@ -27,6 +27,13 @@ pub enum Access {
     Admin,
     /// A key (unless open) with this scope (e.g. `pii:deanonymize`).
     Scope(&'static str),
+    /// A key (unless open) with a data scope for the collection the path names: to read
+    /// (`data:<collection>`, `data:*`, or either with `:write`) or, with `write`, to change
+    /// it (`data:<collection>:write`, `data:*:write`).
+    Data {
+        /// Whether the route changes the collection.
+        write: bool,
+    },
 }
 
 /// One route of the router.
@@ -110,6 +117,17 @@ where
     T: 'static,
 {
     route(Method::DELETE, MethodFilter::DELETE, path, access, h)
+}
+
+/// The access of the route with this method and (axum) path, from the route table.
+pub fn access_of(method: &Method, path: &str) -> Option<Access> {
+    static TABLE: std::sync::OnceLock<Vec<(Method, &'static str, Access)>> =
+        std::sync::OnceLock::new();
+    TABLE
+        .get_or_init(route_list)
+        .iter()
+        .find(|(m, p, _)| m == method && *p == path)
+        .map(|r| r.2)
 }
 
 /// Every route: (method, path, access), from the same table the router is built from.

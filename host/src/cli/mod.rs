@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 pub mod anonymize;
 pub mod audit;
+pub mod data;
 pub mod plugin;
 pub mod store;
 
@@ -107,6 +108,9 @@ enum Command {
     /// The audit log: tail, verify the hash chain, archive old segments.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Collections: create, ingest files, list, remove, export, search.
+    #[command(subcommand)]
+    Data(data::DataCommand),
     /// Run texts through a model's plugin pipeline and the model, without HTTP.
     Run {
         /// Model name.
@@ -168,8 +172,9 @@ enum ModelsCommand {
 enum KeysCommand {
     /// Create a key and print its secret once.
     Create {
-        /// Scope (repeatable): models:<name>, models:*, admin, data:<collection>, data:*,
-        /// pii:anonymize[:<vault-scope>], pii:deanonymize[:<vault-scope>].
+        /// Scope (repeatable): models:<name>, models:*, admin, data:<collection>,
+        /// data:<collection>:write, data:*, data:*:write, pii:anonymize[:<vault-scope>],
+        /// pii:deanonymize[:<vault-scope>].
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
         /// A label for listings.
@@ -397,6 +402,7 @@ fn run(cli: Cli) -> Result<()> {
             )
         }
         Command::Store(cmd) => store::run(cmd, &settings(g)?.1.home),
+        Command::Data(cmd) => data::run_with(cmd, core(g)?),
         Command::Run {
             model,
             texts,

@@ -104,6 +104,17 @@ impl Input {
     }
 }
 
+/// One token of a text: its byte range in the text and the index of the word it belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenSpan {
+    /// First byte.
+    pub start: usize,
+    /// One past the last byte.
+    pub end: usize,
+    /// The word (pre-tokenizer piece) the token is part of.
+    pub word: Option<u32>,
+}
+
 /// A tokenizer configured for llmos: no fixed padding, truncation at the model's real limit.
 #[derive(Debug, Clone)]
 pub struct TextEncoder {
@@ -256,6 +267,26 @@ impl TextEncoder {
             .encode_fast(text, special)
             .map(|e| e.get_ids().to_vec())
             .map_err(|e| TextError::Tokenizer(e.to_string()))
+    }
+
+    /// The tokens of one text without special tokens and without truncation, as byte
+    /// offsets into `text` with each token's word index (for chunking a long text by the
+    /// model's own tokens), and how many special tokens the model adds to every text.
+    pub fn spans(&self, text: &str) -> Result<(Vec<TokenSpan>, usize), TextError> {
+        let tok = |t: &str, special: bool| {
+            self.plain
+                .encode(t, special)
+                .map_err(|e| TextError::Tokenizer(e.to_string()))
+        };
+        let enc = tok(text, false)?;
+        let added = tok("a", true)?.len().saturating_sub(tok("a", false)?.len());
+        let spans = enc
+            .get_offsets()
+            .iter()
+            .zip(enc.get_word_ids())
+            .map(|(&(start, end), &word)| TokenSpan { start, end, word })
+            .collect();
+        Ok((spans, added))
     }
 
     /// Text of token ids.

@@ -1,10 +1,14 @@
 //! Persistent data: the [`store`] (sealed values, keyed-hash keys, envelope keys) over a
-//! [`backend`] (sled).
+//! [`backend`] (sled), [`collections`] of embedded documents, [`ingest`] (files to chunks to
+//! vectors), background [`jobs`], [`anonymize`] and its pseudonym [`vault`].
 
+pub mod anonymize;
 pub mod backend;
+pub mod collections;
+pub mod ingest;
+pub mod jobs;
 mod keyring;
 pub mod maintain;
-pub mod anonymize;
 pub mod store;
 pub mod vault;
 

@@ -16,6 +16,7 @@
 
 pub mod bindings;
 pub mod core_backend;
+pub mod embedder;
 pub mod engine;
 pub mod gateway;
 pub mod host;

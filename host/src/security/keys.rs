@@ -2,9 +2,10 @@
 //! stored (sealed, in the store's `api-keys` tree). The secret is shown once, at creation.
 //!
 //! Scopes: `models:<name>` / `models:*` (inference on those models), `admin` (the admin
-//! API), `data:<collection>` / `data:*` (the data module, later), `pii:anonymize` and
-//! `pii:deanonymize` (`POST /v1/anonymize`, `POST /v1/deanonymize`), each also narrowed to
-//! one vault scope: `pii:deanonymize:<tenant>`.
+//! API), `data:<collection>` / `data:*` (read a collection: get, list, search, export) and
+//! `data:<collection>:write` / `data:*:write` (also change it: create, ingest, delete),
+//! `pii:anonymize` and `pii:deanonymize` (`POST /v1/anonymize`, `POST /v1/deanonymize`), each
+//! also narrowed to one vault scope: `pii:deanonymize:<tenant>`.
 
 use chacha20poly1305::aead::OsRng;
 use chacha20poly1305::aead::rand_core::RngCore;
@@ -19,7 +20,7 @@ use crate::security::audit::now_ms;
 pub enum KeyError {
     /// A scope that is not one of the accepted forms.
     #[error(
-        "invalid scope {0:?}: accepted are models:<name>, models:*, admin, data:<collection>, data:*, pii:anonymize[:<vault-scope>], pii:deanonymize[:<vault-scope>]"
+        "invalid scope {0:?}: accepted are models:<name>, models:*, admin, data:<collection>, data:<collection>:write, data:*, data:*:write, pii:anonymize[:<vault-scope>], pii:deanonymize[:<vault-scope>]"
     )]
     BadScope(String),
     /// No scope given.
@@ -95,6 +96,27 @@ impl KeyRecord {
         })
     }
 
+    /// Whether the key may read `collection` (`data:<collection>`, `data:*`, or either with
+    /// `:write`, which implies read).
+    pub fn can_read_data(&self, collection: &str) -> bool {
+        self.scopes.iter().any(|s| {
+            let Some(rest) = s.strip_prefix("data:") else {
+                return false;
+            };
+            let name = rest.strip_suffix(":write").unwrap_or(rest);
+            name == "*" || name == collection
+        })
+    }
+
+    /// Whether the key may change `collection` (`data:<collection>:write`, `data:*:write`).
+    pub fn can_write_data(&self, collection: &str) -> bool {
+        self.scopes.iter().any(|s| {
+            s.strip_prefix("data:")
+                .and_then(|r| r.strip_suffix(":write"))
+                .is_some_and(|name| name == "*" || name == collection)
+        })
+    }
+
     /// Whether the key has the `admin` scope.
     pub fn is_admin(&self) -> bool {
         self.scopes.iter().any(|s| s == "admin")
@@ -125,7 +147,10 @@ fn check_scope(s: &str) -> Result<(), KeyError> {
                 .is_some_and(|r| r.is_empty() || r.strip_prefix(':').is_some_and(ok_name))
         })
         || s.strip_prefix("models:").is_some_and(ok_name)
-        || s.strip_prefix("data:").is_some_and(ok_name);
+        || s
+            .strip_prefix("data:")
+            .map(|r| r.strip_suffix(":write").unwrap_or(r))
+            .is_some_and(ok_name);
     if ok {
         Ok(())
     } else {
@@ -401,5 +426,26 @@ mod tests {
             253_402_300_799_000
         );
         assert!(parse_expiry("1s", u64::MAX - 10).is_err());
+    }
+
+    #[test]
+    fn data_scopes_read_write_and_wildcards() {
+        let (_d, k) = keys();
+        let scopes = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (r, _) = k.create("", &scopes(&["data:docs", "data:notes:write"]), None).unwrap();
+        assert!(r.can_read_data("docs") && !r.can_write_data("docs"));
+        assert!(r.can_read_data("notes") && r.can_write_data("notes"), "write implies read");
+        assert!(!r.can_read_data("other") && !r.can_read_data("doc"));
+        assert!(!r.allows_model("docs"));
+        let (all, _) = k.create("", &scopes(&["data:*"]), None).unwrap();
+        assert!(all.can_read_data("x") && !all.can_write_data("x"));
+        let (w, _) = k.create("", &scopes(&["data:*:write"]), None).unwrap();
+        assert!(w.can_write_data("x") && w.can_read_data("x"));
+        let (m, _) = k.create("", &scopes(&["models:*", "admin"]), None).unwrap();
+        assert!(!m.can_read_data("x"));
+        for bad in ["data:", "data::write", "data:a:read", "data:a b", "data:a:write:write"] {
+            let e = k.create("", &scopes(&[bad]), None).unwrap_err().to_string();
+            assert!(e.contains("data:<collection>:write"), "{bad}: {e}");
+        }
     }
 }

@@ -25,4 +25,6 @@ mod plugins_quotas;
 mod plugins_sandbox;
 mod plugins_shipped;
 
+mod data_retrieval;
+
 mod fuzz_replay;

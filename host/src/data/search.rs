@@ -73,6 +73,9 @@ pub enum SearchError {
     /// A filter that does not parse.
     #[error("filter: {0}")]
     Filter(String),
+    /// An unknown precision name.
+    #[error("unknown precision `{0}`; accepted: f32, int8")]
+    Precision(String),
 }
 
 /// How the rows are stored.
@@ -85,6 +88,19 @@ pub enum Precision {
     /// 8-bit integers with one `f32` scale per row (and per query): a quarter of the memory
     /// and memory traffic, scores within about 1% of exact.
     Int8,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = SearchError;
+
+    /// `f32` or `int8`.
+    fn from_str(s: &str) -> Result<Self, SearchError> {
+        match s {
+            "f32" => Ok(Precision::F32),
+            "int8" => Ok(Precision::Int8),
+            other => Err(SearchError::Precision(other.to_owned())),
+        }
+    }
 }
 
 /// One result: the vector's key and its cosine similarity to the query.
@@ -179,6 +195,15 @@ impl VectorIndex {
     /// Whether the index holds no vector.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
+    }
+
+    /// Bytes held by the vectors (the matrix and, for int8, the row scales); keys and
+    /// metadata not included.
+    pub fn vector_bytes(&self) -> usize {
+        match &self.rows {
+            Rows::F32(m) => m.len().saturating_mul(4),
+            Rows::Int8 { values, scales } => values.len().saturating_add(scales.len().saturating_mul(4)),
+        }
     }
 
     /// Whether `key` is in the index.
@@ -889,6 +914,20 @@ mod tests {
             index.upsert("again", &new, Map::new()).unwrap();
             assert_eq!(keys(&index.search(&new, 5, None).unwrap()), vec!["again"]);
         }
+    }
+
+    #[test]
+    fn precision_names_and_memory() {
+        assert_eq!("int8".parse::<Precision>(), Ok(Precision::Int8));
+        assert_eq!("f32".parse::<Precision>(), Ok(Precision::F32));
+        assert_eq!(
+            "f16".parse::<Precision>().unwrap_err().to_string(),
+            "unknown precision `f16`; accepted: f32, int8"
+        );
+        assert_eq!(serde_json::to_value(Precision::Int8).unwrap(), json!("int8"));
+        // 20 dimensions are padded to 32: 32 × 4 bytes per f32 row, 32 + 4 per int8 row.
+        assert_eq!(filled(Precision::F32, 10, 20, 1).0.vector_bytes(), 10 * 32 * 4);
+        assert_eq!(filled(Precision::Int8, 10, 20, 1).0.vector_bytes(), 10 * (32 + 4));
     }
 
     #[test]

@@ -286,38 +286,8 @@ impl VectorIndex {
         let mut q = unit_vector(query, self.dims, "query")?;
         q.resize(self.stride, 0.0);
         let filter = filter.filter(|f| !f.conditions.is_empty());
-        let n = self.len();
-        let threads = if n.saturating_mul(self.stride) >= PARALLEL_CELLS {
-            self.threads.min(n).max(1)
-        } else {
-            1
-        };
-        let parts: Vec<TopK<'_>> = if threads == 1 {
-            vec![self.scan(0..n, &q, filter, top_k)]
-        } else {
-            let per = n.div_ceil(threads);
-            let ranges: Vec<Range<usize>> = (0..threads)
-                .map(|i| {
-                    let start = i.saturating_mul(per).min(n);
-                    start..start.saturating_add(per).min(n)
-                })
-                .collect();
-            std::thread::scope(|s| {
-                let handles: Vec<_> = ranges
-                    .into_iter()
-                    .map(|r| {
-                        let q = &q;
-                        s.spawn(move || self.scan(r, q, filter, top_k))
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-                    .collect()
-            })
-        };
         let mut best = TopK::new(top_k);
-        for part in parts {
+        for part in self.scan_all(&q, filter, top_k) {
             for Reverse(c) in part.heap {
                 best.offer(c.score, || c.key);
             }
@@ -331,6 +301,38 @@ impl VectorIndex {
                 score: c.score,
             })
             .collect())
+    }
+
+    /// Scans every row: on this thread alone for a small index, else split into one range
+    /// per thread (the last range on this thread). One top-k per range.
+    fn scan_all<'a>(&'a self, q: &[f32], filter: Option<&Filter>, k: usize) -> Vec<TopK<'a>> {
+        let n = self.len();
+        let threads = if n.saturating_mul(self.stride) >= PARALLEL_CELLS {
+            self.threads.min(n).max(1)
+        } else {
+            1
+        };
+        if threads == 1 {
+            return vec![self.scan(0..n, q, filter, k)];
+        }
+        let per = n.div_ceil(threads);
+        let mut ranges = (0..threads).map(|i| {
+            let start = i.saturating_mul(per).min(n);
+            start..start.saturating_add(per).min(n)
+        });
+        let mine = ranges.next_back();
+        std::thread::scope(|s| {
+            let handles: Vec<_> = ranges
+                .map(|r| s.spawn(move || self.scan(r, q, filter, k)))
+                .collect();
+            let mut parts: Vec<TopK<'a>> = mine.map(|r| self.scan(r, q, filter, k)).into_iter().collect();
+            parts.extend(
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))),
+            );
+            parts
+        })
     }
 
     /// Scores rows `range` against the padded unit `query`; the best `k` that pass `filter`.

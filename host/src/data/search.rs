@@ -919,6 +919,15 @@ mod tests {
     }
 
     #[test]
+    fn an_index_can_be_shared_between_threads() {
+        // The collections layer keeps one index per collection behind a lock and searches
+        // it from blocking threads.
+        fn shared<T: Send + Sync>() {}
+        shared::<VectorIndex>();
+        shared::<Filter>();
+    }
+
+    #[test]
     fn precision_names_and_memory() {
         assert_eq!("int8".parse::<Precision>(), Ok(Precision::Int8));
         assert_eq!("f32".parse::<Precision>(), Ok(Precision::F32));

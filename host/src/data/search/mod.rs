@@ -639,6 +639,9 @@ mod tests {
         assert!(index.len() * index.stride >= PARALLEL_CELLS);
         let threaded = index.clone().with_threads(3);
         let single = index.with_threads(1);
+        // 16 dimensions need no padding, so a raw query can go to the scan.
+        assert_eq!(threaded.scan_all(&[0.25; 16], None, 5).len(), 3, "3 ranges");
+        assert_eq!(single.scan_all(&[0.25; 16], None, 5).len(), 1);
         let mut rng = Rng(7);
         for _ in 0..5 {
             let q = rng.vector(16);

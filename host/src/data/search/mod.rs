@@ -339,6 +339,9 @@ impl VectorIndex {
         k: usize,
     ) -> TopK<'a> {
         let mut top = TopK::new(k);
+        if self.stride == 0 {
+            return top; // 0 dimensions: no vector can be stored (chunks of 0 would panic)
+        }
         let passes = |row: usize| {
             filter.is_none_or(|f| self.metadata.get(row).is_some_and(|m| f.matches(m)))
         };
@@ -831,5 +834,9 @@ mod tests {
         ));
         assert!(index.search(&[f32::NEG_INFINITY, 0.0, 0.0], 1, None).unwrap_err().to_string().contains("query has a non-finite value"));
         assert!(matches!(index.search(&[0.0; 3], 1, None), Err(SearchError::ZeroVector { what: "query" })));
+        // An index of 0 dimensions accepts nothing and answers with an error, not a panic.
+        let mut empty = VectorIndex::new(0, Precision::Int8);
+        assert!(matches!(empty.upsert("a", &[], m()), Err(SearchError::ZeroVector { .. })));
+        assert!(matches!(empty.search(&[], 1, None), Err(SearchError::ZeroVector { .. })));
     }
 }

@@ -29,6 +29,7 @@ mod data_anonymize;
 mod data_collections;
 mod data_ingest;
 mod security_audit;
+mod data_retrieval;
 
 mod fuzz_replay;
 

@@ -9,6 +9,7 @@ pub mod ingest;
 pub mod jobs;
 mod keyring;
 pub mod maintain;
+pub mod search;
 pub mod store;
 pub mod vault;
 

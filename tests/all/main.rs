@@ -28,8 +28,8 @@ mod plugins_shipped;
 mod data_anonymize;
 mod data_collections;
 mod data_ingest;
-mod security_audit;
 mod data_retrieval;
+mod security_audit;
 
 mod fuzz_replay;
 

@@ -147,7 +147,21 @@ impl SledBackend {
     /// Opens (or creates) the database in `path`; another process holding it is
     /// [`BackendError::Locked`].
     pub fn open(path: &Path) -> Result<Self, BackendError> {
-        match sled::Config::new().path(path).open() {
+        // A store closed a moment ago (a dropped handle whose flusher thread has not yet let
+        // go, an `llmos` command that just exited) holds its lock briefly: wait up to a second.
+        let mut tries = 0u32;
+        let opened = loop {
+            match sled::Config::new().path(path).open() {
+                Err(sled::Error::Io(e))
+                    if tries < 40 && e.to_string().contains("could not acquire lock") =>
+                {
+                    tries = tries.saturating_add(1);
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                }
+                other => break other,
+            }
+        };
+        match opened {
             Ok(db) => {
                 let mut b = Self {
                     db,

@@ -7,7 +7,8 @@
 //! index and the collection's counts) are one atomic, flushed [`Store::put_many`].
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -208,13 +209,15 @@ pub struct Batch {
 }
 
 /// The collections of one store. Writes to one collection are serialised (counts stay
-/// right); searches read a copy of the collection's vectors kept in memory, dropped on
-/// every write.
+/// right); searches read the collection's vectors kept in memory (decrypted once, on first
+/// search), which ingest writes update in place and deletes prune.
 #[derive(Debug)]
 pub struct Collections {
     store: Store,
     locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
-    loaded: Mutex<HashMap<String, Arc<Loaded>>>,
+    loaded: Mutex<HashMap<String, Arc<RwLock<Loaded>>>>,
+    /// Bumped by every write: a load that raced a write is used once, never kept.
+    writes: AtomicU64,
 }
 
 impl Collections {
@@ -224,6 +227,7 @@ impl Collections {
             store,
             locks: Mutex::default(),
             loaded: Mutex::default(),
+            writes: AtomicU64::new(0),
         }
     }
 
@@ -238,8 +242,27 @@ impl Collections {
     }
 
     fn forget(&self, name: &str) {
+        self.writes.fetch_add(1, Ordering::SeqCst);
         let mut m = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
         m.remove(name);
+    }
+
+    /// The loaded index of `name`, if a search opened it.
+    fn loaded_now(&self, name: &str) -> Option<Arc<RwLock<Loaded>>> {
+        let m = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(name).cloned()
+    }
+
+    /// Brings a loaded index up to date after a stored batch (or drops it if that fails).
+    fn loaded_add(&self, name: &str, chunks: Vec<ChunkRecord>) {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        if let Some(l) = self.loaded_now(name) {
+            let mut w = l.write().unwrap_or_else(|e| e.into_inner());
+            if w.add(chunks).is_err() {
+                drop(w);
+                self.forget(name);
+            }
+        }
     }
 
     /// A keyed fingerprint (hex, 128 bits) of `data` for `context`.
@@ -376,7 +399,12 @@ impl Collections {
         coll.updated_ms = now_ms();
         self.store
             .put(Tree::Collections, name.as_bytes(), &encode(&coll))?;
-        self.forget(name);
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        if let Some(l) = self.loaded_now(name) {
+            l.write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove_document(id);
+        }
         Ok(doc)
     }
 
@@ -416,7 +444,7 @@ impl Collections {
             .map(|(t, k, v)| (*t, k.as_slice(), v.as_slice()))
             .collect();
         self.store.put_many(&writes)?;
-        self.forget(name);
+        self.loaded_add(name, batch.chunks.clone());
         Ok(())
     }
 
@@ -431,22 +459,21 @@ impl Collections {
         filter: &Filter,
     ) -> Result<Vec<Hit>, DataError> {
         let loaded = self.loaded(name)?;
-        scan::search(&loaded, query, top_k, filter)
+        let l = loaded.read().unwrap_or_else(|e| e.into_inner());
+        scan::search(&l, query, top_k, filter)
     }
 
-    fn loaded(&self, name: &str) -> Result<Arc<Loaded>, DataError> {
+    fn loaded(&self, name: &str) -> Result<Arc<RwLock<Loaded>>, DataError> {
         self.require(name)?;
-        if let Some(l) = self
-            .loaded
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-        {
-            return Ok(l.clone());
+        if let Some(l) = self.loaded_now(name) {
+            return Ok(l);
         }
-        let l = Arc::new(Loaded::from_chunks(self.all_chunks(name)?)?);
+        let before = self.writes.load(Ordering::SeqCst);
+        let l = Arc::new(RwLock::new(Loaded::from_chunks(self.all_chunks(name)?)?));
         let mut m = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
-        m.insert(name.to_string(), l.clone());
+        if self.writes.load(Ordering::SeqCst) == before {
+            m.insert(name.to_string(), l.clone());
+        }
         Ok(l)
     }
 }

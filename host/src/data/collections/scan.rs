@@ -1,106 +1,31 @@
-//! The interim exact search of a collection: every vector in one row-major `f32` matrix,
-//! metadata filters checked before scoring, scores are dot products of L2-normalised
-//! vectors (cosine). `data/search.rs`'s `VectorIndex` takes its place behind
-//! [`super::Collections::search`].
+//! A collection opened for search: its chunks' vectors in a [`VectorIndex`] (one contiguous
+//! normalised matrix, exact scan; see `data/search`) keyed by chunk id, and the rows' text,
+//! document and metadata beside it. Kept in step with ingest writes; scores are cosine.
 
-use std::cmp::Ordering;
+use std::collections::HashMap;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::{ChunkRecord, DataError};
+use crate::data::search::{self, Precision, SearchError, VectorIndex};
 
-/// What filters accept, for error messages.
-const FILTER_RULE: &str = "a JSON object of metadata field → value (equality), or → an object of \
-     operators eq, in (a list), gt, gte, lt, lte (numbers or strings)";
-
-/// One condition on a metadata field.
-#[derive(Debug, Clone, PartialEq)]
-enum Cond {
-    Eq(Value),
-    In(Vec<Value>),
-    Gt(Value),
-    Gte(Value),
-    Lt(Value),
-    Lte(Value),
-}
-
-/// A metadata filter: every condition must hold.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Filter(Vec<(String, Cond)>);
+/// A metadata filter (see [`search::Filter`]); `null` or absent is no filter.
+#[derive(Debug, Clone, Default)]
+pub struct Filter(Option<search::Filter>);
 
 impl Filter {
-    /// Parses `{"field": value}` (equality) and `{"field": {"gte": 1, "lt": 5}}`,
-    /// `{"field": {"in": [..]}}`; `null` is no filter.
+    /// Parses a filter: `null` is none, otherwise [`search::Filter::parse`]'s forms.
     pub fn parse(v: &Value) -> Result<Self, DataError> {
-        let bad = |m: String| DataError::BadQuery(format!("filter: {m}; accepted: {FILTER_RULE}"));
-        let obj = match v {
-            Value::Null => return Ok(Self::default()),
-            Value::Object(o) => o,
-            other => return Err(bad(format!("got {other}"))),
-        };
-        let mut conds = Vec::new();
-        for (field, want) in obj {
-            let Value::Object(ops) = want else {
-                conds.push((field.clone(), Cond::Eq(want.clone())));
-                continue;
-            };
-            if ops.is_empty() {
-                return Err(bad(format!("field {field:?} has an empty operator object")));
-            }
-            for (op, arg) in ops {
-                let c = match (op.as_str(), arg) {
-                    ("eq", a) => Cond::Eq(a.clone()),
-                    ("in", Value::Array(a)) => Cond::In(a.clone()),
-                    ("in", a) => return Err(bad(format!("{field}.in must be a list, got {a}"))),
-                    ("gt" | "gte" | "lt" | "lte", a) if !(a.is_number() || a.is_string()) => {
-                        return Err(bad(format!("{field}.{op} must be a number or a string, got {a}")));
-                    }
-                    ("gt", a) => Cond::Gt(a.clone()),
-                    ("gte", a) => Cond::Gte(a.clone()),
-                    ("lt", a) => Cond::Lt(a.clone()),
-                    ("lte", a) => Cond::Lte(a.clone()),
-                    (other, _) => return Err(bad(format!("unknown operator {other:?} on {field:?}"))),
-                };
-                conds.push((field.clone(), c));
-            }
+        match v {
+            Value::Null => Ok(Self(None)),
+            v => search::Filter::parse(v).map(|f| Self(Some(f))).map_err(bad),
         }
-        Ok(Self(conds))
-    }
-
-    /// Whether `meta` passes.
-    pub fn matches(&self, meta: &Map<String, Value>) -> bool {
-        self.0.iter().all(|(field, c)| {
-            let Some(v) = meta.get(field) else {
-                return false;
-            };
-            match c {
-                Cond::Eq(w) => same(v, w),
-                Cond::In(ws) => ws.iter().any(|w| same(v, w)),
-                Cond::Gt(w) => order(v, w) == Some(Ordering::Greater),
-                Cond::Gte(w) => matches!(order(v, w), Some(Ordering::Greater | Ordering::Equal)),
-                Cond::Lt(w) => order(v, w) == Some(Ordering::Less),
-                Cond::Lte(w) => matches!(order(v, w), Some(Ordering::Less | Ordering::Equal)),
-            }
-        })
     }
 }
 
-/// Equal, with numbers compared by value (`1` equals `1.0`).
-fn same(a: &Value, b: &Value) -> bool {
-    match (a.as_f64(), b.as_f64()) {
-        (Some(x), Some(y)) => x == y,
-        _ => a == b,
-    }
-}
-
-/// Numbers by value, strings by bytes; anything else (or a mix) is unordered.
-fn order(a: &Value, b: &Value) -> Option<Ordering> {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64()?.partial_cmp(&y.as_f64()?),
-        (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
-        _ => None,
-    }
+fn bad(e: SearchError) -> DataError {
+    DataError::BadQuery(e.to_string())
 }
 
 /// A search result.
@@ -118,102 +43,103 @@ pub struct Hit {
     pub metadata: Map<String, Value>,
 }
 
-/// A collection's chunks opened into memory: one contiguous matrix and the rows' details.
+/// What a result shows besides the vector (the metadata lives in the index, for filters).
+#[derive(Debug)]
+struct Row {
+    document: String,
+    text: String,
+}
+
+/// A collection's chunks opened into memory.
 #[derive(Debug, Default)]
 pub struct Loaded {
-    dims: usize,
-    matrix: Vec<f32>,
-    rows: Vec<ChunkRecord>,
+    index: Option<VectorIndex>,
+    rows: HashMap<String, Row>,
 }
 
 impl Loaded {
     /// Loads chunks (their embeddings must all have one size).
     pub fn from_chunks(chunks: Vec<ChunkRecord>) -> Result<Self, DataError> {
         let mut out = Self::default();
-        for mut c in chunks {
-            let v = c.vector().ok_or_else(|| {
-                DataError::BadQuery(format!("chunk {} has a malformed embedding", c.id()))
-            })?;
-            if out.rows.is_empty() {
-                out.dims = v.len();
-            } else if v.len() != out.dims {
-                return Err(DataError::BadQuery(format!(
-                    "chunk {} has {} dimensions, the others {}",
-                    c.id(),
-                    v.len(),
-                    out.dims
-                )));
-            }
-            out.matrix.extend_from_slice(&v);
-            c.embedding = String::new(); // kept once, in the matrix
-            out.rows.push(c);
-        }
+        out.add(chunks)?;
         Ok(out)
+    }
+
+    /// Adds (or replaces) chunks.
+    pub fn add(&mut self, chunks: Vec<ChunkRecord>) -> Result<(), DataError> {
+        for c in chunks {
+            let id = c.id();
+            let v = c.vector().ok_or_else(|| {
+                DataError::BadQuery(format!("chunk {id} has a malformed embedding"))
+            })?;
+            let index = self.index.get_or_insert_with(|| {
+                let mut i = VectorIndex::new(v.len(), Precision::F32);
+                i.reserve(1024);
+                i
+            });
+            index
+                .upsert(&id, &v, c.metadata)
+                .map_err(|e| DataError::BadQuery(format!("chunk {id}: {e}")))?;
+            self.rows.insert(
+                id,
+                Row {
+                    document: c.document,
+                    text: c.text,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Removes the chunks of document `id`.
+    pub fn remove_document(&mut self, id: &str) {
+        let prefix = format!("{id}:");
+        if let Some(index) = self.index.as_mut() {
+            index.remove_where(|k| k.starts_with(&prefix));
+        }
+        self.rows.retain(|k, _| !k.starts_with(&prefix));
+    }
+
+    /// How many chunks are loaded.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether nothing is loaded.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
     }
 }
 
-/// The `top_k` best rows of `l` for `query` that pass `filter`, best first.
-pub(super) fn search(l: &Loaded, query: &[f32], top_k: usize, filter: &Filter) -> Result<Vec<Hit>, DataError> {
-    if l.rows.is_empty() || top_k == 0 {
+/// The `top_k` best chunks of `l` for `query` that pass `filter`, best first.
+pub(super) fn search(
+    l: &Loaded,
+    query: &[f32],
+    top_k: usize,
+    filter: &Filter,
+) -> Result<Vec<Hit>, DataError> {
+    let Some(index) = l.index.as_ref().filter(|i| !i.is_empty()) else {
         return Ok(Vec::new());
-    }
-    if query.len() != l.dims {
+    };
+    if query.len() != index.dims() {
         return Err(DataError::BadQuery(format!(
             "the query vector has {} dimensions; this collection's model makes {}",
             query.len(),
-            l.dims
+            index.dims()
         )));
     }
-    let mut scored: Vec<(f32, usize)> = l
-        .matrix
-        .chunks_exact(l.dims)
-        .zip(&l.rows)
-        .enumerate()
-        .filter(|(_, (_, r))| filter.matches(&r.metadata))
-        .map(|(i, (row, _))| (row.iter().zip(query).map(|(a, b)| a * b).sum(), i))
-        .collect();
-    let best = |a: &(f32, usize), b: &(f32, usize)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
-    if scored.len() > top_k {
-        scored.select_nth_unstable_by(top_k, best);
-        scored.truncate(top_k);
-    }
-    scored.sort_by(best);
-    Ok(scored
+    let hits = index.search(query, top_k, filter.0.as_ref()).map_err(bad)?;
+    Ok(hits
         .into_iter()
-        .filter_map(|(score, i)| {
-            let r = l.rows.get(i)?;
+        .filter_map(|h| {
+            let row = l.rows.get(&h.key)?;
             Some(Hit {
-                score,
-                document: r.document.clone(),
-                chunk: r.id(),
-                text: r.text.clone(),
-                metadata: r.metadata.clone(),
+                score: h.score,
+                document: row.document.clone(),
+                text: row.text.clone(),
+                metadata: index.metadata(&h.key).cloned().unwrap_or_default(),
+                chunk: h.key,
             })
         })
         .collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn filters_check_equality_lists_and_ranges() {
-        let m = json!({"year": 2021, "lang": "en", "tag": "b"});
-        let m = m.as_object().unwrap();
-        let pass = |f: Value| Filter::parse(&f).unwrap().matches(m);
-        assert!(pass(json!({"lang": "en", "year": 2021.0})));
-        assert!(!pass(json!({"lang": "de"})));
-        assert!(pass(json!({"tag": {"in": ["a", "b"]}})));
-        assert!(pass(json!({"year": {"gte": 2021, "lt": 2022}})));
-        assert!(!pass(json!({"year": {"gt": 2021}})));
-        assert!(pass(json!({"lang": {"gt": "de"}})));
-        assert!(!pass(json!({"year": {"gt": "2000"}})), "no order between a number and a string");
-        assert!(!pass(json!({"missing": 1})));
-        for bad in [json!([1]), json!({"year": {"near": 1}}), json!({"year": {"in": 1}}), json!({"y": {"gt": [1]}})] {
-            let e = Filter::parse(&bad).unwrap_err().to_string();
-            assert!(e.contains("accepted: "), "{e}");
-        }
-    }
 }

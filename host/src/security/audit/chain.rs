@@ -549,11 +549,8 @@ impl Chain {
         let mut st = lock(&self.state);
         self.write_pending(&mut st)?;
         let mut dropped = Vec::new();
-        loop {
-            let first = match self.store.keys(Tree::Audit, b"", 1)?.first() {
-                Some(k) => seq_of(k)?,
-                None => break,
-            };
+        while let Some(k) = self.store.keys(Tree::Audit, b"", 1)?.first() {
+            let first = seq_of(k)?;
             if segment_end(first, segment) >= before {
                 break;
             }

@@ -362,3 +362,68 @@ fn settings_are_checked_and_say_what_is_accepted() {
         serde_json::json!([])
     );
 }
+
+/// Every file under `dir` (recursively) that holds `needle`.
+fn files_holding(dir: &std::path::Path, needle: &str) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_holding(&p, needle));
+        } else if std::fs::read(&p)
+            .unwrap()
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes())
+        {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn nothing_ingested_appears_in_clear_in_any_file_of_the_data_folder() {
+    let home = Home::new();
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(
+        src.path().join("plain-file-marker-3391.txt"),
+        "The zephyr-text-marker-4471 crossed the harbour at dawn.",
+    )
+    .unwrap();
+    std::fs::write(
+        src.path().join("records.jsonl"),
+        concat!(
+            r#"{"id": "docid-marker-5123", "text": "A lantern-text-marker-6620 hung by the door.", "#,
+            r#""owner": "metadata-marker-9034"}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let coll = "coll-marker-7788";
+    let dir = src.path().display().to_string();
+    let v = home.json(&["data", "ingest", &dir, "--collection", coll, "--quiet"]);
+    assert_eq!(v["report"]["documents_stored"], 2, "{v:#}");
+    // Searching opens the collection (vectors decrypted in memory only) and finds the text.
+    let hits = search(&home, coll, "a lantern by the door", &[]);
+    assert!(
+        hits[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("lantern-text-marker-6620"),
+        "{hits:?}"
+    );
+    // Every process has exited: whatever the store holds is on disk now.
+    for m in [
+        "zephyr-text-marker-4471",
+        "lantern-text-marker-6620",
+        "docid-marker-5123",
+        "metadata-marker-9034",
+        "plain-file-marker-3391",
+        coll,
+    ] {
+        let found = files_holding(home.dir.path(), m);
+        assert!(found.is_empty(), "{m} in clear in {found:?}");
+    }
+    // The scan does find what is kept in clear (the config file names the models folder).
+    assert!(!files_holding(home.dir.path(), "manifest_dirs").is_empty());
+}

@@ -453,6 +453,7 @@ fn data_scopes_guard_every_collection_route_and_multipart_uploads_work() {
     let other = key(&home, &["data:other:write"]);
     let models = key(&home, &["models:*"]);
     let read_all = key(&home, &["data:*"]);
+    let admin = key(&home, &["admin"]);
     let s = home.serve(&["--models", "minilm"]);
     let missing = |code: u16, e: &Value, scope: &str| {
         assert_eq!(
@@ -630,6 +631,34 @@ fn data_scopes_guard_every_collection_route_and_multipart_uploads_work() {
     let (code, e) = call(&s, "GET", &format!("/v1/jobs/{id}"), Some(&other), None);
     missing(code, &e, "data:docs");
     assert_eq!(wait_job(&s, id, Some(&read))["state"], "succeeded");
+
+    // Every write is in the audit log with the writing key and the collection (refusals are
+    // recorded by the auth layer as denials); reads, searches included, are not.
+    let (_, audit) = call(
+        &s,
+        "GET",
+        "/admin/audit?what=data-write&limit=100",
+        Some(&admin),
+        None,
+    );
+    let writes = audit["records"].as_array().unwrap();
+    let write_id = write.split('_').nth(1).unwrap();
+    assert!(
+        writes.iter().any(|r| r["who"] == write_id
+            && r["target"] == "collection:docs"
+            && r["outcome"] == "ok"
+            && r["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("POST /v1/collections/docs/documents")),
+        "{audit:#}"
+    );
+    assert!(
+        writes.iter().all(|r| r["detail"]
+            .as_str()
+            .is_some_and(|d| !d.starts_with("GET") && !d.contains("/search"))),
+        "{audit:#}"
+    );
 }
 
 #[test]

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
+use crate::security::audit::AuditEvent;
 use crate::api::error::ApiError;
 use crate::api::routes::{Access, ApiRoute, delete, get, post};
 use crate::api::{ApiJson, AppState, BodyLimit, Caller, model};
@@ -137,11 +138,26 @@ pub(crate) async fn audit_write(State(s): State<Arc<AppState>>, req: Request, ne
     let who = req
         .extensions()
         .get::<Caller>()
-        .map_or_else(|| "open".to_string(), |c| c.0.id.clone());
-    let what = format!("{} {}", req.method(), req.uri().path());
+        .map_or_else(|| "open-mode".to_string(), |c| c.0.id.clone());
+    let path = req.uri().path().to_string();
+    let target = path
+        .strip_prefix("/v1/collections/")
+        .and_then(|rest| rest.split('/').next())
+        .map_or_else(|| path.clone(), |name| format!("collection:{name}"));
+    let what = format!("{} {path}", req.method());
     let resp = next.run(req).await;
-    let status = resp.status().as_u16();
-    let _ = tokio::task::spawn_blocking(move || s.audit("data-write", &who, format!("{what} -> {status}"))).await;
+    let status = resp.status();
+    let event = AuditEvent::new("data-write", &target)
+        .by(&who)
+        .outcome(if status.is_success() { "ok" } else { "failed" })
+        .detail(format!("{what} -> {}", status.as_u16()));
+    let log = s.gateway.host.audit().clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Err(e) = log.event(event) {
+            tracing::error!("audit log: {e}");
+        }
+    })
+    .await;
     resp
 }
 

@@ -129,12 +129,12 @@ pub fn run_with(cmd: DataCommand, core: Core) -> Result<()> {
             match document {
                 Some(id) => {
                     let d = c.delete_document(&name, &id)?;
-                    audit(c.store(), format!("data rm {name} --document {id}"));
+                    audit(c.store(), &name, format!("data rm {name} --document {id}"));
                     print(&json!({"collection": name, "document": d.id, "deleted": true}));
                 }
                 None => {
                     let r = c.delete(&name)?;
-                    audit(c.store(), format!("data rm {name}"));
+                    audit(c.store(), &name, format!("data rm {name}"));
                     print(&json!({"collection": r.name, "deleted": true, "documents": r.documents, "chunks": r.chunks}));
                 }
             }
@@ -147,7 +147,7 @@ pub fn run_with(cmd: DataCommand, core: Core) -> Result<()> {
             let old = c.get(&name)?;
             let rec = resolve_settings(&gw.core, c.store(), &name, old.as_ref(), &settings.update())?;
             c.save(&rec)?;
-            audit(c.store(), format!("data create {name}"));
+            audit(c.store(), &name, format!("data create {name}"));
             print(&serde_json::to_value(c.require(&name)?)?);
             Ok(())
         }
@@ -203,9 +203,14 @@ pub fn run_with(cmd: DataCommand, core: Core) -> Result<()> {
 }
 
 /// Records a change made from the command line in the audit log (who: `cli`).
-fn audit(store: &Store, what: String) {
+fn audit(store: &Store, collection: &str, what: String) {
     let log = crate::security::AuditLog::new(store.clone());
-    if let Err(e) = log.record("data-write", "cli", None, what) {
+    let event = crate::security::audit::AuditEvent::new(
+        "data-write",
+        &format!("collection:{collection}"),
+    )
+    .detail(what);
+    if let Err(e) = log.event(event) {
         eprintln!("warning: audit log: {e}");
     }
 }
@@ -313,6 +318,7 @@ fn ingest_paths(gw: &Gateway, paths: &[PathBuf], o: &IngestOpts<'_>) -> Result<(
     let outcome = stored.as_ref().map_or_else(|e| format!("failed: {e}"), |()| "ok".into());
     audit(
         c.store(),
+        &coll.name,
         format!(
             "data ingest into {}: {} documents, {} chunks stored ({outcome})",
             coll.name, report.documents_stored, report.chunks_stored

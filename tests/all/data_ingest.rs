@@ -293,6 +293,16 @@ fn long_texts_are_chunked_with_overlap_duplicates_skipped_and_documents_replaced
     );
     let hits = search(&home, "c", "fast running bird", &["--top-k", "1"]);
     assert_eq!(hits[0]["document"], "one");
+    // The penguin text "one" held moved to "two", which has it too.
+    let hits = search(&home, "c", "penguins swimming", &["--top-k", "1"]);
+    assert_eq!(
+        (&hits[0]["document"], &hits[0]["text"]),
+        (
+            &"two".into(),
+            &"Penguins cannot fly but swim very well.".into()
+        ),
+        "{hits:#?}"
+    );
 
     // rm --document removes it from search; rm removes the collection.
     let v = home.json(&["data", "rm", "c", "--document", "long"]);
@@ -426,4 +436,112 @@ fn nothing_ingested_appears_in_clear_in_any_file_of_the_data_folder() {
     }
     // The scan does find what is kept in clear (the config file names the models folder).
     assert!(!files_holding(home.dir.path(), "manifest_dirs").is_empty());
+}
+
+/// Chunks of a collection as `llmos data export` shows them, by document.
+fn exported_chunks(home: &Home, coll: &str) -> Vec<Value> {
+    let out = home.cmd(&["data", "export", coll]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["object"] == "chunk")
+        .collect()
+}
+
+/// Data-key records of collections in the store's clear metadata (read without any key).
+fn collection_keys(home: &Home) -> usize {
+    use llmos::data::backend::{Backend, SledBackend};
+    let b = SledBackend::open(&home.dir.path().join("store")).unwrap();
+    b.scan_prefix("store-meta", b"data-key\0c").unwrap().count()
+}
+
+#[test]
+fn a_paragraph_two_documents_share_stays_findable_until_the_last_of_them_is_deleted() {
+    let home = Home::new();
+    let dir = tempfile::tempdir().unwrap();
+    let shared = "The harbour lighthouse was rebuilt in granite after the storm of 1881, and its \
+                  keeper logged every passing ship by lantern light through forty winters of \
+                  fog, gales and ice on the northern sea.";
+    let a = format!("{shared} Apples from the valley orchards ripen late in October.");
+    let b = format!("{shared} Copper kettles hang above the bakery ovens on Mill Street.");
+    let line = |id: &str, text: &str, tag: &str| {
+        serde_json::json!({"id": id, "text": text, "tag": tag}).to_string()
+    };
+    let jl = dir.path().join("docs.jsonl");
+    std::fs::write(&jl, [line("a", &a, "a"), line("b", &b, "b")].join("\n")).unwrap();
+    let jl = jl.display().to_string();
+    home.json(&[
+        "data",
+        "create",
+        "c",
+        "--chunk-tokens",
+        "32",
+        "--overlap-tokens",
+        "4",
+    ]);
+    let v = home.json(&["data", "ingest", &jl, "--collection", "c", "--quiet"]);
+    assert_eq!(v["report"]["chunks_skipped"], 1, "{v:#}");
+    let query = "granite lighthouse keeper logged ships by lantern";
+    let top = |home: &Home| search(home, "c", query, &["--top-k", "1"]);
+    let first = top(&home);
+    assert_eq!(first[0]["chunk"], "a:0", "{first:#?}");
+    let text_of = first[0]["text"].clone();
+    assert!(
+        text_of
+            .as_str()
+            .unwrap()
+            .starts_with("The harbour lighthouse"),
+        "{first:#?}"
+    );
+
+    // Deleting a: the paragraph is now b's (its metadata), and counts match what is stored.
+    home.json(&["data", "rm", "c", "--document", "a"]);
+    let hits = top(&home);
+    assert_eq!(
+        (&hits[0]["chunk"], &hits[0]["text"]),
+        (&"b:0".into(), &text_of),
+        "{hits:#?}"
+    );
+    assert_eq!(hits[0]["metadata"]["tag"], "b");
+    let stored = exported_chunks(&home, "c");
+    assert!(stored.iter().all(|c| c["document"] == "b"), "{stored:#?}");
+    let ls = home.json(&["data", "ls", "c"]);
+    assert_eq!(ls["collection"]["documents"], 1, "{ls:#}");
+    assert_eq!(ls["collection"]["chunks"], stored.len(), "{ls:#}");
+    assert_eq!(ls["documents"][0]["duplicates"], 0, "{ls:#}");
+
+    // Deleting b too: the paragraph is gone.
+    home.json(&["data", "rm", "c", "--document", "b"]);
+    assert!(top(&home).is_empty());
+    let ls = home.json(&["data", "ls", "c"]);
+    assert_eq!(
+        (&ls["collection"]["documents"], &ls["collection"]["chunks"]),
+        (&0.into(), &0.into()),
+        "{ls:#}"
+    );
+
+    // Ingesting b again stores every chunk of it, the paragraph included.
+    std::fs::write(dir.path().join("docs.jsonl"), line("b", &b, "b")).unwrap();
+    let v = home.json(&["data", "ingest", &jl, "--collection", "c", "--quiet"]);
+    assert_eq!(v["report"]["chunks_skipped"], 0, "{v:#}");
+    assert_eq!(v["report"]["chunks_stored"], stored.len(), "{v:#}");
+    assert_eq!(top(&home)[0]["chunk"], "b:0");
+
+    // Deleting the collection removes its data key; a new one of that name gets its own
+    // and the whole store still opens (`llmos store check`).
+    assert_eq!(collection_keys(&home), 1);
+    home.json(&["data", "rm", "c"]);
+    assert_eq!(
+        collection_keys(&home),
+        0,
+        "the deleted collection's key is gone"
+    );
+    home.json(&["store", "check"]);
+    home.json(&["data", "ingest", &jl, "--collection", "c", "--quiet"]);
+    assert_eq!(collection_keys(&home), 1);
+    let check = home.json(&["store", "check"]);
+    assert_eq!(check["errors"], serde_json::json!([]), "{check:#}");
+    assert_eq!(top(&home)[0]["chunk"], "b:0");
 }

@@ -6,7 +6,7 @@
 //! [`ChunkRecord`]). Writes of one batch (chunks, the documents they complete, the hash
 //! index and the collection's counts) are one atomic, flushed [`Store::put_many`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -18,8 +18,10 @@ use crate::data::{Store, StoreError, Tree};
 use crate::security::audit::now_ms;
 
 mod scan;
+mod shared;
 
 pub use scan::{Filter, Hit, Loaded};
+pub use shared::{Owner, Shared, split_chunk_id};
 
 /// Errors of collections and documents.
 #[derive(Debug, thiserror::Error)]
@@ -206,6 +208,9 @@ pub struct Batch {
     pub chunks: Vec<ChunkRecord>,
     /// Documents whose last chunk is in this batch (or earlier).
     pub documents: Vec<DocumentRecord>,
+    /// Chunks of those documents not stored because another chunk holds their text: the
+    /// text's hash and the chunk (recorded in the hash's entry, so the text can move to it).
+    pub shared: Vec<(String, Owner)>,
 }
 
 /// The collections of one store. Writes to one collection are serialised (counts stay
@@ -318,6 +323,14 @@ impl Collections {
             rec.documents = old.documents;
             rec.chunks = old.chunks;
             rec.created_ms = old.created_ms;
+        } else {
+            // A new collection gets a fresh data key: one left by a collection of the same
+            // name deleted before keys went with their collection is dropped first (unless
+            // it still seals entries).
+            match self.store.remove_collection(&rec.name) {
+                Ok(_) | Err(StoreError::NotEmpty { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         rec.updated_ms = now_ms();
         self.store
@@ -332,11 +345,12 @@ impl Collections {
         let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
         let ns = key(name, "");
         // Chunks first: a crash part-way leaves a listed collection to delete again, never
-        // searchable chunks without their collection.
+        // searchable chunks without their collection. Then the record and the data key
+        // together (crypto-shredding: leftovers in the database's log no longer open).
         self.store.remove_prefix(Tree::Chunks, &ns)?;
         self.store.remove_prefix(Tree::Documents, &ns)?;
-        self.store.remove(Tree::Collections, name.as_bytes())?;
         self.forget(name);
+        self.store.remove_collection(name)?;
         Ok(rec)
     }
 
@@ -390,33 +404,70 @@ impl Collections {
             collection: name.to_string(),
             id: id.to_string(),
         })?;
-        let removed = self
-            .store
-            .remove_prefix(Tree::Chunks, &key(name, &format!("{id}:")))?;
-        self.store.remove(Tree::Documents, &key(name, id))?;
+        let chunks = self.chunks(name, id)?;
+        let mut plan = Rehome::new(id);
+        for c in &chunks {
+            plan.chunk(self, name, c)?;
+        }
         coll.documents = coll.documents.saturating_sub(1);
-        coll.chunks = coll.chunks.saturating_sub(removed as u64);
+        coll.chunks = coll
+            .chunks
+            .saturating_sub(chunks.len() as u64)
+            .saturating_add(plan.chunks.len() as u64);
         coll.updated_ms = now_ms();
-        self.store
-            .put(Tree::Collections, name.as_bytes(), &encode(&coll))?;
+        let mut removes: Vec<(Tree, Vec<u8>)> = chunks
+            .iter()
+            .map(|c| (Tree::Chunks, key(name, &c.id())))
+            .collect();
+        removes.extend(plan.gone.iter().map(|h| (Tree::Documents, hash_key(name, h))));
+        removes.push((Tree::Documents, key(name, id)));
+        let mut puts: Vec<(Tree, Vec<u8>, Vec<u8>)> = Vec::new();
+        for c in &plan.chunks {
+            puts.push((Tree::Chunks, key(name, &c.id()), encode(c)));
+        }
+        for (h, e) in &plan.entries {
+            puts.push((Tree::Documents, hash_key(name, h), encode(e)));
+        }
+        for d in plan.docs.values().flatten().filter(|d| plan.touched.contains(&d.id)) {
+            puts.push((Tree::Documents, key(name, &d.id), encode(d)));
+        }
+        puts.push((Tree::Collections, name.as_bytes().to_vec(), encode(&coll)));
+        let rm: Vec<(Tree, &[u8])> = removes.iter().map(|(t, k)| (*t, k.as_slice())).collect();
+        let put: Vec<(Tree, &[u8], &[u8])> = puts
+            .iter()
+            .map(|(t, k, v)| (*t, k.as_slice(), v.as_slice()))
+            .collect();
+        // One atomic step: a crash leaves the document whole or gone, its shared texts moved.
+        self.store.write_many(&put, &rm)?;
         self.writes.fetch_add(1, Ordering::SeqCst);
         if let Some(l) = self.loaded_now(name) {
             l.write()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove_document(id);
         }
+        self.loaded_add(name, plan.chunks);
         Ok(doc)
     }
 
     /// The id of the stored chunk whose cut text has fingerprint `hash`, if one is stored
     /// (an index entry whose chunk is gone, after a delete, does not count).
     pub fn stored_hash(&self, name: &str, hash: &str) -> Result<Option<String>, DataError> {
-        let Some(id) = self.store.get(Tree::Documents, &hash_key(name, hash))? else {
+        let Some(entry) = self.shared(name, hash)? else {
             return Ok(None);
         };
-        let id = String::from_utf8_lossy(&id).into_owned();
-        let present = self.store.get(Tree::Chunks, &key(name, &id))?.is_some();
-        Ok(present.then_some(id))
+        let present = self.store.get(Tree::Chunks, &key(name, &entry.chunk))?.is_some();
+        Ok(present.then_some(entry.chunk))
+    }
+
+    /// The de-duplication entry of a chunk text's hash.
+    pub fn shared(&self, name: &str, hash: &str) -> Result<Option<Shared>, DataError> {
+        let k = hash_key(name, hash);
+        let Some(bytes) = self.store.get(Tree::Documents, &k)? else {
+            return Ok(None);
+        };
+        Shared::decode(&bytes)
+            .map(Some)
+            .map_err(|message| decode_error(Tree::Documents, &k, message))
     }
 
     /// Stores a batch atomically (one flushed transaction) and updates the counts.
@@ -430,10 +481,28 @@ impl Collections {
         coll.chunks = coll.chunks.saturating_add(batch.chunks.len() as u64);
         coll.updated_ms = now_ms();
         let mut owned: Vec<(Tree, Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut entries: BTreeMap<&str, Shared> = BTreeMap::new();
         for c in &batch.chunks {
             let id = c.id();
             owned.push((Tree::Chunks, key(name, &id), encode(c)));
-            owned.push((Tree::Documents, hash_key(name, &c.hash), id.into_bytes()));
+            // Owners recorded under an entry whose chunk is gone still count.
+            let mut e = self.shared(name, &c.hash)?.unwrap_or_default();
+            e.owners.retain(|o| o.chunk != id);
+            e.chunk = id;
+            entries.insert(&c.hash, e);
+        }
+        for (hash, owner) in &batch.shared {
+            let e = match entries.entry(hash) {
+                std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::btree_map::Entry::Vacant(v) => match self.shared(name, hash)? {
+                    Some(e) => v.insert(e),
+                    None => continue, // its holder was emptied by a preprocessor
+                },
+            };
+            e.add(owner.clone());
+        }
+        for (hash, e) in &entries {
+            owned.push((Tree::Documents, hash_key(name, hash), encode(e)));
         }
         for d in &batch.documents {
             owned.push((Tree::Documents, key(name, &d.id), encode(d)));
@@ -478,19 +547,93 @@ impl Collections {
     }
 }
 
+/// What deleting one document changes in the de-duplication index: each text it holds moves
+/// to the first recorded owner that still stands (a document of that id with the content it
+/// had then), as a new chunk under that document with its metadata; a text nobody else has
+/// loses its entry.
+struct Rehome<'a> {
+    /// The document being deleted.
+    deleted: &'a str,
+    /// Chunks made for the new holders.
+    chunks: Vec<ChunkRecord>,
+    /// Entries rewritten, by hash.
+    entries: Vec<(String, Shared)>,
+    /// Entries removed (nobody else has the text), by hash.
+    gone: Vec<String>,
+    /// Documents read (`None`: not stored), and those whose `duplicates` changed.
+    docs: HashMap<String, Option<DocumentRecord>>,
+    touched: std::collections::HashSet<String>,
+}
+
+impl<'a> Rehome<'a> {
+    fn new(deleted: &'a str) -> Self {
+        Self {
+            deleted,
+            chunks: Vec::new(),
+            entries: Vec::new(),
+            gone: Vec::new(),
+            docs: HashMap::new(),
+            touched: std::collections::HashSet::new(),
+        }
+    }
+
+    /// Plans the move of `c`'s text, when `c` is what holds it.
+    fn chunk(&mut self, c: &Collections, name: &str, chunk: &ChunkRecord) -> Result<(), DataError> {
+        let Some(mut entry) = c.shared(name, &chunk.hash)? else {
+            return Ok(());
+        };
+        if entry.chunk != chunk.id() {
+            return Ok(()); // held by another chunk, which stays
+        }
+        let deleted = self.deleted;
+        let mut owners = std::mem::take(&mut entry.owners)
+            .into_iter()
+            .filter(|o| split_chunk_id(&o.chunk).is_some_and(|(d, _)| d != deleted));
+        while let Some(o) = owners.next() {
+            let Some((doc, seq)) = split_chunk_id(&o.chunk) else {
+                continue;
+            };
+            let slot = match self.docs.entry(doc.to_string()) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => v.insert(c.document(name, doc)?),
+            };
+            let Some(target) = slot.as_mut().filter(|d| d.hash == o.document_hash) else {
+                continue; // deleted, or replaced by other content
+            };
+            target.duplicates = target.duplicates.saturating_sub(1);
+            self.touched.insert(target.id.clone());
+            self.chunks.push(ChunkRecord {
+                document: target.id.clone(),
+                seq,
+                metadata: target.metadata.clone(),
+                ..chunk.clone()
+            });
+            entry.chunk = o.chunk;
+            entry.owners = owners.collect();
+            self.entries.push((chunk.hash.clone(), entry));
+            return Ok(());
+        }
+        self.gone.push(chunk.hash.clone());
+        Ok(())
+    }
+}
+
 fn decode<T: serde::de::DeserializeOwned>(tree: Tree, k: &[u8], v: &[u8]) -> Result<T, DataError> {
-    serde_json::from_slice(v).map_err(|e| {
-        DataError::Store(StoreError::Decode {
-            tree: tree.name(),
-            key: String::from_utf8_lossy(k).into_owned(),
-            message: e.to_string(),
-        })
+    serde_json::from_slice(v).map_err(|e| decode_error(tree, k, e.to_string()))
+}
+
+fn decode_error(tree: Tree, k: &[u8], message: String) -> DataError {
+    DataError::Store(StoreError::Decode {
+        tree: tree.name(),
+        key: String::from_utf8_lossy(k).into_owned(),
+        message,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::keyring::Keyring;
     use crate::security::seal::Sealer;
 
     fn coll(name: &str) -> CollectionRecord {
@@ -561,9 +704,10 @@ mod tests {
                 chunk("b", 0, &[0.0, 1.0], serde_json::json!({"year": 2024})),
             ],
             documents: vec![doc("a", 2), doc("b", 1)],
+            ..Batch::default()
         };
         c.write("one", &batch).unwrap();
-        c.write("onex", &Batch { chunks: vec![chunk("z", 0, &[1.0, 0.0], Value::Null)], documents: vec![doc("z", 1)] }).unwrap();
+        c.write("onex", &Batch { chunks: vec![chunk("z", 0, &[1.0, 0.0], Value::Null)], documents: vec![doc("z", 1)], ..Batch::default() }).unwrap();
         let rec = c.require("one").unwrap();
         assert_eq!((rec.documents, rec.chunks), (2, 3));
         assert_eq!(c.documents("one").unwrap().len(), 2, "the hash index is not listed");
@@ -589,12 +733,86 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_chunk_moves_to_a_remaining_owner_when_its_holder_is_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("db"), Sealer::from_key([3; 32])).unwrap();
+        let c = Collections::new(s.clone());
+        c.save(&coll("one")).unwrap();
+        let mut held = chunk("a", 0, &[1.0, 0.0], serde_json::json!({"tag": "a"}));
+        (held.hash, held.text) = ("same".into(), "the shared paragraph".into());
+        let a = Batch {
+            chunks: vec![held, chunk("a", 1, &[0.0, 1.0], Value::Null)],
+            documents: vec![doc("a", 2)],
+            ..Batch::default()
+        };
+        c.write("one", &a).unwrap();
+        let owner = |chunk: &str, hash: &str| Owner { chunk: chunk.into(), document_hash: hash.into() };
+        let mut b = doc("b", 2);
+        b.metadata = serde_json::json!({"tag": "b"}).as_object().cloned().unwrap();
+        b.duplicates = 1;
+        let mut stale = doc("s", 1);
+        stale.duplicates = 1;
+        // `s` was recorded with content it no longer has (replaced since): it does not count.
+        let rest = Batch {
+            chunks: vec![chunk("b", 1, &[0.6, 0.8], Value::Null)],
+            documents: vec![b, stale],
+            shared: vec![("same".into(), owner("s:0", "d-s-old")), ("same".into(), owner("b:0", "d-b"))],
+        };
+        c.write("one", &rest).unwrap();
+        assert_eq!(c.shared("one", "same").unwrap().unwrap().owners.len(), 2);
+        let hits = c.search("one", &[1.0, 0.0], 1, &Filter::default()).unwrap();
+        assert_eq!(hits[0].chunk, "a:0");
+
+        c.delete_document("one", "a").unwrap();
+        assert_eq!(c.stored_hash("one", "same").unwrap().as_deref(), Some("b:0"));
+        let moved = &c.chunks("one", "b").unwrap()[0];
+        assert_eq!((moved.id().as_str(), moved.text.as_str()), ("b:0", "the shared paragraph"));
+        assert_eq!(moved.metadata["tag"], "b", "the new holder's metadata");
+        assert_eq!(c.document("one", "b").unwrap().unwrap().duplicates, 0);
+        let rec = c.require("one").unwrap();
+        assert_eq!((rec.documents, rec.chunks), (2, 2));
+        // The loaded index and a fresh load agree: the text is found under b.
+        let fresh = Collections::new(s.clone());
+        for cs in [&c, &fresh] {
+            let hits = cs.search("one", &[1.0, 0.0], 1, &Filter::default()).unwrap();
+            assert_eq!((hits[0].chunk.as_str(), hits[0].text.as_str()), ("b:0", "the shared paragraph"));
+            assert_eq!(hits[0].metadata["tag"], "b");
+        }
+        // Once every document that had it is gone, so is the text and its entry.
+        c.delete_document("one", "b").unwrap();
+        assert_eq!(c.shared("one", "same").unwrap(), None);
+        let rec = c.require("one").unwrap();
+        assert_eq!((rec.documents, rec.chunks), (1, 0));
+        assert_eq!(c.all_chunks("one").unwrap().len(), 0);
+        assert!(c.search("one", &[1.0, 0.0], 5, &Filter::default()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn deleting_a_collection_removes_its_data_key_and_a_new_one_gets_a_fresh_key() {
+        use crate::data::keyring::Scope;
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("db"), Sealer::from_key([3; 32])).unwrap();
+        let c = Collections::new(s.clone());
+        c.save(&coll("one")).unwrap();
+        c.write("one", &Batch { chunks: vec![chunk("a", 0, &[1.0], Value::Null)], documents: vec![doc("a", 1)], ..Batch::default() }).unwrap();
+        let scope = Scope::Collection(s.keyring().ns_hash(b"one"));
+        let old = s.keyring().keys(s.backend(), scope).unwrap().unwrap();
+        c.delete("one").unwrap();
+        assert!(s.keyring().keys(s.backend(), scope).unwrap().is_none());
+        c.save(&coll("one")).unwrap();
+        let new = s.keyring().keys(s.backend(), scope).unwrap().unwrap();
+        let sealed = Keyring::seal_with(&old, b"aad", b"x");
+        assert!(Keyring::open_with(&new, b"aad", &sealed).is_none(), "a fresh key");
+        assert!(s.check().unwrap().errors.is_empty());
+    }
+
+    #[test]
     fn a_collection_with_chunks_keeps_its_model_and_chunking() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("db"), Sealer::from_key([3; 32])).unwrap();
         let c = Collections::new(s);
         c.save(&coll("one")).unwrap();
-        c.write("one", &Batch { chunks: vec![chunk("a", 0, &[1.0], Value::Null)], documents: vec![doc("a", 1)] }).unwrap();
+        c.write("one", &Batch { chunks: vec![chunk("a", 0, &[1.0], Value::Null)], documents: vec![doc("a", 1)], ..Batch::default() }).unwrap();
         let mut changed = coll("one");
         changed.chunk_tokens = 16;
         let e = c.save(&changed).unwrap_err().to_string();

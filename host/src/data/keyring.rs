@@ -8,7 +8,8 @@
 //! - `index-key`: 32 random bytes sealed with the master key, the root of the keyed hashes of
 //!   stored keys and of [`crate::data::Store::fingerprint`] (so they survive `rotate-master`);
 //! - `data-key \0 rest` and `data-key \0 c ‖ HMAC(collection)[..16]`: a [`Scope`]'s data keys by
-//!   generation, and which one is current (JSON sealed with the master key).
+//!   generation, and which one is current (JSON sealed with the master key); a deleted
+//!   collection's keys are removed with its record ([`Keyring::forget`]).
 //!
 //! A sealed value is `2 ‖ generation (u32 BE) ‖ nonce ‖ ciphertext+tag`, sealed with that
 //! generation of its scope's data key and bound to `tree \0 stored-key ‖ generation`.
@@ -253,6 +254,20 @@ impl Keyring {
         if let Some(k) = self.cached(scope) {
             return Ok(Some(k));
         }
+        let _one = self.create.lock().unwrap_or_else(PoisonError::into_inner);
+        self.keys_locked(backend, scope)
+    }
+
+    /// [`Keyring::keys`] with `create` held, so a key [`Keyring::forget`] removes is never
+    /// cached again by a read that loaded it just before.
+    fn keys_locked(
+        &self,
+        backend: &dyn Backend,
+        scope: Scope,
+    ) -> Result<Option<Arc<DataKeys>>, StoreError> {
+        if let Some(k) = self.cached(scope) {
+            return Ok(Some(k));
+        }
         let Some(rec) = self.load(backend, scope)? else {
             return Ok(None);
         };
@@ -265,11 +280,11 @@ impl Keyring {
         backend: &dyn Backend,
         scope: Scope,
     ) -> Result<Arc<DataKeys>, StoreError> {
-        if let Some(k) = self.keys(backend, scope)? {
+        if let Some(k) = self.cached(scope) {
             return Ok(k);
         }
         let _one = self.create.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(k) = self.keys(backend, scope)? {
+        if let Some(k) = self.keys_locked(backend, scope)? {
             return Ok(k);
         }
         let rec = DataKeyRecord {
@@ -315,6 +330,31 @@ impl Keyring {
         self.save(backend, scope, &rec)?;
         self.cache(scope, rec)?;
         Ok(())
+    }
+
+    /// Removes every generation of a scope's data key, with `with` in the same atomic batch,
+    /// flushed, and drops it from the cache; returns whether the scope had a key.
+    pub(crate) fn forget(
+        &self,
+        backend: &dyn Backend,
+        scope: Scope,
+        with: Op,
+    ) -> Result<bool, StoreError> {
+        let _one = self.create.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = scope.meta_key();
+        let existed = backend.get(META, &key)?.is_some();
+        let drop_key = Op {
+            tree: META,
+            key,
+            value: None,
+        };
+        backend.batch(&[with, drop_key])?;
+        backend.flush()?;
+        self.scopes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&scope);
+        Ok(existed)
     }
 
     fn cached(&self, scope: Scope) -> Option<Arc<DataKeys>> {

@@ -413,6 +413,49 @@ mod tests {
         assert!(e.to_string().contains("no collection named \"nope\""), "{e}");
     }
 
+    #[test]
+    fn removing_a_collection_forgets_its_key_so_copies_of_its_values_no_longer_open() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("db");
+        let s = Store::open(&path, Sealer::from_key([1; 32])).unwrap();
+        fill(&s);
+        s.put(Tree::Chunks, b"books\0c1", b"chunk text").unwrap();
+        s.rekey("books", Some(1)).unwrap(); // two generations
+        let h = s.keyring().ns_hash(b"books");
+        let key_records = |s: &Store| {
+            raw(s)
+                .into_iter()
+                .filter(|(t, k, _)| *t == META && k.starts_with(b"data-key\0c") && k.ends_with(&h))
+                .count()
+        };
+        assert_eq!(key_records(&s), 1);
+        let stored = s.stored_key(Tree::Chunks, b"books\0c1");
+        let saved = s.backend().get("chunks", &stored).unwrap().unwrap();
+        // Refused (and nothing removed) while documents or chunks remain.
+        let e = s.remove_collection("books").unwrap_err();
+        assert!(matches!(e, StoreError::NotEmpty { .. }), "{e}");
+        assert!(e.to_string().contains("delete the collection again"), "{e}");
+        assert_eq!(s.get(Tree::Chunks, b"books\0c1").unwrap().unwrap(), b"chunk text");
+        s.remove_prefix(Tree::Chunks, b"books\0").unwrap();
+        s.remove_prefix(Tree::Documents, b"books\0").unwrap();
+        assert!(s.remove_collection("books").unwrap());
+        assert_eq!(key_records(&s), 0, "every generation is gone");
+        assert_eq!(s.get(Tree::Collections, b"books").unwrap(), None);
+        assert!(s.keyring().keys(s.backend(), Scope::Collection(h)).unwrap().is_none());
+        // A sealed value copied before the delete (as sled's log may keep it) opens no more,
+        // neither now nor once a collection of that name exists again, nor after reopening.
+        s.backend().insert("chunks", &stored, &saved).unwrap();
+        let e = s.get(Tree::Chunks, b"books\0c1").unwrap_err();
+        assert!(matches!(e, StoreError::Seal { tree: "chunks", .. }), "{e}");
+        s.put(Tree::Collections, b"books", b"{}").unwrap();
+        assert!(s.get(Tree::Chunks, b"books\0c1").is_err());
+        drop(s);
+        let s = Store::open(&path, Sealer::from_key([1; 32])).unwrap();
+        assert!(s.get(Tree::Chunks, b"books\0c1").is_err());
+        assert_eq!(s.check().unwrap().errors.len(), 1);
+        assert_eq!(s.get(Tree::PluginKv, b"plug\0key").unwrap().unwrap(), b"kv value");
+    }
+
     /// Writes `entries` the way the store wrote them before format 2: clear keys, values
     /// sealed with the master key bound to `tree \0 key`, no metadata.
     fn write_format_1(path: &Path, master: [u8; 32], entries: &[(Tree, &[u8], &[u8])]) {

@@ -88,6 +88,17 @@ pub enum StoreError {
     /// Something asked for does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// A collection's data key cannot be removed while it still seals entries.
+    #[error(
+        "collection {collection:?} still has entries in tree {tree}: its data key is removed \
+         only after its documents and chunks (delete the collection again)"
+    )]
+    NotEmpty {
+        /// The collection.
+        collection: String,
+        /// The tree that still holds some.
+        tree: &'static str,
+    },
     /// The store was written by a newer llmos.
     #[error("the data store at {path} has format {found}; this llmos reads format {known} and older")]
     Newer {
@@ -396,8 +407,25 @@ impl Store {
     /// Seals and writes many values in one atomic step (all or none), durably flushed once
     /// before returning. For bulk writes (ingest) that must not cost an fsync each.
     pub fn put_many(&self, writes: &[(Tree, &[u8], &[u8])]) -> Result<(), StoreError> {
-        let mut ops = Vec::with_capacity(writes.len());
-        for (tree, key, value) in writes {
+        self.write_many(writes, &[])
+    }
+
+    /// Removes `removes`, then seals and writes `puts`, in one atomic step (all or none),
+    /// durably flushed once before returning (a key in both ends up written).
+    pub fn write_many(
+        &self,
+        puts: &[(Tree, &[u8], &[u8])],
+        removes: &[(Tree, &[u8])],
+    ) -> Result<(), StoreError> {
+        let mut ops = Vec::with_capacity(puts.len().saturating_add(removes.len()));
+        for (tree, key) in removes {
+            ops.push(Op {
+                tree: tree.name(),
+                key: self.stored_key(*tree, key),
+                value: None,
+            });
+        }
+        for (tree, key, value) in puts {
             let stored = self.stored_key(*tree, key);
             let sealed = self.seal(*tree, &stored, key, value)?;
             ops.push(Op {
@@ -416,6 +444,32 @@ impl Store {
     /// guess. For content-hash de-duplication and lookups by value without storing it.
     pub fn fingerprint(&self, context: &str, data: &[u8]) -> [u8; 32] {
         self.keys.fingerprint(context, data)
+    }
+
+    /// Forgets a collection (crypto-shredding): removes its record (`Tree::Collections`, key
+    /// `name`) and every generation of its data key in one atomic, flushed step, so nothing
+    /// sealed with that key (a copy of an old value, a leftover in sled's log) opens any more.
+    /// Its documents and chunks must be gone first: while any is stored nothing is removed and
+    /// the error says so (a crash between the two steps leaves a collection to delete again).
+    /// The next write to a collection of that name gets a fresh key. Returns whether a key
+    /// was removed.
+    pub fn remove_collection(&self, name: &str) -> Result<bool, StoreError> {
+        let h = self.keys.ns_hash(name.as_bytes());
+        for tree in [Tree::Documents, Tree::Chunks] {
+            if self.backend.scan_prefix(tree.name(), &h)?.next().is_some() {
+                return Err(StoreError::NotEmpty {
+                    collection: name.to_string(),
+                    tree: tree.name(),
+                });
+            }
+        }
+        let record = Op {
+            tree: Tree::Collections.name(),
+            key: self.stored_key(Tree::Collections, name.as_bytes()),
+            value: None,
+        };
+        self.keys
+            .forget(self.backend.as_ref(), Scope::Collection(h), record)
     }
 
     /// Removes a value; returns whether it existed.

@@ -10,7 +10,7 @@
 pub mod chunk;
 pub mod formats;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -19,8 +19,8 @@ pub use formats::{BadRecord, Doc, Fields, Format};
 
 use crate::core::text::TokenSpan;
 use crate::data::collections::{
-    Batch, ChunkRecord, CollectionRecord, Collections, DataError, DocumentRecord, check_id,
-    chunk_id, encode_vector,
+    Batch, ChunkRecord, CollectionRecord, Collections, DataError, DocumentRecord, Owner,
+    check_id, chunk_id, encode_vector, split_chunk_id,
 };
 use crate::security::audit::now_ms;
 
@@ -75,6 +75,8 @@ pub struct Prepared {
     record: DocumentRecord,
     chunks: Vec<String>,
     replaces: bool,
+    /// Its chunks whose text another document's chunk holds (hash, the chunk it would be).
+    shared: Vec<(String, Owner)>,
 }
 
 impl Prepared {
@@ -147,6 +149,7 @@ pub fn prepare(
             record,
             chunks,
             replaces: old.is_some(),
+            shared: Vec::new(),
         });
     }
     Ok(out)
@@ -190,7 +193,8 @@ pub fn store(
     };
     let mut pending: Vec<Pending> = Vec::new();
     let mut complete: Vec<usize> = Vec::new();
-    let mut seen: HashSet<String> = HashSet::new();
+    // Hashes written by this run (pending or stored) → the chunk holding them.
+    let mut seen: HashMap<String, String> = HashMap::new();
     for i in 0..docs.len() {
         let Some((id, replaces, chunks)) = docs
             .get_mut(i)
@@ -205,17 +209,31 @@ pub fn store(
         for (seq, text) in chunks.into_iter().enumerate() {
             let seq = u32::try_from(seq).unwrap_or(u32::MAX);
             let hash = collections.fingerprint("llmos.chunk", text.as_bytes());
-            let stored = collections.stored_hash(&coll.name, &hash)?;
-            if stored.is_some() || !seen.insert(hash.clone()) {
-                if stored.is_none_or(|s| s != chunk_id(&id, seq))
+            let own = chunk_id(&id, seq);
+            let holder = match collections.stored_hash(&coll.name, &hash)? {
+                Some(h) => Some(h),
+                None => seen.get(&hash).cloned(),
+            };
+            if let Some(holder) = holder {
+                if holder != own
                     && let Some(d) = docs.get_mut(i)
                 {
                     d.record.duplicates = d.record.duplicates.saturating_add(1);
+                    // Another document's chunk holds it: record this one as an owner, so the
+                    // text moves here if that document goes.
+                    if split_chunk_id(&holder).is_none_or(|(doc, _)| doc != id) {
+                        let owner = Owner {
+                            chunk: own,
+                            document_hash: d.record.hash.clone(),
+                        };
+                        d.shared.push((hash, owner));
+                    }
                 }
                 report.chunks_skipped = report.chunks_skipped.saturating_add(1);
                 progress.chunks_done = progress.chunks_done.saturating_add(1);
                 continue;
             }
+            seen.insert(hash.clone(), own);
             pending.push(Pending {
                 doc: i,
                 seq,
@@ -278,6 +296,11 @@ fn write(
     out.documents = complete
         .iter()
         .filter_map(|&i| docs.get(i).map(|d| d.record.clone()))
+        .collect();
+    out.shared = complete
+        .iter()
+        .filter_map(|&i| docs.get(i))
+        .flat_map(|d| d.shared.iter().cloned())
         .collect();
     collections.write(&coll.name, &out)?;
     let n = out.chunks.len() as u64;

@@ -34,6 +34,7 @@ request_path! { pub mod config; }
 request_path! { pub mod core; }
 request_path! { pub mod data; }
 request_path! { #[doc(hidden)] pub mod fuzzing; }
+request_path! { pub mod json; }
 request_path! { pub mod plugins; }
 request_path! { pub mod security; }
 
@@ -58,8 +59,8 @@ mod tests {
             .filter(|l| l.starts_with("request_path! { "))
             .count();
         assert_eq!(
-            wrapped, 8,
-            "api, cli, config, core, data, fuzzing, plugins, security"
+            wrapped, 9,
+            "api, cli, config, core, data, fuzzing, json, plugins, security"
         );
     }
 }

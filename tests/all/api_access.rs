@@ -7,39 +7,13 @@ use reqwest::blocking::Client;
 use serde_json::{Value, json};
 
 use crate::plugins_common::{manifest, wasm};
-use crate::support::{Home, Server, text};
+use crate::support::{Home, call, create_key, text};
 
 fn client() -> Client {
     Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap()
-}
-
-fn call(
-    s: &Server,
-    method: &str,
-    path: &str,
-    key: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut r = client().request(method.parse().unwrap(), s.at(path));
-    if let Some(k) = key {
-        r = r.bearer_auth(k);
-    }
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let r = r.send().unwrap();
-    (r.status().as_u16(), r.json().unwrap_or(Value::Null))
-}
-
-fn create_key(home: &Home, scopes: &[&str]) -> String {
-    let mut args = vec!["keys", "create"];
-    for s in scopes {
-        args.extend(["--scope", s]);
-    }
-    home.json(&args)["secret"].as_str().unwrap().to_string()
 }
 
 fn embed(model: &str) -> Value {

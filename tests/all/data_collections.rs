@@ -9,37 +9,7 @@ use reqwest::blocking::Client;
 use serde_json::{Value, json};
 
 use crate::plugins_common::{manifest, wasm};
-use crate::support::{Home, Server};
-
-fn call(
-    s: &Server,
-    method: &str,
-    path: &str,
-    key: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let client = Client::builder()
-        .timeout(Duration::from_secs(120))
-        .build()
-        .unwrap();
-    let mut r = client.request(method.parse().unwrap(), s.at(path));
-    if let Some(k) = key {
-        r = r.bearer_auth(k);
-    }
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let r = r.send().unwrap();
-    (r.status().as_u16(), r.json().unwrap_or(Value::Null))
-}
-
-fn key(home: &Home, scopes: &[&str]) -> String {
-    let mut args = vec!["keys", "create"];
-    for s in scopes {
-        args.extend(["--scope", s]);
-    }
-    home.json(&args)["secret"].as_str().unwrap().to_string()
-}
+use crate::support::{Home, Server, call, create_key as key};
 
 /// Polls a job until it is no longer queued or running.
 fn wait_job(s: &Server, id: &str, key: Option<&str>) -> Value {

@@ -239,3 +239,36 @@ pub fn client_python() -> PathBuf {
     );
     p
 }
+
+/// Calls `method path` on a running server with an optional key and JSON body; returns the
+/// status and the JSON answer (`null` when the body is not JSON).
+pub fn call(
+    s: &Server,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(120))
+        .build()
+        .unwrap();
+    let mut r = client.request(method.parse().unwrap(), s.at(path));
+    if let Some(k) = key {
+        r = r.bearer_auth(k);
+    }
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let r = r.send().unwrap();
+    (r.status().as_u16(), r.json().unwrap_or(Value::Null))
+}
+
+/// Creates an API key with `scopes` through the CLI; returns its secret.
+pub fn create_key(home: &Home, scopes: &[&str]) -> String {
+    let mut args = vec!["keys", "create"];
+    for s in scopes {
+        args.extend(["--scope", s]);
+    }
+    home.json(&args)["secret"].as_str().unwrap().to_string()
+}

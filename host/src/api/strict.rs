@@ -3,22 +3,11 @@
 //! stops at the first (or a typed struct that refuses them) and one that keeps the last
 //! would disagree about the same body; refusing duplicates leaves one meaning.
 
+pub use crate::json::kind;
 use std::fmt;
 
 use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
-
-/// What a JSON value is, in words, for error messages ("a string", "an array", …).
-pub fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
 
 /// Parses `bytes` as JSON, refusing duplicate keys at any depth.
 pub fn from_slice(bytes: &[u8]) -> Result<Value, serde_json::Error> {

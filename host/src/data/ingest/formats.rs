@@ -5,6 +5,7 @@
 //!
 //! PDF is refused: see [`Format::of`].
 
+use crate::json::kind;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
@@ -314,17 +315,6 @@ fn json_doc(raw: &[u8], fields: &Fields) -> Result<Option<Doc>, String> {
         metadata: obj,
         source: None,
     }))
-}
-
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Metadata filters of a search: parsed once from JSON, checked on each row's metadata
 //! before the row is scored.
 
+use crate::json::kind;
 use std::cmp::Ordering;
 
 use serde_json::{Map, Value};
@@ -172,18 +173,6 @@ fn scalar(v: &Value) -> Result<Scalar, String> {
 /// A JSON number as `f64` (every JSON number has one).
 fn number(n: &serde_json::Number) -> f64 {
     n.as_f64().unwrap_or(f64::NAN)
-}
-
-/// The JSON kind of `v`, for messages.
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 impl Scalar {

@@ -375,6 +375,19 @@ impl Collections {
 
     /// A document's chunks, in order.
     pub fn chunks(&self, name: &str, id: &str) -> Result<Vec<ChunkRecord>, DataError> {
+        // A stored document says how many chunks were cut from it (`id:0` … `id:n-1`): read
+        // those keys directly. A prefix scan would open every chunk of the collection (its
+        // keys are hashed); only a document cut short by a crash, with no record yet, needs it.
+        if let Some(doc) = self.document(name, id)? {
+            let mut out = Vec::new();
+            for seq in 0..doc.chunks {
+                let k = key(name, &chunk_id(id, seq));
+                if let Some(v) = self.store.get(Tree::Chunks, &k)? {
+                    out.push(decode(Tree::Chunks, &k, &v)?);
+                }
+            }
+            return Ok(out);
+        }
         let prefix = key(name, &format!("{id}:"));
         let mut out: Vec<ChunkRecord> = self
             .store

@@ -40,7 +40,9 @@ pub enum DataError {
     #[error("{0}")]
     BadSettings(String),
     /// No such collection.
-    #[error("no collection {0:?} (GET /v1/collections or `llmos data ls` lists them)")]
+    #[error(
+        "no collection {0:?}: create it with POST /v1/collections/{0} (or `llmos data create {0}`); GET /v1/collections or `llmos data ls` lists those that exist"
+    )]
     NoCollection(String),
     /// No such document.
     #[error("collection {collection:?} has no document {id:?}")]

@@ -545,3 +545,51 @@ fn a_paragraph_two_documents_share_stays_findable_until_the_last_of_them_is_dele
     assert_eq!(check["errors"], serde_json::json!([]), "{check:#}");
     assert_eq!(top(&home)[0]["chunk"], "b:0");
 }
+
+#[test]
+fn files_are_ingested_a_group_at_a_time_with_every_document_acknowledged() {
+    let home = Home::new();
+    let src = tempfile::tempdir().unwrap();
+    for (i, topic) in [
+        "glaciers carve valleys",
+        "bees dance to share directions",
+        "tides follow the moon",
+    ]
+    .iter()
+    .enumerate()
+    {
+        std::fs::write(
+            src.path().join(format!("f{i}.txt")),
+            format!("Note {i}: {topic}."),
+        )
+        .unwrap();
+    }
+    let acks = src.path().join("acks.log");
+    let dir = src.path().display().to_string();
+    let ingest = |extra: &[&str]| {
+        let mut args = vec![
+            "data",
+            "ingest",
+            dir.as_str(),
+            "--collection",
+            "g",
+            "--quiet",
+        ];
+        args.extend(extra);
+        home.json(&args)
+    };
+    // One byte per group: every file is read, chunked and stored on its own.
+    let ack = acks.display().to_string();
+    let v = ingest(&["--group-bytes", "1", "--ack-log", &ack]);
+    assert_eq!(v["report"]["documents_stored"], 3, "{v:#}");
+    assert_eq!(std::fs::read_to_string(&acks).unwrap().lines().count(), 3);
+    let hits = search(&home, "g", "how do bees communicate", &[]);
+    assert!(
+        hits[0]["text"].as_str().unwrap().contains("bees"),
+        "{hits:?}"
+    );
+    // Stored groups are skipped by a re-run, whatever the grouping.
+    let v = ingest(&[]);
+    assert_eq!(v["report"]["documents_stored"], 0, "{v:#}");
+    assert_eq!(v["report"]["documents_unchanged"], 3, "{v:#}");
+}

@@ -45,6 +45,9 @@ pub enum DataCommand {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Input read, chunked and stored at a time, in bytes (memory stays bounded by it).
+        #[arg(long, default_value_t = GROUP_BYTES, hide = true)]
+        group_bytes: u64,
         #[command(flatten)]
         settings: SettingsArgs,
     },
@@ -158,6 +161,7 @@ pub fn run_with(cmd: DataCommand, core: Core) -> Result<()> {
             id_field,
             ack_log,
             quiet,
+            group_bytes,
             settings,
         } => {
             let fields = Fields {
@@ -170,6 +174,7 @@ pub fn run_with(cmd: DataCommand, core: Core) -> Result<()> {
                 fields: &fields,
                 ack_log: ack_log.as_deref(),
                 quiet,
+                group_bytes,
                 settings: &settings,
             };
             ingest_paths(&gw, &paths, &opts)
@@ -262,11 +267,15 @@ fn export(c: &Collections, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Input read, chunked and stored at a time by `llmos data ingest`.
+const GROUP_BYTES: u64 = 8 << 20;
+
 struct IngestOpts<'a> {
     collection: &'a str,
     fields: &'a Fields,
     ack_log: Option<&'a Path>,
     quiet: bool,
+    group_bytes: u64,
     settings: &'a SettingsArgs,
 }
 
@@ -280,21 +289,14 @@ fn ingest_paths(gw: &Gateway, paths: &[PathBuf], o: &IngestOpts<'_>) -> Result<(
     let coll = c.require(o.collection)?;
     let m = gw.core.model(&coll.model)?;
     let (files, skipped) = ingest::formats::walk(paths);
-    let mut report = Report::default();
-    let mut docs = Vec::new();
-    for f in &files {
-        let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
-        let (d, e) = ingest::formats::parse(&f.display().to_string(), &bytes, o.fields);
-        docs.extend(d);
-        report.errors.extend(e);
-    }
-    let mut emb = CollectionEmbedder::new(&gw.host, m, &coll.preprocessors, "cli", None);
-    let prepared = ingest::prepare(&c, &coll, &emb, docs, &mut report)?;
-    let total: usize = prepared.iter().map(ingest::Prepared::chunk_count).sum();
+    let sizes: Vec<u64> = files
+        .iter()
+        .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
+        .collect();
     let bar = if o.quiet {
         indicatif::ProgressBar::hidden()
     } else {
-        indicatif::ProgressBar::new(total as u64)
+        indicatif::ProgressBar::new(sizes.iter().sum())
     };
     let mut log = match o.ack_log {
         Some(p) => Some(
@@ -306,14 +308,42 @@ fn ingest_paths(gw: &Gateway, paths: &[PathBuf], o: &IngestOpts<'_>) -> Result<(
         ),
         None => None,
     };
-    let mut on_batch = |p: &ingest::Progress, ids: &[String]| {
-        bar.set_position(p.chunks_done);
-        if let Some(f) = log.as_mut() {
-            let lines: String = ids.iter().map(|i| format!("{i}\n")).collect();
-            let _ = f.write_all(lines.as_bytes());
+    let mut report = Report::default();
+    let mut emb = CollectionEmbedder::new(&gw.host, m, &coll.preprocessors, "cli", None);
+    // Files are read, parsed, chunked and stored a group at a time (up to GROUP_BYTES of
+    // input), so memory stays bounded by the group, not by everything given.
+    let mut stored = Ok(());
+    let (mut at, mut bytes_done) = (0usize, 0u64);
+    while at < files.len() && stored.is_ok() {
+        let (mut docs, mut group_bytes) = (Vec::new(), 0u64);
+        while let Some(f) = files.get(at) {
+            if group_bytes >= o.group_bytes.max(1) {
+                break;
+            }
+            let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+            let (d, e) = ingest::formats::parse(&f.display().to_string(), &bytes, o.fields);
+            docs.extend(d);
+            report.errors.extend(e);
+            group_bytes = group_bytes.saturating_add(sizes.get(at).copied().unwrap_or(0));
+            at = at.saturating_add(1);
         }
-    };
-    let stored = ingest::store(&c, &coll, &mut emb, prepared, &mut report, &mut on_batch);
+        let prepared = ingest::prepare(&c, &coll, &emb, docs, &mut report)?;
+        let mut on_batch = |p: &ingest::Progress, ids: &[String]| {
+            let part = p
+                .chunks_done
+                .saturating_mul(group_bytes)
+                .checked_div(p.chunks_total)
+                .unwrap_or(0);
+            bar.set_position(bytes_done.saturating_add(part));
+            if let Some(f) = log.as_mut() {
+                let lines: String = ids.iter().map(|i| format!("{i}\n")).collect();
+                let _ = f.write_all(lines.as_bytes());
+            }
+        };
+        stored = ingest::store(&c, &coll, &mut emb, prepared, &mut report, &mut on_batch);
+        bytes_done = bytes_done.saturating_add(group_bytes);
+        bar.set_position(bytes_done);
+    }
     bar.finish_and_clear();
     let outcome = stored.as_ref().map_or_else(|e| format!("failed: {e}"), |()| "ok".into());
     audit(

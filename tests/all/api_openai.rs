@@ -373,10 +373,10 @@ fn every_error_path_answers_in_openai_shape() {
         post(
             &s,
             "/v1/chat/completions",
-            &json!({"model": "minilm", "messages": []}),
+            &json!({"model": "minilm", "messages": [{"role": "user", "content": "Hi"}]}),
         ),
-        404,
-        "no text-generation model",
+        400,
+        "does embed, not generate",
     );
     assert_error(
         client()

@@ -17,7 +17,8 @@ fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
         st.display()
     );
     let home = Home::new();
-    let s = home.serve(&["--models", "minilm"]);
+    // tiny-llama: the generation routes meet a generation model.
+    let s = home.serve(&["--models", "minilm,tiny-llama"]);
     let out = Command::new(&st)
         .args([
             "run",

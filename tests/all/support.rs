@@ -134,6 +134,7 @@ pub fn ready() {
                 "bad",
                 "tiny-classifier",
                 "tiny-ner",
+                "tiny-llama",
             ],
         ] {
             let out = home.cmd(args).output().unwrap();

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::core::engine::{LoadError, TaskError};
 use crate::core::store::StoreError;
@@ -111,6 +111,10 @@ impl From<TaskError> for ApiError {
             TaskError::WrongTask { .. } => {
                 Self::invalid(Some("model".into()), message).with_code("wrong_task")
             }
+            TaskError::ContextOverflow { .. } => {
+                Self::invalid(Some("max_tokens".into()), message).with_code("context_length_exceeded")
+            }
+            TaskError::Prompt { .. } => Self::invalid(Some("messages".into()), message),
             TaskError::Text(_) | TaskError::Tensor(_) => {
                 Self::invalid(Some("input".into()), message)
             }
@@ -127,6 +131,19 @@ impl From<LoadError> for ApiError {
             _ => Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", message)
                 .with_code("model_unavailable"),
         }
+    }
+}
+
+impl ApiError {
+    /// The OpenAI error object `{"error": {message, type, param, code}}` (also sent as the
+    /// last event of a stream that fails).
+    pub fn body(&self) -> Value {
+        json!({"error": {
+            "message": self.message,
+            "type": self.kind,
+            "param": self.param,
+            "code": self.code,
+        }})
     }
 }
 

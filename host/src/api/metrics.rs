@@ -223,6 +223,7 @@ impl Metrics {
             );
             let _ = writeln!(out, "llmos_batch_size_count{{model=\"{name}\"}} {cum}");
         }
+        render_generation(&models, &mut out);
         self.render_plugins(gateway, &mut out);
         self.render_server(&mut out);
         out
@@ -247,5 +248,25 @@ impl Metrics {
              # TYPE llmos_http_connections_refused_total counter\nllmos_http_connections_refused_total {}",
             self.connections_refused.load(Ordering::Relaxed)
         );
+    }
+}
+
+/// Counters of the generation engines (models whose task is generate).
+fn render_generation(models: &[std::sync::Arc<crate::core::Model>], out: &mut String) {
+    let counters: [(&str, &str, fn(&crate::core::worker::ModelStats) -> u64); 4] = [
+        ("llmos_generate_steps_total", "Decode steps run (one per batch of running sequences).", |s| s.gen_steps.load(Ordering::Relaxed)),
+        ("llmos_generate_tokens_total", "Tokens generated.", |s| s.gen_tokens.load(Ordering::Relaxed)),
+        ("llmos_generate_sequences_total", "Sequences started (prompts prefilled).", |s| s.gen_prefills.load(Ordering::Relaxed)),
+        ("llmos_generate_cancelled_total", "Sequences dropped because their caller went away.", |s| s.gen_cancelled.load(Ordering::Relaxed)),
+    ];
+    let gen_models: Vec<_> = models
+        .iter()
+        .filter(|m| m.manifest.task == crate::core::manifest::Task::Generate)
+        .collect();
+    for (name, help, get) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for m in &gen_models {
+            let _ = writeln!(out, "{name}{{model=\"{}\"}} {}", label(m.name()), get(&m.stats));
+        }
     }
 }

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod anonymize;
 pub mod data;
 pub mod error;
+pub mod generate;
 pub mod kserve;
 pub mod metrics;
 pub mod openai;
@@ -348,6 +349,7 @@ async fn run_text(
 /// Every route of the server, from each module's table.
 pub(crate) fn all_routes() -> Vec<ApiRoute> {
     let mut all = openai::routes();
+    all.extend(generate::routes());
     all.extend(kserve::routes());
     all.extend(admin::routes());
     all.extend(anonymize::routes());

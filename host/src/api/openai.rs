@@ -28,9 +28,6 @@ pub(crate) fn routes() -> Vec<ApiRoute> {
         post("/v1/entities", Access::Model, entities).body::<TextTaskRequest>(),
         post("/v1/tokenize", Access::Model, tokenize).body::<TokenizeRequest>(),
         post("/v1/detokenize", Access::Model, detokenize).body::<DetokenizeRequest>(),
-        post("/v1/completions", Access::Model, generation_reserved).body::<GenerationRequest>(),
-        post("/v1/chat/completions", Access::Model, generation_reserved)
-            .body::<GenerationRequest>(),
     ]
 }
 
@@ -53,6 +50,7 @@ fn model_json(state: &AppState, name: &str) -> Option<Value> {
         "dimensions": info.as_ref().and_then(|i| i.dimensions),
         "max_sequence_length": info.as_ref().and_then(|i| i.max_sequence_length),
         "labels": info.as_ref().and_then(|i| i.labels.clone()),
+        "context_length": loaded.as_ref().and_then(|l| l.context_length()),
     }))
 }
 
@@ -360,14 +358,6 @@ pub(crate) fn parse_for_fuzzing(route: u8, bytes: &[u8]) -> Result<(), ApiError>
     }
 }
 
-/// `POST /v1/completions`, `POST /v1/chat/completions`: reserved for text generation; the
-/// answer says it is not available in this build.
-#[derive(Debug, ToSchema)]
-pub struct GenerationRequest {
-    /// A model name.
-    pub model: String,
-}
-
 fn texts_only(input: Input) -> Result<Vec<String>, ApiError> {
     match input {
         Input::Texts(t) => Ok(t),
@@ -550,14 +540,3 @@ async fn detokenize(
     ))
 }
 
-/// Reserved for the text-generation issue: answers with an OpenAI error that says so.
-async fn generation_reserved() -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "invalid_request_error",
-        "no text-generation model is available in this llmos build: completions and chat \
-         completions arrive with text generation; embeddings, classify, entities and \
-         tokenize are served now (GET /v1/models)",
-    )
-    .with_code("generation_unavailable")
-}

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 pub mod anonymize;
 pub mod audit;
 pub mod data;
+pub mod generate;
 pub mod plugin;
 pub mod store;
 
@@ -92,6 +93,10 @@ enum Command {
     Ner(TextArgs),
     /// Classify texts with a classification model.
     Classify(TextArgs),
+    /// Generate text from a prompt with a generation model, streamed to stdout.
+    Generate(generate::GenerateArgs),
+    /// Chat with a generation model (one line per turn; /reset, /exit).
+    Chat(generate::ChatArgs),
     /// Replace personal data in a text (pii-ner entities and validated patterns).
     Anonymize(anonymize::AnonymizeArgs),
     /// Put back the originals of a scope's pseudonym tokens in a text.
@@ -337,6 +342,16 @@ fn run(cli: Cli) -> Result<()> {
                 .collect();
             print(&json!({"model": model.name(), "results": results, "tokens": out.tokens}));
             Ok(())
+        }
+        Command::Generate(a) => {
+            let core = core(g)?;
+            let model = load(&core, &a.model())?;
+            generate::generate(&model, a)
+        }
+        Command::Chat(a) => {
+            let core = core(g)?;
+            let model = load(&core, &a.model())?;
+            generate::chat(&model, a)
         }
         Command::Anonymize(a) => {
             let core = core(g)?;

@@ -18,6 +18,9 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::config::{Config, Paths};
+use crate::core::generate::{
+    self, ChatMessage, GenJob, GenerateRequest, GenerateStream, Generation,
+};
 use crate::core::manifest::{Manifest, Task};
 use crate::core::providers::{self, ProviderReport};
 use crate::core::runtime::{self, RuntimeError};
@@ -115,6 +118,28 @@ pub enum TaskError {
         /// Tokens allowed.
         max: usize,
     },
+    /// Prompt plus `max_tokens` do not fit the model's context.
+    #[error(
+        "model {model}: the prompt has {prompt_tokens} tokens and max_tokens is {max_tokens}, but the context length is {context_length}; shorten the prompt or lower max_tokens"
+    )]
+    ContextOverflow {
+        /// Model.
+        model: String,
+        /// Tokens of the prompt.
+        prompt_tokens: usize,
+        /// Tokens asked for.
+        max_tokens: usize,
+        /// The model's context length.
+        context_length: usize,
+    },
+    /// The prompt cannot be built (empty, no chat template, the template refused it).
+    #[error("model {model}: {message}")]
+    Prompt {
+        /// Model.
+        model: String,
+        /// What is wrong and what is accepted.
+        message: String,
+    },
     /// ONNX Runtime failed while running.
     #[error("model {model}: inference failed: {message}")]
     Runtime {
@@ -177,6 +202,8 @@ pub enum Job {
     Classify(Input, Truncation, Bounds, Reply<Classes>),
     /// Find entities in texts.
     Entities(Vec<String>, Truncation, Bounds, Reply<Entities>),
+    /// Generate text (a generation model's engine thread).
+    Generate(Box<GenJob>),
     /// Raw tensors; optional output selection.
     Infer(
         Vec<NamedTensor>,
@@ -206,6 +233,8 @@ pub struct Model {
     pub workers: usize,
     /// Counters for metrics.
     pub stats: Arc<ModelStats>,
+    /// Generation models: `generation.json` and the chat template.
+    pub generation: Option<Arc<Generation>>,
     queue: SyncSender<Job>,
 }
 
@@ -288,6 +317,7 @@ impl Model {
             Job::Embed(..) => Task::Embed,
             Job::Classify(..) => Task::Classify,
             Job::Entities(..) => Task::TokenClassify,
+            Job::Generate(..) => Task::Generate,
             Job::Infer(..) => self.manifest.task, // every model accepts raw tensors
         };
         self.check_task(wanted)?;
@@ -416,6 +446,77 @@ impl Model {
     }
 }
 
+impl Model {
+    fn generation(&self) -> Result<&Generation, TaskError> {
+        self.check_task(Task::Generate)?;
+        self.generation
+            .as_deref()
+            .ok_or_else(|| TaskError::Stopped(self.name().into()))
+    }
+
+    fn prompt_err(&self, message: String) -> TaskError {
+        TaskError::Prompt {
+            model: self.name().into(),
+            message,
+        }
+    }
+
+    /// Token ids of a completion prompt (with BOS when the model wants it).
+    pub fn prompt_ids(&self, text: &str) -> Result<Vec<u32>, TaskError> {
+        let g = self.generation()?;
+        let enc = self.encoder.as_ref().ok_or_else(|| self.prompt_err("no tokenizer".into()))?;
+        let mut ids = Vec::new();
+        if g.config.add_bos_token
+            && let Some(bos) = g.config.bos_token_id
+        {
+            ids.push(bos);
+        }
+        ids.extend(enc.ids(text, false)?);
+        Ok(ids)
+    }
+
+    /// Token ids of a chat, rendered with the model's chat template.
+    pub fn chat_ids(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, TaskError> {
+        let g = self.generation()?;
+        let t = g.template.as_ref().ok_or_else(|| {
+            self.prompt_err(
+                "it has no chat_template in its generation.json, so it cannot chat; use /v1/completions with a prompt".into(),
+            )
+        })?;
+        let text = t
+            .render(messages, &g.bos_token, &g.eos_token)
+            .map_err(|m| self.prompt_err(m))?;
+        // As Hugging Face's apply_chat_template: the template writes any BOS itself.
+        let enc = self.encoder.as_ref().ok_or_else(|| self.prompt_err("no tokenizer".into()))?;
+        Ok(enc.ids(&text, false)?)
+    }
+
+    /// Context length of a generation model.
+    pub fn context_length(&self) -> Option<usize> {
+        self.generation.as_ref().map(|g| g.config.context_length)
+    }
+
+    /// Starts a generation; read (or drop, to cancel) the stream.
+    pub fn generate(&self, request: GenerateRequest) -> Result<GenerateStream, TaskError> {
+        let g = self.generation()?;
+        if request.prompt.is_empty() {
+            return Err(self.prompt_err("the prompt is empty: give at least one token".into()));
+        }
+        let context_length = g.config.context_length;
+        if request.prompt.len().saturating_add(request.max_tokens) > context_length {
+            return Err(TaskError::ContextOverflow {
+                model: self.name().into(),
+                prompt_tokens: request.prompt.len(),
+                max_tokens: request.max_tokens,
+                context_length,
+            });
+        }
+        let (tx, stream) = GenerateStream::channel();
+        self.submit(Job::Generate(Box::new(GenJob { request, tx })))?;
+        Ok(stream)
+    }
+}
+
 /// An answer on its way from an inference thread.
 #[derive(Debug)]
 pub struct Pending<T>(oneshot::Receiver<Result<T, TaskError>>, String);
@@ -519,7 +620,12 @@ impl Core {
         // Default: two inference threads sharing the cores (on 2 cores, two single-threaded
         // sessions served 188 req/s where one two-threaded session served 142; BENCHMARKS.md).
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let workers = ov.workers.unwrap_or(cores.min(2)).max(1);
+        // A generation model has one engine thread that batches every sequence itself.
+        let workers = if manifest.task == Task::Generate {
+            1
+        } else {
+            ov.workers.unwrap_or(cores.min(2)).max(1)
+        };
         let intra = ov
             .intra_threads
             .or((self.config.runtime.intra_threads > 0)
@@ -648,6 +754,35 @@ impl Core {
             limits,
             stats: stats.clone(),
         });
+        let generation = if manifest.task == Task::Generate {
+            let config = manifest
+                .files
+                .iter()
+                .find(|f| f.role == crate::core::manifest::FileRole::Config)
+                .ok_or_else(|| invalid("no file has role = \"config\" (generation.json)".into()))?;
+            let (generation, gctx) = generate::setup(
+                &dir.join(&config.name),
+                &inputs,
+                encoder.clone(),
+                ctx.clone(),
+                limits.max_batch,
+            )
+            .map_err(invalid)?;
+            let session = sessions
+                .pop()
+                .ok_or_else(|| invalid("no session was created".into()))?;
+            let grx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("gen-{name}"))
+                .spawn(move || {
+                    let rx = grx.lock().unwrap_or_else(|e| e.into_inner());
+                    generate::engine::run(session, &gctx, &rx);
+                })
+                .map_err(|e| invalid(format!("cannot start the engine thread: {e}")))?;
+            Some(Arc::new(generation))
+        } else {
+            None
+        };
         for (i, session) in sessions.into_iter().enumerate() {
             let (rx, ctx) = (rx.clone(), ctx.clone());
             std::thread::Builder::new()
@@ -666,6 +801,7 @@ impl Core {
             queue_capacity,
             workers,
             stats,
+            generation,
             queue: tx,
         })
     }

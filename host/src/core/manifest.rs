@@ -2,7 +2,7 @@
 //!
 //! ```toml
 //! name = "minilm"
-//! task = "embed"                      # embed | classify | token-classify | infer
+//! task = "embed"                      # embed | classify | token-classify | infer | generate
 //! description = "all-MiniLM-L6-v2 sentence embeddings, int8"
 //! license = "Apache-2.0"
 //! attribution = "..."                 # required for CC-BY licences
@@ -38,6 +38,8 @@ pub enum Task {
     TokenClassify,
     /// Raw named tensors in and out.
     Infer,
+    /// Prompt → generated text (a causal LM; docs/generation.md).
+    Generate,
 }
 
 impl Task {
@@ -48,6 +50,7 @@ impl Task {
             Self::Classify => "classify",
             Self::TokenClassify => "token-classify",
             Self::Infer => "infer",
+            Self::Generate => "generate",
         }
     }
     fn needs_tokenizer(self) -> bool {
@@ -310,6 +313,12 @@ impl Manifest {
                 self.task.as_str()
             ));
         }
+        if self.task == Task::Generate && !self.files.iter().any(|f| f.role == FileRole::Config) {
+            return Err(
+                "task generate needs its generation.json listed with role = \"config\" (docs/generation.md §2)"
+                    .into(),
+            );
+        }
         if self.license.to_ascii_uppercase().starts_with("CC-BY") && self.attribution.is_none() {
             return Err(format!(
                 "licence {} requires attribution: add `attribution = \"...\"`",
@@ -396,8 +405,12 @@ source = { kind = "url", url = "https://example.com/t.json" }
                 "attribution",
             ),
             (
-                GOOD.replace("task = \"classify\"", "task = \"generate\""),
+                GOOD.replace("task = \"classify\"", "task = \"translate\""),
                 "embed",
+            ),
+            (
+                GOOD.replace("task = \"classify\"", "task = \"generate\""),
+                "generation.json",
             ),
         ];
         for (text, needle) in cases {

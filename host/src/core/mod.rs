@@ -5,6 +5,7 @@
 
 pub mod engine;
 pub mod fetch;
+pub mod generate;
 pub mod gguf;
 pub mod manifest;
 pub mod providers;

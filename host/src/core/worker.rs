@@ -58,13 +58,21 @@ pub struct ModelStats {
     pub batch_rows: [AtomicU64; BATCH_BUCKETS.len() + 1],
     /// Sum of rows over all runs.
     pub rows: AtomicU64,
+    /// Generation: decode steps run (one per batch of running sequences).
+    pub gen_steps: AtomicU64,
+    /// Generation: tokens generated.
+    pub gen_tokens: AtomicU64,
+    /// Generation: prompts prefilled (sequences started).
+    pub gen_prefills: AtomicU64,
+    /// Generation: sequences dropped because their caller went away.
+    pub gen_cancelled: AtomicU64,
 }
 
 /// Upper bounds of the batch-size histogram.
 pub const BATCH_BUCKETS: [usize; 8] = [1, 2, 4, 8, 16, 32, 64, 128];
 
 impl ModelStats {
-    fn record_run(&self, rows: usize) {
+    pub(crate) fn record_run(&self, rows: usize) {
         let i = BATCH_BUCKETS
             .iter()
             .position(|&b| rows <= b)
@@ -109,7 +117,7 @@ fn text_job(job: &Job) -> Option<(Kind, usize)> {
         Job::Embed(t, ..) => Some((Kind::Embed, t.len())),
         Job::Classify(t, ..) => Some((Kind::Classify, t.len())),
         Job::Entities(t, ..) => Some((Kind::Entities, t.len())),
-        Job::Infer(..) => None,
+        Job::Infer(..) | Job::Generate(..) => None,
     }
 }
 
@@ -193,7 +201,7 @@ enum Fate {
 fn bounds_of(job: &Job) -> Bounds {
     match job {
         Job::Embed(_, _, b, _) | Job::Classify(_, _, b, _) | Job::Entities(_, _, b, _) => *b,
-        Job::Infer(..) => Bounds::default(),
+        Job::Infer(..) | Job::Generate(..) => Bounds::default(),
     }
 }
 
@@ -203,6 +211,7 @@ fn caller_gone(job: &Job) -> bool {
         Job::Classify(.., r) => r.is_closed(),
         Job::Entities(.., r) => r.is_closed(),
         Job::Infer(.., r) => r.is_closed(),
+        Job::Generate(g) => g.tx.is_closed(),
     }
 }
 
@@ -274,7 +283,7 @@ fn run_text_jobs(session: &mut Session, ctx: &WorkerCtx, jobs: Vec<Job>) {
         let count = match &job {
             Job::Embed(input, ..) | Job::Classify(input, ..) => input.len(),
             Job::Entities(t, ..) => t.len(),
-            Job::Infer(..) => 0,
+            Job::Infer(..) | Job::Generate(..) => 0,
         };
         let encoded = if count > ctx.limits.max_request_inputs {
             Err(TaskError::from(TextError::TooManyInputs {
@@ -287,7 +296,9 @@ fn run_text_jobs(session: &mut Session, ctx: &WorkerCtx, jobs: Vec<Job>) {
                     encoder.encode_input(input, *p).map_err(TaskError::from)
                 }
                 Job::Entities(t, p, ..) => encoder.encode(t, *p, true).map_err(TaskError::from),
-                Job::Infer(..) => Err(ctx.fail("a graph job reached the text batcher")),
+                Job::Infer(..) | Job::Generate(..) => {
+                    Err(ctx.fail("a graph job reached the text batcher"))
+                }
             }
         };
         let bounds = bounds_of(&job);
@@ -364,7 +375,7 @@ fn reply_outs(ctx: &WorkerCtx, job: Job, outs: Vec<Out>, tokens: usize) {
             let entities = entities.collect::<Option<Vec<_>>>().ok_or_else(wrong);
             let _ = reply.send(entities.map(|entities| Entities { entities, tokens }));
         }
-        job @ Job::Infer(..) => reply_err(job, wrong()),
+        job @ (Job::Infer(..) | Job::Generate(..)) => reply_err(job, wrong()),
     }
 }
 
@@ -391,13 +402,14 @@ fn refresh_fates(jobs: &[Job], requests: &mut [Request]) -> bool {
     changed
 }
 
-fn reply_err(job: Job, e: TaskError) {
+pub(crate) fn reply_err(job: Job, e: TaskError) {
     // A dropped receiver means the caller gave up; nothing to tell it.
     match job {
         Job::Embed(.., r) => drop(r.send(Err(e))),
         Job::Classify(.., r) => drop(r.send(Err(e))),
         Job::Entities(.., r) => drop(r.send(Err(e))),
         Job::Infer(.., r) => drop(r.send(Err(e))),
+        Job::Generate(g) => drop(g.tx.send(Err(e))),
     }
 }
 
@@ -617,7 +629,7 @@ fn run_tokens(
     Ok((shape, data.to_vec()))
 }
 
-fn run_infer(session: &mut Session, ctx: &WorkerCtx, job: Job) {
+pub(crate) fn run_infer(session: &mut Session, ctx: &WorkerCtx, job: Job) {
     let (inputs, wanted, reply) = match job {
         Job::Infer(inputs, wanted, reply) => (inputs, wanted, reply),
         other => return reply_err(other, ctx.fail("a text job reached the graph runner")),

@@ -144,12 +144,13 @@ fn datatype(d: DType) -> &'static str {
 }
 
 fn is_text(m: &Model) -> bool {
-    m.manifest.task != Task::Infer
+    // A generation model is served on /v2 as its raw graph (text goes to /v1/completions).
+    !matches!(m.manifest.task, Task::Infer | Task::Generate)
 }
 
 fn interface(m: &Model) -> (Vec<Port>, Vec<Port>) {
     match m.manifest.task {
-        Task::Infer => (
+        Task::Infer | Task::Generate => (
             m.inputs.iter().map(Port::graph).collect(),
             m.outputs.iter().map(Port::graph).collect(),
         ),

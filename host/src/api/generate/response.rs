@@ -1,0 +1,236 @@
+//! The answers: whole JSON objects, or server-sent events (one chunk per token that adds
+//! text, a last chunk per choice with its `finish_reason`, optionally a usage chunk, then
+//! `data: [DONE]`).
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::{Body, Bytes};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::api::error::ApiError;
+use crate::core::generate::{Completion, GenEvent, GenerateStream, TokenLogprob};
+
+/// Which route answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `/v1/completions`.
+    Completion,
+    /// `/v1/chat/completions`.
+    Chat,
+}
+
+/// What every chunk of one answer repeats.
+pub(crate) struct Meta {
+    kind: Kind,
+    id: String,
+    model: String,
+    created: u64,
+    prompt_tokens: usize,
+    include_usage: bool,
+}
+
+impl Meta {
+    pub(crate) fn new(kind: Kind, model: &str, started: u64, prompt_tokens: usize, include_usage: bool) -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(started, |d| d.as_secs());
+        let mut rng = crate::core::generate::Rng::from_time();
+        let prefix = match kind {
+            Kind::Completion => "cmpl",
+            Kind::Chat => "chatcmpl",
+        };
+        let id = format!("{prefix}-{:016x}", rng.next_u64());
+        Self { kind, id, model: model.to_string(), created: now, prompt_tokens, include_usage }
+    }
+
+    fn usage(&self, completion: usize) -> Value {
+        json!({
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": completion,
+            "total_tokens": self.prompt_tokens.saturating_add(completion),
+        })
+    }
+
+    /// The whole answer.
+    pub(crate) fn whole(&self, done: &[Completion]) -> Value {
+        let choices: Vec<Value> = done
+            .iter()
+            .enumerate()
+            .map(|(index, c)| {
+                let finish = c.finish_reason.map(|f| f.as_str());
+                let tokens: Vec<Tok<'_>> = c.tokens.iter().filter_map(|(t, lp, top)| lp.as_ref().map(|lp| (t.as_str(), lp, top.as_slice()))).collect();
+                let with_lp = c.tokens.iter().any(|t| t.1.is_some());
+                let logprobs = with_lp.then(|| self.logprobs(&tokens, 0)).unwrap_or(Value::Null);
+                match self.kind {
+                    Kind::Completion => json!({"index": index, "text": c.text, "logprobs": logprobs, "finish_reason": finish}),
+                    Kind::Chat => json!({"index": index, "message": {"role": "assistant", "content": c.text}, "logprobs": logprobs, "finish_reason": finish}),
+                }
+            })
+            .collect();
+        let completion = done.iter().map(|c| c.usage.completion_tokens).fold(0usize, usize::saturating_add);
+        let object = match self.kind {
+            Kind::Completion => "text_completion",
+            Kind::Chat => "chat.completion",
+        };
+        json!({"id": self.id, "object": object, "created": self.created, "model": self.model,
+               "choices": choices, "usage": self.usage(completion)})
+    }
+
+    /// Log-probabilities in the route's shape; `offset` is the text offset of the first token.
+    fn logprobs(&self, tokens: &[Tok<'_>], offset: usize) -> Value {
+        match self.kind {
+            Kind::Completion => {
+                let mut at = offset;
+                let mut offsets = Vec::with_capacity(tokens.len());
+                for (text, _, _) in tokens {
+                    offsets.push(at);
+                    at = at.saturating_add(text.len());
+                }
+                json!({
+                    "tokens": tokens.iter().map(|t| &t.1.token).collect::<Vec<_>>(),
+                    "token_logprobs": tokens.iter().map(|t| t.1.logprob).collect::<Vec<_>>(),
+                    "top_logprobs": tokens.iter().map(|t| t.2.iter().map(|a| (a.token.clone(), json!(a.logprob))).collect::<serde_json::Map<_, _>>()).collect::<Vec<_>>(),
+                    "text_offset": offsets,
+                })
+            }
+            Kind::Chat => {
+                let one = |a: &TokenLogprob| json!({"token": a.token, "logprob": a.logprob, "bytes": a.token.as_bytes()});
+                let content: Vec<Value> = tokens
+                    .iter()
+                    .map(|t| {
+                        let mut v = one(t.1);
+                        v["top_logprobs"] = Value::Array(t.2.iter().map(one).collect());
+                        v
+                    })
+                    .collect();
+                json!({"content": content})
+            }
+        }
+    }
+
+    fn chunk(&self, index: usize, text: Option<&str>, logprobs: Value, finish: Option<&str>) -> String {
+        let choice = match self.kind {
+            Kind::Completion => json!({"index": index, "text": text.unwrap_or(""), "logprobs": logprobs, "finish_reason": finish}),
+            Kind::Chat => {
+                let delta = match text {
+                    Some(t) => json!({"content": t}),
+                    None if finish.is_none() => json!({"role": "assistant", "content": ""}),
+                    None => json!({}),
+                };
+                json!({"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish})
+            }
+        };
+        self.event(json!([choice]), Value::Null)
+    }
+
+    fn event(&self, choices: Value, usage: Value) -> String {
+        let object = match self.kind {
+            Kind::Completion => "text_completion",
+            Kind::Chat => "chat.completion.chunk",
+        };
+        let mut v = json!({"id": self.id, "object": object, "created": self.created, "model": self.model, "choices": choices});
+        if self.include_usage {
+            v["usage"] = usage;
+        }
+        format!("data: {v}\n\n")
+    }
+}
+
+type Tok<'a> = (&'a str, &'a TokenLogprob, &'a [TokenLogprob]);
+
+/// The body of a streamed answer: what the pump task sends, as it comes.
+struct Events(mpsc::Receiver<String>);
+
+impl futures_core::Stream for Events {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx).map(|o| o.map(|s| Ok(Bytes::from(s))))
+    }
+}
+
+/// A streamed answer; its pump stops (and the generations are cancelled) when the client
+/// goes away.
+pub(crate) fn sse(meta: Meta, streams: Vec<GenerateStream>) -> Response {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(pump(meta, streams, tx));
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(Events(rx)),
+    )
+        .into_response()
+}
+
+/// The next event of any stream still open, with the stream's index.
+async fn next_event(slots: &mut [Option<GenerateStream>]) -> Option<(usize, Result<GenEvent, crate::core::engine::TaskError>)> {
+    std::future::poll_fn(|cx| {
+        for (i, slot) in slots.iter_mut().enumerate() {
+            let Some(s) = slot else { continue };
+            match futures_core::Stream::poll_next(Pin::new(s), cx) {
+                Poll::Ready(Some(ev)) => return Poll::Ready(Some((i, ev))),
+                Poll::Ready(None) => *slot = None,
+                Poll::Pending => {}
+            }
+        }
+        if slots.iter().all(Option::is_none) { Poll::Ready(None) } else { Poll::Pending }
+    })
+    .await
+}
+
+async fn pump(meta: Meta, streams: Vec<GenerateStream>, tx: mpsc::Sender<String>) {
+    let n = streams.len();
+    let mut slots: Vec<Option<GenerateStream>> = streams.into_iter().map(Some).collect();
+    let mut offsets = vec![0usize; n];
+    let mut completion = 0usize;
+    if meta.kind == Kind::Chat {
+        for i in 0..n {
+            if tx.send(meta.chunk(i, None, Value::Null, None)).await.is_err() {
+                return;
+            }
+        }
+    }
+    loop {
+        let next = tokio::select! {
+            n = next_event(&mut slots) => n,
+            () = tx.closed() => return, // the client went away: dropping the streams cancels
+        };
+        let Some((i, ev)) = next else { break };
+        let out = match ev {
+            Ok(GenEvent::Token { text, logprob, top_logprobs, .. }) => {
+                let lp = match &logprob {
+                    Some(lp) => meta.logprobs(&[(text.as_str(), lp, top_logprobs.as_slice())], offsets.get(i).copied().unwrap_or(0)),
+                    None if text.is_empty() => continue,
+                    None => Value::Null,
+                };
+                if let Some(o) = offsets.get_mut(i) {
+                    *o = o.saturating_add(text.len());
+                }
+                meta.chunk(i, Some(&text), lp, None)
+            }
+            Ok(GenEvent::Done { finish_reason, usage }) => {
+                completion = completion.saturating_add(usage.completion_tokens);
+                meta.chunk(i, None, Value::Null, Some(finish_reason.as_str()))
+            }
+            Err(e) => {
+                let body = ApiError::from(e).body();
+                let _ = tx.send(format!("data: {body}\n\n")).await;
+                return;
+            }
+        };
+        if tx.send(out).await.is_err() {
+            return;
+        }
+    }
+    if meta.include_usage {
+        let _ = tx.send(meta.event(json!([]), meta.usage(completion))).await;
+    }
+    let _ = tx.send("data: [DONE]\n\n".to_string()).await;
+}

@@ -131,7 +131,7 @@ mod tests {
             "/../tests/fixtures/tiny-llama/tokenizer.json"
         );
         let enc = TextEncoder::load(std::path::Path::new(path), Some(256)).unwrap();
-        let text = "the café in 東京 😀 says hello";
+        let text = "the café in 東京 and 中文 🎉 says hello";
         let ids = enc.ids(text, false).unwrap();
         assert!(ids.len() > text.chars().count() / 2, "multi-byte characters span tokens");
         let mut d = Detokenizer::default();

@@ -34,7 +34,9 @@ fn stream(s: &Server, path: &str, body: Value) -> (Vec<Value>, bool) {
     let mut events = Vec::new();
     let mut done = false;
     for block in text.split("\n\n").filter(|b| !b.is_empty()) {
-        let data = block.strip_prefix("data: ").unwrap_or_else(|| panic!("not an SSE event: {block:?}"));
+        let data = block
+            .strip_prefix("data: ")
+            .unwrap_or_else(|| panic!("not an SSE event: {block:?}"));
         if data == "[DONE]" {
             done = true;
         } else {
@@ -54,7 +56,9 @@ fn streamed_text(events: &[Value], index: u64) -> (String, String) {
             if c["index"] != index {
                 continue;
             }
-            let piece = c["text"].as_str().or_else(|| c["delta"]["content"].as_str());
+            let piece = c["text"]
+                .as_str()
+                .or_else(|| c["delta"]["content"].as_str());
             text.push_str(piece.unwrap_or(""));
             if let Some(f) = c["finish_reason"].as_str() {
                 finish = f.to_string();
@@ -73,7 +77,10 @@ fn text_of(v: &Value) -> String {
 }
 
 fn metric(s: &Server, name: &str) -> u64 {
-    let body = reqwest::blocking::get(s.at("/metrics")).unwrap().text().unwrap();
+    let body = reqwest::blocking::get(s.at("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
     let prefix = format!("{name}{{model=\"{MODEL}\"}} ");
     body.lines()
         .find_map(|l| l.strip_prefix(&prefix))
@@ -105,7 +112,10 @@ fn greedy_is_deterministic_and_streaming_equals_whole() {
     body["stream_options"] = json!({"include_usage": true});
     let (events, done) = stream(&s, "/v1/completions", body);
     assert!(done, "the stream ends with data: [DONE]");
-    assert_eq!(streamed_text(&events, 0), (text.clone(), finish.to_string()));
+    assert_eq!(
+        streamed_text(&events, 0),
+        (text.clone(), finish.to_string())
+    );
     let last = events.last().unwrap();
     assert_eq!(last["choices"], json!([]), "the usage chunk has no choices");
     assert_eq!(&last["usage"], usage);
@@ -140,7 +150,10 @@ fn seeds_reproduce_and_stop_strings_end_the_text_unseen() {
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
     body["stream"] = json!(true);
     let (events, _) = stream(&s, "/v1/completions", body);
-    assert_eq!(streamed_text(&events, 0), (expected.to_string(), "stop".to_string()));
+    assert_eq!(
+        streamed_text(&events, 0),
+        (expected.to_string(), "stop".to_string())
+    );
 }
 
 /// 16 concurrent streams, with prompts of different lengths, started one after another
@@ -149,9 +162,14 @@ fn seeds_reproduce_and_stop_strings_end_the_text_unseen() {
 #[test]
 fn sixteen_concurrent_streams_match_their_text_alone() {
     let (_h, s) = server();
-    let prompts: Vec<String> = (0..16).map(|i| "the quick brown fox ".repeat(1 + i % 5) + &i.to_string()).collect();
+    let prompts: Vec<String> = (0..16)
+        .map(|i| "the quick brown fox ".repeat(1 + i % 5) + &i.to_string())
+        .collect();
     let body = |p: &str| json!({"model": MODEL, "prompt": p, "max_tokens": 300, "temperature": 0, "stream": true});
-    let alone: Vec<String> = prompts.iter().map(|p| streamed_text(&stream(&s, "/v1/completions", body(p)).0, 0).0).collect();
+    let alone: Vec<String> = prompts
+        .iter()
+        .map(|p| streamed_text(&stream(&s, "/v1/completions", body(p)).0, 0).0)
+        .collect();
     let rows_before = metric_sum(&s);
     let together: Vec<String> = std::thread::scope(|scope| {
         let handles: Vec<_> = prompts
@@ -172,12 +190,18 @@ fn sixteen_concurrent_streams_match_their_text_alone() {
     }
     let (steps, rows) = metric_sum(&s);
     let (steps, rows) = (steps - rows_before.0, rows - rows_before.1);
-    assert!(rows > steps * 2, "decode steps ran {rows} rows in {steps} steps: not batched");
+    assert!(
+        rows > steps * 2,
+        "decode steps ran {rows} rows in {steps} steps: not batched"
+    );
 }
 
 /// (runs, rows) of the model's batch-size histogram.
 fn metric_sum(s: &Server) -> (u64, u64) {
-    let body = reqwest::blocking::get(s.at("/metrics")).unwrap().text().unwrap();
+    let body = reqwest::blocking::get(s.at("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
     let get = |p: &str| -> u64 {
         body.lines()
             .find_map(|l| l.strip_prefix(&format!("{p}{{model=\"{MODEL}\"}} ")))
@@ -193,7 +217,11 @@ fn a_dropped_stream_stops_its_generation() {
     let (_h, s) = server();
     let client = reqwest::blocking::Client::new();
     let body = json!({"model": MODEL, "prompt": "once", "max_tokens": 4000, "temperature": 0, "stream": true});
-    let mut r = client.post(s.at("/v1/completions")).json(&body).send().unwrap();
+    let mut r = client
+        .post(s.at("/v1/completions"))
+        .json(&body)
+        .send()
+        .unwrap();
     let mut buf = [0u8; 256];
     let _ = r.read(&mut buf).unwrap();
     drop(r); // the client goes away
@@ -206,9 +234,15 @@ fn a_dropped_stream_stops_its_generation() {
             break;
         }
         last = now;
-        assert!(start.elapsed() < Duration::from_secs(30), "the steps never stopped");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the steps never stopped"
+        );
     }
-    assert!(last < 3900, "the generation ran on ({last} steps) after the client left");
+    assert!(
+        last < 3900,
+        "the generation ran on ({last} steps) after the client left"
+    );
     assert_eq!(metric(&s, "llmos_generate_cancelled_total"), 1);
 }
 
@@ -265,8 +299,14 @@ fn logprobs_are_the_models() {
         let top = t["top_logprobs"].as_array().unwrap();
         assert_eq!(top.len(), 3);
         assert_eq!(top[0]["token"], t["token"]);
-        let (a, b) = (top[0]["logprob"].as_f64().unwrap(), t["logprob"].as_f64().unwrap());
-        assert!(a == b && b <= 0.0 && top[1]["logprob"].as_f64().unwrap() <= a, "{t}");
+        let (a, b) = (
+            top[0]["logprob"].as_f64().unwrap(),
+            t["logprob"].as_f64().unwrap(),
+        );
+        assert!(
+            a == b && b <= 0.0 && top[1]["logprob"].as_f64().unwrap() <= a,
+            "{t}"
+        );
     }
     // The probabilities of all tokens sum to 1: the best of 3 is at most log(1) and at least
     // log(1/vocab).
@@ -277,15 +317,51 @@ fn logprobs_are_the_models() {
 fn bad_requests_name_what_is_wrong() {
     let (_h, s) = server();
     let cases = [
-        (json!({"model": MODEL, "prompt": "hi", "max_tokens": 5000}), "/v1/completions", "context length is 4096"),
-        (json!({"model": MODEL, "prompt": "hi", "response_format": {"type": "json_object"}}), "/v1/completions", "`response_format` is not supported"),
-        (json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "tools": []}), "/v1/chat/completions", "`tools` is not supported"),
-        (json!({"model": MODEL, "prompt": "hi", "temprature": 0}), "/v1/completions", "unknown field `temprature`"),
-        (json!({"model": MODEL, "prompt": "hi", "temperature": 3}), "/v1/completions", "from 0 to 2"),
-        (json!({"model": MODEL, "prompt": [[1, 99999]]}), "/v1/completions", "not in the vocabulary"),
-        (json!({"model": MODEL, "messages": [{"role": "robot", "content": "hi"}]}), "/v1/chat/completions", "accepted are system"),
-        (json!({"model": MODEL, "prompt": "hi", "stop": ["a", "b", "c", "d", "e"]}), "/v1/completions", "up to 4"),
-        (json!({"model": "minilm", "prompt": "hi"}), "/v1/completions", "not generate"),
+        (
+            json!({"model": MODEL, "prompt": "hi", "max_tokens": 5000}),
+            "/v1/completions",
+            "context length is 4096",
+        ),
+        (
+            json!({"model": MODEL, "prompt": "hi", "response_format": {"type": "json_object"}}),
+            "/v1/completions",
+            "`response_format` is not supported",
+        ),
+        (
+            json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "tools": []}),
+            "/v1/chat/completions",
+            "`tools` is not supported",
+        ),
+        (
+            json!({"model": MODEL, "prompt": "hi", "temprature": 0}),
+            "/v1/completions",
+            "unknown field `temprature`",
+        ),
+        (
+            json!({"model": MODEL, "prompt": "hi", "temperature": 3}),
+            "/v1/completions",
+            "from 0 to 2",
+        ),
+        (
+            json!({"model": MODEL, "prompt": [[1, 99999]]}),
+            "/v1/completions",
+            "not in the vocabulary",
+        ),
+        (
+            json!({"model": MODEL, "messages": [{"role": "robot", "content": "hi"}]}),
+            "/v1/chat/completions",
+            "accepted are system",
+        ),
+        (
+            json!({"model": MODEL, "prompt": "hi", "stop": ["a", "b", "c", "d", "e"]}),
+            "/v1/completions",
+            "up to 4",
+        ),
+        (
+            json!({"model": "minilm", "prompt": "hi"}),
+            "/v1/completions",
+            "not generate",
+        ),
     ];
     for (body, path, needle) in cases {
         let (code, v) = call(&s, "POST", path, None, Some(body.clone()));
@@ -293,10 +369,19 @@ fn bad_requests_name_what_is_wrong() {
         let msg = v["error"]["message"].as_str().unwrap();
         assert!(msg.contains(needle), "{body}: expected {needle:?} in {msg}");
     }
-    let (_, v) = call(&s, "POST", "/v1/completions", None, Some(json!({"model": MODEL, "prompt": "hi", "max_tokens": 5000})));
+    let (_, v) = call(
+        &s,
+        "POST",
+        "/v1/completions",
+        None,
+        Some(json!({"model": MODEL, "prompt": "hi", "max_tokens": 5000})),
+    );
     assert_eq!(v["error"]["code"], "context_length_exceeded");
     let msg = v["error"]["message"].as_str().unwrap();
-    assert!(msg.contains("max_tokens is 5000") && msg.contains("prompt has"), "{msg}");
+    assert!(
+        msg.contains("max_tokens is 5000") && msg.contains("prompt has"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -335,16 +420,37 @@ fn cached_decoding_equals_recomputing_without_a_cache() {
         let body = json!({"inputs": inputs, "outputs": [{"name": "logits"}]});
         let (code, v) = call(&s, "POST", "/v2/models/tiny-llama/infer", None, Some(body));
         assert_eq!(code, 200, "{v}");
-        let logits: Vec<f64> = v["outputs"][0]["data"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        let logits: Vec<f64> = v["outputs"][0]["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
         let last = &logits[logits.len() - 323..];
-        let best = (0..last.len()).max_by(|&a, &b| last[a].partial_cmp(&last[b]).unwrap()).unwrap();
+        let best = (0..last.len())
+            .max_by(|&a, &b| last[a].partial_cmp(&last[b]).unwrap())
+            .unwrap();
         ids.push(best as u64);
     }
     let generated = &ids[prompt.len()..];
-    assert!(!generated.iter().any(|&t| t == 0 || t == 2), "the reference hit an end token: {generated:?}");
-    let (code, d) = call(&s, "POST", "/v1/detokenize", None, Some(json!({"model": MODEL, "ids": generated})));
+    assert!(
+        !generated.iter().any(|&t| t == 0 || t == 2),
+        "the reference hit an end token: {generated:?}"
+    );
+    let (code, d) = call(
+        &s,
+        "POST",
+        "/v1/detokenize",
+        None,
+        Some(json!({"model": MODEL, "ids": generated})),
+    );
     assert_eq!(code, 200, "{d}");
     let body = json!({"model": MODEL, "prompt": prompt, "max_tokens": 10, "temperature": 0});
     let v = post(&s, "/v1/completions", body);
-    assert_eq!(text_of(&v), d["data"][0]["text"].as_str().unwrap_or_else(|| panic!("{d}")));
+    assert_eq!(
+        text_of(&v),
+        d["data"][0]["text"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{d}"))
+    );
 }

@@ -12,7 +12,16 @@ use crate::support::{Home, call, text};
 fn generate_prints_the_same_greedy_text_as_the_api() {
     let home = Home::new();
     let out = home
-        .cmd(&["generate", "--model", "tiny-llama", "--temperature", "0", "--max-tokens", "25", "once upon a time"])
+        .cmd(&[
+            "generate",
+            "--model",
+            "tiny-llama",
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "25",
+            "once upon a time",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
@@ -25,21 +34,39 @@ fn generate_prints_the_same_greedy_text_as_the_api() {
         "POST",
         "/v1/completions",
         None,
-        Some(json!({"model": "tiny-llama", "prompt": "once upon a time", "max_tokens": 25, "temperature": 0})),
+        Some(
+            json!({"model": "tiny-llama", "prompt": "once upon a time", "max_tokens": 25, "temperature": 0}),
+        ),
     );
     assert_eq!(code, 200, "{v}");
-    assert_eq!(printed, format!("{}\n", v["choices"][0]["text"].as_str().unwrap()));
+    assert_eq!(
+        printed,
+        format!("{}\n", v["choices"][0]["text"].as_str().unwrap())
+    );
 }
 
 fn chat(home: &Home, input: &str) -> String {
     let mut child = home
-        .cmd(&["chat", "--model", "tiny-llama", "--temperature", "0", "--max-tokens", "12"])
+        .cmd(&[
+            "chat",
+            "--model",
+            "tiny-llama",
+            "--temperature",
+            "0",
+            "--max-tokens",
+            "12",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     String::from_utf8(out.stdout).unwrap()
@@ -47,10 +74,14 @@ fn chat(home: &Home, input: &str) -> String {
 
 /// The assistant's greedy answer to `messages`, from the HTTP API.
 fn answer(s: &crate::support::Server, messages: serde_json::Value) -> String {
-    let body = json!({"model": "tiny-llama", "messages": messages, "max_tokens": 12, "temperature": 0});
+    let body =
+        json!({"model": "tiny-llama", "messages": messages, "max_tokens": 12, "temperature": 0});
     let (code, v) = call(s, "POST", "/v1/chat/completions", None, Some(body));
     assert_eq!(code, 200, "{v}");
-    v["choices"][0]["message"]["content"].as_str().unwrap().to_string()
+    v["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 #[test]
@@ -63,13 +94,29 @@ fn chat_keeps_history_and_reset_forgets_it() {
         &s,
         json!([{"role": "user", "content": q}, {"role": "assistant", "content": first}, {"role": "user", "content": q}]),
     );
-    assert_eq!(chat(&home, &format!("{q}\n{q}\n")), format!("{first}\n{second}\n"));
-    assert_eq!(chat(&home, &format!("{q}\n/reset\n{q}\n/exit\nignored\n")), format!("{first}\n{first}\n"));
+    assert_eq!(
+        chat(&home, &format!("{q}\n{q}\n")),
+        format!("{first}\n{second}\n")
+    );
+    assert_eq!(
+        chat(&home, &format!("{q}\n/reset\n{q}\n/exit\nignored\n")),
+        format!("{first}\n{first}\n")
+    );
 }
 
 #[test]
 fn overflowing_the_context_is_refused_with_the_numbers() {
     let home = Home::new();
-    let msg = home.fails(&["generate", "--model", "tiny-llama", "--max-tokens", "5000", "hi"]);
-    assert!(msg.contains("max_tokens is 5000") && msg.contains("context length is 4096"), "{msg}");
+    let msg = home.fails(&[
+        "generate",
+        "--model",
+        "tiny-llama",
+        "--max-tokens",
+        "5000",
+        "hi",
+    ]);
+    assert!(
+        msg.contains("max_tokens is 5000") && msg.contains("context length is 4096"),
+        "{msg}"
+    );
 }

@@ -251,9 +251,12 @@ impl Metrics {
     }
 }
 
+/// A counter: name, help, how to read it.
+type Counter = (&'static str, &'static str, fn(&crate::core::worker::ModelStats) -> u64);
+
 /// Counters of the generation engines (models whose task is generate).
 fn render_generation(models: &[std::sync::Arc<crate::core::Model>], out: &mut String) {
-    let counters: [(&str, &str, fn(&crate::core::worker::ModelStats) -> u64); 4] = [
+    let counters: [Counter; 4] = [
         ("llmos_generate_steps_total", "Decode steps run (one per batch of running sequences).", |s| s.gen_steps.load(Ordering::Relaxed)),
         ("llmos_generate_tokens_total", "Tokens generated.", |s| s.gen_tokens.load(Ordering::Relaxed)),
         ("llmos_generate_sequences_total", "Sequences started (prompts prefilled).", |s| s.gen_prefills.load(Ordering::Relaxed)),

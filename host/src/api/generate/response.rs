@@ -65,7 +65,11 @@ impl Meta {
                 let finish = c.finish_reason.map(|f| f.as_str());
                 let tokens: Vec<Tok<'_>> = c.tokens.iter().filter_map(|(t, lp, top)| lp.as_ref().map(|lp| (t.as_str(), lp, top.as_slice()))).collect();
                 let with_lp = c.tokens.iter().any(|t| t.1.is_some());
-                let logprobs = with_lp.then(|| self.logprobs(&tokens, 0)).unwrap_or(Value::Null);
+                let logprobs = if with_lp {
+                    self.logprobs(&tokens, 0)
+                } else {
+                    Value::Null
+                };
                 match self.kind {
                     Kind::Completion => json!({"index": index, "text": c.text, "logprobs": logprobs, "finish_reason": finish}),
                     Kind::Chat => json!({"index": index, "message": {"role": "assistant", "content": c.text}, "logprobs": logprobs, "finish_reason": finish}),
@@ -104,7 +108,9 @@ impl Meta {
                     .iter()
                     .map(|t| {
                         let mut v = one(t.1);
-                        v["top_logprobs"] = Value::Array(t.2.iter().map(one).collect());
+                        if let Some(o) = v.as_object_mut() {
+                            o.insert("top_logprobs".into(), Value::Array(t.2.iter().map(one).collect()));
+                        }
                         v
                     })
                     .collect();
@@ -134,8 +140,10 @@ impl Meta {
             Kind::Chat => "chat.completion.chunk",
         };
         let mut v = json!({"id": self.id, "object": object, "created": self.created, "model": self.model, "choices": choices});
-        if self.include_usage {
-            v["usage"] = usage;
+        if self.include_usage
+            && let Some(o) = v.as_object_mut()
+        {
+            o.insert("usage".into(), usage);
         }
         format!("data: {v}\n\n")
     }

@@ -59,10 +59,10 @@ pub(crate) fn join_rows(rows: &[&RowCache], tensors: usize, g: Geometry) -> (Vec
                     let (Some(d), s) = (dst.next(), src_lines.next()) else {
                         break;
                     };
-                    if let (Some(d), Some(s)) = (d.get_mut(offset..), s) {
-                        if src_line > 0 {
-                            d.copy_from_slice(s);
-                        }
+                    if let (Some(d), Some(s)) = (d.get_mut(offset..), s)
+                        && src_line > 0
+                    {
+                        d.copy_from_slice(s);
                     }
                 }
             }

@@ -85,11 +85,12 @@ pub(crate) fn run(mut session: Session, ctx: &GenCtx, rx: &Receiver<Job>) {
             }
         }
         let leaving = batch.seqs.iter().any(|s| s.done || s.tx.is_closed());
-        if leaving || joined.iter().any(|s: &Seq| !s.done) {
-            if let Err(e) = relayout(ctx, &mut batch, joined) {
-                fail_all(&mut batch, &e);
-                continue;
-            }
+        let joining = joined.iter().any(|s: &Seq| !s.done);
+        if (leaving || joining)
+            && let Err(e) = relayout(ctx, &mut batch, joined)
+        {
+            fail_all(&mut batch, &e);
+            continue;
         }
         if batch.seqs.is_empty() {
             continue;

@@ -6,12 +6,14 @@
 mod support;
 
 mod core_errors;
+mod core_gguf_tokenizer;
 mod core_models;
 mod core_real_models;
 
 mod api_access;
 mod api_auth;
 mod api_auth_matrix;
+mod api_html;
 mod api_kserve;
 mod api_openai;
 mod api_robust;

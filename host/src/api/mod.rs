@@ -7,6 +7,7 @@ pub mod admin;
 pub mod anonymize;
 pub mod data;
 pub mod error;
+pub mod html;
 pub mod kserve;
 pub mod metrics;
 pub mod openai;

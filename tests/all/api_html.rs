@@ -52,7 +52,9 @@ fn assert_only_our_markup(html: &str) {
 }
 
 fn html_of(r: Response) -> String {
-    assert_eq!(r.status().as_u16(), 200);
+    if r.status().as_u16() != 200 {
+        panic!("{}: {}", r.status(), r.text().unwrap());
+    }
     let h = r.headers();
     assert_eq!(h["content-type"], "text/html; charset=utf-8");
     assert!(
@@ -110,11 +112,17 @@ fn entities_as_html_mark_the_spans_and_escape_the_rest() {
 fn classify_as_html_is_a_table_and_refusals_stay_json() {
     let home = Home::new();
     let s = home.serve(&["--models", "pii-ner,tiny-classifier"]);
-    let body = json!({"model": "tiny-classifier", "input": ["I love it", INJECTED]});
+    // The tiny classifier reads 16 tokens: truncation keeps the whole text in the caption.
+    let body =
+        json!({"model": "tiny-classifier", "input": ["I love it", INJECTED], "truncate": true});
     let html = html_of(post(&s, "/v1/classify", Some("text/html"), &body));
     assert!(html.contains("<caption>I love it</caption>"), "{html}");
     assert!(html.contains("<tr><td>positive</td><td>0."), "{html}");
     assert_eq!(html.matches("<table").count(), 2, "{html}");
+    assert!(
+        html.contains("<caption>Call John Smith at (415) 555-0132 &lt;script&gt;"),
+        "{html}"
+    );
     assert_only_our_markup(&html);
 
     // Accept allowing neither: 406 in OpenAI's error shape naming both, before any work.

@@ -262,16 +262,11 @@ mod tests {
     /// GPT-2's byte → printable character table: printable bytes stand for themselves, the
     /// others for 256, 257, … in byte order.
     fn byte_symbols() -> Vec<String> {
-        let mut next = 256;
+        let printable = |b: &u32| (33..=126).contains(b) || (161..=172).contains(b) || *b >= 174;
+        let mut others = (256u32..).zip((0u32..=255).filter(|b| !printable(b)));
         (0u32..=255)
             .map(|b| {
-                let printable = (33..=126).contains(&b) || (161..=172).contains(&b) || b >= 174;
-                let c = if printable {
-                    b
-                } else {
-                    next += 1;
-                    next - 1
-                };
+                let c = if printable(&b) { b } else { others.next().unwrap().0 };
                 char::from_u32(c).unwrap().to_string()
             })
             .collect()

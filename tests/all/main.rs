@@ -7,6 +7,7 @@ mod support;
 
 mod core_errors;
 mod core_generate;
+mod core_gguf_tokenizer;
 mod core_models;
 mod core_real_models;
 
@@ -14,6 +15,7 @@ mod api_access;
 mod api_auth;
 mod api_auth_matrix;
 mod api_generate;
+mod api_html;
 mod api_kserve;
 mod api_openai;
 mod api_robust;

@@ -8,6 +8,7 @@ pub mod anonymize;
 pub mod data;
 pub mod error;
 pub mod generate;
+pub mod html;
 pub mod kserve;
 pub mod metrics;
 pub mod openai;

@@ -4,13 +4,14 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use crate::api::error::ApiError;
+use crate::api::html;
 use crate::api::strict::kind;
 use crate::api::routes::{Access, ApiRoute, get, post};
 use crate::api::{ApiJson, AppState, Caller, ModelLabel, model, route_text};
@@ -24,8 +25,12 @@ pub(crate) fn routes() -> Vec<ApiRoute> {
         get("/v1/models", Access::Key, list_models),
         get("/v1/models/{id}", Access::Model, get_model),
         post("/v1/embeddings", Access::Model, embeddings).body::<EmbeddingsRequest>(),
-        post("/v1/classify", Access::Model, classify).body::<TextTaskRequest>(),
-        post("/v1/entities", Access::Model, entities).body::<TextTaskRequest>(),
+        post("/v1/classify", Access::Model, classify)
+            .body::<TextTaskRequest>()
+            .html(),
+        post("/v1/entities", Access::Model, entities)
+            .body::<TextTaskRequest>()
+            .html(),
         post("/v1/tokenize", Access::Model, tokenize).body::<TokenizeRequest>(),
         post("/v1/detokenize", Access::Model, detokenize).body::<DetokenizeRequest>(),
     ]
@@ -409,11 +414,17 @@ async fn embeddings(
 async fn classify(
     State(state): State<Arc<AppState>>,
     caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
+    let format = html::negotiate(&headers)?;
     let req = TextTaskRequest::from_value(&object(body)?, true)?;
+    let texts = match &req.input {
+        Input::Texts(t) if format == html::Format::Html => t.clone(),
+        _ => Vec::new(),
+    };
     let m = model(&state, &req.model).await?;
-    Ok(route_text(
+    let resp = route_text(
         &state,
         caller.map(|c| c.0),
         &m,
@@ -422,18 +433,26 @@ async fn classify(
         req.input,
         req.truncate,
     )
-    .await)
+    .await;
+    Ok(html::respond(format, resp, |v| html::classes_page(v, &texts)).await)
 }
 
 async fn entities(
     State(state): State<Arc<AppState>>,
     caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
+    let format = html::negotiate(&headers)?;
     let req = TextTaskRequest::from_value(&object(body)?, false)?;
     let texts = texts_only(req.input)?;
+    let shown = if format == html::Format::Html {
+        texts.clone()
+    } else {
+        Vec::new()
+    };
     let m = model(&state, &req.model).await?;
-    Ok(route_text(
+    let resp = route_text(
         &state,
         caller.map(|c| c.0),
         &m,
@@ -442,7 +461,8 @@ async fn entities(
         Input::Texts(texts),
         req.truncate,
     )
-    .await)
+    .await;
+    Ok(html::respond(format, resp, |v| html::entities_page(v, &shown)).await)
 }
 
 fn bool_field(body: &Value, name: &str, default: bool) -> Result<bool, ApiError> {

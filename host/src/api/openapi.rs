@@ -181,6 +181,21 @@ fn path_params(path: &str) -> impl Iterator<Item = &str> {
         .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
 }
 
+/// The success answer; routes that render HTML (`Accept: text/html`) say so.
+fn success(html: bool) -> utoipa::openapi::Response {
+    if !html {
+        return ResponseBuilder::new()
+            .description("success (JSON; KServe binary tensors with the binary extension)")
+            .build();
+    }
+    let any = || ContentBuilder::new().build();
+    ResponseBuilder::new()
+        .description("success: JSON, or a sanitised HTML page when Accept prefers text/html")
+        .content("application/json", any())
+        .content("text/html", any())
+        .build()
+}
+
 fn operation(r: &ApiRoute) -> utoipa::openapi::path::Operation {
     let kserve = r.path.starts_with("/v2");
     let tag = r.path.split('/').nth(1).unwrap_or("service");
@@ -203,12 +218,7 @@ fn operation(r: &ApiRoute) -> utoipa::openapi::path::Operation {
             r.path.replace(['/', '{', '}', '.'], "_")
         )))
         .tag(tag)
-        .response(
-            "2XX",
-            ResponseBuilder::new()
-                .description("success (JSON; KServe binary tensors with the binary extension)")
-                .build(),
-        )
+        .response("2XX", success(r.html))
         .response(
             "400",
             error_response("bad request: names the field and what is accepted"),
@@ -222,6 +232,12 @@ fn operation(r: &ApiRoute) -> utoipa::openapi::path::Operation {
                 .parameter_in(ParameterIn::Path)
                 .required(Required::True)
                 .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+        );
+    }
+    if r.html {
+        op = op.response(
+            "406",
+            error_response("Accept allows neither application/json nor text/html"),
         );
     }
     if let Some(b) = r.body {

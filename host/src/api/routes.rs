@@ -46,6 +46,8 @@ pub struct ApiRoute {
     pub access: Access,
     /// The JSON body the route reads, for the API description.
     pub body: Option<BodySchema>,
+    /// Whether the route also answers `text/html` when `Accept` asks for it (`api/html.rs`).
+    pub html: bool,
     pub(crate) handler: MethodRouter<Arc<AppState>>,
 }
 
@@ -70,6 +72,12 @@ impl ApiRoute {
         });
         self
     }
+
+    /// Declares that the route answers `text/html` too (negotiated from `Accept`).
+    pub(crate) fn html(mut self) -> Self {
+        self.html = true;
+        self
+    }
 }
 
 fn route<H, T>(
@@ -88,6 +96,7 @@ where
         path,
         access,
         body: None,
+        html: false,
         handler: on(filter, h),
     }
 }

@@ -2,3 +2,4 @@
 //! model as an ONNX causal LM with its tokenizer (see `docs/generation.md`).
 
 pub mod vocab;
+pub mod tokenizer;

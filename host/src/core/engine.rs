@@ -647,6 +647,7 @@ impl Core {
             input_names: inputs.iter().map(|i| i.name.clone()).collect(),
             limits,
             stats: stats.clone(),
+            ns_per_token: std::sync::atomic::AtomicU64::new(0),
         });
         for (i, session) in sessions.into_iter().enumerate() {
             let (rx, ctx) = (rx.clone(), ctx.clone());

@@ -19,8 +19,8 @@
 #                             [--rounds 2] [--nice N] [--no-build] [--llmos PATH]
 #                             [--redact-timeout-ms N] [--plugin-threads N]
 #   --plugin-threads N  `[plugins] threads` in every configuration (default: the host's,
-#               the number of cores up to 8); a worker runs one plugin call at a time, so
-#               this bounds how many pii-redact calls wait for pii-ner at once
+#               the number of cores up to 8); each runs several calls at once
+#               ([plugins] calls_per_thread), so that pii-redact's pii-ner calls batch
 #   --redact-timeout-ms N  operator override of pii-redact's time budget per call (its
 #               manifest asks 200 ms; its inference calls wait for pii-ner inside that budget)
 #   --no-build  use the existing target/release/llmos and plugins/target/... (no cargo)

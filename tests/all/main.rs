@@ -22,6 +22,7 @@ mod api_robust;
 mod api_schemathesis;
 
 mod plugins_common;
+mod plugins_concurrency;
 mod plugins_grants;
 mod plugins_hardening;
 mod plugins_install;

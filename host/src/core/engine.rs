@@ -753,6 +753,7 @@ impl Core {
             input_names: inputs.iter().map(|i| i.name.clone()).collect(),
             limits,
             stats: stats.clone(),
+            ns_per_token: std::sync::atomic::AtomicU64::new(0),
         });
         let generation = if manifest.task == Task::Generate {
             let config = manifest

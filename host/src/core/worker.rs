@@ -94,6 +94,9 @@ pub(crate) struct WorkerCtx {
     pub(crate) input_names: Vec<String>,
     pub(crate) limits: BatchLimits,
     pub(crate) stats: Arc<ModelStats>,
+    /// Nanoseconds per padded token of recent runs (a moving average; 0 until the first run):
+    /// a sub-batch holding a request with a deadline is sized to end by that deadline.
+    pub(crate) ns_per_token: AtomicU64,
 }
 
 impl WorkerCtx {
@@ -185,6 +188,7 @@ struct Request {
     encs: Vec<Encoding>,
     out: Vec<Option<Out>>,
     fate: Fate,
+    deadline: Option<Instant>,
 }
 
 /// Whether a request is still wanted.
@@ -314,6 +318,7 @@ fn run_text_jobs(session: &mut Session, ctx: &WorkerCtx, jobs: Vec<Job>) {
                     out: (0..encs.len()).map(|_| None).collect(),
                     encs,
                     fate: Fate::Wanted,
+                    deadline: bounds.deadline,
                 });
                 ok_jobs.push(job);
             }
@@ -444,15 +449,21 @@ fn run_sorted(
             }
         }
         let pending = order.get(start..).unwrap_or_default();
+        let pace = Pace {
+            ns_per_token: ctx.ns_per_token.load(Ordering::Relaxed),
+            now: Instant::now(),
+        };
         let rows = pending
-            .get(..sub_batch(pending, requests, &ctx.limits))
+            .get(..sub_batch(pending, requests, &ctx.limits, pace))
             .unwrap_or(pending);
         let encs: Vec<Encoding> = rows
             .iter()
             .filter_map(|&rt| enc_of(requests, rt).cloned())
             .collect();
         let batch = encoder.pad(&encs);
+        let started = Instant::now();
         let (shape, data) = run_tokens(session, ctx, &batch)?;
+        ctx.record_pace(started.elapsed(), batch.batch.saturating_mul(batch.seq));
         ctx.stats.record_run(batch.batch);
         ctx.stats
             .tokens
@@ -477,15 +488,21 @@ fn enc_of(requests: &[Request], (r, t): (usize, usize)) -> Option<&Encoding> {
 /// more while it stays within the limits. Sorted, so the newest row is the longest and sets
 /// the padded width; stop when padding would exceed a quarter of the real tokens (on CPUs,
 /// padded tokens cost as much as real ones).
-fn sub_batch(pending: &[(usize, usize)], requests: &[Request], limits: &BatchLimits) -> usize {
-    let mut widths = pending
+fn sub_batch(
+    pending: &[(usize, usize)],
+    requests: &[Request],
+    limits: &BatchLimits,
+    pace: Pace,
+) -> usize {
+    let deadline_of = |&(r, _): &(usize, usize)| requests.get(r).and_then(|q| q.deadline);
+    let mut rows_of = pending
         .iter()
-        .map(|&rt| enc_of(requests, rt).map_or(0, Encoding::len));
-    let Some(first) = widths.next() else {
+        .map(|rt| (enc_of(requests, *rt).map_or(0, Encoding::len), deadline_of(rt)));
+    let Some((first, mut deadline)) = rows_of.next() else {
         return 0;
     };
     let (mut rows, mut real) = (1usize, first);
-    for width in widths {
+    for (width, d) in rows_of {
         if rows >= limits.max_batch {
             break;
         }
@@ -496,10 +513,66 @@ fn sub_batch(pending: &[(usize, usize)], requests: &[Request], limits: &BatchLim
         {
             break;
         }
+        // The earliest deadline of the rows so far must still be met with this row in.
+        let earliest = match (deadline, d) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if earliest.is_some_and(|e| !pace.ends_by(padded, e)) {
+            break;
+        }
+        deadline = earliest;
         real = real.saturating_add(width);
         rows = next;
     }
     rows
+}
+
+/// How fast the model has been running, to size sub-batches that hold requests with a
+/// deadline: such a sub-batch grows only while its estimated run ends by the earliest of
+/// them, so a request stopped at its deadline leaves at most about its own budget of work
+/// behind (a plugin's inference calls cannot keep the model busy long after it was stopped).
+#[derive(Clone, Copy)]
+struct Pace {
+    ns_per_token: u64,
+    now: Instant,
+}
+
+impl Pace {
+    fn ends_by(self, padded_tokens: usize, deadline: Instant) -> bool {
+        if self.ns_per_token == 0 {
+            return true; // no run measured yet
+        }
+        let ns = self
+            .ns_per_token
+            .saturating_mul(u64::try_from(padded_tokens).unwrap_or(u64::MAX));
+        self.now
+            .checked_add(Duration::from_nanos(ns))
+            .is_some_and(|end| end <= deadline)
+    }
+}
+
+impl WorkerCtx {
+    /// Folds one run's time per padded token into the moving average (weight 1/8).
+    fn record_pace(&self, took: Duration, padded_tokens: usize) {
+        let Ok(tokens) = u64::try_from(padded_tokens) else {
+            return;
+        };
+        if tokens == 0 {
+            return;
+        }
+        let sample = u64::try_from(took.as_nanos())
+            .unwrap_or(u64::MAX)
+            .checked_div(tokens)
+            .unwrap_or(0);
+        let old = self.ns_per_token.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            sample
+        } else {
+            old.saturating_mul(7).saturating_add(sample) / 8
+        };
+        self.ns_per_token.store(new, Ordering::Relaxed);
+    }
 }
 
 fn postprocess(
@@ -658,4 +731,76 @@ fn run_raw(
         }
     }
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokenizers::Token;
+
+    fn request(tokens: usize, deadline: Option<Instant>) -> Request {
+        let toks = (0..tokens)
+            .map(|i| Token::new(1, "a".into(), (i, i + 1)))
+            .collect();
+        Request {
+            texts: Vec::new(),
+            encs: vec![Encoding::from_tokens(toks, 0)],
+            out: vec![None],
+            fate: Fate::Wanted,
+            deadline,
+        }
+    }
+
+    fn rows(requests: &[Request], pace: Pace) -> usize {
+        let pending: Vec<(usize, usize)> = (0..requests.len()).map(|r| (r, 0)).collect();
+        let limits = BatchLimits {
+            max_batch: 32,
+            max_tokens: 8192,
+            ..BatchLimits::default()
+        };
+        sub_batch(&pending, requests, &limits, pace)
+    }
+
+    #[test]
+    fn a_sub_batch_with_a_deadline_is_sized_to_end_by_it() {
+        let now = Instant::now();
+        let pace = Pace {
+            ns_per_token: 1_000, // 100 tokens: 100 µs
+            now,
+        };
+        let soon = Some(now + Duration::from_micros(250));
+        // No deadline: all four rows of 100 tokens run together.
+        let free: Vec<Request> = (0..4).map(|_| request(100, None)).collect();
+        assert_eq!(rows(&free, pace), 4);
+        // One row due in 250 µs: two rows (200 µs) fit, a third would not.
+        let mut due = free;
+        due[2] = request(100, soon);
+        assert_eq!(rows(&due, pace), 2);
+        // Before any run was measured nothing is known, so nothing is cut.
+        assert_eq!(rows(&due, Pace { ns_per_token: 0, now }), 4);
+        // A deadline too close for even one row still runs that row (it cannot be split).
+        let tight: Vec<Request> = (0..4).map(|_| request(100, Some(now))).collect();
+        assert_eq!(rows(&tight, pace), 1);
+    }
+
+    #[test]
+    fn the_pace_is_a_moving_average_of_time_per_padded_token() {
+        let ctx = WorkerCtx {
+            name: "m".into(),
+            pooling: Pooling::Mean,
+            normalize: false,
+            encoder: None,
+            labels: None,
+            input_names: Vec::new(),
+            limits: BatchLimits::default(),
+            stats: Arc::default(),
+            ns_per_token: AtomicU64::new(0),
+        };
+        ctx.record_pace(Duration::from_micros(800), 100); // 8,000 ns
+        assert_eq!(ctx.ns_per_token.load(Ordering::Relaxed), 8_000);
+        ctx.record_pace(Duration::from_micros(1600), 100); // 16,000 ns: 1/8 of the way
+        assert_eq!(ctx.ns_per_token.load(Ordering::Relaxed), 9_000);
+        ctx.record_pace(Duration::from_micros(5), 0); // no tokens: ignored
+        assert_eq!(ctx.ns_per_token.load(Ordering::Relaxed), 9_000);
+    }
 }

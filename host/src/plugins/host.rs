@@ -43,18 +43,34 @@ pub struct HostSettings {
     /// Events waiting for an integration thread; an event beyond it is dropped and counted
     /// (`llmos_plugin_events_dropped_total`), so a slow integration never grows a backlog.
     pub event_queue_capacity: usize,
+    /// Plugin calls one worker thread runs at once: while a call waits (for a model, an
+    /// outbound request, a kv write), the thread runs the others, so plugins' model calls
+    /// reach the model together and batch. `threads × calls_per_thread + event_threads` is
+    /// kept within the engine's `max_instances`.
+    pub calls_per_thread: usize,
+}
+
+/// The default [`HostSettings::calls_per_thread`]: the instance slots left after the event
+/// threads, shared by the call threads, at most 16 each.
+pub fn default_calls_per_thread(threads: usize, event_threads: usize, max_instances: u32) -> usize {
+    let slots = usize::try_from(max_instances).unwrap_or(usize::MAX);
+    (slots.saturating_sub(event_threads) / threads.max(1)).clamp(1, 16)
 }
 
 impl Default for HostSettings {
     fn default() -> Self {
+        let engine = EngineSettings::default();
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
+        let calls_per_thread = default_calls_per_thread(threads, 1, engine.max_instances);
         Self {
-            engine: EngineSettings::default(),
-            threads: std::thread::available_parallelism().map_or(2, |n| n.get().min(8)),
+            engine,
+            threads,
             event_threads: 1,
             max_component_bytes: 32 << 20,
             install_root: None,
             queue_capacity: 256,
             event_queue_capacity: 1024,
+            calls_per_thread,
         }
     }
 }
@@ -98,8 +114,10 @@ pub(crate) struct Inner {
     before_insert: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
-/// Work for a plugin worker thread; it gets the thread's own single-threaded executor.
-type Job = Box<dyn FnOnce(&tokio::runtime::Runtime) + Send>;
+/// Work for a plugin worker thread: a future run on the thread's own single-threaded
+/// executor, beside the thread's other calls.
+type Job = Box<dyn FnOnce() -> JobFuture + Send>;
+type JobFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// The plugin host. Cheap to clone; every clone shares the engine, cache and workers.
 #[derive(Clone)]
@@ -117,37 +135,31 @@ impl std::fmt::Debug for PluginHost {
 
 /// A bounded queue of jobs for a set of worker threads, with its depth for metrics.
 struct Queue {
-    tx: mpsc::SyncSender<Job>,
+    tx: tokio::sync::mpsc::Sender<Job>,
     depth: Arc<AtomicUsize>,
     capacity: usize,
 }
 
-/// Starts `n` worker threads fed by one queue of `capacity` jobs; they end when the sender
-/// is dropped.
-fn spawn_workers(name: &str, n: usize, capacity: usize) -> Result<Queue, PluginError> {
-    let (tx, rx) = mpsc::sync_channel::<Job>(capacity);
-    let rx = Arc::new(Mutex::new(rx));
+/// The receiving end shared by a queue's worker threads.
+type SharedReceiver = Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Job>>>;
+
+/// Starts `n` worker threads fed by one queue of `capacity` jobs, each running up to
+/// `per_thread` jobs at once; they end when the sender is dropped and their jobs are done.
+fn spawn_workers(
+    name: &str,
+    n: usize,
+    capacity: usize,
+    per_thread: usize,
+) -> Result<Queue, PluginError> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Job>(capacity);
+    let rx: SharedReceiver = Arc::new(tokio::sync::Mutex::new(rx));
     let depth = Arc::new(AtomicUsize::new(0));
     for i in 0..n {
         let (rx, depth) = (rx.clone(), depth.clone());
         let rt = worker_runtime()?;
         std::thread::Builder::new()
             .name(format!("{name}-{i}"))
-            .spawn(move || {
-                loop {
-                    let job = match rx.lock() {
-                        Ok(r) => r.recv(),
-                        Err(_) => return,
-                    };
-                    match job {
-                        Ok(job) => {
-                            depth.fetch_sub(1, Ordering::Relaxed);
-                            job(&rt)
-                        }
-                        Err(_) => return, // host dropped
-                    }
-                }
-            })
+            .spawn(move || rt.block_on(run_jobs(rx, depth, per_thread)))
             .map_err(|e| PluginError::Engine(format!("spawning plugin threads: {e}")))?;
     }
     Ok(Queue {
@@ -155,6 +167,37 @@ fn spawn_workers(name: &str, n: usize, capacity: usize) -> Result<Queue, PluginE
         depth,
         capacity,
     })
+}
+
+/// One worker thread's loop: takes a job only when one of its `per_thread` slots is free (so
+/// a queued job goes to a thread that can start it), runs it beside the others, and when the
+/// queue closes waits for the jobs still running.
+async fn run_jobs(rx: SharedReceiver, depth: Arc<AtomicUsize>, per_thread: usize) {
+    let per_thread = u32::try_from(per_thread.max(1)).unwrap_or(u32::MAX);
+    let slots = Arc::new(tokio::sync::Semaphore::new(per_thread as usize));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let job = rx.lock().await.recv().await;
+        let Some(job) = job else {
+            break; // host dropped
+        };
+        depth.fetch_sub(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            job().await;
+            drop(slot);
+        });
+    }
+    let _ = slots.acquire_many(per_thread).await;
+}
+
+/// [`HostSettings::calls_per_thread`] within the instance slots: every running call holds
+/// one, and a call that finds none fails, so the threads never run more than the pool has.
+fn fit_calls_per_thread(s: &HostSettings) -> usize {
+    let slots = usize::try_from(s.engine.max_instances).unwrap_or(usize::MAX);
+    let fit = slots.saturating_sub(s.event_threads.max(1)) / s.threads.max(1);
+    s.calls_per_thread.min(fit).max(1)
 }
 
 /// A single-threaded executor for one worker thread (and for benchmarks on the caller's).
@@ -220,11 +263,14 @@ impl PluginHost {
             "llmos-plugin",
             settings.threads.max(1),
             settings.queue_capacity.max(1),
+            fit_calls_per_thread(&settings),
         )?;
+        // Events one at a time per thread: an integration sees them in order.
         let events = spawn_workers(
             "llmos-event",
             settings.event_threads.max(1),
             settings.event_queue_capacity.max(1),
+            1,
         )?;
         let ticker = Ticker::start(engine.clone(), settings.engine.tick);
         Ok(Self {
@@ -298,34 +344,42 @@ impl PluginHost {
         &self.inner.engine
     }
 
-    /// Runs `f` on a plugin worker thread and waits for it.
-    fn on_worker<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Inner, &tokio::runtime::Runtime) -> T + Send + 'static,
-    ) -> Result<T, PluginError> {
+    /// Runs `f`'s future on a plugin worker thread and waits for it.
+    fn on_worker<T, F, Fut>(&self, f: F) -> Result<T, PluginError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<Inner>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T> + Send + 'static,
+    {
         let (tx, rx) = mpsc::sync_channel(1);
         let inner = self.inner.clone();
-        self.submit(Box::new(move |rt| {
-            let _ = tx.send(f(&inner, rt));
+        self.submit(Box::new(move || {
+            Box::pin(async move {
+                let _ = tx.send(f(inner).await);
+            })
         }))?;
         rx.recv()
             .map_err(|_| PluginError::Engine("plugin worker thread exited".into()))
     }
 
-    /// Runs `f` on a plugin worker thread; the returned future resolves with its result.
-    /// When the future is dropped before a worker picks the job up (the caller has gone, e.g.
-    /// a request that timed out), the job is skipped.
-    async fn on_worker_async<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Inner, &tokio::runtime::Runtime) -> T + Send + 'static,
-    ) -> Result<T, PluginError> {
+    /// Runs `f`'s future on a plugin worker thread; the returned future resolves with its
+    /// result. When the future is dropped before a worker picks the job up (the caller has
+    /// gone, e.g. a request that timed out), the job is skipped.
+    async fn on_worker_async<T, F, Fut>(&self, f: F) -> Result<T, PluginError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<Inner>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T> + Send + 'static,
+    {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let inner = self.inner.clone();
-        self.submit(Box::new(move |rt| {
-            if tx.is_closed() {
-                return;
-            }
-            let _ = tx.send(f(&inner, rt));
+        self.submit(Box::new(move || {
+            Box::pin(async move {
+                if tx.is_closed() {
+                    return;
+                }
+                let _ = tx.send(f(inner).await);
+            })
         }))?;
         rx.await
             .map_err(|_| PluginError::Engine("plugin worker thread exited".into()))
@@ -352,12 +406,12 @@ impl PluginHost {
             Err(e) => {
                 q.depth.fetch_sub(1, Ordering::Relaxed);
                 Err(match e {
-                    mpsc::TrySendError::Full(_) => PluginError::Busy {
+                    tokio::sync::mpsc::error::TrySendError::Full(_) => PluginError::Busy {
                         queue: what,
                         capacity: q.capacity,
                         setting,
                     },
-                    mpsc::TrySendError::Disconnected(_) => {
+                    tokio::sync::mpsc::error::TrySendError::Closed(_) => {
                         PluginError::Engine("plugin workers are shut down".into())
                     }
                 })
@@ -393,10 +447,9 @@ impl PluginHost {
     /// Runs a preprocessor (on a plugin worker thread; this thread waits).
     pub fn preprocess(&self, name: &str, request: Request) -> Result<Vec<String>, PluginError> {
         let name = name.to_string();
-        self.on_worker(move |inner, rt| {
-            inner
-                .loaded(&name)
-                .and_then(|l| rt.block_on(inner.call_preprocess(&l, &request)))
+        self.on_worker(move |inner| async move {
+            let l = inner.loaded(&name)?;
+            inner.call_preprocess(&l, &request).await
         })?
     }
 
@@ -407,10 +460,9 @@ impl PluginHost {
         request: Request,
     ) -> Result<RequestVerdict, PluginError> {
         let name = name.to_string();
-        self.on_worker(move |inner, rt| {
-            inner
-                .loaded(&name)
-                .and_then(|l| rt.block_on(inner.call_check_request(&l, &request)))
+        self.on_worker(move |inner| async move {
+            let l = inner.loaded(&name)?;
+            inner.call_check_request(&l, &request).await
         })?
     }
 
@@ -421,20 +473,18 @@ impl PluginHost {
         response: Response,
     ) -> Result<ResponseVerdict, PluginError> {
         let name = name.to_string();
-        self.on_worker(move |inner, rt| {
-            inner
-                .loaded(&name)
-                .and_then(|l| rt.block_on(inner.call_check_response(&l, &response)))
+        self.on_worker(move |inner| async move {
+            let l = inner.loaded(&name)?;
+            inner.call_check_response(&l, &response).await
         })?
     }
 
     /// Delivers an event to an integration and waits for it (tests, diagnostics).
     pub fn deliver(&self, name: &str, event: Event) -> Result<(), PluginError> {
         let name = name.to_string();
-        self.on_worker(move |inner, rt| {
-            inner
-                .loaded(&name)
-                .and_then(|l| rt.block_on(inner.call_on_event(&l, &event)))
+        self.on_worker(move |inner| async move {
+            let l = inner.loaded(&name)?;
+            inner.call_on_event(&l, &event).await
         })?
     }
 
@@ -446,10 +496,9 @@ impl PluginHost {
         request: Request,
     ) -> Result<Vec<String>, PluginError> {
         let name = name.to_string();
-        self.on_worker_async(move |inner, rt| {
-            inner
-                .loaded(&name)
-                .and_then(|l| rt.block_on(inner.call_preprocess(&l, &request)))
+        self.on_worker_async(move |inner| async move {
+            let l = inner.loaded(&name)?;
+            inner.call_preprocess(&l, &request).await
         })
         .await?
     }
@@ -461,10 +510,9 @@ impl PluginHost {
         request: Request,
     ) -> Result<RequestVerdict, PluginError> {
         let name = name.to_string();
-        self.on_worker_async(move |inner, rt| {
-            inner
-                .loaded(&name)
-                .and_then(|l| rt.block_on(inner.call_check_request(&l, &request)))
+        self.on_worker_async(move |inner| async move {
+            let l = inner.loaded(&name)?;
+            inner.call_check_request(&l, &request).await
         })
         .await?
     }
@@ -476,10 +524,9 @@ impl PluginHost {
         response: Response,
     ) -> Result<ResponseVerdict, PluginError> {
         let name = name.to_string();
-        self.on_worker_async(move |inner, rt| {
-            inner
-                .loaded(&name)
-                .and_then(|l| rt.block_on(inner.call_check_response(&l, &response)))
+        self.on_worker_async(move |inner| async move {
+            let l = inner.loaded(&name)?;
+            inner.call_check_response(&l, &response).await
         })
         .await?
     }
@@ -494,17 +541,20 @@ impl PluginHost {
     ) {
         let host = self.clone();
         let plugin = name.to_string();
-        let job: Job = Box::new(move |rt| {
-            let name = plugin;
-            let r = host
-                .loaded(&name)
-                .and_then(|l| rt.block_on(host.inner.call_on_event(&l, &event)));
-            if let Err(e) = &r {
-                tracing::warn!("integration {name}: {e}");
-            }
-            if let Some(d) = done {
-                let _ = d.send(r);
-            }
+        let job: Job = Box::new(move || {
+            Box::pin(async move {
+                let name = plugin;
+                let r = match host.loaded(&name) {
+                    Ok(l) => host.inner.call_on_event(&l, &event).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = &r {
+                    tracing::warn!("integration {name}: {e}");
+                }
+                if let Some(d) = done {
+                    let _ = d.send(r);
+                }
+            })
         });
         match Self::send(&self.inner.events, job, ("events", "event_queue_capacity")) {
             Ok(()) => {}

@@ -61,6 +61,10 @@ pub struct PluginsConfig {
     /// Events waiting for an integration worker; beyond it events are dropped and counted.
     /// Default 1024.
     pub event_queue_capacity: usize,
+    /// Plugin calls each worker thread runs at once (a call waiting for a model lets the
+    /// others run, so their model calls batch). 0 (default): the `max_instances` slots left
+    /// after the event threads, shared by the threads, at most 16 each.
+    pub calls_per_thread: usize,
 }
 
 impl Default for PluginsConfig {
@@ -75,12 +79,21 @@ impl Default for PluginsConfig {
             max_instances: h.engine.max_instances,
             queue_capacity: h.queue_capacity,
             event_queue_capacity: h.event_queue_capacity,
+            calls_per_thread: 0,
         }
     }
 }
 
 impl From<&PluginsConfig> for HostSettings {
     fn from(c: &PluginsConfig) -> Self {
+        let calls_per_thread = match c.calls_per_thread {
+            0 => host::default_calls_per_thread(
+                c.threads.max(1),
+                c.event_threads.max(1),
+                c.max_instances.max(1),
+            ),
+            n => n,
+        };
         HostSettings {
             engine: EngineSettings {
                 concurrency_support: c.concurrency_support,
@@ -93,6 +106,7 @@ impl From<&PluginsConfig> for HostSettings {
             install_root: c.install_root.clone(),
             queue_capacity: c.queue_capacity.max(1),
             event_queue_capacity: c.event_queue_capacity.max(1),
+            calls_per_thread,
         }
     }
 }

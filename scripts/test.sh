@@ -15,10 +15,10 @@ fi
 # Real client libraries for the compatibility tests (OpenAI's and Triton's), in a venv
 # cached outside the checkout; created once, reused afterwards.
 pyenv="${LLMOS_CACHE:-$HOME/.cache/llmos}/test-pyenv"
-if ! "$pyenv/bin/python" -c 'import openai, tritonclient.http, numpy, schemathesis' 2>/dev/null; then
+if ! "$pyenv/bin/python" -c 'import openai, tritonclient.http, numpy, schemathesis, gguf' 2>/dev/null; then
   python3 -m venv "$pyenv"
   "$pyenv/bin/pip" install -q --disable-pip-version-check \
-    'openai==3.57.0' 'tritonclient[http]==2.73.0' 'numpy==2.4.6' 'schemathesis==4.32.5'
+    'openai==3.57.0' 'tritonclient[http]==2.73.0' 'numpy==2.4.6' 'schemathesis==4.32.5' 'gguf==0.19.0'
 fi
 export LLMOS_TEST_PYTHON="$pyenv/bin/python"
 

@@ -6,6 +6,7 @@
 mod support;
 
 mod core_errors;
+mod core_generate_import;
 mod core_models;
 mod core_real_models;
 

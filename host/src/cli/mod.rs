@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 pub mod anonymize;
 pub mod audit;
 pub mod data;
+mod import;
 pub mod plugin;
 pub mod store;
 
@@ -161,6 +162,21 @@ enum ModelsCommand {
         /// Model names.
         names: Vec<String>,
     },
+    /// Import a llama-architecture GGUF file as an ONNX causal LM (model.onnx, tokenizer.json,
+    /// generation.json) and register it with a manifest.
+    Import {
+        /// The .gguf file.
+        file: PathBuf,
+        /// Name of the new model (a-z, 0-9, '.', '_', '-').
+        #[arg(long)]
+        name: String,
+        /// Write the model's files and its manifest.toml into this folder instead of the store.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Store every weight as f32 (about 4x larger; to measure the quantisation error).
+        #[arg(long, hide = true)]
+        fp32: bool,
+    },
     /// Delete a model's files.
     Rm {
         /// Model name.
@@ -290,7 +306,7 @@ fn run(cli: Cli) -> Result<()> {
             let listen = listen.unwrap_or_else(|| core.config().server.listen.clone());
             let names = models
                 .or_else(|| core.config().models.load.clone())
-                .unwrap_or_else(ModelStore::defaults);
+                .unwrap_or_else(ModelStore::serve_defaults);
             for name in &names {
                 load(&core, name)?;
             }
@@ -641,6 +657,21 @@ fn models(g: &Global, cmd: ModelsCommand) -> Result<()> {
                     "{bad} file(s) missing or corrupt; run `llmos models pull NAME --force` to fetch them again"
                 );
             }
+        }
+        ModelsCommand::Import {
+            file,
+            name,
+            out,
+            fp32,
+        } => {
+            let dirs = paths.manifest_dirs(&config);
+            let args = import::ImportArgs {
+                file: &file,
+                name: &name,
+                out: out.as_deref(),
+                fp32,
+            };
+            print(&import::run(&store, dirs.first().map(PathBuf::as_path), &args)?);
         }
         ModelsCommand::Rm { name } => {
             let removed = store.remove(&name)?;

@@ -54,7 +54,7 @@ impl TextTask {
             Task::Embed => Some(Self::Embed { base64: false }),
             Task::Classify => Some(Self::Classify),
             Task::TokenClassify => Some(Self::Entities),
-            Task::Infer => None,
+            Task::Infer | Task::Generate => None,
         }
     }
 }

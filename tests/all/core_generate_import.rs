@@ -83,29 +83,59 @@ impl Lm {
     }
 
     /// Runs rows of equal length `S` (`mask` `[B, P+S]`, `pos` `[B, S]`) on a cache of `P`.
-    fn run(&mut self, ids: &[Vec<i64>], mask: &[Vec<i64>], pos: &[Vec<i64>], past: Option<&Step>, p: usize) -> Step {
+    fn run(
+        &mut self,
+        ids: &[Vec<i64>],
+        mask: &[Vec<i64>],
+        pos: &[Vec<i64>],
+        past: Option<&Step>,
+        p: usize,
+    ) -> Step {
         let b = ids.len();
         let s = ids[0].len();
         let flat = |v: &[Vec<i64>]| v.concat();
         let mut inputs: Vec<(String, ort::value::DynValue)> = vec![
-            ("input_ids".into(), Tensor::from_array(([b, s], flat(ids))).unwrap().into_dyn()),
-            ("attention_mask".into(), Tensor::from_array(([b, mask[0].len()], flat(mask))).unwrap().into_dyn()),
-            ("position_ids".into(), Tensor::from_array(([b, s], flat(pos))).unwrap().into_dyn()),
+            (
+                "input_ids".into(),
+                Tensor::from_array(([b, s], flat(ids))).unwrap().into_dyn(),
+            ),
+            (
+                "attention_mask".into(),
+                Tensor::from_array(([b, mask[0].len()], flat(mask)))
+                    .unwrap()
+                    .into_dyn(),
+            ),
+            (
+                "position_ids".into(),
+                Tensor::from_array(([b, s], flat(pos))).unwrap().into_dyn(),
+            ),
         ];
         for i in 0..self.layers {
             for (j, kind) in ["key", "value"].iter().enumerate() {
-                let data = past.map(|st| st.present[2 * i + j].clone()).unwrap_or_default();
+                let data = past
+                    .map(|st| st.present[2 * i + j].clone())
+                    .unwrap_or_default();
                 let t = Tensor::from_array(([b, self.kv_heads, p, self.head_dim], data)).unwrap();
                 inputs.push((format!("past_key_values.{i}.{kind}"), t.into_dyn()));
             }
         }
         let out = self.session.run(inputs).unwrap();
-        let logits = out["logits"].try_extract_tensor::<f32>().unwrap().1.to_vec();
+        let logits = out["logits"]
+            .try_extract_tensor::<f32>()
+            .unwrap()
+            .1
+            .to_vec();
         assert_eq!(logits.len(), b * s * self.vocab);
         let mut present = Vec::new();
         for i in 0..self.layers {
             for kind in ["key", "value"] {
-                present.push(out[format!("present.{i}.{kind}").as_str()].try_extract_tensor::<f32>().unwrap().1.to_vec());
+                present.push(
+                    out[format!("present.{i}.{kind}").as_str()]
+                        .try_extract_tensor::<f32>()
+                        .unwrap()
+                        .1
+                        .to_vec(),
+                );
             }
         }
         Step { logits, present }
@@ -118,12 +148,19 @@ impl Lm {
 }
 
 fn argmax(v: &[f32]) -> usize {
-    v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0
+    v.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .unwrap()
+        .0
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// The model pulled by `llmos models pull smollm2` (imported from the wheel's GGUF).
@@ -138,7 +175,8 @@ fn pulled() -> PathBuf {
 /// norm or nibble order moves the logits by whole units.
 #[test]
 fn imported_logits_match_the_numpy_reference() {
-    let python = std::env::var("LLMOS_TEST_PYTHON").expect("run through scripts/test.sh (LLMOS_TEST_PYTHON)");
+    let python = std::env::var("LLMOS_TEST_PYTHON")
+        .expect("run through scripts/test.sh (LLMOS_TEST_PYTHON)");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("ref.f32");
     let ids: Vec<String> = PROMPT.iter().map(|i| i.to_string()).collect();
@@ -200,8 +238,15 @@ fn kv_cache_and_left_padding_agree_with_one_pass() {
 fn greedy_chat_answer_names_paris() {
     let dir = pulled();
     let tok = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
-    let prompt = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n";
-    let ids: Vec<i64> = tok.encode(prompt, false).unwrap().get_ids().iter().map(|&i| i as i64).collect();
+    let prompt =
+        "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n";
+    let ids: Vec<i64> = tok
+        .encode(prompt, false)
+        .unwrap()
+        .get_ids()
+        .iter()
+        .map(|&i| i as i64)
+        .collect();
     assert_eq!(ids[0], 1, "<|im_start|> is one special token");
     let mut lm = Lm::open(&dir);
     let v = lm.vocab;
@@ -229,30 +274,68 @@ fn import_is_deterministic_and_refuses_truncated_files() {
     let home = Home::new();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("m");
-    let r = home.json(&["models", "import", gguf().to_str().unwrap(), "--name", "again", "--out", out.to_str().unwrap()]);
+    let r = home.json(&[
+        "models",
+        "import",
+        gguf().to_str().unwrap(),
+        "--name",
+        "again",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     for f in ["model.onnx", "tokenizer.json", "generation.json"] {
-        assert_eq!(sha256(&out.join(f)), sha256(&pulled().join(f)), "{f} differs between imports");
+        assert_eq!(
+            sha256(&out.join(f)),
+            sha256(&pulled().join(f)),
+            "{f} differs between imports"
+        );
     }
     assert_eq!(r["files"].as_array().unwrap().len(), 3);
     let manifest = std::fs::read_to_string(out.join("manifest.toml")).unwrap();
-    assert!(manifest.contains("task = \"generate\"") && manifest.contains("kind = \"gguf\""), "{manifest}");
+    assert!(
+        manifest.contains("task = \"generate\"") && manifest.contains("kind = \"gguf\""),
+        "{manifest}"
+    );
 
-    let gen: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("generation.json")).unwrap()).unwrap();
-    assert_eq!(gen["context_length"], 8192);
-    assert_eq!(gen["eos_token_ids"], serde_json::json!([2]));
-    assert_eq!(gen["import"]["quantization"]["Q4_1"], 210);
-    assert!(gen["chat_template"].as_str().unwrap().contains("im_start"));
+    let generation: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("generation.json")).unwrap()).unwrap();
+    assert_eq!(generation["context_length"], 8192);
+    assert_eq!(generation["eos_token_ids"], serde_json::json!([2]));
+    assert_eq!(generation["import"]["quantization"]["Q4_1"], 210);
+    assert!(
+        generation["chat_template"]
+            .as_str()
+            .unwrap()
+            .contains("im_start")
+    );
 
     let bytes = std::fs::read(gguf()).unwrap();
     for cut in [1000, bytes.len() / 2] {
         let bad = dir.path().join("cut.gguf");
         std::fs::write(&bad, &bytes[..cut]).unwrap();
         let dest = dir.path().join(format!("cut{cut}"));
-        let e = home.fails(&["models", "import", bad.to_str().unwrap(), "--name", "cut", "--out", dest.to_str().unwrap()]);
-        assert!(e.contains("not a valid GGUF file") && e.contains("truncated"), "{e}");
+        let e = home.fails(&[
+            "models",
+            "import",
+            bad.to_str().unwrap(),
+            "--name",
+            "cut",
+            "--out",
+            dest.to_str().unwrap(),
+        ]);
+        assert!(
+            e.contains("not a valid GGUF file") && e.contains("truncated"),
+            "{e}"
+        );
         assert!(!dest.join("model.onnx").exists());
     }
-    let e = home.fails(&["models", "import", gguf().to_str().unwrap(), "--name", "Bad Name"]);
+    let e = home.fails(&[
+        "models",
+        "import",
+        gguf().to_str().unwrap(),
+        "--name",
+        "Bad Name",
+    ]);
     assert!(e.contains("\"Bad Name\" is not accepted"), "{e}");
 }
 
@@ -261,12 +344,30 @@ fn import_is_deterministic_and_refuses_truncated_files() {
 #[test]
 fn imported_model_is_listed() {
     let home = Home::isolated();
-    home.json(&["models", "import", gguf().to_str().unwrap(), "--name", "mine"]);
+    home.json(&[
+        "models",
+        "import",
+        gguf().to_str().unwrap(),
+        "--name",
+        "mine",
+    ]);
     let list = home.json(&["models", "list"]);
-    let row = list["models"].as_array().unwrap().iter().find(|m| m["name"] == "mine").unwrap().clone();
+    let row = list["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "mine")
+        .unwrap()
+        .clone();
     assert_eq!(row["task"], "generate");
     assert_eq!(row["status"], "pulled");
-    let e = home.fails(&["models", "import", gguf().to_str().unwrap(), "--name", "mine"]);
+    let e = home.fails(&[
+        "models",
+        "import",
+        gguf().to_str().unwrap(),
+        "--name",
+        "mine",
+    ]);
     assert!(e.contains("exists already"), "{e}");
 }
 
@@ -279,13 +380,33 @@ fn fp32_import_error() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("f32");
     let t = std::time::Instant::now();
-    home.json(&["models", "import", gguf().to_str().unwrap(), "--name", "f32", "--out", out.to_str().unwrap(), "--fp32"]);
+    home.json(&[
+        "models",
+        "import",
+        gguf().to_str().unwrap(),
+        "--name",
+        "f32",
+        "--out",
+        out.to_str().unwrap(),
+        "--fp32",
+    ]);
     eprintln!("fp32 import: {:.1} s", t.elapsed().as_secs_f64());
     let size = |p: &Path| std::fs::metadata(p.join("model.onnx")).unwrap().len();
-    eprintln!("model.onnx: 4-bit {} bytes, f32 {} bytes", size(&pulled()), size(&out));
+    eprintln!(
+        "model.onnx: 4-bit {} bytes, f32 {} bytes",
+        size(&pulled()),
+        size(&out)
+    );
     let q = Lm::open(&pulled()).one(&PROMPT, None, 0).logits;
     let f = Lm::open(&out).one(&PROMPT, None, 0).logits;
     let v = 49152;
-    let agree = q.chunks(v).zip(f.chunks(v)).filter(|(a, b)| argmax(a) == argmax(b)).count();
-    eprintln!("max |logit(4-bit) - logit(f32)| = {}, argmax agree {agree}/5", max_abs_diff(&q, &f));
+    let agree = q
+        .chunks(v)
+        .zip(f.chunks(v))
+        .filter(|(a, b)| argmax(a) == argmax(b))
+        .count();
+    eprintln!(
+        "max |logit(4-bit) - logit(f32)| = {}, argmax agree {agree}/5",
+        max_abs_diff(&q, &f)
+    );
 }

@@ -457,12 +457,16 @@ impl Builder<'_> {
         }
         let nb = match quant::to_nbits(t.ty, &bytes, n, k) {
             Some(nb) => {
-                let zp = if t.ty == GgmlType::Q4_1 { ", float zero point -m/d" } else { "" };
+                let zp = if t.ty == GgmlType::Q4_1 {
+                    ", min as a per-block offset 8d+m (blocksum(x) MatMul)"
+                } else {
+                    ""
+                };
                 self.note(t.ty, &format!("MatMulNBits {}-bit block 32, exact{zp}", nb.bits));
                 nb
             }
             None => {
-                self.note(t.ty, "dequantised, re-quantised to MatMulNBits 4-bit block 32 (min/max, float zero point)");
+                self.note(t.ty, "dequantised, re-quantised to MatMulNBits 4-bit block 32 (min/max, per-block offset)");
                 let w = dq(self, &bytes)?;
                 quant::requantize_q4(&w, n, k).ok_or_else(|| {
                     unsupported(self.f, format!("{name}: {k} input features is not a multiple of {QK}"))
@@ -510,7 +514,7 @@ impl Builder<'_> {
             return Ok((x, head));
         };
         if t.ty == GgmlType::Q8_0 {
-            self.note(t.ty, "embedding Gather of the 8-bit blocks; tied lm head MatMulNBits 8-bit block 32, exact");
+            self.note(t.ty, "embedding Gather of the 8-bit blocks x scale; tied lm head: the same blocks dequantised at load (constant-folded), f32 MatMul; exact");
         }
         let w = NbitsWeight::add(&mut self.g, "token_embd.weight", nb);
         let g = &mut self.g;
@@ -541,7 +545,23 @@ impl LmHead {
                 let t = g.op("Transpose", &[e], vec![]);
                 g.op("MatMul", &[x, &t], vec![])
             }
-            Self::NBits(w) => w.apply(g, x),
+            // The whole table dequantised by graph nodes whose inputs are all initializers:
+            // ONNX Runtime folds them into one f32 constant when the session loads, so the file
+            // keeps the 8-bit blocks and the product is an exact f32 MatMul (its 8-bit
+            // MatMulNBits kernel dequantises on every call: 0.9 s a step, measured).
+            Self::NBits(w) => {
+                let q = g.op("Cast", &[&w.data], vec![attr_int("to", data_type::FLOAT.into())]);
+                let c128 = g.const_f32(128.0);
+                let q = g.op("Sub", &[&q, &c128], vec![]);
+                let blocks = w.k / QK;
+                let shape = g.const_i64(&[to_i64(w.n), to_i64(blocks), 1]);
+                let sc = g.op("Reshape", &[&w.scales, &shape], vec![]);
+                let table = g.op("Mul", &[&q, &sc], vec![]);
+                let flat = g.const_i64(&[to_i64(w.n), to_i64(w.k)]);
+                let table = g.op("Reshape", &[&table, &flat], vec![]);
+                let t = g.op("Transpose", &[&table], vec![]);
+                g.op("MatMul", &[x, &t], vec![])
+            }
         }
     }
 }
@@ -550,7 +570,8 @@ impl LmHead {
 struct NbitsWeight {
     data: String,
     scales: String,
-    zero_points: Option<String>,
+    /// `[K/32, N]` per-block offsets (see [`NBits::offsets`]).
+    offsets: Option<String>,
     bits: u8,
     n: usize,
     k: usize,
@@ -564,24 +585,47 @@ impl NbitsWeight {
         let data = g.initializer(&format!("{name}.q"), data_type::UINT8, &dims, nb.data);
         let count = [to_i64(nb.n.saturating_mul(blocks))];
         let scales = g.initializer(&format!("{name}.scales"), data_type::FLOAT, &count, f32_bytes(&nb.scales));
-        let zero_points = nb.zero_points.map(|z| {
-            g.initializer(&format!("{name}.zero_points"), data_type::FLOAT, &count, f32_bytes(&z))
+        let offsets = nb.offsets.map(|o| {
+            // Row-major [N, K/32] → [K/32, N] for `blocksum(x) · offsets`.
+            let mut t = vec![0f32; o.len()];
+            for (r, row) in o.chunks_exact(blocks.max(1)).enumerate() {
+                for (c, v) in row.iter().enumerate() {
+                    if let Some(slot) = t.get_mut(c.saturating_mul(nb.n).saturating_add(r)) {
+                        *slot = *v;
+                    }
+                }
+            }
+            let dims = [to_i64(blocks), to_i64(nb.n)];
+            g.initializer(&format!("{name}.offsets"), data_type::FLOAT, &dims, f32_bytes(&t))
         });
-        Self { data, scales, zero_points, bits: nb.bits, n: nb.n, k: nb.k }
+        Self {
+            data,
+            scales,
+            offsets,
+            bits: nb.bits,
+            n: nb.n,
+            k: nb.k,
+        }
     }
 
     fn apply(&self, g: &mut GraphBuilder, x: &str) -> String {
-        let mut inputs = vec![x, self.data.as_str(), self.scales.as_str()];
-        if let Some(z) = &self.zero_points {
-            inputs.push(z);
-        }
+        let inputs = [x, self.data.as_str(), self.scales.as_str()];
         let attrs = vec![
             attr_int("K", to_i64(self.k)),
             attr_int("N", to_i64(self.n)),
             attr_int("bits", i64::from(self.bits)),
             attr_int("block_size", to_i64(QK)),
         ];
-        g.op_in(MS_DOMAIN, "MatMulNBits", &inputs, attrs)
+        let y = g.op_in(MS_DOMAIN, "MatMulNBits", &inputs, attrs);
+        let Some(offsets) = &self.offsets else {
+            return y;
+        };
+        let shape = g.const_i64(&[0, 0, to_i64(self.k / QK), to_i64(QK)]);
+        let blocks = g.op("Reshape", &[x, &shape], vec![]);
+        let last = g.const_i64(&[-1]);
+        let sums = g.op("ReduceSum", &[&blocks, &last], vec![attr_int("keepdims", 0)]);
+        let corr = g.op("MatMul", &[&sums, offsets], vec![]);
+        g.op("Add", &[&y, &corr], vec![])
     }
 }
 

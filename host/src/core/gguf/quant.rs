@@ -339,13 +339,17 @@ pub struct NBits {
     pub data: Vec<u8>,
     /// `[N·K/32]`.
     pub scales: Vec<f32>,
-    /// `[N·K/32]` float zero points; `None` = the default `2^(bits−1)`.
-    pub zero_points: Option<Vec<f32>>,
+    /// `[N·K/32]` per-block offsets added to every value of the block (`None` = 0). The zero
+    /// point is always MatMulNBits' default `2^(bits−1)`: a value is `(q − 2^(bits−1))·scale +
+    /// offset`, and the graph adds `Σ_block(x) · offset` with a small MatMul. (A float
+    /// `zero_points` input would be exact too, but ONNX Runtime's CPU kernel then dequantises
+    /// the whole weight on every call: measured 1.4 s per decode step instead of 0.0x s.)
+    pub offsets: Option<Vec<f32>>,
 }
 
 /// Maps Q4_0, Q4_1 or Q8_0 blocks of a row-major `[N, K]` weight onto `MatMulNBits` exactly:
-/// Q4_0 `d·(q−8)` ⇒ default zero point 8; Q4_1 `d·q + m` ⇒ zero point `−m/d` (a block with
-/// `d = 0` becomes all-ones times scale `m`); Q8_0 `d·q` ⇒ `q + 128` with the default 128.
+/// Q4_0 `d·(q−8)` ⇒ default zero point 8; Q4_1 `d·q + m = d·(q−8) + (8d + m)` ⇒ default zero
+/// point and offset `8d + m`; Q8_0 `d·q` ⇒ `q + 128` with the default 128.
 /// Other types return `None` (dequantise and use [`requantize_q4`]).
 pub fn to_nbits(ty: GgmlType, data: &[u8], n: usize, k: usize) -> Option<NBits> {
     let blocks = n.checked_mul(k)? / QK;
@@ -358,7 +362,7 @@ pub fn to_nbits(ty: GgmlType, data: &[u8], n: usize, k: usize) -> Option<NBits> 
         k,
         data: Vec::with_capacity(blocks.checked_mul(16)?),
         scales: Vec::with_capacity(blocks),
-        zero_points: None,
+        offsets: None,
     };
     match ty {
         GgmlType::Q4_0 => {
@@ -368,20 +372,14 @@ pub fn to_nbits(ty: GgmlType, data: &[u8], n: usize, k: usize) -> Option<NBits> 
             }
         }
         GgmlType::Q4_1 => {
-            let mut zps = Vec::with_capacity(blocks);
+            let mut offsets = Vec::with_capacity(blocks);
             for b in data.chunks_exact(20) {
                 let (d, m) = (f16_at(b, 0), f16_at(b, 2));
-                if d == 0.0 {
-                    nb.scales.push(m);
-                    zps.push(0.0);
-                    nb.data.extend([0x11u8; 16]);
-                } else {
-                    nb.scales.push(d);
-                    zps.push(-m / d);
-                    repack_nibbles(b.get(4..20)?, &mut nb.data);
-                }
+                nb.scales.push(d);
+                offsets.push(8.0 * d + m);
+                repack_nibbles(b.get(4..20)?, &mut nb.data);
             }
-            nb.zero_points = Some(zps);
+            nb.offsets = Some(offsets);
         }
         GgmlType::Q8_0 => {
             nb.bits = 8;
@@ -412,7 +410,7 @@ fn repack_nibbles(qs: &[u8], out: &mut Vec<u8>) {
 }
 
 /// Quantises a row-major `[N, K]` `f32` weight to 4 bits in blocks of 32 with a float scale
-/// and zero point per block (min/max, as ggml's Q4_1 but with `f32` scales).
+/// and offset per block (min/max, as ggml's Q4_1 but with `f32` scales).
 pub fn requantize_q4(w: &[f32], n: usize, k: usize) -> Option<NBits> {
     if k % QK != 0 || w.len() != n.checked_mul(k)? {
         return None;
@@ -424,16 +422,16 @@ pub fn requantize_q4(w: &[f32], n: usize, k: usize) -> Option<NBits> {
         k,
         data: Vec::with_capacity(blocks.checked_mul(16)?),
         scales: Vec::with_capacity(blocks),
-        zero_points: Some(Vec::with_capacity(blocks)),
+        offsets: Some(Vec::with_capacity(blocks)),
     };
-    let zps = nb.zero_points.get_or_insert_with(Vec::new);
+    let offsets = nb.offsets.get_or_insert_with(Vec::new);
     for b in w.chunks_exact(QK) {
         let min = b.iter().copied().fold(f32::INFINITY, f32::min);
         let max = b.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let d = (max - min) / 15.0;
         let q = |x: f32| -> u8 {
             if d == 0.0 {
-                1
+                8
             } else {
                 // why: clamped to 0..=15 first, so the cast cannot truncate.
                 #[allow(clippy::cast_possible_truncation)]
@@ -441,9 +439,8 @@ pub fn requantize_q4(w: &[f32], n: usize, k: usize) -> Option<NBits> {
                 v
             }
         };
-        let (scale, zp) = if d == 0.0 { (min, 0.0) } else { (d, -min / d) };
-        nb.scales.push(scale);
-        zps.push(zp);
+        nb.scales.push(d);
+        offsets.push(8.0 * d + min);
         for pair in b.chunks_exact(2) {
             if let [a, c] = pair {
                 nb.data.push(q(*a) | (q(*c) << 4));
@@ -465,7 +462,7 @@ pub fn requantize_q8(w: &[f32], n: usize, k: usize) -> Option<NBits> {
         k,
         data: Vec::with_capacity(w.len()),
         scales: Vec::with_capacity(w.len() / QK),
-        zero_points: None,
+        offsets: None,
     };
     for b in w.chunks_exact(QK) {
         let amax = b.iter().fold(0f32, |a, x| a.max(x.abs()));
@@ -490,18 +487,19 @@ impl NBits {
         let mut out = Vec::with_capacity(self.n.saturating_mul(self.k));
         for (i, blob) in self.data.chunks_exact(per_block).enumerate() {
             let s = self.scales.get(i).copied().unwrap_or_default();
-            let zp = self
-                .zero_points
+            let zp = default_zp;
+            let o = self
+                .offsets
                 .as_ref()
                 .and_then(|z| z.get(i).copied())
-                .unwrap_or(default_zp);
+                .unwrap_or(0.0);
             if self.bits == 4 {
                 for b in blob {
-                    out.push((f32::from(b & 0xF) - zp) * s);
-                    out.push((f32::from(b >> 4) - zp) * s);
+                    out.push((f32::from(b & 0xF) - zp) * s + o);
+                    out.push((f32::from(b >> 4) - zp) * s + o);
                 }
             } else {
-                out.extend(blob.iter().map(|b| (f32::from(*b) - zp) * s));
+                out.extend(blob.iter().map(|b| (f32::from(*b) - zp) * s + o));
             }
         }
         out

@@ -178,11 +178,9 @@ pub fn import(f: &GgufFile, precision: Precision) -> Result<Imported, GgufError>
     };
     b.graph()?;
     let generation = generation_json(f, &params, &vocab, &b.types, &b.mapped);
-    let doc = format!(
-        "Imported by llmos from {} (llama, {} layers)",
-        f.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
-        params.layers
-    );
+    // Only the file's content goes into the bytes (never its path): imports are verified by sha256.
+    let name = f.get("general.name").and_then(Value::as_str).unwrap_or("a GGUF file");
+    let doc = format!("Imported by llmos from {name} (llama, {} layers)", params.layers);
     let model = encode(&b.g.finish("llama", &doc, &[]));
     Ok(Imported {
         model,

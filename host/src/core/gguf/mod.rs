@@ -193,7 +193,7 @@ impl<R: Read> Cur<R> {
         let n = self.u64(what)?;
         if n.saturating_mul(min_size) > self.left {
             return Err(self.bad(format!(
-                "{what} is {n}, but only {} bytes are left in the file",
+                "truncated or damaged: {what} is {n}, but only {} bytes are left in the file",
                 self.left
             )));
         }

@@ -251,16 +251,14 @@ fn greedy_chat_answer_names_paris() {
     let mut lm = Lm::open(&dir);
     let v = lm.vocab;
     let mut st = lm.one(&ids, None, 0);
-    let mut p = ids.len();
     let mut out = Vec::new();
-    for _ in 0..16 {
+    for p in ids.len()..ids.len() + 16 {
         let next = argmax(&st.logits[st.logits.len() - v..]);
         if next == 2 {
             break;
         }
         out.push(next as u32);
         st = lm.one(&[next as i64], Some(&st), p);
-        p += 1;
     }
     let text = tok.decode(&out, true).unwrap();
     assert!(text.contains("Paris"), "answer: {text:?}");

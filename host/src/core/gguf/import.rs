@@ -116,12 +116,12 @@ impl LlamaParams {
                 "embedding_length {hidden}, head_count {heads}, head_count_kv {kv_heads}: the heads must divide the width evenly, kv heads must divide the heads, and the head size must be even"
             )));
         }
-        if let Some(rot) = f.get("llama.rope.dimension_count").and_then(Value::as_u64) {
-            if rot != head_dim as u64 {
-                return Err(unsupported(f, format!(
+        if let Some(rot) = f.get("llama.rope.dimension_count").and_then(Value::as_u64)
+            && rot != head_dim as u64
+        {
+            return Err(unsupported(f, format!(
                     "llama.rope.dimension_count is {rot} but the head size is {head_dim}; partial rotary embeddings are not imported"
                 )));
-            }
         }
         let embd = f
             .tensor("token_embd.weight")
@@ -153,7 +153,8 @@ pub fn unpermute_rows(rows: &[u8], row_bytes: usize, head_dim: usize) -> Vec<u8>
     let mut out = Vec::with_capacity(rows.len());
     for head in rows.chunks(row_bytes.saturating_mul(head_dim)) {
         for r in 0..head_dim {
-            let (j, i) = (r / half.max(1), r % half.max(1));
+            let h = half.max(1);
+            let (j, i) = (r.checked_div(h).unwrap_or(0), r.checked_rem(h).unwrap_or(0));
             let old = i.saturating_mul(2).saturating_add(j);
             let start = old.saturating_mul(row_bytes);
             if let Some(row) = head.get(start..start.saturating_add(row_bytes)) {
@@ -508,7 +509,7 @@ impl Builder<'_> {
             let w = quant::dequantize(t.ty, &bytes).map_err(|m| unsupported(self.f, m))?;
             let e = self.g.initializer("token_embd.weight", data_type::FLOAT, &[to_i64(v), to_i64(h)], f32_bytes(&w));
             let x = self.g.op("Gather", &[&e, "input_ids"], vec![]);
-            let head = self.p.tied.then(|| LmHead::Float(e));
+            let head = self.p.tied.then_some(LmHead::Float(e));
             return Ok((x, head));
         };
         if t.ty == GgmlType::Q8_0 {

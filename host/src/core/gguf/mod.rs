@@ -503,4 +503,5 @@ fn read_tensor_info<R: Read>(c: &mut Cur<R>, i: usize) -> Result<TensorInfo, Ggu
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)] // why: a test-only GGUF writer of small counts
 mod tests;

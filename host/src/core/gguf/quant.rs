@@ -353,7 +353,7 @@ pub struct NBits {
 /// Other types return `None` (dequantise and use [`requantize_q4`]).
 pub fn to_nbits(ty: GgmlType, data: &[u8], n: usize, k: usize) -> Option<NBits> {
     let blocks = n.checked_mul(k)? / QK;
-    if k % QK != 0 || data.len() != blocks.checked_mul(ty.type_size())? {
+    if !k.is_multiple_of(QK) || data.len() != blocks.checked_mul(ty.type_size())? {
         return None;
     }
     let mut nb = NBits {
@@ -412,7 +412,7 @@ fn repack_nibbles(qs: &[u8], out: &mut Vec<u8>) {
 /// Quantises a row-major `[N, K]` `f32` weight to 4 bits in blocks of 32 with a float scale
 /// and offset per block (min/max, as ggml's Q4_1 but with `f32` scales).
 pub fn requantize_q4(w: &[f32], n: usize, k: usize) -> Option<NBits> {
-    if k % QK != 0 || w.len() != n.checked_mul(k)? {
+    if !k.is_multiple_of(QK) || w.len() != n.checked_mul(k)? {
         return None;
     }
     let blocks = w.len() / QK;
@@ -453,7 +453,7 @@ pub fn requantize_q4(w: &[f32], n: usize, k: usize) -> Option<NBits> {
 /// Quantises a row-major `[N, K]` weight to 8 bits in blocks of 32 (symmetric, as Q8_0 with
 /// an `f32` scale), for embeddings of types that have no exact 8-bit form.
 pub fn requantize_q8(w: &[f32], n: usize, k: usize) -> Option<NBits> {
-    if k % QK != 0 || w.len() != n.checked_mul(k)? {
+    if !k.is_multiple_of(QK) || w.len() != n.checked_mul(k)? {
         return None;
     }
     let mut nb = NBits {
@@ -507,4 +507,5 @@ impl NBits {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // why: test fixtures are f32 values written as JSON numbers
 mod tests;

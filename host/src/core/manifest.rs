@@ -444,8 +444,8 @@ source = { kind = "url", url = "https://example.com/t.json" }
                 "attribution",
             ),
             (
-                GOOD.replace("task = \"classify\"", "task = \"generate\""),
-                "embed",
+                GOOD.replace("task = \"classify\"", "task = \"summarize\""),
+                "generate",
             ),
         ];
         for (text, needle) in cases {

@@ -347,14 +347,14 @@ fn imported_model_is_listed() {
         "import",
         gguf().to_str().unwrap(),
         "--name",
-        "mine",
+        "smol-import",
     ]);
     let list = home.json(&["models", "list"]);
     let row = list["models"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|m| m["name"] == "mine")
+        .find(|m| m["name"] == "smol-import")
         .unwrap()
         .clone();
     assert_eq!(row["task"], "generate");
@@ -364,7 +364,7 @@ fn imported_model_is_listed() {
         "import",
         gguf().to_str().unwrap(),
         "--name",
-        "mine",
+        "smol-import",
     ]);
     assert!(e.contains("exists already"), "{e}");
 }

@@ -8,6 +8,7 @@ mod support;
 mod core_errors;
 mod core_generate;
 mod core_gguf_tokenizer;
+mod core_generate_import;
 mod core_models;
 mod core_real_models;
 

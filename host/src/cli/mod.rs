@@ -14,6 +14,7 @@ pub mod anonymize;
 pub mod audit;
 pub mod data;
 pub mod generate;
+mod import;
 pub mod plugin;
 pub mod store;
 
@@ -165,6 +166,21 @@ enum ModelsCommand {
     Verify {
         /// Model names.
         names: Vec<String>,
+    },
+    /// Import a llama-architecture GGUF file as an ONNX causal LM (model.onnx, tokenizer.json,
+    /// generation.json) and register it with a manifest.
+    Import {
+        /// The .gguf file.
+        file: PathBuf,
+        /// Name of the new model (a-z, 0-9, '.', '_', '-').
+        #[arg(long)]
+        name: String,
+        /// Write the model's files and its manifest.toml into this folder instead of the store.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Store every weight as f32 (about 4x larger; to measure the quantisation error).
+        #[arg(long, hide = true)]
+        fp32: bool,
     },
     /// Delete a model's files.
     Rm {
@@ -656,6 +672,21 @@ fn models(g: &Global, cmd: ModelsCommand) -> Result<()> {
                     "{bad} file(s) missing or corrupt; run `llmos models pull NAME --force` to fetch them again"
                 );
             }
+        }
+        ModelsCommand::Import {
+            file,
+            name,
+            out,
+            fp32,
+        } => {
+            let dirs = paths.manifest_dirs(&config);
+            let args = import::ImportArgs {
+                file: &file,
+                name: &name,
+                out: out.as_deref(),
+                fp32,
+            };
+            print(&import::run(&store, dirs.first().map(PathBuf::as_path), &args)?);
         }
         ModelsCommand::Rm { name } => {
             let removed = store.remove(&name)?;

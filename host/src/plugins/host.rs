@@ -54,7 +54,11 @@ pub struct HostSettings {
 /// threads, shared by the call threads, at most 16 each.
 pub fn default_calls_per_thread(threads: usize, event_threads: usize, max_instances: u32) -> usize {
     let slots = usize::try_from(max_instances).unwrap_or(usize::MAX);
-    (slots.saturating_sub(event_threads) / threads.max(1)).clamp(1, 16)
+    slots
+        .saturating_sub(event_threads)
+        .checked_div(threads.max(1))
+        .unwrap_or(1)
+        .clamp(1, 16)
 }
 
 impl Default for HostSettings {
@@ -196,7 +200,10 @@ async fn run_jobs(rx: SharedReceiver, depth: Arc<AtomicUsize>, per_thread: usize
 /// one, and a call that finds none fails, so the threads never run more than the pool has.
 fn fit_calls_per_thread(s: &HostSettings) -> usize {
     let slots = usize::try_from(s.engine.max_instances).unwrap_or(usize::MAX);
-    let fit = slots.saturating_sub(s.event_threads.max(1)) / s.threads.max(1);
+    let fit = slots
+        .saturating_sub(s.event_threads.max(1))
+        .checked_div(s.threads.max(1))
+        .unwrap_or(1);
     s.calls_per_thread.min(fit).max(1)
 }
 

@@ -346,11 +346,12 @@ fn plugin_queues_are_bounded_full_calls_get_429_and_dropped_events_are_counted()
     }
     add_config(
         &home,
-        "\n[plugins]\nthreads = 1\nqueue_capacity = 1\nevent_threads = 1\nevent_queue_capacity = 2\n\n\
+        "\n[plugins]\nthreads = 1\ncalls_per_thread = 1\nqueue_capacity = 1\nevent_threads = 1\nevent_queue_capacity = 2\n\n\
          [pipelines.minilm]\npreprocessors = [\"test-nap\"]\nintegrations = [\"test-slowhook\"]\n",
     );
     let s = home.serve(&["--models", "minilm"]);
-    // One worker, a queue of one: of four slow calls at once, one runs, one waits, the rest
+    // One worker running one call at a time, a queue of one: of four slow calls at once, one
+    // runs, one waits, the rest
     // are refused at once.
     let slow: Vec<_> = (0..4)
         .map(|_| {

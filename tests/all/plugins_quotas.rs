@@ -351,8 +351,7 @@ fn plugin_queues_are_bounded_full_calls_get_429_and_dropped_events_are_counted()
     );
     let s = home.serve(&["--models", "minilm"]);
     // One worker running one call at a time, a queue of one: of four slow calls at once, one
-    // runs, one waits, the rest
-    // are refused at once.
+    // runs, one waits, the rest are refused at once.
     let slow: Vec<_> = (0..4)
         .map(|_| {
             let url = s.at("/v1/embeddings");

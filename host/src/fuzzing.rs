@@ -18,6 +18,7 @@ pub const TARGETS: &[&str] = &[
     "openai_request",
     "kserve_json",
     "kserve_binary",
+    "gguf_header",
 ];
 
 /// Runs one target's entry point on `data`; `tokenizer` is needed by `tokenizer_input`.
@@ -31,6 +32,7 @@ pub fn run(target: &str, data: &[u8], tokenizer: &TextEncoder) -> bool {
         "openai_request" => openai_request(data),
         "kserve_json" => kserve_json(data),
         "kserve_binary" => kserve_binary(data),
+        "gguf_header" => gguf_header(data),
         _ => return false,
     }
     true
@@ -38,7 +40,7 @@ pub fn run(target: &str, data: &[u8], tokenizer: &TextEncoder) -> bool {
 
 /// A `/v1` POST body, parsed strictly and read into the route's request type as the
 /// handlers do. Byte 0 picks the route (embeddings, classify, entities, tokenize,
-/// detokenize); the rest is the body.
+/// detokenize, completions, chat completions); the rest is the body.
 pub fn openai_request(data: &[u8]) {
     if let Some((&route, body)) = data.split_first() {
         let _ = crate::api::openai::parse_for_fuzzing(route, body);
@@ -128,5 +130,18 @@ pub fn tokenizer_input(tok: &TextEncoder, data: &[u8]) {
         _ => {
             let _ = tok.decode(&ids, mode & 8 != 0);
         }
+    }
+}
+
+/// A GGUF file's header, metadata and tensor descriptions (what `llmos models import` reads
+/// from a file a user downloaded), then what the importer derives from them: the tokenizer
+/// metadata, the llama hyper-parameters and a `tokenizer.json` built from the vocabulary.
+pub fn gguf_header(data: &[u8]) {
+    let Ok(f) = crate::core::gguf::GgufFile::parse(data, "fuzz.gguf") else {
+        return;
+    };
+    let _ = crate::core::gguf::import::LlamaParams::of(&f);
+    if let Ok(v) = f.vocab() {
+        let _ = crate::core::gguf::tokenizer::build_tokenizer(&v);
     }
 }

@@ -354,12 +354,14 @@ impl DetokenizeRequest {
 /// entities, tokenize or detokenize.
 pub(crate) fn parse_for_fuzzing(route: u8, bytes: &[u8]) -> Result<(), ApiError> {
     let body = object(crate::api::parse_body(bytes)?)?;
-    match route % 5 {
+    match route % 7 {
         0 => EmbeddingsRequest::from_value(&body).map(drop),
         1 => TextTaskRequest::from_value(&body, true).map(drop),
         2 => texts_only(TextTaskRequest::from_value(&body, false)?.input).map(drop),
         3 => TokenizeRequest::from_value(&body).map(drop),
-        _ => DetokenizeRequest::from_value(&body).map(drop),
+        4 => DetokenizeRequest::from_value(&body).map(drop),
+        5 => crate::api::generate::CompletionRequest::from_value(&body).map(drop),
+        _ => crate::api::generate::ChatRequest::from_value(&body).map(drop),
     }
 }
 

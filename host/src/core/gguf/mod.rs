@@ -270,8 +270,19 @@ impl GgufFile {
         };
         let file = File::open(path).map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
+        Self::read(BufReader::with_capacity(1 << 16, file), len, path)
+    }
+
+    /// [`GgufFile::open`] on bytes already in memory (the fuzz target; `name` stands for the
+    /// path in messages). Tensor data is not read, only checked to lie inside `bytes`.
+    pub fn parse(bytes: &[u8], name: &str) -> Result<Self, GgufError> {
+        let len = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+        Self::read(bytes, len, Path::new(name))
+    }
+
+    fn read<R: Read>(r: R, len: u64, path: &Path) -> Result<Self, GgufError> {
         let mut c = Cur {
-            r: BufReader::with_capacity(1 << 16, file),
+            r,
             left: len,
             path: path.to_path_buf(),
         };

@@ -138,6 +138,21 @@ fn reads_every_value_type_tensors_and_vocab() {
 
 /// Every truncation of a valid file is an error (never a panic), naming the cut.
 #[test]
+fn bytes_in_memory_parse_like_the_file() {
+    let full = sample();
+    let (_d, p) = write(&full);
+    let from_file = GgufFile::open(&p).unwrap();
+    let from_bytes = GgufFile::parse(&full, "sample.gguf").unwrap();
+    assert_eq!(from_bytes.metadata, from_file.metadata);
+    assert_eq!(from_bytes.tensors, from_file.tensors);
+    assert_eq!(from_bytes.data_offset, from_file.data_offset);
+    for len in [0, 4, 8, full.len() / 2, full.len() - 1] {
+        let e = GgufFile::parse(&full[..len], "cut.gguf").unwrap_err().to_string();
+        assert!(e.contains("cut.gguf is not a valid GGUF file"), "cut at {len}: {e}");
+    }
+}
+
+#[test]
 fn every_truncation_is_a_clear_error() {
     let full = sample();
     let (_d, p) = write(&full);

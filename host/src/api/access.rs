@@ -111,13 +111,27 @@ fn check_data(
     write: bool,
 ) -> Result<Request, ApiError> {
     let collection = collection_of_path(path).unwrap_or_default();
+    require_data(state, peer, &key, path, collection, write)?;
+    Ok(with_caller(req, key))
+}
+
+/// Whether `key` may read (or, with `write`, change) `collection`; the 403 (audited) if not.
+/// Also used by handlers that name a collection in their body (chat's `collection`).
+pub(crate) fn require_data(
+    state: &AppState,
+    peer: Option<SocketAddr>,
+    key: &KeyRecord,
+    path: &str,
+    collection: &str,
+    write: bool,
+) -> Result<(), ApiError> {
     let allowed = if write {
         key.can_write_data(collection)
     } else {
         key.can_read_data(collection)
     };
     if allowed {
-        return Ok(with_caller(req, key));
+        return Ok(());
     }
     let need = if write { ":write" } else { "" };
     let msg = format!(
@@ -126,7 +140,18 @@ fn check_data(
         key.scopes.join(", ")
     );
     let what = format!("{path}: no scope data:{collection}{need}");
-    Err(refuse_scope(state, peer, &key, &what, msg))
+    Err(refuse_scope(state, peer, key, &what, msg))
+}
+
+/// A 403 `missing_scope` for `key`, audited (handlers that check a scope themselves).
+pub(crate) fn refuse(
+    state: &AppState,
+    peer: Option<SocketAddr>,
+    key: &KeyRecord,
+    what: &str,
+    msg: String,
+) -> ApiError {
+    refuse_scope(state, peer, key, what, msg)
 }
 
 /// The collection a `/v1/collections/{name}…` path names.

@@ -477,18 +477,27 @@ impl Model {
 
     /// Token ids of a chat, rendered with the model's chat template.
     pub fn chat_ids(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, TaskError> {
+        let text = self.chat_text(messages)?;
+        self.rendered_ids(&text)
+    }
+
+    /// Token ids of a chat already rendered with the chat template ([`Self::chat_text`]).
+    pub fn rendered_ids(&self, text: &str) -> Result<Vec<u32>, TaskError> {
+        // As Hugging Face's apply_chat_template: the template writes any BOS itself.
+        let enc = self.encoder.as_ref().ok_or_else(|| self.prompt_err("no tokenizer".into()))?;
+        Ok(enc.ids(text, false)?)
+    }
+
+    /// A chat rendered with the model's chat template (the prompt text).
+    pub fn chat_text(&self, messages: &[ChatMessage]) -> Result<String, TaskError> {
         let g = self.generation()?;
         let t = g.template.as_ref().ok_or_else(|| {
             self.prompt_err(
                 "it has no chat_template in its generation.json, so it cannot chat; use /v1/completions with a prompt".into(),
             )
         })?;
-        let text = t
-            .render(messages, &g.bos_token, &g.eos_token)
-            .map_err(|m| self.prompt_err(m))?;
-        // As Hugging Face's apply_chat_template: the template writes any BOS itself.
-        let enc = self.encoder.as_ref().ok_or_else(|| self.prompt_err("no tokenizer".into()))?;
-        Ok(enc.ids(&text, false)?)
+        t.render(messages, &g.bos_token, &g.eos_token)
+            .map_err(|m| self.prompt_err(m))
     }
 
     /// Context length of a generation model.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::core::Core;
 use crate::core::engine::{Bounds, LoadError, Model, Pending, TaskError};
+use crate::core::generate::{GenerateRequest, Sampling};
 use crate::core::store::StoreError;
 use crate::core::text::{Input, Truncation};
 use crate::plugins::inference::{
@@ -137,4 +138,69 @@ impl InferenceBackend for CoreBackend {
             },
         )
     }
+
+    fn generate(
+        &self,
+        model: &str,
+        prompt: String,
+        max_tokens: usize,
+        budget: Budget,
+    ) -> InferenceFuture<String> {
+        let request = match self.0.model(model) {
+            Ok(m) => generation(&m, &prompt, max_tokens, budget).map(|r| (m, r)),
+            Err(e) => Err(load_err(e)),
+        };
+        let stream = request.and_then(|(m, r)| m.generate(r).map_err(task_err));
+        match stream {
+            Ok(s) => Box::pin(async move {
+                let c = s.collect().await.map_err(task_err)?;
+                Ok(Answer {
+                    tokens: c
+                        .usage
+                        .prompt_tokens
+                        .saturating_add(c.usage.completion_tokens),
+                    value: c.text,
+                })
+            }),
+            Err(e) => ready(Err(e)),
+        }
+    }
+}
+
+/// A plugin's generation: greedy (reproducible), `max_tokens` capped by the room the model's
+/// context and the budget's tokens leave after the prompt.
+fn generation(
+    m: &Model,
+    prompt: &str,
+    max_tokens: usize,
+    budget: Budget,
+) -> Result<GenerateRequest, InferenceError> {
+    let ids = m.prompt_ids(prompt).map_err(task_err)?;
+    let context = m.context_length().unwrap_or(0);
+    if ids.len() >= context {
+        return Err(InferenceError::InvalidInput(format!(
+            "the prompt is {} tokens; model {} attends to {context} in all, so nothing is left to generate",
+            ids.len(),
+            m.name()
+        )));
+    }
+    if ids.len() >= budget.max_tokens {
+        return Err(InferenceError::TokenBudget {
+            tokens: ids.len().saturating_add(1),
+            max: budget.max_tokens,
+        });
+    }
+    let room = context
+        .saturating_sub(ids.len())
+        .min(budget.max_tokens.saturating_sub(ids.len()));
+    Ok(GenerateRequest {
+        prompt: ids,
+        max_tokens: max_tokens.clamp(1, room),
+        sampling: Sampling {
+            temperature: 0.0,
+            ..Sampling::default()
+        },
+        stop: Vec::new(),
+        logprobs: None,
+    })
 }

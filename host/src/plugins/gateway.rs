@@ -237,6 +237,16 @@ impl Gateway {
         m.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
+    /// Counts a policy's denial made outside [`Self::route`] (the generation routes).
+    pub fn note_denial(&self, plugin: &str) {
+        let mut denials = self
+            .policy_denials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let n = denials.entry(plugin.to_string()).or_default();
+        *n = n.saturating_add(1);
+    }
+
     /// The chain for a model on a route.
     pub fn chain(&self, model: &str, route: &str) -> Chain {
         pipeline::resolve(&self.pipelines, model, route)

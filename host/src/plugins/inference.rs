@@ -112,6 +112,22 @@ pub trait InferenceBackend: Send + Sync + 'static {
         text: String,
         budget: Budget,
     ) -> InferenceFuture<Vec<EntitySpan>>;
+    /// Greedy continuation of a raw prompt (no chat template), at most `max_tokens` tokens
+    /// (fewer when the model's context or the budget's tokens leave less room). Dropping the
+    /// future cancels the generation before the model's next step. Backends without
+    /// generation answer `Failed` (guest: `unavailable`).
+    fn generate(
+        &self,
+        model: &str,
+        prompt: String,
+        max_tokens: usize,
+        budget: Budget,
+    ) -> InferenceFuture<String> {
+        let _ = (prompt, max_tokens, budget);
+        ready(Err(InferenceError::Failed(format!(
+            "this host's backend does not generate text (model {model})"
+        ))))
+    }
 }
 
 /// A future that is already done (backends that answer at once, test doubles).

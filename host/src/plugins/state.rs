@@ -517,14 +517,15 @@ impl inference::Host for State {
     async fn generate(
         &mut self,
         model: String,
-        _prompt: String,
-        _max_tokens: u32,
+        prompt: String,
+        max_tokens: u32,
     ) -> wasmtime::Result<Result<String, GuestError>> {
         try_guest!(self.check(Capability::Inference(model.clone()))?);
-        try_guest!(self.inference_budget(&model));
-        Ok(Err(GuestError::Unavailable(
-            "text generation is not supported by this host".into(),
-        )))
+        let b = try_guest!(self.backend());
+        let budget = try_guest!(self.inference_budget(&model));
+        let max = usize::try_from(max_tokens).unwrap_or(usize::MAX);
+        let answer = b.generate(&model, prompt, max, budget);
+        Ok(self.await_inference(&model, answer).await)
     }
 }
 

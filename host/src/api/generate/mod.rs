@@ -2,25 +2,33 @@
 //! per prompt × `n`, answered whole or as server-sent events ending in `data: [DONE]`.
 //! A client that disconnects drops the streams, which cancels the sequences in the engine.
 
+mod grounded;
+mod policy;
 mod request;
 mod response;
+mod truncate;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::Value;
 
 use crate::api::error::ApiError;
 use crate::api::routes::{Access, ApiRoute, post};
-use crate::api::{ApiJson, AppState, ModelLabel, model};
+use crate::api::{ApiJson, AppState, Caller, ModelLabel, model};
 use crate::core::Model;
-use crate::core::generate::{GenerateRequest, GenerateStream};
+use crate::core::generate::{Completion, GenerateRequest, GenerateStream};
+use policy::Policies;
+use response::Hooks;
 
 pub use request::{
     ChatBody, ChatRequest, CompletionBody, CompletionRequest, GenerationParams, Prompt,
 };
+pub use grounded::{AskRequest, CollectionInput, Grounding};
+pub use truncate::Truncate;
 pub use response::Kind;
 
 /// The routes of this module.
@@ -28,6 +36,7 @@ pub(crate) fn routes() -> Vec<ApiRoute> {
     vec![
         post("/v1/completions", Access::Model, completions).body::<CompletionBody>(),
         post("/v1/chat/completions", Access::Model, chat).body::<ChatBody>(),
+        post("/v1/collections/{name}/ask", Access::Data { write: false }, grounded::ask).body::<AskRequest>(),
     ]
 }
 
@@ -36,13 +45,19 @@ const COMPLETION_DEFAULT_MAX_TOKENS: usize = 16;
 
 async fn completions(
     State(state): State<Arc<AppState>>,
+    caller: Option<Extension<Caller>>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
     let req = CompletionRequest::from_value(&body)?;
     let m = model(&state, &req.params.model).await?;
     let vocab = vocab_size(&m);
-    let prompts = req
-        .prompt
+    let caller = caller.map(|c| c.0);
+    let policy = Policies::of(&state, m.name(), "/v1/completions", caller.as_ref());
+    let prompt = match &policy {
+        Some(p) => completion_policy(p, req.prompt).await?,
+        None => req.prompt,
+    };
+    let prompts = prompt
         .iter()
         .map(|p| match p {
             Prompt::Text(t) => m.prompt_ids(t).map_err(ApiError::from),
@@ -56,17 +71,86 @@ async fn completions(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let max = req.params.max_tokens.unwrap_or(COMPLETION_DEFAULT_MAX_TOKENS);
-    answer(&state, &m, &req.params, prompts, Some(max), Kind::Completion).await
+    let prepared = Prepared { params: req.params, prompts, max_tokens: Some(max), hooks: Hooks { sources: None, policy } };
+    respond(&state, &m, prepared, Kind::Completion).await
+}
+
+/// Request policies see completion prompts as texts (token-id prompts are refused).
+async fn completion_policy(p: &Policies, prompt: Vec<Prompt>) -> Result<Vec<Prompt>, ApiError> {
+    let texts = prompt
+        .into_iter()
+        .map(|p| match p {
+            Prompt::Text(t) => Ok(t),
+            Prompt::Ids(_) => Err(ApiError::invalid(
+                Some("prompt".into()),
+                "this model has policies on /v1/completions, which read text: send the prompt as text, not token ids",
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let texts = match p.request(texts.clone()).await? {
+        Some(new) => new,
+        None => texts,
+    };
+    Ok(texts.into_iter().map(Prompt::Text).collect())
 }
 
 async fn chat(
     State(state): State<Arc<AppState>>,
+    caller: Option<Extension<Caller>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
     let req = ChatRequest::from_value(&body)?;
+    let caller = caller.map(|c| c.0);
+    if let Some(g) = &req.grounding {
+        let peer = peer.map(|p| p.0.0);
+        grounded::check_access(&state, caller.as_ref(), peer, CHAT_ROUTE, &g.collection)?;
+    }
     let m = model(&state, &req.params.model).await?;
-    let prompt = m.chat_ids(&req.messages)?;
-    answer(&state, &m, &req.params, vec![prompt], req.params.max_tokens, Kind::Chat).await
+    let prepared = prepare_chat(&state, caller.as_ref(), &m, req, CHAT_ROUTE).await?;
+    respond(&state, &m, prepared, Kind::Chat).await
+}
+
+const CHAT_ROUTE: &str = "/v1/chat/completions";
+
+/// A generation ready to start: prompts, and what runs around it.
+pub(crate) struct Prepared {
+    /// The request's parameters.
+    pub(crate) params: GenerationParams,
+    prompts: Vec<Vec<u32>>,
+    max_tokens: Option<usize>,
+    hooks: Hooks,
+}
+
+/// A chat's prompt: grounded in a collection when asked (retrieval on the last user
+/// message), truncated when asked, and seen by the request policies of `route`.
+pub(crate) async fn prepare_chat(
+    state: &Arc<AppState>,
+    caller: Option<&Caller>,
+    m: &Arc<Model>,
+    req: ChatRequest,
+    route: &str,
+) -> Result<Prepared, ApiError> {
+    let ChatRequest { params, mut messages, grounding, truncate: how } = req;
+    let sources = match &grounding {
+        Some(g) => {
+            let question = grounded::last_user(&messages).map(str::to_string).ok_or_else(|| {
+                ApiError::invalid(Some("messages".into()), "`collection` needs a user message: the last one is searched in the collection")
+            })?;
+            let s = grounded::retrieve(state, caller, g, &question, route).await?;
+            s.insert_into(&mut messages);
+            Some(Arc::new(s))
+        }
+        None => None,
+    };
+    let mut prompt = truncate::fit(m, &mut messages, how, params.max_tokens)?;
+    let policy = Policies::of(state, m.name(), route, caller);
+    if let Some(p) = &policy
+        && let Some(new) = p.request(vec![m.chat_text(&messages)?]).await?
+    {
+        prompt = m.rendered_ids(new.first().map_or("", String::as_str))?;
+    }
+    Ok(Prepared { max_tokens: params.max_tokens, params, prompts: vec![prompt], hooks: Hooks { sources, policy } })
 }
 
 fn vocab_size(m: &Model) -> Option<usize> {
@@ -75,42 +159,58 @@ fn vocab_size(m: &Model) -> Option<usize> {
 }
 
 /// Starts prompt × n generations (all submitted before any is read, so they share decode
-/// steps) and answers whole or as a stream.
-async fn answer(
-    state: &AppState,
-    m: &Arc<Model>,
-    p: &GenerationParams,
-    prompts: Vec<Vec<u32>>,
-    max_tokens: Option<usize>,
-    kind: Kind,
-) -> Result<Response, ApiError> {
+/// steps).
+fn start(state: &AppState, m: &Arc<Model>, p: &Prepared, kind: Kind) -> Result<(response::Meta, Vec<GenerateStream>), ApiError> {
     let context = m.context_length().unwrap_or(0);
     let mut streams: Vec<GenerateStream> = Vec::new();
     let mut prompt_tokens = 0usize;
-    for prompt in prompts {
+    for prompt in &p.prompts {
         prompt_tokens = prompt_tokens.saturating_add(prompt.len());
-        let max = max_tokens.unwrap_or_else(|| context.saturating_sub(prompt.len()).max(1));
-        for j in 0..p.n {
-            let mut sampling = p.sampling;
+        let max = p.max_tokens.unwrap_or_else(|| context.saturating_sub(prompt.len()).max(1));
+        for j in 0..p.params.n {
+            let mut sampling = p.params.sampling;
             sampling.seed = sampling.seed.map(|s| s.wrapping_add(j as u64));
             let request = GenerateRequest {
                 prompt: prompt.clone(),
                 max_tokens: max,
                 sampling,
-                stop: p.stop.clone(),
-                logprobs: p.logprobs,
+                stop: p.params.stop.clone(),
+                logprobs: p.params.logprobs,
             };
             streams.push(m.generate(request)?);
         }
     }
-    let meta = response::Meta::new(kind, m.name(), state.started, prompt_tokens, p.include_usage);
-    let label = Extension(ModelLabel(m.name().to_string()));
-    if p.stream {
-        return Ok((label, response::sse(meta, streams)).into_response());
-    }
+    let meta = response::Meta::new(kind, m.name(), state.started, prompt_tokens, p.params.include_usage);
+    Ok((meta, streams))
+}
+
+/// Runs a prepared generation to its end.
+pub(crate) async fn run_whole(
+    state: &AppState,
+    m: &Arc<Model>,
+    p: Prepared,
+    kind: Kind,
+) -> Result<(response::Meta, Vec<Completion>, Hooks), ApiError> {
+    let (meta, streams) = start(state, m, &p, kind)?;
     let mut done = Vec::with_capacity(streams.len());
     for s in streams {
         done.push(s.collect().await?);
     }
-    Ok((label, Json(meta.whole(&done))).into_response())
+    Ok((meta, done, p.hooks))
+}
+
+/// Answers whole (after the response policies) or as a stream.
+pub(crate) async fn respond(state: &AppState, m: &Arc<Model>, p: Prepared, kind: Kind) -> Result<Response, ApiError> {
+    let label = Extension(ModelLabel(m.name().to_string()));
+    if p.params.stream {
+        let (meta, streams) = start(state, m, &p, kind)?;
+        return Ok((label, response::sse(meta, streams, p.hooks)).into_response());
+    }
+    let (meta, done, hooks) = run_whole(state, m, p, kind).await?;
+    let mut v = meta.whole(&done);
+    if let Some(s) = &hooks.sources {
+        s.add_to(&mut v, &done);
+    }
+    let v = hooks.check_whole(v).await?;
+    Ok((label, Json(v)).into_response())
 }

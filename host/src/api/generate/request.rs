@@ -120,6 +120,10 @@ pub struct ChatRequest {
     pub params: GenerationParams,
     /// The conversation.
     pub messages: Vec<ChatMessage>,
+    /// llmos: answer from a collection's chunks (`collection`).
+    pub grounding: Option<super::grounded::Grounding>,
+    /// llmos: what to do when the conversation is longer than the context (`truncate`).
+    pub truncate: super::truncate::Truncate,
 }
 
 /// A `stop` value.
@@ -226,6 +230,12 @@ pub struct ChatBody {
     pub min_p: Option<f64>,
     /// llmos: > 0, 1 = off.
     pub repetition_penalty: Option<f64>,
+    /// llmos: answer from this collection's chunks (the last user message is searched); the
+    /// answer carries `sources` and `citations`. Needs a key that may search it.
+    pub collection: Option<super::grounded::CollectionInput>,
+    /// llmos: `"oldest"` drops the oldest turns (never the system message nor the last user
+    /// message) until the prompt fits; default `"none"`: 400 `context_length_exceeded`.
+    pub truncate: Option<String>,
 }
 
 fn bad(param: &str, message: String) -> ApiError {
@@ -498,7 +508,9 @@ impl ChatRequest {
     /// Parses and checks a `/v1/chat/completions` body.
     pub fn from_value(body: &Value) -> Result<Self, ApiError> {
         let body = object(body)?;
-        check_fields(body, &["messages", "max_completion_tokens", "top_logprobs"])?;
-        Ok(Self { messages: messages(body.get("messages"))?, params: params(body, true)? })
+        check_fields(body, &["messages", "max_completion_tokens", "top_logprobs", "collection", "truncate"])?;
+        let grounding = present(body, "collection").map(super::grounded::Grounding::parse).transpose()?;
+        let truncate = super::truncate::Truncate::parse(body.get("truncate"))?;
+        Ok(Self { messages: messages(body.get("messages"))?, params: params(body, true)?, grounding, truncate })
     }
 }

@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes};
@@ -12,6 +13,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use super::grounded::Sources;
+use super::policy::{Policies, STREAM_CHECK_BYTES};
 use crate::api::error::ApiError;
 use crate::core::generate::{Completion, GenEvent, GenerateStream, TokenLogprob};
 
@@ -46,6 +49,11 @@ impl Meta {
         };
         let id = format!("{prefix}-{:016x}", rng.next_u64());
         Self { kind, id, model: model.to_string(), created: now, prompt_tokens, include_usage }
+    }
+
+    /// The usage of whole answers.
+    pub(crate) fn usage_of(&self, done: &[Completion]) -> Value {
+        self.usage(done.iter().map(|c| c.usage.completion_tokens).fold(0usize, usize::saturating_add))
     }
 
     fn usage(&self, completion: usize) -> Value {
@@ -134,7 +142,31 @@ impl Meta {
         self.event(json!([choice]), Value::Null)
     }
 
+    /// The last chunk of a choice; a grounded answer's carries the choice's `citations` and
+    /// the answer's `sources`.
+    fn finish_chunk(&self, index: usize, finish: &str, text: &str, sources: Option<&Sources>) -> String {
+        let Some(s) = sources else {
+            return self.chunk(index, None, Value::Null, Some(finish));
+        };
+        let mut choice = match self.kind {
+            Kind::Completion => json!({"index": index, "text": "", "logprobs": null, "finish_reason": finish}),
+            Kind::Chat => json!({"index": index, "delta": {}, "logprobs": null, "finish_reason": finish}),
+        };
+        if let Some(o) = choice.as_object_mut() {
+            o.insert("citations".into(), s.citations_json(text));
+        }
+        let mut v = self.event_value(json!([choice]), Value::Null);
+        if let Some(o) = v.as_object_mut() {
+            o.insert("sources".into(), s.sources_json());
+        }
+        format!("data: {v}\n\n")
+    }
+
     fn event(&self, choices: Value, usage: Value) -> String {
+        format!("data: {}\n\n", self.event_value(choices, usage))
+    }
+
+    fn event_value(&self, choices: Value, usage: Value) -> Value {
         let object = match self.kind {
             Kind::Completion => "text_completion",
             Kind::Chat => "chat.completion.chunk",
@@ -145,7 +177,7 @@ impl Meta {
         {
             o.insert("usage".into(), usage);
         }
-        format!("data: {v}\n\n")
+        v
     }
 }
 
@@ -164,9 +196,9 @@ impl futures_core::Stream for Events {
 
 /// A streamed answer; its pump stops (and the generations are cancelled) when the client
 /// goes away.
-pub(crate) fn sse(meta: Meta, streams: Vec<GenerateStream>) -> Response {
+pub(crate) fn sse(meta: Meta, streams: Vec<GenerateStream>, hooks: Hooks) -> Response {
     let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(pump(meta, streams, tx));
+    tokio::spawn(pump(meta, streams, tx, hooks));
     (
         [
             (header::CONTENT_TYPE, "text/event-stream"),
@@ -193,10 +225,54 @@ async fn next_event(slots: &mut [Option<GenerateStream>]) -> Option<(usize, Resu
     .await
 }
 
-async fn pump(meta: Meta, streams: Vec<GenerateStream>, tx: mpsc::Sender<String>) {
+/// Per choice of a stream: its text so far, the length a policy last allowed, and the
+/// events held back until a policy check allows them.
+#[derive(Default)]
+struct Choice {
+    text: String,
+    checked: usize,
+    held: Vec<String>,
+}
+
+/// What runs around a generation: the grounding sources and the policies.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Hooks {
+    /// The chunks a grounded answer rests on.
+    pub(crate) sources: Option<Arc<Sources>>,
+    /// The route's policies.
+    pub(crate) policy: Option<Arc<Policies>>,
+}
+
+impl Hooks {
+    /// A whole answer after the response policies (as they left it).
+    pub(crate) async fn check_whole(&self, v: Value) -> Result<Value, ApiError> {
+        match &self.policy {
+            Some(p) if p.checks_responses() => p.response(v, false).await,
+            _ => Ok(v),
+        }
+    }
+}
+
+/// Events of choice `c` that may be sent now: all of them without response policies; with
+/// them, once the text has grown by [`STREAM_CHECK_BYTES`] since the last check (or at the
+/// end) and the policies allow it.
+async fn release(policy: Option<&Policies>, index: usize, c: &mut Choice, out: String, end: bool) -> Result<Vec<String>, ApiError> {
+    let Some(p) = policy else { return Ok(vec![out]) };
+    c.held.push(out);
+    if !end && c.text.len().saturating_sub(c.checked) < STREAM_CHECK_BYTES {
+        return Ok(Vec::new());
+    }
+    c.checked = c.text.len();
+    p.response(json!({"index": index, "text": c.text, "done": end}), true).await?;
+    Ok(std::mem::take(&mut c.held))
+}
+
+async fn pump(meta: Meta, streams: Vec<GenerateStream>, tx: mpsc::Sender<String>, hooks: Hooks) {
     let n = streams.len();
     let mut slots: Vec<Option<GenerateStream>> = streams.into_iter().map(Some).collect();
     let mut offsets = vec![0usize; n];
+    let mut choices: Vec<Choice> = (0..n).map(|_| Choice::default()).collect();
+    let policy = hooks.policy.as_deref().filter(|p| p.checks_responses());
     let mut completion = 0usize;
     if meta.kind == Kind::Chat {
         for i in 0..n {
@@ -211,7 +287,8 @@ async fn pump(meta: Meta, streams: Vec<GenerateStream>, tx: mpsc::Sender<String>
             () = tx.closed() => return, // the client went away: dropping the streams cancels
         };
         let Some((i, ev)) = next else { break };
-        let out = match ev {
+        let Some(c) = choices.get_mut(i) else { continue };
+        let (out, end) = match ev {
             Ok(GenEvent::Token { text, logprob, top_logprobs, .. }) => {
                 let lp = match &logprob {
                     Some(lp) => meta.logprobs(&[(text.as_str(), lp, top_logprobs.as_slice())], offsets.get(i).copied().unwrap_or(0)),
@@ -221,11 +298,12 @@ async fn pump(meta: Meta, streams: Vec<GenerateStream>, tx: mpsc::Sender<String>
                 if let Some(o) = offsets.get_mut(i) {
                     *o = o.saturating_add(text.len());
                 }
-                meta.chunk(i, Some(&text), lp, None)
+                c.text.push_str(&text);
+                (meta.chunk(i, Some(&text), lp, None), false)
             }
             Ok(GenEvent::Done { finish_reason, usage }) => {
                 completion = completion.saturating_add(usage.completion_tokens);
-                meta.chunk(i, None, Value::Null, Some(finish_reason.as_str()))
+                (meta.finish_chunk(i, finish_reason.as_str(), &c.text, hooks.sources.as_deref()), true)
             }
             Err(e) => {
                 let body = ApiError::from(e).body();
@@ -233,8 +311,20 @@ async fn pump(meta: Meta, streams: Vec<GenerateStream>, tx: mpsc::Sender<String>
                 return;
             }
         };
-        if tx.send(out).await.is_err() {
-            return;
+        match release(policy, i, c, out, end).await {
+            Ok(ready) => {
+                for out in ready {
+                    if tx.send(out).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => {
+                // A policy denied (or failed): end the stream; dropping the streams cancels.
+                let _ = tx.send(format!("data: {}\n\n", e.body())).await;
+                let _ = tx.send("data: [DONE]\n\n".to_string()).await;
+                return;
+            }
         }
     }
     if meta.include_usage {

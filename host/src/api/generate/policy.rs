@@ -1,0 +1,131 @@
+//! Policies on generation (docs/generation.md §6b). The model's pipeline on the route
+//! (`[pipelines.<model>]`, `request_policies` / `response_policies`) is asked:
+//! - request policies about the prompt text (a chat's conversation rendered with the
+//!   model's chat template), once, before anything is generated; a `modify` verdict
+//!   replaces the prompt text;
+//! - response policies about the output: a whole answer once (its JSON, which a `modify`
+//!   verdict replaces); a stream on each choice's accumulated text
+//!   (`{"index", "text", "done"}`), each time it has grown by [`STREAM_CHECK_BYTES`] and at
+//!   its end. Streamed text is held back until a check has allowed it, so a denied text is
+//!   never sent; a deny (or a `modify`, which a stream cannot honour) ends the stream with an
+//!   error event and `data: [DONE]`.
+//!
+//! Policies fail closed: a failing policy plugin fails the request (502, or an error event).
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use serde_json::Value;
+
+use crate::api::error::ApiError;
+use crate::api::{AppState, Caller};
+use crate::plugins::gateway::Gateway;
+use crate::plugins::pipeline::Chain;
+use crate::plugins::{PluginError, Request, RequestContext, RequestVerdict, Response, ResponseVerdict};
+
+/// A stream's text is checked each time it has grown by this many bytes, and at its end.
+pub(crate) const STREAM_CHECK_BYTES: usize = 256;
+
+/// The policies of one generation request.
+pub(crate) struct Policies {
+    gateway: Arc<Gateway>,
+    chain: Chain,
+    context: RequestContext,
+    prompt: std::sync::Mutex<Vec<String>>,
+}
+
+impl std::fmt::Debug for Policies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policies").field("chain", &self.chain).field("context", &self.context).finish()
+    }
+}
+
+static REQUEST_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn denied(gateway: &Gateway, plugin: &str, stage: &str, reason: &str) -> ApiError {
+    gateway.note_denial(plugin);
+    ApiError::new(StatusCode::FORBIDDEN, "permission_error", format!("denied by plugin {plugin} ({stage} policy): {reason}"))
+        .with_param(Some(plugin.to_string()))
+        .with_code("policy_denied")
+}
+
+fn failed(e: PluginError) -> ApiError {
+    if let PluginError::Busy { .. } = e {
+        let mut a = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", e.to_string()).with_code("plugin_queue_full");
+        a.retry_after = Some(1);
+        return a;
+    }
+    ApiError::new(StatusCode::BAD_GATEWAY, "server_error", e.to_string()).with_code("plugin_failed")
+}
+
+impl Policies {
+    /// The policies `model` has on `route`; `None` when it has none.
+    pub(crate) fn of(state: &AppState, model: &str, route: &str, caller: Option<&Caller>) -> Option<Arc<Self>> {
+        let chain = state.gateway.chain(model, route);
+        if chain.request_policies.is_empty() && chain.response_policies.is_empty() {
+            return None;
+        }
+        let id = format!("gen-{}", REQUEST_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let context = RequestContext {
+            request_id: id,
+            key_id: caller.map(|c| c.0.id.clone()),
+            model: model.to_string(),
+            task: "generate".into(),
+            route: route.to_string(),
+        };
+        Some(Arc::new(Self { gateway: state.gateway.clone(), chain, context, prompt: std::sync::Mutex::default() }))
+    }
+
+    /// Asks the request policies about the prompt texts; `Some` holds the texts a policy
+    /// replaced them with (as many as given).
+    pub(crate) async fn request(&self, texts: Vec<String>) -> Result<Option<Vec<String>>, ApiError> {
+        let mut inputs = texts;
+        let mut changed = false;
+        for p in &self.chain.request_policies {
+            let req = Request { context: self.context.clone(), inputs: inputs.clone() };
+            match self.gateway.host.check_request_async(p, req).await.map_err(failed)? {
+                RequestVerdict::Allow => {}
+                RequestVerdict::Deny(reason) => return Err(denied(&self.gateway, p, "request", &reason)),
+                RequestVerdict::Modify(new) if new.len() == inputs.len() => {
+                    inputs = new;
+                    changed = true;
+                }
+                RequestVerdict::Modify(new) => {
+                    return Err(ApiError::new(StatusCode::BAD_GATEWAY, "server_error", format!("plugin {p}: modified {} prompts into {}", inputs.len(), new.len()))
+                        .with_code("plugin_failed"));
+                }
+            }
+        }
+        *self.prompt.lock().unwrap_or_else(|e| e.into_inner()) = inputs.clone();
+        Ok(changed.then_some(inputs))
+    }
+
+    /// Asks the response policies about `output`; returns it, or what a policy replaced it
+    /// with (`modify` is refused when `streaming`: sent text cannot be changed).
+    pub(crate) async fn response(&self, output: Value, streaming: bool) -> Result<Value, ApiError> {
+        let mut output = output;
+        let inputs = self.prompt.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for p in &self.chain.response_policies {
+            let resp = Response { context: self.context.clone(), inputs: inputs.clone(), output_json: output.to_string() };
+            match self.gateway.host.check_response_async(p, resp).await.map_err(failed)? {
+                ResponseVerdict::Allow => {}
+                ResponseVerdict::Deny(reason) => return Err(denied(&self.gateway, p, "response", &reason)),
+                ResponseVerdict::Modify(_) if streaming => {
+                    return Err(denied(&self.gateway, p, "response", "it modified a streamed answer, which cannot be changed once sent; ask without `stream` to get the modified answer"));
+                }
+                ResponseVerdict::Modify(json) => {
+                    output = serde_json::from_str(&json).map_err(|e| {
+                        ApiError::new(StatusCode::BAD_GATEWAY, "server_error", format!("plugin {p}: modified the response into invalid JSON: {e}"))
+                            .with_code("plugin_failed")
+                    })?;
+                }
+            }
+        }
+        Ok(output)
+    }
+
+    /// Whether response policies are configured (streams then hold text back).
+    pub(crate) fn checks_responses(&self) -> bool {
+        !self.chain.response_policies.is_empty()
+    }
+}

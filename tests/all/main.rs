@@ -16,6 +16,7 @@ mod api_access;
 mod api_auth;
 mod api_auth_matrix;
 mod api_generate;
+mod api_generate_grounded;
 mod api_html;
 mod api_kserve;
 mod api_openai;
@@ -24,6 +25,7 @@ mod api_schemathesis;
 
 mod plugins_common;
 mod plugins_concurrency;
+mod plugins_generate;
 mod plugins_grants;
 mod plugins_hardening;
 mod plugins_install;

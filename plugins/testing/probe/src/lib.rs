@@ -77,6 +77,11 @@ fn run(cmd: &str) -> String {
             inference::entities(a, b).map(|v| v.into_iter().map(|e| e.label).collect::<Vec<_>>()),
         ),
         "generate" => report(inference::generate(a, b, 8)),
+        // `generate-max M N PROMPT`: up to N tokens.
+        "generate-max" => {
+            let (n, prompt) = b.split_once(' ').unwrap_or((b, ""));
+            report(inference::generate(a, prompt, n.parse().unwrap_or(0)))
+        }
         "secret" => report(secrets::get(a)),
         "config" => format!("ok:{:?}", config::get(a)),
         "http" => http_get(a),

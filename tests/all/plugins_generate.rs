@@ -18,17 +18,17 @@ use crate::support::Home;
 const PROBE: &str = "testing/probe";
 const LLAMA: &str = "tiny-llama";
 
-/// The probe under a manifest asking for `caps`, granted `grants`, with a time limit.
+/// The probe under a manifest asking for `caps` (instead of `inference:minilm`), granted `grants`, with a time limit.
 fn install_probe(g: &Gateway, dir: &std::path::Path, caps: &str, grants: &[&str], timeout_ms: u64) -> String {
     let text = std::fs::read_to_string(manifest(PROBE)).unwrap();
-    let line = text.lines().find(|l| l.starts_with("capabilities")).unwrap();
-    let text = format!("{}\n[limits]\ntimeout_ms = {timeout_ms}\n", text.replace(line, &format!("capabilities = [{caps}]")));
+    let text = format!("{}\n[limits]\ntimeout_ms = {timeout_ms}\n", text.replace("\"inference:minilm\"", caps));
     let path = dir.join("probe.toml");
     std::fs::write(&path, text).unwrap();
     let req = InstallRequest {
         component: wasm(PROBE),
         manifest: Some(path),
         grants: grants.iter().map(|s| s.to_string()).collect(),
+        approve_limits: true,
         ..Default::default()
     };
     registry::install(&g.host, &req).unwrap().record.manifest.name
@@ -58,7 +58,7 @@ fn plugins_generate_greedily_under_their_capability_and_their_deadline_cancels_t
     let g = gateway(&home);
     let dir = tempfile::tempdir().unwrap();
     let caps = "\"inference:tiny-llama\", \"inference:minilm\", \"inference:nope\"";
-    let p = install_probe(&g, dir.path(), caps, &["inference:tiny-llama", "inference:minilm", "inference:nope"], 400);
+    let p = install_probe(&g, dir.path(), caps, &["inference:tiny-llama", "inference:minilm", "inference:nope"], 10000);
     let run = |cmds: &[&str]| g.host.preprocess(&p, request(cmds)).unwrap();
 
     let expected = format!("ok:{:?}", greedy(&g.core, "Once upon a time", 8));
@@ -75,29 +75,43 @@ fn plugins_generate_greedily_under_their_capability_and_their_deadline_cancels_t
     let q = {
         let dir = tempfile::tempdir().unwrap();
         let text = std::fs::read_to_string(manifest(PROBE)).unwrap().replace("test-probe", "test-probe-2");
-        let line = text.lines().find(|l| l.starts_with("capabilities")).unwrap().to_string();
         let path = dir.path().join("p.toml");
-        std::fs::write(&path, text.replace(&line, "capabilities = [\"inference:tiny-llama\"]")).unwrap();
+        std::fs::write(&path, text.replace("\"inference:minilm\"", "\"inference:tiny-llama\"")).unwrap();
         let req = InstallRequest { component: wasm(PROBE), manifest: Some(path), ..Default::default() };
         registry::install(&g.host, &req).unwrap().record.manifest.name
     };
     let out = g.host.preprocess(&q, request(&["generate tiny-llama hi"])).unwrap();
     assert!(out[0].starts_with("err:denied:") && out[0].contains("inference:tiny-llama"), "{out:?}");
 
-    // A generation longer than the call's 400 ms: limit-exceeded, and the engine drops the
-    // sequence (its cancelled counter moves, its steps stop).
+    // A generation longer than a call's 300 ms (the whole context takes seconds): the host
+    // call ends with limit-exceeded (then the guest, past its deadline, is stopped), and the
+    // engine drops the sequence: its cancelled counter moves and its steps stop.
+    let short = {
+        let dir = tempfile::tempdir().unwrap();
+        let text = std::fs::read_to_string(manifest(PROBE)).unwrap().replace("test-probe", "test-probe-3");
+        let text = format!("{}\n[limits]\ntimeout_ms = 300\n", text.replace("\"inference:minilm\"", "\"inference:tiny-llama\""));
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, text).unwrap();
+        let grants = vec!["inference:tiny-llama".to_string()];
+        let req = InstallRequest { component: wasm(PROBE), manifest: Some(path), grants, approve_limits: true, ..Default::default() };
+        registry::install(&g.host, &req).unwrap().record.manifest.name
+    };
     let m = g.core.model(LLAMA).unwrap();
-    let cancelled = m.stats.gen_cancelled.load(std::sync::atomic::Ordering::Relaxed);
+    let count = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let cancelled = count(&m.stats.gen_cancelled);
     let start = Instant::now();
-    let out = run(&["generate-max tiny-llama 100000 Once upon a time"]);
-    assert!(out[0].starts_with("err:limit-exceeded:"), "{out:?}");
-    assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+    let out = g.host.preprocess(&short, request(&["generate-max tiny-llama 100000 Once upon a time"]));
+    match &out {
+        Ok(v) => assert!(v[0].starts_with("err:limit-exceeded:"), "{v:?}"),
+        Err(e) => assert!(matches!(e, llmos::plugins::PluginError::Limit { .. }), "{e}"),
+    }
+    assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
     let t = Instant::now();
-    while m.stats.gen_cancelled.load(std::sync::atomic::Ordering::Relaxed) == cancelled {
+    while count(&m.stats.gen_cancelled) == cancelled {
         assert!(t.elapsed() < Duration::from_secs(5), "the sequence was not cancelled");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let steps = m.stats.gen_steps.load(std::sync::atomic::Ordering::Relaxed);
+    let steps = count(&m.stats.gen_steps);
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(m.stats.gen_steps.load(std::sync::atomic::Ordering::Relaxed), steps, "no step after the cancel");
+    assert_eq!(count(&m.stats.gen_steps), steps, "no step after the cancel");
 }

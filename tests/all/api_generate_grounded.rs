@@ -77,32 +77,68 @@ fn grounded_answers_cite_the_chunk_that_holds_the_answer_and_need_the_collection
     let no_model = key(&home, &["data:facts"]);
     let asker_all = key(&home, &["models:smollm2", "data:*"]);
     let s = home.serve(&["--models", "minilm,smollm2"]);
-    let (code, c) = call(&s, "POST", "/v1/collections/facts", Some(&writer), Some(json!({})));
+    let (code, c) = call(
+        &s,
+        "POST",
+        "/v1/collections/facts",
+        Some(&writer),
+        Some(json!({})),
+    );
     assert_eq!(code, 201, "{c}");
     let docs = json!({"documents": [
         {"id": "cats", "text": "Cats sleep for most of the day in warm sunny spots."},
         {"id": "vault", "text": "The code that opens the blue vault is 7431."},
         {"id": "rust", "text": "Rust guarantees memory safety without a garbage collector."},
     ]});
-    let (code, r) = call(&s, "POST", "/v1/collections/facts/documents", Some(&writer), Some(docs));
+    let (code, r) = call(
+        &s,
+        "POST",
+        "/v1/collections/facts/documents",
+        Some(&writer),
+        Some(docs),
+    );
     assert_eq!(code, 200, "{r}");
 
     let question = "What is the code that opens the blue vault?";
     let chat = json!({"model": SMOL, "temperature": 0, "max_tokens": 40, "collection": "facts",
                       "messages": [{"role": "user", "content": question}]});
-    let (code, v) = call(&s, "POST", "/v1/chat/completions", Some(&asker), Some(chat.clone()));
+    let (code, v) = call(
+        &s,
+        "POST",
+        "/v1/chat/completions",
+        Some(&asker),
+        Some(chat.clone()),
+    );
     assert_eq!(code, 200, "{v}");
-    let answer = v["choices"][0]["message"]["content"].as_str().unwrap().to_string();
-    assert!(answer.contains("7431"), "the answer is in the vault chunk: {answer:?}");
+    let answer = v["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        answer.contains("7431"),
+        "the answer is in the vault chunk: {answer:?}"
+    );
     assert_eq!(documents(&v["choices"][0]["citations"]), ["vault"], "{v}");
     assert_eq!(v["choices"][0]["citations"][0]["chunk"], "vault:0", "{v}");
-    assert_eq!(documents(&v["sources"])[0], "vault", "the best match comes first: {v}");
+    assert_eq!(
+        documents(&v["sources"])[0],
+        "vault",
+        "the best match comes first: {v}"
+    );
     assert_eq!(v["sources"].as_array().unwrap().len(), 3, "{v}");
     // The sources are in the prompt (the chat template's system message).
-    let (_, plain) = call(&s, "POST", "/v1/chat/completions", Some(&asker),
-        Some(json!({"model": SMOL, "temperature": 0, "max_tokens": 1, "messages": [{"role": "user", "content": question}]})));
+    let (_, plain) = call(
+        &s,
+        "POST",
+        "/v1/chat/completions",
+        Some(&asker),
+        Some(
+            json!({"model": SMOL, "temperature": 0, "max_tokens": 1, "messages": [{"role": "user", "content": question}]}),
+        ),
+    );
     assert!(
-        v["usage"]["prompt_tokens"].as_u64().unwrap() > plain["usage"]["prompt_tokens"].as_u64().unwrap() + 20,
+        v["usage"]["prompt_tokens"].as_u64().unwrap()
+            > plain["usage"]["prompt_tokens"].as_u64().unwrap() + 20,
         "{v} {plain}"
     );
 
@@ -114,41 +150,109 @@ fn grounded_answers_cite_the_chunk_that_holds_the_answer_and_need_the_collection
     assert_eq!(streamed_text(&events), answer);
     let last = events.last().unwrap();
     assert!(last["choices"][0]["finish_reason"].is_string(), "{last}");
-    assert_eq!(documents(&last["choices"][0]["citations"]), ["vault"], "{last}");
+    assert_eq!(
+        documents(&last["choices"][0]["citations"]),
+        ["vault"],
+        "{last}"
+    );
     assert_eq!(last["sources"], v["sources"]);
 
     // /ask: the same retrieval and engine, in its own shape.
-    let (code, a) = call(&s, "POST", "/v1/collections/facts/ask", Some(&asker),
-        Some(json!({"question": question, "model": SMOL, "max_tokens": 40})));
+    let (code, a) = call(
+        &s,
+        "POST",
+        "/v1/collections/facts/ask",
+        Some(&asker),
+        Some(json!({"question": question, "model": SMOL, "max_tokens": 40})),
+    );
     assert_eq!(code, 200, "{a}");
     assert_eq!(a["answer"], answer.as_str(), "{a}");
     assert_eq!(documents(&a["citations"]), ["vault"], "{a}");
     assert!(a["usage"]["completion_tokens"].as_u64().unwrap() > 0, "{a}");
-    let (code, a) = call(&s, "POST", "/v1/collections/facts/ask", Some(&asker),
-        Some(json!({"question": question, "model": SMOL, "top_k": 1, "max_tokens": 4})));
-    assert_eq!((code, a["sources"].as_array().map(Vec::len)), (200, Some(1)), "{a}");
+    let (code, a) = call(
+        &s,
+        "POST",
+        "/v1/collections/facts/ask",
+        Some(&asker),
+        Some(json!({"question": question, "model": SMOL, "top_k": 1, "max_tokens": 4})),
+    );
+    assert_eq!(
+        (code, a["sources"].as_array().map(Vec::len)),
+        (200, Some(1)),
+        "{a}"
+    );
 
     // Scopes: the collection's read scope on chat and ask, the model's on ask.
-    let (code, e) = call(&s, "POST", "/v1/chat/completions", Some(&no_data), Some(chat.clone()));
+    let (code, e) = call(
+        &s,
+        "POST",
+        "/v1/chat/completions",
+        Some(&no_data),
+        Some(chat.clone()),
+    );
     missing_scope(code, &e, "data:facts");
-    let (code, e) = call(&s, "POST", "/v1/collections/facts/ask", Some(&no_data), Some(json!({"question": question, "model": SMOL})));
+    let (code, e) = call(
+        &s,
+        "POST",
+        "/v1/collections/facts/ask",
+        Some(&no_data),
+        Some(json!({"question": question, "model": SMOL})),
+    );
     missing_scope(code, &e, "data:facts");
-    let (code, e) = call(&s, "POST", "/v1/collections/facts/ask", Some(&no_model), Some(json!({"question": question, "model": SMOL})));
+    let (code, e) = call(
+        &s,
+        "POST",
+        "/v1/collections/facts/ask",
+        Some(&no_model),
+        Some(json!({"question": question, "model": SMOL})),
+    );
     missing_scope(code, &e, "models:smollm2");
 
     // Bad input names the field and what is accepted.
     let mut bad = chat.clone();
     bad["collection"] = json!({"name": "facts", "top_k": 0});
     let (code, e) = call(&s, "POST", "/v1/chat/completions", Some(&asker), Some(bad));
-    assert_eq!((code, e["error"]["param"].as_str()), (400, Some("collection.top_k")), "{e}");
-    let (code, e) = call(&s, "POST", "/v1/collections/facts/ask", Some(&asker), Some(json!({"question": " ", "model": SMOL})));
-    assert_eq!((code, e["error"]["param"].as_str()), (400, Some("question")), "{e}");
-    let (code, e) = call(&s, "POST", "/v1/collections/facts/ask", Some(&asker), Some(json!({"question": "x", "modle": SMOL})));
-    assert!(code == 400 && e["error"]["message"].as_str().unwrap().contains("modle"), "{e}");
+    assert_eq!(
+        (code, e["error"]["param"].as_str()),
+        (400, Some("collection.top_k")),
+        "{e}"
+    );
+    let (code, e) = call(
+        &s,
+        "POST",
+        "/v1/collections/facts/ask",
+        Some(&asker),
+        Some(json!({"question": " ", "model": SMOL})),
+    );
+    assert_eq!(
+        (code, e["error"]["param"].as_str()),
+        (400, Some("question")),
+        "{e}"
+    );
+    let (code, e) = call(
+        &s,
+        "POST",
+        "/v1/collections/facts/ask",
+        Some(&asker),
+        Some(json!({"question": "x", "modle": SMOL})),
+    );
+    assert!(
+        code == 400 && e["error"]["message"].as_str().unwrap().contains("modle"),
+        "{e}"
+    );
     let mut gone = chat;
     gone["collection"] = json!("nope");
-    let (code, e) = call(&s, "POST", "/v1/chat/completions", Some(&asker_all), Some(gone));
-    assert!(code == 404 && e["error"]["message"].as_str().unwrap().contains("nope"), "{e}");
+    let (code, e) = call(
+        &s,
+        "POST",
+        "/v1/chat/completions",
+        Some(&asker_all),
+        Some(gone),
+    );
+    assert!(
+        code == 404 && e["error"]["message"].as_str().unwrap().contains("nope"),
+        "{e}"
+    );
 }
 
 /// `tiny-llama` with a context of `context` tokens, as `tiny-llama-<context>`.
@@ -157,15 +261,22 @@ fn short_llama(home: &Home, context: u64) -> String {
     let fixture = repo().join("tests/fixtures/tiny-llama");
     let dir = home.dir.path().join("short");
     std::fs::create_dir_all(&dir).unwrap();
-    let mut g: Value = serde_json::from_slice(&std::fs::read(fixture.join("generation.json")).unwrap()).unwrap();
+    let mut g: Value =
+        serde_json::from_slice(&std::fs::read(fixture.join("generation.json")).unwrap()).unwrap();
     g["context_length"] = json!(context);
     let gen_path = dir.join("generation.json");
     std::fs::write(&gen_path, serde_json::to_vec_pretty(&g).unwrap()).unwrap();
     let sha = |p: &Path| hex::encode(Sha256::digest(std::fs::read(p).unwrap()));
-    let mut m = format!("name = {name:?}\ntask = \"generate\"\nlicense = \"Apache-2.0\"\ntokenizer = \"tokenizer.json\"\n");
+    let mut m = format!(
+        "name = {name:?}\ntask = \"generate\"\nlicense = \"Apache-2.0\"\ntokenizer = \"tokenizer.json\"\n"
+    );
     for (file, role, path) in [
         ("model.onnx", "model", fixture.join("model.onnx")),
-        ("tokenizer.json", "tokenizer", fixture.join("tokenizer.json")),
+        (
+            "tokenizer.json",
+            "tokenizer",
+            fixture.join("tokenizer.json"),
+        ),
         ("generation.json", "config", gen_path),
     ] {
         m.push_str(&format!(
@@ -201,7 +312,8 @@ fn truncate_oldest_drops_the_oldest_turns_until_the_prompt_fits() {
         m
     };
     let body = |messages: Vec<Value>, truncate: Option<&str>| {
-        let mut b = json!({"model": model, "messages": messages, "max_tokens": 8, "temperature": 0});
+        let mut b =
+            json!({"model": model, "messages": messages, "max_tokens": 8, "temperature": 0});
         if let Some(t) = truncate {
             b["truncate"] = json!(t);
         }
@@ -209,15 +321,37 @@ fn truncate_oldest_drops_the_oldest_turns_until_the_prompt_fits() {
     };
     // Too long: refused by default (and with "none"), naming the numbers.
     for t in [None, Some("none")] {
-        let (code, e) = call(&s, "POST", "/v1/chat/completions", None, Some(body(conv(0..6), t)));
-        assert_eq!((code, e["error"]["code"].as_str()), (400, Some("context_length_exceeded")), "{e}");
+        let (code, e) = call(
+            &s,
+            "POST",
+            "/v1/chat/completions",
+            None,
+            Some(body(conv(0..6), t)),
+        );
+        assert_eq!(
+            (code, e["error"]["code"].as_str()),
+            (400, Some("context_length_exceeded")),
+            "{e}"
+        );
     }
     // With "oldest": the answer is the one to the longest suffix of turns that fits.
-    let (code, v) = call(&s, "POST", "/v1/chat/completions", None, Some(body(conv(0..6), Some("oldest"))));
+    let (code, v) = call(
+        &s,
+        "POST",
+        "/v1/chat/completions",
+        None,
+        Some(body(conv(0..6), Some("oldest"))),
+    );
     assert_eq!(code, 200, "{v}");
     let kept = (1..6)
         .find_map(|first| {
-            let (code, w) = call(&s, "POST", "/v1/chat/completions", None, Some(body(conv(first..6), None)));
+            let (code, w) = call(
+                &s,
+                "POST",
+                "/v1/chat/completions",
+                None,
+                Some(body(conv(first..6), None)),
+            );
             (code == 200).then_some((first, w))
         })
         .expect("some suffix fits");
@@ -225,22 +359,65 @@ fn truncate_oldest_drops_the_oldest_turns_until_the_prompt_fits() {
     assert_eq!(v["usage"], kept.1["usage"], "dropped turns 0..{}", kept.0);
     assert_eq!(v["choices"][0]["message"], kept.1["choices"][0]["message"]);
     // A conversation that fits is untouched.
-    let (_, a) = call(&s, "POST", "/v1/chat/completions", None, Some(body(conv(5..6), Some("oldest"))));
-    let (_, b) = call(&s, "POST", "/v1/chat/completions", None, Some(body(conv(5..6), None)));
+    let (_, a) = call(
+        &s,
+        "POST",
+        "/v1/chat/completions",
+        None,
+        Some(body(conv(5..6), Some("oldest"))),
+    );
+    let (_, b) = call(
+        &s,
+        "POST",
+        "/v1/chat/completions",
+        None,
+        Some(body(conv(5..6), None)),
+    );
     assert_eq!(a["usage"], b["usage"]);
     // Still too long with only the system and last user message left: 400, with numbers.
     let long = json!({"role": "user", "content": "why ".repeat(200)});
-    let (code, e) = call(&s, "POST", "/v1/chat/completions", None,
-        Some(body(vec![system.clone(), turn(0)[0].clone(), turn(0)[1].clone(), long], Some("oldest"))));
-    assert_eq!((code, e["error"]["code"].as_str()), (400, Some("context_length_exceeded")), "{e}");
+    let (code, e) = call(
+        &s,
+        "POST",
+        "/v1/chat/completions",
+        None,
+        Some(body(
+            vec![system.clone(), turn(0)[0].clone(), turn(0)[1].clone(), long],
+            Some("oldest"),
+        )),
+    );
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (400, Some("context_length_exceeded")),
+        "{e}"
+    );
     let msg = e["error"]["message"].as_str().unwrap();
-    assert!(msg.contains("context length 256") && msg.contains("max_tokens is 8") && msg.contains("dropping the 2 oldest"), "{msg}");
-    let (code, e) = call(&s, "POST", "/v1/chat/completions", None, Some(body(conv(0..1), Some("newest"))));
-    assert!(code == 400 && e["error"]["param"] == "truncate" && e["error"]["message"].as_str().unwrap().contains("oldest"), "{e}");
+    assert!(
+        msg.contains("context length 256")
+            && msg.contains("max_tokens is 8")
+            && msg.contains("dropping the 2 oldest"),
+        "{msg}"
+    );
+    let (code, e) = call(
+        &s,
+        "POST",
+        "/v1/chat/completions",
+        None,
+        Some(body(conv(0..1), Some("newest"))),
+    );
+    assert!(
+        code == 400
+            && e["error"]["param"] == "truncate"
+            && e["error"]["message"].as_str().unwrap().contains("oldest"),
+        "{e}"
+    );
 }
 
 fn metric(s: &Server, name: &str) -> u64 {
-    let body = reqwest::blocking::get(s.at("/metrics")).unwrap().text().unwrap();
+    let body = reqwest::blocking::get(s.at("/metrics"))
+        .unwrap()
+        .text()
+        .unwrap();
     body.lines()
         .filter(|l| l.starts_with(name))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
@@ -252,8 +429,17 @@ fn policies_see_the_prompt_and_the_output_and_end_a_stream_with_an_error_event()
     let home = Home::new();
     let (w, m) = (wasm("content-policy"), manifest("content-policy"));
     let out = home
-        .cmd(&["plugin", "install", w.to_str().unwrap(), "--manifest", m.to_str().unwrap(),
-               "--set", "denied_terms=forbidden", "--set", "response_denied_terms=Paris"])
+        .cmd(&[
+            "plugin",
+            "install",
+            w.to_str().unwrap(),
+            "--manifest",
+            m.to_str().unwrap(),
+            "--set",
+            "denied_terms=forbidden",
+            "--set",
+            "response_denied_terms=Paris",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
@@ -267,37 +453,97 @@ fn policies_see_the_prompt_and_the_output_and_end_a_stream_with_an_error_event()
                "messages": [{"role": "user", "content": content}]})
     };
     // Request policies see the prompt.
-    let (code, e) = call(&s, "POST", "/v1/chat/completions", None, Some(chat("Is this forbidden?", 4, false)));
-    assert_eq!((code, e["error"]["code"].as_str()), (403, Some("policy_denied")), "{e}");
-    assert!(e["error"]["message"].as_str().unwrap().contains("request policy"), "{e}");
+    let (code, e) = call(
+        &s,
+        "POST",
+        "/v1/chat/completions",
+        None,
+        Some(chat("Is this forbidden?", 4, false)),
+    );
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (403, Some("policy_denied")),
+        "{e}"
+    );
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("request policy"),
+        "{e}"
+    );
     // Response policies see whole answers once.
     let france = "What is the capital of France?";
-    let (code, e) = call(&s, "POST", "/v1/chat/completions", None, Some(chat(france, 30, false)));
-    assert_eq!((code, e["error"]["code"].as_str()), (403, Some("policy_denied")), "{e}");
-    assert!(e["error"]["message"].as_str().unwrap().contains("response policy"), "{e}");
+    let (code, e) = call(
+        &s,
+        "POST",
+        "/v1/chat/completions",
+        None,
+        Some(chat(france, 30, false)),
+    );
+    assert_eq!(
+        (code, e["error"]["code"].as_str()),
+        (403, Some("policy_denied")),
+        "{e}"
+    );
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("response policy"),
+        "{e}"
+    );
     // An allowed stream is whole.
-    let (events, done) = stream(&s, "/v1/chat/completions", None, chat("Say hello.", 12, true));
-    assert!(done && events.last().unwrap()["choices"][0]["finish_reason"].is_string(), "{events:?}");
+    let (events, done) = stream(
+        &s,
+        "/v1/chat/completions",
+        None,
+        chat("Say hello.", 12, true),
+    );
+    assert!(
+        done && events.last().unwrap()["choices"][0]["finish_reason"].is_string(),
+        "{events:?}"
+    );
     // A short denied stream: checked at its end; nothing of the denied text was sent.
     let (events, done) = stream(&s, "/v1/chat/completions", None, chat(france, 30, true));
     assert!(done, "the stream ends with [DONE]");
     let last = events.last().unwrap();
     assert_eq!(last["error"]["code"], "policy_denied", "{events:?}");
     assert!(!streamed_text(&events).contains("Paris"), "{events:?}");
-    assert!(events.iter().all(|e| e["choices"][0]["finish_reason"].is_null()), "{events:?}");
+    assert!(
+        events
+            .iter()
+            .all(|e| e["choices"][0]["finish_reason"].is_null()),
+        "{events:?}"
+    );
     // A long denied stream: checked every 256 bytes, so it ends early and the engine's
     // sequence is cancelled.
     let before = metric(&s, "llmos_generate_cancelled_total");
-    let (events, done) = stream(&s, "/v1/chat/completions", None,
-        chat("Write a long essay about Paris, the capital of France, its history and its monuments.", 200, true));
+    let (events, done) = stream(
+        &s,
+        "/v1/chat/completions",
+        None,
+        chat(
+            "Write a long essay about Paris, the capital of France, its history and its monuments.",
+            200,
+            true,
+        ),
+    );
     assert!(done);
-    assert_eq!(events.last().unwrap()["error"]["code"], "policy_denied", "{events:?}");
+    assert_eq!(
+        events.last().unwrap()["error"]["code"],
+        "policy_denied",
+        "{events:?}"
+    );
     let sent = streamed_text(&events);
     eprintln!("long denied stream sent {} bytes: {sent:?}", sent.len());
     assert!(!sent.contains("Paris") && sent.len() < 1024, "{sent:?}");
     let start = std::time::Instant::now();
     while metric(&s, "llmos_generate_cancelled_total") == before {
-        assert!(start.elapsed().as_secs() < 10, "the denied sequence was not cancelled");
+        assert!(
+            start.elapsed().as_secs() < 10,
+            "the denied sequence was not cancelled"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }

@@ -125,7 +125,7 @@ pub trait InferenceBackend: Send + Sync + 'static {
     ) -> InferenceFuture<String> {
         let _ = (prompt, max_tokens, budget);
         ready(Err(InferenceError::Failed(format!(
-            "this host's backend does not generate text (model {model})"
+            "text generation is not supported by this inference backend (model {model})"
         ))))
     }
 }

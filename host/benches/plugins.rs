@@ -116,4 +116,25 @@ fn main() {
         v.push(t.elapsed());
     }
     row("fresh instance via plugin worker thread, 1 KiB", v);
+
+    // The shipped plugins on one sentence, fresh instance per call on this thread: what a
+    // request on a route with a plugin chain pays per plugin (pii-redact without its NER
+    // grant, so patterns only: the model call is measured by bench/plugins/run.sh).
+    plugins_common::install(&host, "normalize", &[], &[]);
+    plugins_common::install(&host, "pii-redact", &[], &[("ner_labels", "")]);
+    let sentence = plugins_common::request(&[
+        "Contact Jane Doe at jane.doe@example.com or +1 555 123 4567 about order 12345.",
+    ]);
+    for name in ["test-echo", "normalize", "pii-redact"] {
+        for _ in 0..200 {
+            local.preprocess(name, &sentence).unwrap();
+        }
+        let mut v = Vec::with_capacity(5_000);
+        for _ in 0..5_000 {
+            let t = Instant::now();
+            local.preprocess(name, &sentence).unwrap();
+            v.push(t.elapsed());
+        }
+        row(&format!("{name}, one sentence, fresh instance per call"), v);
+    }
 }

@@ -136,6 +136,8 @@ la=$(mean "${llmos_agg[$last]:-0}") pa=$(mean "${py_agg[$last]:-0}")
 "$python" - "$l1" "$p1" "$la" "$pa" "$last" "$bw" "$wt" "$rc" <<'PY'
 import json, sys
 l1, p1, la, pa = map(float, sys.argv[1:5]); last = sys.argv[5]
+if min(l1, p1, la, pa) <= 0:
+    sys.exit("no ratios: --streams must include 1 and every run must produce tokens")
 bw, wt, rc = (json.loads(x) for x in sys.argv[6:9])
 print(f"1 stream: llmos {l1:.1f} tokens/s vs the Python loop {p1:.1f}: {l1 / p1:.2f}× (target ≥ 1.2×: {'met' if l1 >= 1.2 * p1 else 'NOT met'})")
 print(f"{last} streams aggregate: llmos {la:.1f} tokens/s vs the sequential Python loop {pa:.1f}: {la / pa:.2f}× (target ≥ 3×: {'met' if la >= 3 * pa else 'NOT met'})")

@@ -260,7 +260,7 @@ fn greedy_chat_answer(dir: &Path) -> String {
         .map(|&i| i as i64)
         .collect();
     assert_eq!(ids[0], 1, "<|im_start|> is one special token");
-    let mut lm = Lm::open(&dir);
+    let mut lm = Lm::open(dir);
     let v = lm.vocab;
     let mut st = lm.one(&ids, None, 0);
     let mut out = Vec::new();

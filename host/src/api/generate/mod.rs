@@ -4,6 +4,8 @@
 
 mod request;
 mod response;
+mod structured;
+mod tools;
 
 use std::sync::Arc;
 
@@ -63,9 +65,14 @@ async fn chat(
     State(state): State<Arc<AppState>>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    let req = ChatRequest::from_value(&body)?;
+    let mut req = ChatRequest::from_value(&body)?;
     let m = model(&state, &req.params.model).await?;
-    let prompt = m.chat_ids(&req.messages)?;
+    let plan = structured::Plan::from_body(&body, req.params.stream)?;
+    let messages = plan.messages(req.messages, m.template_takes_tools());
+    let tools = plan.tools.as_ref().map(tools::Tools::template_value);
+    let prompt = m.chat_ids_with_tools(&messages, tools.as_ref())?;
+    req.params.constraint = plan.constraint(&m)?;
+    req.params.shape = plan.shape();
     answer(&state, &m, &req.params, vec![prompt], req.params.max_tokens, Kind::Chat).await
 }
 
@@ -99,11 +106,13 @@ async fn answer(
                 sampling,
                 stop: p.stop.clone(),
                 logprobs: p.logprobs,
+                constraint: p.constraint.clone(),
             };
             streams.push(m.generate(request)?);
         }
     }
-    let meta = response::Meta::new(kind, m.name(), state.started, prompt_tokens, p.include_usage);
+    let meta = response::Meta::new(kind, m.name(), state.started, prompt_tokens, p.include_usage)
+        .with_shape(p.shape.clone());
     let label = Extension(ModelLabel(m.name().to_string()));
     if p.stream {
         return Ok((label, response::sse(meta, streams)).into_response());

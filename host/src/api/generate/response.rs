@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::api::error::ApiError;
-use crate::core::generate::{Completion, GenEvent, GenerateStream, TokenLogprob};
+use crate::core::generate::{Completion, FinishReason, GenEvent, GenerateStream, TokenLogprob};
 
 /// Which route answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,9 +24,22 @@ pub enum Kind {
     Chat,
 }
 
+/// What a chat answer shows of the generated text.
+#[derive(Debug, Clone, Default)]
+pub enum Shape {
+    /// The text as it is.
+    #[default]
+    Text,
+    /// The text's Markdown as sanitised HTML (whole answers only).
+    Html,
+    /// A tool call when the text is one (`tool_calls`, `finish_reason: "tool_calls"`).
+    Tools(super::tools::Tools),
+}
+
 /// What every chunk of one answer repeats.
 pub(crate) struct Meta {
     kind: Kind,
+    shape: Shape,
     id: String,
     model: String,
     created: u64,
@@ -45,7 +58,32 @@ impl Meta {
             Kind::Chat => "chatcmpl",
         };
         let id = format!("{prefix}-{:016x}", rng.next_u64());
-        Self { kind, id, model: model.to_string(), created: now, prompt_tokens, include_usage }
+        Self { kind, shape: Shape::Text, id, model: model.to_string(), created: now, prompt_tokens, include_usage }
+    }
+
+    /// The same answer shown as `shape` (chat).
+    pub(crate) fn with_shape(mut self, shape: Shape) -> Self {
+        self.shape = shape;
+        self
+    }
+
+    /// A tool call as OpenAI shows it; `None` when the text is not a call.
+    fn call(&self, text: &str, index: usize) -> Option<Value> {
+        let Shape::Tools(t) = &self.shape else { return None };
+        let (name, arguments) = t.call_of(text)?;
+        let id = format!("call_{}_{index}", self.id.trim_start_matches("chatcmpl-"));
+        Some(json!({"id": id, "type": "function", "function": {"name": name, "arguments": arguments}}))
+    }
+
+    /// A chat answer's `message` and `finish_reason`.
+    fn message(&self, text: &str, index: usize, finish: Option<&'static str>) -> (Value, Option<&'static str>) {
+        match (&self.shape, self.call(text, index)) {
+            (_, Some(call)) if finish == Some("stop") => {
+                (json!({"role": "assistant", "content": null, "tool_calls": [call]}), Some("tool_calls"))
+            }
+            (Shape::Html, _) => (json!({"role": "assistant", "content": crate::api::html::markdown_to_html(text)}), finish),
+            _ => (json!({"role": "assistant", "content": text}), finish),
+        }
     }
 
     fn usage(&self, completion: usize) -> Value {
@@ -72,7 +110,10 @@ impl Meta {
                 };
                 match self.kind {
                     Kind::Completion => json!({"index": index, "text": c.text, "logprobs": logprobs, "finish_reason": finish}),
-                    Kind::Chat => json!({"index": index, "message": {"role": "assistant", "content": c.text}, "logprobs": logprobs, "finish_reason": finish}),
+                    Kind::Chat => {
+                        let (message, finish) = self.message(&c.text, index, finish);
+                        json!({"index": index, "message": message, "logprobs": logprobs, "finish_reason": finish})
+                    }
                 }
             })
             .collect();
@@ -198,6 +239,7 @@ async fn pump(meta: Meta, streams: Vec<GenerateStream>, tx: mpsc::Sender<String>
     let mut slots: Vec<Option<GenerateStream>> = streams.into_iter().map(Some).collect();
     let mut offsets = vec![0usize; n];
     let mut completion = 0usize;
+    let mut held = Holds(vec![matches!(meta.shape, Shape::Tools(_)).then(String::new); n]);
     if meta.kind == Kind::Chat {
         for i in 0..n {
             if tx.send(meta.chunk(i, None, Value::Null, None)).await.is_err() {
@@ -211,6 +253,13 @@ async fn pump(meta: Meta, streams: Vec<GenerateStream>, tx: mpsc::Sender<String>
             () = tx.closed() => return, // the client went away: dropping the streams cancels
         };
         let Some((i, ev)) = next else { break };
+        let (before, ev, finish) = held.hold(&meta, i, ev);
+        for c in before {
+            if tx.send(c).await.is_err() {
+                return;
+            }
+        }
+        let Some(ev) = ev else { continue };
         let out = match ev {
             Ok(GenEvent::Token { text, logprob, top_logprobs, .. }) => {
                 let lp = match &logprob {
@@ -225,7 +274,7 @@ async fn pump(meta: Meta, streams: Vec<GenerateStream>, tx: mpsc::Sender<String>
             }
             Ok(GenEvent::Done { finish_reason, usage }) => {
                 completion = completion.saturating_add(usage.completion_tokens);
-                meta.chunk(i, None, Value::Null, Some(finish_reason.as_str()))
+                meta.chunk(i, None, Value::Null, Some(finish.unwrap_or(finish_reason.as_str())))
             }
             Err(e) => {
                 let body = ApiError::from(e).body();
@@ -241,4 +290,54 @@ async fn pump(meta: Meta, streams: Vec<GenerateStream>, tx: mpsc::Sender<String>
         let _ = tx.send(meta.event(json!([]), meta.usage(completion))).await;
     }
     let _ = tx.send("data: [DONE]\n\n".to_string()).await;
+}
+
+/// With tools, a streamed choice is held back while it may be a call (empty so far, or
+/// starting with `{`): a call leaves whole as `delta.tool_calls` at its end; text that is
+/// not a call leaves as soon as that is clear.
+struct Holds(Vec<Option<String>>);
+
+/// What to do with an event of a held choice: chunks to send first, then the event (if
+/// still to be handled) and the `finish_reason` to show for it.
+type Hold = (Vec<String>, Option<Result<GenEvent, crate::core::engine::TaskError>>, Option<&'static str>);
+
+impl Holds {
+    fn hold(&mut self, meta: &Meta, i: usize, ev: Result<GenEvent, crate::core::engine::TaskError>) -> Hold {
+        let Some(Some(buf)) = self.0.get_mut(i) else { return (Vec::new(), Some(ev), None) };
+        match &ev {
+            Ok(GenEvent::Token { text, .. }) => {
+                buf.push_str(text);
+                let start = buf.trim_start();
+                if start.is_empty() || start.starts_with('{') {
+                    return (Vec::new(), None, None);
+                }
+                let text = std::mem::take(buf);
+                self.release(i);
+                (vec![meta.chunk(i, Some(&text), Value::Null, None)], None, None)
+            }
+            Ok(GenEvent::Done { finish_reason, .. }) => {
+                let text = std::mem::take(buf);
+                self.release(i);
+                match meta.call(&text, i) {
+                    Some(mut call) if *finish_reason == FinishReason::Stop => {
+                        if let Some(o) = call.as_object_mut() {
+                            o.insert("index".into(), json!(0));
+                        }
+                        let delta = json!({"tool_calls": [call]});
+                        let chunk = json!({"index": i, "delta": delta, "logprobs": null, "finish_reason": null});
+                        (vec![meta.event(json!([chunk]), Value::Null)], Some(ev), Some("tool_calls"))
+                    }
+                    _ if text.is_empty() => (Vec::new(), Some(ev), None),
+                    _ => (vec![meta.chunk(i, Some(&text), Value::Null, None)], Some(ev), None),
+                }
+            }
+            Err(_) => (Vec::new(), Some(ev), None),
+        }
+    }
+
+    fn release(&mut self, i: usize) {
+        if let Some(slot) = self.0.get_mut(i) {
+            *slot = None;
+        }
+    }
 }

@@ -136,6 +136,21 @@ impl Matcher {
         }
     }
 
+    /// Inside the body of a string (one parse, no escape or character half-way): its
+    /// characters so far and its most.
+    pub fn string_body(&self, g: &Grammar) -> Option<(u32, Option<u32>)> {
+        if self.live != 1 {
+            return None;
+        }
+        match self.stacks.first()?.frames.last()? {
+            Frame::Str { node, chars, st: Str::Body } => match g.nodes.get(*node as usize) {
+                Some(Node::String { max, .. }) => Some((*chars, *max)),
+                _ => Some((*chars, None)),
+            },
+            _ => None,
+        }
+    }
+
     /// Whether the bytes so far are a whole value (end of sequence allowed).
     pub fn is_complete(&self, g: &Grammar) -> bool {
         self.stacks.iter().take(self.live).any(|s| match s.frames.as_slice() {

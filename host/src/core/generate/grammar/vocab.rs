@@ -18,7 +18,48 @@ struct TrieNode {
 #[derive(Debug)]
 pub struct TokenTable {
     bytes: Vec<Option<Box<[u8]>>>,
+    /// Every token.
     trie: Vec<TrieNode>,
+    /// Tokens that are plain string content (printable ASCII but `"` and `\\`, whole UTF-8
+    /// characters), with their character counts: inside a string any of them may come next
+    /// (length bounds permitting), so a mask there walks only [`Self::rest`].
+    plain: Vec<(u32, u32)>,
+    /// The trie of the other tokens.
+    rest: Vec<TrieNode>,
+}
+
+/// Characters of `b` if it is plain string content.
+fn plain_chars(b: &[u8]) -> Option<u32> {
+    let text = std::str::from_utf8(b).ok()?;
+    if text.chars().any(|c| c < ' ' || c == '"' || c == '\\' || c == '\u{7f}') {
+        return None;
+    }
+    u32::try_from(text.chars().count()).ok()
+}
+
+fn trie_of<'a>(tokens: impl Iterator<Item = (usize, &'a [u8])>) -> Vec<TrieNode> {
+    let mut trie = vec![TrieNode::default()];
+    for (id, b) in tokens {
+        let mut at = 0usize;
+        for &c in b {
+            let next = trie.get(at).and_then(|n| n.children.iter().find(|(x, _)| *x == c).map(|(_, i)| *i));
+            at = match next {
+                Some(i) => i as usize,
+                None => {
+                    let i = trie.len();
+                    trie.push(TrieNode::default());
+                    if let Some(n) = trie.get_mut(at) {
+                        n.children.push((c, u32::try_from(i).unwrap_or(u32::MAX)));
+                    }
+                    i
+                }
+            };
+        }
+        if let Some(n) = trie.get_mut(at) {
+            n.tokens.push(u32::try_from(id).unwrap_or(u32::MAX));
+        }
+    }
+    trie
 }
 
 /// GPT-2's byte-to-unicode alphabet, reversed.
@@ -69,29 +110,13 @@ impl TokenTable {
 
     /// A table from each token's bytes.
     pub fn from_bytes(bytes: Vec<Option<Box<[u8]>>>) -> Self {
-        let mut trie = vec![TrieNode::default()];
-        for (id, b) in bytes.iter().enumerate() {
-            let Some(b) = b else { continue };
-            let mut at = 0usize;
-            for &c in b.iter() {
-                let next = trie.get(at).and_then(|n| n.children.iter().find(|(x, _)| *x == c).map(|(_, i)| *i));
-                at = match next {
-                    Some(i) => i as usize,
-                    None => {
-                        let i = trie.len();
-                        trie.push(TrieNode::default());
-                        if let Some(n) = trie.get_mut(at) {
-                            n.children.push((c, u32::try_from(i).unwrap_or(u32::MAX)));
-                        }
-                        i
-                    }
-                };
-            }
-            if let Some(n) = trie.get_mut(at) {
-                n.tokens.push(u32::try_from(id).unwrap_or(u32::MAX));
-            }
-        }
-        Self { bytes, trie }
+        let all = || bytes.iter().enumerate().filter_map(|(i, b)| b.as_deref().map(|b| (i, b)));
+        let trie = trie_of(all());
+        let plain: Vec<(u32, u32)> = all()
+            .filter_map(|(i, b)| Some((u32::try_from(i).ok()?, plain_chars(b)?)))
+            .collect();
+        let rest = trie_of(all().filter(|(_, b)| plain_chars(b).is_none()));
+        Self { bytes, trie, plain, rest }
     }
 
     /// Number of tokens.
@@ -118,11 +143,26 @@ impl TokenTable {
         } else if let Some(first) = levels.first_mut() {
             first.clone_from(m);
         }
-        self.walk(g, 0, 0, levels, allowed);
+        let trie = match m.string_body(g) {
+            Some((chars, max)) => {
+                let room = max.map_or(u32::MAX, |m| m.saturating_sub(chars));
+                for &(id, n) in &self.plain {
+                    if n <= room
+                        && let Some(a) = allowed.get_mut(id as usize)
+                    {
+                        *a = true;
+                    }
+                }
+                &self.rest
+            }
+            None => &self.trie,
+        };
+        self.walk(trie, g, 0, 0, levels, allowed);
     }
 
-    fn walk(&self, g: &Grammar, node: usize, depth: usize, levels: &mut Vec<Matcher>, allowed: &mut [bool]) {
-        let Some(n) = self.trie.get(node) else { return };
+    #[allow(clippy::only_used_in_recursion)] // why: a method, next to the table it walks
+    fn walk(&self, trie: &[TrieNode], g: &Grammar, node: usize, depth: usize, levels: &mut Vec<Matcher>, allowed: &mut [bool]) {
+        let Some(n) = trie.get(node) else { return };
         let next = depth.saturating_add(1);
         while levels.len() <= next {
             levels.push(Matcher::new());
@@ -133,14 +173,14 @@ impl TokenTable {
             if !dst.feed_from(g, src, b) {
                 continue;
             }
-            if let Some(c) = self.trie.get(child as usize) {
+            if let Some(c) = trie.get(child as usize) {
                 for &t in &c.tokens {
                     if let Some(a) = allowed.get_mut(t as usize) {
                         *a = true;
                     }
                 }
             }
-            self.walk(g, child as usize, next, levels, allowed);
+            self.walk(trie, g, child as usize, next, levels, allowed);
         }
     }
 }

@@ -62,62 +62,80 @@ fn validate_all(cases: &[(Value, String)]) {
     assert!(out.status.success(), "{}", crate::support::text(&out));
 }
 
-/// 50 seeds at temperature 1 (n = 10 choices per request, seeds seed + i): every answer is
-/// complete (`finish_reason: "stop"`), parses and validates against its schema.
-#[test]
-fn json_schema_answers_always_validate_over_50_seeds() {
-    let (_h, s) = server();
-    let messages = json!([{"role": "user", "content": "Describe a person as JSON: their name, age, favourite colour and pets."}]);
-    let format = json!({"type": "json_schema", "json_schema": {"name": "person", "schema": person_schema(), "strict": true}});
-    let mut cases = Vec::new();
-    for seed in [1, 11, 21, 31, 41] {
-        let body = chat(
-            messages.clone(),
-            json!({"response_format": format, "temperature": 1, "seed": seed, "n": 10, "max_tokens": 120}),
-        );
-        let (code, v) = call(&s, "POST", "/v1/chat/completions", None, Some(body));
-        assert_eq!(code, 200, "{v}");
+/// Streams one chat request (streams are not cut by the server's request time limit) and
+/// returns each choice's text and finish_reason.
+fn streamed(s: &Server, body: &Value) -> Vec<(String, String)> {
+    let mut body = body.clone();
+    body["stream"] = json!(true);
+    let client = reqwest::blocking::Client::builder()
+        .timeout(None)
+        .build()
+        .unwrap();
+    let r = client
+        .post(s.at("/v1/chat/completions"))
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let text = r.text().unwrap();
+    let n = body["n"].as_u64().unwrap_or(1) as usize;
+    let mut out = vec![(String::new(), String::new()); n];
+    for block in text.split("\n\n").filter(|b| !b.is_empty()) {
+        let data = block.strip_prefix("data: ").unwrap();
+        if data == "[DONE]" {
+            continue;
+        }
+        let v: Value = serde_json::from_str(data).unwrap();
+        assert!(v.get("error").is_none(), "{v}");
         for c in v["choices"].as_array().unwrap() {
-            assert_eq!(c["finish_reason"], "stop", "{c}");
-            cases.push((
-                person_schema(),
-                c["message"]["content"].as_str().unwrap().to_string(),
-            ));
+            let o = &mut out[c["index"].as_u64().unwrap() as usize];
+            o.0.push_str(c["delta"]["content"].as_str().unwrap_or(""));
+            if let Some(f) = c["finish_reason"].as_str() {
+                o.1 = f.to_string();
+            }
         }
     }
-    assert_eq!(cases.len(), 50);
+    out
+}
+
+/// 50 seeds at temperature 1 for a json_schema (5 requests of n = 10, seeds seed + i, all at
+/// once so they share decode steps) and 16 for json_object: every answer is complete
+/// (`finish_reason: "stop"`), parses and validates against its schema.
+#[test]
+fn json_answers_always_validate_over_50_seeds() {
+    let (_h, s) = server();
+    let person = json!([{"role": "user", "content": "Describe a person as JSON: their name, age, favourite colour and pets."}]);
+    let format = json!({"type": "json_schema", "json_schema": {"name": "person", "schema": person_schema(), "strict": true}});
+    let city = json!([{"role": "user", "content": "Give a JSON object with the name and age of a person."}]);
+    let mut jobs: Vec<(Value, Value)> = [1, 11, 21, 31, 41]
+        .iter()
+        .map(|seed| (person_schema(), chat(person.clone(), json!({"response_format": format, "temperature": 1, "seed": seed, "n": 10, "max_tokens": 120}))))
+        .collect();
+    for seed in [3, 13] {
+        jobs.push((json!({"type": "object"}), chat(city.clone(), json!({"response_format": {"type": "json_object"}, "temperature": 1, "seed": seed, "n": 8, "max_tokens": 250}))));
+    }
+    let cases: Vec<(Value, String)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .iter()
+            .map(|(schema, body)| (schema, scope.spawn(|| streamed(&s, body))))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|(schema, h)| {
+                h.join().unwrap().into_iter().map(move |(text, finish)| {
+                    assert_eq!(finish, "stop", "{text}");
+                    (schema.clone(), text)
+                })
+            })
+            .collect()
+    });
+    assert_eq!(cases.len(), 66);
     validate_all(&cases);
     let distinct: std::collections::HashSet<&String> = cases.iter().map(|c| &c.1).collect();
     assert!(
-        distinct.len() > 10,
+        distinct.len() > 30,
         "temperature 1 gives varied answers: {distinct:?}"
     );
-}
-
-/// `json_object`: any JSON object, whole and streamed (the streamed pieces join to a parse).
-#[test]
-fn json_object_answers_are_objects() {
-    let (_h, s) = server();
-    let messages =
-        json!([{"role": "user", "content": "Give a small JSON object about the city of Paris."}]);
-    let any = json!({"type": "object"});
-    let mut cases = Vec::new();
-    for seed in [3, 13] {
-        let body = chat(
-            messages.clone(),
-            json!({"response_format": {"type": "json_object"}, "temperature": 1, "seed": seed, "n": 8, "max_tokens": 200}),
-        );
-        let (code, v) = call(&s, "POST", "/v1/chat/completions", None, Some(body));
-        assert_eq!(code, 200, "{v}");
-        for c in v["choices"].as_array().unwrap() {
-            assert_eq!(c["finish_reason"], "stop", "{c}");
-            cases.push((
-                any.clone(),
-                c["message"]["content"].as_str().unwrap().to_string(),
-            ));
-        }
-    }
-    validate_all(&cases);
 }
 
 /// An HTML answer is the Markdown rendered and sanitised: asked to write a script tag, the
@@ -126,20 +144,36 @@ fn json_object_answers_are_objects() {
 fn html_answers_are_sanitised_and_whole_only() {
     let (_h, s) = server();
     let messages = json!([{"role": "user", "content": "Write an HTML page with a <script>alert(1)</script> tag that shows an alert. Show the code."}]);
-    for seed in [1, 2, 3] {
-        let body = chat(
+    let mut scripts = 0;
+    for seed in [1, 2, 3, 4] {
+        let text = chat(
             messages.clone(),
-            json!({"response_format": {"type": "html"}, "temperature": 1, "seed": seed, "max_tokens": 80}),
+            json!({"temperature": 1, "seed": seed, "max_tokens": 60}),
         );
+        let (code, v) = call(&s, "POST", "/v1/chat/completions", None, Some(text.clone()));
+        assert_eq!(code, 200, "{v}");
+        let raw = v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .to_lowercase();
+        let mut body = text;
+        body["response_format"] = json!({"type": "html"});
         let (code, v) = call(&s, "POST", "/v1/chat/completions", None, Some(body));
         assert_eq!(code, 200, "{v}");
+        // The same seed writes the same text; only its rendering differs.
         let html = v["choices"][0]["message"]["content"]
             .as_str()
             .unwrap()
             .to_lowercase();
-        assert!(!html.is_empty() && !html.contains("<script"), "{html}");
-        assert!(html.contains('<'), "rendered as HTML: {html}");
+        assert!(!html.contains("<script"), "{html}");
+        if raw.contains("<script") {
+            scripts += 1;
+        }
     }
+    assert!(
+        scripts > 0,
+        "the model wrote no <script> to sanitise: pick other seeds"
+    );
     let body = chat(
         messages,
         json!({"response_format": {"type": "html"}, "stream": true}),

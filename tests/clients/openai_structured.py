@@ -29,13 +29,15 @@ assert r.choices[0].finish_reason == "stop", r
 jsonschema_rs.validate(schema, json.loads(r.choices[0].message.content))
 
 # Streamed json_object: the pieces join to one object.
-pieces = []
+pieces, finish = [], None
 for chunk in client.chat.completions.create(
-    model=model, messages=[{"role": "user", "content": "A JSON object describing a cat."}],
-    response_format={"type": "json_object"}, max_tokens=120, temperature=1, seed=2, stream=True,
+    model=model, messages=[{"role": "user", "content": "Give a JSON object with the name and age of a person."}],
+    response_format={"type": "json_object"}, max_tokens=200, temperature=1, seed=2, stream=True,
 ):
     for c in chunk.choices:
         pieces.append(c.delta.content or "")
+        finish = c.finish_reason or finish
+assert finish == "stop", (finish, pieces)
 assert isinstance(json.loads("".join(pieces)), dict), pieces
 
 weather = {

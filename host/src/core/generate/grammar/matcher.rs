@@ -2,7 +2,7 @@
 //! describes. A [`Matcher`] holds a few live stacks (more than one only while an `anyOf`
 //! has not been decided yet); a byte either advances them or is refused.
 
-use super::schema::{Grammar, Node, NodeId, Prop};
+use super::schema::{Grammar, Node, NodeId, OPEN_KEY_MAX, Prop};
 
 /// Most consecutive whitespace bytes between JSON tokens (a small model otherwise emits
 /// newlines forever).
@@ -145,7 +145,7 @@ impl Matcher {
         match self.stacks.first()?.frames.last()? {
             Frame::Str { node, chars, st: Str::Body } => match g.nodes.get(*node as usize) {
                 Some(Node::String { max, .. }) => Some((*chars, *max)),
-                _ => Some((*chars, None)),
+                _ => Some((*chars, Some(OPEN_KEY_MAX))),
             },
             _ => None,
         }
@@ -361,7 +361,7 @@ fn number(integer: bool, st: Num, len: u8, b: u8) -> Option<Frame> {
 fn string(g: &Grammar, s: &mut Stack, node: NodeId, chars: u32, st: Str, b: u8) -> Out {
     let (min, max) = match g.nodes.get(node as usize) {
         Some(Node::String { min, max }) => (*min, *max),
-        _ => (0, None), // a key of an open object
+        _ => (0, Some(OPEN_KEY_MAX)), // a key of an open object
     };
     let room = max.is_none_or(|m| chars < m);
     let next = match st {

@@ -71,6 +71,12 @@ and the annotations title, description, default, examples, $schema";
 /// Keywords that only annotate (ignored).
 const ANNOTATIONS: &[&str] = &["title", "description", "default", "examples", "$schema", "$comment"];
 
+/// Most characters of a string the schema leaves open (`json_object`, `{}`): a small model
+/// otherwise may write one string until `max_tokens` runs out.
+pub(crate) const OPEN_STRING_MAX: u32 = 128;
+/// Most characters of a key of an open object.
+pub(crate) const OPEN_KEY_MAX: u32 = 64;
+
 /// Most nesting of schemas (a guard against hostile input).
 const MAX_DEPTH: usize = 32;
 
@@ -136,12 +142,12 @@ impl Grammar {
         id
     }
 
-    /// Any JSON value (reuses the node once made).
+    /// Any JSON value (strings of at most [`OPEN_STRING_MAX`] characters).
     fn any_value(&mut self) -> NodeId {
         let any = self.push(Node::AnyOf(Vec::new()));
         let object = self.push(Node::AnyObject { values: any });
         let array = self.push(Node::Array { items: any, min: 0, max: None });
-        let string = self.push(Node::String { min: 0, max: None });
+        let string = self.push(Node::String { min: 0, max: Some(OPEN_STRING_MAX) });
         let number = self.push(Node::Number);
         let lits = self.push(Node::Literals(vec![b"true".to_vec(), b"false".to_vec(), b"null".to_vec()]));
         if let Some(Node::AnyOf(alts)) = self.nodes.get_mut(any as usize) {

@@ -1,3 +1,4 @@
+#![allow(clippy::cast_possible_truncation)] // why: test vocabularies and step counts are small
 use std::sync::Arc;
 
 use serde_json::{Value, json};

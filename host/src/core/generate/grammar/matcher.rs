@@ -2,7 +2,7 @@
 //! describes. A [`Matcher`] holds a few live stacks (more than one only while an `anyOf`
 //! has not been decided yet); a byte either advances them or is refused.
 
-use super::schema::{Grammar, Node, NodeId, OPEN_KEY_MAX, Prop};
+use super::schema::{Grammar, Node, NodeId, OPEN_ITEMS_MAX, OPEN_KEY_MAX, Prop};
 
 /// Most consecutive whitespace bytes between JSON tokens (a small model otherwise emits
 /// newlines forever).
@@ -450,7 +450,9 @@ fn object(g: &Grammar, s: &mut Stack, f: (NodeId, u32, u32, u32, Obj), b: u8) ->
             complete(s);
             Out::Ok
         }
-        (Obj::AfterValue, b',') if open || (prop as usize).saturating_add(1) < ps.len() => {
+        // An open object counts its keys in `start`.
+        (Obj::AfterValue, b',') if open && inc(start) < OPEN_ITEMS_MAX => set_top(s, frame(inc(start), prop, 0, Obj::Comma)),
+        (Obj::AfterValue, b',') if !open && (prop as usize).saturating_add(1) < ps.len() => {
             set_top(s, frame(inc(prop), prop, 0, Obj::Comma))
         }
         (Obj::Open | Obj::Comma, b'"') if open => {

@@ -76,6 +76,8 @@ const ANNOTATIONS: &[&str] = &["title", "description", "default", "examples", "$
 pub(crate) const OPEN_STRING_MAX: u32 = 128;
 /// Most characters of a key of an open object.
 pub(crate) const OPEN_KEY_MAX: u32 = 64;
+/// Most keys of an open object, and items of an open array.
+pub(crate) const OPEN_ITEMS_MAX: u32 = 16;
 
 /// Most nesting of schemas (a guard against hostile input).
 const MAX_DEPTH: usize = 32;
@@ -146,7 +148,7 @@ impl Grammar {
     fn any_value(&mut self) -> NodeId {
         let any = self.push(Node::AnyOf(Vec::new()));
         let object = self.push(Node::AnyObject { values: any });
-        let array = self.push(Node::Array { items: any, min: 0, max: None });
+        let array = self.push(Node::Array { items: any, min: 0, max: Some(OPEN_ITEMS_MAX) });
         let string = self.push(Node::String { min: 0, max: Some(OPEN_STRING_MAX) });
         let number = self.push(Node::Number);
         let lits = self.push(Node::Literals(vec![b"true".to_vec(), b"false".to_vec(), b"null".to_vec()]));

@@ -40,6 +40,14 @@ fn any_object_accepts_json_objects_and_nothing_else() {
     ] {
         assert!(!accepts(&g, bad), "{bad}");
     }
+    // Open values are bounded: 16 keys, 16 items, 128-character strings.
+    let keys: Vec<String> = (0..16).map(|i| format!("\"k{i}\":{i}")).collect();
+    assert!(accepts(&g, &format!("{{{}}}", keys.join(","))));
+    assert!(!prefix(&g, &format!("{{{},", keys.join(","))));
+    assert!(accepts(&g, &format!("{{\"a\":[{}]}}", vec!["1"; 16].join(","))));
+    assert!(!prefix(&g, &format!("{{\"a\":[{},", vec!["1"; 16].join(","))));
+    assert!(accepts(&g, &format!("{{\"a\":\"{}\"}}", "x".repeat(128))));
+    assert!(!prefix(&g, &format!("{{\"a\":\"{}", "x".repeat(129))));
     // Whitespace between tokens is bounded: one byte, then the value must go on.
     assert!(prefix(&g, "{ \"a\": 1 }"));
     assert!(!prefix(&g, "{  \"a\""));

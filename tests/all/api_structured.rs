@@ -111,9 +111,7 @@ fn json_answers_always_validate_over_50_seeds() {
         .iter()
         .map(|seed| (person_schema(), chat(person.clone(), json!({"response_format": format, "temperature": 1, "seed": seed, "n": 10, "max_tokens": 120}))))
         .collect();
-    for seed in [3] {
-        jobs.push((json!({"type": "object"}), chat(city.clone(), json!({"response_format": {"type": "json_object"}, "temperature": 1, "seed": seed, "n": 8, "max_tokens": 400}))));
-    }
+    jobs.push((json!({"type": "object"}), chat(city, json!({"response_format": {"type": "json_object"}, "temperature": 1, "seed": 3, "n": 8, "max_tokens": 400}))));
     let cases: Vec<(Value, String)> = std::thread::scope(|scope| {
         let handles: Vec<_> = jobs
             .iter()

@@ -325,12 +325,12 @@ fn bad_requests_name_what_is_wrong() {
         (
             json!({"model": MODEL, "prompt": "hi", "response_format": {"type": "json_object"}}),
             "/v1/completions",
-            "`response_format` is not supported",
+            "`response_format` is taken by /v1/chat/completions only",
         ),
         (
-            json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "tools": []}),
+            json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "tool_choice": "required"}),
             "/v1/chat/completions",
-            "`tools` is not supported",
+            "`tools` is empty or missing",
         ),
         (
             json!({"model": MODEL, "prompt": "hi", "temprature": 0}),

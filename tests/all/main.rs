@@ -22,6 +22,7 @@ mod api_kserve;
 mod api_openai;
 mod api_robust;
 mod api_schemathesis;
+mod api_structured;
 
 mod plugins_common;
 mod plugins_concurrency;

@@ -64,6 +64,7 @@ fn greedy(core: &Core, prompt: &str, max_tokens: usize) -> String {
         },
         stop: Vec::new(),
         logprobs: None,
+        constraint: None,
     };
     pollster::block_on(m.generate(request).unwrap().collect())
         .unwrap()

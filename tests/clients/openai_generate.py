@@ -45,8 +45,8 @@ assert usage is not None and usage.completion_tokens == r.usage.completion_token
 
 # What llmos does not do yet is refused by name, not ignored.
 try:
-    client.chat.completions.create(model=model, messages=messages, response_format={"type": "json_object"})
+    client.chat.completions.create(model=model, messages=messages, logit_bias={"1": 5})
     raise SystemExit("expected BadRequestError")
 except openai.BadRequestError as e:
-    assert "response_format" in str(e), e
+    assert "logit_bias" in str(e), e
 print("ok")

@@ -57,6 +57,7 @@ impl SamplingArgs {
             },
             stop: self.stop.clone(),
             logprobs: None,
+            constraint: None,
         }
     }
 }

@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 
 use crate::config::{Config, Paths};
 use crate::core::generate::{
-    self, ChatMessage, GenJob, GenerateRequest, GenerateStream, Generation,
+    self, ChatMessage, ChatTemplate, GenJob, GenerateRequest, GenerateStream, Generation,
 };
 use crate::core::manifest::{Manifest, Task};
 use crate::core::providers::{self, ProviderReport};
@@ -477,7 +477,24 @@ impl Model {
 
     /// Token ids of a chat, rendered with the model's chat template.
     pub fn chat_ids(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, TaskError> {
-        let text = self.chat_text(messages)?;
+        self.chat_ids_with_tools(messages, None)
+    }
+
+    /// Whether the model's chat template reads `tools` itself.
+    pub fn template_takes_tools(&self) -> bool {
+        self.generation
+            .as_ref()
+            .and_then(|g| g.template.as_ref())
+            .is_some_and(ChatTemplate::takes_tools)
+    }
+
+    /// [`Self::chat_ids`] with the template's `tools` variable set (function calling).
+    pub fn chat_ids_with_tools(
+        &self,
+        messages: &[ChatMessage],
+        tools: Option<&serde_json::Value>,
+    ) -> Result<Vec<u32>, TaskError> {
+        let text = self.chat_text_with_tools(messages, tools)?;
         self.rendered_ids(&text)
     }
 
@@ -490,13 +507,33 @@ impl Model {
 
     /// A chat rendered with the model's chat template (the prompt text).
     pub fn chat_text(&self, messages: &[ChatMessage]) -> Result<String, TaskError> {
+        self.chat_text_with_tools(messages, None)
+    }
+
+    /// [`Self::chat_text`] with the template's `tools` variable set.
+    pub fn chat_text_with_tools(
+        &self,
+        messages: &[ChatMessage],
+        tools: Option<&serde_json::Value>,
+    ) -> Result<String, TaskError> {
         let g = self.generation()?;
         let t = g.template.as_ref().ok_or_else(|| {
             self.prompt_err(
                 "it has no chat_template in its generation.json, so it cannot chat; use /v1/completions with a prompt".into(),
             )
         })?;
-        t.render(messages, &g.bos_token, &g.eos_token)
+        t.render_with_tools(messages, &g.bos_token, &g.eos_token, tools)
+            .map_err(|m| self.prompt_err(m))
+    }
+
+    /// The token table of a generation model (each token's bytes and a trie), built on
+    /// first use and kept: structured output masks tokens with it.
+    pub fn token_table(&self) -> Result<Arc<crate::core::generate::grammar::TokenTable>, TaskError> {
+        let g = self.generation()?;
+        let enc = self.encoder.as_ref().ok_or_else(|| self.prompt_err("no tokenizer".into()))?;
+        g.token_table
+            .get_or_init(|| crate::core::generate::grammar::TokenTable::new(enc.tokenizer()).map(Arc::new))
+            .clone()
             .map_err(|m| self.prompt_err(m))
     }
 

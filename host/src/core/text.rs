@@ -142,6 +142,11 @@ pub struct TokenBatch {
 }
 
 impl TextEncoder {
+    /// The tokenizer itself (its vocabulary, for structured output's token table).
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.plain
+    }
+
     /// Loads `tokenizer.json`; `max_len` overrides whatever truncation the file has.
     pub fn load(path: &Path, max_len: Option<usize>) -> Result<Self, TextError> {
         let mut tok = Tokenizer::from_file(path)

@@ -202,5 +202,6 @@ fn generation(
         },
         stop: Vec::new(),
         logprobs: None,
+        constraint: None,
     })
 }

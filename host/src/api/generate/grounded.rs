@@ -375,7 +375,7 @@ pub(crate) async fn ask(
     let m = model(&state, &chat.params.model).await?;
     let caller = caller.map(|c| c.0);
     let route = "/v1/collections/{name}/ask";
-    let prepared = super::prepare_chat(&state, caller.as_ref(), &m, chat, route).await?;
+    let prepared = super::prepare_chat(&state, caller.as_ref(), &m, chat, None, route).await?;
     if prepared.params.stream {
         return super::respond(&state, &m, prepared, super::Kind::Chat).await;
     }

@@ -6,6 +6,8 @@ mod grounded;
 mod policy;
 mod request;
 mod response;
+mod structured;
+mod tools;
 mod truncate;
 
 use std::net::SocketAddr;
@@ -101,13 +103,14 @@ async fn chat(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
     let req = ChatRequest::from_value(&body)?;
+    let plan = structured::Plan::from_body(&body, req.params.stream)?;
     let caller = caller.map(|c| c.0);
     if let Some(g) = &req.grounding {
         let peer = peer.map(|p| p.0.0);
         grounded::check_access(&state, caller.as_ref(), peer, CHAT_ROUTE, &g.collection)?;
     }
     let m = model(&state, &req.params.model).await?;
-    let prepared = prepare_chat(&state, caller.as_ref(), &m, req, CHAT_ROUTE).await?;
+    let prepared = prepare_chat(&state, caller.as_ref(), &m, req, Some(&plan), CHAT_ROUTE).await?;
     respond(&state, &m, prepared, Kind::Chat).await
 }
 
@@ -123,15 +126,17 @@ pub(crate) struct Prepared {
 }
 
 /// A chat's prompt: grounded in a collection when asked (retrieval on the last user
-/// message), truncated when asked, and seen by the request policies of `route`.
+/// message), with its tools described and its output constrained (`plan`: response_format,
+/// tools), truncated when asked, and seen by the request policies of `route`.
 pub(crate) async fn prepare_chat(
     state: &Arc<AppState>,
     caller: Option<&Caller>,
     m: &Arc<Model>,
     req: ChatRequest,
+    plan: Option<&structured::Plan>,
     route: &str,
 ) -> Result<Prepared, ApiError> {
-    let ChatRequest { params, mut messages, grounding, truncate: how } = req;
+    let ChatRequest { mut params, mut messages, grounding, truncate: how } = req;
     let sources = match &grounding {
         Some(g) => {
             let question = grounded::last_user(&messages).map(str::to_string).ok_or_else(|| {
@@ -143,10 +148,17 @@ pub(crate) async fn prepare_chat(
         }
         None => None,
     };
-    let mut prompt = truncate::fit(m, &mut messages, how, params.max_tokens)?;
+    let mut tools = None;
+    if let Some(plan) = plan {
+        messages = plan.messages(messages, m.template_takes_tools());
+        tools = plan.tools.as_ref().map(tools::Tools::template_value);
+        params.constraint = plan.constraint(m)?;
+        params.shape = plan.shape();
+    }
+    let mut prompt = truncate::fit(m, &mut messages, how, params.max_tokens, tools.as_ref())?;
     let policy = Policies::of(state, m.name(), route, caller);
     if let Some(p) = &policy
-        && let Some(new) = p.request(vec![m.chat_text(&messages)?]).await?
+        && let Some(new) = p.request(vec![m.chat_text_with_tools(&messages, tools.as_ref())?]).await?
     {
         prompt = m.rendered_ids(new.first().map_or("", String::as_str))?;
     }
@@ -176,11 +188,13 @@ fn start(state: &AppState, m: &Arc<Model>, p: &Prepared, kind: Kind) -> Result<(
                 sampling,
                 stop: p.params.stop.clone(),
                 logprobs: p.params.logprobs,
+                constraint: p.params.constraint.clone(),
             };
             streams.push(m.generate(request)?);
         }
     }
-    let meta = response::Meta::new(kind, m.name(), state.started, prompt_tokens, p.params.include_usage);
+    let meta = response::Meta::new(kind, m.name(), state.started, prompt_tokens, p.params.include_usage)
+        .with_shape(p.params.shape.clone());
     Ok((meta, streams))
 }
 

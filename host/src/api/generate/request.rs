@@ -10,12 +10,8 @@ use crate::core::generate::{ChatMessage, Sampling};
 
 /// Fields OpenAI defines that this build does not do yet (a later slice of issue 8).
 const NOT_YET: &[&str] = &[
-    "response_format",
-    "tools",
-    "tool_choice",
     "functions",
     "function_call",
-    "parallel_tool_calls",
     "logit_bias",
     "echo",
     "suffix",
@@ -26,6 +22,9 @@ const NOT_YET: &[&str] = &[
     "web_search_options",
     "reasoning_effort",
 ];
+
+/// Fields of chat only (docs/generation.md §6a): `/v1/completions` refuses them by name.
+const CHAT_ONLY: &[&str] = &["response_format", "tools", "tool_choice", "parallel_tool_calls"];
 
 const COMMON: &[&str] = &[
     "model",
@@ -102,6 +101,10 @@ pub struct GenerationParams {
     pub user: Option<String>,
     /// How tokens are chosen.
     pub sampling: Sampling,
+    /// What the text must be (chat: `response_format`, tools), set by the chat handler.
+    pub constraint: Option<std::sync::Arc<dyn crate::core::generate::grammar::Constraint>>,
+    /// How a chat answer shows the text (HTML, tool calls), set by the chat handler.
+    pub shape: super::response::Shape,
 }
 
 /// `POST /v1/completions`, parsed.
@@ -230,6 +233,15 @@ pub struct ChatBody {
     pub min_p: Option<f64>,
     /// llmos: > 0, 1 = off.
     pub repetition_penalty: Option<f64>,
+    /// `{"type": "text" | "json_object" | "json_schema" | "html"}` (docs/generation.md §6a).
+    pub response_format: Option<super::structured::ResponseFormatInput>,
+    /// Functions the model may call.
+    pub tools: Option<Vec<super::tools::ToolInput>>,
+    /// `"none"`, `"auto"`, `"required"` or `{"type": "function", "function": {"name"}}`.
+    #[schema(value_type = Object)]
+    pub tool_choice: Option<Value>,
+    /// Accepted; llmos makes one call per choice.
+    pub parallel_tool_calls: Option<bool>,
     /// llmos: answer from this collection's chunks (the last user message is searched); the
     /// answer carries `sources` and `citations`. Needs a key that may search it.
     pub collection: Option<super::grounded::CollectionInput>,
@@ -250,6 +262,9 @@ fn check_fields(body: &Map<String, Value>, own: &[&str]) -> Result<(), ApiError>
                 format!("`{key}` is not supported by llmos yet (structured output, tools and the like arrive in a later release); remove it"),
             )
             .with_code("unsupported_parameter"));
+        }
+        if CHAT_ONLY.contains(&key.as_str()) && !own.contains(&key.as_str()) {
+            return Err(bad(key, format!("`{key}` is taken by /v1/chat/completions only; remove it here")).with_code("unsupported_parameter"));
         }
         if !COMMON.contains(&key.as_str()) && !own.contains(&key.as_str()) {
             let mut known: Vec<&str> = COMMON.iter().chain(own).copied().collect();
@@ -397,6 +412,8 @@ fn params(body: &Map<String, Value>, chat: bool) -> Result<GenerationParams, Api
         logprobs,
         user,
         sampling: sampling(body)?,
+        constraint: None,
+        shape: super::response::Shape::Text,
     })
 }
 
@@ -464,6 +481,37 @@ fn content(v: Option<&Value>, at: &str) -> Result<String, ApiError> {
     }
 }
 
+fn message(i: usize, m: &Value) -> Result<ChatMessage, ApiError> {
+    let roles = ["system", "developer", "user", "assistant", "tool"];
+    let at = format!("messages[{i}]");
+    let m = m.as_object().ok_or_else(|| bad("messages", format!("{at} is {m}: give an object {{\"role\", \"content\"}}")))?;
+    let role = m.get("role").and_then(Value::as_str).filter(|r| roles.contains(r)).ok_or_else(|| {
+        bad("messages", format!("{at}.role is {}: accepted are {}", m.get("role").unwrap_or(&Value::Null), roles.join(", ")))
+    })?;
+    let fields: &[&str] = match role {
+        "assistant" => &["role", "content", "tool_calls"],
+        "tool" => &["role", "content", "tool_call_id"],
+        _ => &["role", "content"],
+    };
+    if let Some(k) = m.keys().find(|k| !fields.contains(&k.as_str())) {
+        return Err(bad("messages", format!("{at} has the field `{k}`, which a {role} message does not take; accepted are {}", fields.join(", "))));
+    }
+    let calls = m.get("tool_calls").filter(|c| !c.is_null());
+    let content = match (calls, m.get("content")) {
+        (Some(c), None | Some(Value::Null)) => super::tools::calls_as_text(&at, c)?,
+        (Some(c), Some(text)) => {
+            let text = content(Some(text), &at)?;
+            format!("{text}\n{}", super::tools::calls_as_text(&at, c)?).trim_start().to_string()
+        }
+        (None, c) => content(c, &at)?,
+    };
+    if role == "tool" && !m.get("tool_call_id").is_some_and(Value::is_string) {
+        return Err(bad("messages", format!("{at} is a tool message without `tool_call_id`: give the id of the call it answers")));
+    }
+    let role = if role == "developer" { "system" } else { role };
+    Ok(ChatMessage { role: role.to_string(), content })
+}
+
 fn messages(v: Option<&Value>) -> Result<Vec<ChatMessage>, ApiError> {
     let Some(Value::Array(items)) = v else {
         return Err(bad("messages", "missing required field `messages`: give an array of {\"role\", \"content\"} objects".into()));
@@ -471,23 +519,7 @@ fn messages(v: Option<&Value>) -> Result<Vec<ChatMessage>, ApiError> {
     if items.is_empty() {
         return Err(bad("messages", "`messages` is empty: give at least one message".into()));
     }
-    let roles = ["system", "developer", "user", "assistant"];
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let at = format!("messages[{i}]");
-            let m = m.as_object().ok_or_else(|| bad("messages", format!("{at} is {m}: give an object {{\"role\", \"content\"}}")))?;
-            if let Some(k) = m.keys().find(|k| *k != "role" && *k != "content") {
-                return Err(bad("messages", format!("{at} has the field `{k}`, which llmos does not take yet; accepted are role and content")));
-            }
-            let role = m.get("role").and_then(Value::as_str).filter(|r| roles.contains(r)).ok_or_else(|| {
-                bad("messages", format!("{at}.role is {}: accepted are {}", m.get("role").unwrap_or(&Value::Null), roles.join(", ")))
-            })?;
-            let role = if role == "developer" { "system" } else { role };
-            Ok(ChatMessage { role: role.to_string(), content: content(m.get("content"), &at)? })
-        })
-        .collect()
+    items.iter().enumerate().map(|(i, m)| message(i, m)).collect()
 }
 
 impl CompletionRequest {
@@ -508,7 +540,9 @@ impl ChatRequest {
     /// Parses and checks a `/v1/chat/completions` body.
     pub fn from_value(body: &Value) -> Result<Self, ApiError> {
         let body = object(body)?;
-        check_fields(body, &["messages", "max_completion_tokens", "top_logprobs", "collection", "truncate"])?;
+        let mut own = vec!["messages", "max_completion_tokens", "top_logprobs", "collection", "truncate"];
+        own.extend(CHAT_ONLY);
+        check_fields(body, &own)?;
         let grounding = present(body, "collection").map(super::grounded::Grounding::parse).transpose()?;
         let truncate = super::truncate::Truncate::parse(body.get("truncate"))?;
         Ok(Self { messages: messages(body.get("messages"))?, params: params(body, true)?, grounding, truncate })

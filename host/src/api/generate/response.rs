@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use super::grounded::Sources;
 use super::policy::{Policies, STREAM_CHECK_BYTES};
 use crate::api::error::ApiError;
-use crate::core::generate::{Completion, GenEvent, GenerateStream, TokenLogprob};
+use crate::core::generate::{Completion, FinishReason, GenEvent, GenerateStream, TokenLogprob};
 
 /// Which route answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,9 +27,22 @@ pub enum Kind {
     Chat,
 }
 
+/// What a chat answer shows of the generated text.
+#[derive(Debug, Clone, Default)]
+pub enum Shape {
+    /// The text as it is.
+    #[default]
+    Text,
+    /// The text's Markdown as sanitised HTML (whole answers only).
+    Html,
+    /// A tool call when the text is one (`tool_calls`, `finish_reason: "tool_calls"`).
+    Tools(super::tools::Tools),
+}
+
 /// What every chunk of one answer repeats.
 pub(crate) struct Meta {
     kind: Kind,
+    shape: Shape,
     id: String,
     model: String,
     created: u64,
@@ -48,7 +61,32 @@ impl Meta {
             Kind::Chat => "chatcmpl",
         };
         let id = format!("{prefix}-{:016x}", rng.next_u64());
-        Self { kind, id, model: model.to_string(), created: now, prompt_tokens, include_usage }
+        Self { kind, shape: Shape::Text, id, model: model.to_string(), created: now, prompt_tokens, include_usage }
+    }
+
+    /// The same answer shown as `shape` (chat).
+    pub(crate) fn with_shape(mut self, shape: Shape) -> Self {
+        self.shape = shape;
+        self
+    }
+
+    /// A tool call as OpenAI shows it; `None` when the text is not a call.
+    fn call(&self, text: &str, index: usize) -> Option<Value> {
+        let Shape::Tools(t) = &self.shape else { return None };
+        let (name, arguments) = t.call_of(text)?;
+        let id = format!("call_{}_{index}", self.id.trim_start_matches("chatcmpl-"));
+        Some(json!({"id": id, "type": "function", "function": {"name": name, "arguments": arguments}}))
+    }
+
+    /// A chat answer's `message` and `finish_reason`.
+    fn message(&self, text: &str, index: usize, finish: Option<&'static str>) -> (Value, Option<&'static str>) {
+        match (&self.shape, self.call(text, index)) {
+            (_, Some(call)) if finish == Some("stop") => {
+                (json!({"role": "assistant", "content": null, "tool_calls": [call]}), Some("tool_calls"))
+            }
+            (Shape::Html, _) => (json!({"role": "assistant", "content": crate::api::html::markdown_to_html(text)}), finish),
+            _ => (json!({"role": "assistant", "content": text}), finish),
+        }
     }
 
     /// The usage of whole answers.
@@ -80,7 +118,10 @@ impl Meta {
                 };
                 match self.kind {
                     Kind::Completion => json!({"index": index, "text": c.text, "logprobs": logprobs, "finish_reason": finish}),
-                    Kind::Chat => json!({"index": index, "message": {"role": "assistant", "content": c.text}, "logprobs": logprobs, "finish_reason": finish}),
+                    Kind::Chat => {
+                        let (message, finish) = self.message(&c.text, index, finish);
+                        json!({"index": index, "message": message, "logprobs": logprobs, "finish_reason": finish})
+                    }
                 }
             })
             .collect();
@@ -256,9 +297,9 @@ impl Hooks {
 /// Events of choice `c` that may be sent now: all of them without response policies; with
 /// them, once the text has grown by [`STREAM_CHECK_BYTES`] since the last check (or at the
 /// end) and the policies allow it.
-async fn release(policy: Option<&Policies>, index: usize, c: &mut Choice, out: String, end: bool) -> Result<Vec<String>, ApiError> {
-    let Some(p) = policy else { return Ok(vec![out]) };
-    c.held.push(out);
+async fn release(policy: Option<&Policies>, index: usize, c: &mut Choice, outs: Vec<String>, end: bool) -> Result<Vec<String>, ApiError> {
+    let Some(p) = policy else { return Ok(outs) };
+    c.held.extend(outs);
     if !end && c.text.len().saturating_sub(c.checked) < STREAM_CHECK_BYTES {
         return Ok(Vec::new());
     }
@@ -274,6 +315,7 @@ async fn pump(meta: Meta, streams: Vec<GenerateStream>, tx: mpsc::Sender<String>
     let mut choices: Vec<Choice> = (0..n).map(|_| Choice::default()).collect();
     let policy = hooks.policy.as_deref().filter(|p| p.checks_responses());
     let mut completion = 0usize;
+    let mut held = Holds(vec![matches!(meta.shape, Shape::Tools(_)).then(String::new); n]);
     if meta.kind == Kind::Chat {
         for i in 0..n {
             if tx.send(meta.chunk(i, None, Value::Null, None)).await.is_err() {
@@ -288,30 +330,44 @@ async fn pump(meta: Meta, streams: Vec<GenerateStream>, tx: mpsc::Sender<String>
         };
         let Some((i, ev)) = next else { break };
         let Some(c) = choices.get_mut(i) else { continue };
-        let (out, end) = match ev {
-            Ok(GenEvent::Token { text, logprob, top_logprobs, .. }) => {
-                let lp = match &logprob {
-                    Some(lp) => meta.logprobs(&[(text.as_str(), lp, top_logprobs.as_slice())], offsets.get(i).copied().unwrap_or(0)),
-                    None if text.is_empty() => continue,
-                    None => Value::Null,
-                };
-                if let Some(o) = offsets.get_mut(i) {
-                    *o = o.saturating_add(text.len());
+        if let Ok(GenEvent::Token { text, .. }) = &ev {
+            c.text.push_str(text);
+        }
+        // With tools, a choice that may be a call is held back (`Holds`); what it lets go
+        // comes first, then the event itself if it is still to be sent.
+        let (mut outs, ev, finish) = held.hold(&meta, i, ev);
+        let mut end = false;
+        if let Some(ev) = ev {
+            let out = match ev {
+                Ok(GenEvent::Token { text, logprob, top_logprobs, .. }) => {
+                    let lp = match &logprob {
+                        Some(lp) => meta.logprobs(&[(text.as_str(), lp, top_logprobs.as_slice())], offsets.get(i).copied().unwrap_or(0)),
+                        None if text.is_empty() => continue,
+                        None => Value::Null,
+                    };
+                    if let Some(o) = offsets.get_mut(i) {
+                        *o = o.saturating_add(text.len());
+                    }
+                    meta.chunk(i, Some(&text), lp, None)
                 }
-                c.text.push_str(&text);
-                (meta.chunk(i, Some(&text), lp, None), false)
-            }
-            Ok(GenEvent::Done { finish_reason, usage }) => {
-                completion = completion.saturating_add(usage.completion_tokens);
-                (meta.finish_chunk(i, finish_reason.as_str(), &c.text, hooks.sources.as_deref()), true)
-            }
-            Err(e) => {
-                let body = ApiError::from(e).body();
-                let _ = tx.send(format!("data: {body}\n\n")).await;
-                return;
-            }
-        };
-        match release(policy, i, c, out, end).await {
+                Ok(GenEvent::Done { finish_reason, usage }) => {
+                    completion = completion.saturating_add(usage.completion_tokens);
+                    end = true;
+                    let finish = finish.unwrap_or(finish_reason.as_str());
+                    meta.finish_chunk(i, finish, &c.text, hooks.sources.as_deref())
+                }
+                Err(e) => {
+                    let body = ApiError::from(e).body();
+                    let _ = tx.send(format!("data: {body}\n\n")).await;
+                    return;
+                }
+            };
+            outs.push(out);
+        }
+        if outs.is_empty() {
+            continue;
+        }
+        match release(policy, i, c, outs, end).await {
             Ok(ready) => {
                 for out in ready {
                     if tx.send(out).await.is_err() {
@@ -331,4 +387,54 @@ async fn pump(meta: Meta, streams: Vec<GenerateStream>, tx: mpsc::Sender<String>
         let _ = tx.send(meta.event(json!([]), meta.usage(completion))).await;
     }
     let _ = tx.send("data: [DONE]\n\n".to_string()).await;
+}
+
+/// With tools, a streamed choice is held back while it may be a call (empty so far, or
+/// starting with `{`): a call leaves whole as `delta.tool_calls` at its end; text that is
+/// not a call leaves as soon as that is clear.
+struct Holds(Vec<Option<String>>);
+
+/// What to do with an event of a held choice: chunks to send first, then the event (if
+/// still to be handled) and the `finish_reason` to show for it.
+type Hold = (Vec<String>, Option<Result<GenEvent, crate::core::engine::TaskError>>, Option<&'static str>);
+
+impl Holds {
+    fn hold(&mut self, meta: &Meta, i: usize, ev: Result<GenEvent, crate::core::engine::TaskError>) -> Hold {
+        let Some(Some(buf)) = self.0.get_mut(i) else { return (Vec::new(), Some(ev), None) };
+        match &ev {
+            Ok(GenEvent::Token { text, .. }) => {
+                buf.push_str(text);
+                let start = buf.trim_start();
+                if start.is_empty() || start.starts_with('{') {
+                    return (Vec::new(), None, None);
+                }
+                let text = std::mem::take(buf);
+                self.release(i);
+                (vec![meta.chunk(i, Some(&text), Value::Null, None)], None, None)
+            }
+            Ok(GenEvent::Done { finish_reason, .. }) => {
+                let text = std::mem::take(buf);
+                self.release(i);
+                match meta.call(&text, i) {
+                    Some(mut call) if *finish_reason == FinishReason::Stop => {
+                        if let Some(o) = call.as_object_mut() {
+                            o.insert("index".into(), json!(0));
+                        }
+                        let delta = json!({"tool_calls": [call]});
+                        let chunk = json!({"index": i, "delta": delta, "logprobs": null, "finish_reason": null});
+                        (vec![meta.event(json!([chunk]), Value::Null)], Some(ev), Some("tool_calls"))
+                    }
+                    _ if text.is_empty() => (Vec::new(), Some(ev), None),
+                    _ => (vec![meta.chunk(i, Some(&text), Value::Null, None)], Some(ev), None),
+                }
+            }
+            Err(_) => (Vec::new(), Some(ev), None),
+        }
+    }
+
+    fn release(&mut self, i: usize) {
+        if let Some(slot) = self.0.get_mut(i) {
+            *slot = None;
+        }
+    }
 }

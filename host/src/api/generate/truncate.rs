@@ -48,8 +48,14 @@ fn oldest_turn(messages: &[ChatMessage]) -> Option<std::ops::Range<usize>> {
 
 /// Token ids of the conversation, after dropping the oldest turns when asked and needed.
 /// Tokens to leave for the answer: `max_tokens`, or at least one.
-pub(crate) fn fit(m: &Model, messages: &mut Vec<ChatMessage>, how: Truncate, max_tokens: Option<usize>) -> Result<Vec<u32>, ApiError> {
-    let mut ids = m.chat_ids(messages)?;
+pub(crate) fn fit(
+    m: &Model,
+    messages: &mut Vec<ChatMessage>,
+    how: Truncate,
+    max_tokens: Option<usize>,
+    tools: Option<&serde_json::Value>,
+) -> Result<Vec<u32>, ApiError> {
+    let mut ids = m.chat_ids_with_tools(messages, tools)?;
     let Some(context) = m.context_length() else { return Ok(ids) };
     let room = max_tokens.unwrap_or(1);
     if how == Truncate::Refuse {
@@ -70,7 +76,7 @@ pub(crate) fn fit(m: &Model, messages: &mut Vec<ChatMessage>, how: Truncate, max
         };
         dropped = dropped.saturating_add(turn.len());
         messages.drain(turn);
-        ids = m.chat_ids(messages)?;
+        ids = m.chat_ids_with_tools(messages, tools)?;
     }
     Ok(ids)
 }

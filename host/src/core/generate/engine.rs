@@ -9,6 +9,7 @@ use ort::session::Session;
 use ort::value::{DynValue, Tensor};
 
 use super::cache::{Geometry, RowCache, cut_row, join_rows};
+use super::grammar::ConstraintState;
 use super::sampling::{History, Rng, log_sum_exp, sample, top_n};
 use super::{
     Detokenizer, EventSender, FinishReason, GenEvent, GenerateRequest, StopMatcher,
@@ -49,6 +50,8 @@ struct Seq {
     rng: Rng,
     detok: Detokenizer,
     stop: StopMatcher,
+    /// Its state under the request's constraint (a grammar), if any.
+    constraint: Option<Box<dyn ConstraintState>>,
     generated: usize,
     /// The token fed at the next step.
     next: u32,
@@ -189,6 +192,7 @@ fn prefill(session: &mut Session, ctx: &GenCtx, job: super::GenJob) -> Result<Se
     let mut seq = Seq {
         tx: job.tx,
         stop: StopMatcher::new(&req.stop),
+        constraint: req.constraint.as_ref().map(|c| c.start()),
         req,
         history,
         rng,
@@ -287,7 +291,17 @@ fn step(session: &mut Session, ctx: &GenCtx, batch: &mut Batch) -> Result<(), Ta
 
 /// Picks a sequence's next token from its logits and sends what it adds.
 fn advance(ctx: &GenCtx, s: &mut Seq, logits: &[f32]) {
-    let token = sample(logits, &s.req.sampling, &s.history, &mut s.rng);
+    let token = match s.constraint.as_mut() {
+        // Tokens the grammar refuses get −∞ before the draw; log-probabilities stay the model's.
+        Some(c) => {
+            let mut masked = logits.to_vec();
+            c.mask(&mut masked, &ctx.eos);
+            let token = sample(&masked, &s.req.sampling, &s.history, &mut s.rng);
+            c.accept(token);
+            token
+        }
+        None => sample(logits, &s.req.sampling, &s.history, &mut s.rng),
+    };
     s.generated = s.generated.saturating_add(1);
     ctx.raw.stats.gen_tokens.fetch_add(1, Ordering::Relaxed);
     let seen = s.history.generated.entry(token).or_insert(0);

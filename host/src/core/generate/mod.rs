@@ -10,11 +10,13 @@
 mod cache;
 mod detok;
 pub(crate) mod engine;
+pub mod grammar;
 mod sampling;
 mod template;
 
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use serde::{Deserialize, Serialize};
@@ -67,7 +69,7 @@ impl GenerationConfig {
 }
 
 /// One generation: a prompt and how to continue it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct GenerateRequest {
     /// Prompt token ids (BOS and chat template already applied).
     pub prompt: Vec<u32>,
@@ -79,6 +81,8 @@ pub struct GenerateRequest {
     pub stop: Vec<String>,
     /// `Some(n)`: report each token's log-probability and the `n` most likely alternatives.
     pub logprobs: Option<usize>,
+    /// What the text must be (a grammar): applied before each draw (docs/generation.md §6a).
+    pub constraint: Option<Arc<dyn grammar::Constraint>>,
 }
 
 /// Why a generation ended.
@@ -231,6 +235,8 @@ pub struct Generation {
     pub bos_token: String,
     /// First EOS token text (for templates).
     pub eos_token: String,
+    /// Each token's bytes and a trie over them, built on first use (structured output).
+    pub token_table: OnceLock<Result<Arc<grammar::TokenTable>, String>>,
 }
 
 /// A generation request on its way to the engine thread.
@@ -289,6 +295,7 @@ pub(crate) fn setup(
         eos_token: token(config.eos_token_ids.first().copied()),
         template,
         config: config.clone(),
+        token_table: OnceLock::new(),
     };
     let ctx = engine::GenCtx {
         name: raw.name.clone(),

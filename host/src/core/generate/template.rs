@@ -16,6 +16,7 @@ pub struct ChatMessage {
 /// A compiled chat template.
 pub struct ChatTemplate {
     env: minijinja::Environment<'static>,
+    takes_tools: bool,
 }
 
 impl std::fmt::Debug for ChatTemplate {
@@ -38,11 +39,28 @@ impl ChatTemplate {
         env.add_function("raise_exception", raise_exception);
         env.add_template_owned("chat", source.to_string())
             .map_err(|e| format!("chat_template does not compile: {e}"))?;
-        Ok(Self { env })
+        Ok(Self { env, takes_tools: source.contains("tools") })
+    }
+
+    /// Whether the template reads Hugging Face's `tools` variable (else llmos describes the
+    /// tools in a system message).
+    pub fn takes_tools(&self) -> bool {
+        self.takes_tools
     }
 
     /// The prompt text of `messages`, ending with the assistant's turn opened.
     pub fn render(&self, messages: &[ChatMessage], bos: &str, eos: &str) -> Result<String, String> {
+        self.render_with_tools(messages, bos, eos, None)
+    }
+
+    /// [`Self::render`] with Hugging Face's `tools` (a list of `{"type": "function", …}`).
+    pub fn render_with_tools(
+        &self,
+        messages: &[ChatMessage],
+        bos: &str,
+        eos: &str,
+        tools: Option<&serde_json::Value>,
+    ) -> Result<String, String> {
         let t = self
             .env
             .get_template("chat")
@@ -52,6 +70,7 @@ impl ChatTemplate {
             add_generation_prompt => true,
             bos_token => bos,
             eos_token => eos,
+            tools => tools,
         })
         .map_err(|e| format!("the model's chat_template refused these messages: {e}"))
     }

@@ -1,0 +1,225 @@
+//! OpenAI tools (function calling) on `/v1/chat/completions` (docs/generation.md §6a).
+//!
+//! The tool list goes to the chat template as `tools` and, when the template ignores it,
+//! into a system message. A call is decoded under the grammar of
+//! `{"name": <one of the tools>, "arguments": <that tool's parameters>}`:
+//! - `tool_choice: "required"` or a named function: the whole answer is that grammar, so it
+//!   is always a valid call;
+//! - `"auto"` (the default with tools): the model's first token decides: one that opens a
+//!   JSON object commits the answer to the call grammar, any other makes it free text;
+//! - `"none"`: plain text, the tools only described.
+//!
+//! One call per choice (`parallel_tool_calls` is accepted; llmos makes a single call).
+
+use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
+
+use crate::api::error::ApiError;
+use crate::core::generate::grammar::{Grammar, Start};
+
+/// One function the model may call.
+#[derive(Debug, Clone)]
+pub struct Tool {
+    /// `^[a-zA-Z0-9_-]{1,64}$`.
+    pub name: String,
+    /// What it does (for the model).
+    pub description: Option<String>,
+    /// A JSON schema of its arguments (the subset of `response_format`).
+    pub parameters: Option<Value>,
+}
+
+/// `tool_choice`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Choice {
+    /// Text only.
+    None,
+    /// The model decides (its first token).
+    Auto,
+    /// A call to one of the tools.
+    Required,
+    /// A call to this tool.
+    Named(String),
+}
+
+/// `tools`, `tool_choice`, `parallel_tool_calls`, parsed.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    /// The functions.
+    pub list: Vec<Tool>,
+    /// How they are used.
+    pub choice: Choice,
+    /// Accepted for compatibility (one call per choice).
+    pub parallel: bool,
+}
+
+/// A tool in a request (the shape `/openapi.json` describes).
+#[derive(serde::Serialize, ToSchema)]
+#[allow(dead_code)] // describes the accepted shape; `parse` reads it
+pub struct ToolInput {
+    /// `function`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `{"name", "description"?, "parameters"?, "strict"?}`.
+    #[schema(value_type = Object)]
+    pub function: Value,
+}
+
+fn bad(param: &str, message: String) -> ApiError {
+    ApiError::invalid(Some(param.to_string()), message)
+}
+
+fn valid_name(n: &str) -> bool {
+    (1..=64).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn tool(i: usize, v: &Value) -> Result<Tool, ApiError> {
+    let at = format!("tools[{i}]");
+    let shape = "give {\"type\": \"function\", \"function\": {\"name\", \"description\"?, \"parameters\"?, \"strict\"?}}";
+    let o = v.as_object().ok_or_else(|| bad("tools", format!("{at} is {v}: {shape}")))?;
+    if let Some(k) = o.keys().find(|k| *k != "type" && *k != "function") {
+        return Err(bad("tools", format!("{at} has the field `{k}`: {shape}")));
+    }
+    if o.get("type").and_then(Value::as_str) != Some("function") {
+        return Err(bad("tools", format!("{at}.type must be \"function\" (the only tool type llmos runs)")));
+    }
+    let f = o.get("function").and_then(Value::as_object).ok_or_else(|| bad("tools", format!("{at}.function is missing: {shape}")))?;
+    if let Some(k) = f.keys().find(|k| !["name", "description", "parameters", "strict"].contains(&k.as_str())) {
+        return Err(bad("tools", format!("{at}.function has the field `{k}`; accepted are name, description, parameters, strict")));
+    }
+    let name = f.get("name").and_then(Value::as_str).filter(|n| valid_name(n)).ok_or_else(|| {
+        bad("tools", format!("{at}.function.name must be 1-64 letters, digits, _ or -, got {}", f.get("name").unwrap_or(&Value::Null)))
+    })?;
+    let description = match f.get("description") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(d)) => Some(d.clone()),
+        Some(d) => return Err(bad("tools", format!("{at}.function.description is {d}: give a string"))),
+    };
+    if let Some(s) = f.get("strict").filter(|s| !s.is_boolean() && !s.is_null()) {
+        return Err(bad("tools", format!("{at}.function.strict is {s}: give true or false")));
+    }
+    let parameters = f.get("parameters").filter(|p| !p.is_null()).cloned();
+    if let Some(p) = &parameters {
+        Grammar::compile(p).map_err(|e| bad("tools", format!("{at}.function.parameters: {e}")).with_code("unsupported_schema"))?;
+    }
+    Ok(Tool { name: name.to_string(), description, parameters })
+}
+
+fn choice(v: Option<&Value>, list: &[Tool]) -> Result<Choice, ApiError> {
+    let accepted = "accepted are \"none\", \"auto\", \"required\" and {\"type\": \"function\", \"function\": {\"name\"}}";
+    let c = match v {
+        None => return Ok(if list.is_empty() { Choice::None } else { Choice::Auto }),
+        Some(Value::String(s)) => match s.as_str() {
+            "none" => Choice::None,
+            "auto" => Choice::Auto,
+            "required" => Choice::Required,
+            other => return Err(bad("tool_choice", format!("`tool_choice` is \"{other}\"; {accepted}"))),
+        },
+        Some(Value::Object(o)) if o.get("type").and_then(Value::as_str) == Some("function") => {
+            match o.get("function").and_then(|f| f.get("name")).and_then(Value::as_str) {
+                Some(n) if list.iter().any(|t| t.name == n) => Choice::Named(n.to_string()),
+                Some(n) => {
+                    let names: Vec<&str> = list.iter().map(|t| t.name.as_str()).collect();
+                    return Err(bad("tool_choice", format!("`tool_choice` names the function `{n}`, which is not in `tools` ({})", names.join(", "))));
+                }
+                None => return Err(bad("tool_choice", format!("`tool_choice` has no function.name; {accepted}"))),
+            }
+        }
+        Some(other) => return Err(bad("tool_choice", format!("`tool_choice` is {other}; {accepted}"))),
+    };
+    if list.is_empty() && c != Choice::None {
+        return Err(bad("tool_choice", "`tool_choice` is set but `tools` is empty or missing: give the tools".into()));
+    }
+    Ok(c)
+}
+
+/// Reads `tools`, `tool_choice` and `parallel_tool_calls` (`None`: no tools in the request).
+pub(crate) fn parse(body: &Map<String, Value>) -> Result<Option<Tools>, ApiError> {
+    let present = |k: &str| body.get(k).filter(|v| !v.is_null());
+    let list = match present("tools") {
+        None => Vec::new(),
+        Some(Value::Array(a)) if a.len() <= 128 => a.iter().enumerate().map(|(i, t)| tool(i, t)).collect::<Result<Vec<_>, _>>()?,
+        Some(v) => return Err(bad("tools", format!("`tools` is {}: give an array of at most 128 function tools", crate::json::kind(v)))),
+    };
+    if let Some(dup) = list.iter().enumerate().find(|(i, t)| list.iter().take(*i).any(|u| u.name == t.name)) {
+        return Err(bad("tools", format!("two tools are named `{}`: names must differ", dup.1.name)));
+    }
+    let choice = choice(present("tool_choice"), &list)?;
+    let parallel = match present("parallel_tool_calls") {
+        None => true,
+        Some(Value::Bool(b)) => *b,
+        Some(v) => return Err(bad("parallel_tool_calls", format!("`parallel_tool_calls` is {v}: give true or false"))),
+    };
+    if list.is_empty() && present("parallel_tool_calls").is_some() {
+        return Err(bad("parallel_tool_calls", "`parallel_tool_calls` needs `tools`".into()));
+    }
+    Ok((!list.is_empty()).then_some(Tools { list, choice, parallel }))
+}
+
+impl Tools {
+    /// The grammar calls are decoded under, and whether the answer must be a call.
+    pub fn grammar(&self) -> Result<Option<(Grammar, Start)>, ApiError> {
+        let (tools, start): (Vec<&Tool>, Start) = match &self.choice {
+            Choice::None => return Ok(None),
+            Choice::Auto => (self.list.iter().collect(), Start::FirstToken),
+            Choice::Required => (self.list.iter().collect(), Start::Always),
+            Choice::Named(n) => (self.list.iter().filter(|t| &t.name == n).collect(), Start::Always),
+        };
+        let pairs: Vec<(String, Option<Value>)> = tools.iter().map(|t| (t.name.clone(), t.parameters.clone())).collect();
+        let g = Grammar::tool_call(&pairs).map_err(|e| bad("tools", e.to_string()).with_code("unsupported_schema"))?;
+        Ok(Some((g, start)))
+    }
+
+    /// The list as Hugging Face chat templates take it (`tools`).
+    pub fn template_value(&self) -> Value {
+        Value::Array(
+            self.list
+                .iter()
+                .map(|t| json!({"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}))
+                .collect(),
+        )
+    }
+
+    /// The tools described for a system message (templates that ignore `tools`).
+    pub fn system_text(&self) -> String {
+        let mut s = String::from("You can call these tools:\n");
+        for t in &self.list {
+            let params = t.parameters.as_ref().map_or_else(|| "{}".to_string(), Value::to_string);
+            s.push_str(&format!("- {}: {} Arguments (JSON schema): {params}\n", t.name, t.description.as_deref().unwrap_or("")));
+        }
+        s.push_str(match &self.choice {
+            Choice::None => "Do not call a tool now: answer in text.",
+            _ => "To call a tool, answer with only a JSON object {\"name\": <tool name>, \"arguments\": <its arguments>}; otherwise answer in text.",
+        });
+        s
+    }
+
+    /// The call in a finished answer: `(name, arguments as JSON text)`.
+    pub fn call_of(&self, text: &str) -> Option<(String, String)> {
+        if self.choice == Choice::None {
+            return None;
+        }
+        let v: Value = serde_json::from_str(text.trim()).ok()?;
+        let name = v.get("name")?.as_str()?;
+        let args = v.get("arguments")?;
+        (self.list.iter().any(|t| t.name == name) && args.is_object()).then(|| (name.to_string(), args.to_string()))
+    }
+}
+
+/// An assistant message's `tool_calls`, as the text the model writes for them (the prompt
+/// shows the model its own calls the way it makes them).
+pub(crate) fn calls_as_text(at: &str, v: &Value) -> Result<String, ApiError> {
+    let shape = "give [{\"id\", \"type\": \"function\", \"function\": {\"name\", \"arguments\"}}]";
+    let calls = v.as_array().filter(|a| !a.is_empty()).ok_or_else(|| bad("messages", format!("{at}.tool_calls is {v}: {shape}")))?;
+    let mut out = Vec::with_capacity(calls.len());
+    for (i, c) in calls.iter().enumerate() {
+        let f = c.get("function");
+        let name = f.and_then(|f| f.get("name")).and_then(Value::as_str);
+        let args = f.and_then(|f| f.get("arguments")).and_then(Value::as_str);
+        let (Some(name), Some(args)) = (name, args) else {
+            return Err(bad("messages", format!("{at}.tool_calls[{i}] is {c}: {shape}")));
+        };
+        let args: Value = serde_json::from_str(args).unwrap_or_else(|_| Value::String(args.to_string()));
+        out.push(format!("{{\"name\": {}, \"arguments\": {args}}}", Value::String(name.to_string())));
+    }
+    Ok(out.join("\n"))
+}

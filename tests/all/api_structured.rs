@@ -109,9 +109,9 @@ fn json_answers_always_validate_over_50_seeds() {
     let city = json!([{"role": "user", "content": "Give a JSON object with the name and age of a person."}]);
     let mut jobs: Vec<(Value, Value)> = [1, 11, 21, 31, 41]
         .iter()
-        .map(|seed| (person_schema(), chat(person.clone(), json!({"response_format": format, "temperature": 1, "seed": seed, "n": 10, "max_tokens": 120}))))
+        .map(|seed| (person_schema(), chat(person.clone(), json!({"response_format": format, "temperature": 1, "seed": seed, "n": 10, "max_tokens": 240}))))
         .collect();
-    jobs.push((json!({"type": "object"}), chat(city, json!({"response_format": {"type": "json_object"}, "temperature": 1, "seed": 3, "n": 8, "max_tokens": 400}))));
+    jobs.push((json!({"type": "object"}), chat(city, json!({"response_format": {"type": "json_object"}, "temperature": 1, "seed": 3, "n": 8, "max_tokens": 1200}))));
     let cases: Vec<(Value, String)> = std::thread::scope(|scope| {
         let handles: Vec<_> = jobs
             .iter()
@@ -121,7 +121,7 @@ fn json_answers_always_validate_over_50_seeds() {
             .into_iter()
             .flat_map(|(schema, h)| {
                 h.join().unwrap().into_iter().map(move |(text, finish)| {
-                    assert_eq!(finish, "stop", "{text}");
+                    assert_eq!(finish, "stop", "cut before its value was complete: {text}");
                     (schema.clone(), text)
                 })
             })

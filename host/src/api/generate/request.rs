@@ -48,21 +48,6 @@ const COMMON: &[&str] = &[
 /// Most choices per request (`n` × prompts).
 pub(crate) const MAX_CHOICES: usize = 16;
 
-/// `prompt` of /v1/completions as OpenAI accepts it.
-#[derive(serde::Serialize, ToSchema)]
-#[serde(untagged)]
-#[allow(dead_code)] // describes the accepted shapes; `prompts` reads them
-pub enum PromptInput {
-    /// One prompt.
-    Text(String),
-    /// Several prompts (one set of choices each).
-    Texts(Vec<String>),
-    /// One prompt as token ids.
-    TokenIds(Vec<u32>),
-    /// Several prompts as token ids.
-    TokenIdLists(Vec<Vec<u32>>),
-}
-
 /// A prompt: text, or token ids.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Prompt {
@@ -157,8 +142,9 @@ pub struct MessageInput {
 pub struct CompletionBody {
     /// A generation model (GET /v1/models).
     pub model: String,
-    /// The prompt(s).
-    pub prompt: PromptInput,
+    /// The prompt(s): a string, strings, token ids, or lists of token ids (one set of
+    /// choices each).
+    pub prompt: crate::api::openai::TextOrIdsInput,
     /// Most tokens per choice (default 16).
     pub max_tokens: Option<u64>,
     /// 0-2 (default 1); 0 = greedy.

@@ -152,7 +152,18 @@ pub(crate) async fn prepare_chat(
     if let Some(plan) = plan {
         messages = plan.messages(messages, m.template_takes_tools());
         tools = plan.tools.as_ref().map(tools::Tools::template_value);
-        params.constraint = plan.constraint(m)?;
+        // The model's token table is built on first use (0.35 s for smollm2) and the schema
+        // compiled: model work, so off the async executor.
+        let (owned, model) = (plan.clone(), Arc::clone(m));
+        params.constraint = tokio::task::spawn_blocking(move || owned.constraint(&model))
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    format!("building the output constraint failed: {e}"),
+                )
+            })??;
         params.shape = plan.shape();
     }
     let mut prompt = truncate::fit(m, &mut messages, how, params.max_tokens, tools.as_ref())?;

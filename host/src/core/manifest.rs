@@ -114,6 +114,13 @@ pub struct Manifest {
     pub labels_from: Option<String>,
     /// The files that make up the model.
     pub files: Vec<ModelFile>,
+    /// How a trained classifier was trained (docs/classification.md); its files whose source
+    /// is `{ kind = "train" }` are produced by training with this recipe.
+    #[serde(default)]
+    pub training: Option<crate::core::train::Recipe>,
+    /// Validation figures of a trained classifier.
+    #[serde(default)]
+    pub metrics: Option<crate::core::train::Metrics>,
 }
 
 fn yes() -> bool {
@@ -196,6 +203,10 @@ pub enum Source {
         /// sha256 of the GGUF file.
         gguf_sha256: String,
     },
+    /// Produced by training the manifest's `[training]` recipe (docs/classification.md):
+    /// `model.onnx` is the base encoder with the learnt head appended, `tokenizer.json` the
+    /// base model's.
+    Train,
 }
 
 /// A manifest that cannot be used.
@@ -329,6 +340,14 @@ impl Manifest {
             _ => None,
         }) {
             return Err(format!("file {twice} is listed twice"));
+        }
+        if self.training.is_none()
+            && let Some(f) = self.files.iter().find(|f| f.source == Source::Train)
+        {
+            return Err(format!(
+                "{} has source {{ kind = \"train\" }} but the manifest has no [training] recipe",
+                f.name
+            ));
         }
         let known = |n: &str| self.files.iter().any(|f| f.name == n);
         match (&self.tokenizer, self.task.needs_tokenizer()) {

@@ -13,6 +13,7 @@ pub mod providers;
 pub mod runtime;
 pub mod store;
 pub mod tensor;
+pub mod train;
 pub mod text;
 pub mod worker;
 

@@ -412,6 +412,8 @@ fn fetch_file(f: &ModelFile, dest: &Path, fetcher: &Fetcher) -> Result<(), Fetch
         Source::Local { path } => copy_verified(path, dest, &f.sha256)?,
         // Imported files are produced by `ModelStore::import_gguf`, never fetched one by one.
         Source::Gguf { .. } => {}
+        // Trained files are produced by training (`core::train`), never fetched.
+        Source::Train => {}
     }
     Ok(())
 }

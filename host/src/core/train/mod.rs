@@ -1,0 +1,11 @@
+//! Classifier training (docs/classification.md): a head learnt on a base model's pooled
+//! embeddings, exported as one ONNX graph with the encoder (`core::onnx::classifier`).
+//!
+//! [`recipe`] and [`head`] are the shared contract: the manifest's `[training]` and
+//! `[metrics]` sections and the learnt weights.
+
+pub mod head;
+pub mod recipe;
+
+pub use head::{Dense, Head};
+pub use recipe::{Bin, ClassMetrics, DataSource, Format, Metrics, Recipe};

@@ -1,9 +1,16 @@
-//! Writing ONNX models: the protobuf messages ([`proto`]) and a small graph builder.
+//! ONNX models: the protobuf messages ([`proto`]), reading a model ([`read`]), a small graph
+//! builder, and the classifier export ([`classifier`]).
 //!
 //! The builder names values and nodes from a counter, in call order, so the same calls give
-//! the same bytes (imports are deterministic and verified by sha256).
+//! the same bytes (imports are deterministic and verified by sha256). It writes a field only
+//! when its value differs from the default, and repeated integers packed: the bytes the GGUF
+//! import has always written.
 
+pub mod classifier;
 pub mod proto;
+pub mod read;
+
+pub use read::{OnnxError, decode};
 
 use prost::Message;
 
@@ -41,31 +48,43 @@ fn value_info(name: &str, elem: i32, dims: &[Dim]) -> ValueInfoProto {
         .map(|d| match d {
             Dim::Fixed(v) => Dimension {
                 dim_value: Some(*v),
-                dim_param: None,
+                ..Default::default()
             },
             Dim::Named(n) => Dimension {
-                dim_value: None,
                 dim_param: Some(n.clone()),
+                ..Default::default()
             },
         })
         .collect();
     ValueInfoProto {
-        name: name.to_string(),
+        name: text(name),
         r#type: Some(TypeProto {
             tensor_type: Some(TensorTypeProto {
-                elem_type: elem,
+                elem_type: int(elem),
                 shape: Some(TensorShapeProto { dim }),
             }),
+            ..Default::default()
         }),
+        ..Default::default()
     }
+}
+
+/// A string field as the builder writes it: absent when empty.
+pub fn text(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+/// An integer field as the builder writes it: absent when 0.
+pub fn int<T: Default + PartialEq>(v: T) -> Option<T> {
+    (v != T::default()).then_some(v)
 }
 
 /// An `INT` attribute.
 pub fn attr_int(name: &str, i: i64) -> AttributeProto {
     AttributeProto {
-        name: name.into(),
-        i,
-        r#type: attribute_type::INT,
+        name: text(name),
+        i: int(i),
+        r#type: Some(attribute_type::INT),
         ..Default::default()
     }
 }
@@ -73,9 +92,10 @@ pub fn attr_int(name: &str, i: i64) -> AttributeProto {
 /// An `INTS` attribute.
 pub fn attr_ints(name: &str, ints: &[i64]) -> AttributeProto {
     AttributeProto {
-        name: name.into(),
+        name: text(name),
         ints: ints.to_vec(),
-        r#type: attribute_type::INTS,
+        ints_packed: true,
+        r#type: Some(attribute_type::INTS),
         ..Default::default()
     }
 }
@@ -83,9 +103,9 @@ pub fn attr_ints(name: &str, ints: &[i64]) -> AttributeProto {
 /// A `FLOAT` attribute.
 pub fn attr_float(name: &str, f: f32) -> AttributeProto {
     AttributeProto {
-        name: name.into(),
-        f,
-        r#type: attribute_type::FLOAT,
+        name: text(name),
+        f: int(f),
+        r#type: Some(attribute_type::FLOAT),
         ..Default::default()
     }
 }
@@ -93,9 +113,9 @@ pub fn attr_float(name: &str, f: f32) -> AttributeProto {
 /// A `TENSOR` attribute.
 pub fn attr_tensor(name: &str, t: TensorProto) -> AttributeProto {
     AttributeProto {
-        name: name.into(),
+        name: text(name),
         t: Some(t),
-        r#type: attribute_type::TENSOR,
+        r#type: Some(attribute_type::TENSOR),
         ..Default::default()
     }
 }
@@ -104,9 +124,11 @@ pub fn attr_tensor(name: &str, t: TensorProto) -> AttributeProto {
 pub fn tensor(name: &str, elem: i32, dims: &[i64], raw_data: Vec<u8>) -> TensorProto {
     TensorProto {
         dims: dims.to_vec(),
-        data_type: elem,
-        name: name.into(),
-        raw_data,
+        dims_packed: true,
+        data_type: int(elem),
+        name: text(name),
+        raw_data: (!raw_data.is_empty()).then_some(raw_data),
+        ..Default::default()
     }
 }
 
@@ -201,45 +223,50 @@ impl GraphBuilder {
         self.nodes.push(NodeProto {
             input: inputs.iter().map(|s| s.to_string()).collect(),
             output: outputs.iter().map(|s| s.to_string()).collect(),
-            name,
-            op_type: op.into(),
+            name: text(&name),
+            op_type: text(op),
             attribute: attrs,
-            domain: domain.into(),
+            domain: text(domain),
+            ..Default::default()
         });
     }
 
     /// The model: IR version 8, opset 17 and `com.microsoft` 1, with metadata.
     pub fn finish(self, name: &str, doc: &str, metadata: &[(&str, String)]) -> ModelProto {
         ModelProto {
-            ir_version: 8,
-            producer_name: "llmos".into(),
-            producer_version: env!("CARGO_PKG_VERSION").into(),
-            doc_string: doc.into(),
+            ir_version: Some(8),
+            producer_name: text("llmos"),
+            producer_version: text(env!("CARGO_PKG_VERSION")),
+            doc_string: text(doc),
             graph: Some(GraphProto {
                 node: self.nodes,
-                name: name.into(),
+                name: text(name),
                 initializer: self.initializers,
                 input: self.inputs,
                 output: self.outputs,
+                ..Default::default()
             }),
             opset_import: vec![
                 OperatorSetIdProto {
-                    domain: String::new(),
-                    version: 17,
+                    domain: None,
+                    version: Some(17),
                 },
                 OperatorSetIdProto {
-                    domain: MS_DOMAIN.into(),
-                    version: 1,
+                    domain: text(MS_DOMAIN),
+                    version: Some(1),
                 },
             ],
-            metadata_props: metadata
-                .iter()
-                .map(|(k, v)| StringStringEntryProto {
-                    key: (*k).into(),
-                    value: v.clone(),
-                })
-                .collect(),
+            metadata_props: metadata.iter().map(|(k, v)| entry(k, v)).collect(),
+            ..Default::default()
         }
+    }
+}
+
+/// A key/value entry (absent parts when empty, as the builder writes fields).
+pub fn entry(key: &str, value: &str) -> StringStringEntryProto {
+    StringStringEntryProto {
+        key: text(key),
+        value: text(value),
     }
 }
 
@@ -266,11 +293,13 @@ mod tests {
         let a = build();
         assert_eq!(a, build());
         let m = ModelProto::decode(a.as_slice()).unwrap();
+        // Decoding remembers the packed dims, so encoding gives the same bytes back.
+        assert_eq!(encode(&m), a);
         let g = m.graph.unwrap();
         assert_eq!(g.node.len(), 2);
-        assert_eq!(g.node[0].op_type, "Mul");
-        assert_eq!(g.initializer[0].raw_data, 2.0f32.to_le_bytes());
-        assert_eq!(m.opset_import[0].version, 17);
+        assert_eq!(g.node[0].op_type.as_deref(), Some("Mul"));
+        assert_eq!(g.initializer[0].raw_data.as_deref(), Some(&2.0f32.to_le_bytes()[..]));
+        assert_eq!(m.opset_import[0].version, Some(17));
         // ModelProto field 1 (ir_version) is written first: tag byte 0x08, value 8.
         assert_eq!(&a[..2], &[0x08, 8]);
     }

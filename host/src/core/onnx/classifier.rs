@@ -311,3 +311,166 @@ impl Appender<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::onnx::proto::ModelProto;
+    use crate::core::onnx::{Dim, GraphBuilder};
+    use crate::core::train::head::Dense;
+
+    /// A 4-wide "encoder": token embeddings looked up from a table.
+    fn encoder(with_mask: bool, hidden_dims: &[Dim]) -> Vec<u8> {
+        let mut g = GraphBuilder::new();
+        let bs = [Dim::Named("batch".into()), Dim::Named("sequence".into())];
+        g.input("input_ids", data_type::INT64, &bs);
+        if with_mask {
+            g.input("attention_mask", data_type::INT64, &bs);
+        }
+        let table: Vec<f32> = (0..40u8).map(|i| f32::from(i) / 10.0 - 2.0).collect();
+        g.initializer("emb", data_type::FLOAT, &[10, 4], f32_bytes(&table));
+        g.op_to("", "Gather", &["emb", "input_ids"], &["last_hidden_state"], vec![]);
+        g.output("last_hidden_state", data_type::FLOAT, hidden_dims);
+        encode(&g.finish("enc", "", &[]))
+    }
+
+    fn hidden_dims(width: i64) -> Vec<Dim> {
+        vec![Dim::Named("batch".into()), Dim::Named("sequence".into()), Dim::Fixed(width)]
+    }
+
+    fn dense(inputs: usize, outputs: usize, seed: f32) -> Dense {
+        let cells = inputs * outputs;
+        Dense {
+            inputs,
+            outputs,
+            weight: (0..cells).map(|i| ((i as f32 + seed) * 0.37).sin()).collect(),
+            bias: (0..outputs).map(|o| o as f32 * 0.1 - seed).collect(),
+        }
+    }
+
+    fn labels(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("class-{i}")).collect()
+    }
+
+    fn export(enc: &[u8], head: &Head) -> Result<Vec<u8>, OnnxError> {
+        classifier_model(enc, head, &labels(head.classes()), Pooling::Mean, true)
+    }
+
+    #[test]
+    fn export_is_deterministic_and_appends_under_the_prefix() {
+        let enc = encoder(true, &hidden_dims(4));
+        let head = Head { layers: vec![dense(4, 5, 0.5), dense(5, 3, 1.5)] };
+        let a = export(&enc, &head).unwrap();
+        assert_eq!(a, export(&enc, &head).unwrap(), "same inputs, same bytes");
+        let original = read::decode(&enc).unwrap();
+        let m: ModelProto = read::decode(&a).unwrap();
+        assert_eq!((m.ir_version, &m.opset_import), (original.ir_version, &original.opset_import));
+        let g = m.graph.unwrap();
+        let og = original.graph.unwrap();
+        // The encoder is kept as it was; everything added carries the prefix.
+        assert_eq!(&g.node[..og.node.len()], og.node.as_slice());
+        assert_eq!(&g.initializer[..og.initializer.len()], og.initializer.as_slice());
+        for n in &g.node[og.node.len()..] {
+            assert!(n.name.as_deref().unwrap().starts_with(PREFIX), "{n:?}");
+            for o in &n.output {
+                assert!(o.starts_with(PREFIX) || o == "logits" || o == "probabilities", "{o}");
+            }
+        }
+        assert!(g.initializer[og.initializer.len()..]
+            .iter()
+            .all(|t| t.name.as_deref().unwrap().starts_with(PREFIX)));
+        let outs: Vec<_> = g.output.iter().map(read::name_of).collect();
+        assert_eq!(outs, ["logits", "probabilities"]);
+        for o in &g.output {
+            let (elem, dims) = read::tensor_shape(o).unwrap();
+            assert_eq!(elem, data_type::FLOAT);
+            assert_eq!(dims[0].dim_param.as_deref(), Some("batch"));
+            assert_eq!(dims[1].dim_value, Some(3));
+        }
+        assert_eq!(read::name_of(&g.value_info[0]), "last_hidden_state");
+        let ops: Vec<_> = g.node[og.node.len()..].iter().map(|n| n.op_type.clone().unwrap()).collect();
+        let want = [
+            "Cast", "Cast", "Unsqueeze", "Mul", "ReduceSum", "ReduceSum", "Max", "Div", // mean
+            "Mul", "ReduceSum", "Sqrt", "Max", "Div", // L2
+            "MatMul", "Add", "Relu", "MatMul", "Add", "Softmax",
+        ];
+        assert_eq!(ops, want);
+        let meta: Vec<_> = m
+            .metadata_props
+            .iter()
+            .map(|e| (e.key.clone().unwrap(), e.value.clone().unwrap()))
+            .collect();
+        assert_eq!(
+            meta,
+            [
+                (META_LABELS.to_string(), r#"["class-0","class-1","class-2"]"#.to_string()),
+                (META_HEAD.to_string(), "[4,5,3]".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn cls_without_normalising_gathers_the_first_token() {
+        let enc = encoder(true, &hidden_dims(4));
+        let head = Head { layers: vec![dense(4, 2, 0.0)] };
+        let bytes = classifier_model(&enc, &head, &labels(2), Pooling::Cls, false).unwrap();
+        let g = read::decode(&bytes).unwrap().graph.unwrap();
+        let ops: Vec<_> = g.node.iter().skip(1).map(|n| n.op_type.clone().unwrap()).collect();
+        assert_eq!(ops, ["Gather", "MatMul", "Add", "Softmax"]);
+    }
+
+    #[test]
+    fn before_opset_13_axes_are_attributes() {
+        let mut m = read::decode(&encoder(true, &hidden_dims(4))).unwrap();
+        m.opset_import.retain(|o| o.domain.is_none());
+        m.opset_import[0].version = Some(11);
+        let head = Head { layers: vec![dense(4, 2, 0.0)] };
+        let bytes = classifier_model(&encode(&m), &head, &labels(2), Pooling::Mean, true).unwrap();
+        let g = read::decode(&bytes).unwrap().graph.unwrap();
+        for n in g.node.iter().filter(|n| {
+            matches!(n.op_type.as_deref(), Some("ReduceSum" | "Unsqueeze"))
+        }) {
+            assert_eq!(n.input.len(), 1, "{n:?}");
+            assert_eq!(n.attribute.iter().filter(|a| a.name.as_deref() == Some("axes")).count(), 1);
+        }
+    }
+
+    #[test]
+    fn bad_encoders_and_heads_are_named() {
+        let head = Head { layers: vec![dense(4, 3, 0.0)] };
+        let err = |r: Result<Vec<u8>, OnnxError>| r.unwrap_err().to_string();
+        let e = err(export(&encoder(false, &hidden_dims(4)), &head));
+        assert!(e.contains("no `attention_mask` input") && e.contains("input_ids"), "{e}");
+        let enc = encoder(true, &hidden_dims(4));
+        let wide = Head { layers: vec![dense(5, 3, 0.0)] };
+        let e = err(export(&enc, &wide));
+        assert!(e.contains("takes 5 inputs") && e.contains("hidden size") && e.contains("is 4"), "{e}");
+        let flat = encoder(true, &[Dim::Named("batch".into()), Dim::Fixed(4)]);
+        let e = err(export(&flat, &head));
+        assert!(e.contains("`last_hidden_state`") && e.contains("2 dimensions"), "{e}");
+        let e = err(classifier_model(&enc, &head, &labels(2), Pooling::Mean, true));
+        assert!(e.contains("2 labels for a head with 3 outputs"), "{e}");
+        let mut broken = head.clone();
+        broken.layers[0].weight.pop();
+        let e = err(export(&enc, &broken));
+        assert!(e.contains("head layer 0 is inconsistent") && e.contains("11 weights"), "{e}");
+        let chained = Head { layers: vec![dense(4, 5, 0.0), dense(6, 3, 0.0)] };
+        let e = err(export(&enc, &chained));
+        assert!(e.contains("head layer 1") && e.contains("6 inputs (expected 5)"), "{e}");
+        let e = err(export(&enc, &Head { layers: vec![] }));
+        assert!(e.contains("no layer"), "{e}");
+        let twice = export(&export(&enc, &head).unwrap(), &Head { layers: vec![dense(3, 3, 0.0)] });
+        assert!(err(twice).contains("already has a value or initializer named"));
+        let e = err(export(b"\xff\xff\xff", &head));
+        assert!(e.starts_with("not an ONNX model"), "{e}");
+    }
+
+    /// Without a fixed hidden size in the graph the width is checked by ONNX Runtime at the
+    /// first run; the export itself succeeds.
+    #[test]
+    fn an_unknown_hidden_size_is_left_to_the_runtime() {
+        let dims = [Dim::Named("batch".into()), Dim::Named("sequence".into()), Dim::Named("hidden".into())];
+        let head = Head { layers: vec![dense(7, 2, 0.0)] };
+        assert!(export(&encoder(true, &dims), &head).is_ok());
+    }
+}

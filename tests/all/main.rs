@@ -10,6 +10,7 @@ mod core_generate;
 mod core_generate_import;
 mod core_gguf_tokenizer;
 mod core_models;
+mod core_onnx_classifier;
 mod core_real_models;
 
 mod api_access;

@@ -313,6 +313,7 @@ impl Appender<'_> {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)] // why: test-only weights from small counts
 mod tests {
     use super::*;
     use crate::core::onnx::proto::ModelProto;

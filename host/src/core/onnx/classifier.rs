@@ -89,6 +89,12 @@ fn check_head(head: &Head, labels: &[String]) -> Result<(), OnnxError> {
             head.classes()
         )));
     }
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(l) = labels.iter().find(|l| l.trim().is_empty() || !seen.insert(l.as_str())) {
+        return Err(OnnxError::Labels(format!(
+            "label {l:?} is empty or given twice: labels must be distinct, non-empty names"
+        )));
+    }
     Ok(())
 }
 
@@ -451,6 +457,9 @@ mod tests {
         assert!(e.contains("`last_hidden_state`") && e.contains("2 dimensions"), "{e}");
         let e = err(classifier_model(&enc, &head, &labels(2), Pooling::Mean, true));
         assert!(e.contains("2 labels for a head with 3 outputs"), "{e}");
+        let twice = ["a", "b", "a"].map(String::from);
+        let e = err(classifier_model(&enc, &head, &twice, Pooling::Mean, true));
+        assert!(e.contains("label \"a\" is empty or given twice"), "{e}");
         let mut broken = head.clone();
         broken.layers[0].weight.pop();
         let e = err(export(&enc, &broken));

@@ -24,9 +24,11 @@ mod api_openai;
 mod api_robust;
 mod api_schemathesis;
 mod api_structured;
+mod api_zero_shot;
 
 mod plugins_common;
 mod plugins_concurrency;
+mod plugins_content_policy_classifier;
 mod plugins_generate;
 mod plugins_grants;
 mod plugins_hardening;

@@ -17,6 +17,7 @@ pub mod panic;
 pub mod routes;
 pub mod server;
 pub mod strict;
+pub mod zero_shot;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -298,14 +299,23 @@ async fn run_text(
             ),
         ));
     };
-    let id = format!(
-        "req-{}",
-        REQUEST_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    );
+    let id = request_id();
     // Awaited here (plugins and models run on their own threads): when the request times
     // out, dropping this future stops the pipeline before its next stage.
     let ctx = gateway::context(m.name(), task, route, caller.map(|c| c.0.id), id);
-    let routed = state.gateway.route(m, task, ctx, texts, policy).await;
+    routed_value(state.gateway.route(m, task, ctx, texts, policy).await)
+}
+
+/// A new request id for plugins' request context.
+pub(crate) fn request_id() -> String {
+    format!(
+        "req-{}",
+        REQUEST_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+}
+
+/// The answer of a request routed through a pipeline, or its error as the API reports it.
+pub(crate) fn routed_value(routed: Result<Routed, GatewayError>) -> Result<Value, ApiError> {
     match routed {
         Ok(Routed::Done(v)) => Ok(v),
         Ok(Routed::Denied {

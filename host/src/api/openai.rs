@@ -15,7 +15,10 @@ use crate::api::html;
 use crate::api::strict::kind;
 use crate::api::routes::{Access, ApiRoute, get, post};
 use crate::api::{ApiJson, AppState, Caller, ModelLabel, model, route_text};
+use crate::api::zero_shot::{self, ZeroShotLabel};
 use crate::core::engine::Model;
+use crate::core::manifest::Task;
+use crate::core::zero_shot::LabelSpec;
 use crate::core::text::{Input, Truncation};
 use crate::plugins::gateway::TextTask;
 
@@ -26,7 +29,7 @@ pub(crate) fn routes() -> Vec<ApiRoute> {
         get("/v1/models/{id}", Access::Model, get_model),
         post("/v1/embeddings", Access::Model, embeddings).body::<EmbeddingsRequest>(),
         post("/v1/classify", Access::Model, classify)
-            .body::<TextTaskRequest>()
+            .body::<ClassifyRequest>()
             .html(),
         post("/v1/entities", Access::Model, entities)
             .body::<TextTaskRequest>()
@@ -289,6 +292,42 @@ impl TextTaskRequest {
     }
 }
 
+/// `POST /v1/classify`: a classification model's own labels, or (with `labels`) zero-shot
+/// classification by an embedding model.
+#[derive(Debug, ToSchema)]
+pub struct ClassifyRequest {
+    /// A model name (GET /v1/models): a classify model, or an embed model with `labels`.
+    pub model: String,
+    /// Texts or token ids.
+    #[schema(value_type = TextOrIdsInput)]
+    pub input: Input,
+    /// Cut over-long inputs at the model's maximum instead of refusing them.
+    #[schema(value_type = Option<bool>)]
+    pub truncate: Truncation,
+    /// Zero-shot labels (embed models only): 2 to 64, names unique; each scored by the
+    /// cosine of the input to the label's prototype (the normalised mean embedding of its
+    /// description, or else "This text is about {name}.", and its examples), softmax over
+    /// labels of cosine × 20.
+    #[schema(value_type = Option<Vec<ZeroShotLabel>>)]
+    pub labels: Option<Vec<LabelSpec>>,
+}
+
+impl ClassifyRequest {
+    fn from_value(body: &Value) -> Result<Self, ApiError> {
+        let task = TextTaskRequest::from_value(body, true)?;
+        let labels = match body.get("labels") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(zero_shot::parse_labels(v)?),
+        };
+        Ok(Self {
+            model: task.model,
+            input: task.input,
+            truncate: task.truncate,
+            labels,
+        })
+    }
+}
+
 /// `POST /v1/tokenize`.
 #[derive(Debug, ToSchema)]
 pub struct TokenizeRequest {
@@ -356,7 +395,7 @@ pub(crate) fn parse_for_fuzzing(route: u8, bytes: &[u8]) -> Result<(), ApiError>
     let body = object(crate::api::parse_body(bytes)?)?;
     match route % 7 {
         0 => EmbeddingsRequest::from_value(&body).map(drop),
-        1 => TextTaskRequest::from_value(&body, true).map(drop),
+        1 => ClassifyRequest::from_value(&body).map(drop),
         2 => texts_only(TextTaskRequest::from_value(&body, false)?.input).map(drop),
         3 => TokenizeRequest::from_value(&body).map(drop),
         4 => DetokenizeRequest::from_value(&body).map(drop),
@@ -420,22 +459,37 @@ async fn classify(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
     let format = html::negotiate(&headers)?;
-    let req = TextTaskRequest::from_value(&object(body)?, true)?;
+    let req = ClassifyRequest::from_value(&object(body)?)?;
     let texts = match &req.input {
         Input::Texts(t) if format == html::Format::Html => t.clone(),
         _ => Vec::new(),
     };
     let m = model(&state, &req.model).await?;
-    let resp = route_text(
-        &state,
-        caller.map(|c| c.0),
-        &m,
-        TextTask::Classify,
-        "/v1/classify",
-        req.input,
-        req.truncate,
-    )
-    .await;
+    let caller = caller.map(|c| c.0);
+    let resp = match req.labels {
+        Some(labels) => {
+            let answer = match zero_shot::check_model(&m) {
+                Ok(()) => zero_shot::run(&state, caller, &m, labels, req.input, req.truncate).await,
+                Err(e) => Err(e),
+            };
+            with_model(answer.map(Json), &m)
+        }
+        None if m.manifest.task == Task::Embed => with_model(
+            ApiError::invalid(
+                Some("model".into()),
+                format!(
+                    "model {} does embed, not classify: give `labels` (2 to 64 label names, or {{name, description, examples}} objects) to classify zero-shot with it, or pick a model whose task is classify (GET /v1/models)",
+                    m.name()
+                ),
+            )
+            .with_code("wrong_task"),
+            &m,
+        ),
+        None => {
+            route_text(&state, caller, &m, TextTask::Classify, "/v1/classify", req.input, req.truncate)
+                .await
+        }
+    };
     Ok(html::respond(format, resp, |v| html::classes_page(v, &texts)).await)
 }
 

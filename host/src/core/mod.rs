@@ -16,5 +16,6 @@ pub mod tensor;
 pub mod train;
 pub mod text;
 pub mod worker;
+pub mod zero_shot;
 
 pub use engine::{Core, Model};

@@ -263,17 +263,29 @@ impl Gateway {
         texts: Vec<String>,
         policy: Truncation,
     ) -> Result<Routed, GatewayError> {
-        let chain = self.chain(m.name(), &context.route);
+        let infer = async |texts: Vec<String>| {
+            run_task(m, task, Input::Texts(texts), policy).await
+        };
+        self.route_with(context, texts, infer).await
+    }
+
+    /// [`Gateway::route`] with the model step given as `infer` (e.g. zero-shot
+    /// classification, which is not one of the model's own tasks).
+    pub async fn route_with(
+        &self,
+        context: RequestContext,
+        texts: Vec<String>,
+        infer: impl AsyncFnOnce(Vec<String>) -> Result<Value, TaskError>,
+    ) -> Result<Routed, GatewayError> {
+        let chain = self.chain(&context.model, &context.route);
         // The model's typed error survives the pipeline's string-typed inference step.
         let failure: Mutex<Option<TaskError>> = Mutex::new(None);
         let infer = async |texts: Vec<String>| {
-            run_task(m, task, Input::Texts(texts), policy)
-                .await
-                .map_err(|e| {
-                    let msg = e.to_string();
-                    *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                    msg
-                })
+            infer(texts).await.map_err(|e| {
+                let msg = e.to_string();
+                *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                msg
+            })
         };
         let outcome = pipeline::run_async(&self.host, &chain, context, texts, infer).await;
         let failure = failure.into_inner().unwrap_or_else(|p| p.into_inner());

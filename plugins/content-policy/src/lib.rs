@@ -1,14 +1,16 @@
 //! `content-policy`: a policy plugin whose rules all come from its configuration.
 //!
 //! Requests: maximum input length, models allowed per API key id, denied terms (whole words,
-//! case-insensitive) and denied patterns. Responses: denied terms, either refused or redacted.
+//! case-insensitive), denied patterns, and classifier rules (a classification model's score
+//! of a label at or above a threshold, e.g. `spam spam 0.9`). Responses: denied terms, either
+//! refused or redacted.
 
 wit_bindgen::generate!({
     world: "policy",
     path: "../../wit/llmos-plugin@0.1.0",
 });
 
-use llmos::plugin::config;
+use llmos::plugin::{config, inference};
 use regex_lite::{Regex, RegexBuilder};
 
 struct ContentPolicy;
@@ -56,6 +58,63 @@ fn model_allowed(rules: &[String], key_id: Option<&str>, model: &str) -> Result<
     Ok(wildcard.unwrap_or(false))
 }
 
+/// One `classifier` line: `MODEL LABEL THRESHOLD`.
+struct ClassifierRule {
+    model: String,
+    label: String,
+    threshold: f32,
+}
+
+fn classifier_rule(line: &str) -> Result<ClassifierRule, Error> {
+    let bad = |why: &str| {
+        Error::InvalidInput(format!(
+            "classifier line {line:?}: {why}; expected MODEL LABEL THRESHOLD, e.g. `spam spam 0.9` (THRESHOLD from 0 to 1)"
+        ))
+    };
+    let parts: Vec<&str> = line.split_whitespace().collect();
+    let [model, label, threshold] = parts.as_slice() else {
+        return Err(bad(&format!("{} fields", parts.len())));
+    };
+    let threshold: f32 = threshold
+        .parse()
+        .ok()
+        .filter(|t: &f32| (0.0..=1.0).contains(t))
+        .ok_or_else(|| bad(&format!("threshold {threshold:?} is not a number from 0 to 1")))?;
+    Ok(ClassifierRule {
+        model: model.to_string(),
+        label: label.to_string(),
+        threshold,
+    })
+}
+
+/// The first input that `rule`'s model scores at or above its threshold for its label, as a
+/// denial reason. A model without that label is a configuration error.
+fn classifier_check(rule: &ClassifierRule, inputs: &[String]) -> Result<Option<String>, Error> {
+    if inputs.is_empty() {
+        return Ok(None);
+    }
+    let results = inference::classify(&rule.model, inputs)?;
+    for (i, scores) in results.iter().enumerate() {
+        let Some(hit) = scores.iter().find(|s| s.label == rule.label) else {
+            let mut known: Vec<&str> = scores.iter().map(|s| s.label.as_str()).collect();
+            known.sort_unstable();
+            return Err(Error::InvalidInput(format!(
+                "classifier rule: model {} has no label {:?}; its labels are {}",
+                rule.model,
+                rule.label,
+                known.join(", ")
+            )));
+        };
+        if hit.score >= rule.threshold {
+            return Ok(Some(format!(
+                "input {i} is classified {:?} by model {} with score {:.3} (threshold {})",
+                rule.label, rule.model, hit.score, rule.threshold
+            )));
+        }
+    }
+    Ok(None)
+}
+
 impl Guest for ContentPolicy {
     fn check_request(request: Request) -> Result<RequestVerdict, Error> {
         let max: usize = match config::get("max_input_chars") {
@@ -93,6 +152,15 @@ impl Guest for ContentPolicy {
                 return Ok(RequestVerdict::Deny(format!(
                     "input matches the denied pattern {pattern:?}"
                 )));
+            }
+        }
+        let rules = list("classifier")
+            .iter()
+            .map(|l| classifier_rule(l))
+            .collect::<Result<Vec<_>, _>>()?;
+        for rule in &rules {
+            if let Some(reason) = classifier_check(rule, &request.inputs)? {
+                return Ok(RequestVerdict::Deny(reason));
             }
         }
         Ok(RequestVerdict::Allow)

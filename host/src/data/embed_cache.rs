@@ -119,3 +119,86 @@ impl<E: Embedder + ?Sized> Embedder for Cached<'_, E> {
         self.cached.load(Ordering::Relaxed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::train::run::tests::Words;
+    use crate::security::seal::Sealer;
+
+    fn texts(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| format!("a {w} sentence")).collect()
+    }
+
+    #[test]
+    fn a_second_pass_embeds_nothing_and_returns_the_same_vectors() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store"), Sealer::from_key([3; 32])).unwrap();
+        let inner = Words::default();
+        let cache = Cached::new(&store, &inner, "sha-a");
+        let all = texts(&["zebra-marker", "b", "c", "d"]);
+        let first = cache.embed(&all).unwrap();
+        assert_eq!(first, inner.embed(&all).unwrap(), "the inner embedder's vectors");
+        inner.calls.lock().unwrap().clear();
+        let second = cache.embed(&all).unwrap();
+        assert_eq!(second, first);
+        assert!(inner.calls.lock().unwrap().is_empty(), "nothing embedded");
+        assert_eq!(cache.cached(), 4);
+        // Only the missing texts, in order, in one call.
+        let mixed = texts(&["e", "b", "f", "d"]);
+        let got = cache.embed(&mixed).unwrap();
+        assert_eq!(*inner.calls.lock().unwrap(), vec![texts(&["e", "f"])]);
+        assert_eq!(got, inner.embed(&mixed).unwrap());
+        assert_eq!(cache.cached(), 6);
+        // Another base model shares nothing.
+        let other = Cached::new(&store, &inner, "sha-b");
+        inner.calls.lock().unwrap().clear();
+        other.embed(&all).unwrap();
+        assert_eq!(inner.calls.lock().unwrap().len(), 1);
+        assert_eq!(other.cached(), 0);
+        // Entries are under the base model's namespace, and the text is not stored.
+        assert_eq!(store.count(Tree::EmbedCache).unwrap(), 10);
+        drop((cache, other));
+        store.flush().unwrap();
+        drop(store);
+        for f in walk(dir.path()) {
+            let bytes = std::fs::read(&f).unwrap();
+            assert!(!bytes.windows(12).any(|w| w == b"zebra-marker"), "text found in {f:?}");
+        }
+        let store = Store::open(&dir.path().join("store"), Sealer::from_key([3; 32])).unwrap();
+        assert_eq!(store.remove_prefix(Tree::EmbedCache, b"sha-a\0").unwrap(), 6);
+        let again = Cached::new(&store, &inner, "sha-a");
+        inner.calls.lock().unwrap().clear();
+        again.embed(&all).unwrap();
+        assert_eq!(inner.calls.lock().unwrap().len(), 1, "removed with its namespace");
+    }
+
+    fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+        }
+        out
+    }
+
+    #[test]
+    fn training_through_the_cache_reports_what_was_cached() {
+        use crate::core::train::run::{Progress, tests, train};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store"), Sealer::from_key([4; 32])).unwrap();
+        let inner = Words::default();
+        let ds = tests::sentences();
+        let no = std::sync::atomic::AtomicBool::new(false);
+        let first = train(&ds, &tests::recipe(), &Cached::new(&store, &inner, "s"), &|_| {}, &no).unwrap();
+        assert_eq!((first.embedded, first.cached), (75, 0));
+        let last = std::sync::Mutex::new(None);
+        let second = train(&ds, &tests::recipe(), &Cached::new(&store, &inner, "s"), &|p| {
+            if let Progress::Embedding { .. } = p { *last.lock().unwrap() = Some(p.clone()) }
+        }, &no).unwrap();
+        assert_eq!((second.embedded, second.cached), (0, 75));
+        assert_eq!(*last.lock().unwrap(), Some(Progress::Embedding { done: 75, total: 75, cached: 75 }));
+        assert_eq!(second.head, first.head, "cached vectors are the same bits");
+        assert_eq!(inner.texts.load(Ordering::Relaxed), 75);
+    }
+}

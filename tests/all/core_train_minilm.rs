@@ -70,7 +70,7 @@ fn minilm(home: &Home) -> (std::sync::Arc<llmos::core::Model>, String) {
         .manifest
         .files
         .iter()
-        .find(|f| f.role == FileRole::Onnx)
+        .find(|f| f.role == FileRole::Model)
         .unwrap()
         .sha256
         .clone();
@@ -100,14 +100,26 @@ fn a_head_on_real_minilm_embeddings_separates_two_topics_and_a_second_run_embeds
     let file = home.dir.path().join("topics.jsonl");
     std::fs::write(&file, jsonl).unwrap();
     let r = recipe(&sha, 0);
-    let ds = data::dataset(data::read_file(&file, "topics.jsonl", &r).unwrap(), "topics.jsonl", &r).unwrap();
+    let ds = data::dataset(
+        data::read_file(&file, "topics.jsonl", &r).unwrap(),
+        "topics.jsonl",
+        &r,
+    )
+    .unwrap();
     assert_eq!(ds.classes, vec!["food", "sport"]);
 
     let store = Store::open(&home.dir.path().join("store"), Sealer::from_key([9; 32])).unwrap();
     let no = AtomicBool::new(false);
     let reports = Mutex::new(Vec::new());
     let cache = Cached::new(&store, model.as_ref(), &sha);
-    let t = train(&ds, &r, &cache, &|p| reports.lock().unwrap().push(p.clone()), &no).unwrap();
+    let t = train(
+        &ds,
+        &r,
+        &cache,
+        &|p| reports.lock().unwrap().push(p.clone()),
+        &no,
+    )
+    .unwrap();
     eprintln!(
         "minilm: embedded {} texts in {:.2} s ({:.0} texts/s); fit {:.3} s, {} epochs",
         t.embedded,
@@ -120,8 +132,20 @@ fn a_head_on_real_minilm_embeddings_separates_two_topics_and_a_second_run_embeds
     assert!(t.metrics.accuracy >= 0.9, "{:?}", t.metrics);
     assert_eq!(t.metrics.validation_rows, 8);
     assert_eq!(t.head.inputs(), 384);
-    let last = reports.lock().unwrap().iter().rfind(|p| matches!(p, Progress::Embedding { .. })).cloned();
-    assert_eq!(last, Some(Progress::Embedding { done: 40, total: 40, cached: 0 }));
+    let last = reports
+        .lock()
+        .unwrap()
+        .iter()
+        .rfind(|p| matches!(p, Progress::Embedding { .. }))
+        .cloned();
+    assert_eq!(
+        last,
+        Some(Progress::Embedding {
+            done: 40,
+            total: 40,
+            cached: 0
+        })
+    );
 
     // Unseen sentences, through the same model and the learnt head.
     let probe = vec![
@@ -131,7 +155,10 @@ fn a_head_on_real_minilm_embeddings_separates_two_topics_and_a_second_run_embeds
     let v = Embedder::embed(model.as_ref(), &probe).unwrap();
     let sport = t.head.probabilities(&v[0]);
     let food = t.head.probabilities(&v[1]);
-    assert!(sport[1] > 0.5 && food[0] > 0.5, "sport {sport:?}, food {food:?}");
+    assert!(
+        sport[1] > 0.5 && food[0] > 0.5,
+        "sport {sport:?}, food {food:?}"
+    );
 
     // Other hyper-parameters: every vector comes from the cache, identical to the first run's.
     let cache = Cached::new(&store, model.as_ref(), &sha);
@@ -139,7 +166,17 @@ fn a_head_on_real_minilm_embeddings_separates_two_topics_and_a_second_run_embeds
     assert_eq!((h.embedded, h.cached), (0, 40));
     assert_eq!(h.head.layers.len(), 2);
     assert!(h.metrics.accuracy >= 0.9, "{:?}", h.metrics);
-    let again = train(&ds, &r, &Cached::new(&store, model.as_ref(), &sha), &|_| {}, &no).unwrap();
-    assert_eq!(again.head, t.head, "cached vectors give bit-identical weights");
+    let again = train(
+        &ds,
+        &r,
+        &Cached::new(&store, model.as_ref(), &sha),
+        &|_| {},
+        &no,
+    )
+    .unwrap();
+    assert_eq!(
+        again.head, t.head,
+        "cached vectors give bit-identical weights"
+    );
     assert_eq!(store.count(Tree::EmbedCache).unwrap(), 40);
 }

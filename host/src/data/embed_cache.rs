@@ -121,6 +121,7 @@ impl<E: Embedder + ?Sized> Embedder for Cached<'_, E> {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)] // why: test data built from small counts and f64 samples
 mod tests {
     use super::*;
     use crate::core::train::run::tests::Words;

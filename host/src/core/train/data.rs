@@ -208,11 +208,10 @@ fn read_delimited(
         .has_headers(false)
         .flexible(true)
         .from_reader(bytes);
-    let mut records = reader.records();
     let mut columns: Option<(usize, usize)> = None;
     let mut rows = Vec::new();
     let mut lines = Lines::new(bytes);
-    while let Some(record) = records.next() {
+    for record in reader.records() {
         let record = record.map_err(|e| csv_error(&e, origin, &mut lines))?;
         let line = lines.at(record.position());
         if record.iter().all(|f| f.trim().is_empty()) {
@@ -564,6 +563,7 @@ fn classes_of(names: Vec<(usize, String, String)>, dropped: usize, origin: &str)
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)] // why: test data built from small counts and f64 samples
 mod tests {
     use super::*;
     use serde_json::json;

@@ -83,6 +83,7 @@ fn ratio(a: u64, b: u64) -> f64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)] // why: test data built from small counts and f64 samples
 mod tests {
     use super::*;
     use crate::core::train::Dense;

@@ -254,6 +254,7 @@ pub fn train(
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)] // why: test data built from small counts and f64 samples
 pub(crate) mod tests {
     use std::sync::Mutex;
     use std::sync::atomic::AtomicUsize;

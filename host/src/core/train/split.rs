@@ -33,11 +33,11 @@ impl SplitMix64 {
             return 0;
         };
         // The largest multiple of n: values below it are uniform modulo n.
-        let zone = u64::MAX.wrapping_sub(u64::MAX.wrapping_rem(n));
+        let zone = u64::MAX.wrapping_sub(u64::MAX.checked_rem(n).unwrap_or(0));
         loop {
             let r = self.next_u64();
             if r < zone {
-                return usize::try_from(r.wrapping_rem(n)).unwrap_or(0);
+                return r.checked_rem(n).and_then(|v| usize::try_from(v).ok()).unwrap_or(0);
             }
         }
     }
@@ -94,6 +94,7 @@ pub fn stratified(labels: &[usize], classes: usize, share: f32, seed: u64) -> Sp
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)] // why: test data built from small counts and f64 samples
 mod tests {
     use super::*;
 

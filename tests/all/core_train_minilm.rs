@@ -180,3 +180,40 @@ fn a_head_on_real_minilm_embeddings_separates_two_topics_and_a_second_run_embeds
     );
     assert_eq!(store.count(Tree::EmbedCache).unwrap(), 40);
 }
+
+/// Throughput of minilm through `Model` (the training path) and of the cache that replaces it
+/// on a second run: `cargo test -p llmos --test all -- --ignored minilm_training_throughput --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn minilm_training_throughput() {
+    let home = Home::new();
+    let (model, sha) = minilm(&home);
+    let texts: Vec<String> = SPORT
+        .iter()
+        .flat_map(|s| FOOD.iter().map(move |f| format!("{s}, and then: {f}.")))
+        .chain(
+            SPORT
+                .iter()
+                .flat_map(|s| FOOD.iter().map(move |f| format!("{f}; {s}."))),
+        )
+        .collect();
+    let store = Store::open(&home.dir.path().join("store"), Sealer::from_key([9; 32])).unwrap();
+    Embedder::embed(model.as_ref(), &texts[..64]).unwrap(); // warm-up
+    let cache = Cached::new(&store, model.as_ref(), &sha);
+    let t = std::time::Instant::now();
+    let first = cache.embed(&texts).unwrap();
+    let cold = t.elapsed().as_secs_f64();
+    let cache = Cached::new(&store, model.as_ref(), &sha);
+    let t = std::time::Instant::now();
+    let second = cache.embed(&texts).unwrap();
+    let warm = t.elapsed().as_secs_f64();
+    assert_eq!(first, second);
+    eprintln!(
+        "{} texts: minilm through Model + cache writes {:.2} s ({:.0} texts/s); from the cache {:.3} s ({:.0} texts/s)",
+        texts.len(),
+        cold,
+        texts.len() as f64 / cold,
+        warm,
+        texts.len() as f64 / warm
+    );
+}

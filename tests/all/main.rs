@@ -12,6 +12,7 @@ mod core_gguf_tokenizer;
 mod core_models;
 mod core_onnx_classifier;
 mod core_real_models;
+mod core_train_minilm;
 
 mod api_access;
 mod api_auth;

@@ -5,6 +5,7 @@
 pub mod anonymize;
 pub mod backend;
 pub mod collections;
+pub mod embed_cache;
 pub mod ingest;
 pub mod jobs;
 mod keyring;

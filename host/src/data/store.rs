@@ -8,7 +8,7 @@
 //! written.
 //!
 //! **Keys.** In the trees that can carry user data ([`Tree::hashed`]: plugin kv, plugin
-//! secrets, collections, documents, chunks, vault) the stored key is
+//! secrets, collections, documents, chunks, vault, embedding cache) the stored key is
 //! `HMAC(namespace)[..16] ‖ HMAC(tree, whole key)[..16]` and the real key travels inside the
 //! sealed value; the namespace of a key is its bytes up to the first `\0` (the whole key when
 //! there is none). Callers pass and get back real keys. Other trees keep clear keys (plugin
@@ -141,11 +141,14 @@ pub enum Tree {
     Vault,
     /// Background jobs (large ingests): job id → status and progress.
     Jobs,
+    /// Embeddings cached for training: `base-sha256 \0 fingerprint(base-sha256 \0 text)` →
+    /// the vector (f32 little-endian). The text itself is never stored.
+    EmbedCache,
 }
 
 impl Tree {
     /// Every tree.
-    pub const ALL: [Tree; 12] = [
+    pub const ALL: [Tree; 13] = [
         Tree::Plugins,
         Tree::PluginKv,
         Tree::PluginSecrets,
@@ -158,6 +161,7 @@ impl Tree {
         Tree::Chunks,
         Tree::Vault,
         Tree::Jobs,
+        Tree::EmbedCache,
     ];
 
     /// The backend tree name (also the sealing context).
@@ -176,6 +180,7 @@ impl Tree {
             Tree::Chunks => "chunks",
             Tree::Vault => "vault",
             Tree::Jobs => "jobs",
+            Tree::EmbedCache => "embed-cache",
         }
     }
 
@@ -189,6 +194,7 @@ impl Tree {
                 | Tree::Documents
                 | Tree::Chunks
                 | Tree::Vault
+                | Tree::EmbedCache
         )
     }
 

@@ -4,8 +4,15 @@
 //! [`recipe`] and [`head`] are the shared contract: the manifest's `[training]` and
 //! `[metrics]` sections and the learnt weights.
 
+pub mod data;
+pub mod fit;
 pub mod head;
+pub mod metrics;
 pub mod recipe;
+pub mod run;
+pub mod split;
 
 pub use head::{Dense, Head};
 pub use recipe::{Bin, ClassMetrics, DataSource, Format, Metrics, Recipe};
+pub use data::{DataError, Dataset, RawRow};
+pub use run::{Embedder, Progress, TrainError, Trained, train};

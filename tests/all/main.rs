@@ -47,3 +47,4 @@ mod security_audit;
 mod fuzz_replay;
 
 mod data_store;
+mod train_classifier;

@@ -525,6 +525,10 @@ async fn get_job(
             .with_code("job_not_found")
     };
     let job = job.ok_or_else(not_found)?;
+    // Training jobs (`/admin/train`) name a model, not a collection: they are the admin's.
+    if job.kind != "ingest" && caller.as_ref().is_some_and(|k| !k.0.0.is_admin()) {
+        return Err(not_found());
+    }
     if let Some(k) = &caller
         && !k.0.0.can_read_data(&job.collection)
     {

@@ -17,6 +17,7 @@ pub mod panic;
 pub mod routes;
 pub mod server;
 pub mod strict;
+pub mod train;
 pub mod zero_shot;
 
 use std::net::SocketAddr;
@@ -365,6 +366,7 @@ pub(crate) fn all_routes() -> Vec<ApiRoute> {
     all.extend(admin::routes());
     all.extend(anonymize::routes());
     all.extend(data::routes());
+    all.extend(train::routes());
     all.push(routes::get("/health", Access::Public, health));
     all.push(routes::get("/metrics", Access::Key, metrics_text));
     all.push(routes::get(

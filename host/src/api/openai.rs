@@ -59,6 +59,10 @@ fn model_json(state: &AppState, name: &str) -> Option<Value> {
         "max_sequence_length": info.as_ref().and_then(|i| i.max_sequence_length),
         "labels": info.as_ref().and_then(|i| i.labels.clone()),
         "context_length": loaded.as_ref().and_then(|l| l.context_length()),
+        "metrics": m.metrics,
+        "training": m.training.as_ref().map(|t| json!({
+            "base": t.base, "data": t.data.describe(), "seed": t.seed, "hidden": t.hidden,
+        })),
     }))
 }
 

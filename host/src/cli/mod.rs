@@ -17,6 +17,7 @@ pub mod generate;
 mod import;
 pub mod plugin;
 pub mod store;
+pub mod train;
 
 use crate::config::{Config, Paths};
 use crate::core::engine::{Core, LoadError};
@@ -105,6 +106,9 @@ enum Command {
     /// Manage API keys (only a hash is stored; the secret is shown once).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Train models: `llmos train classifier` (docs/classification.md).
+    #[command(subcommand)]
+    Train(train::TrainCommand),
     /// Manage WebAssembly plugins: install, grant, revoke, enable, disable, remove, …
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -433,6 +437,14 @@ fn run(cli: Cli) -> Result<()> {
             )
         }
         Command::Store(cmd) => store::run(cmd, &settings(g)?.1.home),
+        Command::Train(train::TrainCommand::Classifier(a)) => {
+            let (config, paths) = settings(g)?;
+            let dirs = paths.manifest_dirs(&config);
+            let core = Core::new(config, paths.clone())?;
+            let out = train::classifier(&core, &paths.home, dirs.first().map(PathBuf::as_path), &a)?;
+            print(&out);
+            Ok(())
+        }
         Command::Data(cmd) => data::run_with(cmd, core(g)?),
         Command::Run {
             model,
@@ -614,6 +626,7 @@ fn models(g: &Global, cmd: ModelsCommand) -> Result<()> {
                 "name": m.name, "task": m.task, "description": m.description, "license": m.license,
                 "attribution": m.attribution, "homepage": m.homepage, "files": files, "dir": store.model_dir(&name),
                 "providers_preferred": config.models.overrides.get(&name).and_then(|o| o.providers.clone()).unwrap_or(m.providers.clone()),
+                "labels": m.labels, "metrics": m.metrics, "training": m.training,
             });
             if files.iter().all(|f| f.state == FileState::Ok) {
                 let core = core(g)?;
@@ -636,7 +649,17 @@ fn models(g: &Global, cmd: ModelsCommand) -> Result<()> {
                 );
             }
             let fetcher = Fetcher::new(&paths.cache, true)?;
+            let mut trainer = None;
             for name in &names {
+                if store.manifest(name)?.training.is_some() {
+                    let core = match trainer.take() {
+                        Some(c) => c,
+                        None => core(g)?,
+                    };
+                    pull_trained(&core, &paths, &config, name, &fetcher, force)?;
+                    trainer = Some(core);
+                    continue;
+                }
                 let written = store.pull(name, &fetcher, force)?;
                 eprintln!(
                     "{name}: {} (in {})",
@@ -700,6 +723,56 @@ fn models(g: &Global, cmd: ModelsCommand) -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// Pulls a model whose files are trained (docs/classification.md): trains it from its
+/// `[training]` recipe unless its files are there and verified. When the digests differ from
+/// the manifest's (another CPU can round the base model's embeddings differently), the model
+/// is kept and a manifest with this machine's digests and figures is written into the
+/// manifest folder, which says so.
+fn pull_trained(
+    core: &Core,
+    paths: &Paths,
+    config: &Config,
+    name: &str,
+    fetcher: &Fetcher,
+    force: bool,
+) -> Result<()> {
+    let m = core.store.manifest(name)?;
+    if !force && core.store.verified_dir(name).is_ok() {
+        eprintln!("{name}: up to date, verified (in {})", core.store.model_dir(name).display());
+        return Ok(());
+    }
+    let data_store = crate::data::Store::open_home(&paths.home).ok();
+    eprintln!("{name}: training from its recipe (base {})", m.training.as_ref().map_or("?", |t| t.base.as_str()));
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let built = crate::data::train::retrain(core, data_store.as_ref(), &m, fetcher, &train::progress_line, &cancel);
+    eprintln!();
+    let built = built?;
+    let same = m.files.iter().all(|f| {
+        built.manifest.files.iter().any(|b| b.name == f.name && b.sha256 == f.sha256)
+    });
+    if same {
+        eprintln!(
+            "{name}: trained, every file matches the manifest's sha256 (validation accuracy {:.4}, macro-F1 {:.4}; in {})",
+            built.trained.metrics.accuracy,
+            built.trained.metrics.macro_f1,
+            core.store.model_dir(name).display()
+        );
+        return Ok(());
+    }
+    let Some(dir) = paths.manifest_dirs(config).into_iter().next() else {
+        bail!("{name}: the trained files differ from the manifest's sha256 and no manifest folder is configured to record this machine's");
+    };
+    let path = crate::data::train::register(core, &dir, &built)?;
+    eprintln!(
+        "warning: {name}: the trained files differ from the shipped manifest's sha256 (the base model's embeddings round differently on this machine); \
+         this machine's digests and figures are recorded in {} (validation accuracy {:.4}, macro-F1 {:.4})",
+        path.display(),
+        built.trained.metrics.accuracy,
+        built.trained.metrics.macro_f1
+    );
     Ok(())
 }
 

@@ -209,6 +209,23 @@ pub enum Source {
     Train,
 }
 
+/// Checks a model name: 1-64 characters a-z, 0-9, '.', '_', '-', starting with a letter or digit.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "name {name:?} is not accepted: use 1-64 characters a-z, 0-9, '.', '_', '-', starting with a letter or digit"
+        ))
+    }
+}
+
 /// A manifest that cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid model manifest {origin}: {message}")]
@@ -250,23 +267,7 @@ impl Manifest {
     }
 
     fn validate(&self) -> Result<(), String> {
-        let name_ok = !self.name.is_empty()
-            && self.name.len() <= 64
-            && self
-                .name
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphanumeric())
-            && self
-                .name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
-        if !name_ok {
-            return Err(format!(
-                "name {:?} is not accepted: use 1-64 characters a-z, 0-9, '.', '_', '-', starting with a letter or digit",
-                self.name
-            ));
-        }
+        check_name(&self.name)?;
         if self.providers.is_empty() {
             return Err("providers is empty: list at least one of tensorrt, cuda, cpu".into());
         }

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use serde::Serialize;
 
@@ -109,7 +110,8 @@ pub struct FileCheck {
 /// Manifests plus the folder of pulled files.
 #[derive(Debug, Clone)]
 pub struct ModelStore {
-    manifests: BTreeMap<String, Manifest>,
+    /// Shared by the clones of the store; trained models are added while the server runs.
+    manifests: Arc<RwLock<BTreeMap<String, Manifest>>>,
     dir: PathBuf,
 }
 
@@ -148,14 +150,27 @@ impl ModelStore {
             }
         }
         Ok(Self {
-            manifests,
+            manifests: Arc::new(RwLock::new(manifests)),
             dir: models_dir.to_path_buf(),
         })
     }
 
     /// Every manifest, by name.
-    pub fn manifests(&self) -> impl Iterator<Item = &Manifest> {
-        self.manifests.values()
+    pub fn manifests(&self) -> impl Iterator<Item = Manifest> + use<> {
+        self.read().values().cloned().collect::<Vec<_>>().into_iter()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Manifest>> {
+        self.manifests.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a manifest (a model trained while the server runs, whose manifest file was
+    /// just written): it replaces one of the same name.
+    pub fn add(&self, manifest: Manifest) {
+        self.manifests
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(manifest.name.clone(), manifest);
     }
 
     /// Names of the built-in default models.
@@ -164,13 +179,12 @@ impl ModelStore {
     }
 
     /// One manifest.
-    pub fn manifest(&self, name: &str) -> Result<&Manifest, StoreError> {
-        self.manifests
-            .get(name)
-            .ok_or_else(|| StoreError::UnknownModel {
-                name: name.to_string(),
-                known: self.manifests.keys().cloned().collect(),
-            })
+    pub fn manifest(&self, name: &str) -> Result<Manifest, StoreError> {
+        let all = self.read();
+        all.get(name).cloned().ok_or_else(|| StoreError::UnknownModel {
+            name: name.to_string(),
+            known: all.keys().cloned().collect(),
+        })
     }
 
     /// Folder of a model's files.
@@ -256,6 +270,10 @@ impl ModelStore {
         let mut written = 0usize;
         let mut imported = Vec::new();
         for f in &m.files {
+            if f.source == Source::Train {
+                // Produced by training (`data::train::retrain`), never fetched.
+                continue;
+            }
             let dest = self.file_path(name, &f.name);
             if !force && dest.is_file() {
                 let actual = fetch::sha256_file(&dest).map_err(|source| StoreError::Fetch {

@@ -12,6 +12,7 @@ mod keyring;
 pub mod maintain;
 pub mod search;
 pub mod store;
+pub mod train;
 pub mod vault;
 
 pub use store::{Store, StoreError, Tree};

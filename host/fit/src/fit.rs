@@ -9,9 +9,8 @@
 //! `exp`/`ln` are computed from IEEE basic operations ([`exp`], [`ln`]) rather than the
 //! platform's libm, so the same inputs give bit-identical weights on any machine.
 
-use super::head::{Dense, Head};
-use super::recipe::Recipe;
-use super::split::SplitMix64;
+use crate::head::{Dense, Head};
+use crate::split::SplitMix64;
 
 /// Rows of embeddings and their classes.
 #[derive(Debug, Clone, Copy)]
@@ -43,22 +42,6 @@ pub struct Settings {
     pub class_weights: bool,
     /// Seed of the initial weights.
     pub seed: u64,
-}
-
-impl Settings {
-    /// The settings of a recipe for `classes` classes.
-    pub fn of(recipe: &Recipe, classes: usize) -> Self {
-        Self {
-            classes,
-            hidden: recipe.hidden,
-            epochs: recipe.epochs,
-            learning_rate: recipe.learning_rate,
-            l2: recipe.l2,
-            patience: recipe.patience,
-            class_weights: recipe.class_weights,
-            seed: recipe.seed,
-        }
-    }
 }
 
 /// One epoch's figures, for progress.
@@ -120,15 +103,21 @@ impl Layer {
         let mut outs = out.chunks_exact_mut(self.outputs.max(1));
         for block in blocks {
             let mut r = block.chunks_exact(ni);
-            let (Some(a), Some(b), Some(c), Some(d)) = (r.next(), r.next(), r.next(), r.next()) else {
+            let (Some(a), Some(b), Some(c), Some(d)) = (r.next(), r.next(), r.next(), r.next())
+            else {
                 break;
             };
-            let (Some(oa), Some(ob), Some(oc), Some(od)) = (outs.next(), outs.next(), outs.next(), outs.next()) else {
+            let (Some(oa), Some(ob), Some(oc), Some(od)) =
+                (outs.next(), outs.next(), outs.next(), outs.next())
+            else {
                 break;
             };
             for (o, (w, bias)) in self.wt.chunks_exact(ni).zip(&self.b).enumerate() {
                 let v = dot4([a, b, c, d], w);
-                for (slot, v) in [oa.get_mut(o), ob.get_mut(o), oc.get_mut(o), od.get_mut(o)].into_iter().zip(v) {
+                for (slot, v) in [oa.get_mut(o), ob.get_mut(o), oc.get_mut(o), od.get_mut(o)]
+                    .into_iter()
+                    .zip(v)
+                {
                     if let Some(slot) = slot {
                         *slot = act(bias + v);
                     }
@@ -147,7 +136,8 @@ impl Layer {
         let mut weight = vec![0.0; self.wt.len()];
         for (o, w) in self.wt.chunks_exact(self.inputs.max(1)).enumerate() {
             for (i, v) in w.iter().enumerate() {
-                if let Some(slot) = weight.get_mut(i.saturating_mul(self.outputs).saturating_add(o)) {
+                if let Some(slot) = weight.get_mut(i.saturating_mul(self.outputs).saturating_add(o))
+                {
                     *slot = *v;
                 }
             }
@@ -183,7 +173,10 @@ const EPSILON: f32 = 1e-8;
 
 impl Adam {
     fn new(layers: &[Layer]) -> Self {
-        let n = layers.iter().map(|l| l.wt.len().saturating_add(l.b.len())).sum();
+        let n = layers
+            .iter()
+            .map(|l| l.wt.len().saturating_add(l.b.len()))
+            .sum();
         Self {
             m: vec![0.0; n],
             v: vec![0.0; n],
@@ -210,7 +203,12 @@ impl Adam {
 
 /// Fits a head. `on_epoch` is called after every epoch; returning `false` stops the fit and
 /// gives `None` (cancelled). The same rows, settings and seed give bit-identical weights.
-pub fn fit(train: Rows<'_>, validation: Rows<'_>, s: &Settings, on_epoch: &mut dyn FnMut(&Epoch) -> bool) -> Option<Fitted> {
+pub fn fit(
+    train: Rows<'_>,
+    validation: Rows<'_>,
+    s: &Settings,
+    on_epoch: &mut dyn FnMut(&Epoch) -> bool,
+) -> Option<Fitted> {
     let mut rng = SplitMix64::new(s.seed);
     let dim = train.dim;
     let mut layers = if s.hidden > 0 {
@@ -219,7 +217,12 @@ pub fn fit(train: Rows<'_>, validation: Rows<'_>, s: &Settings, on_epoch: &mut d
             Layer::init(s.hidden, s.classes, xavier(s.hidden, s.classes), &mut rng),
         ]
     } else {
-        vec![Layer::init(dim, s.classes, xavier(dim, s.classes), &mut rng)]
+        vec![Layer::init(
+            dim,
+            s.classes,
+            xavier(dim, s.classes),
+            &mut rng,
+        )]
     };
     let weights = row_weights(train.y, s.classes, s.class_weights);
     let mut adam = Adam::new(&layers);
@@ -346,7 +349,11 @@ fn gradients(layers: &[Layer], rows: Rows<'_>, weights: &[f64], l2: f32) -> (f64
         delta = back;
     }
     grads.reverse();
-    let loss = if total_weight > 0.0 { total / total_weight } else { 0.0 };
+    let loss = if total_weight > 0.0 {
+        total / total_weight
+    } else {
+        0.0
+    };
     (loss, grads)
 }
 
@@ -360,7 +367,11 @@ fn backward(layer: &Layer, input: &[f32], delta: &[f32], l2: f32, back: bool) ->
     };
     weight_gradients(&mut g, input, delta, ni, no);
     let mut below = vec![0.0f32; if back { input.len() } else { 0 }];
-    for ((out, x), d) in below.chunks_exact_mut(ni).zip(input.chunks_exact(ni)).zip(delta.chunks_exact(no)) {
+    for ((out, x), d) in below
+        .chunks_exact_mut(ni)
+        .zip(input.chunks_exact(ni))
+        .zip(delta.chunks_exact(no))
+    {
         for (dv, w) in d.iter().zip(layer.wt.chunks_exact(ni)) {
             axpy(*dv, w, out);
         }
@@ -384,10 +395,12 @@ fn weight_gradients(g: &mut Grad, input: &[f32], delta: &[f32], ni: usize, no: u
     for (x4, d4) in xs.zip(ds) {
         let mut x = x4.chunks_exact(ni);
         let mut d = d4.chunks_exact(no);
-        let (Some(x0), Some(x1), Some(x2), Some(x3)) = (x.next(), x.next(), x.next(), x.next()) else {
+        let (Some(x0), Some(x1), Some(x2), Some(x3)) = (x.next(), x.next(), x.next(), x.next())
+        else {
             break;
         };
-        let (Some(d0), Some(d1), Some(d2), Some(d3)) = (d.next(), d.next(), d.next(), d.next()) else {
+        let (Some(d0), Some(d1), Some(d2), Some(d3)) = (d.next(), d.next(), d.next(), d.next())
+        else {
             break;
         };
         let rows = d0.iter().zip(d1).zip(d2).zip(d3);
@@ -516,7 +529,9 @@ pub fn ln(x: f64) -> f64 {
         return x;
     }
     let bits = x.to_bits();
-    let e = i32::try_from((bits >> 52) & 0x7FF).unwrap_or(1023).saturating_sub(1023);
+    let e = i32::try_from((bits >> 52) & 0x7FF)
+        .unwrap_or(1023)
+        .saturating_sub(1023);
     let mut m = f64::from_bits((bits & 0x000F_FFFF_FFFF_FFFF) | 0x3FF0_0000_0000_0000);
     let mut e = f64::from(e);
     if m > std::f64::consts::SQRT_2 {
@@ -537,7 +552,7 @@ pub fn ln(x: f64) -> f64 {
 #[allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)] // why: test data built from small counts and f64 samples
 mod tests {
     use super::*;
-    use crate::core::train::metrics;
+    use crate::eval as metrics;
 
     fn settings(classes: usize) -> Settings {
         Settings {
@@ -559,7 +574,13 @@ mod tests {
     }
 
     /// `n[c]` rows of class c around centre c (a ±`sep` one-hot in `dim` dims) with noise.
-    fn blobs(counts: &[usize], dim: usize, sep: f32, noise: f32, seed: u64) -> (Vec<f32>, Vec<usize>) {
+    fn blobs(
+        counts: &[usize],
+        dim: usize,
+        sep: f32,
+        noise: f32,
+        seed: u64,
+    ) -> (Vec<f32>, Vec<usize>) {
         let mut rng = SplitMix64::new(seed);
         let (mut x, mut y) = (Vec::new(), Vec::new());
         for (c, n) in counts.iter().enumerate() {
@@ -577,15 +598,25 @@ mod tests {
     fn accuracy(head: &Head, x: &[f32], y: &[usize], dim: usize) -> f64 {
         let rows = Rows { x, dim, y };
         let (m, _) = metrics::confusion(head, rows, head.classes());
-        metrics::from_confusion(m, &vec![String::new(); head.classes()], 0.0).accuracy
+        let total: u64 = m.iter().flatten().sum();
+        let right: u64 = m.iter().enumerate().filter_map(|(i, r)| r.get(i)).sum();
+        right as f64 / total as f64
     }
 
     #[test]
     fn a_separable_set_is_learnt_to_100_percent() {
         let (x, y) = blobs(&[60, 60, 60], 16, 2.0, 0.3, 1);
         let (vx, vy) = blobs(&[20, 20, 20], 16, 2.0, 0.3, 2);
-        let train = Rows { x: &x, dim: 16, y: &y };
-        let validation = Rows { x: &vx, dim: 16, y: &vy };
+        let train = Rows {
+            x: &x,
+            dim: 16,
+            y: &y,
+        };
+        let validation = Rows {
+            x: &vx,
+            dim: 16,
+            y: &vy,
+        };
         let mut seen = 0;
         let f = fit(train, validation, &settings(3), &mut |e| {
             seen += 1;
@@ -610,10 +641,27 @@ mod tests {
             x.push(b as f32 * 2.0 - 1.0 + 0.1 * normal(&mut rng));
             y.push(a ^ b);
         }
-        let (t, v) = (Rows { x: &x[..300], dim: 2, y: &y[..150] }, Rows { x: &x[300..], dim: 2, y: &y[150..] });
+        let (t, v) = (
+            Rows {
+                x: &x[..300],
+                dim: 2,
+                y: &y[..150],
+            },
+            Rows {
+                x: &x[300..],
+                dim: 2,
+                y: &y[150..],
+            },
+        );
         let linear = fit(t, v, &settings(2), &mut |_| true).unwrap();
-        assert!(accuracy(&linear.head, &x[300..], &y[150..], 2) < 0.8, "XOR is not linear");
-        let s = Settings { hidden: 16, ..settings(2) };
+        assert!(
+            accuracy(&linear.head, &x[300..], &y[150..], 2) < 0.8,
+            "XOR is not linear"
+        );
+        let s = Settings {
+            hidden: 16,
+            ..settings(2)
+        };
         let f = fit(t, v, &s, &mut |_| true).unwrap();
         assert_eq!(f.head.layers.len(), 2);
         assert_eq!((f.head.layers[0].inputs, f.head.layers[0].outputs), (2, 16));
@@ -623,9 +671,23 @@ mod tests {
     #[test]
     fn same_inputs_give_bit_identical_weights() {
         let (x, y) = blobs(&[40, 30], 24, 1.0, 0.8, 5);
-        let (t, v) = (Rows { x: &x[..24 * 50], dim: 24, y: &y[..50] }, Rows { x: &x[24 * 50..], dim: 24, y: &y[50..] });
+        let (t, v) = (
+            Rows {
+                x: &x[..24 * 50],
+                dim: 24,
+                y: &y[..50],
+            },
+            Rows {
+                x: &x[24 * 50..],
+                dim: 24,
+                y: &y[50..],
+            },
+        );
         for hidden in [0, 8] {
-            let s = Settings { hidden, ..settings(2) };
+            let s = Settings {
+                hidden,
+                ..settings(2)
+            };
             let a = fit(t, v, &s, &mut |_| true).unwrap();
             let b = fit(t, v, &s, &mut |_| true).unwrap();
             for (la, lb) in a.head.layers.iter().zip(&b.head.layers) {
@@ -644,15 +706,42 @@ mod tests {
         // 1:10, overlapping: unweighted, the boundary moves into the rare class.
         let (x, y) = blobs(&[500, 50], 4, 1.0, 0.7, 11);
         let (vx, vy) = blobs(&[1000, 1000], 4, 1.0, 0.7, 12);
-        let (t, v) = (Rows { x: &x, dim: 4, y: &y }, Rows { x: &x, dim: 4, y: &y });
+        let (t, v) = (
+            Rows {
+                x: &x,
+                dim: 4,
+                y: &y,
+            },
+            Rows {
+                x: &x,
+                dim: 4,
+                y: &y,
+            },
+        );
         let recall = |weights: bool| {
-            let s = Settings { class_weights: weights, patience: 0, epochs: 200, ..settings(2) };
+            let s = Settings {
+                class_weights: weights,
+                patience: 0,
+                epochs: 200,
+                ..settings(2)
+            };
             let f = fit(t, v, &s, &mut |_| true).unwrap();
-            let (m, _) = metrics::confusion(&f.head, Rows { x: &vx, dim: 4, y: &vy }, 2);
+            let (m, _) = metrics::confusion(
+                &f.head,
+                Rows {
+                    x: &vx,
+                    dim: 4,
+                    y: &vy,
+                },
+                2,
+            );
             m[1][1] as f64 / 1000.0
         };
         let (plain, weighted) = (recall(false), recall(true));
-        assert!(weighted > plain + 0.15, "recall of the rare class: unweighted {plain}, weighted {weighted}");
+        assert!(
+            weighted > plain + 0.15,
+            "recall of the rare class: unweighted {plain}, weighted {weighted}"
+        );
     }
 
     #[test]
@@ -660,8 +749,25 @@ mod tests {
         // Noisy labels: validation loss turns up while training goes on.
         let (x, y) = blobs(&[30, 30], 64, 1.0, 1.0, 21);
         let (vx, vy) = blobs(&[100, 100], 64, 1.0, 1.0, 22);
-        let (t, v) = (Rows { x: &x, dim: 64, y: &y }, Rows { x: &vx, dim: 64, y: &vy });
-        let s = Settings { epochs: 2000, patience: 10, l2: 0.0, learning_rate: 0.02, ..settings(2) };
+        let (t, v) = (
+            Rows {
+                x: &x,
+                dim: 64,
+                y: &y,
+            },
+            Rows {
+                x: &vx,
+                dim: 64,
+                y: &vy,
+            },
+        );
+        let s = Settings {
+            epochs: 2000,
+            patience: 10,
+            l2: 0.0,
+            learning_rate: 0.02,
+            ..settings(2)
+        };
         let mut losses = Vec::new();
         let f = fit(t, v, &s, &mut |e| {
             losses.push(e.validation_loss);
@@ -672,30 +778,58 @@ mod tests {
         let best = losses.iter().copied().fold(f64::INFINITY, f64::min);
         assert_eq!(f.validation_loss, best);
         assert_eq!(losses.len(), f.epochs);
-        assert!(losses[f.epochs - 1] > best, "the last epoch was not the best");
-        assert!(losses[0] > best, "it improved first: {:?}", &losses[..losses.len().min(40)]);
+        assert!(
+            losses[f.epochs - 1] > best,
+            "the last epoch was not the best"
+        );
+        assert!(
+            losses[0] > best,
+            "it improved first: {:?}",
+            &losses[..losses.len().min(40)]
+        );
     }
 
     #[test]
     fn returning_false_cancels() {
         let (x, y) = blobs(&[10, 10], 4, 1.0, 0.1, 1);
-        let t = Rows { x: &x, dim: 4, y: &y };
+        let t = Rows {
+            x: &x,
+            dim: 4,
+            y: &y,
+        };
         let mut n = 0;
-        assert!(fit(t, t, &settings(2), &mut |_| { n += 1; n < 3 }).is_none());
+        assert!(
+            fit(t, t, &settings(2), &mut |_| {
+                n += 1;
+                n < 3
+            })
+            .is_none()
+        );
         assert_eq!(n, 3);
     }
 
     #[test]
     fn gradients_match_finite_differences() {
         let (x, y) = blobs(&[3, 3, 2], 5, 1.0, 0.5, 9);
-        let rows = Rows { x: &x, dim: 5, y: &y };
+        let rows = Rows {
+            x: &x,
+            dim: 5,
+            y: &y,
+        };
         let mut rng = SplitMix64::new(4);
-        let layers = vec![Layer::init(5, 4, 0.8, &mut rng), Layer::init(4, 3, 0.8, &mut rng)];
+        let layers = vec![
+            Layer::init(5, 4, 0.8, &mut rng),
+            Layer::init(4, 3, 0.8, &mut rng),
+        ];
         let weights = row_weights(&y, 3, true);
         let l2 = 0.1f32;
         let full = |ls: &[Layer]| {
             let (data, _) = gradients(ls, rows, &weights, l2);
-            let reg: f64 = ls.iter().flat_map(|l| &l.wt).map(|w| f64::from(*w) * f64::from(*w)).sum();
+            let reg: f64 = ls
+                .iter()
+                .flat_map(|l| &l.wt)
+                .map(|w| f64::from(*w) * f64::from(*w))
+                .sum();
             data + 0.5 * f64::from(l2) * reg
         };
         let (_, grads) = gradients(&layers, rows, &weights, l2);
@@ -705,7 +839,11 @@ mod tests {
                 for i in 0..len {
                     let bump = |d: f32| {
                         let mut ls = layers.clone();
-                        let p = if which == 0 { &mut ls[k].wt[i] } else { &mut ls[k].b[i] };
+                        let p = if which == 0 {
+                            &mut ls[k].wt[i]
+                        } else {
+                            &mut ls[k].b[i]
+                        };
                         *p += d;
                         full(&ls)
                     };
@@ -730,9 +868,19 @@ mod tests {
         let got = layer.forward(&x, false);
         let want: Vec<f32> = x
             .chunks(21)
-            .flat_map(|row| layer.wt.chunks(21).zip(&layer.b).map(|(w, b)| b + dot(row, w)).collect::<Vec<_>>())
+            .flat_map(|row| {
+                layer
+                    .wt
+                    .chunks(21)
+                    .zip(&layer.b)
+                    .map(|(w, b)| b + dot(row, w))
+                    .collect::<Vec<_>>()
+            })
             .collect();
-        assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        assert_eq!(
+            got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            want.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
         let relu = layer.forward(&x, true);
         assert!(relu.iter().zip(&want).all(|(r, w)| *r == w.max(0.0)));
     }
@@ -743,25 +891,51 @@ mod tests {
     #[ignore = "a measurement, not a check; run it in release"]
     fn fit_speed() {
         let dim = 384;
-        for (n, classes, hidden) in [(1000, 2, 0), (10_000, 2, 0), (10_000, 6, 0), (10_000, 6, 64)] {
+        for (n, classes, hidden) in [
+            (1000, 2, 0),
+            (10_000, 2, 0),
+            (10_000, 6, 0),
+            (10_000, 6, 64),
+        ] {
             let mut rng = SplitMix64::new(1);
             let (mut x, mut y) = (Vec::with_capacity(n * dim), Vec::with_capacity(n));
             for i in 0..n {
                 let c = i % classes;
-                let mut row: Vec<f32> =
-                    (0..dim).map(|d| if d % classes == c { 0.15 } else { 0.0 } + 0.05 * normal(&mut rng)).collect();
+                let mut row: Vec<f32> = (0..dim)
+                    .map(|d| if d % classes == c { 0.15 } else { 0.0 } + 0.05 * normal(&mut rng))
+                    .collect();
                 let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
                 row.iter_mut().for_each(|v| *v /= norm);
                 x.extend(row);
                 y.push(c);
             }
             let v = n / 5;
-            let (val, t) = (Rows { x: &x[..v * dim], dim, y: &y[..v] }, Rows { x: &x[v * dim..], dim, y: &y[v..] });
-            let s = Settings { hidden, epochs: 300, learning_rate: 0.01, patience: 0, ..settings(classes) };
+            let (val, t) = (
+                Rows {
+                    x: &x[..v * dim],
+                    dim,
+                    y: &y[..v],
+                },
+                Rows {
+                    x: &x[v * dim..],
+                    dim,
+                    y: &y[v..],
+                },
+            );
+            let s = Settings {
+                hidden,
+                epochs: 300,
+                learning_rate: 0.01,
+                patience: 0,
+                ..settings(classes)
+            };
             let start = std::time::Instant::now();
             let f = fit(t, val, &s, &mut |_| true).unwrap();
             let secs = start.elapsed().as_secs_f64();
-            eprintln!("{n} rows x {dim}, {classes} classes, hidden {hidden}: {} epochs in {secs:.2} s", f.epochs);
+            eprintln!(
+                "{n} rows x {dim}, {classes} classes, hidden {hidden}: {} epochs in {secs:.2} s",
+                f.epochs
+            );
         }
     }
 
@@ -774,7 +948,10 @@ mod tests {
                 assert!(((a - b) / b).abs() < 1e-14, "exp({x}) = {a}, std {b}");
             }
             let y = f64::from(i + 2001) * 0.731;
-            assert!((ln(y) - y.ln()).abs() < 1e-14 * y.ln().abs().max(1.0), "ln({y})");
+            assert!(
+                (ln(y) - y.ln()).abs() < 1e-14 * y.ln().abs().max(1.0),
+                "ln({y})"
+            );
         }
         assert_eq!(exp(-800.0), 0.0);
         assert_eq!(ln(1.0), 0.0);

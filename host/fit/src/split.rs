@@ -37,7 +37,10 @@ impl SplitMix64 {
         loop {
             let r = self.next_u64();
             if r < zone {
-                return r.checked_rem(n).and_then(|v| usize::try_from(v).ok()).unwrap_or(0);
+                return r
+                    .checked_rem(n)
+                    .and_then(|v| usize::try_from(v).ok())
+                    .unwrap_or(0);
             }
         }
     }

@@ -66,13 +66,13 @@ pub struct TrainRequest {
     pub bins: Option<Vec<Bin>>,
     /// Seed of the split and initial weights [default 42].
     pub seed: Option<u64>,
-    /// Most epochs [default 500].
+    /// Most epochs [default 1000].
     pub epochs: Option<usize>,
     /// Width of a hidden ReLU layer, 0 = none [default 0].
     pub hidden: Option<usize>,
     /// L2 strength [default 1e-4].
     pub l2: Option<f32>,
-    /// Adam step size [default 0.01].
+    /// Adam step size [default 0.05].
     pub learning_rate: Option<f32>,
     /// Share of each class held out [default 0.2].
     pub validation: Option<f32>,

@@ -18,6 +18,11 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("minilm", include_str!("../../../models/minilm.toml")),
     ("pii-ner", include_str!("../../../models/pii-ner.toml")),
     ("smollm2", include_str!("../../../models/smollm2.toml")),
+    // Classifiers trained by `llmos models pull` from their [training] recipe (after minilm,
+    // their base).
+    ("sentiment", include_str!("../../../models/sentiment.toml")),
+    ("spam", include_str!("../../../models/spam.toml")),
+    ("question-type", include_str!("../../../models/question-type.toml")),
 ];
 
 /// Errors of the model store.

@@ -197,13 +197,13 @@ fn default_seed() -> u64 {
     42
 }
 fn default_epochs() -> usize {
-    500
+    1000
 }
 fn default_l2() -> f32 {
     1e-4
 }
 fn default_learning_rate() -> f32 {
-    0.01
+    0.05
 }
 fn default_validation() -> f32 {
     0.2

@@ -323,3 +323,97 @@ fn admin_train_runs_in_the_background_serves_at_once_and_cancels() {
     );
     assert_eq!(status, 409, "a finished job cannot be cancelled: {v:#}");
 }
+
+#[test]
+fn bad_data_is_refused_with_the_file_and_line() {
+    let home = Home::new();
+    let write = |name: &str, body: &str| {
+        let p = home.dir.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let mut good = String::from("text,label\n");
+    for t in BILLING.iter().take(4) {
+        good.push_str(&format!("\"{t}\",billing\n"));
+    }
+    for t in DELIVERY.iter().take(4) {
+        good.push_str(&format!("\"{t}\",delivery\n"));
+    }
+    let cases: Vec<(String, Vec<&str>, Vec<&str>)> = vec![
+        (
+            write("one.csv", "text,label\na,x\nb,x\nc,x\nd,x\ne,x\n"),
+            vec![],
+            vec![
+                "one.csv",
+                "every row has the label \"x\"",
+                "at least two classes",
+            ],
+        ),
+        (
+            write(
+                "empty.csv",
+                &good.replacen("\"I was charged", "\"  \",billing\n\"I was charged", 1),
+            ),
+            vec![],
+            vec!["empty.csv:2", "the text is empty"],
+        ),
+        (
+            write("cols.csv", &good),
+            vec!["--text-column", "body"],
+            vec!["cols.csv", "no text column \"body\"", "text", "label"],
+        ),
+        (
+            write("small.csv", &format!("{good}\"a lonely row\",refund\n")),
+            vec![],
+            vec!["small.csv:10", "class \"refund\" has only 1 row"],
+        ),
+        (
+            write("few.csv", "text,label\na,x\nb,y\n"),
+            vec![],
+            vec!["few.csv", "2 usable rows", "at least"],
+        ),
+        (
+            write(
+                "mixed.csv",
+                "text,label\na,1\nb,2\nc,spam\nd,1\ne,2\nf,spam\n",
+            ),
+            vec![],
+            vec!["mixed.csv", "mixes types", "line 2", "line 4"],
+        ),
+        (
+            write(
+                "bad.jsonl",
+                "{\"text\": \"a\", \"label\": \"x\"}\nnot json\n",
+            ),
+            vec![],
+            vec!["bad.jsonl:2"],
+        ),
+        (
+            write("rows.txt", &good),
+            vec![],
+            vec!["cannot tell the format", "--format csv|tsv|jsonl|trec"],
+        ),
+    ];
+    for (i, (path, extra, want)) in cases.iter().enumerate() {
+        let name = format!("t-bad-{i}");
+        let mut args = vec![
+            "train",
+            "classifier",
+            "--data",
+            path.as_str(),
+            "--name",
+            &name,
+        ];
+        args.extend(extra.iter().copied());
+        let err = home.fails(&args);
+        for w in want {
+            assert!(err.contains(w), "case {path}: {w:?} not in:\n{err}");
+        }
+        // Nothing half-written: no manifest and no model folder.
+        assert!(
+            !home.manifests().join(format!("{name}.toml")).exists(),
+            "{path}"
+        );
+        assert!(!home.models.join(&name).exists(), "{path}");
+    }
+}

@@ -115,10 +115,6 @@ pub fn run(
         }
         None => &*base,
     };
-    std::fs::create_dir_all(&job.out).map_err(|source| BuildError::Io {
-        path: job.out.clone(),
-        source,
-    })?;
     build::build(
         &job.core.store,
         &job.describe,

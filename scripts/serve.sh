@@ -14,7 +14,8 @@ fi
 cargo build --release --locked --bin llmos
 bin=target/release/llmos
 "$bin" runtime install            # onnxruntime==1.31.1 from PyPI, sha256-verified
-"$bin" models pull --all          # minilm, pii-ner, smollm2 (imported from its GGUF), sha256-verified
+"$bin" models pull --all          # minilm, pii-ner, smollm2 (imported from its GGUF), and the
+                                  # classifiers sentiment, spam, question-type (trained here), sha256-verified
 
 # The shipped plugins, built once (cargo is incremental) and installed once per data
 # location. They run only where `[pipelines]` in llmos.toml names them (README, Plugins).

@@ -159,3 +159,23 @@ fn bad_classifier_rules_say_what_is_accepted() {
         assert!(msg.contains(needle), "{rule}: {msg}");
     }
 }
+
+/// The shipped `spam` model (trained by `llmos models pull`) behind the shipped plugin: an
+/// obvious SMS spam is refused, ordinary messages pass.
+#[test]
+fn the_spam_model_refuses_spam_through_the_shipped_plugin() {
+    let home = home("spam spam 0.9", &["inference:spam"]);
+    let s = home.serve(&["--models", "minilm,spam"]);
+    let spam = "WINNER!! You have been selected to receive a £900 prize reward! To claim call 09061701461. Claim code KL341. Valid 12 hours only.";
+    let (code, v) = embed(&s, json!([spam]));
+    assert_eq!(code, 403, "{v}");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("\"spam\" by model spam"), "{msg}");
+    for ham in [
+        "Are we still meeting for lunch at noon tomorrow?",
+        "The quarterly report is attached, comments welcome by Friday.",
+    ] {
+        let (code, v) = embed(&s, json!([ham]));
+        assert_eq!(code, 200, "{ham}: {v}");
+    }
+}

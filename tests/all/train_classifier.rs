@@ -287,6 +287,36 @@ fn admin_train_runs_in_the_background_serves_at_once_and_cancels() {
         Some(json!({"name": "t-admin-tickets", "data": {"rows": rows(3)}})),
     );
     assert_eq!(status, 409, "{v:#}");
+    for (data, want) in [
+        (
+            json!({"rows": [{"text": "a", "label": "x"}, {"text": "b", "label": "x"},
+                         {"text": "c", "label": "x"}, {"text": "d", "label": "x"}]}),
+            "every row has the label \"x\"",
+        ),
+        (
+            json!({"csv": "text,label\nfine,a\nalso fine,b\n,a\nmore,b\n"}),
+            "data.csv:4",
+        ),
+        (
+            json!({"jsonl": "{\"text\": \"a\", \"label\": 1}\n{\"text\": \"b\"}\n"}),
+            "data.jsonl:2",
+        ),
+        (
+            json!({"rows": [{"text": "a"}]}),
+            "data.rows[0] has no `label`",
+        ),
+    ] {
+        let (status, v) = call(
+            &s,
+            "POST",
+            "/admin/train",
+            Some(&admin),
+            Some(json!({"name": "t-admin-bad", "data": data})),
+        );
+        assert_eq!(status, 400, "{v:#}");
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(want), "{want:?} not in {msg}");
+    }
 
     // Cancel: a larger job is stopped between embedding chunks; no model appears.
     let (status, v) = call(
@@ -396,6 +426,8 @@ fn bad_data_is_refused_with_the_file_and_line() {
     ];
     for (i, (path, extra, want)) in cases.iter().enumerate() {
         let name = format!("t-bad-{i}");
+        // The models folder is shared by the tests of every run.
+        let _ = std::fs::remove_dir_all(home.models.join(&name));
         let mut args = vec![
             "train",
             "classifier",

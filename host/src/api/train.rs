@@ -160,12 +160,22 @@ fn given_rows(rows: &[Value]) -> Result<Vec<RawRow>, ApiError> {
         .collect()
 }
 
-/// The rows, their data source and format, from the request's `data`.
+/// The upload's format (collections ignore it).
+fn format_of(d: &TrainData) -> Format {
+    if d.csv.is_some() {
+        Format::Csv
+    } else {
+        Format::Jsonl
+    }
+}
+
+/// The rows and their data source, from the request's `data`, read with `recipe` (its columns
+/// and header). Uploads are parsed in memory: llmos does not write them anywhere.
 fn rows_of(
     st: &AppState,
     req: &TrainRequest,
-    scratch: &std::path::Path,
-) -> Result<(Rows, DataSource, Format), ApiError> {
+    recipe: &Recipe,
+) -> Result<(Rows, DataSource), ApiError> {
     let d = &req.data;
     let given = [d.rows.is_some(), d.csv.is_some(), d.jsonl.is_some(), d.collection.is_some()];
     if given.iter().filter(|g| **g).count() != 1 {
@@ -177,40 +187,29 @@ fn rows_of(
     let upload = |bytes: &[u8]| DataSource::Upload {
         sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes)),
     };
+    let given = |rows: Vec<RawRow>, origin: &str| Rows::Given {
+        rows,
+        origin: origin.into(),
+    };
     if let Some(rows) = &d.rows {
         let bytes = serde_json::to_vec(rows).unwrap_or_default();
-        let rows = Rows::Given {
-            rows: given_rows(rows)?,
-            origin: "data.rows".into(),
-        };
-        return Ok((rows, upload(&bytes), Format::Jsonl));
+        return Ok((given(given_rows(rows)?, "data.rows"), upload(&bytes)));
     }
     if let Some(name) = &d.collection {
         let label = req.label_column.as_deref().unwrap_or("label");
         let rows = train_data::collection_rows(&st.data.collections, name, label)
             .map_err(|e| invalid("data.collection", e.to_string()))?;
-        let rows = Rows::Given {
-            rows,
-            origin: format!("collection {name}"),
-        };
-        return Ok((rows, DataSource::Collection { name: name.clone() }, Format::Csv));
+        let origin = format!("collection {name}");
+        return Ok((given(rows, &origin), DataSource::Collection { name: name.clone() }));
     }
-    let (text, format, origin) = match (&d.csv, &d.jsonl) {
-        (Some(t), _) => (t, Format::Csv, "data.csv"),
-        (_, Some(t)) => (t, Format::Jsonl, "data.jsonl"),
+    let (text, origin) = match (&d.csv, &d.jsonl) {
+        (Some(t), _) => (t, "data.csv"),
+        (_, Some(t)) => (t, "data.jsonl"),
         _ => return Err(invalid("data", "no data".into())),
     };
-    std::fs::create_dir_all(scratch).map_err(server_err)?;
-    let path = scratch.join(if format == Format::Csv { "upload.csv" } else { "upload.jsonl" });
-    std::fs::write(&path, text).map_err(server_err)?;
-    Ok((
-        Rows::File {
-            path,
-            origin: origin.into(),
-        },
-        upload(text.as_bytes()),
-        format,
-    ))
+    let rows = crate::core::train::data::read_bytes(text.as_bytes(), origin, recipe)
+        .map_err(|e| invalid(origin, e.to_string()))?;
+    Ok((given(rows, origin), upload(text.as_bytes())))
 }
 
 fn server_err(e: impl std::fmt::Display) -> ApiError {
@@ -265,9 +264,17 @@ fn start_blocking(st: &Arc<AppState>, req: TrainRequest) -> Result<JobRecord, Ap
     crate::core::manifest::check_name(&req.name).map_err(|m| invalid("name", m))?;
     let base_name = req.base.clone().unwrap_or_else(|| "minilm".into());
     let base = core.store.manifest(&base_name).map_err(|e| invalid("base", e.to_string()))?;
-    let scratch = core.store.model_dir(&req.name).join(".upload");
-    let (rows, source, format) = rows_of(st, &req, &scratch)?;
-    let recipe = req.recipe(source, format)?;
+    let pending = DataSource::Upload {
+        sha256: String::new(),
+    };
+    let mut recipe = req.recipe(pending, format_of(&req.data))?;
+    let (rows, source) = rows_of(st, &req, &recipe)?;
+    recipe.data = source;
+    // Bad rows are a 400 now, not a failed job later.
+    if let Rows::Given { rows, origin } = &rows {
+        crate::core::train::build::dataset(rows.clone(), origin, &recipe)
+            .map_err(|e| invalid("data", e.to_string()))?;
+    }
     let describe = Describe {
         name: req.name.clone(),
         description: req
@@ -333,7 +340,6 @@ fn start_blocking(st: &Arc<AppState>, req: TrainRequest) -> Result<JobRecord, Ap
                 let _ = jobs.update(&mut r);
             };
             let result = train_data::run(job, &progress, &flag);
-            let _ = std::fs::remove_dir_all(out.join(".upload"));
             rec = rec_cell.into_inner().unwrap_or_else(|e| e.into_inner());
             finish(&st, &manifest_dir, &mut rec, result, &out);
             let _ = jobs.update(&mut rec);

@@ -86,6 +86,15 @@ pub fn run(
     progress: &dyn Fn(&Progress),
     cancel: &AtomicBool,
 ) -> Result<Built, BuildError> {
+    let (rows, origin) = match job.rows {
+        Rows::File { path, origin } => (
+            crate::core::train::data::read_file(&path, &origin, &job.recipe)?,
+            origin,
+        ),
+        Rows::Given { rows, origin } => (rows, origin),
+    };
+    // The rows are read and checked (a bad file refused) before the base model loads.
+    let (ds, duplicates) = build::dataset(rows, &origin, &job.recipe)?;
     let base = job
         .core
         .model(&job.recipe.base)
@@ -100,13 +109,6 @@ pub fn run(
         .ok()
         .and_then(|m| m.model_file().map(|f| f.sha256.clone()))
         .unwrap_or_default();
-    let (rows, origin) = match job.rows {
-        Rows::File { path, origin } => (
-            crate::core::train::data::read_file(&path, &origin, &job.recipe)?,
-            origin,
-        ),
-        Rows::Given { rows, origin } => (rows, origin),
-    };
     let cached;
     let embedder: &dyn Embedder = match job.store {
         Some(store) => {
@@ -119,8 +121,8 @@ pub fn run(
         &job.core.store,
         &job.describe,
         &job.recipe,
-        rows,
-        &origin,
+        &ds,
+        duplicates,
         embedder,
         &job.out,
         progress,

@@ -14,7 +14,7 @@ use crate::core::fetch::{self, FetchError, Fetcher};
 use crate::core::manifest::{FileRole, Manifest, ModelFile, Source, Task};
 use crate::core::onnx::classifier::classifier_model;
 use crate::core::store::ModelStore;
-use crate::core::train::data::{self, DataError, RawRow};
+use crate::core::train::data::{self, DataError, Dataset, RawRow};
 use crate::core::train::run::{self, Embedder, Progress, TrainError, Trained};
 use crate::core::train::{DataSource, Recipe};
 
@@ -160,7 +160,20 @@ pub fn dedupe(rows: &mut Vec<RawRow>) -> usize {
     before.saturating_sub(rows.len())
 }
 
-/// Trains `recipe` on `rows` with `embedder` (the base model, possibly behind a cache) and
+/// Rows checked and typed: exact duplicates left out (counted with the dropped rows), then
+/// [`data::dataset`]. Returns the dataset and how many duplicates there were.
+pub fn dataset(
+    mut rows: Vec<RawRow>,
+    origin: &str,
+    recipe: &Recipe,
+) -> Result<(Dataset, usize), BuildError> {
+    let duplicates = dedupe(&mut rows);
+    let mut ds = data::dataset(rows, origin, recipe)?;
+    ds.dropped = ds.dropped.saturating_add(duplicates);
+    Ok((ds, duplicates))
+}
+
+/// Trains `recipe` on `ds` with `embedder` (the base model, possibly behind a cache) and
 /// writes `model.onnx` and `tokenizer.json` into `out` (through a scratch folder: a failure
 /// or a cancel leaves what was there before).
 #[allow(clippy::too_many_arguments)]
@@ -168,18 +181,15 @@ pub fn build(
     store: &ModelStore,
     what: &Describe,
     recipe: &Recipe,
-    mut rows: Vec<RawRow>,
-    origin: &str,
+    ds: &Dataset,
+    duplicates: usize,
     embedder: &dyn Embedder,
     out: &Path,
     progress: &dyn Fn(&Progress),
     cancel: &AtomicBool,
 ) -> Result<Built, BuildError> {
     let base = base_of(store, recipe)?;
-    let duplicates = dedupe(&mut rows);
-    let mut ds = data::dataset(rows, origin, recipe)?;
-    ds.dropped = ds.dropped.saturating_add(duplicates);
-    let trained = run::train(&ds, recipe, embedder, progress, cancel)?;
+    let trained = run::train(ds, recipe, embedder, progress, cancel)?;
     let started = Instant::now();
     let base_dir = store.verified_dir(&base.name).map_err(|e| BuildError::Base {
         name: base.name.clone(),

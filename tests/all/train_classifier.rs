@@ -191,6 +191,11 @@ fn cli_training_is_deterministic_reaches_100_percent_and_is_served_after_a_resta
     home.json(&["models", "verify", "t-cli-tickets"]);
 }
 
+/// `POST /admin/train` with `body`.
+fn train_req(s: &crate::support::Server, key: &str, body: Value) -> (u16, Value) {
+    call(s, "POST", "/admin/train", Some(key), Some(body))
+}
+
 /// Waits for a training job to leave queued/running.
 fn wait_job(s: &crate::support::Server, key: &str, id: &str) -> Value {
     let started = Instant::now();
@@ -280,12 +285,10 @@ fn admin_train_runs_in_the_background_serves_at_once_and_cancels() {
             .contains("exactly one"),
         "{v:#}"
     );
-    let (status, v) = call(
+    let (status, v) = train_req(
         &s,
-        "POST",
-        "/admin/train",
-        Some(&admin),
-        Some(json!({"name": "t-admin-tickets", "data": {"rows": rows(3)}})),
+        &admin,
+        json!({"name": "t-admin-tickets", "data": {"rows": rows(3)}}),
     );
     assert_eq!(status, 409, "{v:#}");
     for (data, want) in [
@@ -307,13 +310,7 @@ fn admin_train_runs_in_the_background_serves_at_once_and_cancels() {
             "data.rows[0] has no `label`",
         ),
     ] {
-        let (status, v) = call(
-            &s,
-            "POST",
-            "/admin/train",
-            Some(&admin),
-            Some(json!({"name": "t-admin-bad", "data": data})),
-        );
+        let (status, v) = train_req(&s, &admin, json!({"name": "t-admin-bad", "data": data}));
         assert_eq!(status, 400, "{v:#}");
         let msg = v["error"]["message"].as_str().unwrap();
         assert!(msg.contains(want), "{want:?} not in {msg}");
@@ -374,21 +371,17 @@ fn admin_train_runs_in_the_background_serves_at_once_and_cancels() {
     assert_eq!(m["training"]["data"], "collection tickets", "{m:#}");
 
     // Cancel: a larger job is stopped between embedding chunks; no model appears.
-    let (status, v) = call(
+    let (status, v) = train_req(
         &s,
-        "POST",
-        "/admin/train",
-        Some(&admin),
-        Some(json!({"name": "t-admin-cancelled", "data": {"rows": rows(1500)}})),
+        &admin,
+        json!({"name": "t-admin-cancelled", "data": {"rows": rows(1500)}}),
     );
     assert_eq!(status, 202, "{v:#}");
     let id = v["id"].as_str().unwrap().to_string();
-    let (status, v) = call(
+    let (status, v) = train_req(
         &s,
-        "POST",
-        "/admin/train",
-        Some(&admin),
-        Some(json!({"name": "t-admin-cancelled", "data": {"rows": rows(3)}})),
+        &admin,
+        json!({"name": "t-admin-cancelled", "data": {"rows": rows(3)}}),
     );
     assert_eq!(status, 409, "one job per name at a time: {v:#}");
     let (status, v) = call(

@@ -52,6 +52,9 @@ pub fn build_engine(s: &EngineSettings) -> Result<Engine, PluginError> {
         .total_tables(s.max_instances.saturating_mul(4))
         .total_stacks(s.max_instances)
         .max_memories_per_component(4)
+        // Each freed instance's memory is decommitted with madvise, whose TLB flush
+        // interrupts every core (the model threads too): flush 16 at a time, not one by one.
+        .decommit_batch_size(16)
         .max_memory_size(
             usize::try_from(s.max_memory_mib)
                 .unwrap_or(usize::MAX)

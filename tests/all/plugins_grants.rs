@@ -91,21 +91,43 @@ fn kv_matrix() {
 }
 
 #[test]
-fn kv_granted_but_not_requested_is_refused() {
+fn kv_imported_but_not_requested_installs_and_every_call_is_denied() {
     let (d, host) = host();
-    // The probe imports kv; a manifest that does not request kv cannot even be installed,
-    // whatever the operator grants.
-    let e = install_probe_requesting(
+    // The probe imports kv (as whole-world toolchains import every interface). A manifest
+    // that does not request kv still installs: the import is listed as denied, and every
+    // kv call is refused and audited, whatever the operator grants.
+    let name = install_probe_requesting(
         &host,
         d.path(),
         r#""inference:minilm", "secret:token", "http:*""#,
         &["kv"],
     )
-    .unwrap_err()
-    .to_string();
+    .unwrap();
+    let rec = registry::info(host.store(), &name).unwrap();
+    let denied: Vec<(&str, &str)> = rec
+        .denied_imports
+        .iter()
+        .map(|d| (d.import.as_str(), d.capability.as_str()))
+        .collect();
+    assert_eq!(denied, [("llmos:plugin/kv@0.1.0", "kv")]);
+    let before = host.audit().denial_count();
+    assert_eq!(
+        probe(&host, &name, &["kv.set a b", "kv.get a"]),
+        ["err:denied:kv", "err:denied:kv"]
+    );
+    assert_eq!(host.audit().denial_count(), before + 2);
+    let denial = host
+        .audit()
+        .records()
+        .unwrap()
+        .into_iter()
+        .rev()
+        .find(|r| r.what == "denied")
+        .expect("the denial is audited");
     assert!(
-        e.contains("llmos:plugin/kv") && e.contains("no kv capability"),
-        "{e}"
+        denial.detail.contains("its manifest does not request it"),
+        "{}",
+        denial.detail
     );
 }
 

@@ -188,6 +188,14 @@ fn print_report(verb: &str, r: &InstallReport) {
             r.unrequested
         );
     }
+    print_denied_imports(&r.record);
+}
+
+/// Host interfaces imported without a matching request (whole-world toolchains).
+fn print_denied_imports(r: &PluginRecord) {
+    for d in &r.denied_imports {
+        println!("  denied import {d}");
+    }
 }
 
 fn print_info(r: &PluginRecord) {
@@ -207,6 +215,7 @@ fn print_info(r: &PluginRecord) {
     println!("  requested  {}", m.capabilities.join(" "));
     println!("  granted    {}", r.granted);
     println!("  effective  {}", r.effective());
+    print_denied_imports(r);
     let l = r.limits();
     println!(
         "  limits     {} ms, {} MiB, {} output bytes, {} host calls",

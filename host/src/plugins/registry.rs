@@ -41,6 +41,29 @@ pub struct PluginRecord {
     /// The operator's overrides of the manifest's limits.
     #[serde(default)]
     pub limits: LimitsRequest,
+    /// Host interfaces the component imports although its manifest requests no capability
+    /// of their kind (whole-world toolchains import them all): every call to them is denied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denied_imports: Vec<DeniedImport>,
+}
+
+/// An interface a component imports without requesting its capability kind.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeniedImport {
+    /// The import, e.g. `llmos:plugin/kv@0.1.0`.
+    pub import: String,
+    /// The capability kind it needs: `kv`, `inference`, `secret` or `http`.
+    pub capability: String,
+}
+
+impl std::fmt::Display for DeniedImport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (the manifest requests no {} capability: every call is denied)",
+            self.import, self.capability
+        )
+    }
 }
 
 impl PluginRecord {
@@ -248,27 +271,28 @@ fn import_kind(name: &str) -> Result<Option<&'static str>, String> {
     })
 }
 
-/// Compiles and checks the component against its manifest: world, imports within the
-/// requested capabilities.
+/// Compiles and checks the component against its manifest: the world's exports, imports
+/// llmos provides. Returns the host interfaces it imports without requesting their
+/// capability kind: they stay linked, and every call to them is denied (deny by default; a
+/// whole-world toolchain such as componentize-py or jco imports every interface).
 fn validate(
     host: &PluginHost,
     bytes: &[u8],
     sha: &str,
     manifest: &Manifest,
-) -> Result<(), PluginError> {
+) -> Result<Vec<DeniedImport>, PluginError> {
     let (component, _pre, _) = host.prepare(bytes, sha, manifest.world)?;
     let requested = manifest.requested()?;
     let ty = component.component_type();
     let engine = host.engine();
+    let mut denied = Vec::new();
     for (name, _) in ty.imports(engine) {
         match import_kind(name) {
             Err(m) => return Err(PluginError::Invalid(m)),
-            Ok(Some(kind)) if !requested.has_kind(kind) => {
-                return Err(PluginError::Invalid(format!(
-                    "the component imports {name} but its manifest requests no {kind} capability; add one (e.g. \"{kind}{}\") to `capabilities`",
-                    if kind == "kv" { "" } else { ":…" }
-                )));
-            }
+            Ok(Some(kind)) if !requested.has_kind(kind) => denied.push(DeniedImport {
+                import: name.to_string(),
+                capability: kind.to_string(),
+            }),
             Ok(_) => {}
         }
     }
@@ -285,7 +309,7 @@ fn validate(
             )));
         }
     }
-    Ok(())
+    Ok(denied)
 }
 
 fn store_component(home: &Path, name: &str, sha: &str, bytes: &[u8]) -> Result<(), PluginError> {
@@ -349,7 +373,7 @@ pub fn install(host: &PluginHost, req: &InstallRequest) -> Result<InstallReport,
     {
         return Err(PluginError::Exists(manifest.name.clone()));
     }
-    validate(host, &bytes, &sha, &manifest)?;
+    let denied_imports = validate(host, &bytes, &sha, &manifest)?;
     manifest.effective_config(&req.config)?;
     check_limits(&manifest, req.approve_limits)?;
     let granted = parse_caps(&req.grants)?;
@@ -363,6 +387,7 @@ pub fn install(host: &PluginHost, req: &InstallRequest) -> Result<InstallReport,
         installed_at_ms: now_ms(),
         manifest,
         limits: LimitsRequest::default(),
+        denied_imports,
     };
     record.put(store)?;
     let name = &record.manifest.name;
@@ -401,7 +426,7 @@ pub fn upgrade(
             old.manifest.world, manifest.world
         )));
     }
-    validate(host, &bytes, &sha, &manifest)?;
+    let denied_imports = validate(host, &bytes, &sha, &manifest)?;
     let old_requested = old.manifest.requested()?;
     let new_requested = manifest.requested()?;
     let mut granted: CapabilitySet = old
@@ -434,6 +459,7 @@ pub fn upgrade(
         installed_at_ms: now_ms(),
         manifest,
         limits: old.limits.clone(),
+        denied_imports,
     };
     record.put(host.store())?;
     if old.sha256 != record.sha256 {

@@ -134,8 +134,13 @@ fn amplifying_plugin_stops_at_its_time_limit_and_plain_requests_are_not_delayed(
         eprintln!("hostile request: {code} after {took:?}");
         assert_eq!(code, 502, "{body}");
         let msg = message(&body);
+        // Stopped either inside a host call (waiting for the model) or by the epoch deadline
+        // while running guest code (under load, which comes first is a race): both name the
+        // plugin and its limit.
         assert!(
-            msg.contains("test-amplify") && msg.contains("time limit of 300 ms"),
+            msg.contains("test-amplify")
+                && (msg.contains("time limit of 300 ms")
+                    || msg.contains("time limit exceeded (300 ms allowed per call")),
             "{msg}"
         );
     }

@@ -3,7 +3,7 @@
 //! One dependency, no WIT path: the crate carries the WIT and re-exports the generated
 //! bindings, so a preprocessor is
 //!
-//! ```ignore
+//! ```text
 //! use llmos_plugin::preprocessor::{Guest, Request};
 //! use llmos_plugin::{Error, config};
 //!
@@ -77,7 +77,7 @@ pub const WIT_VERSION: &str = "0.1.0";
 
 /// The `preprocessor` world: transforms a request's inputs before policies and the model.
 #[cfg(feature = "preprocessor")]
-#[allow(missing_docs)]
+#[allow(missing_docs, clippy::too_many_arguments)] // generated glue
 pub mod preprocessor {
     wit_bindgen::generate!({
         world: "preprocessor",
@@ -98,7 +98,7 @@ pub mod preprocessor {
 
 /// The `policy` world: allows, denies or modifies requests and responses.
 #[cfg(feature = "policy")]
-#[allow(missing_docs)]
+#[allow(missing_docs, clippy::too_many_arguments)] // generated glue
 pub mod policy {
     wit_bindgen::generate!({
         world: "policy",
@@ -119,7 +119,7 @@ pub mod policy {
 
 /// The `integration` world: acts on other systems after the response was sent.
 #[cfg(feature = "integration")]
-#[allow(missing_docs)]
+#[allow(missing_docs, clippy::too_many_arguments)] // generated glue
 pub mod integration {
     wit_bindgen::generate!({
         world: "integration",

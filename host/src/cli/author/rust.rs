@@ -204,6 +204,32 @@ mod tests {
         assert!(std::fs::read_to_string(&lib).unwrap().contains("llmos-plugin"));
     }
 
+    /// The template's Cargo.lock (so a project builds offline from cargo's cache) pins what
+    /// the plugins workspace builds the SDK with.
+    #[test]
+    fn the_template_lock_matches_the_plugins_workspace() {
+        let lock = |text: &str| -> Vec<(String, String)> {
+            let t: toml::Table = toml::from_str(text).unwrap();
+            t["package"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| (p["name"].as_str().unwrap().into(), p["version"].as_str().unwrap().into()))
+                .collect()
+        };
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let template =
+            std::fs::read_to_string(repo.join("plugins/templates/rust/common/Cargo.lock")).unwrap();
+        let workspace = lock(&std::fs::read_to_string(repo.join("plugins/Cargo.lock")).unwrap());
+        let template = lock(&template);
+        assert!(template.iter().any(|(n, _)| n == "wit-bindgen"));
+        for p in template {
+            if p.0 != "{{name}}" {
+                assert!(workspace.contains(&p), "{p:?} is not in plugins/Cargo.lock");
+            }
+        }
+    }
+
     #[test]
     fn picks_the_cdylib_of_the_project_only() {
         let me = Path::new("/p/Cargo.toml");

@@ -22,10 +22,13 @@
 //! with `llmos-plugin = { path = "…", features = ["preprocessor"] }` in `Cargo.toml`.
 //!
 //! **One world per component.** Each world's generated bindings carry a description of that
-//! world (a custom section) that `wasm-component-ld` reads when it makes the component; a
-//! component built with two worlds' bindings would have to export the functions of both. So
-//! each world is a cargo feature (`preprocessor`, `policy`, `integration`) and a plugin
-//! enables exactly the one it exports. The host interfaces (`config`, `log`, `kv`,
+//! world (a custom section) that `wasm-component-ld` reads when it makes the component; were
+//! two worlds' descriptions linked into one guest, it would have to export the functions of
+//! both. So each world is a cargo feature (`preprocessor`, `policy`, `integration`) and a
+//! plugin enables the one it exports. When cargo unifies features across a workspace, only
+//! the world whose export macro the plugin calls is linked: the plugins workspace builds
+//! `normalize` (preprocessor) and `content-policy` (policy) with both features on, and each
+//! component describes its own world only. The host interfaces (`config`, `log`, `kv`,
 //! `inference`, `secrets`) and the shared types are always available.
 
 #![warn(missing_docs)]

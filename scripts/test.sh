@@ -28,4 +28,7 @@ export LLMOS_TEST_PYTHON="$pyenv/bin/python"
 cargo fmt --all --check
 cargo clippy -p llmos --all-targets --locked -- -D warnings
 
+# The Rust guest SDK's own unit tests (typed config), on the host target.
+(cd plugins && cargo test -p llmos-plugin --all-features --locked --quiet)
+
 cargo test --workspace --locked "$@"

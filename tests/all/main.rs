@@ -38,6 +38,8 @@ mod plugins_quotas;
 mod plugins_sandbox;
 mod plugins_shipped;
 
+mod author_rust;
+
 mod data_anonymize;
 mod data_collections;
 mod data_ingest;

@@ -262,6 +262,8 @@ fn every_plugin_in_the_workspace_is_exercised_by_a_test() {
         .map(str::trim)
         .filter(|l| l.starts_with('"') && l.ends_with("\","))
         .map(|l| l.trim_matches(|c| c == '"' || c == ','))
+        // The guest SDK is a library, not a plugin: the plugins built with it exercise it.
+        .filter(|m| *m != "sdk")
         .collect();
     assert!(members.len() >= 14, "{members:?}");
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/all");

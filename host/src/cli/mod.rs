@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
 pub mod anonymize;
+pub mod author;
 pub mod audit;
 pub mod data;
 pub mod generate;

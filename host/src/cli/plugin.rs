@@ -148,6 +148,9 @@ pub enum PluginCommand {
     },
     /// Show the audit log (denials, grants, installs).
     Audit,
+    /// Authoring: `new`, `build`, `wit` (they need no store, so they also run while serving).
+    #[command(flatten)]
+    Author(super::author::AuthorCommand),
 }
 
 fn parse_kv(items: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
@@ -258,6 +261,10 @@ pub fn run(cmd: PluginCommand, home: &Path) -> anyhow::Result<()> {
 
 /// Like [`run`], with the host settings of `[plugins]` in `llmos.toml`.
 pub fn run_with(cmd: PluginCommand, home: &Path, settings: HostSettings) -> anyhow::Result<()> {
+    let cmd = match cmd {
+        PluginCommand::Author(a) => return super::author::run(a, home),
+        other => other,
+    };
     let host = PluginHost::open(home, settings, None)?;
     match cmd {
         PluginCommand::Install {
@@ -409,6 +416,7 @@ pub fn run_with(cmd: PluginCommand, home: &Path, settings: HostSettings) -> anyh
             let r = registry::remove(&host, &name)?;
             println!("removed {} {}", name, r.manifest.version);
         }
+        PluginCommand::Author(a) => super::author::run(a, home)?,
         PluginCommand::Audit => {
             for r in host.audit().records()? {
                 println!(

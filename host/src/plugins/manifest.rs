@@ -120,7 +120,7 @@ pub struct Manifest {
     pub limits: LimitsRequest,
 }
 
-fn valid_plugin_name(n: &str) -> bool {
+pub(crate) fn valid_plugin_name(n: &str) -> bool {
     let b = n.as_bytes();
     b.len() <= 64
         && b.first().is_some_and(u8::is_ascii_lowercase)

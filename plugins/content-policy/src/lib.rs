@@ -5,24 +5,11 @@
 //! of a label at or above a threshold, e.g. `spam spam 0.9`). Responses: denied terms, either
 //! refused or redacted.
 
-wit_bindgen::generate!({
-    world: "policy",
-    path: "../../wit/llmos-plugin@0.1.0",
-});
-
-use llmos::plugin::{config, inference};
+use llmos_plugin::policy::{Guest, Request, RequestVerdict, Response, ResponseVerdict};
+use llmos_plugin::{Error, config, inference};
 use regex_lite::{Regex, RegexBuilder};
 
 struct ContentPolicy;
-
-fn list(key: &str) -> Vec<String> {
-    config::get(key)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| l.trim().to_string())
-        .filter(|l| !l.is_empty())
-        .collect()
-}
 
 /// A whole-word, case-insensitive matcher for a literal term; any run of whitespace in the
 /// input matches a space in the term.
@@ -117,12 +104,7 @@ fn classifier_check(rule: &ClassifierRule, inputs: &[String]) -> Result<Option<S
 
 impl Guest for ContentPolicy {
     fn check_request(request: Request) -> Result<RequestVerdict, Error> {
-        let max: usize = match config::get("max_input_chars") {
-            None => 0,
-            Some(v) => v.parse().map_err(|_| {
-                Error::InvalidInput(format!("max_input_chars = {v:?}: expected an integer"))
-            })?,
-        };
+        let max: usize = config::get_parsed_or("max_input_chars", 0)?;
         let total: usize = request.inputs.iter().map(|t| t.chars().count()).sum();
         if max > 0 && total > max {
             return Ok(RequestVerdict::Deny(format!(
@@ -130,14 +112,14 @@ impl Guest for ContentPolicy {
             )));
         }
         let ctx = &request.context;
-        if !model_allowed(&list("allowed_models"), ctx.key_id.as_deref(), &ctx.model)? {
+        if !model_allowed(&config::get_list("allowed_models"), ctx.key_id.as_deref(), &ctx.model)? {
             let who = ctx.key_id.as_deref().unwrap_or("an unauthenticated client");
             return Ok(RequestVerdict::Deny(format!(
                 "model {} is not allowed for {who}",
                 ctx.model
             )));
         }
-        for term in list("denied_terms") {
+        for term in config::get_list("denied_terms") {
             let re = term_regex(&term)?;
             if request.inputs.iter().any(|t| re.is_match(t)) {
                 return Ok(RequestVerdict::Deny(format!(
@@ -145,7 +127,7 @@ impl Guest for ContentPolicy {
                 )));
             }
         }
-        for pattern in list("denied_patterns") {
+        for pattern in config::get_list("denied_patterns") {
             let re = Regex::new(&pattern)
                 .map_err(|e| Error::InvalidInput(format!("denied pattern {pattern:?}: {e}")))?;
             if request.inputs.iter().any(|t| re.is_match(t)) {
@@ -154,7 +136,7 @@ impl Guest for ContentPolicy {
                 )));
             }
         }
-        let rules = list("classifier")
+        let rules = config::get_list("classifier")
             .iter()
             .map(|l| classifier_rule(l))
             .collect::<Result<Vec<_>, _>>()?;
@@ -178,7 +160,7 @@ impl Guest for ContentPolicy {
         };
         let mut output = response.output_json.clone();
         let mut changed = false;
-        for term in list("response_denied_terms") {
+        for term in config::get_list("response_denied_terms") {
             let re = term_regex(&term)?;
             if re.is_match(&output) {
                 if !redact {
@@ -198,4 +180,4 @@ impl Guest for ContentPolicy {
     }
 }
 
-export!(ContentPolicy);
+llmos_plugin::export_policy!(ContentPolicy);

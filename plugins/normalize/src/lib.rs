@@ -6,12 +6,8 @@
 //! 3. whitespace clean-up: runs of whitespace become one space (config `collapse_whitespace`),
 //!    optionally keeping line breaks (`keep_newlines`), and trimming (`trim`).
 
-wit_bindgen::generate!({
-    world: "preprocessor",
-    path: "../../wit/llmos-plugin@0.1.0",
-});
-
-use llmos::plugin::config;
+use llmos_plugin::preprocessor::{Guest, Request};
+use llmos_plugin::{Error, config};
 use unicode_normalization::UnicodeNormalization;
 
 struct Normalize;
@@ -21,17 +17,6 @@ struct Options {
     collapse_whitespace: bool,
     keep_newlines: bool,
     trim: bool,
-}
-
-fn flag(key: &str, default: bool) -> Result<bool, Error> {
-    match config::get(key).as_deref() {
-        None => Ok(default),
-        Some("true") => Ok(true),
-        Some("false") => Ok(false),
-        Some(other) => Err(Error::InvalidInput(format!(
-            "config {key} = {other:?}: expected true or false"
-        ))),
-    }
 }
 
 /// Characters removed outright: invisible formatting that changes nothing a reader sees
@@ -89,12 +74,12 @@ fn normalize(text: &str, o: Options) -> String {
 impl Guest for Normalize {
     fn preprocess(request: Request) -> Result<Vec<String>, Error> {
         let o = Options {
-            collapse_whitespace: flag("collapse_whitespace", true)?,
-            keep_newlines: flag("keep_newlines", false)?,
-            trim: flag("trim", true)?,
+            collapse_whitespace: config::get_bool("collapse_whitespace", true)?,
+            keep_newlines: config::get_bool("keep_newlines", false)?,
+            trim: config::get_bool("trim", true)?,
         };
         Ok(request.inputs.iter().map(|t| normalize(t, o)).collect())
     }
 }
 
-export!(Normalize);
+llmos_plugin::export_preprocessor!(Normalize);

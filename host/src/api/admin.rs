@@ -352,11 +352,33 @@ impl Drop for Upload {
     }
 }
 
+/// The admin socket's peer, if the request came over it.
+type Local = Option<axum::Extension<crate::api::local::LocalPeer>>;
+
+/// Refuses an upload over HTTP when `[plugins] install_root` confines installs to the
+/// server's files; the owner's CLI (over the admin socket) checks that folder itself.
+fn check_upload(s: &AppState, b: &InstallBody, local: &Local) -> Result<(), ApiError> {
+    let root = &s.core.config().plugins.install_root;
+    match root {
+        Some(root) if b.component_base64.is_some() && local.is_none() => Err(ApiError::invalid(
+            Some("component_base64".into()),
+            format!(
+                "this server installs only components under {} ([plugins] install_root): \
+                 give path (a file in that folder) instead of component_base64",
+                root.display()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 async fn install(
     State(s): State<Arc<AppState>>,
+    local: Local,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<(StatusCode, Json<InstallReply>), ApiError> {
     let b = install_body(body)?;
+    check_upload(&s, &b, &local)?;
     let gw = s.gateway.clone();
     let report =
         blocking(move || with_source(&gw.host, b, |req| registry::install(&gw.host, req))).await?;
@@ -367,9 +389,11 @@ async fn install(
 async fn upgrade(
     State(s): State<Arc<AppState>>,
     Path(name): Path<String>,
+    local: Local,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Json<InstallReply>, ApiError> {
     let b = install_body(body)?;
+    check_upload(&s, &b, &local)?;
     let gw = s.gateway.clone();
     let report = blocking(move || {
         with_source(&gw.host, b, |req| registry::upgrade(&gw.host, &name, req))

@@ -270,16 +270,17 @@ fn clear_stale(path: &Path) -> Result<(), LocalError> {
     }
 }
 
-/// The data location holds the store, the master key and this socket: it should be the
-/// owner's alone. The socket stays safe either way (mode 0600 and the uid check on both
-/// ends), so this warns rather than refuses.
+/// The data location holds the store, the master key and this socket: others must not be
+/// able to replace its files. The socket stays safe either way (mode 0600 and the uid check
+/// on both ends: a socket planted by another user gets nothing from the CLI), so this warns
+/// rather than refuses.
 fn warn_if_shared(home: &Path) {
     if let Ok(m) = std::fs::metadata(home)
-        && m.mode() & 0o077 != 0
+        && m.mode() & 0o022 != 0
     {
         tracing::warn!(
-            "the data location {} is open to group or others (mode {:o}); it holds the store, \
-             the master key and admin.sock: make it owner-only with `chmod 700 {}`",
+            "the data location {} is writable by group or others (mode {:o}); it holds the \
+             store, the master key and admin.sock: make it owner-only with `chmod 700 {}`",
             home.display(),
             m.mode() & 0o777,
             home.display()

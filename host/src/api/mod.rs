@@ -543,12 +543,13 @@ pub fn serve(core: Arc<Core>, listen: &str) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        // Bound before the line below, which tells scripts that the server is up.
+        let socket = local_socket(&state, &server_cfg, stop_rx.clone())?;
         // Tests and scripts read this line to find the port when binding to :0.
         println!("llmos listening on http://{local}");
         tracing::info!(%local, "listening");
-        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let app = router(state.clone());
-        let socket = local_socket(&state, &server_cfg, stop_rx.clone())?;
         // Buffered audit entries (refusals) reach the disk within a second.
         let audit = state.gateway.host.audit().clone();
         tokio::spawn(async move {

@@ -345,16 +345,15 @@ pub fn run(cmd: PluginCommand, home: &Path) -> anyhow::Result<()> {
 /// holds the store, the command goes to it over its admin socket (`cli/remote.rs`) and
 /// prints the same output.
 pub fn run_with(cmd: PluginCommand, home: &Path, settings: HostSettings) -> anyhow::Result<()> {
-    let max_bytes = settings.max_component_bytes;
-    let cmd = match remote::plugin(cmd, home, max_bytes)? {
+    let cmd = match remote::plugin(cmd, home, &settings)? {
         remote::Forward::Done => return Ok(()),
         remote::Forward::Local(cmd) => cmd,
     };
-    let host = match PluginHost::open(home, settings, None) {
+    let host = match PluginHost::open(home, settings.clone(), None) {
         Ok(h) => h,
         // A server that started meanwhile, or one without its socket.
         Err(e) if remote::is_locked(&e) => {
-            return remote::plugin_after_lock(cmd, home, max_bytes, e);
+            return remote::plugin_after_lock(cmd, home, &settings, e);
         }
         Err(e) => return Err(e.into()),
     };

@@ -28,7 +28,7 @@ use crate::api::admin::InstallReply;
 use crate::api::local::{own_uid, socket_path};
 use crate::data::StoreError;
 use crate::data::backend::BackendError;
-use crate::plugins::PluginError;
+use crate::plugins::{HostSettings, PluginError};
 use crate::plugins::registry::PluginRecord;
 use crate::security::{AuditRecord, CapabilitySet};
 
@@ -176,12 +176,12 @@ pub(crate) enum Forward {
 }
 
 /// Sends a `plugin` command to the running server, if one answers on the admin socket.
-pub(crate) fn plugin(cmd: PluginCommand, home: &Path, max_bytes: u64) -> Result<Forward> {
+pub(crate) fn plugin(cmd: PluginCommand, home: &Path, settings: &HostSettings) -> Result<Forward> {
     if !forwardable(&cmd) {
         return Ok(Forward::Local(cmd));
     }
     match Server::connect(home)? {
-        Some(mut s) => run_plugin(&mut s, cmd, max_bytes).map(|()| Forward::Done),
+        Some(mut s) => run_plugin(&mut s, cmd, settings).map(|()| Forward::Done),
         None => Ok(Forward::Local(cmd)),
     }
 }
@@ -191,10 +191,10 @@ pub(crate) fn plugin(cmd: PluginCommand, home: &Path, max_bytes: u64) -> Result<
 pub(crate) fn plugin_after_lock(
     cmd: PluginCommand,
     home: &Path,
-    max_bytes: u64,
+    settings: &HostSettings,
     e: PluginError,
 ) -> Result<()> {
-    match plugin(cmd, home, max_bytes)? {
+    match plugin(cmd, home, settings)? {
         Forward::Done => Ok(()),
         Forward::Local(_) => Err(held(home, e.into())),
     }
@@ -248,7 +248,7 @@ fn forwardable(cmd: &PluginCommand) -> bool {
 // why: other parts add `PluginCommand` variants (authoring, signing) that `forwardable`
 // keeps local; the last arm is their place and is unreachable until they exist.
 #[allow(unreachable_patterns)]
-fn run_plugin(s: &mut Server, cmd: PluginCommand, max_bytes: u64) -> Result<()> {
+fn run_plugin(s: &mut Server, cmd: PluginCommand, settings: &HostSettings) -> Result<()> {
     use PluginCommand as P;
     match cmd {
         P::Install {
@@ -267,7 +267,7 @@ fn run_plugin(s: &mut Server, cmd: PluginCommand, max_bytes: u64) -> Result<()> 
                 values,
                 approve_limits,
             };
-            let r: InstallReply = s.post("/admin/plugins", &src.body(max_bytes)?)?;
+            let r: InstallReply = s.post("/admin/plugins", &src.body(settings)?)?;
             plugin::print_report("installed", &r.into());
         }
         P::Upgrade {
@@ -288,7 +288,7 @@ fn run_plugin(s: &mut Server, cmd: PluginCommand, max_bytes: u64) -> Result<()> 
                 approve_limits,
             };
             let uri = format!("/admin/plugins/{}/upgrade", seg(&name));
-            let r: InstallReply = s.post(&uri, &src.body(max_bytes)?)?;
+            let r: InstallReply = s.post(&uri, &src.body(settings)?)?;
             plugin::print_report("upgraded", &r.into());
         }
         P::List => {
@@ -409,8 +409,9 @@ struct Source {
 
 impl Source {
     /// The request body: the component's bytes (base64) and the manifest's text.
-    fn body(self, max_bytes: u64) -> Result<Value> {
+    fn body(self, settings: &HostSettings) -> Result<Value> {
         use base64::Engine as _;
+        let max_bytes = settings.max_component_bytes;
         let path = &self.path;
         if path.extension().and_then(|e| e.to_str()) != Some("wasm") {
             bail!("invalid plugin: component {}: expected a .wasm file", path.display());
@@ -437,6 +438,10 @@ impl Source {
                 path.with_extension("toml")
             }
         });
+        if let Some(root) = &settings.install_root {
+            confine(path, root, "component")?;
+            confine(&manifest, root, "manifest")?;
+        }
         let text = std::fs::read_to_string(&manifest).with_context(|| {
             format!(
                 "invalid manifest: {} (pass --manifest FILE)",
@@ -452,6 +457,25 @@ impl Source {
             "approve_limits": self.approve_limits,
         }))
     }
+}
+
+/// `[plugins] install_root` as a local install applies it (the server does not confine
+/// what its owner uploads): both files canonicalised, no `..` or link escapes.
+fn confine(path: &Path, root: &Path, what: &str) -> Result<()> {
+    let root = root
+        .canonicalize()
+        .with_context(|| format!("invalid plugin: install folder {}", root.display()))?;
+    let full = path
+        .canonicalize()
+        .with_context(|| format!("invalid plugin: {what} {}", path.display()))?;
+    if !full.starts_with(&root) {
+        bail!(
+            "invalid plugin: {what} {} is outside the allowed folder {} ([plugins] install_root)",
+            full.display(),
+            root.display()
+        );
+    }
+    Ok(())
 }
 
 /// Sends a `keys` command to the running server, if one answers; `Some(cmd)` to run here.

@@ -1,6 +1,7 @@
-//! `/admin/…`: plugins and API keys over HTTP, for keys with the `admin` scope. The same
-//! functions as `llmos plugin …` / `llmos keys …` (the store is locked by the running
-//! server, so this is how an operator changes things without stopping it).
+//! `/admin/…`: plugins and API keys over HTTP, for keys with the `admin` scope, and over the
+//! admin socket for the owner (`api/local.rs`). The same functions as `llmos plugin …` /
+//! `llmos keys …`, which send their operation here while the server holds the store
+//! (`cli/remote.rs`) and print the answers (the registry's own structures) the same way.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -115,15 +115,18 @@ impl Server {
         Ok(v)
     }
 
-    fn get<T: DeserializeOwned>(&mut self, uri: &str) -> Result<T> {
+    /// `GET uri`, its answer decoded.
+    pub(crate) fn get<T: DeserializeOwned>(&mut self, uri: &str) -> Result<T> {
         decode(self.call(Method::GET, uri, None)?)
     }
 
-    fn post<T: DeserializeOwned>(&mut self, uri: &str, body: &Value) -> Result<T> {
+    /// `POST uri` with a JSON body, its answer decoded.
+    pub(crate) fn post<T: DeserializeOwned>(&mut self, uri: &str, body: &Value) -> Result<T> {
         decode(self.call(Method::POST, uri, Some(body))?)
     }
 
-    fn delete(&mut self, uri: &str) -> Result<Value> {
+    /// `DELETE uri`.
+    pub(crate) fn delete(&mut self, uri: &str) -> Result<Value> {
         self.call(Method::DELETE, uri, None)
     }
 }
@@ -153,6 +156,12 @@ async fn handshake(stream: UnixStream, path: &Path) -> Result<SendRequest<Full<B
 
 fn decode<T: DeserializeOwned>(v: Value) -> Result<T> {
     serde_json::from_value(v).context("the server's answer is not what this llmos expects (a different version?)")
+}
+
+/// One field of an answer.
+fn field<T: DeserializeOwned>(v: &Value, name: &str) -> Result<T> {
+    decode(v.get(name).cloned().unwrap_or(Value::Null))
+        .with_context(|| format!("reading `{name}` of the server's answer"))
 }
 
 /// A path segment (plugin names, key ids) escaped for a URI.
@@ -293,17 +302,17 @@ fn run_plugin(s: &mut Server, cmd: PluginCommand, settings: &HostSettings) -> Re
         }
         P::List => {
             let v: Value = s.get("/admin/plugins")?;
-            plugin::print_list(&decode::<Vec<PluginRecord>>(v["plugins"].clone())?);
+            plugin::print_list(&field::<Vec<PluginRecord>>(&v, "plugins")?);
         }
         P::Info { name } => {
             let v: Value = s.get(&format!("/admin/plugins/{}", seg(&name)))?;
-            let usage = decode(v["kv_usage"].clone())?;
+            let usage = field(&v, "kv_usage")?;
             plugin::print_info_usage(&decode(v)?, usage);
         }
         P::Grant { name, caps } => {
             let uri = format!("/admin/plugins/{}/grant", seg(&name));
             let v: Value = s.post(&uri, &json!({"capabilities": caps}))?;
-            let unrequested: CapabilitySet = decode(v["unrequested"].clone())?;
+            let unrequested: CapabilitySet = field(&v, "unrequested")?;
             plugin::print_grant(&name, &decode(v)?, &unrequested);
         }
         P::Revoke { name, caps } => {
@@ -369,7 +378,7 @@ fn run_plugin(s: &mut Server, cmd: PluginCommand, settings: &HostSettings) -> Re
         }
         P::Remove { name } => {
             let v = s.delete(&format!("/admin/plugins/{}", seg(&name)))?;
-            let version = v["version"].as_str().unwrap_or_default();
+            let version: String = field(&v, "version")?;
             println!("removed {name} {version}");
         }
         P::Audit => plugin::print_audit(audit_records(s)?),
@@ -388,8 +397,8 @@ fn audit_records(s: &mut Server) -> Result<Vec<AuditRecord>> {
             None => "/admin/audit?limit=1000".to_string(),
         };
         let v: Value = s.get(&uri)?;
-        all.extend(decode::<Vec<AuditRecord>>(v["records"].clone())?);
-        match v["next"].as_u64() {
+        all.extend(field::<Vec<AuditRecord>>(&v, "records")?);
+        match field::<Option<u64>>(&v, "next")? {
             Some(n) => after = Some(n),
             None => return Ok(all),
         }
@@ -493,16 +502,16 @@ pub(super) fn keys(cmd: KeysCommand, home: &Path) -> Result<Option<KeysCommand>>
                 "/admin/keys",
                 &json!({"name": name, "scopes": scopes, "expires": expires}),
             )?;
-            let secret = v["secret"].as_str().context("the server's answer has no secret")?;
-            super::print_key_created(&v["key"], secret);
+            let secret: String = field(&v, "secret")?;
+            super::print_key_created(&field(&v, "key")?, &secret);
         }
         KeysCommand::List => {
             let v: Value = s.get("/admin/keys")?;
-            super::print_keys(decode(v["keys"].clone())?);
+            super::print_keys(field(&v, "keys")?);
         }
         KeysCommand::Revoke { id } => {
             let v = s.delete(&format!("/admin/keys/{}", seg(&id)))?;
-            super::print_key_revoked(v["revoked"].as_str().unwrap_or(&id));
+            super::print_key_revoked(&field::<String>(&v, "revoked")?);
         }
     }
     Ok(None)

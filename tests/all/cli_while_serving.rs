@@ -307,6 +307,31 @@ fn a_key_revoked_through_the_cli_while_serving_is_refused_at_once() {
             .contains("revoked"),
         "{body}"
     );
+
+    // Over the socket no key is asked and open mode's browser guards do not apply: the OS
+    // authenticated the peer.
+    let (head, body) = raw(
+        &socket(&home),
+        "GET /admin/keys HTTP/1.1\r\nHost: evil.example\r\nOrigin: https://evil.example\r\nConnection: close\r\n\r\n",
+    );
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let keys: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(keys["keys"].as_array().unwrap().len(), 2, "{keys}");
+    // Over TCP the same request needs an admin key.
+    let (status, _) = call(&s, "GET", "/admin/keys", None, None);
+    assert_eq!(status, 401);
+}
+
+/// One HTTP/1.1 exchange written by hand over a Unix socket: (head, body).
+fn raw(sock: &Path, request: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut c = std::os::unix::net::UnixStream::connect(sock).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    c.write_all(request.as_bytes()).unwrap();
+    let mut all = String::new();
+    c.read_to_string(&mut all).unwrap();
+    let (head, body) = all.split_once("\r\n\r\n").unwrap();
+    (head.to_string(), body.to_string())
 }
 
 #[test]

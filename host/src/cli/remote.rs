@@ -65,9 +65,15 @@ impl Server {
                 return Ok(None);
             }
             Err(e) => {
+                let hint = if e.kind() == io::ErrorKind::PermissionDenied {
+                    " (it belongs to another user: run the command as the server's user, or use \
+                     the HTTP admin API with an admin key)"
+                } else {
+                    ""
+                };
                 return Err(e).with_context(|| {
                     format!(
-                        "cannot connect to the running server's admin socket {}",
+                        "cannot connect to the running server's admin socket {}{hint}",
                         path.display()
                     )
                 });

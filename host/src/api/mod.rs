@@ -592,18 +592,17 @@ fn local_socket(
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<impl std::future::Future<Output = ()> + use<>> {
     let sock = if cfg.admin_socket {
-        let home = state.core.paths().home.clone();
-        let sock = local::AdminSocket::bind(&home)?;
+        let sock = local::AdminSocket::bind(&state.core.paths().home)?;
         tracing::info!(path = %sock.path().display(), "admin socket listening");
-        Some(sock)
+        let upload = admin::upload_body_limit(state.core.config().plugins.max_component_bytes);
+        let app = router_with_body_limit(state.clone(), upload.max(state.limits.body_bytes));
+        Some((sock, app))
     } else {
         None
     };
-    let upload = admin::upload_body_limit(state.core.config().plugins.max_component_bytes);
-    let app = router_with_body_limit(state.clone(), upload.max(state.limits.body_bytes));
     let header_timeout = Duration::from_millis(cfg.header_read_timeout_ms);
     Ok(async move {
-        if let Some(sock) = sock {
+        if let Some((sock, app)) = sock {
             sock.serve(app, header_timeout, stop).await;
         }
     })

@@ -131,6 +131,10 @@ pub struct ServerConfig {
     /// Longest a request may take before 504, milliseconds. Default 60000.
     /// Env `LLMOS_REQUEST_TIMEOUT_MS`.
     pub request_timeout_ms: u64,
+    /// Also listen on `$LLMOS_HOME/admin.sock` (a Unix socket, mode 0600), through which the
+    /// owner's `llmos plugin …` and `llmos keys …` commands reach the running server
+    /// (`api/local.rs`). Default true.
+    pub admin_socket: bool,
 }
 
 impl Default for ServerConfig {
@@ -141,6 +145,7 @@ impl Default for ServerConfig {
             idle_timeout_ms: 60_000,
             max_connections: 1024,
             request_timeout_ms: 60_000,
+            admin_socket: true,
         }
     }
 }

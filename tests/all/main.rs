@@ -27,6 +27,8 @@ mod api_schemathesis;
 mod api_structured;
 mod api_zero_shot;
 
+mod cli_while_serving;
+
 mod plugins_common;
 mod plugins_concurrency;
 mod plugins_content_policy_classifier;

@@ -45,6 +45,10 @@ pub async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) 
 }
 
 async fn authorize(state: &AppState, req: Request, path: &str) -> Result<Request, ApiError> {
+    // The admin socket's owner (`api/local.rs`): authenticated by the operating system.
+    if let Some(owner) = req.extensions().get::<crate::api::local::LocalPeer>().copied() {
+        return Ok(with_caller(req, owner.identity()));
+    }
     let admin = path.starts_with("/admin");
     let peer = req
         .extensions()
@@ -191,7 +195,7 @@ fn authenticate(
     let Some(token) = bearer(req.headers()) else {
         state.audit_refusal(peer, "anonymous", &format!("{path}: no API key"));
         let how = if admin {
-            "admin routes always need a key with the admin scope (create one with `llmos keys create --scope admin` while the server is stopped, or POST /admin/keys with an admin key)"
+            "admin routes always need a key with the admin scope (create one with `llmos keys create --scope admin` on the server's machine, which works while it runs, or POST /admin/keys with an admin key)"
         } else {
             "this server needs `Authorization: Bearer <key>` (it has API keys, or listens beyond loopback, or the request comes from another host)"
         };

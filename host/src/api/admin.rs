@@ -1,6 +1,7 @@
-//! `/admin/…`: plugins and API keys over HTTP, for keys with the `admin` scope. The same
-//! functions as `llmos plugin …` / `llmos keys …` (the store is locked by the running
-//! server, so this is how an operator changes things without stopping it).
+//! `/admin/…`: plugins and API keys over HTTP, for keys with the `admin` scope, and over the
+//! admin socket for the owner (`api/local.rs`). The same functions as `llmos plugin …` /
+//! `llmos keys …`, which send their operation here while the server holds the store
+//! (`cli/remote.rs`) and print the answers (the registry's own structures) the same way.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,15 +12,17 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use crate::api::error::ApiError;
 use crate::api::routes::{Access, ApiRoute, delete, get, post};
 use crate::api::{ApiJson, AppState, Caller};
-use crate::plugins::PluginError;
-use crate::plugins::registry::{self, InstallRequest};
+use crate::plugins::limits::{LimitsRequest, RaisedLimit};
+use crate::plugins::registry::{self, InstallReport, InstallRequest};
+use crate::plugins::{PluginError, PluginHost};
+use crate::security::CapabilitySet;
 use crate::security::audit::{self, AuditEvent, AuditFilter, AuditPage, now_ms};
 use crate::security::keys::{self, KeyError};
 
@@ -36,6 +39,10 @@ pub(crate) fn routes() -> Vec<ApiRoute> {
         post("/admin/plugins/{name}/revoke", Access::Admin, revoke).body::<Caps>(),
         post("/admin/plugins/{name}/enable", Admin, enable),
         post("/admin/plugins/{name}/disable", Admin, disable),
+        post("/admin/plugins/{name}/upgrade", Admin, upgrade).body::<InstallBody>(),
+        post("/admin/plugins/{name}/configure", Admin, configure).body::<ConfigureBody>(),
+        post("/admin/plugins/{name}/limits", Admin, limits).body::<LimitsBody>(),
+        post("/admin/plugins/{name}/secret", Admin, secret).body::<SecretBody>(),
         get("/admin/keys", Admin, list_keys),
         post("/admin/keys", Access::Admin, create_key).body::<CreateKey>(),
         delete("/admin/keys/{id}", Admin, revoke_key),
@@ -138,17 +145,27 @@ async fn plugin_info(
     Ok(Json(v))
 }
 
-/// `POST /admin/plugins`: install a plugin from files on the server.
+/// `POST /admin/plugins` (install) and `POST /admin/plugins/{name}/upgrade`: a component
+/// and its manifest, either as files on the server (`path`, `manifest`) or as their contents
+/// (`component_base64`, `manifest_toml`: what `llmos plugin install` sends over the admin
+/// socket; bounded by the body limit, 2 MiB over TCP).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InstallBody {
     /// The component (`.wasm`), inside `[plugins] install_root` when that is set.
-    #[schema(value_type = String)]
-    path: std::path::PathBuf,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    path: Option<std::path::PathBuf>,
     /// Its manifest (default: `manifest.toml` next to it), confined like `path`.
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     manifest: Option<std::path::PathBuf>,
+    /// Instead of `path`: the component's bytes, base64 (standard alphabet, padded).
+    #[serde(default)]
+    component_base64: Option<String>,
+    /// With `component_base64`: the manifest's text (TOML).
+    #[serde(default)]
+    manifest_toml: Option<String>,
     #[serde(default)]
     grants: Vec<String>,
     #[serde(default)]
@@ -159,35 +176,231 @@ pub struct InstallBody {
     approve_limits: bool,
 }
 
+const INSTALL_FIELDS: &str = "accepted fields: path (a file on the server) and manifest, or component_base64 (the file's bytes) and manifest_toml (its text); grants, sha256, config, approve_limits";
+
+/// The answer to an install or upgrade: [`registry::InstallReport`] as JSON (the CLI prints
+/// it the same way whether it installed itself or asked the server).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct InstallReply {
+    /// The stored record.
+    pub plugin: registry::PluginRecord,
+    /// Version before an upgrade.
+    #[serde(default)]
+    pub previous_version: Option<String>,
+    /// Capabilities only the new version requests.
+    #[serde(default)]
+    pub added: CapabilitySet,
+    /// Capabilities only the old version requested.
+    #[serde(default)]
+    pub removed: CapabilitySet,
+    /// Requested capabilities not granted.
+    pub ungranted: CapabilitySet,
+    /// Grants the manifest does not request.
+    pub unrequested: CapabilitySet,
+    /// Limits above the defaults (approved).
+    pub raised_limits: Vec<RaisedLimit>,
+}
+
+impl From<InstallReport> for InstallReply {
+    fn from(r: InstallReport) -> Self {
+        Self {
+            plugin: r.record,
+            previous_version: r.previous_version,
+            added: r.added,
+            removed: r.removed,
+            ungranted: r.ungranted,
+            unrequested: r.unrequested,
+            raised_limits: r.raised_limits,
+        }
+    }
+}
+
+impl From<InstallReply> for InstallReport {
+    fn from(r: InstallReply) -> Self {
+        Self {
+            record: r.plugin,
+            previous_version: r.previous_version,
+            added: r.added,
+            removed: r.removed,
+            ungranted: r.ungranted,
+            unrequested: r.unrequested,
+            raised_limits: r.raised_limits,
+        }
+    }
+}
+
+fn install_body(body: Value) -> Result<InstallBody, ApiError> {
+    serde_json::from_value(body).map_err(|e| {
+        ApiError::invalid(
+            None,
+            format!("invalid install request: {e}; {INSTALL_FIELDS}"),
+        )
+    })
+}
+
+/// The largest body an upload of a component of `max_component_bytes` needs (base64 and
+/// the rest of the request): the admin socket's body limit.
+pub fn upload_body_limit(max_component_bytes: u64) -> usize {
+    let encoded = max_component_bytes.saturating_mul(4).div_ceil(3);
+    usize::try_from(encoded.saturating_add(1 << 20)).unwrap_or(usize::MAX)
+}
+
+/// Runs `f` (install or upgrade) on the body's source: the server's files, or the uploaded
+/// bytes written into a private folder for the call (removed after it).
+fn with_source(
+    host: &PluginHost,
+    b: InstallBody,
+    f: impl FnOnce(&InstallRequest) -> Result<InstallReport, PluginError>,
+) -> Result<InstallReport, ApiError> {
+    let mut req = InstallRequest {
+        component: std::path::PathBuf::new(),
+        manifest: b.manifest,
+        grants: b.grants,
+        sha256: b.sha256,
+        config: b.config,
+        approve_limits: b.approve_limits,
+    };
+    let bad = |param: &str, msg: &str| {
+        ApiError::invalid(Some(param.into()), format!("{msg}; {INSTALL_FIELDS}"))
+    };
+    match (b.path, b.component_base64, b.manifest_toml) {
+        (Some(path), None, None) => {
+            req.component = path;
+            f(&req).map_err(plugin_err)
+        }
+        (None, Some(data), Some(text)) => {
+            if req.manifest.is_some() {
+                return Err(bad(
+                    "manifest",
+                    "manifest names a file on the server: with component_base64 send the manifest's text as manifest_toml",
+                ));
+            }
+            let up = Upload::write(host.home(), &data, &text)?;
+            req.component = up.component();
+            req.manifest = Some(up.manifest());
+            f(&req).map_err(|e| up.explain(plugin_err(e)))
+        }
+        (Some(_), Some(_), _) => Err(bad(
+            "component_base64",
+            "give path or component_base64, not both",
+        )),
+        (Some(_), None, Some(_)) => Err(bad(
+            "manifest_toml",
+            "manifest_toml goes with component_base64; with path give manifest (a file on the server)",
+        )),
+        (None, Some(_), None) => Err(bad(
+            "manifest_toml",
+            "component_base64 needs manifest_toml (the manifest's text)",
+        )),
+        (None, None, _) => Err(bad("path", "no component: give path or component_base64")),
+    }
+}
+
+/// An uploaded component and manifest in a private folder of the data location, removed
+/// when dropped.
+struct Upload {
+    dir: std::path::PathBuf,
+}
+
+impl Upload {
+    fn write(home: &std::path::Path, data: &str, manifest: &str) -> Result<Self, ApiError> {
+        use base64::Engine as _;
+        use std::os::unix::fs::DirBuilderExt;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .map_err(|e| {
+                ApiError::invalid(
+                    Some("component_base64".into()),
+                    format!("component_base64 is not base64 (standard alphabet, padded): {e}"),
+                )
+            })?;
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let root = home.join(registry::UPLOADS);
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true).mode(0o700);
+        builder.create(&root).map_err(server_err)?;
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = root.join(format!("{}-{n}-{}", std::process::id(), now_ms()));
+        builder.recursive(false).create(&dir).map_err(server_err)?;
+        let dir = dir.canonicalize().map_err(server_err)?;
+        let up = Self { dir };
+        std::fs::write(up.component(), &bytes).map_err(server_err)?;
+        std::fs::write(up.manifest(), manifest).map_err(server_err)?;
+        Ok(up)
+    }
+
+    fn component(&self) -> std::path::PathBuf {
+        self.dir.join("component.wasm")
+    }
+
+    fn manifest(&self) -> std::path::PathBuf {
+        self.dir.join("manifest.toml")
+    }
+
+    /// The error with the private paths named as what the caller sent.
+    fn explain(&self, mut e: ApiError) -> ApiError {
+        e.message = e
+            .message
+            .replace(&self.component().display().to_string(), "(uploaded component)")
+            .replace(&self.manifest().display().to_string(), "(uploaded manifest)");
+        e
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The admin socket's peer, if the request came over it.
+type Local = Option<axum::Extension<crate::api::local::LocalPeer>>;
+
+/// Refuses an upload over HTTP when `[plugins] install_root` confines installs to the
+/// server's files; the owner's CLI (over the admin socket) checks that folder itself.
+fn check_upload(s: &AppState, b: &InstallBody, local: &Local) -> Result<(), ApiError> {
+    let root = &s.core.config().plugins.install_root;
+    match root {
+        Some(root) if b.component_base64.is_some() && local.is_none() => Err(ApiError::invalid(
+            Some("component_base64".into()),
+            format!(
+                "this server installs only components under {} ([plugins] install_root): \
+                 give path (a file in that folder) instead of component_base64",
+                root.display()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 async fn install(
     State(s): State<Arc<AppState>>,
+    local: Local,
     ApiJson(body): ApiJson<Value>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let b: InstallBody = serde_json::from_value(body).map_err(|e| {
-        ApiError::invalid(None, format!("invalid install request: {e}; accepted fields: path, manifest, grants, sha256, config, approve_limits"))
-    })?;
+) -> Result<(StatusCode, Json<InstallReply>), ApiError> {
+    let b = install_body(body)?;
+    check_upload(&s, &b, &local)?;
+    let gw = s.gateway.clone();
+    let report =
+        blocking(move || with_source(&gw.host, b, |req| registry::install(&gw.host, req))).await?;
+    Ok((StatusCode::CREATED, Json(report.into())))
+}
+
+/// `POST /admin/plugins/{name}/upgrade`: the same body as install.
+async fn upgrade(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    local: Local,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<InstallReply>, ApiError> {
+    let b = install_body(body)?;
+    check_upload(&s, &b, &local)?;
     let gw = s.gateway.clone();
     let report = blocking(move || {
-        let req = InstallRequest {
-            component: b.path,
-            manifest: b.manifest,
-            grants: b.grants,
-            sha256: b.sha256,
-            config: b.config,
-            approve_limits: b.approve_limits,
-        };
-        registry::install(&gw.host, &req).map_err(plugin_err)
+        with_source(&gw.host, b, |req| registry::upgrade(&gw.host, &name, req))
     })
     .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({
-            "plugin": report.record,
-            "ungranted": report.ungranted,
-            "unrequested": report.unrequested,
-            "raised_limits": report.raised_limits,
-        })),
-    ))
+    Ok(Json(report.into()))
 }
 
 async fn remove(
@@ -196,7 +409,9 @@ async fn remove(
 ) -> Result<Json<Value>, ApiError> {
     let gw = s.gateway.clone();
     let rec = blocking(move || registry::remove(&gw.host, &name).map_err(plugin_err)).await?;
-    Ok(Json(json!({"removed": rec.manifest.name})))
+    Ok(Json(
+        json!({"removed": rec.manifest.name, "version": rec.manifest.version}),
+    ))
 }
 
 /// `POST /admin/plugins/{name}/grant|revoke`.
@@ -225,9 +440,14 @@ async fn grant(
 ) -> Result<Json<Value>, ApiError> {
     let caps = caps(body)?;
     let gw = s.gateway.clone();
-    let (rec, _) =
+    let (rec, unrequested) =
         blocking(move || registry::grant(&gw.host, &name, &caps).map_err(plugin_err)).await?;
-    Ok(Json(json!(rec)))
+    // The record, and the grants its manifest does not request (kept, never effective).
+    let mut v = json!(rec);
+    if let Some(o) = v.as_object_mut() {
+        o.insert("unrequested".into(), json!(unrequested));
+    }
+    Ok(Json(v))
 }
 
 async fn revoke(
@@ -261,6 +481,135 @@ async fn disable(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     set_enabled(&s, name, false).await
+}
+
+/// `POST /admin/plugins/{name}/configure`: config values to set and keys to unset (back to
+/// the default), validated against the manifest's schema; answers the record.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigureBody {
+    /// `KEY: VALUE` to set (list items separated by `;`).
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    /// Keys to unset.
+    #[serde(default)]
+    pub unset: Vec<String>,
+}
+
+async fn configure(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let b: ConfigureBody = typed(body, "configure", "set (an object of KEY: VALUE), unset (a list of keys)")?;
+    let mut changes: BTreeMap<String, Option<String>> =
+        b.set.into_iter().map(|(k, v)| (k, Some(v))).collect();
+    for k in b.unset {
+        changes.insert(k, None);
+    }
+    if changes.is_empty() {
+        return Err(ApiError::invalid(
+            Some("set".into()),
+            "nothing to change: give set {\"KEY\": \"VALUE\"} or unset [\"KEY\"]",
+        ));
+    }
+    let gw = s.gateway.clone();
+    let rec = blocking(move || registry::configure(&gw.host, &name, &changes).map_err(plugin_err))
+        .await?;
+    Ok(Json(json!(rec)))
+}
+
+/// `POST /admin/plugins/{name}/limits`: the operator's overrides of the manifest's limits;
+/// omitted fields go back to the manifest's. Answers the record.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsBody {
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    memory_mib: Option<u64>,
+    #[serde(default)]
+    max_output_bytes: Option<u64>,
+    #[serde(default)]
+    max_host_calls: Option<u64>,
+    #[serde(default)]
+    max_inference_calls: Option<u64>,
+    #[serde(default)]
+    max_inference_tokens: Option<u64>,
+    #[serde(default)]
+    kv_max_bytes: Option<u64>,
+    #[serde(default)]
+    kv_max_keys: Option<u64>,
+    #[serde(default)]
+    kv_max_value_bytes: Option<u64>,
+}
+
+async fn limits(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let b: LimitsBody = typed(
+        body,
+        "limits",
+        "timeout_ms, memory_mib, max_output_bytes, max_host_calls, max_inference_calls, \
+         max_inference_tokens, kv_max_bytes, kv_max_keys, kv_max_value_bytes (whole numbers)",
+    )?;
+    let o = LimitsRequest {
+        timeout_ms: b.timeout_ms,
+        memory_mib: b.memory_mib,
+        max_output_bytes: b.max_output_bytes,
+        max_host_calls: b.max_host_calls,
+        max_inference_calls: b.max_inference_calls,
+        max_inference_tokens: b.max_inference_tokens,
+        kv_max_bytes: b.kv_max_bytes,
+        kv_max_keys: b.kv_max_keys,
+        kv_max_value_bytes: b.kv_max_value_bytes,
+    };
+    let gw = s.gateway.clone();
+    let rec =
+        blocking(move || registry::set_limits(&gw.host, &name, o).map_err(plugin_err)).await?;
+    Ok(Json(json!(rec)))
+}
+
+/// `POST /admin/plugins/{name}/secret`: stores a secret the plugin reads with
+/// `secret:<name>` granted. The value is sealed in the store and never logged or answered.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretBody {
+    /// The secret's name.
+    name: String,
+    /// Its value.
+    value: String,
+}
+
+async fn secret(
+    State(s): State<Arc<AppState>>,
+    Path(plugin): Path<String>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<Value>, ApiError> {
+    // serde's messages name fields and types, never a string's content.
+    let b: SecretBody = typed(body, "secret", "name, value (strings)")?;
+    let gw = s.gateway.clone();
+    let name = b.name.clone();
+    let p = plugin.clone();
+    blocking(move || registry::set_secret(&gw.host, &p, &b.name, &b.value).map_err(plugin_err))
+        .await?;
+    Ok(Json(json!({"plugin": plugin, "secret": name})))
+}
+
+/// Deserialises a body into `T`; the 400 names the request and its accepted fields.
+fn typed<T: serde::de::DeserializeOwned>(
+    body: Value,
+    what: &str,
+    accepted: &str,
+) -> Result<T, ApiError> {
+    serde_json::from_value(body).map_err(|e| {
+        ApiError::invalid(
+            None,
+            format!("invalid {what} request: {e}; accepted fields: {accepted}"),
+        )
+    })
 }
 
 async fn list_keys(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {

@@ -10,6 +10,7 @@ pub mod error;
 pub mod generate;
 pub mod html;
 pub mod kserve;
+pub mod local;
 pub mod metrics;
 pub mod openai;
 pub mod openapi;
@@ -380,6 +381,11 @@ pub(crate) fn all_routes() -> Vec<ApiRoute> {
 /// The whole router, built from [`all_routes`] only.
 pub fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.limits.body_bytes;
+    router_with_body_limit(state, body_limit)
+}
+
+/// The router with another body limit (the admin socket's, which takes uploaded components).
+pub fn router_with_body_limit(state: Arc<AppState>, body_limit: usize) -> Router {
     let mut router = Router::new();
     for r in all_routes() {
         let handler = if r.access == Access::Admin {
@@ -537,10 +543,12 @@ pub fn serve(core: Arc<Core>, listen: &str) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        // Bound before the line below, which tells scripts that the server is up.
+        let socket = local_socket(&state, &server_cfg, stop_rx.clone())?;
         // Tests and scripts read this line to find the port when binding to :0.
         println!("llmos listening on http://{local}");
         tracing::info!(%local, "listening");
-        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let app = router(state.clone());
         // Buffered audit entries (refusals) reach the disk within a second.
         let audit = state.gateway.host.audit().clone();
@@ -566,13 +574,37 @@ pub fn serve(core: Arc<Core>, listen: &str) -> Result<()> {
             tokio::time::sleep(Duration::from_secs(30)).await;
         };
         tokio::select! {
-            () = server => {}
+            _ = async { tokio::join!(server, socket) } => {}
             () = drain => tracing::warn!("in-flight requests still running after 30 s; exiting"),
         }
         state_for_flush.gateway.host.audit().flush_refusals();
         let flushed = state_for_flush.gateway.host.store().flush();
         tracing::info!(?flushed, "stopped; store flushed");
         flushed.context("flushing the store on shutdown")
+    })
+}
+
+/// The admin socket's serving future (`api/local.rs`), or one that ends at once when
+/// `[server] admin_socket = false`. Its body limit fits the largest component upload.
+fn local_socket(
+    state: &Arc<AppState>,
+    cfg: &crate::config::ServerConfig,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<impl std::future::Future<Output = ()> + use<>> {
+    let sock = if cfg.admin_socket {
+        let sock = local::AdminSocket::bind(&state.core.paths().home)?;
+        tracing::info!(path = %sock.path().display(), "admin socket listening");
+        let upload = admin::upload_body_limit(state.core.config().plugins.max_component_bytes);
+        let app = router_with_body_limit(state.clone(), upload.max(state.limits.body_bytes));
+        Some((sock, app))
+    } else {
+        None
+    };
+    let header_timeout = Duration::from_millis(cfg.header_read_timeout_ms);
+    Ok(async move {
+        if let Some((sock, app)) = sock {
+            sock.serve(app, header_timeout, stop).await;
+        }
     })
 }
 

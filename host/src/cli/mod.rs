@@ -17,6 +17,7 @@ pub mod data;
 pub mod generate;
 mod import;
 pub mod plugin;
+mod remote;
 pub mod store;
 pub mod train;
 
@@ -401,43 +402,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Keys(cmd) => {
             let (_, paths) = settings(g)?;
-            let store = crate::data::Store::open_home(&paths.home).context(
-                "cannot open the store (if `llmos serve` is running, it holds the store: use POST /admin/keys)",
-            )?;
-            let keys = crate::security::keys::Keys::new(store.clone());
-            let audit = crate::security::AuditLog::new(store);
-            match cmd {
-                KeysCommand::Create {
-                    scopes,
-                    name,
-                    expires,
-                } => {
-                    let now = crate::security::audit::now_ms();
-                    let expires = expires
-                        .map(|e| crate::security::keys::parse_expiry(&e, now))
-                        .transpose()?;
-                    let (rec, secret) = keys.create(&name, &scopes, expires)?;
-                    let _ = audit.record(
-                        "key-created",
-                        &rec.id,
-                        None,
-                        format!("scopes {:?}", rec.scopes),
-                    );
-                    print(&json!({"key": rec.public(), "secret": secret}));
-                    eprintln!(
-                        "Store the secret now: it is shown once. Clients send `Authorization: Bearer <secret>`."
-                    );
-                }
-                KeysCommand::List => print(
-                    &json!({"keys": keys.list()?.iter().map(|k| k.public()).collect::<Vec<_>>()}),
-                ),
-                KeysCommand::Revoke { id } => {
-                    let rec = keys.revoke(&id)?;
-                    let _ = audit.record("key-revoked", &rec.id, None, "revoked with the CLI");
-                    eprintln!("revoked {}", rec.id);
-                }
-            }
-            Ok(())
+            keys_cmd(cmd, &paths.home)
         }
         Command::Audit(cmd) => {
             let (config, paths) = settings(g)?;
@@ -497,6 +462,69 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `llmos keys …`: over the admin socket while a server runs (it holds the store), else on
+/// the store; the output is the same.
+fn keys_cmd(cmd: KeysCommand, home: &std::path::Path) -> Result<()> {
+    let Some(cmd) = remote::keys(cmd, home)? else {
+        return Ok(());
+    };
+    let store = match crate::data::Store::open_home(home) {
+        Ok(s) => s,
+        Err(e) if remote::store_locked(&e) => {
+            // A server that started meanwhile gets it; else say who holds the store.
+            return match remote::keys(cmd, home)? {
+                None => Ok(()),
+                Some(_) => Err(remote::held(home, e.into())),
+            };
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let keys = crate::security::keys::Keys::new(store.clone());
+    let audit = crate::security::AuditLog::new(store);
+    match cmd {
+        KeysCommand::Create {
+            scopes,
+            name,
+            expires,
+        } => {
+            let now = crate::security::audit::now_ms();
+            let expires = expires
+                .map(|e| crate::security::keys::parse_expiry(&e, now))
+                .transpose()?;
+            let (rec, secret) = keys.create(&name, &scopes, expires)?;
+            let _ = audit.record(
+                "key-created",
+                &rec.id,
+                None,
+                format!("scopes {:?}", rec.scopes),
+            );
+            print_key_created(&rec.public(), &secret);
+        }
+        KeysCommand::List => print_keys(keys.list()?.iter().map(|k| k.public()).collect()),
+        KeysCommand::Revoke { id } => {
+            let rec = keys.revoke(&id)?;
+            let _ = audit.record("key-revoked", &rec.id, None, "revoked with the CLI");
+            print_key_revoked(&rec.id);
+        }
+    }
+    Ok(())
+}
+
+fn print_key_created(key: &Value, secret: &str) {
+    print(&json!({"key": key, "secret": secret}));
+    eprintln!(
+        "Store the secret now: it is shown once. Clients send `Authorization: Bearer <secret>`."
+    );
+}
+
+fn print_keys(keys: Vec<Value>) {
+    print(&json!({ "keys": keys }));
+}
+
+fn print_key_revoked(id: &str) {
+    eprintln!("revoked {id}");
 }
 
 fn policy(truncate: bool) -> Truncation {

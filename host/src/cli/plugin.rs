@@ -7,8 +7,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
+use super::remote;
+use crate::data::store::Usage;
 use crate::plugins::registry::{self, InstallReport, InstallRequest, PluginRecord};
 use crate::plugins::{HostSettings, PluginHost};
+use crate::security::{AuditRecord, CapabilitySet};
 
 /// Manage WebAssembly plugins.
 #[derive(Debug, clap::Subcommand)]
@@ -153,7 +156,7 @@ pub enum PluginCommand {
     Author(super::author::AuthorCommand),
 }
 
-fn parse_kv(items: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+pub(super) fn parse_kv(items: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
     items
         .iter()
         .map(|i| {
@@ -164,7 +167,7 @@ fn parse_kv(items: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
         .collect()
 }
 
-fn print_report(verb: &str, r: &InstallReport) {
+pub(super) fn print_report(verb: &str, r: &InstallReport) {
     let m = &r.record.manifest;
     match &r.previous_version {
         Some(prev) => println!("{verb} {} {prev} -> {} ({})", m.name, m.version, m.world),
@@ -201,7 +204,7 @@ fn print_denied_imports(r: &PluginRecord) {
     }
 }
 
-fn print_info(r: &PluginRecord) {
+pub(super) fn print_info(r: &PluginRecord) {
     let m = &r.manifest;
     println!(
         "{} {} ({}){}",
@@ -254,18 +257,119 @@ fn print_info(r: &PluginRecord) {
     }
 }
 
+/// `llmos plugin list`.
+pub(super) fn print_list(all: &[PluginRecord]) {
+    if all.is_empty() {
+        println!("no plugins installed (llmos plugin install FILE.wasm)");
+    }
+    for r in all {
+        let m = &r.manifest;
+        println!(
+            "{:<20} {:<9} {:<13} {:<8} {}",
+            m.name,
+            m.version,
+            m.world.name(),
+            if r.enabled { "enabled" } else { "disabled" },
+            r.effective()
+        );
+    }
+}
+
+/// `llmos plugin info`: the record and its kv usage.
+pub(super) fn print_info_usage(r: &PluginRecord, u: Usage) {
+    print_info(r);
+    let l = r.limits();
+    println!(
+        "  kv usage   {} of {} bytes, {} of {} keys",
+        u.bytes, l.kv_max_bytes, u.keys, l.kv_max_keys
+    );
+}
+
+/// `llmos plugin grant`: the effective set, and a warning for grants not requested.
+pub(super) fn print_grant(name: &str, r: &PluginRecord, unrequested: &CapabilitySet) {
+    println!("{name}: effective {}", r.effective());
+    if !unrequested.is_empty() {
+        println!(
+            "warning: {name}'s manifest does not request {unrequested}; the grant is kept but has no effect"
+        );
+    }
+}
+
+/// `llmos plugin audit`.
+pub(super) fn print_audit(records: Vec<AuditRecord>) {
+    for r in records {
+        println!(
+            "{} {:<10} {:<20} {:<28} {}",
+            r.time,
+            r.what,
+            r.target,
+            r.capability.unwrap_or_default(),
+            r.detail
+        );
+    }
+}
+
+/// A secret's value: `--value`, else stdin without its final newline.
+pub(super) fn secret_value(value: Option<String>) -> anyhow::Result<String> {
+    match value {
+        Some(v) => Ok(v),
+        None => {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s)?;
+            Ok(s.trim_end_matches(['\n', '\r']).to_string())
+        }
+    }
+}
+
+/// `KEY=VALUE` items to set and keys to unset; an error when both are empty.
+pub(super) fn config_changes(
+    values: &[String],
+    unset: Vec<String>,
+) -> anyhow::Result<BTreeMap<String, Option<String>>> {
+    let mut changes: BTreeMap<String, Option<String>> = parse_kv(values)?
+        .into_iter()
+        .map(|(k, v)| (k, Some(v)))
+        .collect();
+    for k in unset {
+        changes.insert(k, None);
+    }
+    if changes.is_empty() {
+        bail!("nothing to change: give KEY=VALUE or --unset KEY");
+    }
+    Ok(changes)
+}
+
 /// Runs a `llmos plugin` subcommand against the data location `home`.
 pub fn run(cmd: PluginCommand, home: &Path) -> anyhow::Result<()> {
     run_with(cmd, home, HostSettings::default())
 }
 
-/// Like [`run`], with the host settings of `[plugins]` in `llmos.toml`.
+/// Like [`run`], with the host settings of `[plugins]` in `llmos.toml`. While `llmos serve`
+/// holds the store, the command goes to it over its admin socket (`cli/remote.rs`) and
+/// prints the same output.
 pub fn run_with(cmd: PluginCommand, home: &Path, settings: HostSettings) -> anyhow::Result<()> {
+    // Authoring commands need no store: they work whether or not a server runs.
     let cmd = match cmd {
         PluginCommand::Author(a) => return super::author::run(a, home),
         other => other,
     };
-    let host = PluginHost::open(home, settings, None)?;
+    let cmd = match remote::plugin(cmd, home, &settings)? {
+        remote::Forward::Done => return Ok(()),
+        remote::Forward::Local(cmd) => cmd,
+    };
+    let host = match PluginHost::open(home, settings.clone(), None) {
+        Ok(h) => h,
+        // A server that started meanwhile, or one without its socket.
+        Err(e) if remote::is_locked(&e) => {
+            return remote::plugin_after_lock(cmd, home, &settings, e);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    run_local(cmd, &host, home)
+}
+
+/// Runs a subcommand on a plugin host this process opened.
+fn run_local(cmd: PluginCommand, host: &PluginHost, home: &Path) -> anyhow::Result<()> {
     match cmd {
         PluginCommand::Install {
             path,
@@ -283,7 +387,7 @@ pub fn run_with(cmd: PluginCommand, home: &Path, settings: HostSettings) -> anyh
                 config: parse_kv(&values)?,
                 approve_limits,
             };
-            print_report("installed", &registry::install(&host, &req)?);
+            print_report("installed", &registry::install(host, &req)?);
         }
         PluginCommand::Upgrade {
             name,
@@ -302,56 +406,28 @@ pub fn run_with(cmd: PluginCommand, home: &Path, settings: HostSettings) -> anyh
                 config: parse_kv(&values)?,
                 approve_limits,
             };
-            print_report("upgraded", &registry::upgrade(&host, &name, &req)?);
+            print_report("upgraded", &registry::upgrade(host, &name, &req)?);
         }
-        PluginCommand::List => {
-            let all = registry::list(host.store())?;
-            if all.is_empty() {
-                println!("no plugins installed (llmos plugin install FILE.wasm)");
-            }
-            for r in all {
-                let m = &r.manifest;
-                println!(
-                    "{:<20} {:<9} {:<13} {:<8} {}",
-                    m.name,
-                    m.version,
-                    m.world.name(),
-                    if r.enabled { "enabled" } else { "disabled" },
-                    r.effective()
-                );
-            }
-        }
+        PluginCommand::List => print_list(&registry::list(host.store())?),
         PluginCommand::Info { name } => {
             let r = registry::info(host.store(), &name)?;
-            print_info(&r);
-            let (u, l) = (
-                crate::plugins::state::kv_usage(host.store(), &name)?,
-                r.limits(),
-            );
-            println!(
-                "  kv usage   {} of {} bytes, {} of {} keys",
-                u.bytes, l.kv_max_bytes, u.keys, l.kv_max_keys
-            );
+            let u = crate::plugins::state::kv_usage(host.store(), &name)?;
+            print_info_usage(&r, u);
         }
         PluginCommand::Grant { name, caps } => {
-            let (r, unrequested) = registry::grant(&host, &name, &caps)?;
-            println!("{name}: effective {}", r.effective());
-            if !unrequested.is_empty() {
-                println!(
-                    "warning: {name}'s manifest does not request {unrequested}; the grant is kept but has no effect"
-                );
-            }
+            let (r, unrequested) = registry::grant(host, &name, &caps)?;
+            print_grant(&name, &r, &unrequested);
         }
         PluginCommand::Revoke { name, caps } => {
-            let r = registry::revoke(&host, &name, &caps)?;
+            let r = registry::revoke(host, &name, &caps)?;
             println!("{name}: effective {}", r.effective());
         }
         PluginCommand::Enable { name } => {
-            registry::set_enabled(&host, &name, true)?;
+            registry::set_enabled(host, &name, true)?;
             println!("{name} enabled");
         }
         PluginCommand::Disable { name } => {
-            registry::set_enabled(&host, &name, false)?;
+            registry::set_enabled(host, &name, false)?;
             println!("{name} disabled");
         }
         PluginCommand::Configure {
@@ -359,17 +435,8 @@ pub fn run_with(cmd: PluginCommand, home: &Path, settings: HostSettings) -> anyh
             values,
             unset,
         } => {
-            let mut changes: BTreeMap<String, Option<String>> = parse_kv(&values)?
-                .into_iter()
-                .map(|(k, v)| (k, Some(v)))
-                .collect();
-            for k in unset {
-                changes.insert(k, None);
-            }
-            if changes.is_empty() {
-                bail!("nothing to change: give KEY=VALUE or --unset KEY");
-            }
-            print_info(&registry::configure(&host, &name, &changes)?);
+            let changes = config_changes(&values, unset)?;
+            print_info(&registry::configure(host, &name, &changes)?);
         }
         PluginCommand::Limits {
             name,
@@ -394,41 +461,22 @@ pub fn run_with(cmd: PluginCommand, home: &Path, settings: HostSettings) -> anyh
                 kv_max_keys,
                 kv_max_value_bytes,
             };
-            print_info(&registry::set_limits(&host, &name, o)?);
+            print_info(&registry::set_limits(host, &name, o)?);
         }
         PluginCommand::Secret {
             name,
             secret,
             value,
         } => {
-            let value = match value {
-                Some(v) => v,
-                None => {
-                    let mut s = String::new();
-                    std::io::stdin().read_to_string(&mut s)?;
-                    s.trim_end_matches(['\n', '\r']).to_string()
-                }
-            };
-            registry::set_secret(&host, &name, &secret, &value)?;
+            registry::set_secret(host, &name, &secret, &secret_value(value)?)?;
             println!("secret {secret} stored for {name} (readable with secret:{secret} granted)");
         }
         PluginCommand::Remove { name } => {
-            let r = registry::remove(&host, &name)?;
+            let r = registry::remove(host, &name)?;
             println!("removed {} {}", name, r.manifest.version);
         }
         PluginCommand::Author(a) => super::author::run(a, home)?,
-        PluginCommand::Audit => {
-            for r in host.audit().records()? {
-                println!(
-                    "{} {:<10} {:<20} {:<28} {}",
-                    r.time,
-                    r.what,
-                    r.target,
-                    r.capability.unwrap_or_default(),
-                    r.detail
-                );
-            }
-        }
+        PluginCommand::Audit => print_audit(host.audit().records()?),
     }
     Ok(())
 }

@@ -99,6 +99,19 @@ impl PluginRecord {
     }
 }
 
+/// Folder of the data location where the admin API writes uploaded components and
+/// manifests (one private folder per request, removed after it). Files there are exempt from
+/// `[plugins] install_root`, which confines paths to files already on the server.
+pub const UPLOADS: &str = "plugin-uploads";
+
+/// Whether `path` (canonical) is an upload the admin API wrote (see [`UPLOADS`]).
+fn is_upload(host: &PluginHost, path: &Path) -> bool {
+    host.home()
+        .join(UPLOADS)
+        .canonicalize()
+        .is_ok_and(|dir| path.starts_with(dir))
+}
+
 /// What to install or upgrade from.
 #[derive(Debug, Clone, Default)]
 pub struct InstallRequest {
@@ -159,7 +172,9 @@ fn read_inputs(
         .component
         .canonicalize()
         .map_err(|e| PluginError::Invalid(format!("component {}: {e}", req.component.display())))?;
-    if let Some(root) = &settings.install_root {
+    if let Some(root) = &settings.install_root
+        && !is_upload(host, &path)
+    {
         confine(&path, root, "component")?;
     }
     if path.extension().and_then(|e| e.to_str()) != Some("wasm") {
@@ -207,7 +222,11 @@ fn read_inputs(
             }
         }
     };
-    if let Some(root) = &settings.install_root {
+    if let Some(root) = &settings.install_root
+        && !manifest_path
+            .canonicalize()
+            .is_ok_and(|m| is_upload(host, &m))
+    {
         confine(&manifest_path, root, "manifest")?;
     }
     let text = std::fs::read_to_string(&manifest_path).map_err(|e| {

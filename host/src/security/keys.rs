@@ -60,6 +60,22 @@ pub struct KeyRecord {
 }
 
 impl KeyRecord {
+    /// The identity of a request over the admin socket (`api/local.rs`): the data
+    /// location's owner, with every scope. Never stored; its id (`local:uid=N`) is what the
+    /// audit log names, and no token matches its empty hash.
+    pub fn local_owner(uid: u32) -> Self {
+        let scopes = ["admin", "models:*", "data:*:write", "pii:anonymize", "pii:deanonymize"];
+        Self {
+            id: format!("local:uid={uid}"),
+            name: "owner (admin socket)".into(),
+            scopes: scopes.iter().map(|s| (*s).to_string()).collect(),
+            created_ms: 0,
+            expires_ms: None,
+            revoked: false,
+            hash: String::new(),
+        }
+    }
+
     /// The record without its hash, for listings.
     pub fn public(&self) -> serde_json::Value {
         serde_json::json!({

@@ -157,6 +157,11 @@ pub struct InstallBody {
     config: BTreeMap<String, String>,
     #[serde(default)]
     approve_limits: bool,
+    /// The signature file (`llmos plugin sign`) on the server, confined like `path`; default
+    /// `<path>.sig` when it exists.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    signature: Option<std::path::PathBuf>,
 }
 
 async fn install(
@@ -164,7 +169,7 @@ async fn install(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let b: InstallBody = serde_json::from_value(body).map_err(|e| {
-        ApiError::invalid(None, format!("invalid install request: {e}; accepted fields: path, manifest, grants, sha256, config, approve_limits"))
+        ApiError::invalid(None, format!("invalid install request: {e}; accepted fields: path, manifest, grants, sha256, config, approve_limits, signature"))
     })?;
     let gw = s.gateway.clone();
     let report = blocking(move || {
@@ -175,6 +180,7 @@ async fn install(
             sha256: b.sha256,
             config: b.config,
             approve_limits: b.approve_limits,
+            signature: b.signature,
         };
         registry::install(&gw.host, &req).map_err(plugin_err)
     })

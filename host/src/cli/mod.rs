@@ -16,6 +16,8 @@ pub mod data;
 pub mod generate;
 mod import;
 pub mod plugin;
+pub mod plugin_test;
+pub mod sign;
 pub mod store;
 pub mod train;
 
@@ -441,6 +443,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Audit(cmd) => {
             let (config, paths) = settings(g)?;
             audit::run(cmd, &config, &paths)
+        }
+        Command::Plugin(plugin::PluginCommand::Test(a)) => {
+            let (config, paths) = settings(g)?;
+            plugin_test::run(&a, config, paths)
         }
         Command::Plugin(cmd) => {
             let (config, paths) = settings(g)?;

@@ -33,6 +33,9 @@ pub enum PluginCommand {
         /// Approve the manifest's limits above the host's defaults (refused without it).
         #[arg(long)]
         approve_limits: bool,
+        /// The signature file (`llmos plugin sign`) [default: COMPONENT.wasm.sig if it exists].
+        #[arg(long, value_name = "FILE")]
+        signature: Option<PathBuf>,
     },
     /// Replace an installed plugin by a new version; new capabilities must be granted again.
     Upgrade {
@@ -55,6 +58,9 @@ pub enum PluginCommand {
         /// Approve the new manifest's limits above the host's defaults (refused without it).
         #[arg(long)]
         approve_limits: bool,
+        /// The signature file (`llmos plugin sign`) [default: COMPONENT.wasm.sig if it exists].
+        #[arg(long, value_name = "FILE")]
+        signature: Option<PathBuf>,
     },
     /// List installed plugins.
     List,
@@ -148,6 +154,16 @@ pub enum PluginCommand {
     },
     /// Show the audit log (denials, grants, installs).
     Audit,
+    /// Make a signing key: writes the private key (PKCS#8 PEM, 0600), prints the public key.
+    Keygen(super::sign::KeygenArgs),
+    /// Sign a component and its manifest with a private key (writes COMPONENT.wasm.sig).
+    Sign(super::sign::SignArgs),
+    /// Trusted publishers: the public keys whose signatures install and upgrade accept.
+    #[command(subcommand)]
+    Publisher(super::sign::PublisherCommand),
+    /// Run one call of an installed plugin and show what it did (result, logs, host calls,
+    /// capabilities used or denied, time and memory).
+    Test(super::plugin_test::TestArgs),
 }
 
 fn parse_kv(items: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
@@ -189,6 +205,10 @@ fn print_report(verb: &str, r: &InstallReport) {
         );
     }
     print_denied_imports(&r.record);
+    println!("  signature {}", registry::signature_line(&r.record));
+    if let Some(c) = &r.signer_change {
+        println!("  signer changed: {c}");
+    }
 }
 
 /// Host interfaces imported without a matching request (whole-world toolchains).
@@ -212,6 +232,7 @@ fn print_info(r: &PluginRecord) {
     }
     println!("  sha256     {}", r.sha256);
     println!("  size       {} bytes", r.size);
+    println!("  signature  {}", registry::signature_line(r));
     println!("  requested  {}", m.capabilities.join(" "));
     println!("  granted    {}", r.granted);
     println!("  effective  {}", r.effective());
@@ -258,6 +279,12 @@ pub fn run(cmd: PluginCommand, home: &Path) -> anyhow::Result<()> {
 
 /// Like [`run`], with the host settings of `[plugins]` in `llmos.toml`.
 pub fn run_with(cmd: PluginCommand, home: &Path, settings: HostSettings) -> anyhow::Result<()> {
+    // Keys and signatures are files: no store needed.
+    match &cmd {
+        PluginCommand::Keygen(a) => return super::sign::keygen(a),
+        PluginCommand::Sign(a) => return super::sign::sign(a),
+        _ => {}
+    }
     let host = PluginHost::open(home, settings, None)?;
     match cmd {
         PluginCommand::Install {
@@ -267,6 +294,7 @@ pub fn run_with(cmd: PluginCommand, home: &Path, settings: HostSettings) -> anyh
             sha256,
             values,
             approve_limits,
+            signature,
         } => {
             let req = InstallRequest {
                 component: path,
@@ -275,6 +303,7 @@ pub fn run_with(cmd: PluginCommand, home: &Path, settings: HostSettings) -> anyh
                 sha256,
                 config: parse_kv(&values)?,
                 approve_limits,
+                signature,
             };
             print_report("installed", &registry::install(&host, &req)?);
         }
@@ -286,6 +315,7 @@ pub fn run_with(cmd: PluginCommand, home: &Path, settings: HostSettings) -> anyh
             sha256,
             values,
             approve_limits,
+            signature,
         } => {
             let req = InstallRequest {
                 component: path,
@@ -294,6 +324,7 @@ pub fn run_with(cmd: PluginCommand, home: &Path, settings: HostSettings) -> anyh
                 sha256,
                 config: parse_kv(&values)?,
                 approve_limits,
+                signature,
             };
             print_report("upgraded", &registry::upgrade(&host, &name, &req)?);
         }
@@ -409,6 +440,9 @@ pub fn run_with(cmd: PluginCommand, home: &Path, settings: HostSettings) -> anyh
             let r = registry::remove(&host, &name)?;
             println!("removed {} {}", name, r.manifest.version);
         }
+        PluginCommand::Keygen(_) | PluginCommand::Sign(_) => {}
+        PluginCommand::Publisher(c) => super::sign::publisher(&host, c)?,
+        PluginCommand::Test(a) => super::plugin_test::run_on(&host, &a)?,
         PluginCommand::Audit => {
             for r in host.audit().records()? {
                 println!(

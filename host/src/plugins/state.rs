@@ -85,6 +85,8 @@ pub struct State {
     http: WasiHttpCtx,
     table: ResourceTable,
     hooks: HttpHooks,
+    /// `llmos plugin test`'s record of this call ([`super::trace`]); `None` otherwise.
+    pub(crate) trace: Option<Box<super::trace::Trace>>,
 }
 
 impl State {
@@ -114,7 +116,13 @@ impl State {
             hooks,
             plugin,
             services,
+            trace: None,
         }
+    }
+
+    /// Host calls made by this call so far.
+    pub(crate) fn host_calls(&self) -> u64 {
+        self.host_calls
     }
 
     /// Starts a new host-call count, time budget and inference quota (a warm instance's

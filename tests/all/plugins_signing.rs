@@ -284,3 +284,40 @@ fn require_signature_refuses_unsigned_and_upgrades_may_change_trusted_signer() {
         "{info}"
     );
 }
+
+#[test]
+fn the_admin_api_install_checks_the_signature_file_it_names() {
+    use crate::support::{call, create_key};
+    let home = Home::new();
+    let (c, m) = project(&home);
+    let (key, pk, id) = keygen(&home, "acme");
+    ok(&home, &["plugin", "publisher", "add", "acme", &pk]);
+    sign(&home, &c, &m, &key);
+    // A signature of another file, kept aside: naming it must refuse the install.
+    let other = home.dir.path().join("other.wasm");
+    std::fs::copy(wasm("testing/echo"), &other).unwrap();
+    sign(&home, &other, &m, &key);
+    let admin = create_key(&home, &["admin"]);
+    let srv = home.serve(&["--models", "minilm"]);
+    let body = |sig: &Path| serde_json::json!({"path": c, "manifest": m, "signature": sig});
+    let (code, bad) = call(
+        &srv,
+        "POST",
+        "/admin/plugins",
+        Some(&admin),
+        Some(body(&other.with_extension("wasm.sig"))),
+    );
+    assert_eq!(code, 400, "{bad}");
+    let msg = bad["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("the component changed after signing"), "{bad}");
+    let (code, made) = call(
+        &srv,
+        "POST",
+        "/admin/plugins",
+        Some(&admin),
+        Some(body(&c.with_extension("wasm.sig"))),
+    );
+    assert_eq!(code, 201, "{made}");
+    assert_eq!(made["plugin"]["signature"]["publisher"], "acme", "{made}");
+    assert_eq!(made["plugin"]["signature"]["key_id"], id.as_str(), "{made}");
+}

@@ -222,3 +222,52 @@ fn policies_run_check_request_or_check_response_and_failures_fail_the_command() 
         "{all}"
     );
 }
+
+#[test]
+fn probe_shows_wasi_http_requests_granted_and_denied() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { return };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(
+                b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    let home = Home::new();
+    let grant = format!("http:127.0.0.1:{port}");
+    install(&home, "testing/probe", &["--grant", &grant]);
+    let url = format!("http://127.0.0.1:{port}/hook");
+    let r = test_json(
+        &home,
+        &[
+            "test-probe",
+            "--input",
+            &format!("http {url}"),
+            "--input",
+            "http https://example.com/",
+        ],
+    );
+    assert_eq!(r["result"][0], "ok:204", "{r:#}");
+    let calls = calls(&r);
+    assert_eq!(
+        calls,
+        [
+            ("wasi:http.handle".into(), "ok: status 204".into()),
+            (
+                "wasi:http.handle".into(),
+                "denied(http:https://example.com:443)".into()
+            ),
+        ],
+        "{r:#}"
+    );
+    assert_eq!(r["trace"]["host_calls"][0]["args"], format!("GET {url}"));
+    assert_eq!(
+        r["trace"]["used"],
+        serde_json::json!([format!("http:http://127.0.0.1:{port}")])
+    );
+}

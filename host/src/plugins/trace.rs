@@ -9,6 +9,7 @@
 //! branch per host call.
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -22,6 +23,7 @@ use super::manifest::World;
 use super::registry::PluginRecord;
 use super::state::{State, escape_log};
 use super::{Event, Request, RequestVerdict, Response, ResponseVerdict};
+use crate::security::Capability;
 
 use types::Error as GuestError;
 
@@ -36,6 +38,57 @@ pub struct Trace {
     pub used: BTreeSet<String>,
     /// Capabilities a host call was denied.
     pub denied: BTreeSet<String>,
+    /// wasi:http requests, recorded by the `send_request` hook (merged in by start time).
+    #[serde(skip)]
+    pub(crate) http: Arc<HttpCalls>,
+}
+
+/// The wasi:http requests of a traced call: the hook that sends them has no access to the
+/// call's [`State`], so it records here.
+#[derive(Debug, Default)]
+pub struct HttpCalls(Mutex<Vec<(Instant, HostCall, Option<String>, Option<String>)>>);
+
+impl HttpCalls {
+    /// Records a request when `sink` is set: `Ok(status)`, or `Err(denied)`.
+    pub(crate) fn record(
+        sink: &Option<Arc<HttpCalls>>,
+        at: Instant,
+        what: String,
+        cap: &Capability,
+        outcome: Result<u16, bool>,
+    ) {
+        let Some(sink) = sink else { return };
+        let cap = cap.to_string();
+        let (text, used, denied) = match outcome {
+            Ok(status) => (format!("ok: status {status}"), Some(cap), None),
+            Err(true) => (format!("denied({cap})"), None, Some(cap)),
+            Err(false) => ("error: the request failed".to_string(), None, None),
+        };
+        let call = HostCall {
+            function: "wasi:http.handle".into(),
+            args: what,
+            outcome: text,
+            micros: u64::try_from(at.elapsed().as_micros()).unwrap_or(u64::MAX),
+            at: Some(at),
+        };
+        sink.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((at, call, used, denied));
+    }
+}
+
+impl Trace {
+    /// Merges the wasi:http requests into the host calls, in order of start.
+    fn merge_http(&mut self) {
+        let http = std::mem::take(&mut *self.http.0.lock().unwrap_or_else(|e| e.into_inner()));
+        for (_, call, used, denied) in http {
+            self.used.extend(used);
+            self.denied.extend(denied);
+            self.host_calls.push(call);
+        }
+        self.host_calls.sort_by_key(|c| c.at);
+    }
 }
 
 /// One host call.
@@ -49,6 +102,9 @@ pub struct HostCall {
     pub outcome: String,
     /// Time in the host, microseconds.
     pub micros: u64,
+    /// When it started (orders wasi:http requests among the others).
+    #[serde(skip)]
+    pub(crate) at: Option<Instant>,
 }
 
 /// One log line of the plugin.
@@ -135,6 +191,7 @@ impl Traced<'_> {
             args: b.args,
             outcome,
             micros: u64::try_from(b.at.elapsed().as_micros()).unwrap_or(u64::MAX),
+            at: Some(b.at),
         });
     }
 }
@@ -443,7 +500,7 @@ impl PluginHost {
     ) -> (Result<Value, PluginError>, Trace, Spent) {
         let inner = &self.inner;
         let mut store = inner.new_store(l);
-        store.data_mut().trace = Some(Box::default());
+        store.data_mut().start_trace();
         let start = Instant::now();
         let ctx = &l.ctx;
         let result = match (&l.pre, call) {
@@ -499,7 +556,8 @@ impl PluginHost {
         };
         let wall = start.elapsed();
         let state = store.data_mut();
-        let trace = state.trace.take().map(|t| *t).unwrap_or_default();
+        let mut trace = state.trace.take().map(|t| *t).unwrap_or_default();
+        trace.merge_http();
         let spent = Spent {
             wall_ms: wall.as_secs_f64() * 1000.0,
             timeout_ms: ctx.limits.timeout_ms,

@@ -46,7 +46,15 @@ pub struct Trace {
 /// The wasi:http requests of a traced call: the hook that sends them has no access to the
 /// call's [`State`], so it records here.
 #[derive(Debug, Default)]
-pub struct HttpCalls(Mutex<Vec<(Instant, HostCall, Option<String>, Option<String>)>>);
+pub struct HttpCalls(Mutex<Vec<HttpCall>>);
+
+/// One recorded request with the capability it used or was denied.
+#[derive(Debug)]
+struct HttpCall {
+    call: HostCall,
+    used: Option<String>,
+    denied: Option<String>,
+}
 
 impl HttpCalls {
     /// Records a request when `sink` is set: `Ok(status)`, or `Err(denied)`.
@@ -74,7 +82,7 @@ impl HttpCalls {
         sink.0
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push((at, call, used, denied));
+            .push(HttpCall { call, used, denied });
     }
 }
 
@@ -82,10 +90,10 @@ impl Trace {
     /// Merges the wasi:http requests into the host calls, in order of start.
     fn merge_http(&mut self) {
         let http = std::mem::take(&mut *self.http.0.lock().unwrap_or_else(|e| e.into_inner()));
-        for (_, call, used, denied) in http {
-            self.used.extend(used);
-            self.denied.extend(denied);
-            self.host_calls.push(call);
+        for h in http {
+            self.used.extend(h.used);
+            self.denied.extend(h.denied);
+            self.host_calls.push(h.call);
         }
         self.host_calls.sort_by_key(|c| c.at);
     }

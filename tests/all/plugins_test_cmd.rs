@@ -271,3 +271,40 @@ fn probe_shows_wasi_http_requests_granted_and_denied() {
         serde_json::json!([format!("http:http://127.0.0.1:{port}")])
     );
 }
+
+#[test]
+fn an_integration_gets_a_synthetic_event_and_its_request_is_traced() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { return };
+            let mut buf = vec![0u8; 16384];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
+            let _ = s.write_all(
+                b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    let home = Home::new();
+    let url = format!("url=http://127.0.0.1:{port}/hook");
+    let grant = format!("http:127.0.0.1:{port}");
+    install(&home, "webhook", &["--set", &url, "--grant", &grant]);
+    let r = test_json(&home, &["webhook", "--input", "hello"]);
+    assert_eq!(r["function"], "on-event");
+    assert!(r["error"].is_null(), "{r:#}");
+    let http: Vec<_> = calls(&r)
+        .into_iter()
+        .filter(|(f, _)| f == "wasi:http.handle")
+        .collect();
+    assert_eq!(
+        http,
+        [("wasi:http.handle".into(), "ok: status 204".into())],
+        "{r:#}"
+    );
+    let got = rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    assert!(got.starts_with("POST /hook"), "{got}");
+}

@@ -39,6 +39,8 @@ mod plugins_install;
 mod plugins_quotas;
 mod plugins_sandbox;
 mod plugins_shipped;
+mod plugins_signing;
+mod plugins_test_cmd;
 
 mod author_rust;
 

@@ -194,6 +194,7 @@ pub(crate) fn install(
             .collect::<BTreeMap<_, _>>(),
         // The repository's own guests; tests of the approval itself are in plugins_hardening.
         approve_limits: true,
+        signature: None,
     };
     registry::install(host, &req)
         .unwrap_or_else(|e| panic!("installing {dir}: {e}"))

@@ -77,6 +77,7 @@ fn four_at_once(per_thread: usize) -> usize {
         sha256: None,
         config: Default::default(),
         approve_limits: true,
+        signature: None,
     };
     let name = registry::install(&host, &req).unwrap().record.manifest.name;
     let calls: Vec<_> = (0..4)

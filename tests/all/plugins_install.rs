@@ -259,6 +259,7 @@ fn cli_functions_install_grant_info_list_disable_remove() {
             sha256: None,
             values: vec![],
             approve_limits: false,
+            signature: None,
         },
         home,
     )

@@ -174,9 +174,18 @@ pub struct InstallBody {
     config: BTreeMap<String, String>,
     #[serde(default)]
     approve_limits: bool,
+    /// The signature file (`llmos plugin sign`) on the server, confined like `path`; default
+    /// `<path>.sig` when it exists.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    signature: Option<std::path::PathBuf>,
+    /// With `component_base64`: the signature file's text (JSON written by `llmos plugin
+    /// sign`), when the upload is signed.
+    #[serde(default)]
+    signature_json: Option<String>,
 }
 
-const INSTALL_FIELDS: &str = "accepted fields: path (a file on the server) and manifest, or component_base64 (the file's bytes) and manifest_toml (its text); grants, sha256, config, approve_limits";
+const INSTALL_FIELDS: &str = "accepted fields: path (a file on the server), manifest and signature, or component_base64 (the file's bytes), manifest_toml (its text) and signature_json; grants, sha256, config, approve_limits";
 
 /// The answer to an install or upgrade: [`registry::InstallReport`] as JSON (the CLI prints
 /// it the same way whether it installed itself or asked the server).
@@ -199,6 +208,9 @@ pub struct InstallReply {
     pub unrequested: CapabilitySet,
     /// Limits above the defaults (approved).
     pub raised_limits: Vec<RaisedLimit>,
+    /// On upgrade, when the signer changed: `old -> new`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer_change: Option<String>,
 }
 
 impl From<InstallReport> for InstallReply {
@@ -211,6 +223,7 @@ impl From<InstallReport> for InstallReply {
             ungranted: r.ungranted,
             unrequested: r.unrequested,
             raised_limits: r.raised_limits,
+            signer_change: r.signer_change,
         }
     }
 }
@@ -225,6 +238,7 @@ impl From<InstallReply> for InstallReport {
             ungranted: r.ungranted,
             unrequested: r.unrequested,
             raised_limits: r.raised_limits,
+            signer_change: r.signer_change,
         }
     }
 }
@@ -259,25 +273,34 @@ fn with_source(
         sha256: b.sha256,
         config: b.config,
         approve_limits: b.approve_limits,
+        signature: None,
     };
     let bad = |param: &str, msg: &str| {
         ApiError::invalid(Some(param.into()), format!("{msg}; {INSTALL_FIELDS}"))
     };
     match (b.path, b.component_base64, b.manifest_toml) {
         (Some(path), None, None) => {
+            if b.signature_json.is_some() {
+                return Err(bad(
+                    "signature_json",
+                    "signature_json goes with component_base64; with path give signature (a file on the server)",
+                ));
+            }
             req.component = path;
+            req.signature = b.signature;
             f(&req).map_err(plugin_err)
         }
         (None, Some(data), Some(text)) => {
-            if req.manifest.is_some() {
+            if req.manifest.is_some() || b.signature.is_some() {
                 return Err(bad(
-                    "manifest",
-                    "manifest names a file on the server: with component_base64 send the manifest's text as manifest_toml",
+                    if req.manifest.is_some() { "manifest" } else { "signature" },
+                    "manifest and signature name files on the server: with component_base64 send their text as manifest_toml and signature_json",
                 ));
             }
-            let up = Upload::write(host.home(), &data, &text)?;
+            let up = Upload::write(host.home(), &data, &text, b.signature_json.as_deref())?;
             req.component = up.component();
             req.manifest = Some(up.manifest());
+            req.signature = b.signature_json.is_some().then(|| up.signature());
             f(&req).map_err(|e| up.explain(plugin_err(e)))
         }
         (Some(_), Some(_), _) => Err(bad(
@@ -303,7 +326,12 @@ struct Upload {
 }
 
 impl Upload {
-    fn write(home: &std::path::Path, data: &str, manifest: &str) -> Result<Self, ApiError> {
+    fn write(
+        home: &std::path::Path,
+        data: &str,
+        manifest: &str,
+        signature: Option<&str>,
+    ) -> Result<Self, ApiError> {
         use base64::Engine as _;
         use std::os::unix::fs::DirBuilderExt;
         let bytes = base64::engine::general_purpose::STANDARD
@@ -326,7 +354,14 @@ impl Upload {
         let up = Self { dir };
         std::fs::write(up.component(), &bytes).map_err(server_err)?;
         std::fs::write(up.manifest(), manifest).map_err(server_err)?;
+        if let Some(sig) = signature {
+            std::fs::write(up.signature(), sig).map_err(server_err)?;
+        }
         Ok(up)
+    }
+
+    fn signature(&self) -> std::path::PathBuf {
+        self.dir.join("component.wasm.sig")
     }
 
     fn component(&self) -> std::path::PathBuf {
@@ -341,6 +376,7 @@ impl Upload {
     fn explain(&self, mut e: ApiError) -> ApiError {
         e.message = e
             .message
+            .replace(&self.signature().display().to_string(), "(uploaded signature)")
             .replace(&self.component().display().to_string(), "(uploaded component)")
             .replace(&self.manifest().display().to_string(), "(uploaded manifest)");
         e

@@ -18,6 +18,8 @@ pub mod generate;
 mod import;
 pub mod plugin;
 mod remote;
+pub mod plugin_test;
+pub mod sign;
 pub mod store;
 pub mod train;
 
@@ -407,6 +409,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Audit(cmd) => {
             let (config, paths) = settings(g)?;
             audit::run(cmd, &config, &paths)
+        }
+        Command::Plugin(plugin::PluginCommand::Test(a)) => {
+            let (config, paths) = settings(g)?;
+            plugin_test::run(&a, config, paths)
         }
         Command::Plugin(cmd) => {
             let (config, paths) = settings(g)?;

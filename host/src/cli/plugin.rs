@@ -36,6 +36,9 @@ pub enum PluginCommand {
         /// Approve the manifest's limits above the host's defaults (refused without it).
         #[arg(long)]
         approve_limits: bool,
+        /// The signature file (`llmos plugin sign`) [default: COMPONENT.wasm.sig if it exists].
+        #[arg(long, value_name = "FILE")]
+        signature: Option<PathBuf>,
     },
     /// Replace an installed plugin by a new version; new capabilities must be granted again.
     Upgrade {
@@ -58,6 +61,9 @@ pub enum PluginCommand {
         /// Approve the new manifest's limits above the host's defaults (refused without it).
         #[arg(long)]
         approve_limits: bool,
+        /// The signature file (`llmos plugin sign`) [default: COMPONENT.wasm.sig if it exists].
+        #[arg(long, value_name = "FILE")]
+        signature: Option<PathBuf>,
     },
     /// List installed plugins.
     List,
@@ -154,6 +160,16 @@ pub enum PluginCommand {
     /// Authoring: `new`, `build`, `wit` (they need no store, so they also run while serving).
     #[command(flatten)]
     Author(super::author::AuthorCommand),
+    /// Make a signing key: writes the private key (PKCS#8 PEM, 0600), prints the public key.
+    Keygen(super::sign::KeygenArgs),
+    /// Sign a component and its manifest with a private key (writes COMPONENT.wasm.sig).
+    Sign(super::sign::SignArgs),
+    /// Trusted publishers: the public keys whose signatures install and upgrade accept.
+    #[command(subcommand)]
+    Publisher(super::sign::PublisherCommand),
+    /// Run one call of an installed plugin and show what it did (result, logs, host calls,
+    /// capabilities used or denied, time and memory).
+    Test(super::plugin_test::TestArgs),
 }
 
 pub(super) fn parse_kv(items: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
@@ -195,6 +211,10 @@ pub(super) fn print_report(verb: &str, r: &InstallReport) {
         );
     }
     print_denied_imports(&r.record);
+    println!("  signature {}", registry::signature_line(&r.record));
+    if let Some(c) = &r.signer_change {
+        println!("  signer changed: {c}");
+    }
 }
 
 /// Host interfaces imported without a matching request (whole-world toolchains).
@@ -218,6 +238,7 @@ pub(super) fn print_info(r: &PluginRecord) {
     }
     println!("  sha256     {}", r.sha256);
     println!("  size       {} bytes", r.size);
+    println!("  signature  {}", registry::signature_line(r));
     println!("  requested  {}", m.capabilities.join(" "));
     println!("  granted    {}", r.granted);
     println!("  effective  {}", r.effective());
@@ -348,9 +369,12 @@ pub fn run(cmd: PluginCommand, home: &Path) -> anyhow::Result<()> {
 /// holds the store, the command goes to it over its admin socket (`cli/remote.rs`) and
 /// prints the same output.
 pub fn run_with(cmd: PluginCommand, home: &Path, settings: HostSettings) -> anyhow::Result<()> {
-    // Authoring commands need no store: they work whether or not a server runs.
+    // Authoring commands need no store: they work whether or not a server runs; keys and
+    // signatures are files.
     let cmd = match cmd {
         PluginCommand::Author(a) => return super::author::run(a, home),
+        PluginCommand::Keygen(a) => return super::sign::keygen(&a),
+        PluginCommand::Sign(a) => return super::sign::sign(&a),
         other => other,
     };
     let cmd = match remote::plugin(cmd, home, &settings)? {
@@ -378,6 +402,7 @@ fn run_local(cmd: PluginCommand, host: &PluginHost, home: &Path) -> anyhow::Resu
             sha256,
             values,
             approve_limits,
+            signature,
         } => {
             let req = InstallRequest {
                 component: path,
@@ -386,6 +411,7 @@ fn run_local(cmd: PluginCommand, host: &PluginHost, home: &Path) -> anyhow::Resu
                 sha256,
                 config: parse_kv(&values)?,
                 approve_limits,
+                signature,
             };
             print_report("installed", &registry::install(host, &req)?);
         }
@@ -397,6 +423,7 @@ fn run_local(cmd: PluginCommand, host: &PluginHost, home: &Path) -> anyhow::Resu
             sha256,
             values,
             approve_limits,
+            signature,
         } => {
             let req = InstallRequest {
                 component: path,
@@ -405,6 +432,7 @@ fn run_local(cmd: PluginCommand, host: &PluginHost, home: &Path) -> anyhow::Resu
                 sha256,
                 config: parse_kv(&values)?,
                 approve_limits,
+                signature,
             };
             print_report("upgraded", &registry::upgrade(host, &name, &req)?);
         }
@@ -476,6 +504,10 @@ fn run_local(cmd: PluginCommand, host: &PluginHost, home: &Path) -> anyhow::Resu
             println!("removed {} {}", name, r.manifest.version);
         }
         PluginCommand::Author(a) => super::author::run(a, home)?,
+        PluginCommand::Keygen(a) => super::sign::keygen(&a)?,
+        PluginCommand::Sign(a) => super::sign::sign(&a)?,
+        PluginCommand::Publisher(c) => super::sign::publisher(host, c)?,
+        PluginCommand::Test(a) => super::plugin_test::run_on(host, &a)?,
         PluginCommand::Audit => print_audit(host.audit().records()?),
     }
     Ok(())

@@ -273,6 +273,7 @@ fn run_plugin(s: &mut Server, cmd: PluginCommand, settings: &HostSettings) -> Re
             sha256,
             values,
             approve_limits,
+            signature,
         } => {
             let src = Source {
                 path,
@@ -281,6 +282,7 @@ fn run_plugin(s: &mut Server, cmd: PluginCommand, settings: &HostSettings) -> Re
                 sha256,
                 values,
                 approve_limits,
+                signature,
             };
             let r: InstallReply = s.post("/admin/plugins", &src.body(settings)?)?;
             plugin::print_report("installed", &r.into());
@@ -293,6 +295,7 @@ fn run_plugin(s: &mut Server, cmd: PluginCommand, settings: &HostSettings) -> Re
             sha256,
             values,
             approve_limits,
+            signature,
         } => {
             let src = Source {
                 path,
@@ -301,6 +304,7 @@ fn run_plugin(s: &mut Server, cmd: PluginCommand, settings: &HostSettings) -> Re
                 sha256,
                 values,
                 approve_limits,
+                signature,
             };
             let uri = format!("/admin/plugins/{}/upgrade", seg(&name));
             let r: InstallReply = s.post(&uri, &src.body(settings)?)?;
@@ -420,6 +424,7 @@ struct Source {
     sha256: Option<String>,
     values: Vec<String>,
     approve_limits: bool,
+    signature: Option<PathBuf>,
 }
 
 impl Source {
@@ -463,9 +468,28 @@ impl Source {
                 manifest.display()
             )
         })?;
+        // The signature as a local install finds it: --signature, else `<component>.sig`.
+        let signature = self.signature.clone().or_else(|| {
+            let mut next = path.clone().into_os_string();
+            next.push(".sig");
+            let next = PathBuf::from(next);
+            next.exists().then_some(next)
+        });
+        let signature = match signature {
+            Some(sig) => {
+                if let Some(root) = &settings.install_root {
+                    confine(&sig, root, "signature")?;
+                }
+                Some(std::fs::read_to_string(&sig).with_context(|| {
+                    format!("invalid plugin: signature {}", sig.display())
+                })?)
+            }
+            None => None,
+        };
         Ok(json!({
             "component_base64": base64::engine::general_purpose::STANDARD.encode(bytes),
             "manifest_toml": text,
+            "signature_json": signature,
             "grants": self.grants,
             "sha256": self.sha256,
             "config": plugin::parse_kv(&self.values)?,

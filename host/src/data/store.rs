@@ -144,11 +144,13 @@ pub enum Tree {
     /// Embeddings cached for training: `base-sha256 \0 fingerprint(base-sha256 \0 text)` →
     /// the vector (f32 little-endian). The text itself is never stored.
     EmbedCache,
+    /// Trusted plugin publishers: name → public key record (nothing secret; revoked ones stay).
+    Publishers,
 }
 
 impl Tree {
     /// Every tree.
-    pub const ALL: [Tree; 13] = [
+    pub const ALL: [Tree; 14] = [
         Tree::Plugins,
         Tree::PluginKv,
         Tree::PluginSecrets,
@@ -162,6 +164,7 @@ impl Tree {
         Tree::Vault,
         Tree::Jobs,
         Tree::EmbedCache,
+        Tree::Publishers,
     ];
 
     /// The backend tree name (also the sealing context).
@@ -181,6 +184,7 @@ impl Tree {
             Tree::Vault => "vault",
             Tree::Jobs => "jobs",
             Tree::EmbedCache => "embed-cache",
+            Tree::Publishers => "publishers",
         }
     }
 

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Trap};
 
 use super::PluginError;
@@ -20,6 +20,7 @@ use super::limits::{LimitKind, LimitTrap, Limits};
 use super::manifest::World;
 use super::registry::PluginRecord;
 use super::state::{PluginCtx, Services, State};
+use super::trace::{TracedHost, traced};
 use crate::data::Store;
 use crate::security::{AuditLog, CapabilitySet};
 
@@ -48,6 +49,9 @@ pub struct HostSettings {
     /// reach the model together and batch. `threads × calls_per_thread + event_threads` is
     /// kept within the engine's `max_instances`.
     pub calls_per_thread: usize,
+    /// Refuse unsigned plugins and plugins not signed by a trusted publisher
+    /// (`[plugins] require_signature`).
+    pub require_signature: bool,
 }
 
 /// The default [`HostSettings::calls_per_thread`]: the instance slots left after the event
@@ -75,6 +79,7 @@ impl Default for HostSettings {
             queue_capacity: 256,
             event_queue_capacity: 1024,
             calls_per_thread,
+            require_signature: false,
         }
     }
 }
@@ -222,9 +227,10 @@ fn linker_for(engine: &Engine, world: World) -> Result<Linker<State>, PluginErro
     wasmtime_wasi::p2::add_to_linker_async(&mut l).map_err(e)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut l).map_err(e)?;
     match world {
-        World::Preprocessor => Preprocessor::add_to_linker::<_, HasSelf<State>>(&mut l, |s| s),
-        World::Policy => Policy::add_to_linker::<_, HasSelf<State>>(&mut l, |s| s),
-        World::Integration => Integration::add_to_linker::<_, HasSelf<State>>(&mut l, |s| s),
+        // Through `Traced`: each host call is recorded when the call is traced (plugin test).
+        World::Preprocessor => Preprocessor::add_to_linker::<_, TracedHost>(&mut l, traced),
+        World::Policy => Policy::add_to_linker::<_, TracedHost>(&mut l, traced),
+        World::Integration => Integration::add_to_linker::<_, TracedHost>(&mut l, traced),
     }
     .map_err(e)?;
     Ok(l)
@@ -729,7 +735,7 @@ fn check_output(ctx: &PluginCtx, n: usize, what: &str) -> Result<(), PluginError
 }
 
 /// Checks the output limit and maps the guest's own error.
-fn finish<T>(
+pub(crate) fn finish<T>(
     ctx: &PluginCtx,
     out: Result<T, super::bindings::types::Error>,
     size: impl Fn(&T) -> usize,
@@ -861,7 +867,7 @@ impl Inner {
 
     /// Runs a call under the plugin's wall-clock deadline (which also cancels a guest blocked
     /// in the host, e.g. sleeping or waiting for HTTP) and maps failures.
-    async fn limited<R>(
+    pub(crate) async fn limited<R>(
         &self,
         l: &Loaded,
         call: impl Future<Output = wasmtime::Result<R>>,

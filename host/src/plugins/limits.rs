@@ -257,6 +257,14 @@ impl Limiter {
     }
 }
 
+impl Limiter {
+    /// Linear memory of the store now, all memories together (memories only grow, so this
+    /// is also the peak).
+    pub fn memory_used(&self) -> usize {
+        self.memory_used
+    }
+}
+
 impl wasmtime::ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,

@@ -27,6 +27,7 @@ mod outbound;
 pub mod pipeline;
 pub mod registry;
 pub mod state;
+pub mod trace;
 
 pub use bindings::types::{
     Error as GuestError, Event, Request, RequestContext, RequestVerdict, Response, ResponseVerdict,
@@ -36,7 +37,7 @@ pub use host::{HostSettings, LocalRunner, PluginHost, WarmPreprocessor};
 pub use inference::{EntitySpan, InferenceBackend, InferenceError, LabelScore};
 pub use limits::{LimitKind, Limits};
 pub use manifest::{Manifest, World};
-pub use registry::{InstallReport, InstallRequest, PluginRecord};
+pub use registry::{InstallReport, InstallRequest, PluginRecord, SignedBy};
 
 use crate::data::StoreError;
 
@@ -65,6 +66,10 @@ pub struct PluginsConfig {
     /// others run, so their model calls batch). 0 (default): the `max_instances` slots left
     /// after the event threads, shared by the threads, at most 16 each.
     pub calls_per_thread: usize,
+    /// Refuse to install or upgrade a plugin that is unsigned or not signed by a trusted
+    /// publisher (`llmos plugin publisher add`). Default false: unsigned plugins install
+    /// (shown as `unsigned`); a present but invalid signature is always refused.
+    pub require_signature: bool,
 }
 
 impl Default for PluginsConfig {
@@ -80,6 +85,7 @@ impl Default for PluginsConfig {
             queue_capacity: h.queue_capacity,
             event_queue_capacity: h.event_queue_capacity,
             calls_per_thread: 0,
+            require_signature: false,
         }
     }
 }
@@ -107,6 +113,7 @@ impl From<&PluginsConfig> for HostSettings {
             queue_capacity: c.queue_capacity.max(1),
             event_queue_capacity: c.event_queue_capacity.max(1),
             calls_per_thread,
+            require_signature: c.require_signature,
         }
     }
 }
@@ -183,6 +190,14 @@ pub enum PluginError {
     /// A bad capability name, or revoking what was not granted.
     #[error("{0}")]
     Grant(String),
+    /// A signature check refused the install or upgrade (which check, and how to fix it).
+    #[error("plugin {plugin} refused: {reason}")]
+    Signature {
+        /// The plugin.
+        plugin: String,
+        /// Unsigned under require_signature, bad, unknown key or revoked publisher.
+        reason: String,
+    },
     /// The component's sha256 is not the expected one.
     #[error("sha256 mismatch: expected {expected}, the file has {actual}")]
     Digest {

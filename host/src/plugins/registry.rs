@@ -19,6 +19,7 @@ use super::manifest::{Manifest, World};
 use super::state::secret_key;
 use crate::data::{Store, Tree};
 use crate::security::audit::now_ms;
+use crate::security::signing::{self, SigningError, Subject};
 use crate::security::{Capability, CapabilitySet};
 
 /// What the store keeps about an installed plugin.
@@ -45,6 +46,41 @@ pub struct PluginRecord {
     /// of their kind (whole-world toolchains import them all): every call to them is denied.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub denied_imports: Vec<DeniedImport>,
+    /// Who signed this version (`None`: unsigned). See `llmos plugin sign`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignedBy>,
+}
+
+/// The verified signer of an installed version.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SignedBy {
+    /// The trusted publisher owning the key; `None` for a valid signature by a key no
+    /// publisher has (accepted only while `[plugins] require_signature` is off).
+    pub publisher: Option<String>,
+    /// The key id.
+    pub key_id: String,
+    /// The public key, `ed25519:<base64>`.
+    pub public_key: String,
+}
+
+impl std::fmt::Display for SignedBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.publisher {
+            Some(p) => write!(f, "publisher {p} ({})", self.key_id),
+            None => write!(
+                f,
+                "signed by unknown key {} (not a trusted publisher)",
+                self.key_id
+            ),
+        }
+    }
+}
+
+/// How a record's signature reads: its signer, or `unsigned`.
+pub fn signature_line(r: &PluginRecord) -> String {
+    r.signature
+        .as_ref()
+        .map_or_else(|| "unsigned".to_string(), ToString::to_string)
 }
 
 /// An interface a component imports without requesting its capability kind.
@@ -128,6 +164,8 @@ pub struct InstallRequest {
     /// The operator approves the manifest's limits above the host's defaults (without it such
     /// an install or upgrade is refused, listing each raised limit).
     pub approve_limits: bool,
+    /// The signature file (`llmos plugin sign`); default `<component>.sig` when it exists.
+    pub signature: Option<PathBuf>,
 }
 
 /// The outcome of an install or upgrade.
@@ -147,6 +185,8 @@ pub struct InstallReport {
     pub unrequested: CapabilitySet,
     /// Limits the manifest raises above the host's defaults (approved by the operator).
     pub raised_limits: Vec<super::limits::RaisedLimit>,
+    /// On upgrade, when the signer differs from the previous version's: `old -> new`.
+    pub signer_change: Option<String>,
 }
 
 /// Refuses a manifest that raises limits above the defaults unless the operator approved.
@@ -166,7 +206,7 @@ fn check_limits(manifest: &Manifest, approved: bool) -> Result<(), PluginError> 
 fn read_inputs(
     host: &PluginHost,
     req: &InstallRequest,
-) -> Result<(Vec<u8>, String, Manifest), PluginError> {
+) -> Result<(Vec<u8>, String, Manifest, String), PluginError> {
     let settings = &host.inner.settings;
     let path = req
         .component
@@ -237,7 +277,75 @@ fn read_inputs(
     })?;
     let manifest = Manifest::parse(&text)
         .map_err(|e| PluginError::Manifest(format!("{}: {e}", manifest_path.display())))?;
-    Ok((bytes, sha, manifest))
+    let manifest_sha = sha256_hex(text.as_bytes());
+    Ok((bytes, sha, manifest, manifest_sha))
+}
+
+/// Verifies the signature of an install or upgrade (`req.signature`, else `<component>.sig`
+/// when it exists). A present signature must be valid and must not be by a revoked
+/// publisher; with `[plugins] require_signature` it must also exist and be a trusted
+/// publisher's.
+fn check_signature(
+    host: &PluginHost,
+    req: &InstallRequest,
+    subject: Subject,
+) -> Result<Option<SignedBy>, PluginError> {
+    let settings = &host.inner.settings;
+    let refuse = |reason: String| PluginError::Signature {
+        plugin: subject.plugin.clone(),
+        reason,
+    };
+    let path = match &req.signature {
+        Some(p) => Some(p.clone()),
+        None => {
+            let mut p = req.component.clone().into_os_string();
+            p.push(".sig");
+            let p = PathBuf::from(p);
+            p.exists().then_some(p)
+        }
+    };
+    let Some(path) = path else {
+        if settings.require_signature {
+            return Err(refuse(
+                "it is unsigned and [plugins] require_signature is on; sign it with \
+                 `llmos plugin sign COMPONENT.wasm --manifest FILE --key KEYFILE` and pass \
+                 --signature FILE (default COMPONENT.wasm.sig)"
+                    .into(),
+            ));
+        }
+        return Ok(None);
+    };
+    if let Some(root) = &settings.install_root
+        && !path.canonicalize().is_ok_and(|p| is_upload(host, &p))
+    {
+        confine(&path, root, "signature")?;
+    }
+    let file = signing::read_signature(&path).map_err(|e| refuse(e.to_string()))?;
+    let key = signing::verify(&file, &subject)
+        .map_err(|e| refuse(format!("{} ({})", e, path.display())))?;
+    let publishers = signing::Publishers::new(host.store().clone());
+    let publisher = match publishers.check(&key) {
+        Ok(p) => Some(p.name),
+        Err(e @ SigningError::UnknownKey { .. }) if settings.require_signature => {
+            return Err(refuse(format!("{e} ([plugins] require_signature is on)")));
+        }
+        Err(SigningError::UnknownKey { .. }) => None,
+        Err(e) => return Err(refuse(e.to_string())),
+    };
+    Ok(Some(SignedBy {
+        publisher,
+        key_id: key.key_id(),
+        public_key: key.to_string(),
+    }))
+}
+
+fn subject(manifest: &Manifest, sha: &str, manifest_sha: &str) -> Subject {
+    Subject {
+        plugin: manifest.name.clone(),
+        version: manifest.version.clone(),
+        component_sha256: sha.to_string(),
+        manifest_sha256: manifest_sha.to_string(),
+    }
 }
 
 /// Refuses a file outside the install folder (both canonicalised: no `..` or link escapes).
@@ -376,6 +484,9 @@ fn report(
         removed: old.difference(&requested),
         raised_limits: record.manifest.limits.raised(),
         previous_version: previous.map(|p| p.manifest.version.clone()),
+        signer_change: previous
+            .filter(|p| p.signature != record.signature)
+            .map(|p| format!("{} -> {}", signature_line(p), signature_line(&record))),
         ungranted,
         unrequested,
         record,
@@ -384,7 +495,7 @@ fn report(
 
 /// Installs a plugin after validating it (component, world, imports, size, digest, path).
 pub fn install(host: &PluginHost, req: &InstallRequest) -> Result<InstallReport, PluginError> {
-    let (bytes, sha, manifest) = read_inputs(host, req)?;
+    let (bytes, sha, manifest, manifest_sha) = read_inputs(host, req)?;
     let store = host.store();
     if store
         .get(Tree::Plugins, manifest.name.as_bytes())?
@@ -392,6 +503,7 @@ pub fn install(host: &PluginHost, req: &InstallRequest) -> Result<InstallReport,
     {
         return Err(PluginError::Exists(manifest.name.clone()));
     }
+    let signature = check_signature(host, req, subject(&manifest, &sha, &manifest_sha))?;
     let denied_imports = validate(host, &bytes, &sha, &manifest)?;
     manifest.effective_config(&req.config)?;
     check_limits(&manifest, req.approve_limits)?;
@@ -407,6 +519,7 @@ pub fn install(host: &PluginHost, req: &InstallRequest) -> Result<InstallReport,
         manifest,
         limits: LimitsRequest::default(),
         denied_imports,
+        signature,
     };
     record.put(store)?;
     let name = &record.manifest.name;
@@ -415,8 +528,11 @@ pub fn install(host: &PluginHost, req: &InstallRequest) -> Result<InstallReport,
         name,
         None,
         format!(
-            "{} {} granted {}",
-            name, record.manifest.version, record.granted
+            "{} {} granted {}, {}",
+            name,
+            record.manifest.version,
+            record.granted,
+            signature_line(&record)
         ),
     )?;
     host.invalidate(name);
@@ -432,7 +548,7 @@ pub fn upgrade(
     req: &InstallRequest,
 ) -> Result<InstallReport, PluginError> {
     let old = PluginRecord::get(host.store(), name)?;
-    let (bytes, sha, manifest) = read_inputs(host, req)?;
+    let (bytes, sha, manifest, manifest_sha) = read_inputs(host, req)?;
     if manifest.name != name {
         return Err(PluginError::Manifest(format!(
             "the manifest names plugin {}, not {name}",
@@ -445,6 +561,7 @@ pub fn upgrade(
             old.manifest.world, manifest.world
         )));
     }
+    let signature = check_signature(host, req, subject(&manifest, &sha, &manifest_sha))?;
     let denied_imports = validate(host, &bytes, &sha, &manifest)?;
     let old_requested = old.manifest.requested()?;
     let new_requested = manifest.requested()?;
@@ -479,6 +596,7 @@ pub fn upgrade(
         manifest,
         limits: old.limits.clone(),
         denied_imports,
+        signature,
     };
     record.put(host.store())?;
     if old.sha256 != record.sha256 {
@@ -488,7 +606,12 @@ pub fn upgrade(
         "upgraded",
         name,
         None,
-        format!("{} -> {}", old.manifest.version, record.manifest.version),
+        format!(
+            "{} -> {}, {}",
+            old.manifest.version,
+            record.manifest.version,
+            signature_line(&record)
+        ),
     )?;
     host.invalidate(name);
     report(record, Some(&old))

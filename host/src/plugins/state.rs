@@ -85,6 +85,8 @@ pub struct State {
     http: WasiHttpCtx,
     table: ResourceTable,
     hooks: HttpHooks,
+    /// `llmos plugin test`'s record of this call ([`super::trace`]); `None` otherwise.
+    pub(crate) trace: Option<Box<super::trace::Trace>>,
 }
 
 impl State {
@@ -96,6 +98,7 @@ impl State {
             plugin: plugin.clone(),
             audit: services.audit.clone(),
             timeout: Duration::from_millis(plugin.limits.timeout_ms),
+            trace: None,
         };
         // Host memory that no limiter sees: bound the handles and the size of each fields.
         let mut table = ResourceTable::new();
@@ -114,7 +117,20 @@ impl State {
             hooks,
             plugin,
             services,
+            trace: None,
         }
+    }
+
+    /// Traces this call (`llmos plugin test`): host calls, logs and wasi:http requests.
+    pub(crate) fn start_trace(&mut self) {
+        let t = super::trace::Trace::default();
+        self.hooks.trace = Some(t.http.clone());
+        self.trace = Some(Box::new(t));
+    }
+
+    /// Host calls made by this call so far.
+    pub(crate) fn host_calls(&self) -> u64 {
+        self.host_calls
     }
 
     /// Starts a new host-call count, time budget and inference quota (a warm instance's
@@ -588,6 +604,8 @@ struct HttpHooks {
     plugin: Arc<PluginCtx>,
     audit: AuditLog,
     timeout: Duration,
+    /// Where a traced call's requests are recorded (`None` unless traced).
+    trace: Option<Arc<super::trace::HttpCalls>>,
 }
 
 type SendFuture = Box<
@@ -635,8 +653,11 @@ impl wasmtime_wasi_http::WasiHttpHooks for HttpHooks {
             host: bare.clone(),
             port: Some(port),
         };
+        let what = format!("{} {uri}", request.method());
+        let (at, sink) = (Instant::now(), self.trace.clone());
         if !self.plugin.effective.allows_http(scheme, &host, port) {
             self.deny(&self.plugin.refusal(&cap), &cap);
+            super::trace::HttpCalls::record(&sink, at, what, &cap, Err(true));
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
         // Never wait longer than the plugin's own time budget.
@@ -664,6 +685,7 @@ impl wasmtime_wasi_http::WasiHttpHooks for HttpHooks {
             {
                 outbound::Resolved::Allowed(a) => a,
                 outbound::Resolved::NotFound => {
+                    super::trace::HttpCalls::record(&sink, at, what, &cap, Err(false));
                     return Err(HttpError::DnsError {
                         rcode: Some("address not available".into()),
                         info_code: None,
@@ -672,10 +694,17 @@ impl wasmtime_wasi_http::WasiHttpHooks for HttpHooks {
                 outbound::Resolved::Refused(detail) => {
                     tracing::warn!(plugin = %plugin.name, "{detail}");
                     audit.denied(&plugin.name, &cap.to_string(), &detail);
+                    super::trace::HttpCalls::record(&sink, at, what, &cap, Err(true));
                     return Err(HttpError::DestinationIpProhibited);
                 }
             };
-            outbound::send(request, addrs, bare, options).await
+            let r = outbound::send(request, addrs, bare, options).await;
+            let outcome = match &r {
+                Ok((resp, _)) => Ok(resp.status().as_u16()),
+                Err(_) => Err(false),
+            };
+            super::trace::HttpCalls::record(&sink, at, what, &cap, outcome);
+            r
         })
     }
 }

@@ -5,6 +5,7 @@ pub mod capability;
 pub mod keys;
 pub mod master;
 pub mod seal;
+pub mod signing;
 
 pub use audit::{AuditLog, AuditRecord};
 pub use capability::{Capability, CapabilityError, CapabilitySet, HttpScheme};

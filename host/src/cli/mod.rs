@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 pub mod anonymize;
 pub mod audit;
+pub mod author;
 pub mod data;
 pub mod generate;
 mod import;
@@ -442,6 +443,7 @@ fn run(cli: Cli) -> Result<()> {
             let (config, paths) = settings(g)?;
             audit::run(cmd, &config, &paths)
         }
+        Command::Plugin(plugin::PluginCommand::Author(cmd)) => author::run(cmd),
         Command::Plugin(cmd) => {
             let (config, paths) = settings(g)?;
             plugin::run_with(

@@ -148,6 +148,9 @@ pub enum PluginCommand {
     },
     /// Show the audit log (denials, grants, installs).
     Audit,
+    /// Plugin authoring: `new`, `build` (cli/author).
+    #[command(flatten)]
+    Author(super::author::AuthorCommand),
 }
 
 fn parse_kv(items: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
@@ -409,6 +412,7 @@ pub fn run_with(cmd: PluginCommand, home: &Path, settings: HostSettings) -> anyh
             let r = registry::remove(&host, &name)?;
             println!("removed {} {}", name, r.manifest.version);
         }
+        PluginCommand::Author(cmd) => super::author::run(cmd)?,
         PluginCommand::Audit => {
             for r in host.audit().records()? {
                 println!(

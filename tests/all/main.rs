@@ -27,6 +27,10 @@ mod api_schemathesis;
 mod api_structured;
 mod api_zero_shot;
 
+mod author_js;
+mod author_python;
+mod author_scripted;
+
 mod plugins_common;
 mod plugins_concurrency;
 mod plugins_content_policy_classifier;

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -295,4 +296,161 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// One row of the authoring figures in BENCHMARKS.md ("Plugin authoring").
+struct Figures {
+    what: String,
+    size: u64,
+    build: Duration,
+    install: Duration,
+    first_after_restart: Duration,
+    warm: (Duration, Duration),
+}
+
+/// (median, p99) of call times.
+fn median_p99(mut v: Vec<Duration>) -> (Duration, Duration) {
+    v.sort();
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.99))
+}
+
+/// Installs `wasm` into a fresh host (compiling it), reopens the host as a restart would,
+/// times the first call and then `calls` calls with a 1 KiB input (fresh instance each, the
+/// production path).
+fn measure(
+    what: &str,
+    (wasm, manifest): (&Path, &Path),
+    build: Duration,
+    calls: usize,
+    starts: &str,
+) -> Figures {
+    use crate::plugins_common::{FakeModels, request, settings};
+    use llmos::plugins::PluginHost;
+    use llmos::plugins::registry::{self, InstallRequest};
+    use std::sync::Arc;
+
+    let home = tempfile::tempdir().unwrap();
+    let open = || PluginHost::open(home.path(), settings(), Some(Arc::new(FakeModels))).unwrap();
+    let host = open();
+    let req = InstallRequest {
+        component: wasm.to_path_buf(),
+        manifest: Some(manifest.to_path_buf()),
+        grants: vec!["kv".into()],
+        sha256: None,
+        config: Default::default(),
+        approve_limits: true,
+    };
+    let t = Instant::now();
+    let name = registry::install(&host, &req).unwrap().record.manifest.name;
+    let install = t.elapsed();
+    drop(host);
+    let cache = home.path().join("plugin-cache");
+    let stamp = |p: &Path| -> Vec<_> {
+        let mut v: Vec<_> = std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().modified().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    let before = stamp(&cache);
+
+    let host = open();
+    let t = Instant::now();
+    host.preprocess(&name, request(&["hello"])).unwrap();
+    let first_after_restart = t.elapsed();
+    assert_eq!(stamp(&cache), before, "the restart recompiled {what}");
+
+    let input = "a".repeat(1024);
+    let mut times = Vec::with_capacity(calls);
+    for _ in 0..calls {
+        let t = Instant::now();
+        let out = host.preprocess(&name, request(&[&input])).unwrap();
+        times.push(t.elapsed());
+        assert!(out[0].starts_with(starts), "{what}: {}", &out[0][..16]);
+    }
+    Figures {
+        what: what.into(),
+        size: std::fs::metadata(wasm).unwrap().len(),
+        build,
+        install,
+        first_after_restart,
+        warm: median_p99(times),
+    }
+}
+
+/// The template preprocessor of `lang` without its kv counter (whose fsync per call would
+/// be measured instead of the language), built with `backend` for JS.
+fn template_without_counter(lang: &str, backend: Option<&str>) -> (Project, Duration) {
+    let p = Project::new(
+        lang,
+        &format!("bench-{}", backend.unwrap_or(lang)),
+        "preprocessor",
+    );
+    let (file, from, to) = match lang {
+        "python" => ("app.py", "n = count_call()", "n = \"0\""),
+        _ => ("app.js", "const n = countCall();", "const n = '0';"),
+    };
+    let path = p.dir.join(file);
+    let src = std::fs::read_to_string(&path).unwrap();
+    assert!(src.contains(from), "{file} no longer has {from:?}");
+    std::fs::write(&path, src.replace(from, to)).unwrap();
+    if let Some(b) = backend {
+        let path = p.dir.join("package.json");
+        let pkg = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            &path,
+            pkg.replace("\"backend\": \"quickjs\"", &format!("\"backend\": \"{b}\"")),
+        )
+        .unwrap();
+    }
+    let t = Instant::now();
+    p.build();
+    (p, t.elapsed())
+}
+
+/// BENCHMARKS.md, "Plugin authoring": `cargo test -p llmos --test all -- --ignored
+/// author_figures --nocapture` (after scripts/test.sh has installed the toolchains).
+#[test]
+#[ignore = "measurement: prints the table of BENCHMARKS.md"]
+fn author_figures() {
+    let mut rows = Vec::new();
+    let normalize = crate::plugins_common::wasm("normalize");
+    let m = crate::plugins_common::manifest("normalize");
+    let normalize = (normalize.as_path(), m.as_path());
+    rows.push(measure(
+        "Rust (shipped normalize)",
+        normalize,
+        Duration::ZERO,
+        1000,
+        "aaaa",
+    ));
+    for (lang, backend, calls) in [
+        ("python", None, 300),
+        ("js", Some("quickjs"), 1000),
+        ("js", Some("starlingmonkey"), 300),
+    ] {
+        let (p, build) = template_without_counter(lang, backend);
+        let what = format!("{lang} {}", backend.unwrap_or("componentize-py"));
+        let wasm = p.dir.join("dist").join(format!("{}.wasm", p.name));
+        let manifest = p.dir.join("manifest.toml");
+        rows.push(measure(&what, (&wasm, &manifest), build, calls, "AAAA"));
+    }
+    println!(
+        "| template | component | build | install (compile) | first call after restart | warm call, 1 KiB (median / p99) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    for r in rows {
+        println!(
+            "| {} | {:.1} MiB | {:.1} s | {:.2} s | {:.1} ms | {:.0} µs / {:.0} µs |",
+            r.what,
+            r.size as f64 / 1048576.0,
+            r.build.as_secs_f64(),
+            r.install.as_secs_f64(),
+            r.first_after_restart.as_secs_f64() * 1e3,
+            r.warm.0.as_secs_f64() * 1e6,
+            r.warm.1.as_secs_f64() * 1e6,
+        );
+    }
 }

@@ -109,3 +109,46 @@ pub(super) fn wit_dir(dir: &Path) -> anyhow::Result<PathBuf> {
     }
     Ok(wit)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_build_leaves_no_partial_file_and_the_previous_component_as_it_was() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("x.wasm");
+        std::fs::write(&out, b"old").unwrap();
+        let p = partial(&out).unwrap();
+        assert_eq!(p, d.path().join("x.wasm.partial"));
+        std::fs::write(&p, b"half").unwrap();
+        let e = finish(Err(anyhow::anyhow!("boom")), &p, &out).unwrap_err();
+        assert_eq!(e.to_string(), "boom");
+        assert!(!p.exists());
+        assert_eq!(std::fs::read(&out).unwrap(), b"old");
+        // A tool that says it succeeded but wrote nothing is an error, not a stale success.
+        let e = finish(Ok(()), &p, &out).unwrap_err().to_string();
+        assert!(e.contains("wrote no") && e.contains("x.wasm.partial"), "{e}");
+        std::fs::write(&p, b"new").unwrap();
+        finish(Ok(()), &p, &out).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"new");
+        assert!(!p.exists());
+    }
+
+    #[test]
+    fn programs_are_found_on_path_only_when_executable() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("tool");
+        std::fs::write(&f, b"#!/bin/sh\n").unwrap();
+        assert!(!is_executable(&f) || cfg!(not(unix)));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        assert!(is_executable(&f));
+        assert!(!is_executable(d.path()), "a folder is not a program");
+        let e = wit_dir(d.path()).unwrap_err().to_string();
+        assert!(e.contains("no wit/ folder") && e.contains("llmos plugin wit --out"), "{e}");
+    }
+}

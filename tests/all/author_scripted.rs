@@ -438,7 +438,7 @@ fn author_figures() {
         rows.push(measure(&what, (&wasm, &manifest), build, calls, "AAAA"));
     }
     println!(
-        "| template | component | build | install (compile) | first call after restart | warm call, 1 KiB (median / p99) |"
+        "| template | component | build | install (compile) | first call after restart | fresh-instance call, 1 KiB (median / p99) |"
     );
     println!("|---|---:|---:|---:|---:|---:|");
     for r in rows {

@@ -15,13 +15,41 @@ fi
 # Real client libraries for the compatibility tests (OpenAI's and Triton's), in a venv
 # cached outside the checkout; created once, reused afterwards.
 pyenv="${LLMOS_CACHE:-$HOME/.cache/llmos}/test-pyenv"
-if ! "$pyenv/bin/python" -c 'import openai, tritonclient.http, numpy, schemathesis, onnx, gguf, regex' 2>/dev/null; then
+# The same venv holds componentize-py, which builds the Python plugin template (tests/all/author_python.rs).
+if ! "$pyenv/bin/python" -c 'import openai, tritonclient.http, numpy, schemathesis, onnx, gguf, regex' 2>/dev/null \
+   || [ "$("$pyenv/bin/componentize-py" --version 2>/dev/null)" != "componentize-py 0.25.1" ]; then
   python3 -m venv "$pyenv"
   "$pyenv/bin/pip" install -q --disable-pip-version-check \
     'openai==3.57.0' 'tritonclient[http]==2.73.0' 'numpy==2.4.6' 'schemathesis==4.32.5' \
-    'onnx==1.19.1' 'gguf==0.19.0' 'regex==2026.11.19'
+    'onnx==1.19.1' 'gguf==0.19.0' 'regex==2026.11.19' 'componentize-py==0.25.1'
 fi
 export LLMOS_TEST_PYTHON="$pyenv/bin/python"
+export LLMOS_COMPONENTIZE_PY="$pyenv/bin/componentize-py"
+
+# The JavaScript plugin template's npm packages (jco and what it pins), installed once from its
+# package-lock.json into a cached folder; this fills npm's cache (exported), so the tests'
+# `llmos plugin build` (npm install --prefer-offline) copies them without the network.
+# Node.js and npm come from Debian's packages when missing (needs root; otherwise the JS tests
+# fail saying what to install).
+cache="${LLMOS_CACHE:-$HOME/.cache/llmos}"
+export npm_config_cache="$cache/npm"
+if ! { command -v npm && command -v node; } >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+fi
+if command -v npm >/dev/null && command -v node >/dev/null; then
+  js="$cache/js-template"
+  stamp="$(cat plugins/templates/js/common/package.json plugins/templates/js/common/package-lock.json | sha256sum | cut -c1-16)"
+  if [ "$(cat "$js/stamp" 2>/dev/null)" != "$stamp" ] || [ ! -x "$js/node_modules/.bin/jco" ]; then
+    rm -rf "$js" && mkdir -p "$js"
+    for f in package.json package-lock.json; do
+      sed -e 's/{{name}}/llmos-js-template/g; s/{{world}}/preprocessor/g' "plugins/templates/js/common/$f" > "$js/$f"
+    done
+    (cd "$js" && npm ci --prefer-offline --no-audit --no-fund --loglevel=error)
+    echo "$stamp" > "$js/stamp"
+  fi
+else
+  echo "warning: node and npm not found: the JavaScript plugin tests will fail (install Node.js 18+ with npm)" >&2
+fi
 
 # Formatting and lints first (the request-path set in host/src/lib.rs among them: no unwrap,
 # indexing or unchecked arithmetic; docs/design.md, "Request-path hygiene").

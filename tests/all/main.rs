@@ -27,6 +27,9 @@ mod api_schemathesis;
 mod api_structured;
 mod api_zero_shot;
 
+mod author_js;
+mod author_python;
+mod author_scripted;
 mod cli_while_serving;
 
 mod plugins_common;

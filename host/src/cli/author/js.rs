@@ -1,21 +1,150 @@
-//! JavaScript (jco componentize) projects: a placeholder that part b of issue 11 replaces
-//! (docs/plugin-authors.md, "Contract of the first slice").
+//! JavaScript back end of `llmos plugin build` (docs/plugin-authors.md, part b): jco
+//! componentize.
+//!
+//! A project from `llmos plugin new NAME --world W --lang js` has `app.js` (the world's
+//! exports as functions, `// @ts-check` with the types in `types/`, generated from `wit/`
+//! by `npx jco guest-types`), `package.json` (jco pinned, `@bytecodealliance/preview2-shim`
+//! pinned through `overrides`) with its `package-lock.json`, `manifest.toml` and
+//! `example.txt`. The build runs `npm install` when `node_modules/` has no jco, then
+//! `jco componentize app.js --wit wit --world-name W [--backend quickjs] -o dist/NAME.wasm`.
+//!
+//! The back end is `package.json`'s `llmos.backend`: `quickjs` (the default: ~1.6 MiB,
+//! fast on strings, no Web APIs such as `TextEncoder` or `fetch`; it needs the host's
+//! `[plugins] concurrency_support`, on by default, and creates several linear memories,
+//! which the plugin's memory limit caps together) or `starlingmonkey` (~12 MiB, Web APIs,
+//! slow on strings). Neither has an optimisation level, so `--debug` builds the same.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
+use anyhow::{Context, bail};
+
+use super::toolchain;
 use crate::plugins::Manifest;
 
-/// Builds the project in `dir` (its manifest already read) into `out` (a .wasm path).
-pub(super) fn build(
-    _dir: &Path,
-    _manifest: &Manifest,
-    _out: &Path,
-    _release: bool,
-) -> anyhow::Result<()> {
-    anyhow::bail!("js plugins: see part b")
+/// The jco release of the templates' `package.json`.
+pub(super) const JCO_VERSION: &str = "1.35.0";
+
+/// The oldest Node.js jco runs on.
+const NODE_MAJOR_MIN: u32 = 18;
+
+const NODE_HINT: &str = "install Node.js 18 or later with npm (https://nodejs.org, or the \
+     `nodejs` and `npm` packages of your system)";
+
+/// The componentize back ends `llmos.backend` accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    QuickJs,
+    StarlingMonkey,
 }
 
-/// Ok when the toolchain is there; else an error naming exactly what to install.
-pub(super) fn check_toolchain(_dir: &Path) -> anyhow::Result<()> {
-    anyhow::bail!("js plugins: see part b")
+impl Backend {
+    fn parse(package: &serde_json::Value, path: &Path) -> anyhow::Result<Backend> {
+        match package.pointer("/llmos/backend") {
+            None => Ok(Backend::QuickJs),
+            Some(serde_json::Value::String(s)) if s == "quickjs" => Ok(Backend::QuickJs),
+            Some(serde_json::Value::String(s)) if s == "starlingmonkey" => {
+                Ok(Backend::StarlingMonkey)
+            }
+            Some(other) => bail!(
+                "{}: llmos.backend is {other}: expected \"quickjs\" (small and fast, the default) \
+                 or \"starlingmonkey\" (Web APIs)",
+                path.display()
+            ),
+        }
+    }
+}
+
+fn program(name: &str) -> anyhow::Result<PathBuf> {
+    toolchain::on_path(name).with_context(|| {
+        format!("JavaScript plugins are built with jco, which needs {name}, not on PATH: {NODE_HINT}")
+    })
+}
+
+/// Ok when node (18 or later) and npm are on PATH; jco itself comes from `npm install`.
+pub(super) fn check_toolchain(dir: &Path) -> anyhow::Result<()> {
+    let node = program("node")?;
+    program("npm")?;
+    let version = toolchain::output(&node, ["--version"], dir)?;
+    let major = version
+        .trim()
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse::<u32>().ok());
+    match major {
+        Some(m) if m >= NODE_MAJOR_MIN => Ok(()),
+        _ => bail!("{} is Node.js {}: {NODE_HINT}", node.display(), version.trim()),
+    }
+}
+
+/// The project's `package.json`, parsed.
+fn package(dir: &Path) -> anyhow::Result<(PathBuf, serde_json::Value)> {
+    let path = dir.join("package.json");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let v = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    Ok((path, v))
+}
+
+/// `npm install` unless `node_modules/` already has jco (npm's cache makes a second
+/// project's install quick and offline).
+fn install_packages(dir: &Path) -> anyhow::Result<PathBuf> {
+    let jco = dir.join("node_modules").join(".bin").join("jco");
+    // Absolute: the build runs in `dir`.
+    let jco = std::path::absolute(&jco).with_context(|| format!("{}", jco.display()))?;
+    if !toolchain::is_executable(&jco) {
+        let mut cmd = Command::new(program("npm")?);
+        cmd.args(["install", "--prefer-offline", "--no-audit", "--no-fund"]);
+        toolchain::run(cmd, dir, "npm install")?;
+        if !toolchain::is_executable(&jco) {
+            bail!(
+                "{}: npm install did not install jco; package.json's devDependencies need \
+                 \"@bytecodealliance/jco\": \"{JCO_VERSION}\"",
+                dir.display()
+            );
+        }
+    }
+    Ok(jco)
+}
+
+/// Builds `dir/app.js` against `dir/wit` into the component `out`.
+pub(super) fn build(dir: &Path, manifest: &Manifest, out: &Path, _release: bool) -> anyhow::Result<()> {
+    let (path, package) = package(dir)?;
+    let backend = Backend::parse(&package, &path)?;
+    if !dir.join("app.js").is_file() {
+        bail!(
+            "{}: missing; a JavaScript plugin's code is app.js, exporting the {} world's functions",
+            dir.join("app.js").display(),
+            manifest.world
+        );
+    }
+    toolchain::wit_dir(dir)?;
+    let jco = install_packages(dir)?;
+    let partial = toolchain::partial(out)?;
+    let mut cmd = Command::new(jco);
+    cmd.args(["componentize", "app.js", "--wit", "wit", "--world-name"])
+        .arg(manifest.world.name());
+    if backend == Backend::QuickJs {
+        cmd.args(["--backend", "quickjs"]);
+    }
+    cmd.arg("-o").arg(&partial);
+    let result = toolchain::run(cmd, dir, "jco componentize");
+    toolchain::finish(result, &partial, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn backend_defaults_to_quickjs_and_names_the_accepted_values() {
+        let p = Path::new("package.json");
+        assert_eq!(Backend::parse(&json!({}), p).unwrap(), Backend::QuickJs);
+        let sm = json!({"llmos": {"backend": "starlingmonkey"}});
+        assert_eq!(Backend::parse(&sm, p).unwrap(), Backend::StarlingMonkey);
+        let e = Backend::parse(&json!({"llmos": {"backend": "v8"}}), p).unwrap_err();
+        let e = e.to_string();
+        assert!(e.contains("\"v8\"") && e.contains("quickjs") && e.contains("starlingmonkey"), "{e}");
+    }
 }

@@ -21,6 +21,7 @@ mod js;
 mod project;
 mod python;
 mod rust;
+mod toolchain;
 
 use project::new_project;
 

@@ -321,3 +321,78 @@ fn the_admin_api_install_checks_the_signature_file_it_names() {
     assert_eq!(made["plugin"]["signature"]["publisher"], "acme", "{made}");
     assert_eq!(made["plugin"]["signature"]["key_id"], id.as_str(), "{made}");
 }
+
+#[test]
+fn signing_publishers_and_plugin_test_work_while_serving() {
+    // The same operator commands with `llmos serve` holding the store: they go over the
+    // admin socket, and a signed install carries its signature there.
+    let home = Home::new();
+    let (c, m) = project(&home);
+    let (key, pk, id) = keygen(&home, "acme");
+    sign(&home, &c, &m, &key);
+    let _s = home.serve(&["--models", "minilm"]);
+    let out = ok(&home, &["plugin", "publisher", "add", "acme", &pk]);
+    assert!(
+        out.contains(&format!("publisher acme added (key {id})")),
+        "{out}"
+    );
+    let (good, out) = install(&home, &c, &m);
+    assert!(good, "{out}");
+    assert!(
+        out.contains(&format!("signature publisher acme ({id})")),
+        "the signature did not travel with the upload:\n{out}"
+    );
+    // A tampered component is refused by the server as it is locally.
+    let bad = home.dir.path().join("project").join("bad.wasm");
+    let mut bytes = std::fs::read(&c).unwrap();
+    bytes.extend_from_slice(b"\0\0\0\0");
+    std::fs::write(&bad, &bytes).unwrap();
+    std::fs::copy(c.with_extension("wasm.sig"), bad.with_extension("wasm.sig")).unwrap();
+    let e = refused(
+        &home,
+        &[
+            "plugin",
+            "upgrade",
+            "test-probe",
+            s(&bad),
+            "--manifest",
+            s(&m),
+        ],
+    );
+    assert!(e.contains("the component changed after signing"), "{e}");
+
+    // plugin test runs in the server, with its models and the plugin's grants.
+    ok(
+        &home,
+        &["plugin", "grant", "test-probe", "kv", "inference:minilm"],
+    );
+    let out = home
+        .cmd(&[
+            "plugin",
+            "test",
+            "test-probe",
+            "--json",
+            "--input",
+            "kv.set k v",
+            "--input",
+            "embed minilm hi",
+            "--input",
+            "secret token",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        r["result"],
+        serde_json::json!(["ok:()", "ok:384", "err:denied:secret:token"]),
+        "{r:#}"
+    );
+    assert_eq!(r["trace"]["denied"], serde_json::json!(["secret:token"]));
+    let out = ok(&home, &["plugin", "publisher", "revoke", "acme"]);
+    assert!(out.contains("publisher acme revoked"), "{out}");
+    let list = ok(&home, &["plugin", "publisher", "list"]);
+    assert!(list.contains("acme") && list.contains("revoked"), "{list}");
+    let audit = ok(&home, &["plugin", "audit"]);
+    assert!(audit.contains("publisher-revoked"), "{audit}");
+}

@@ -43,6 +43,10 @@ pub(crate) fn routes() -> Vec<ApiRoute> {
         post("/admin/plugins/{name}/configure", Admin, configure).body::<ConfigureBody>(),
         post("/admin/plugins/{name}/limits", Admin, limits).body::<LimitsBody>(),
         post("/admin/plugins/{name}/secret", Admin, secret).body::<SecretBody>(),
+        post("/admin/plugins/{name}/test", Admin, test_plugin).body::<TestBody>(),
+        get("/admin/publishers", Admin, list_publishers),
+        post("/admin/publishers", Admin, add_publisher).body::<PublisherBody>(),
+        post("/admin/publishers/{name}/revoke", Admin, revoke_publisher),
         get("/admin/keys", Admin, list_keys),
         post("/admin/keys", Access::Admin, create_key).body::<CreateKey>(),
         delete("/admin/keys/{id}", Admin, revoke_key),
@@ -841,4 +845,90 @@ fn audit_query(
         outcome: q.get("outcome").cloned(),
     };
     Ok((after, limit, filter))
+}
+
+/// `POST /admin/plugins/{name}/test`: one traced call of an installed plugin (what
+/// `llmos plugin test` prints). The call's world follows from the plugin's; the server's
+/// loaded models answer its `inference` calls.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestBody {
+    /// The request's inputs (preprocessor, policy) or the event's (integration); at least one.
+    inputs: Vec<String>,
+    /// The request's model (default `plugin-test`).
+    #[serde(default)]
+    model: Option<String>,
+    /// Policies: call `check-response` with this response body (JSON text).
+    #[serde(default)]
+    output_json: Option<String>,
+    /// Integrations: the synthetic event's kind (default `inference.finished`).
+    #[serde(default)]
+    event: Option<String>,
+}
+
+async fn test_plugin(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let b: TestBody = typed(
+        body,
+        "plugin test",
+        "inputs (strings), model, output_json, event",
+    )?;
+    let input = crate::plugins::trace::TestInput {
+        inputs: b.inputs,
+        model: b.model,
+        output_json: b.output_json,
+        event: b.event,
+    };
+    let gw = s.gateway.clone();
+    let report = blocking(move || {
+        let world = registry::world_of(gw.host.store(), &name).map_err(plugin_err)?;
+        let call = input
+            .call(world, format!("plugin-test-{}", now_ms()))
+            .map_err(|m| ApiError::invalid(None, m))?;
+        gw.host.test_call(&name, &call).map_err(plugin_err)
+    })
+    .await?;
+    Ok(Json(json!(report)))
+}
+
+/// `POST /admin/publishers`: trust a publisher's key (`llmos plugin publisher add`).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublisherBody {
+    /// The operator's name for the publisher.
+    name: String,
+    /// `ed25519:<base64>`, as `llmos plugin keygen` prints it.
+    public_key: String,
+}
+
+async fn list_publishers(State(s): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let gw = s.gateway.clone();
+    let list = blocking(move || registry::publishers(&gw.host).map_err(plugin_err)).await?;
+    Ok(Json(json!({"publishers": list})))
+}
+
+async fn add_publisher(
+    State(s): State<Arc<AppState>>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let b: PublisherBody = typed(body, "publisher", "name, public_key (strings)")?;
+    let gw = s.gateway.clone();
+    let p = blocking(move || {
+        registry::add_publisher(&gw.host, &b.name, &b.public_key).map_err(plugin_err)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(json!(p))))
+}
+
+async fn revoke_publisher(
+    State(s): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let gw = s.gateway.clone();
+    let p =
+        blocking(move || registry::revoke_publisher(&gw.host, &name).map_err(plugin_err)).await?;
+    Ok(Json(json!(p)))
 }

@@ -9,10 +9,8 @@ use crate::config::{Config, Paths};
 use crate::core::engine::Core;
 use crate::plugins::core_backend::CoreBackend;
 use crate::plugins::inference::InferenceBackend;
-use crate::plugins::trace::{TestCall, TestReport};
-use crate::plugins::{
-    Event, HostSettings, PluginHost, Request, RequestContext, Response, World, registry,
-};
+use crate::plugins::trace::{TestInput, TestReport};
+use crate::plugins::{HostSettings, PluginHost, registry};
 use crate::security::audit::now_ms;
 
 /// `llmos plugin test`.
@@ -41,7 +39,12 @@ pub struct TestArgs {
 }
 
 /// Runs the test with the models of this data location (`--model`) and `[plugins]` settings.
+/// While `llmos serve` runs, the call runs in the server (over its admin socket), with the
+/// models it has loaded.
 pub fn run(a: &TestArgs, config: Config, paths: Paths) -> anyhow::Result<()> {
+    if let Some(report) = super::remote::test(&paths.home, a)? {
+        return show(a, &report);
+    }
     let settings = HostSettings::from(&config.plugins);
     let home = paths.home.clone();
     let backend: Option<Arc<dyn InferenceBackend>> = match &a.model {
@@ -52,60 +55,43 @@ pub fn run(a: &TestArgs, config: Config, paths: Paths) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let host = PluginHost::open(&home, settings, backend)?;
+    let host = match PluginHost::open(&home, settings, backend) {
+        Ok(h) => h,
+        Err(e) if super::remote::is_locked(&e) => return Err(super::remote::held(&home, e.into())),
+        Err(e) => return Err(e.into()),
+    };
     run_on(&host, a)
 }
 
-/// The call for the plugin's world.
-fn call_for(world: World, a: &TestArgs) -> anyhow::Result<TestCall> {
-    let context = RequestContext {
-        request_id: format!("plugin-test-{}", now_ms()),
-        key_id: None,
-        model: a.model.clone().unwrap_or_else(|| "plugin-test".into()),
-        task: "embed".into(),
-        route: "plugin-test".into(),
-    };
-    let inputs = a.inputs.clone();
-    if a.output_json.is_some() && world != World::Policy {
-        bail!("--output-json is for policies (check-response); this plugin is a {world}");
+impl TestArgs {
+    /// The input as the host (or the admin API) takes it.
+    pub(crate) fn input(&self) -> TestInput {
+        TestInput {
+            inputs: self.inputs.clone(),
+            model: self.model.clone(),
+            output_json: self.output_json.clone(),
+            event: Some(self.event.clone()),
+        }
     }
-    Ok(match world {
-        World::Preprocessor => TestCall::Preprocess(Request { context, inputs }),
-        World::Policy => match &a.output_json {
-            Some(o) => {
-                serde_json::from_str::<serde_json::Value>(o)
-                    .with_context(|| format!("--output-json {o:?} is not JSON"))?;
-                TestCall::CheckResponse(Response {
-                    context,
-                    inputs,
-                    output_json: o.clone(),
-                })
-            }
-            None => TestCall::CheckRequest(Request { context, inputs }),
-        },
-        World::Integration => TestCall::OnEvent(Event {
-            kind: a.event.clone(),
-            context,
-            timestamp_ms: now_ms(),
-            payload_json: serde_json::json!({
-                "input_count": inputs.len(),
-                "inputs": inputs,
-                "output_bytes": 0,
-            })
-            .to_string(),
-        }),
-    })
 }
 
 /// Runs the test on an open host (models as the host has them).
 pub fn run_on(host: &PluginHost, a: &TestArgs) -> anyhow::Result<()> {
     let world = registry::world_of(host.store(), &a.name)?;
-    let call = call_for(world, a)?;
+    let call = a
+        .input()
+        .call(world, format!("plugin-test-{}", now_ms()))
+        .map_err(|e| anyhow::anyhow!(e.replace("output_json", "--output-json")))?;
     let report = host.test_call(&a.name, &call)?;
+    show(a, &report)
+}
+
+/// Prints a report (for a person, or as JSON with `--json`); a failed call fails the command.
+pub(crate) fn show(a: &TestArgs, report: &TestReport) -> anyhow::Result<()> {
     if a.json {
         println!("{:#}", serde_json::json!(report));
     } else {
-        print_report(&report);
+        print_report(report);
     }
     if let Some(e) = &report.error {
         bail!("the call failed: {e}");

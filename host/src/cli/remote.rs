@@ -24,12 +24,16 @@ use tokio::net::UnixStream;
 
 use super::KeysCommand;
 use super::plugin::{self, PluginCommand};
+use super::plugin_test::TestArgs;
+use super::sign::{self, PublisherCommand};
 use crate::api::admin::InstallReply;
 use crate::api::local::{own_uid, socket_path};
 use crate::data::StoreError;
 use crate::data::backend::BackendError;
 use crate::plugins::{HostSettings, PluginError};
 use crate::plugins::registry::PluginRecord;
+use crate::plugins::trace::TestReport;
+use crate::security::signing::Publisher;
 use crate::security::{AuditRecord, CapabilitySet};
 
 /// Longest the CLI waits for one answer (the server's own request timeout is shorter).
@@ -257,12 +261,10 @@ fn forwardable(cmd: &PluginCommand) -> bool {
             | P::Secret { .. }
             | P::Remove { .. }
             | P::Audit
+            | P::Publisher(_)
     )
 }
 
-// why: other parts add `PluginCommand` variants (authoring, signing) that `forwardable`
-// keeps local; the last arm is their place and is unreachable until they exist.
-#[allow(unreachable_patterns)]
 fn run_plugin(s: &mut Server, cmd: PluginCommand, settings: &HostSettings) -> Result<()> {
     use PluginCommand as P;
     match cmd {
@@ -392,7 +394,11 @@ fn run_plugin(s: &mut Server, cmd: PluginCommand, settings: &HostSettings) -> Re
             println!("removed {name} {version}");
         }
         P::Audit => plugin::print_audit(audit_records(s)?),
-        other => bail!("this command does not run through the admin socket: {other:?}"),
+        P::Publisher(c) => publisher(s, c)?,
+        // Authoring, keygen and sign need no store; `plugin test` goes through [`test`].
+        other @ (P::Author(_) | P::Keygen(_) | P::Sign(_) | P::Test(_)) => {
+            bail!("this command does not run through the admin socket: {other:?}")
+        }
     }
     Ok(())
 }
@@ -547,6 +553,47 @@ pub(super) fn keys(cmd: KeysCommand, home: &Path) -> Result<Option<KeysCommand>>
     Ok(None)
 }
 
+/// `llmos plugin publisher …` on the server.
+fn publisher(s: &mut Server, cmd: PublisherCommand) -> Result<()> {
+    match cmd {
+        PublisherCommand::Add { name, public_key } => {
+            let p: Publisher = s.post(
+                "/admin/publishers",
+                &json!({"name": name, "public_key": public_key}),
+            )?;
+            sign::print_added(&p);
+        }
+        PublisherCommand::List => {
+            #[derive(serde::Deserialize)]
+            struct List {
+                publishers: Vec<Publisher>,
+            }
+            let r: List = s.get("/admin/publishers")?;
+            sign::print_list(&r.publishers);
+        }
+        PublisherCommand::Revoke { name } => {
+            let uri = format!("/admin/publishers/{}/revoke", seg(&name));
+            let p: Publisher = s.post(&uri, &json!({}))?;
+            sign::print_revoked(&p);
+        }
+    }
+    Ok(())
+}
+
+/// `llmos plugin test` on the running server, if one answers on the admin socket (its
+/// loaded models answer the plugin's inference calls). `None`: no server.
+pub(crate) fn test(home: &Path, a: &TestArgs) -> Result<Option<TestReport>> {
+    let Some(mut s) = Server::connect(home)? else {
+        return Ok(None);
+    };
+    let uri = format!("/admin/plugins/{}/test", seg(&a.name));
+    let mut body = json!(a.input());
+    if let Some(o) = body.as_object_mut() {
+        o.retain(|_, v| !v.is_null());
+    }
+    s.post(&uri, &body).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -557,3 +604,4 @@ mod tests {
         assert_eq!(seg("a/b c?"), "a%2Fb%20c%3F");
     }
 }
+

@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::plugins::PluginHost;
+use crate::plugins::{PluginHost, registry};
 use crate::plugins::engine::sha256_hex;
 use crate::plugins::manifest::Manifest;
-use crate::security::signing::{self, Publishers, Subject};
+use crate::security::signing::{self, Publisher, Subject};
 
 /// `llmos plugin keygen`.
 #[derive(Debug, clap::Args)]
@@ -126,46 +126,45 @@ pub fn sign(a: &SignArgs) -> anyhow::Result<()> {
 
 /// Runs a `publisher` subcommand; changes are audited.
 pub fn publisher(host: &PluginHost, cmd: PublisherCommand) -> anyhow::Result<()> {
-    let publishers = Publishers::new(host.store().clone());
     match cmd {
         PublisherCommand::Add { name, public_key } => {
-            let p = publishers.add(&name, &public_key)?;
-            host.audit().record(
-                "publisher-added",
-                &p.name,
-                None,
-                format!("key {} {}", p.key_id, p.public_key),
-            )?;
-            println!("publisher {} added (key {})", p.name, p.key_id);
+            print_added(&registry::add_publisher(host, &name, &public_key)?);
         }
-        PublisherCommand::List => {
-            let all = publishers.list()?;
-            if all.is_empty() {
-                println!("no publishers (llmos plugin publisher add NAME ed25519:KEY)");
-            }
-            for p in all {
-                println!(
-                    "{:<20} {:<16} {:<8} {}",
-                    p.name,
-                    p.key_id,
-                    if p.revoked_at_ms.is_some() {
-                        "revoked"
-                    } else {
-                        "trusted"
-                    },
-                    p.public_key
-                );
-            }
-        }
-        PublisherCommand::Revoke { name } => {
-            let p = publishers.revoke(&name)?;
-            host.audit()
-                .record("publisher-revoked", &p.name, None, format!("key {}", p.key_id))?;
-            println!(
-                "publisher {} revoked (key {}): its signatures are refused from now on",
-                p.name, p.key_id
-            );
-        }
+        PublisherCommand::List => print_list(&registry::publishers(host)?),
+        PublisherCommand::Revoke { name } => print_revoked(&registry::revoke_publisher(host, &name)?),
     }
     Ok(())
+}
+
+/// `publisher add`'s output.
+pub(crate) fn print_added(p: &Publisher) {
+    println!("publisher {} added (key {})", p.name, p.key_id);
+}
+
+/// `publisher revoke`'s output.
+pub(crate) fn print_revoked(p: &Publisher) {
+    println!(
+        "publisher {} revoked (key {}): its signatures are refused from now on",
+        p.name, p.key_id
+    );
+}
+
+/// `publisher list`'s output.
+pub(crate) fn print_list(all: &[Publisher]) {
+    if all.is_empty() {
+        println!("no publishers (llmos plugin publisher add NAME ed25519:KEY)");
+    }
+    for p in all {
+        println!(
+            "{:<20} {:<16} {:<8} {}",
+            p.name,
+            p.key_id,
+            if p.revoked_at_ms.is_some() {
+                "revoked"
+            } else {
+                "trusted"
+            },
+            p.public_key
+        );
+    }
 }

@@ -198,6 +198,9 @@ pub enum PluginError {
         /// Unsigned under require_signature, bad, unknown key or revoked publisher.
         reason: String,
     },
+    /// A trusted-publisher change was refused (duplicate name or key, unknown name, bad key).
+    #[error("{0}")]
+    Publisher(String),
     /// The component's sha256 is not the expected one.
     #[error("sha256 mismatch: expected {expected}, the file has {actual}")]
     Digest {

@@ -790,3 +790,45 @@ pub fn info(store: &Store, name: &str) -> Result<PluginRecord, PluginError> {
 pub fn world_of(store: &Store, name: &str) -> Result<World, PluginError> {
     Ok(PluginRecord::get(store, name)?.manifest.world)
 }
+
+fn publisher_err(e: SigningError) -> PluginError {
+    match e {
+        SigningError::Store(e) => PluginError::Store(e),
+        e => PluginError::Publisher(e.to_string()),
+    }
+}
+
+/// The trusted publishers, by name (revoked ones included).
+pub fn publishers(host: &PluginHost) -> Result<Vec<signing::Publisher>, PluginError> {
+    signing::Publishers::new(host.store().clone())
+        .list()
+        .map_err(publisher_err)
+}
+
+/// Trusts `public_key` (`ed25519:<base64>`) as publisher `name`; audited.
+pub fn add_publisher(
+    host: &PluginHost,
+    name: &str,
+    public_key: &str,
+) -> Result<signing::Publisher, PluginError> {
+    let p = signing::Publishers::new(host.store().clone())
+        .add(name, public_key)
+        .map_err(publisher_err)?;
+    host.audit().record(
+        "publisher-added",
+        &p.name,
+        None,
+        format!("key {} {}", p.key_id, p.public_key),
+    )?;
+    Ok(p)
+}
+
+/// Revokes publisher `name`: its signatures are refused from now on; audited.
+pub fn revoke_publisher(host: &PluginHost, name: &str) -> Result<signing::Publisher, PluginError> {
+    let p = signing::Publishers::new(host.store().clone())
+        .revoke(name)
+        .map_err(publisher_err)?;
+    host.audit()
+        .record("publisher-revoked", &p.name, None, format!("key {}", p.key_id))?;
+    Ok(p)
+}

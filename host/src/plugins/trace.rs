@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use wasmtime::component::HasData;
 
@@ -22,13 +22,13 @@ use super::host::{Loaded, Pre, PluginHost, finish};
 use super::manifest::World;
 use super::registry::PluginRecord;
 use super::state::{State, escape_log};
-use super::{Event, Request, RequestVerdict, Response, ResponseVerdict};
+use super::{Event, Request, RequestContext, RequestVerdict, Response, ResponseVerdict};
 use crate::security::Capability;
 
 use types::Error as GuestError;
 
 /// What one traced call recorded.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Trace {
     /// Host calls, in order.
     pub host_calls: Vec<HostCall>,
@@ -100,7 +100,7 @@ impl Trace {
 }
 
 /// One host call.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HostCall {
     /// `interface.function`, e.g. `kv.get`.
     pub function: String,
@@ -116,10 +116,10 @@ pub struct HostCall {
 }
 
 /// One log line of the plugin.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LogLine {
     /// trace, debug, info, warn or error.
-    pub level: &'static str,
+    pub level: String,
     /// The line.
     pub message: String,
 }
@@ -233,7 +233,7 @@ impl log::Host for Traced<'_> {
     async fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
         if let Some(t) = self.0.trace.as_mut() {
             t.logs.push(LogLine {
-                level: level_name(level),
+                level: level_name(level).into(),
                 message: escape_log(&message),
             });
         }
@@ -421,8 +421,73 @@ impl TestCall {
     }
 }
 
+/// What `llmos plugin test` (or `POST /admin/plugins/{name}/test`) asks for; the call
+/// follows from the plugin's world.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TestInput {
+    /// The request's inputs (preprocessor, policy) or the event's (integration).
+    pub inputs: Vec<String>,
+    /// The request's model (default `plugin-test`).
+    pub model: Option<String>,
+    /// Policies: call `check-response` with this response body (JSON).
+    pub output_json: Option<String>,
+    /// Integrations: the synthetic event's kind (default `inference.finished`).
+    pub event: Option<String>,
+}
+
+impl TestInput {
+    /// The call for a plugin of `world`, or what is wrong with the input.
+    pub fn call(&self, world: World, request_id: String) -> Result<TestCall, String> {
+        if self.inputs.is_empty() {
+            return Err("give at least one input".into());
+        }
+        let context = RequestContext {
+            request_id,
+            key_id: None,
+            model: self.model.clone().unwrap_or_else(|| "plugin-test".into()),
+            task: "embed".into(),
+            route: "plugin-test".into(),
+        };
+        let inputs = self.inputs.clone();
+        if self.output_json.is_some() && world != World::Policy {
+            return Err(format!(
+                "output_json is for policies (check-response); this plugin is a {world}"
+            ));
+        }
+        Ok(match world {
+            World::Preprocessor => TestCall::Preprocess(Request { context, inputs }),
+            World::Policy => match &self.output_json {
+                Some(o) => {
+                    serde_json::from_str::<Value>(o)
+                        .map_err(|e| format!("output_json {o:?} is not JSON: {e}"))?;
+                    TestCall::CheckResponse(Response {
+                        context,
+                        inputs,
+                        output_json: o.clone(),
+                    })
+                }
+                None => TestCall::CheckRequest(Request { context, inputs }),
+            },
+            World::Integration => TestCall::OnEvent(Event {
+                kind: self
+                    .event
+                    .clone()
+                    .unwrap_or_else(|| "inference.finished".into()),
+                context,
+                timestamp_ms: crate::security::audit::now_ms(),
+                payload_json: json!({
+                    "input_count": inputs.len(),
+                    "inputs": inputs,
+                    "output_bytes": 0,
+                })
+                .to_string(),
+            }),
+        })
+    }
+}
+
 /// What one traced call did and spent.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TestReport {
     /// The plugin.
     pub plugin: String,
@@ -431,7 +496,7 @@ pub struct TestReport {
     /// Its world.
     pub world: World,
     /// The function called.
-    pub function: &'static str,
+    pub function: String,
     /// What it returned (JSON), when it succeeded.
     pub result: Option<Value>,
     /// The error, when it failed (a trap, a limit, a guest error).
@@ -443,7 +508,7 @@ pub struct TestReport {
 }
 
 /// What a call spent, next to its limits.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Spent {
     /// Wall time of the call (instantiation included), milliseconds.
     pub wall_ms: f64,
@@ -493,7 +558,7 @@ impl PluginHost {
             plugin: record.manifest.name,
             version: record.manifest.version,
             world: record.manifest.world,
-            function: call.function(),
+            function: call.function().into(),
             error: result.as_ref().err().map(ToString::to_string),
             result: result.ok(),
             trace,

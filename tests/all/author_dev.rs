@@ -256,7 +256,7 @@ fn plugin_dev_reloads_a_rust_plugin_while_serving() {
     dev.answer("n");
     let reloaded = dev.wait_for("reloaded guard");
     assert!(
-        reloaded.contains("llmos plugin grant guard kv"),
+        reloaded.contains("not granted: calls that need kv will be denied"),
         "{reloaded}"
     );
     let after = dev.wait_for("    llmos plugin grant guard kv\n");
@@ -307,7 +307,7 @@ fn plugin_dev_reloads_a_rust_plugin_while_serving() {
 }
 
 #[test]
-fn plugin_dev_refuses_what_is_not_a_project() {
+fn plugin_dev_refuses_bad_input_and_unapproved_limits() {
     let home = Home::new();
     let work = tempfile::tempdir().unwrap();
     let out = llmos(&home, work.path(), &["plugin", "dev", "nowhere", "--once"])
@@ -328,4 +328,71 @@ fn plugin_dev_refuses_what_is_not_a_project() {
         e.contains("--interval-ms") && e.contains("10..=60000"),
         "{e}"
     );
+
+    // Raised limits: a "no" (or no answer) installs nothing and fails `--once`; a "y" installs.
+    let w = work.path();
+    ok(
+        &home,
+        w,
+        &[
+            "plugin",
+            "new",
+            "slow",
+            "--world",
+            "preprocessor",
+            "--lang",
+            "rust",
+        ],
+    );
+    edit(
+        &w.join("slow/manifest.toml"),
+        "\n[config.suffix]",
+        "\n[limits]\ntimeout_ms = 5000\n\n[config.suffix]",
+    );
+    let answered = |answer: &str| {
+        let mut c = llmos(&home, w, &["plugin", "dev", "slow", "--once"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin
+            .take()
+            .unwrap()
+            .write_all(answer.as_bytes())
+            .unwrap();
+        c.wait_with_output().unwrap()
+    };
+    let out = answered("n\n");
+    assert!(!out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.contains("slow raises limits above the defaults: timeout_ms 5000 (default 100)")
+            && said.contains("approve these limits? [y/N] n")
+            && said.contains("slow 0.1.0 not installed: its raised limits were not approved"),
+        "{said}"
+    );
+    let list = ok(&home, w, &["plugin", "list"]);
+    assert!(list.contains("no plugins installed"), "{list}");
+    let out = answered("y\n");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("raised limit (approved) timeout_ms 5000"),
+        "{}",
+        text(&out)
+    );
+
+    // A build error fails `--once` with the compiler's output; the installed version stays.
+    edit(&w.join("slow/src/lib.rs"), "struct ", "struct struct ");
+    let out = llmos(&home, w, &["plugin", "dev", "slow", "--once"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("the build failed") && e.contains("src/lib.rs"),
+        "{e}"
+    );
+    let info = ok(&home, w, &["plugin", "info", "slow"]);
+    assert!(info.starts_with("slow 0.1.0 (preprocessor)"), "{info}");
 }

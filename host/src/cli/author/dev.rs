@@ -9,12 +9,12 @@
 //! Nothing marks a dev install in the store: it is an ordinary install or upgrade.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
 use crate::cli::plugin::print_report;
@@ -133,8 +133,11 @@ impl Dev {
             return Ok(());
         }
         let Some(consent) = consent(&manifest, old.as_ref(), self.yes)? else {
-            println!("not installed: the raised limits were not approved");
-            return Ok(());
+            bail!(
+                "{name} {} not installed: its raised limits were not approved (answer y, or \
+                 pass --yes; or lower them in manifest.toml's [limits])",
+                manifest.version
+            );
         };
         let req = InstallRequest {
             component: wasm,
@@ -302,10 +305,7 @@ fn consent_with(
         if answer(&format!("grant {new} to {name}?"))? {
             grants = new.iter().map(ToString::to_string).collect();
         } else {
-            println!("  not granted: calls that need them will be denied; grant later with");
-            for c in new.iter() {
-                println!("    llmos plugin grant {name} {c}");
-            }
+            println!("  not granted: calls that need {new} will be denied");
         }
     }
     let raised = manifest.limits.raised();
@@ -349,6 +349,10 @@ fn ask(question: &str, yes: bool, input: &mut dyn std::io::BufRead) -> Result<bo
     if input.read_line(&mut line).context("reading the answer")? == 0 {
         println!("(no answer: taken as no; --yes answers yes)");
         return Ok(false);
+    }
+    if !std::io::stdin().is_terminal() {
+        // A terminal echoes the answer; a pipe does not.
+        println!("{}", line.trim_end());
     }
     Ok(matches!(
         line.trim().to_ascii_lowercase().as_str(),

@@ -27,6 +27,7 @@ mod api_schemathesis;
 mod api_structured;
 mod api_zero_shot;
 
+mod author_dev;
 mod author_js;
 mod author_python;
 mod author_scripted;

@@ -170,6 +170,9 @@ pub enum PluginCommand {
     /// Run one call of an installed plugin and show what it did (result, logs, host calls,
     /// capabilities used or denied, time and memory).
     Test(super::plugin_test::TestArgs),
+    /// The dev loop: build, install (asking before granting), then rebuild and reload on
+    /// every change while `llmos serve` runs (through its admin socket).
+    Dev(super::author::dev::DevArgs),
 }
 
 pub(super) fn parse_kv(items: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
@@ -375,6 +378,7 @@ pub fn run_with(cmd: PluginCommand, home: &Path, settings: HostSettings) -> anyh
         PluginCommand::Author(a) => return super::author::run(a, home),
         PluginCommand::Keygen(a) => return super::sign::keygen(&a),
         PluginCommand::Sign(a) => return super::sign::sign(&a),
+        PluginCommand::Dev(a) => return super::author::dev::run(&a, home, settings),
         other => other,
     };
     let cmd = match remote::plugin(cmd, home, &settings)? {
@@ -508,6 +512,8 @@ fn run_local(cmd: PluginCommand, host: &PluginHost, home: &Path) -> anyhow::Resu
         PluginCommand::Sign(a) => super::sign::sign(&a)?,
         PluginCommand::Publisher(c) => super::sign::publisher(host, c)?,
         PluginCommand::Test(a) => super::plugin_test::run_on(host, &a)?,
+        // `run_with` runs it before opening the store (the loop opens it per install).
+        PluginCommand::Dev(_) => bail!("llmos plugin dev cannot run on an open store"),
         PluginCommand::Audit => print_audit(host.audit().records()?),
     }
     Ok(())

@@ -504,6 +504,34 @@ impl Source {
     }
 }
 
+/// Installs (`upgrade: None`) or upgrades (`Some(name)`) over the socket with the body
+/// `plugin install` / `plugin upgrade` send; the registry's report (for `plugin dev`).
+pub(crate) fn install(
+    s: &mut Server,
+    upgrade: Option<&str>,
+    path: PathBuf,
+    manifest: PathBuf,
+    grants: Vec<String>,
+    approve_limits: bool,
+    settings: &HostSettings,
+) -> Result<crate::plugins::registry::InstallReport> {
+    let src = Source {
+        path,
+        manifest: Some(manifest),
+        grants,
+        sha256: None,
+        values: Vec::new(),
+        approve_limits,
+        signature: None,
+    };
+    let uri = match upgrade {
+        Some(name) => format!("/admin/plugins/{}/upgrade", seg(name)),
+        None => "/admin/plugins".to_string(),
+    };
+    let r: InstallReply = s.post(&uri, &src.body(settings)?)?;
+    Ok(r.into())
+}
+
 /// `[plugins] install_root` as a local install applies it (the server does not confine
 /// what its owner uploads): both files canonicalised, no `..` or link escapes.
 fn confine(path: &Path, root: &Path, what: &str) -> Result<()> {

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 
 use crate::plugins::{Manifest, World};
 
+pub mod dev;
 mod js;
 mod project;
 mod python;

@@ -395,8 +395,9 @@ fn run_plugin(s: &mut Server, cmd: PluginCommand, settings: &HostSettings) -> Re
         }
         P::Audit => plugin::print_audit(audit_records(s)?),
         P::Publisher(c) => publisher(s, c)?,
-        // Authoring, keygen and sign need no store; `plugin test` goes through [`test`].
-        other @ (P::Author(_) | P::Keygen(_) | P::Sign(_) | P::Test(_)) => {
+        // Authoring, keygen and sign need no store; `plugin test` goes through [`test`],
+        // `plugin dev` through [`install`].
+        other @ (P::Author(_) | P::Keygen(_) | P::Sign(_) | P::Test(_) | P::Dev(_)) => {
             bail!("this command does not run through the admin socket: {other:?}")
         }
     }

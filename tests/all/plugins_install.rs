@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use llmos::cli::plugin::{PluginCommand, run};
+use llmos::cli::plugin::{InstallArgs, PluginCommand, run};
 use llmos::data::Tree;
 use llmos::plugins::engine::{CacheOutcome, sha256_hex};
 use llmos::plugins::registry::{self, InstallRequest};
@@ -252,7 +252,7 @@ fn cli_functions_install_grant_info_list_disable_remove() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path();
     run(
-        PluginCommand::Install {
+        PluginCommand::Install(InstallArgs {
             path: wasm("testing/probe"),
             manifest: Some(manifest("testing/probe")),
             grants: vec!["kv".into()],
@@ -260,7 +260,7 @@ fn cli_functions_install_grant_info_list_disable_remove() {
             values: vec![],
             approve_limits: false,
             signature: None,
-        },
+        }),
         home,
     )
     .unwrap();

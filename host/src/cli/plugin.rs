@@ -17,53 +17,13 @@ use crate::security::{AuditRecord, CapabilitySet};
 #[derive(Debug, clap::Subcommand)]
 pub enum PluginCommand {
     /// Validate and install a component with its manifest.
-    Install {
-        /// The component (`.wasm`, built for wasm32-wasip2).
-        path: PathBuf,
-        /// The manifest (default: manifest.toml next to the component, else <name>.toml).
-        #[arg(long)]
-        manifest: Option<PathBuf>,
-        /// Grant a capability now (repeatable), e.g. `--grant inference:pii-ner`.
-        #[arg(long = "grant", value_name = "CAP")]
-        grants: Vec<String>,
-        /// Refuse unless the component's sha256 is this (hex).
-        #[arg(long, value_name = "HEX")]
-        sha256: Option<String>,
-        /// Set a config value (repeatable); list items are separated by `;`.
-        /// (`--set`, not `--config`: that is the global config-file flag.)
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        values: Vec<String>,
-        /// Approve the manifest's limits above the host's defaults (refused without it).
-        #[arg(long)]
-        approve_limits: bool,
-        /// The signature file (`llmos plugin sign`) [default: COMPONENT.wasm.sig if it exists].
-        #[arg(long, value_name = "FILE")]
-        signature: Option<PathBuf>,
-    },
+    Install(InstallArgs),
     /// Replace an installed plugin by a new version; new capabilities must be granted again.
     Upgrade {
         /// The installed plugin.
         name: String,
-        /// The new component.
-        path: PathBuf,
-        /// The new manifest.
-        #[arg(long)]
-        manifest: Option<PathBuf>,
-        /// Grant a capability now (repeatable).
-        #[arg(long = "grant", value_name = "CAP")]
-        grants: Vec<String>,
-        /// Refuse unless the component's sha256 is this (hex).
-        #[arg(long, value_name = "HEX")]
-        sha256: Option<String>,
-        /// Set a config value (repeatable).
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        values: Vec<String>,
-        /// Approve the new manifest's limits above the host's defaults (refused without it).
-        #[arg(long)]
-        approve_limits: bool,
-        /// The signature file (`llmos plugin sign`) [default: COMPONENT.wasm.sig if it exists].
-        #[arg(long, value_name = "FILE")]
-        signature: Option<PathBuf>,
+        #[command(flatten)]
+        args: InstallArgs,
     },
     /// List installed plugins.
     List,
@@ -112,33 +72,8 @@ pub enum PluginCommand {
     Limits {
         /// The plugin.
         name: String,
-        /// Time budget per call, milliseconds.
-        #[arg(long)]
-        timeout_ms: Option<u64>,
-        /// Memory of all linear memories together, MiB.
-        #[arg(long)]
-        memory_mib: Option<u64>,
-        /// Bytes a call may return.
-        #[arg(long)]
-        max_output_bytes: Option<u64>,
-        /// Host calls per call.
-        #[arg(long)]
-        max_host_calls: Option<u64>,
-        /// Inference calls per call (quota).
-        #[arg(long)]
-        max_inference_calls: Option<u64>,
-        /// Tokens all inference calls of one call may use (quota).
-        #[arg(long)]
-        max_inference_tokens: Option<u64>,
-        /// Bytes of kv data (keys and sealed values) the plugin may keep.
-        #[arg(long)]
-        kv_max_bytes: Option<u64>,
-        /// kv keys the plugin may keep.
-        #[arg(long)]
-        kv_max_keys: Option<u64>,
-        /// Largest kv value, bytes (at most 1 MiB).
-        #[arg(long)]
-        kv_max_value_bytes: Option<u64>,
+        #[command(flatten)]
+        limits: LimitsArgs,
     },
     /// Store a secret for a plugin (read from stdin unless --value is given).
     Secret {
@@ -173,6 +108,95 @@ pub enum PluginCommand {
     /// The dev loop: build, install (asking before granting), then rebuild and reload on
     /// every change while `llmos serve` runs (through its admin socket).
     Dev(super::author::dev::DevArgs),
+}
+
+/// A component to install or upgrade to, and what to do with it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InstallArgs {
+    /// The component (`.wasm`, built for wasm32-wasip2).
+    pub path: PathBuf,
+    /// The manifest (default: manifest.toml next to the component, else <name>.toml).
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
+    /// Grant a capability now (repeatable), e.g. `--grant inference:pii-ner`.
+    #[arg(long = "grant", value_name = "CAP")]
+    pub grants: Vec<String>,
+    /// Refuse unless the component's sha256 is this (hex).
+    #[arg(long, value_name = "HEX")]
+    pub sha256: Option<String>,
+    /// Set a config value (repeatable); list items are separated by `;`.
+    /// (`--set`, not `--config`: that is the global config-file flag.)
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub values: Vec<String>,
+    /// Approve the manifest's limits above the host's defaults (refused without it).
+    #[arg(long)]
+    pub approve_limits: bool,
+    /// The signature file (`llmos plugin sign`) [default: COMPONENT.wasm.sig if it exists].
+    #[arg(long, value_name = "FILE")]
+    pub signature: Option<PathBuf>,
+}
+
+impl InstallArgs {
+    /// The registry's request.
+    fn request(self) -> anyhow::Result<InstallRequest> {
+        Ok(InstallRequest {
+            config: parse_kv(&self.values)?,
+            component: self.path,
+            manifest: self.manifest,
+            grants: self.grants,
+            sha256: self.sha256,
+            approve_limits: self.approve_limits,
+            signature: self.signature,
+        })
+    }
+}
+
+/// Operator overrides of a plugin's limits and quotas (omitted: the manifest's).
+#[derive(Debug, Clone, clap::Args)]
+pub struct LimitsArgs {
+    /// Time budget per call, milliseconds.
+    #[arg(long)]
+    timeout_ms: Option<u64>,
+    /// Memory of all linear memories together, MiB.
+    #[arg(long)]
+    memory_mib: Option<u64>,
+    /// Bytes a call may return.
+    #[arg(long)]
+    max_output_bytes: Option<u64>,
+    /// Host calls per call.
+    #[arg(long)]
+    max_host_calls: Option<u64>,
+    /// Inference calls per call (quota).
+    #[arg(long)]
+    max_inference_calls: Option<u64>,
+    /// Tokens all inference calls of one call may use (quota).
+    #[arg(long)]
+    max_inference_tokens: Option<u64>,
+    /// Bytes of kv data (keys and sealed values) the plugin may keep.
+    #[arg(long)]
+    kv_max_bytes: Option<u64>,
+    /// kv keys the plugin may keep.
+    #[arg(long)]
+    kv_max_keys: Option<u64>,
+    /// Largest kv value, bytes (at most 1 MiB).
+    #[arg(long)]
+    kv_max_value_bytes: Option<u64>,
+}
+
+impl From<LimitsArgs> for crate::plugins::limits::LimitsRequest {
+    fn from(a: LimitsArgs) -> Self {
+        Self {
+            timeout_ms: a.timeout_ms,
+            memory_mib: a.memory_mib,
+            max_output_bytes: a.max_output_bytes,
+            max_host_calls: a.max_host_calls,
+            max_inference_calls: a.max_inference_calls,
+            max_inference_tokens: a.max_inference_tokens,
+            kv_max_bytes: a.kv_max_bytes,
+            kv_max_keys: a.kv_max_keys,
+            kv_max_value_bytes: a.kv_max_value_bytes,
+        }
+    }
 }
 
 pub(super) fn parse_kv(items: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
@@ -399,46 +423,11 @@ pub fn run_with(cmd: PluginCommand, home: &Path, settings: HostSettings) -> anyh
 /// Runs a subcommand on a plugin host this process opened.
 fn run_local(cmd: PluginCommand, host: &PluginHost, home: &Path) -> anyhow::Result<()> {
     match cmd {
-        PluginCommand::Install {
-            path,
-            manifest,
-            grants,
-            sha256,
-            values,
-            approve_limits,
-            signature,
-        } => {
-            let req = InstallRequest {
-                component: path,
-                manifest,
-                grants,
-                sha256,
-                config: parse_kv(&values)?,
-                approve_limits,
-                signature,
-            };
-            print_report("installed", &registry::install(host, &req)?);
+        PluginCommand::Install(args) => {
+            print_report("installed", &registry::install(host, &args.request()?)?);
         }
-        PluginCommand::Upgrade {
-            name,
-            path,
-            manifest,
-            grants,
-            sha256,
-            values,
-            approve_limits,
-            signature,
-        } => {
-            let req = InstallRequest {
-                component: path,
-                manifest,
-                grants,
-                sha256,
-                config: parse_kv(&values)?,
-                approve_limits,
-                signature,
-            };
-            print_report("upgraded", &registry::upgrade(host, &name, &req)?);
+        PluginCommand::Upgrade { name, args } => {
+            print_report("upgraded", &registry::upgrade(host, &name, &args.request()?)?);
         }
         PluginCommand::List => print_list(&registry::list(host.store())?),
         PluginCommand::Info { name } => {
@@ -470,30 +459,8 @@ fn run_local(cmd: PluginCommand, host: &PluginHost, home: &Path) -> anyhow::Resu
             let changes = config_changes(&values, unset)?;
             print_info(&registry::configure(host, &name, &changes)?);
         }
-        PluginCommand::Limits {
-            name,
-            timeout_ms,
-            memory_mib,
-            max_output_bytes,
-            max_host_calls,
-            max_inference_calls,
-            max_inference_tokens,
-            kv_max_bytes,
-            kv_max_keys,
-            kv_max_value_bytes,
-        } => {
-            let o = crate::plugins::limits::LimitsRequest {
-                timeout_ms,
-                memory_mib,
-                max_output_bytes,
-                max_host_calls,
-                max_inference_calls,
-                max_inference_tokens,
-                kv_max_bytes,
-                kv_max_keys,
-                kv_max_value_bytes,
-            };
-            print_info(&registry::set_limits(host, &name, o)?);
+        PluginCommand::Limits { name, limits } => {
+            print_info(&registry::set_limits(host, &name, limits.into())?);
         }
         PluginCommand::Secret {
             name,
@@ -558,9 +525,9 @@ mod tests {
         .unwrap();
         assert_eq!(c.config.as_deref(), Some(Path::new("llmos.toml")));
         match c.cmd {
-            PluginCommand::Install { values, grants, .. } => {
-                assert_eq!(values, ["url=http://h/"]);
-                assert_eq!(grants, ["kv", "http:h"]);
+            PluginCommand::Install(a) => {
+                assert_eq!(a.values, ["url=http://h/"]);
+                assert_eq!(a.grants, ["kv", "http:h"]);
             }
             other => panic!("{other:?}"),
         }

@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use tokio::net::UnixStream;
 
 use super::KeysCommand;
-use super::plugin::{self, PluginCommand};
+use super::plugin::{self, InstallArgs, PluginCommand};
 use super::plugin_test::TestArgs;
 use super::sign::{self, PublisherCommand};
 use crate::api::admin::InstallReply;
@@ -31,6 +31,7 @@ use crate::api::local::{own_uid, socket_path};
 use crate::data::StoreError;
 use crate::data::backend::BackendError;
 use crate::plugins::{HostSettings, PluginError};
+use crate::plugins::limits::LimitsRequest;
 use crate::plugins::registry::PluginRecord;
 use crate::plugins::trace::TestReport;
 use crate::security::signing::Publisher;
@@ -248,7 +249,7 @@ fn forwardable(cmd: &PluginCommand) -> bool {
     use PluginCommand as P;
     matches!(
         cmd,
-        P::Install { .. }
+        P::Install(_)
             | P::Upgrade { .. }
             | P::List
             | P::Info { .. }
@@ -268,48 +269,13 @@ fn forwardable(cmd: &PluginCommand) -> bool {
 fn run_plugin(s: &mut Server, cmd: PluginCommand, settings: &HostSettings) -> Result<()> {
     use PluginCommand as P;
     match cmd {
-        P::Install {
-            path,
-            manifest,
-            grants,
-            sha256,
-            values,
-            approve_limits,
-            signature,
-        } => {
-            let src = Source {
-                path,
-                manifest,
-                grants,
-                sha256,
-                values,
-                approve_limits,
-                signature,
-            };
-            let r: InstallReply = s.post("/admin/plugins", &src.body(settings)?)?;
+        P::Install(args) => {
+            let r: InstallReply = s.post("/admin/plugins", &body(args, settings)?)?;
             plugin::print_report("installed", &r.into());
         }
-        P::Upgrade {
-            name,
-            path,
-            manifest,
-            grants,
-            sha256,
-            values,
-            approve_limits,
-            signature,
-        } => {
-            let src = Source {
-                path,
-                manifest,
-                grants,
-                sha256,
-                values,
-                approve_limits,
-                signature,
-            };
+        P::Upgrade { name, args } => {
             let uri = format!("/admin/plugins/{}/upgrade", seg(&name));
-            let r: InstallReply = s.post(&uri, &src.body(settings)?)?;
+            let r: InstallReply = s.post(&uri, &body(args, settings)?)?;
             plugin::print_report("upgraded", &r.into());
         }
         P::List => {
@@ -355,25 +321,8 @@ fn run_plugin(s: &mut Server, cmd: PluginCommand, settings: &HostSettings) -> Re
             let r: PluginRecord = s.post(&uri, &json!({"set": set, "unset": unset}))?;
             plugin::print_info(&r);
         }
-        P::Limits {
-            name,
-            timeout_ms,
-            memory_mib,
-            max_output_bytes,
-            max_host_calls,
-            max_inference_calls,
-            max_inference_tokens,
-            kv_max_bytes,
-            kv_max_keys,
-            kv_max_value_bytes,
-        } => {
-            let body = json!({
-                "timeout_ms": timeout_ms, "memory_mib": memory_mib,
-                "max_output_bytes": max_output_bytes, "max_host_calls": max_host_calls,
-                "max_inference_calls": max_inference_calls,
-                "max_inference_tokens": max_inference_tokens, "kv_max_bytes": kv_max_bytes,
-                "kv_max_keys": kv_max_keys, "kv_max_value_bytes": kv_max_value_bytes,
-            });
+        P::Limits { name, limits } => {
+            let body = json!(LimitsRequest::from(limits));
             let uri = format!("/admin/plugins/{}/limits", seg(&name));
             let r: PluginRecord = s.post(&uri, &body)?;
             plugin::print_info(&r);
@@ -422,87 +371,75 @@ fn audit_records(s: &mut Server) -> Result<Vec<AuditRecord>> {
     }
 }
 
-/// An install or upgrade's inputs, sent as their contents (the server need not see the
-/// caller's files, and `install_root` keeps confining path installs over HTTP).
-struct Source {
-    path: PathBuf,
-    manifest: Option<PathBuf>,
-    grants: Vec<String>,
-    sha256: Option<String>,
-    values: Vec<String>,
-    approve_limits: bool,
-    signature: Option<PathBuf>,
-}
-
-impl Source {
-    /// The request body: the component's bytes (base64) and the manifest's text.
-    fn body(self, settings: &HostSettings) -> Result<Value> {
-        use base64::Engine as _;
-        let max_bytes = settings.max_component_bytes;
-        let path = &self.path;
-        if path.extension().and_then(|e| e.to_str()) != Some("wasm") {
-            bail!("invalid plugin: component {}: expected a .wasm file", path.display());
-        }
-        let meta = std::fs::metadata(path)
-            .with_context(|| format!("invalid plugin: component {}", path.display()))?;
-        if !meta.is_file() {
-            bail!("invalid plugin: {} is not a file", path.display());
-        }
-        if meta.len() > max_bytes {
-            bail!(
-                "invalid plugin: component {} is {} bytes; the limit is {max_bytes}",
-                path.display(),
-                meta.len()
-            );
-        }
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("invalid plugin: component {}", path.display()))?;
-        let manifest = self.manifest.clone().unwrap_or_else(|| {
-            let next = path.with_file_name("manifest.toml");
-            if next.exists() {
-                next
-            } else {
-                path.with_extension("toml")
-            }
-        });
-        if let Some(root) = &settings.install_root {
-            confine(path, root, "component")?;
-            confine(&manifest, root, "manifest")?;
-        }
-        let text = std::fs::read_to_string(&manifest).with_context(|| {
-            format!(
-                "invalid manifest: {} (pass --manifest FILE)",
-                manifest.display()
-            )
-        })?;
-        // The signature as a local install finds it: --signature, else `<component>.sig`.
-        let signature = self.signature.clone().or_else(|| {
-            let mut next = path.clone().into_os_string();
-            next.push(".sig");
-            let next = PathBuf::from(next);
-            next.exists().then_some(next)
-        });
-        let signature = match signature {
-            Some(sig) => {
-                if let Some(root) = &settings.install_root {
-                    confine(&sig, root, "signature")?;
-                }
-                Some(std::fs::read_to_string(&sig).with_context(|| {
-                    format!("invalid plugin: signature {}", sig.display())
-                })?)
-            }
-            None => None,
-        };
-        Ok(json!({
-            "component_base64": base64::engine::general_purpose::STANDARD.encode(bytes),
-            "manifest_toml": text,
-            "signature_json": signature,
-            "grants": self.grants,
-            "sha256": self.sha256,
-            "config": plugin::parse_kv(&self.values)?,
-            "approve_limits": self.approve_limits,
-        }))
+/// An install or upgrade's request body: the component's bytes (base64), the manifest's and
+/// the signature's text (the server need not see the caller's files, and `install_root`
+/// keeps confining path installs over HTTP).
+fn body(args: InstallArgs, settings: &HostSettings) -> Result<Value> {
+    use base64::Engine as _;
+    let max_bytes = settings.max_component_bytes;
+    let path = &args.path;
+    if path.extension().and_then(|e| e.to_str()) != Some("wasm") {
+        bail!("invalid plugin: component {}: expected a .wasm file", path.display());
     }
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("invalid plugin: component {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("invalid plugin: {} is not a file", path.display());
+    }
+    if meta.len() > max_bytes {
+        bail!(
+            "invalid plugin: component {} is {} bytes; the limit is {max_bytes}",
+            path.display(),
+            meta.len()
+        );
+    }
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("invalid plugin: component {}", path.display()))?;
+    let manifest = args.manifest.clone().unwrap_or_else(|| {
+        let next = path.with_file_name("manifest.toml");
+        if next.exists() {
+            next
+        } else {
+            path.with_extension("toml")
+        }
+    });
+    if let Some(root) = &settings.install_root {
+        confine(path, root, "component")?;
+        confine(&manifest, root, "manifest")?;
+    }
+    let text = std::fs::read_to_string(&manifest).with_context(|| {
+        format!(
+            "invalid manifest: {} (pass --manifest FILE)",
+            manifest.display()
+        )
+    })?;
+    // The signature as a local install finds it: --signature, else `<component>.sig`.
+    let signature = args.signature.clone().or_else(|| {
+        let mut next = path.clone().into_os_string();
+        next.push(".sig");
+        let next = PathBuf::from(next);
+        next.exists().then_some(next)
+    });
+    let signature = match signature {
+        Some(sig) => {
+            if let Some(root) = &settings.install_root {
+                confine(&sig, root, "signature")?;
+            }
+            Some(std::fs::read_to_string(&sig).with_context(|| {
+                format!("invalid plugin: signature {}", sig.display())
+            })?)
+        }
+        None => None,
+    };
+    Ok(json!({
+        "component_base64": base64::engine::general_purpose::STANDARD.encode(bytes),
+        "manifest_toml": text,
+        "signature_json": signature,
+        "grants": args.grants,
+        "sha256": args.sha256,
+        "config": plugin::parse_kv(&args.values)?,
+        "approve_limits": args.approve_limits,
+    }))
 }
 
 /// Installs (`upgrade: None`) or upgrades (`Some(name)`) over the socket with the body
@@ -516,7 +453,7 @@ pub(crate) fn install(
     approve_limits: bool,
     settings: &HostSettings,
 ) -> Result<crate::plugins::registry::InstallReport> {
-    let src = Source {
+    let args = InstallArgs {
         path,
         manifest: Some(manifest),
         grants,
@@ -529,7 +466,7 @@ pub(crate) fn install(
         Some(name) => format!("/admin/plugins/{}/upgrade", seg(name)),
         None => "/admin/plugins".to_string(),
     };
-    let r: InstallReply = s.post(&uri, &src.body(settings)?)?;
+    let r: InstallReply = s.post(&uri, &body(args, settings)?)?;
     Ok(r.into())
 }
 

@@ -19,7 +19,7 @@
 #                             [--rounds 2] [--nice N] [--no-build] [--llmos PATH]
 #                             [--redact-timeout-ms N] [--plugin-threads N]
 #   --plugin-threads N  `[plugins] threads` in every configuration (default: the host's,
-#               the number of cores up to 8); each runs several calls at once
+#               half the cores, 1 to 8); each runs several calls at once
 #               ([plugins] calls_per_thread), so that pii-redact's pii-ner calls batch
 #   --redact-timeout-ms N  operator override of pii-redact's time budget per call (its
 #               manifest asks 200 ms; its inference calls wait for pii-ner inside that budget)
@@ -154,7 +154,7 @@ done
 mean() { awk '{ s=0; for (i=1;i<=NF;i++) s+=$i; printf "%.1f", s/NF }' <<<"$1"; }
 a=$(mean "$rps_minilm") light=$(mean "$rps_light") redact=$(mean "$rps_redact") b=$(mean "$rps_pii_ner")
 echo
-echo "$conns wrk connections, $wthreads wrk threads; pii-redact timeout_ms: ${redact_ms:-manifest (200)}; [plugins] threads: ${pthreads:-host default ($(nproc) cores, at most 8)}, ${seconds}s measured after ${warmup}s warm-up, $rounds round(s) interleaved; one sentence per request; nice $nice"
+echo "$conns wrk connections, $wthreads wrk threads; pii-redact timeout_ms: ${redact_ms:-manifest (200)}; [plugins] threads: ${pthreads:-host default (half of $(nproc) cores, 1 to 8)}, ${seconds}s measured after ${warmup}s warm-up, $rounds round(s) interleaved; one sentence per request; nice $nice"
 echo "machine: $machine (wrk and the server share the cores)"
 echo
 echo "| configuration | round | requests/s answered 200 | p50 ms | p99 ms | requests | failed | load avg (1 min) before | model runs (batches, server life) |"

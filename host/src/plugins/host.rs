@@ -68,7 +68,11 @@ pub fn default_calls_per_thread(threads: usize, event_threads: usize, max_instan
 impl Default for HostSettings {
     fn default() -> Self {
         let engine = EngineSettings::default();
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
+        // Half the cores: the models' intra-op threads use them all, and on a small machine a
+        // plugin thread waking in the middle of a model's parallel section stalls all of it
+        // (BENCHMARKS.md, "The plugin path over HTTP": 2 threads on 2 cores cost light
+        // plugins 3.6 % of throughput, 1 thread 1.4 %). Each thread runs many calls at once.
+        let threads = std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).clamp(1, 8));
         let calls_per_thread = default_calls_per_thread(threads, 1, engine.max_instances);
         Self {
             engine,

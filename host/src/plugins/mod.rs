@@ -45,7 +45,7 @@ use crate::data::StoreError;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PluginsConfig {
-    /// Worker threads running plugin code. Default: available cores, at most 8.
+    /// Worker threads running plugin code. Default: half the available cores, 1 to 8.
     pub threads: usize,
     /// Worker threads delivering events to integrations. Default 1.
     pub event_threads: usize,

@@ -13,7 +13,7 @@ use crate::core::manifest::Task;
 use crate::core::text::{Input, Truncation};
 use crate::plugins::core_backend::CoreBackend;
 use crate::plugins::pipeline::{self, Chain, Outcome, PipelineError, Pipelines};
-use crate::plugins::{HostSettings, PluginError, PluginHost, RequestContext};
+use crate::plugins::{HostSettings, PluginError, PluginHost, RequestContext, ToolCatalog};
 
 /// A text task and how its answer is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,6 +178,8 @@ pub struct Gateway {
     pub core: Arc<Core>,
     /// The plugin host.
     pub host: PluginHost,
+    /// The tools of `tool` plugins and registered MCP servers (docs/tools.md).
+    pub tools: Arc<ToolCatalog>,
     pipelines: Pipelines,
     policy_denials: Mutex<std::collections::BTreeMap<String, u64>>,
 }
@@ -223,6 +225,7 @@ impl Gateway {
         Ok(Self {
             core,
             host,
+            tools: Arc::new(ToolCatalog::new()),
             pipelines: config.pipelines,
             policy_denials: Mutex::default(),
         })

@@ -27,6 +27,7 @@ mod outbound;
 pub mod pipeline;
 pub mod registry;
 pub mod state;
+pub mod tools;
 pub mod trace;
 
 pub use bindings::types::{
@@ -37,6 +38,7 @@ pub use host::{HostSettings, LocalRunner, PluginHost, WarmPreprocessor};
 pub use inference::{EntitySpan, InferenceBackend, InferenceError, LabelScore};
 pub use limits::{LimitKind, Limits};
 pub use manifest::{Manifest, World};
+pub use tools::{ToolCatalog, ToolProvider, ToolSpec};
 pub use registry::{InstallReport, InstallRequest, PluginRecord, SignedBy};
 
 use crate::data::StoreError;

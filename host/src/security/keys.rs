@@ -20,7 +20,7 @@ use crate::security::audit::now_ms;
 pub enum KeyError {
     /// A scope that is not one of the accepted forms.
     #[error(
-        "invalid scope {0:?}: accepted are models:<name>, models:*, admin, data:<collection>, data:<collection>:write, data:*, data:*:write, pii:anonymize[:<vault-scope>], pii:deanonymize[:<vault-scope>]"
+        "invalid scope {0:?}: accepted are models:<name>, models:*, tools:<name>, tools:mcp:<server>:<tool>, tools:mcp:<server>:*, tools:*, admin, data:<collection>, data:<collection>:write, data:*, data:*:write, pii:anonymize[:<vault-scope>], pii:deanonymize[:<vault-scope>]"
     )]
     BadScope(String),
     /// No scope given.
@@ -133,6 +133,25 @@ impl KeyRecord {
         })
     }
 
+    /// Whether the key's requests may use the tool `id` (docs/tools.md): `tools:*`,
+    /// `tools:<id>`, or for a tool of a registered MCP server (`mcp:<server>:<tool>`)
+    /// `tools:mcp:<server>:*`.
+    pub fn allows_tool(&self, id: &str) -> bool {
+        self.scopes.iter().any(|s| {
+            let Some(t) = s.strip_prefix("tools:") else {
+                return false;
+            };
+            t == "*"
+                || t == id
+                || t.strip_suffix(":*").is_some_and(|server| {
+                    server.starts_with("mcp:")
+                        && id
+                            .strip_prefix(server)
+                            .is_some_and(|rest| rest.starts_with(':'))
+                })
+        })
+    }
+
     /// Whether the key has the `admin` scope.
     pub fn is_admin(&self) -> bool {
         self.scopes.iter().any(|s| s == "admin")
@@ -163,6 +182,13 @@ fn check_scope(s: &str) -> Result<(), KeyError> {
                 .is_some_and(|r| r.is_empty() || r.strip_prefix(':').is_some_and(ok_name))
         })
         || s.strip_prefix("models:").is_some_and(ok_name)
+        || s.strip_prefix("tools:").is_some_and(|t| match t.strip_prefix("mcp:") {
+            // `tools:mcp:<server>:<tool>` or `tools:mcp:<server>:*`
+            Some(r) => r
+                .split_once(':')
+                .is_some_and(|(server, tool)| server != "*" && ok_name(server) && ok_name(tool)),
+            None => ok_name(t),
+        })
         || s
             .strip_prefix("data:")
             .map(|r| r.strip_suffix(":write").unwrap_or(r))
@@ -462,6 +488,28 @@ mod tests {
         for bad in ["data:", "data::write", "data:a:read", "data:a b", "data:a:write:write"] {
             let e = k.create("", &scopes(&[bad]), None).unwrap_err().to_string();
             assert!(e.contains("data:<collection>:write"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn tool_scopes_name_one_tool_a_server_or_all() {
+        let (_d, k) = keys();
+        let scopes = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (one, _) = k
+            .create("", &scopes(&["tools:calculator", "tools:mcp:wiki:*", "tools:mcp:fs:read"]), None)
+            .unwrap();
+        assert!(one.allows_tool("calculator") && !one.allows_tool("collection-search"));
+        assert!(one.allows_tool("mcp:wiki:search") && one.allows_tool("mcp:wiki:page"));
+        assert!(one.allows_tool("mcp:fs:read") && !one.allows_tool("mcp:fs:write"));
+        assert!(!one.allows_tool("mcp:wikipedia:search"), "a server's prefix is not the server");
+        assert!(!one.allows_model("calculator"));
+        let (all, _) = k.create("", &scopes(&["tools:*"]), None).unwrap();
+        assert!(all.allows_tool("calculator") && all.allows_tool("mcp:wiki:search"));
+        let (m, _) = k.create("", &scopes(&["models:*"]), None).unwrap();
+        assert!(!m.allows_tool("calculator"));
+        for bad in ["tools:", "tools:mcp:", "tools:mcp:*:x", "tools:a b", "tools:mcp:s:t:u"] {
+            let e = k.create("", &scopes(&[bad]), None).unwrap_err().to_string();
+            assert!(e.contains("tools:mcp:<server>:<tool>"), "{bad}: {e}");
         }
     }
 }

@@ -24,6 +24,14 @@ pub fn shared_models() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("models")
 }
 
+/// Manifests that `llmos models pull` recorded for this machine in [`ready`]: a model trained
+/// from its recipe whose files differ from the shipped sha256 (another CPU rounds the base
+/// model's embeddings differently) gets a manifest with this machine's digests, which every
+/// home must see to load the shared files.
+pub fn shared_manifests() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("manifests")
+}
+
 /// An isolated llmos home; fixture manifests are visible, models are shared.
 pub struct Home {
     pub dir: tempfile::TempDir,
@@ -56,9 +64,10 @@ impl Home {
         std::fs::write(
             dir.path().join("llmos.toml"),
             format!(
-                "[models]\ndir = {:?}\nmanifest_dirs = [{:?}, {:?}]\n",
+                "[models]\ndir = {:?}\nmanifest_dirs = [{:?}, {:?}, {:?}]\n",
                 models.display().to_string(),
                 fixtures.display().to_string(),
+                shared_manifests().display().to_string(),
                 manifests.display().to_string()
             ),
         )
@@ -143,6 +152,15 @@ pub fn ready() {
                 "setup `llmos {args:?}` failed:\n{}",
                 text(&out)
             );
+        }
+        // Keep what the pulls recorded for this machine (see `shared_manifests`).
+        let shared = shared_manifests();
+        std::fs::create_dir_all(&shared).unwrap();
+        for e in std::fs::read_dir(home.manifests()).into_iter().flatten() {
+            let path = e.unwrap().path();
+            if path.extension().is_some_and(|x| x == "toml") {
+                std::fs::copy(&path, shared.join(path.file_name().unwrap())).unwrap();
+            }
         }
     });
 }

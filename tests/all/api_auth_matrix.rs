@@ -64,6 +64,8 @@ struct Creds {
     pii: String,
     /// `data:*:write`.
     data: String,
+    /// `tools:*`.
+    tools: String,
 }
 
 fn key(home: &Home, scope: &str, expires: Option<&str>) -> (String, String) {
@@ -84,7 +86,7 @@ fn creds(home: &Home, usable: bool) -> Creds {
     let (rev_id, revoked) = key(home, "admin", None);
     let out = home.cmd(&["keys", "revoke", &rev_id]).output().unwrap();
     assert!(out.status.success(), "{}", crate::support::text(&out));
-    let (mut other_model, mut models, mut admin, mut pii, mut data) = Default::default();
+    let (mut other_model, mut models, mut admin, mut pii, mut data, mut tools) = Default::default();
     if usable {
         other_model = key(home, "models:tiny-classifier", None).1;
         models = key(home, "models:*", None).1;
@@ -99,6 +101,7 @@ fn creds(home: &Home, usable: bool) -> Creds {
         ]);
         pii = v["secret"].as_str().unwrap().to_string();
         data = key(home, "data:*:write", None).1;
+        tools = key(home, "tools:*", None).1;
     }
     std::thread::sleep(Duration::from_millis(1100)); // the expired key expires
     Creds {
@@ -109,6 +112,7 @@ fn creds(home: &Home, usable: bool) -> Creds {
         admin,
         pii,
         data,
+        tools,
     }
 }
 
@@ -140,6 +144,7 @@ fn token(c: &Creds, cred: Cred, access: Access) -> Option<String> {
         Access::Admin => &c.admin,
         Access::Scope(_) => &c.pii,
         Access::Data { .. } => &c.data,
+        Access::Tool => &c.tools,
         _ => &c.models,
     };
     match cred {

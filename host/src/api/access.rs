@@ -69,8 +69,22 @@ async fn authorize(state: &AppState, req: Request, path: &str) -> Result<Request
         return Ok(with_caller(req, key));
     }
     let matched = req.extensions().get::<MatchedPath>().map(|m| m.as_str());
-    if let Some(Access::Data { write }) = matched.and_then(|m| access_of(req.method(), m)) {
-        return check_data(state, peer, req, key, path, write);
+    match matched.and_then(|m| access_of(req.method(), m)) {
+        Some(Access::Data { write }) => return check_data(state, peer, req, key, path, write),
+        Some(Access::Tool) => {
+            let id = tool_of_path(path).unwrap_or_default();
+            if !key.allows_tool(&id) {
+                let msg = format!(
+                    "key {} lacks the scope tools:{id} (or tools:*) needed to use tool {id}; it has {}",
+                    key.id,
+                    key.scopes.join(", ")
+                );
+                let what = format!("{path}: no scope tools:{id}");
+                return Err(refuse_scope(state, peer, &key, &what, msg));
+            }
+            return Ok(with_caller(req, key));
+        }
+        _ => {}
     }
     if let Some(scope) = crate::api::anonymize::scope_of(path) {
         if !key.has_scope(scope) {
@@ -156,6 +170,33 @@ pub(crate) fn refuse(
     msg: String,
 ) -> ApiError {
     refuse_scope(state, peer, key, what, msg)
+}
+
+/// The tool a `/v1/tools/{id}/…` path names (percent-decoded: MCP tool ids hold `:`).
+fn tool_of_path(path: &str) -> Option<String> {
+    let seg = path.strip_prefix("/v1/tools/")?.split('/').next()?;
+    Some(percent_decode(seg))
+}
+
+/// `%XX` escapes of a path segment decoded (invalid ones kept as they are).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0usize;
+    while let Some(&c) = b.get(i) {
+        let hex = |j: usize| b.get(j).and_then(|h| char::from(*h).to_digit(16));
+        match (c, hex(i.saturating_add(1)), hex(i.saturating_add(2))) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(u8::try_from(h.saturating_mul(16).saturating_add(l)).unwrap_or(b'?'));
+                i = i.saturating_add(3);
+            }
+            _ => {
+                out.push(c);
+                i = i.saturating_add(1);
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The collection a `/v1/collections/{name}…` path names.

@@ -18,6 +18,7 @@ pub mod panic;
 pub mod routes;
 pub mod server;
 pub mod strict;
+pub mod tools;
 pub mod train;
 pub mod zero_shot;
 
@@ -94,9 +95,18 @@ impl AppState {
             .map_or(0, |d| d.as_secs());
         let keys = Keys::new(gateway.host.store().clone());
         let active = keys.any_active().unwrap_or(true);
+        let data = data::DataState::new(gateway.host.store().clone());
+        // Plugins search these collections (`data.search`, under `data:<collection>`).
+        gateway
+            .host
+            .set_data(Arc::new(crate::plugins::CollectionsBackend::new(
+                gateway.core.clone(),
+                data.collections.clone(),
+                &gateway.host,
+            )));
         Self {
             keys,
-            data: data::DataState::new(gateway.host.store().clone()),
+            data,
             keys_active: AtomicBool::new(active),
             core: gateway.core.clone(),
             gateway,
@@ -368,6 +378,7 @@ pub(crate) fn all_routes() -> Vec<ApiRoute> {
     all.extend(anonymize::routes());
     all.extend(data::routes());
     all.extend(train::routes());
+    all.extend(tools::routes());
     all.push(routes::get("/health", Access::Public, health));
     all.push(routes::get("/metrics", Access::Key, metrics_text));
     all.push(routes::get(

@@ -296,6 +296,17 @@ fn operation(r: &ApiRoute) -> utoipa::openapi::path::Operation {
                     "the key lacks the model's scope, or (open mode) a foreign Host or Origin",
                 ),
             ),
+        Access::Tool => op
+            .security(SecurityRequirement::new("bearer", Vec::<String>::new()))
+            .security(SecurityRequirement::default())
+            .response("401", error_response("missing or invalid key"))
+            .response(
+                "403",
+                error_response(
+                    "the key lacks the tool's scope (tools:<id> or tools:*), or (open mode) a foreign Host or Origin",
+                ),
+            )
+            .response("404", error_response("no tool of this id")),
         Access::Scope(_) => op
             .security(SecurityRequirement::new("bearer", Vec::<String>::new()))
             .security(SecurityRequirement::default())

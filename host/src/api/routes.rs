@@ -34,6 +34,9 @@ pub enum Access {
         /// Whether the route changes the collection.
         write: bool,
     },
+    /// A key (unless open) with `tools:<id>` (or `tools:*`) for the tool the path names
+    /// (`/v1/tools/{id}/…`, docs/tools.md).
+    Tool,
 }
 
 /// One route of the router.

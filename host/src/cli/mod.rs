@@ -21,6 +21,7 @@ mod remote;
 pub mod plugin_test;
 pub mod sign;
 pub mod store;
+pub mod tools;
 pub mod train;
 
 use crate::config::{Config, Paths};
@@ -126,6 +127,9 @@ enum Command {
     /// Collections: create, ingest files, list, remove, export, search.
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Tools for models: list the installed tools, call one (docs/tools.md).
+    #[command(subcommand)]
+    Tools(tools::ToolsCommand),
     /// Run texts through a model's plugin pipeline and the model, without HTTP.
     Run {
         /// Model name.
@@ -432,6 +436,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Data(cmd) => data::run_with(cmd, core(g)?),
+        Command::Tools(cmd) => tools::run(cmd, core(g)?),
         Command::Run {
             model,
             texts,

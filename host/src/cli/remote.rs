@@ -176,7 +176,7 @@ fn field<T: DeserializeOwned>(v: &Value, name: &str) -> Result<T> {
 }
 
 /// A path segment (plugin names, key ids) escaped for a URI.
-fn seg(s: &str) -> String {
+pub(crate) fn seg(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

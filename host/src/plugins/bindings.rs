@@ -1,4 +1,9 @@
-//! Host bindings of the `llmos:plugin@0.1.0` worlds, generated from `wit/llmos-plugin@0.1.0`.
+//! Host bindings of the `llmos:plugin@0.1.1` worlds, generated from `wit/llmos-plugin@0.1.1`.
+//!
+//! One set of bindings serves components built against `0.1.0` too: `0.1.1` only adds (the
+//! `data` interface, the `tool` world), and wasmtime's component `Linker` is semver-aware —
+//! a definition of `llmos:plugin/kv@0.1.1` also answers an import of `llmos:plugin/kv@0.1.0`
+//! (docs/tools.md §1). The tests keep building the testing plugins against `0.1.0`.
 //!
 //! Every import is `trappable`: host functions return `wasmtime::Result`, so a host fault
 //! (or an exhausted host-call budget) traps, while errors the guest should handle are the
@@ -13,7 +18,7 @@
 /// The `preprocessor` world; its interface modules are shared by the other worlds.
 pub mod preprocessor {
     wasmtime::component::bindgen!({
-        path: "../wit/llmos-plugin@0.1.0",
+        path: "../wit/llmos-plugin@0.1.1",
         world: "preprocessor",
         imports: { default: async | trappable },
         exports: { default: async },
@@ -24,7 +29,7 @@ pub mod preprocessor {
 /// The `policy` world.
 pub mod policy {
     wasmtime::component::bindgen!({
-        path: "../wit/llmos-plugin@0.1.0",
+        path: "../wit/llmos-plugin@0.1.1",
         world: "policy",
         imports: { default: async | trappable },
         exports: { default: async },
@@ -35,6 +40,7 @@ pub mod policy {
             "llmos:plugin/kv": super::preprocessor::llmos::plugin::kv,
             "llmos:plugin/inference": super::preprocessor::llmos::plugin::inference,
             "llmos:plugin/secrets": super::preprocessor::llmos::plugin::secrets,
+            "llmos:plugin/data": super::preprocessor::llmos::plugin::data,
         },
     });
 }
@@ -42,7 +48,7 @@ pub mod policy {
 /// The `integration` world.
 pub mod integration {
     wasmtime::component::bindgen!({
-        path: "../wit/llmos-plugin@0.1.0",
+        path: "../wit/llmos-plugin@0.1.1",
         world: "integration",
         imports: { default: async | trappable },
         exports: { default: async },
@@ -53,8 +59,28 @@ pub mod integration {
             "llmos:plugin/kv": super::preprocessor::llmos::plugin::kv,
             "llmos:plugin/inference": super::preprocessor::llmos::plugin::inference,
             "llmos:plugin/secrets": super::preprocessor::llmos::plugin::secrets,
+            "llmos:plugin/data": super::preprocessor::llmos::plugin::data,
         },
     });
 }
 
-pub use preprocessor::llmos::plugin::{config, inference, kv, log, secrets, types};
+/// The `tool` world (since 0.1.1).
+pub mod tool {
+    wasmtime::component::bindgen!({
+        path: "../wit/llmos-plugin@0.1.1",
+        world: "tool",
+        imports: { default: async | trappable },
+        exports: { default: async },
+        with: {
+            "llmos:plugin/types": super::preprocessor::llmos::plugin::types,
+            "llmos:plugin/log": super::preprocessor::llmos::plugin::log,
+            "llmos:plugin/config": super::preprocessor::llmos::plugin::config,
+            "llmos:plugin/kv": super::preprocessor::llmos::plugin::kv,
+            "llmos:plugin/inference": super::preprocessor::llmos::plugin::inference,
+            "llmos:plugin/secrets": super::preprocessor::llmos::plugin::secrets,
+            "llmos:plugin/data": super::preprocessor::llmos::plugin::data,
+        },
+    });
+}
+
+pub use preprocessor::llmos::plugin::{config, data, inference, kv, log, secrets, types};

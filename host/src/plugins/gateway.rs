@@ -222,10 +222,12 @@ impl Gateway {
                 Some(Arc::new(CoreBackend(core.clone()))),
             )?,
         };
+        let tools = Arc::new(ToolCatalog::new());
+        tools.add(Arc::new(crate::plugins::PluginTools::new(host.clone())));
         Ok(Self {
             core,
             host,
-            tools: Arc::new(ToolCatalog::new()),
+            tools,
             pipelines: config.pipelines,
             policy_denials: Mutex::default(),
         })

@@ -13,7 +13,10 @@ use super::PluginError;
 use super::bindings::integration::{Integration, IntegrationPre};
 use super::bindings::policy::{Policy, PolicyPre};
 use super::bindings::preprocessor::{Preprocessor, PreprocessorPre};
-use super::bindings::types::{Event, Request, RequestVerdict, Response, ResponseVerdict};
+use super::bindings::tool::{Tool, ToolPre};
+use super::bindings::types::{
+    Event, Request, RequestVerdict, Response, ResponseVerdict, ToolCall, ToolSpec as WitToolSpec,
+};
 use super::engine::{CacheOutcome, ComponentCache, EngineSettings, Ticker, build_engine};
 use super::inference::InferenceBackend;
 use super::limits::{LimitKind, LimitTrap, Limits};
@@ -94,6 +97,7 @@ pub(crate) enum Pre {
     Preprocessor(PreprocessorPre<State>),
     Policy(PolicyPre<State>),
     Integration(IntegrationPre<State>),
+    Tool(ToolPre<State>),
 }
 
 /// An installed, enabled plugin, compiled and pre-instantiated.
@@ -235,6 +239,7 @@ fn linker_for(engine: &Engine, world: World) -> Result<Linker<State>, PluginErro
         World::Preprocessor => Preprocessor::add_to_linker::<_, TracedHost>(&mut l, traced),
         World::Policy => Policy::add_to_linker::<_, TracedHost>(&mut l, traced),
         World::Integration => Integration::add_to_linker::<_, TracedHost>(&mut l, traced),
+        World::Tool => Tool::add_to_linker::<_, TracedHost>(&mut l, traced),
     }
     .map_err(e)?;
     Ok(l)
@@ -262,7 +267,12 @@ impl PluginHost {
     ) -> Result<Self, PluginError> {
         let engine = build_engine(&settings.engine)?;
         let mut linkers = HashMap::new();
-        for w in [World::Preprocessor, World::Policy, World::Integration] {
+        for w in [
+            World::Preprocessor,
+            World::Policy,
+            World::Integration,
+            World::Tool,
+        ] {
             linkers.insert(w, linker_for(&engine, w)?);
         }
         let cache = ComponentCache::new(
@@ -275,6 +285,7 @@ impl PluginHost {
             audit: AuditLog::new(store.clone()),
             store,
             inference,
+            data: std::sync::RwLock::new(None),
         });
         let tx = spawn_workers(
             "llmos-plugin",
@@ -334,6 +345,17 @@ impl PluginHost {
                 .unwrap_or(0)
         };
         (depth(&self.inner.jobs), depth(&self.inner.events))
+    }
+
+    /// Lets plugins search the data collections through `backend` (`data.search`, under
+    /// `data:<collection>`); until it is set the search is `unavailable`.
+    pub fn set_data(&self, backend: Arc<dyn super::data_backend::DataBackend>) {
+        *self
+            .inner
+            .services
+            .data
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(backend);
     }
 
     /// The data location.
@@ -434,6 +456,15 @@ impl PluginHost {
                 })
             }
         }
+    }
+
+    /// A counter bumped by every change to an installed plugin (install, upgrade, grant,
+    /// revoke, enable, disable, configure, remove): a cache of what the records say is
+    /// current while it holds the same value.
+    pub fn generation(&self) -> u64 {
+        self.inner
+            .generation
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Forgets the compiled state of `name` (after a grant, config or upgrade change). Calls
@@ -546,6 +577,31 @@ impl PluginHost {
             inner.call_check_response(&l, &response).await
         })
         .await?
+    }
+
+    /// Runs a tool plugin's `invoke` (on a plugin worker thread, in a fresh store under the
+    /// plugin's limits and grants); the caller's task awaits it.
+    pub async fn invoke_async(&self, name: &str, call: ToolCall) -> Result<String, PluginError> {
+        let name = name.to_string();
+        self.on_worker_async(move |inner| async move {
+            let l = inner.loaded(&name)?;
+            inner.call_invoke(&l, &call).await
+        })
+        .await?
+    }
+
+    /// Calls a tool component's `tools()` once under `ctx`'s limits and grants (install and
+    /// upgrade, before the record exists). Blocks the calling thread.
+    pub(crate) fn component_tools(
+        &self,
+        ctx: PluginCtx,
+        pre: Pre,
+    ) -> Result<Vec<WitToolSpec>, PluginError> {
+        let l = Loaded {
+            ctx: Arc::new(ctx),
+            pre,
+        };
+        self.on_worker(move |inner| async move { inner.call_tools(&l).await })?
     }
 
     /// Delivers an event without waiting: the caller is never delayed or failed by it;
@@ -663,6 +719,7 @@ fn wrong_world(l: &Loaded, expected: World) -> PluginError {
         Pre::Preprocessor(_) => World::Preprocessor,
         Pre::Policy(_) => World::Policy,
         Pre::Integration(_) => World::Integration,
+        Pre::Tool(_) => World::Tool,
     };
     PluginError::WrongWorld {
         plugin: l.ctx.name.clone(),
@@ -816,6 +873,7 @@ impl Inner {
             World::Preprocessor => Pre::Preprocessor(PreprocessorPre::new(ipre).map_err(wrong)?),
             World::Policy => Pre::Policy(PolicyPre::new(ipre).map_err(wrong)?),
             World::Integration => Pre::Integration(IntegrationPre::new(ipre).map_err(wrong)?),
+            World::Tool => Pre::Tool(ToolPre::new(ipre).map_err(wrong)?),
         };
         Ok((component, pre, outcome))
     }
@@ -957,6 +1015,43 @@ impl Inner {
             ResponseVerdict::Allow => 0,
             ResponseVerdict::Deny(s) | ResponseVerdict::Modify(s) => s.len(),
         })
+    }
+
+    /// A tool component's `tools()` (at install and upgrade).
+    pub(crate) async fn call_tools(&self, l: &Loaded) -> Result<Vec<WitToolSpec>, PluginError> {
+        let Pre::Tool(pre) = &l.pre else {
+            return Err(wrong_world(l, World::Tool));
+        };
+        let mut store = self.new_store(l);
+        let call = async {
+            let i = pre.instantiate_async(&mut store).await?;
+            i.call_tools(&mut store).await
+        };
+        let out = self.limited(l, call).await?;
+        finish(&l.ctx, Ok(out), |v| {
+            v.iter()
+                .map(|t| {
+                    t.name
+                        .len()
+                        .saturating_add(t.description.len())
+                        .saturating_add(t.parameters_json.len())
+                })
+                .sum()
+        })
+    }
+
+    /// A tool component's `invoke`.
+    pub(crate) async fn call_invoke(&self, l: &Loaded, call: &ToolCall) -> Result<String, PluginError> {
+        let Pre::Tool(pre) = &l.pre else {
+            return Err(wrong_world(l, World::Tool));
+        };
+        let mut store = self.new_store(l);
+        let run = async {
+            let i = pre.instantiate_async(&mut store).await?;
+            i.call_invoke(&mut store, call).await
+        };
+        let out = self.limited(l, run).await?;
+        finish(&l.ctx, out, String::len)
     }
 
     async fn call_on_event(&self, l: &Loaded, event: &Event) -> Result<(), PluginError> {

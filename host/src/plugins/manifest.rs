@@ -3,7 +3,7 @@
 //! ```toml
 //! name = "pii-redact"            # [a-z][a-z0-9-]{0,63}
 //! version = "0.1.0"              # MAJOR.MINOR.PATCH
-//! world = "preprocessor"         # preprocessor | policy | integration
+//! world = "preprocessor"         # preprocessor | policy | integration | tool
 //! description = "…"
 //! capabilities = ["inference:pii-ner"]
 //!
@@ -26,7 +26,7 @@ use super::PluginError;
 use super::limits::LimitsRequest;
 use crate::security::CapabilitySet;
 
-/// The three worlds of `llmos:plugin@0.1.0`.
+/// The worlds of `llmos:plugin@0.1.1` (`tool` is new in 0.1.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum World {
@@ -36,6 +36,8 @@ pub enum World {
     Policy,
     /// Receives events after the fact.
     Integration,
+    /// Offers tools to models and MCP clients (docs/tools.md).
+    Tool,
 }
 
 impl World {
@@ -45,6 +47,7 @@ impl World {
             World::Preprocessor => "preprocessor",
             World::Policy => "policy",
             World::Integration => "integration",
+            World::Tool => "tool",
         }
     }
 
@@ -54,6 +57,7 @@ impl World {
             World::Preprocessor => &["preprocess"],
             World::Policy => &["check-request", "check-response"],
             World::Integration => &["on-event"],
+            World::Tool => &["tools", "invoke"],
         }
     }
 }

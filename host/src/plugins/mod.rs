@@ -1,5 +1,6 @@
-//! The plugin host: WebAssembly components (WIT package `llmos:plugin@0.1.0`, in
-//! `wit/llmos-plugin@0.1.0/`) that act as preprocessors, policies and integrations, each
+//! The plugin host: WebAssembly components (WIT package `llmos:plugin@0.1.1`, in
+//! `wit/llmos-plugin@0.1.1/`; components built against `0.1.0` link unchanged) that act as
+//! preprocessors, policies, integrations and tools, each
 //! sandboxed and limited to the capabilities its manifest requested *and* the operator granted.
 //!
 //! - [`engine`]: the wasmtime engine (pooling allocator, epoch interruption), the epoch ticker
@@ -16,6 +17,7 @@
 
 pub mod bindings;
 pub mod core_backend;
+pub mod data_backend;
 pub mod embedder;
 pub mod engine;
 pub mod gateway;
@@ -25,6 +27,7 @@ pub mod limits;
 pub mod manifest;
 mod outbound;
 pub mod pipeline;
+pub mod plugin_tools;
 pub mod registry;
 pub mod state;
 pub mod tools;
@@ -38,6 +41,8 @@ pub use host::{HostSettings, LocalRunner, PluginHost, WarmPreprocessor};
 pub use inference::{EntitySpan, InferenceBackend, InferenceError, LabelScore};
 pub use limits::{LimitKind, Limits};
 pub use manifest::{Manifest, World};
+pub use data_backend::{CollectionsBackend, DataBackend, DataBackendError, DataHit};
+pub use plugin_tools::PluginTools;
 pub use tools::{ToolCatalog, ToolProvider, ToolSpec};
 pub use registry::{InstallReport, InstallRequest, PluginRecord, SignedBy};
 

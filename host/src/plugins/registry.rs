@@ -13,10 +13,10 @@ use wasmtime::component::types::ComponentItem;
 
 use super::PluginError;
 use super::engine::sha256_hex;
-use super::host::PluginHost;
+use super::host::{PluginHost, Pre};
 use super::limits::{Limits, LimitsRequest};
 use super::manifest::{Manifest, World};
-use super::state::secret_key;
+use super::state::{PluginCtx, secret_key};
 use crate::data::{Store, Tree};
 use crate::security::audit::now_ms;
 use crate::security::signing::{self, SigningError, Subject};
@@ -49,6 +49,126 @@ pub struct PluginRecord {
     /// Who signed this version (`None`: unsigned). See `llmos plugin sign`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<SignedBy>,
+    /// A `tool` plugin's tools, as its `tools()` returned them at install or upgrade (and the
+    /// host validated them). Empty for the other worlds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<ToolEntry>,
+}
+
+/// One tool of a `tool` plugin, as kept in its record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolEntry {
+    /// Its name (the tool's id in the catalogue, `tools:<name>` in a key's scopes).
+    pub name: String,
+    /// For the model.
+    pub description: String,
+    /// The JSON Schema (an object schema) of its arguments.
+    pub parameters: serde_json::Value,
+}
+
+/// Longest tool description, bytes.
+pub const MAX_TOOL_DESCRIPTION: usize = 1024;
+
+/// Whether `n` is a valid tool name: `^[a-z0-9][a-z0-9_-]{0,63}$` without `__`.
+pub fn valid_tool_name(n: &str) -> bool {
+    let b = n.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && b.first().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'-'))
+        && !n.contains("__")
+}
+
+/// Checks the tools a component offers (docs/tools.md §2): at least one; names valid and
+/// unique, here and among the tools of every other installed plugin; descriptions at most
+/// [`MAX_TOOL_DESCRIPTION`] bytes; parameters an object schema in the structured-output
+/// subset. The error names the tool and the rule.
+pub fn check_tools(
+    plugin: &str,
+    specs: Vec<super::bindings::types::ToolSpec>,
+    installed: &[PluginRecord],
+) -> Result<Vec<ToolEntry>, PluginError> {
+    let bad = |m: String| PluginError::Invalid(format!("plugin {plugin}: {m}"));
+    if specs.is_empty() {
+        return Err(bad(
+            "its tools() returned no tool; a tool plugin offers at least one".into(),
+        ));
+    }
+    let mut out: Vec<ToolEntry> = Vec::with_capacity(specs.len());
+    for t in specs {
+        let name = t.name;
+        if !valid_tool_name(&name) {
+            return Err(bad(format!(
+                "tool name {name:?} is not accepted: names match ^[a-z0-9][a-z0-9_-]{{0,63}}$ and do not contain \"__\""
+            )));
+        }
+        if out.iter().any(|o| o.name == name) {
+            return Err(bad(format!("it offers tool {name:?} twice; tool names are unique")));
+        }
+        if let Some(other) = installed
+            .iter()
+            .find(|r| r.manifest.name != plugin && r.tools.iter().any(|o| o.name == name))
+        {
+            return Err(bad(format!(
+                "tool {name:?} is already offered by installed plugin {}; tool names are unique across plugins",
+                other.manifest.name
+            )));
+        }
+        if t.description.len() > MAX_TOOL_DESCRIPTION {
+            return Err(bad(format!(
+                "tool {name:?}'s description is {} bytes; at most {MAX_TOOL_DESCRIPTION} are accepted",
+                t.description.len()
+            )));
+        }
+        let parameters: serde_json::Value = serde_json::from_str(&t.parameters_json).map_err(|e| {
+            bad(format!("tool {name:?}'s parameters-json is not JSON: {e}"))
+        })?;
+        if parameters.get("type").and_then(serde_json::Value::as_str) != Some("object") {
+            return Err(bad(format!(
+                "tool {name:?}'s parameters-json must be an object schema ({{\"type\": \"object\", \"properties\": {{…}}}})"
+            )));
+        }
+        crate::core::generate::grammar::Grammar::compile(&parameters).map_err(|e| {
+            bad(format!(
+                "tool {name:?}'s parameters-json is outside the structured-output subset (docs/generation.md): {e}"
+            ))
+        })?;
+        out.push(ToolEntry {
+            name,
+            description: t.description,
+            parameters,
+        });
+    }
+    Ok(out)
+}
+
+/// For a `tool` component: calls its `tools()` once under the manifest's limits and the
+/// grants it will have, and checks them ([`check_tools`]). Empty for other worlds.
+fn component_tools(
+    host: &PluginHost,
+    manifest: &Manifest,
+    pre: Pre,
+    granted: &CapabilitySet,
+    config: &BTreeMap<String, String>,
+) -> Result<Vec<ToolEntry>, PluginError> {
+    if manifest.world != World::Tool {
+        return Ok(Vec::new());
+    }
+    let requested = manifest.requested()?;
+    let mut limits = Limits::from_request(&manifest.limits);
+    limits.memory_mib = limits
+        .memory_mib
+        .min(host.inner.settings.engine.max_memory_mib);
+    let ctx = PluginCtx {
+        name: manifest.name.clone(),
+        effective: CapabilitySet::effective(&requested, granted),
+        requested,
+        config: manifest.effective_config(config)?,
+        limits,
+    };
+    let specs = host.component_tools(ctx, pre)?;
+    check_tools(&manifest.name, specs, &list(host.store())?)
 }
 
 /// The verified signer of an installed version.
@@ -88,7 +208,7 @@ pub fn signature_line(r: &PluginRecord) -> String {
 pub struct DeniedImport {
     /// The import, e.g. `llmos:plugin/kv@0.1.0`.
     pub import: String,
-    /// The capability kind it needs: `kv`, `inference`, `secret` or `http`.
+    /// The capability kind it needs: `kv`, `inference`, `secret`, `data` or `http`.
     pub capability: String,
 }
 
@@ -392,6 +512,7 @@ fn import_kind(name: &str) -> Result<Option<&'static str>, String> {
         "llmos:plugin/kv" => Some("kv"),
         "llmos:plugin/inference" => Some("inference"),
         "llmos:plugin/secrets" => Some("secret"),
+        "llmos:plugin/data" => Some("data"),
         i if i.starts_with("wasi:http/") => Some("http"),
         i if i.starts_with("llmos:plugin/") || i.starts_with("wasi:") => None,
         _ => return Err(format!("imports {name}, which llmos does not provide")),
@@ -407,8 +528,8 @@ fn validate(
     bytes: &[u8],
     sha: &str,
     manifest: &Manifest,
-) -> Result<Vec<DeniedImport>, PluginError> {
-    let (component, _pre, _) = host.prepare(bytes, sha, manifest.world)?;
+) -> Result<(Vec<DeniedImport>, Pre), PluginError> {
+    let (component, pre, _) = host.prepare(bytes, sha, manifest.world)?;
     let requested = manifest.requested()?;
     let ty = component.component_type();
     let engine = host.engine();
@@ -436,7 +557,7 @@ fn validate(
             )));
         }
     }
-    Ok(denied)
+    Ok((denied, pre))
 }
 
 fn store_component(home: &Path, name: &str, sha: &str, bytes: &[u8]) -> Result<(), PluginError> {
@@ -504,10 +625,11 @@ pub fn install(host: &PluginHost, req: &InstallRequest) -> Result<InstallReport,
         return Err(PluginError::Exists(manifest.name.clone()));
     }
     let signature = check_signature(host, req, subject(&manifest, &sha, &manifest_sha))?;
-    let denied_imports = validate(host, &bytes, &sha, &manifest)?;
+    let (denied_imports, pre) = validate(host, &bytes, &sha, &manifest)?;
     manifest.effective_config(&req.config)?;
     check_limits(&manifest, req.approve_limits)?;
     let granted = parse_caps(&req.grants)?;
+    let tools = component_tools(host, &manifest, pre, &granted, &req.config)?;
     store_component(host.home(), &manifest.name, &sha, &bytes)?;
     let record = PluginRecord {
         sha256: sha,
@@ -520,6 +642,7 @@ pub fn install(host: &PluginHost, req: &InstallRequest) -> Result<InstallReport,
         limits: LimitsRequest::default(),
         denied_imports,
         signature,
+        tools,
     };
     record.put(store)?;
     let name = &record.manifest.name;
@@ -562,7 +685,7 @@ pub fn upgrade(
         )));
     }
     let signature = check_signature(host, req, subject(&manifest, &sha, &manifest_sha))?;
-    let denied_imports = validate(host, &bytes, &sha, &manifest)?;
+    let (denied_imports, pre) = validate(host, &bytes, &sha, &manifest)?;
     let old_requested = old.manifest.requested()?;
     let new_requested = manifest.requested()?;
     let mut granted: CapabilitySet = old
@@ -585,6 +708,7 @@ pub fn upgrade(
     config.extend(req.config.clone());
     manifest.effective_config(&config)?;
     check_limits(&manifest, req.approve_limits)?;
+    let tools = component_tools(host, &manifest, pre, &granted, &config)?;
     store_component(host.home(), name, &sha, &bytes)?;
     let record = PluginRecord {
         sha256: sha,
@@ -597,6 +721,7 @@ pub fn upgrade(
         limits: old.limits.clone(),
         denied_imports,
         signature,
+        tools,
     };
     record.put(host.store())?;
     if old.sha256 != record.sha256 {

@@ -8,11 +8,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use super::bindings::{config, inference, kv, log, secrets, types};
+use super::bindings::{config, data, inference, kv, log, secrets, types};
+use super::data_backend::{DataBackend, DataBackendError};
 use super::inference::{Budget, InferenceBackend, InferenceError, InferenceFuture};
 use super::limits::{LimitKind, LimitTrap, Limiter, Limits, MAX_HTTP_FIELDS_BYTES, MAX_RESOURCES};
 use super::outbound;
@@ -36,6 +38,8 @@ pub struct Services {
     pub audit: AuditLog,
     /// The models, when this process has them.
     pub inference: Option<Arc<dyn InferenceBackend>>,
+    /// The data collections, once the process has set them ([`super::PluginHost::set_data`]).
+    pub data: std::sync::RwLock<Option<Arc<dyn DataBackend>>>,
 }
 
 /// What one installed plugin's calls share: identity, capabilities, config, limits.
@@ -561,6 +565,64 @@ impl secrets::Host for State {
                 self.plugin.name
             )))),
         }
+    }
+}
+
+impl data::Host for State {
+    async fn search(
+        &mut self,
+        collection: String,
+        query: String,
+        top_k: u32,
+    ) -> wasmtime::Result<Result<Vec<data::Hit>, GuestError>> {
+        try_guest!(self.check(Capability::Data(collection.clone()))?);
+        if let Err(e) = super::data_backend::check_query(&query, top_k) {
+            return Ok(Err(map_data(e)));
+        }
+        let backend = self
+            .services
+            .data
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(backend) = backend else {
+            return Ok(Err(GuestError::Unavailable(
+                "this llmos process has no data collections open (data.search works in `llmos serve` and `llmos tools call`)".into(),
+            )));
+        };
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(Err(self.out_of_time("data.search")));
+        }
+        // The query is embedded by a model (and maybe preprocessors): off this thread, and
+        // never waited for past the call's time budget.
+        let plugin = self.plugin.name.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            backend.search(&plugin, &collection, &query, top_k)
+        });
+        match tokio::time::timeout(left, task).await {
+            Err(_) => Ok(Err(self.out_of_time("data.search"))),
+            Ok(Err(e)) => Err(wasmtime::Error::msg(format!("data.search: {e}"))),
+            Ok(Ok(Err(e))) => Ok(Err(map_data(e))),
+            Ok(Ok(Ok(hits))) => Ok(Ok(hits
+                .into_iter()
+                .map(|h| data::Hit {
+                    document: h.document,
+                    chunk: h.chunk,
+                    text: h.text,
+                    score: h.score,
+                    metadata_json: Value::Object(h.metadata).to_string(),
+                })
+                .collect())),
+        }
+    }
+}
+
+fn map_data(e: DataBackendError) -> GuestError {
+    match e {
+        DataBackendError::NotFound(m) => GuestError::NotFound(m),
+        DataBackendError::InvalidInput(m) => GuestError::InvalidInput(m),
+        DataBackendError::Unavailable(m) => GuestError::Unavailable(m),
     }
 }
 

@@ -17,11 +17,12 @@ use serde_json::{Value, json};
 use wasmtime::component::HasData;
 
 use super::PluginError;
-use super::bindings::{config, inference, kv, log, secrets, types};
+use super::bindings::{config, data, inference, kv, log, secrets, types};
 use super::host::{Loaded, Pre, PluginHost, finish};
 use super::manifest::World;
 use super::registry::PluginRecord;
 use super::state::{State, escape_log};
+use super::bindings::types::ToolCall;
 use super::{Event, Request, RequestContext, RequestVerdict, Response, ResponseVerdict};
 use crate::security::Capability;
 
@@ -396,6 +397,25 @@ impl secrets::Host for Traced<'_> {
     }
 }
 
+impl data::Host for Traced<'_> {
+    async fn search(
+        &mut self,
+        collection: String,
+        query: String,
+        top_k: u32,
+    ) -> wasmtime::Result<Result<Vec<data::Hit>, GuestError>> {
+        let b = self.begin(|| {
+            (
+                format!("collection={} query={} top_k={top_k}", quote(&collection), quote(&query)),
+                Some(format!("data:{collection}")),
+            )
+        });
+        let r = data::Host::search(self.0, collection, query, top_k).await;
+        self.end(b, "data.search", &r, |v| format!("{} hits", v.len()));
+        r
+    }
+}
+
 /// The call `llmos plugin test` makes, for the plugin's world.
 #[derive(Debug, Clone)]
 pub enum TestCall {
@@ -407,6 +427,8 @@ pub enum TestCall {
     CheckResponse(Response),
     /// An integration's `on-event`.
     OnEvent(Event),
+    /// A tool's `invoke`.
+    Invoke(ToolCall),
 }
 
 impl TestCall {
@@ -417,6 +439,7 @@ impl TestCall {
             Self::CheckRequest(_) => "check-request",
             Self::CheckResponse(_) => "check-response",
             Self::OnEvent(_) => "on-event",
+            Self::Invoke(_) => "invoke",
         }
     }
 }
@@ -468,6 +491,29 @@ impl TestInput {
                 }
                 None => TestCall::CheckRequest(Request { context, inputs }),
             },
+            World::Tool => {
+                // `--input TOOL [--input '{"arg": …}']`.
+                let mut it = inputs.into_iter();
+                let name = it.next().unwrap_or_default();
+                let arguments_json = it.next().unwrap_or_else(|| "{}".into());
+                match serde_json::from_str::<Value>(&arguments_json) {
+                    Ok(Value::Object(_)) => {}
+                    _ => {
+                        return Err(format!(
+                            "a tool plugin is tested with the tool's name as the first input and its arguments (a JSON object) as the second; {arguments_json:?} is not a JSON object"
+                        ));
+                    }
+                }
+                TestCall::Invoke(ToolCall {
+                    context: RequestContext {
+                        task: "tool".into(),
+                        model: String::new(),
+                        ..context
+                    },
+                    name,
+                    arguments_json,
+                })
+            }
             World::Integration => TestCall::OnEvent(Event {
                 kind: self
                     .event
@@ -620,6 +666,17 @@ impl PluginHost {
                     .await
                     .and_then(|o| finish(ctx, o, |_| 0))
                     .map(|()| json!(null))
+            }
+            (Pre::Tool(pre), TestCall::Invoke(tc)) => {
+                let c = async {
+                    let i = pre.instantiate_async(&mut store).await?;
+                    i.call_invoke(&mut store, tc).await
+                };
+                inner
+                    .limited(l, c)
+                    .await
+                    .and_then(|o| finish(ctx, o, String::len))
+                    .map(|v| json!(v))
             }
             _ => Err(PluginError::Invalid(format!(
                 "plugin {} does not export {}",

@@ -9,6 +9,7 @@
 //! | `inference:<model>` | calls to that model (`inference:*` in a manifest: models the operator picks) |
 //! | `secret:<name>` | reading that operator-provided secret |
 //! | `http:[<scheme>://]<host>[:<port>]` | outbound HTTP to that host (see below) |
+//! | `data:<collection>` | searching that data collection (`data.search`, WIT 0.1.1; `data:*` for any) |
 //!
 //! HTTP grants: without a scheme and a port, `http:host` allows https on 443 only; with a port,
 //! `http:host:8443` allows that port (http or https); a scheme prefix (`http:http://host`,
@@ -32,7 +33,7 @@ use serde::{Deserialize, Serialize};
 /// A capability name that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "invalid capability {given:?}: {reason}; accepted: kv, inference:<model>, secret:<name>, http:[http://|https://]<host|ip|cidr>[:<port>] (a target may be *)"
+    "invalid capability {given:?}: {reason}; accepted: kv, inference:<model>, secret:<name>, data:<collection>, http:[http://|https://]<host|ip|cidr>[:<port>] (a target may be *)"
 )]
 pub struct CapabilityError {
     /// What was given.
@@ -50,6 +51,8 @@ pub enum Capability {
     Inference(String),
     /// `secret:<name>`; `*` for any.
     Secret(String),
+    /// `data:<collection>`: searching that collection; `*` for any.
+    Data(String),
     /// `http:[<scheme>://]<host>[:<port>]`; host `*` for any. The host is lower-case.
     Http {
         /// Only this scheme; `None`: https, or either scheme when a port is given.
@@ -103,10 +106,11 @@ impl FromStr for Capability {
         match (kind, target) {
             ("kv", None) => Ok(Capability::Kv),
             ("kv", Some(_)) => Err(err("kv takes no target")),
-            ("inference" | "secret", None) => Err(err("a target is required")),
+            ("inference" | "secret" | "data", None) => Err(err("a target is required")),
             ("inference", Some(t)) if valid_name(t) => Ok(Capability::Inference(t.into())),
             ("secret", Some(t)) if valid_name(t) => Ok(Capability::Secret(t.into())),
-            ("inference" | "secret", Some(_)) => {
+            ("data", Some(t)) if valid_name(t) => Ok(Capability::Data(t.into())),
+            ("inference" | "secret" | "data", Some(_)) => {
                 Err(err("targets use letters, digits, '-', '_' and '.'"))
             }
             ("http", Some(t)) => parse_http(t).ok_or_else(|| err("expected host or host:port")),
@@ -255,6 +259,7 @@ impl fmt::Display for Capability {
             Capability::Kv => f.write_str("kv"),
             Capability::Inference(m) => write!(f, "inference:{m}"),
             Capability::Secret(n) => write!(f, "secret:{n}"),
+            Capability::Data(c) => write!(f, "data:{c}"),
             Capability::Http { scheme, host, port } => {
                 let host = if host.contains(':') {
                     format!("[{host}]")
@@ -295,6 +300,7 @@ impl Capability {
         match (self, other) {
             (Capability::Inference(a), Capability::Inference(_))
             | (Capability::Secret(a), Capability::Secret(_))
+            | (Capability::Data(a), Capability::Data(_))
                 if a == "*" =>
             {
                 true
@@ -317,6 +323,7 @@ impl Capability {
             Capability::Kv => "kv",
             Capability::Inference(_) => "inference",
             Capability::Secret(_) => "secret",
+            Capability::Data(_) => "data",
             Capability::Http { .. } => "http",
         }
     }
@@ -462,6 +469,8 @@ mod tests {
             "http:[::1]:99",
             "http:*",
             "inference:*",
+            "data:docs",
+            "data:*",
         ] {
             assert_eq!(n.parse::<Capability>().unwrap().to_string(), n);
         }
@@ -473,10 +482,24 @@ mod tests {
             "http:",
             "http:h:99999",
             "fs:/",
+            "data",
+            "data:a/b",
         ] {
             let e = bad.parse::<Capability>().unwrap_err();
             assert!(e.to_string().contains("accepted: kv"), "{e}");
         }
+    }
+
+    #[test]
+    fn data_grants_cover_their_collection_or_any() {
+        let docs: Capability = "data:docs".parse().unwrap();
+        let any: Capability = "data:*".parse().unwrap();
+        assert!(any.covers(&docs) && docs.covers(&docs));
+        assert!(!docs.covers(&"data:other".parse().unwrap()));
+        assert!(!"secret:*".parse::<Capability>().unwrap().covers(&docs));
+        assert_eq!(docs.kind(), "data");
+        let eff = CapabilitySet::effective(&set(&["data:*"]), &set(&["data:docs"]));
+        assert!(eff.allows(&docs) && !eff.allows(&"data:hr".parse().unwrap()));
     }
 
     #[test]

@@ -64,7 +64,7 @@ impl KeyRecord {
     /// location's owner, with every scope. Never stored; its id (`local:uid=N`) is what the
     /// audit log names, and no token matches its empty hash.
     pub fn local_owner(uid: u32) -> Self {
-        let scopes = ["admin", "models:*", "data:*:write", "pii:anonymize", "pii:deanonymize"];
+        let scopes = ["admin", "models:*", "data:*:write", "pii:anonymize", "pii:deanonymize", "tools:*"];
         Self {
             id: format!("local:uid={uid}"),
             name: "owner (admin socket)".into(),

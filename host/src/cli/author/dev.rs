@@ -460,6 +460,7 @@ mod tests {
             limits: Default::default(),
             denied_imports: Vec::new(),
             signature: None,
+            tools: Vec::new(),
         }
     }
 

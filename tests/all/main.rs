@@ -57,4 +57,5 @@ mod security_audit;
 mod fuzz_replay;
 
 mod data_store;
+mod tools_guests;
 mod train_classifier;

@@ -202,13 +202,13 @@ mod tests {
             v.render("{{name}} {{name_snake}} {{name_camel}} {{world}} {{wit_version}}"),
             "shout-loud shout_loud ShoutLoud policy 0.1.0"
         );
+        assert_eq!(v.render("{{sdk_path}}"), "/x/{{name}}");
+        assert_eq!(v.render("{{other}} {{ {{name"), "{{other}} {{ {{name");
+        assert_eq!(camel("a1-b--c"), "A1BC");
         let v = Vars::new("t", WorldArg::Policy, Lang::Rust, &[]);
         assert_eq!(v.render("{{wit_version}}"), "0.1.1");
         let v = Vars::new("t", WorldArg::Tool, Lang::Js, &[]);
         assert_eq!(v.render("{{world}} {{wit_version}}"), "tool 0.1.1");
-        assert_eq!(v.render("{{sdk_path}}"), "/x/{{name}}");
-        assert_eq!(v.render("{{other}} {{ {{name"), "{{other}} {{ {{name");
-        assert_eq!(camel("a1-b--c"), "A1BC");
     }
 
     #[test]

@@ -56,7 +56,9 @@ fi
 cargo fmt --all --check
 cargo clippy -p llmos --all-targets --locked -- -D warnings
 
-# The Rust guest SDK's own unit tests (typed config), on the host target.
+# The Rust guest SDK's own unit tests (typed config, tool arguments), on the host target,
+# and the pure logic of the shipped tools (the calculator's exact arithmetic and limits).
 (cd plugins && cargo test -p llmos-plugin --all-features --locked --quiet)
+(cd plugins && cargo test -p calculator -p collection-search --release --locked --quiet)
 
 cargo test --workspace --locked "$@"

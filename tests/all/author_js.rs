@@ -23,13 +23,20 @@ fn js_preprocessor_from_the_template_counts_in_kv_and_is_denied_inference_behind
     );
     // The types shipped in the templates are what jco generates from the WIT.
     let template = repo().join("plugins/templates/js");
-    for world in ["preprocessor", "policy", "integration"] {
+    // The worlds of 0.1.0 stay on 0.1.0 (the project's wit/); the tool world is 0.1.1's.
+    let wit_0_1_1 = repo().join("wit/llmos-plugin@0.1.1");
+    for world in ["preprocessor", "policy", "integration", "tool"] {
         let out = tempfile::tempdir().unwrap();
         let jco = p.dir.join("node_modules/.bin/jco");
+        let wit = if world == "tool" {
+            wit_0_1_1.to_str().unwrap()
+        } else {
+            "wit"
+        };
         ok(std::process::Command::new(jco)
             .args([
                 "guest-types",
-                "wit",
+                wit,
                 "--world-name",
                 world,
                 "--quiet",

@@ -50,9 +50,15 @@ fn python_build_without_componentize_py_says_what_to_install_and_writes_nothing(
 #[test]
 fn python_type_stubs_of_the_templates_are_what_componentize_py_generates_from_the_wit() {
     let template = repo().join("plugins/templates/python");
-    for world in ["preprocessor", "policy", "integration"] {
+    // The worlds of 0.1.0 stay on 0.1.0; the tool world is 0.1.1's.
+    for (world, version) in [
+        ("preprocessor", "0.1.0"),
+        ("policy", "0.1.0"),
+        ("integration", "0.1.0"),
+        ("tool", "0.1.1"),
+    ] {
         let out = tempfile::tempdir().unwrap();
-        let wit = repo().join("wit/llmos-plugin@0.1.0");
+        let wit = repo().join(format!("wit/llmos-plugin@{version}"));
         let status = Command::new(componentize_py())
             .args(["-d", wit.to_str().unwrap(), "-w", world, "bindings"])
             .arg(out.path())

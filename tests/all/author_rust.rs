@@ -311,7 +311,7 @@ fn authoring_commands_refuse_bad_input_and_name_it() {
 fn plugin_wit_prints_and_writes_the_package() {
     let home = Home::new();
     let work = tempfile::tempdir().unwrap();
-    let wit = repo().join("wit/llmos-plugin@0.1.0");
+    let wit = repo().join("wit/llmos-plugin@0.1.1");
     let printed = ok(&home, work.path(), &["plugin", "wit"]);
     let out = work.path().join("wit");
     ok(
@@ -334,5 +334,5 @@ fn plugin_wit_prints_and_writes_the_package() {
         );
         n += 1;
     }
-    assert!(n >= 7, "{n} files");
+    assert!(n >= 8, "{n} files");
 }

@@ -261,9 +261,10 @@ pub fn assert_same_files(generated: &Path, template: &Path, world: &str, prefix:
     let mut n = 0;
     for f in walk(generated) {
         let rel = Path::new(prefix).join(f.strip_prefix(generated).unwrap());
+        // The world's files overlay the common ones (as `plugin new` writes them).
         let shipped = [
-            template.join("common").join(&rel),
             template.join(world).join(&rel),
+            template.join("common").join(&rel),
         ]
         .into_iter()
         .find(|p| p.is_file())

@@ -58,4 +58,5 @@ mod fuzz_replay;
 
 mod data_store;
 mod tools_plugins;
+mod tools_guests;
 mod train_classifier;

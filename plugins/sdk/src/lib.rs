@@ -1,4 +1,4 @@
-//! `llmos-plugin`: the Rust guest SDK of llmos plugins (WIT package `llmos:plugin@0.1.0`).
+//! `llmos-plugin`: the Rust guest SDK of llmos plugins (WIT package `llmos:plugin@0.1.1`).
 //!
 //! One dependency, no WIT path: the crate carries the WIT and re-exports the generated
 //! bindings, so a preprocessor is
@@ -24,12 +24,15 @@
 //! **One world per component.** Each world's generated bindings carry a description of that
 //! world (a custom section) that `wasm-component-ld` reads when it makes the component; were
 //! two worlds' descriptions linked into one guest, it would have to export the functions of
-//! both. So each world is a cargo feature (`preprocessor`, `policy`, `integration`) and a
+//! both. So each world is a cargo feature (`preprocessor`, `policy`, `integration`, `tool`) and a
 //! plugin enables the one it exports. When cargo unifies features across a workspace, only
 //! the world whose export macro the plugin calls is linked: the plugins workspace builds
 //! `normalize` (preprocessor) and `content-policy` (policy) with both features on, and each
 //! component describes its own world only. The host interfaces (`config`, `log`, `kv`,
-//! `inference`, `secrets`) and the shared types are always available.
+//! `inference`, `secrets`, `data`) and the shared types are always available.
+//!
+//! The `tool` feature (WIT 0.1.1) also brings serde and serde_json: a tool's arguments and
+//! results are JSON ([`tool::arguments`], [`tool::to_json`]).
 
 #![warn(missing_docs)]
 
@@ -47,7 +50,7 @@ pub mod config;
 mod error;
 
 pub use host::llmos::plugin::types::{self, Error, Event, Request, RequestContext, Response};
-pub use host::llmos::plugin::{inference, kv, secrets};
+pub use host::llmos::plugin::{data, inference, kv, secrets};
 
 /// The host's log, tagged with the plugin's name (always available; 4 KiB per message).
 pub mod log {
@@ -76,7 +79,7 @@ pub mod log {
 }
 
 /// The version of the WIT package these bindings target.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.1.1";
 
 /// The `preprocessor` world: transforms a request's inputs before policies and the model.
 #[cfg(feature = "preprocessor")]
@@ -86,12 +89,13 @@ pub mod preprocessor {
         world: "preprocessor",
         path: "wit",
         with: {
-            "llmos:plugin/types@0.1.0": crate::host::llmos::plugin::types,
-            "llmos:plugin/log@0.1.0": crate::host::llmos::plugin::log,
-            "llmos:plugin/config@0.1.0": crate::host::llmos::plugin::config,
-            "llmos:plugin/kv@0.1.0": crate::host::llmos::plugin::kv,
-            "llmos:plugin/inference@0.1.0": crate::host::llmos::plugin::inference,
-            "llmos:plugin/secrets@0.1.0": crate::host::llmos::plugin::secrets,
+            "llmos:plugin/types@0.1.1": crate::host::llmos::plugin::types,
+            "llmos:plugin/log@0.1.1": crate::host::llmos::plugin::log,
+            "llmos:plugin/config@0.1.1": crate::host::llmos::plugin::config,
+            "llmos:plugin/kv@0.1.1": crate::host::llmos::plugin::kv,
+            "llmos:plugin/inference@0.1.1": crate::host::llmos::plugin::inference,
+            "llmos:plugin/secrets@0.1.1": crate::host::llmos::plugin::secrets,
+            "llmos:plugin/data@0.1.1": crate::host::llmos::plugin::data,
         },
         pub_export_macro: true,
         export_macro_name: "__llmos_export_preprocessor",
@@ -107,12 +111,13 @@ pub mod policy {
         world: "policy",
         path: "wit",
         with: {
-            "llmos:plugin/types@0.1.0": crate::host::llmos::plugin::types,
-            "llmos:plugin/log@0.1.0": crate::host::llmos::plugin::log,
-            "llmos:plugin/config@0.1.0": crate::host::llmos::plugin::config,
-            "llmos:plugin/kv@0.1.0": crate::host::llmos::plugin::kv,
-            "llmos:plugin/inference@0.1.0": crate::host::llmos::plugin::inference,
-            "llmos:plugin/secrets@0.1.0": crate::host::llmos::plugin::secrets,
+            "llmos:plugin/types@0.1.1": crate::host::llmos::plugin::types,
+            "llmos:plugin/log@0.1.1": crate::host::llmos::plugin::log,
+            "llmos:plugin/config@0.1.1": crate::host::llmos::plugin::config,
+            "llmos:plugin/kv@0.1.1": crate::host::llmos::plugin::kv,
+            "llmos:plugin/inference@0.1.1": crate::host::llmos::plugin::inference,
+            "llmos:plugin/secrets@0.1.1": crate::host::llmos::plugin::secrets,
+            "llmos:plugin/data@0.1.1": crate::host::llmos::plugin::data,
         },
         pub_export_macro: true,
         export_macro_name: "__llmos_export_policy",
@@ -128,17 +133,31 @@ pub mod integration {
         world: "integration",
         path: "wit",
         with: {
-            "llmos:plugin/types@0.1.0": crate::host::llmos::plugin::types,
-            "llmos:plugin/log@0.1.0": crate::host::llmos::plugin::log,
-            "llmos:plugin/config@0.1.0": crate::host::llmos::plugin::config,
-            "llmos:plugin/kv@0.1.0": crate::host::llmos::plugin::kv,
-            "llmos:plugin/inference@0.1.0": crate::host::llmos::plugin::inference,
-            "llmos:plugin/secrets@0.1.0": crate::host::llmos::plugin::secrets,
+            "llmos:plugin/types@0.1.1": crate::host::llmos::plugin::types,
+            "llmos:plugin/log@0.1.1": crate::host::llmos::plugin::log,
+            "llmos:plugin/config@0.1.1": crate::host::llmos::plugin::config,
+            "llmos:plugin/kv@0.1.1": crate::host::llmos::plugin::kv,
+            "llmos:plugin/inference@0.1.1": crate::host::llmos::plugin::inference,
+            "llmos:plugin/secrets@0.1.1": crate::host::llmos::plugin::secrets,
+            "llmos:plugin/data@0.1.1": crate::host::llmos::plugin::data,
         },
         pub_export_macro: true,
         export_macro_name: "__llmos_export_integration",
         default_bindings_module: "::llmos_plugin::integration",
     });
+}
+
+/// The `tool` world: offers tools to models and MCP clients (since WIT 0.1.1).
+#[cfg(feature = "tool")]
+pub mod tool;
+
+/// Exports `T` (which implements [`tool::Guest`]) as the component's tools.
+#[cfg(feature = "tool")]
+#[macro_export]
+macro_rules! export_tool {
+    ($t:ident) => {
+        $crate::tool::__llmos_export_tool!($t with_types_in $crate::tool);
+    };
 }
 
 /// Exports `T` (which implements [`preprocessor::Guest`]) as the component's preprocessor.

@@ -15,7 +15,7 @@ use anyhow::{Context, bail};
 use include_dir::{Dir, DirEntry, include_dir};
 use sha2::{Digest, Sha256};
 
-use crate::plugins::{Manifest, World};
+use crate::plugins::Manifest;
 
 pub mod dev;
 mod js;
@@ -26,11 +26,17 @@ mod toolchain;
 
 use project::new_project;
 
-/// The version of the WIT package the templates and the SDK target.
-pub const WIT_VERSION: &str = "0.1.0";
+/// The version of the WIT package the Rust SDK, the `tool` templates and `plugin wit` target.
+pub const WIT_VERSION: &str = "0.1.1";
+
+/// The version of the WIT package that the Python and JavaScript templates of the worlds of
+/// 0.1.0 (preprocessor, policy, integration) still target: their stubs and types are
+/// generated from it, and what they build links on every host since 0.1.0.
+pub const WIT_VERSION_0_1_0: &str = "0.1.0";
 
 static TEMPLATES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../plugins/templates");
-static WIT: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../wit/llmos-plugin@0.1.0");
+static WIT: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../wit/llmos-plugin@0.1.1");
+static WIT_0_1_0: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/../wit/llmos-plugin@0.1.0");
 
 /// Authoring subcommands of `llmos plugin` (flattened into it).
 #[derive(Debug, clap::Subcommand)]
@@ -74,15 +80,36 @@ pub enum WorldArg {
     Policy,
     /// Acts on events after the response was sent.
     Integration,
+    /// Offers tools that models (the chat tool loop) and MCP clients call (WIT 0.1.1).
+    Tool,
 }
 
-impl From<WorldArg> for World {
-    fn from(w: WorldArg) -> Self {
-        match w {
-            WorldArg::Preprocessor => World::Preprocessor,
-            WorldArg::Policy => World::Policy,
-            WorldArg::Integration => World::Integration,
+impl WorldArg {
+    /// The world's name in the WIT and in manifest.toml.
+    pub fn name(self) -> &'static str {
+        match self {
+            WorldArg::Preprocessor => "preprocessor",
+            WorldArg::Policy => "policy",
+            WorldArg::Integration => "integration",
+            WorldArg::Tool => "tool",
         }
+    }
+
+    /// The WIT package a `lang` project of this world targets (its folder and version):
+    /// 0.1.1 for Rust (the SDK) and for tools, 0.1.0 for the Python and JavaScript templates
+    /// of the older worlds.
+    fn wit(self, lang: Lang) -> (&'static Dir<'static>, &'static str) {
+        if lang == Lang::Rust || self == WorldArg::Tool {
+            (&WIT, WIT_VERSION)
+        } else {
+            (&WIT_0_1_0, WIT_VERSION_0_1_0)
+        }
+    }
+}
+
+impl std::fmt::Display for WorldArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -136,8 +163,8 @@ pub fn run(cmd: AuthorCommand, home: &Path) -> anyhow::Result<()> {
             dir,
         } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
-            new_project(&name, world.into(), lang, &dir, home)?;
-            print_next(&name, lang, &dir);
+            new_project(&name, world, lang, &dir, home)?;
+            print_next(&name, world, lang, &dir);
             Ok(())
         }
         AuthorCommand::Build { dir, debug } => {
@@ -167,9 +194,9 @@ pub fn run(cmd: AuthorCommand, home: &Path) -> anyhow::Result<()> {
     }
 }
 
-fn print_next(name: &str, lang: Lang, dir: &Path) {
+fn print_next(name: &str, world: WorldArg, lang: Lang, dir: &Path) {
     println!(
-        "created {} plugin {name} in {}",
+        "created {} {world} plugin {name} in {}",
         lang.name(),
         dir.display()
     );
@@ -177,7 +204,11 @@ fn print_next(name: &str, lang: Lang, dir: &Path) {
     println!("  cd {}", dir.display());
     println!("  llmos plugin build");
     println!("  llmos plugin install dist/{name}.wasm --manifest manifest.toml");
-    println!("  llmos plugin test {name} --input \"$(cat example.txt)\"");
+    if world == WorldArg::Tool {
+        println!("  llmos tools call {name} \"$(cat example.txt)\"");
+    } else {
+        println!("  llmos plugin test {name} --input \"$(cat example.txt)\"");
+    }
 }
 
 /// The WIT package's files (relative path, text), sorted by path.

@@ -6,21 +6,25 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
 
-use super::{Lang, TEMPLATES, WIT, WIT_VERSION, collect, write_file};
-use crate::plugins::World;
+use super::{Lang, TEMPLATES, WorldArg, collect, write_file};
 
 /// The placeholders of the templates.
 pub(super) struct Vars(BTreeMap<&'static str, String>);
 
 impl Vars {
-    /// The values for plugin `name` of `world`; `extra` adds language-specific ones.
-    pub(super) fn new(name: &str, world: World, extra: &[(&'static str, String)]) -> Self {
+    /// The values for plugin `name` of `world` in `lang`; `extra` adds language-specific ones.
+    pub(super) fn new(
+        name: &str,
+        world: WorldArg,
+        lang: Lang,
+        extra: &[(&'static str, String)],
+    ) -> Self {
         let mut v = BTreeMap::from([
             ("name", name.to_string()),
             ("name_snake", name.replace('-', "_")),
             ("name_camel", camel(name)),
             ("world", world.name().to_string()),
-            ("wit_version", WIT_VERSION.to_string()),
+            ("wit_version", world.wit(lang).1.to_string()),
         ]);
         v.extend(extra.iter().cloned());
         Self(v)
@@ -68,7 +72,7 @@ fn camel(name: &str) -> String {
 }
 
 /// The template files of `lang` for `world`: `common/**` overlaid by `<world>/**`.
-fn template_files(lang: Lang, world: World) -> anyhow::Result<BTreeMap<PathBuf, &'static [u8]>> {
+fn template_files(lang: Lang, world: WorldArg) -> anyhow::Result<BTreeMap<PathBuf, &'static [u8]>> {
     let lang_dir = lang.name();
     let mut files = BTreeMap::new();
     if let Some(common) = TEMPLATES.get_dir(format!("{lang_dir}/common")) {
@@ -122,7 +126,7 @@ fn check_free(dir: &Path) -> anyhow::Result<()> {
 /// SDK goes to `home/sdk/rust/`).
 pub(super) fn new_project(
     name: &str,
-    world: World,
+    world: WorldArg,
     lang: Lang,
     dir: &Path,
     home: &Path,
@@ -133,7 +137,7 @@ pub(super) fn new_project(
         Lang::Rust => vec![("sdk_path", super::rust::install_sdk(home)?)],
         Lang::Python | Lang::Js => Vec::new(),
     };
-    let vars = Vars::new(name, world, &extra);
+    let vars = Vars::new(name, world, lang, &extra);
     let mut files: BTreeMap<PathBuf, Vec<u8>> = BTreeMap::new();
     for (path, bytes) in template_files(lang, world)? {
         let path = PathBuf::from(vars.render(&path.to_string_lossy()));
@@ -143,8 +147,9 @@ pub(super) fn new_project(
         };
         files.insert(path, bytes);
     }
+    let (wit_dir, _) = world.wit(lang);
     let mut wit = BTreeMap::new();
-    collect(&WIT, WIT.path(), &mut wit);
+    collect(wit_dir, wit_dir.path(), &mut wit);
     for (path, bytes) in wit {
         files.insert(Path::new("wit").join(path), bytes.to_vec());
     }
@@ -189,7 +194,8 @@ mod tests {
     fn placeholders_render_once_and_unknown_ones_stay() {
         let v = Vars::new(
             "shout-loud",
-            World::Policy,
+            WorldArg::Policy,
+            Lang::Python,
             &[("sdk_path", "/x/{{name}}".into())],
         );
         assert_eq!(
@@ -199,11 +205,15 @@ mod tests {
         assert_eq!(v.render("{{sdk_path}}"), "/x/{{name}}");
         assert_eq!(v.render("{{other}} {{ {{name"), "{{other}} {{ {{name");
         assert_eq!(camel("a1-b--c"), "A1BC");
+        let v = Vars::new("t", WorldArg::Policy, Lang::Rust, &[]);
+        assert_eq!(v.render("{{wit_version}}"), "0.1.1");
+        let v = Vars::new("t", WorldArg::Tool, Lang::Js, &[]);
+        assert_eq!(v.render("{{world}} {{wit_version}}"), "tool 0.1.1");
     }
 
     #[test]
     fn every_world_of_rust_has_a_template_with_a_manifest_and_an_example() {
-        for world in [World::Preprocessor, World::Policy, World::Integration] {
+        for world in ALL {
             let files = template_files(Lang::Rust, world).unwrap();
             for f in [
                 "manifest.toml",
@@ -218,14 +228,41 @@ mod tests {
         }
     }
 
+    const ALL: [WorldArg; 4] = [
+        WorldArg::Preprocessor,
+        WorldArg::Policy,
+        WorldArg::Integration,
+        WorldArg::Tool,
+    ];
+
+    #[test]
+    fn every_language_has_a_tool_template() {
+        for lang in [Lang::Rust, Lang::Python, Lang::Js] {
+            let files = template_files(lang, WorldArg::Tool).unwrap();
+            for f in ["manifest.toml", "example.txt", "README.md"] {
+                assert!(files.contains_key(Path::new(f)), "{lang:?}: {f} missing");
+            }
+            let text = std::str::from_utf8(files[Path::new("manifest.toml")]).unwrap();
+            let text = Vars::new("my-tool", WorldArg::Tool, lang, &[]).render(text);
+            assert!(text.contains("world = \"tool\""), "{text}");
+        }
+    }
+
+    /// The manifests of the worlds this host's manifest parser knows (`tool` once the host
+    /// serves WIT 0.1.1's tool world) parse as written.
     #[test]
     fn rendered_manifests_parse() {
-        for world in [World::Preprocessor, World::Policy, World::Integration] {
+        for world in ALL {
             let files = template_files(Lang::Rust, world).unwrap();
             let text = std::str::from_utf8(files[Path::new("manifest.toml")]).unwrap();
-            let m = crate::plugins::Manifest::parse(&Vars::new("my-plugin", world, &[]).render(text))
-                .unwrap();
-            assert_eq!((m.name.as_str(), m.world), ("my-plugin", world));
+            let text = Vars::new("my-plugin", world, Lang::Rust, &[]).render(text);
+            match crate::plugins::Manifest::parse(&text) {
+                Ok(m) => assert_eq!((m.name.as_str(), m.world.name()), ("my-plugin", world.name())),
+                Err(e) if world == WorldArg::Tool => {
+                    assert!(e.to_string().contains("tool"), "{e}");
+                }
+                Err(e) => panic!("{world}: {e}"),
+            }
         }
     }
 }

@@ -183,9 +183,16 @@ mod tests {
 
     #[test]
     fn the_embedded_sdk_is_complete_and_versioned() {
-        assert_eq!(sdk_version().unwrap(), "0.1.0");
+        assert_eq!(sdk_version().unwrap(), "0.1.1");
         let files = sdk_files();
-        for f in ["Cargo.toml", "src/lib.rs", "src/config.rs", "wit/worlds.wit"] {
+        for f in [
+            "Cargo.toml",
+            "src/lib.rs",
+            "src/config.rs",
+            "src/tool.rs",
+            "wit/worlds.wit",
+            "wit/data.wit",
+        ] {
             assert!(files.contains_key(Path::new(f)), "{f} missing");
         }
     }
@@ -218,14 +225,16 @@ mod tests {
                 .collect()
         };
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let template =
-            std::fs::read_to_string(repo.join("plugins/templates/rust/common/Cargo.lock")).unwrap();
         let workspace = lock(&std::fs::read_to_string(repo.join("plugins/Cargo.lock")).unwrap());
-        let template = lock(&template);
-        assert!(template.iter().any(|(n, _)| n == "wit-bindgen"));
-        for p in template {
-            if p.0 != "{{name}}" {
-                assert!(workspace.contains(&p), "{p:?} is not in plugins/Cargo.lock");
+        for world in ["common", "tool"] {
+            let path = repo.join(format!("plugins/templates/rust/{world}/Cargo.lock"));
+            let template = lock(&std::fs::read_to_string(path).unwrap());
+            assert!(template.iter().any(|(n, _)| n == "wit-bindgen"));
+            assert!(template.contains(&("llmos-plugin".into(), "0.1.1".into())));
+            for p in template {
+                if p.0 != "{{name}}" {
+                    assert!(workspace.contains(&p), "{world}: {p:?} is not in plugins/Cargo.lock");
+                }
             }
         }
     }

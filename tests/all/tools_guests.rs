@@ -1,0 +1,216 @@
+//! The guest side of the tools (issue 14, docs/tools.md §2): the shipped tools `calculator`
+//! and `collection-search`, and `llmos plugin new --world tool` for Rust, Python and
+//! JavaScript — built, installed into a real home with the real binary, and called through
+//! `llmos tools call` and `POST /v1/tools/{id}/invoke`.
+
+use serde_json::{Value, json};
+
+use crate::author_scripted::{Project, ok};
+use crate::plugins_common::{manifest, wasm};
+use crate::support::{Home, call, text};
+
+/// `llmos plugin install` of the shipped plugin in `plugins/<dir>` with `extra` arguments.
+fn install_shipped(home: &Home, dir: &str, extra: &[&str]) -> String {
+    let (w, m) = (wasm(dir), manifest(dir));
+    let mut args = vec![
+        "plugin",
+        "install",
+        w.to_str().unwrap(),
+        "--manifest",
+        m.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    ok(&mut home.cmd(&args))
+}
+
+/// `llmos tools call NAME ARGS`: (success, stdout and stderr).
+fn tools_call(home: &Home, name: &str, args: &str) -> (bool, String) {
+    let out = home.cmd(&["tools", "call", name, args]).output().unwrap();
+    (out.status.success(), text(&out))
+}
+
+/// `POST /v1/tools/{id}/invoke`: the tool's result parsed as JSON, or the error object.
+fn invoke(s: &crate::support::Server, id: &str, arguments: Value) -> Result<Value, Value> {
+    let (code, body) = call(
+        s,
+        "POST",
+        &format!("/v1/tools/{id}/invoke"),
+        None,
+        Some(json!({ "arguments": arguments })),
+    );
+    assert_eq!(code, 200, "{body}");
+    match body.get("result").and_then(Value::as_str) {
+        Some(r) => Ok(serde_json::from_str(r).unwrap_or_else(|e| panic!("{r}: {e}"))),
+        None => Err(body["error"].clone()),
+    }
+}
+
+#[test]
+fn calculator_and_collection_search_answer_through_the_cli_and_http() {
+    let home = Home::new();
+    let report = install_shipped(&home, "calculator", &[]);
+    assert!(report.contains("calculator"), "{report}");
+    install_shipped(&home, "collection-search", &["--grant", "data:docs"]);
+
+    // The CLI: exact decimals, big numbers, errors that name the position.
+    let (good, out) = tools_call(&home, "calculator", r#"{"expression": "0.1 + 0.2"}"#);
+    assert!(good && out.contains(r#"{"result":"0.3"}"#), "{out}");
+    let (good, out) = tools_call(&home, "calculator", r#"{"expression": "2^128 + 0.5"}"#);
+    assert!(
+        good && out.contains("340282366920938463463374607431768211456.5"),
+        "{out}"
+    );
+    let (good, out) = tools_call(&home, "calculator", r#"{"expression": "2 +"}"#);
+    assert!(
+        !good && out.contains("expected a number or '(' at position 4"),
+        "{out}"
+    );
+    let (good, out) = tools_call(&home, "calculator", r#"{"expression": "9^99999999"}"#);
+    assert!(!good && out.contains("more than 10000 digits"), "{out}");
+
+    let s = home.serve(&["--models", "minilm"]);
+    let listed = call(&s, "GET", "/v1/tools", None, None).1;
+    let ids: Vec<&str> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["id"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&"calculator") && ids.contains(&"collection-search"),
+        "{listed}"
+    );
+
+    let r = invoke(&s, "calculator", json!({"expression": "1 / 3"})).unwrap();
+    assert_eq!(
+        r,
+        json!({"result": format!("0.{}", "3".repeat(32)), "rounded": "to 32 decimal places"})
+    );
+    let r = invoke(
+        &s,
+        "calculator",
+        json!({"expression": "(1.5 + 2) * 3^2 / 7"}),
+    )
+    .unwrap();
+    assert_eq!(r, json!({"result": "4.5"}));
+    let e = invoke(&s, "calculator", json!({"expression": "1/0"})).unwrap_err();
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("division by zero at position 2"),
+        "{e}"
+    );
+
+    for name in ["docs", "private"] {
+        let (code, c) = call(
+            &s,
+            "POST",
+            &format!("/v1/collections/{name}"),
+            None,
+            Some(json!({})),
+        );
+        assert_eq!(code, 201, "{c}");
+        let docs = json!({"documents": [
+            {"id": "cats", "text": "Cats sleep for most of the day in warm sunny spots."},
+            {"id": "rust", "text": "Rust guarantees memory safety without a garbage collector."},
+            {"id": "paris", "text": format!("The Eiffel Tower is in Paris. {}", "More text. ".repeat(60))},
+        ]});
+        let (code, r) = call(
+            &s,
+            "POST",
+            &format!("/v1/collections/{name}/documents"),
+            None,
+            Some(docs),
+        );
+        assert_eq!(code, 200, "{r}");
+    }
+    let r = invoke(
+        &s,
+        "collection-search",
+        json!({"collection": "docs", "query": "where do cats sleep?", "top_k": 2}),
+    )
+    .unwrap();
+    let hits = r["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 2, "{r}");
+    assert_eq!(hits[0]["document"], "cats", "{r}");
+    assert!(
+        hits[0]["text"].as_str().unwrap().starts_with("Cats sleep"),
+        "{r}"
+    );
+    let score = hits[0]["score"].as_f64().unwrap();
+    assert_eq!((score * 1000.0).round() / 1000.0, score, "{r}");
+    // A long passage is cut, and the answer says so.
+    let r = invoke(
+        &s,
+        "collection-search",
+        json!({"collection": "docs", "query": "Eiffel Tower in Paris", "top_k": 1}),
+    )
+    .unwrap();
+    assert_eq!(r["hits"][0]["document"], "paris", "{r}");
+    assert!(r["hits"][0]["text"].as_str().unwrap().ends_with('…'), "{r}");
+    assert!(r["truncated"].as_str().unwrap().contains("400"), "{r}");
+    // Without `data:private` the host denies the search, and the tool says which grant.
+    let e = invoke(
+        &s,
+        "collection-search",
+        json!({"collection": "private", "query": "cats"}),
+    )
+    .unwrap_err();
+    assert!(
+        e["kind"] == "denied" && e["message"].as_str().unwrap().contains("data:private"),
+        "{e}"
+    );
+    assert!(s.terminate(), "serve did not stop cleanly");
+}
+
+/// `plugin new NAME --world tool --lang LANG`, build, install, call its example.
+fn template_tool_round_trip(lang: &str) {
+    let name = format!("words-{lang}");
+    let p = Project::new(lang, &name, "tool");
+    let readme = std::fs::read_to_string(p.dir.join("README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("llmos tools call {name}")),
+        "{readme}"
+    );
+    let wit = std::fs::read_to_string(p.dir.join("wit/worlds.wit")).unwrap();
+    assert!(wit.contains("world tool"), "{wit}");
+    p.build();
+    let report = p.install(&[]);
+    assert!(report.contains(&name), "{report}");
+    let example = std::fs::read_to_string(p.dir.join("example.txt")).unwrap();
+    let (good, out) = tools_call(&p.home, &name, example.trim());
+    assert!(good, "{out}");
+    let result = out
+        .lines()
+        .find_map(|l| {
+            serde_json::from_str::<Value>(l.trim())
+                .ok()
+                .filter(Value::is_object)
+        })
+        .unwrap_or_else(|| panic!("no JSON result in {out}"));
+    assert_eq!(
+        result,
+        json!({"words": 3, "upper": format!("HELLO FROM {}", name.to_uppercase())}),
+        "{out}"
+    );
+    // Arguments outside the schema never reach the guest; an empty text is the guest's own
+    // invalid-input error.
+    let (good, out) = tools_call(&p.home, &name, r#"{"text": " "}"#);
+    assert!(!good && out.contains("text"), "{out}");
+}
+
+#[test]
+fn rust_tool_template_builds_installs_and_answers() {
+    template_tool_round_trip("rust");
+}
+
+#[test]
+fn python_tool_template_builds_installs_and_answers() {
+    template_tool_round_trip("python");
+}
+
+#[test]
+fn js_tool_template_builds_installs_and_answers() {
+    template_tool_round_trip("js");
+}

@@ -57,6 +57,6 @@ mod security_audit;
 mod fuzz_replay;
 
 mod data_store;
-mod tools_plugins;
 mod tools_guests;
+mod tools_plugins;
 mod train_classifier;

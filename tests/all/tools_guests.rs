@@ -9,7 +9,9 @@ use crate::author_scripted::{Project, ok};
 use crate::plugins_common::{manifest, wasm};
 use crate::support::{Home, call, text};
 
-/// `llmos plugin install` of the shipped plugin in `plugins/<dir>` with `extra` arguments.
+/// `llmos plugin install` of the shipped plugin in `plugins/<dir>` with `extra` arguments
+/// (their manifests raise the time limit — a 10 000-digit power, an embedded query — so the
+/// operator approves it).
 fn install_shipped(home: &Home, dir: &str, extra: &[&str]) -> String {
     let (w, m) = (wasm(dir), manifest(dir));
     let mut args = vec![
@@ -18,6 +20,7 @@ fn install_shipped(home: &Home, dir: &str, extra: &[&str]) -> String {
         w.to_str().unwrap(),
         "--manifest",
         m.to_str().unwrap(),
+        "--approve-limits",
     ];
     args.extend(extra);
     ok(&mut home.cmd(&args))

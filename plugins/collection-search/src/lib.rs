@@ -37,8 +37,8 @@ pub fn parameters() -> serde_json::Value {
             },
             "top_k": {
                 "type": "integer",
-                "minimum": 1,
-                "maximum": MAX_TOP_K,
+                // `minimum`/`maximum` are outside the decoding subset: list the values.
+                "enum": (1..=MAX_TOP_K).collect::<Vec<u32>>(),
                 "description": "How many passages to return (1 to 10, default 3)."
             }
         },

@@ -59,6 +59,40 @@ pub struct Config {
     pub pipelines: crate::plugins::pipeline::Pipelines,
     /// The audit log.
     pub audit: AuditConfig,
+    /// Text generation's scheduling across tenants.
+    pub generation: GenerationSettings,
+}
+
+/// `[generation]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GenerationSettings {
+    /// How an engine shares its batch: `fair` (default: deficit round-robin across
+    /// tenants) or `fifo` (arrival order). docs/generation.md, "Scheduling".
+    pub scheduler: Scheduler,
+    /// Fair scheduler: decode steps (tokens per running sequence) between two plans of the
+    /// batch while requests wait. Default 16.
+    pub quantum: usize,
+}
+
+impl Default for GenerationSettings {
+    fn default() -> Self {
+        Self {
+            scheduler: Scheduler::Fair,
+            quantum: 16,
+        }
+    }
+}
+
+/// `[generation] scheduler`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheduler {
+    /// Deficit round-robin across tenants.
+    #[default]
+    Fair,
+    /// First come, first served.
+    Fifo,
 }
 
 /// `[audit]`

@@ -669,6 +669,19 @@ pub struct CreateKey {
     scopes: Vec<String>,
     #[serde(default)]
     expires: Option<String>,
+    /// The tenant its generation requests run for (default: the key's id).
+    #[serde(default)]
+    tenant: Option<String>,
+    /// Most generation streams of the tenant queued or running at once.
+    #[serde(default)]
+    max_streams: Option<usize>,
+    /// Most tokens (prompt + max_tokens) of the tenant's requests waiting to start.
+    #[serde(default)]
+    max_queued_tokens: Option<usize>,
+    /// `high`, `normal` (default) or `low`.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    priority: Option<crate::core::generate::tenant::Priority>,
 }
 
 async fn create_key(
@@ -678,7 +691,7 @@ async fn create_key(
     let b: CreateKey = serde_json::from_value(body).map_err(|e| {
         ApiError::invalid(
             None,
-            format!("invalid key request: {e}; accepted fields: name, scopes, expires"),
+            format!("invalid key request: {e}; accepted fields: name, scopes, expires, tenant, max_streams, max_queued_tokens, priority (high, normal, low)"),
         )
     })?;
     let expires = b
@@ -687,9 +700,19 @@ async fn create_key(
         .map(|e| keys::parse_expiry(e, now_ms()))
         .transpose()
         .map_err(key_err)?;
+    let tenancy = keys::Tenancy {
+        tenant: b.tenant,
+        max_streams: b.max_streams,
+        max_queued_tokens: b.max_queued_tokens,
+        priority: b.priority.unwrap_or_default(),
+    };
     let st = s.clone();
-    let (rec, token) =
-        blocking(move || st.keys.create(&b.name, &b.scopes, expires).map_err(key_err)).await?;
+    let (rec, token) = blocking(move || {
+        st.keys
+            .create_with(&b.name, &b.scopes, expires, tenancy)
+            .map_err(key_err)
+    })
+    .await?;
     s.refresh_keys();
     let _ = s.gateway.host.audit().record(
         "key-created",

@@ -224,6 +224,7 @@ impl Metrics {
             let _ = writeln!(out, "llmos_batch_size_count{{model=\"{name}\"}} {cum}");
         }
         render_generation(&models, &mut out);
+        render_tenants(core.tenants(), &mut out);
         self.render_plugins(gateway, &mut out);
         self.render_server(&mut out);
         out
@@ -248,6 +249,77 @@ impl Metrics {
              # TYPE llmos_http_connections_refused_total counter\nllmos_http_connections_refused_total {}",
             self.connections_refused.load(Ordering::Relaxed)
         );
+    }
+}
+
+/// Most tenants given their own series; the others are summed under `tenant="other"`.
+pub const MAX_TENANT_SERIES: usize = 100;
+
+/// Per-tenant generation metrics (all models together). Tenants are key ids or operator
+/// labels; past [`MAX_TENANT_SERIES`] (by name) the rest share the series `other`.
+fn render_tenants(tenants: &crate::core::generate::tenant::Tenants, out: &mut String) {
+    use crate::core::generate::tenant::TTFT_BUCKETS;
+    let all = tenants.snapshot();
+    // (name, queued requests, running, generated, ttft buckets, ttft sum µs)
+    type Row = (String, u64, u64, u64, Vec<u64>, u64);
+    let mut rows: Vec<Row> = Vec::new();
+    for (i, (name, st)) in all.iter().enumerate() {
+        let ttft: Vec<u64> = st.ttft.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+        let row: Row = (
+            name.to_string(),
+            st.queued_requests.load(Ordering::Relaxed) as u64,
+            st.running.load(Ordering::Relaxed) as u64,
+            st.generated.load(Ordering::Relaxed),
+            ttft,
+            st.ttft_sum_us.load(Ordering::Relaxed),
+        );
+        if i < MAX_TENANT_SERIES {
+            rows.push(row);
+            continue;
+        }
+        if rows.len() == MAX_TENANT_SERIES {
+            rows.push(("other".into(), 0, 0, 0, vec![0; TTFT_BUCKETS.len().saturating_add(1)], 0));
+        }
+        if let Some(o) = rows.last_mut() {
+            o.1 = o.1.saturating_add(row.1);
+            o.2 = o.2.saturating_add(row.2);
+            o.3 = o.3.saturating_add(row.3);
+            for (a, b) in o.4.iter_mut().zip(&row.4) {
+                *a = a.saturating_add(*b);
+            }
+            o.5 = o.5.saturating_add(row.5);
+        }
+    }
+    type Series = (&'static str, &'static str, fn(&Row) -> u64);
+    let gauges: [Series; 3] = [
+        ("llmos_tenant_queued_requests", "gauge", |r| r.1),
+        ("llmos_tenant_running_streams", "gauge", |r| r.2),
+        ("llmos_tenant_generated_tokens_total", "counter", |r| r.3),
+    ];
+    let helps = [
+        "Generation streams of a tenant waiting to be admitted by the engine.",
+        "Generation streams of a tenant admitted and not ended (running or paused by the scheduler).",
+        "Tokens generated for a tenant.",
+    ];
+    for ((name, kind, get), help) in gauges.into_iter().zip(helps) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for r in &rows {
+            let _ = writeln!(out, "{name}{{tenant=\"{}\"}} {}", label(&r.0), get(r));
+        }
+    }
+    let name = "llmos_tenant_time_to_first_token_seconds";
+    let _ = writeln!(out, "# HELP {name} Time from a generation request's submission to its first token, per tenant.\n# TYPE {name} histogram");
+    for r in &rows {
+        let t = label(&r.0);
+        let mut cum = 0u64;
+        for (b, c) in TTFT_BUCKETS.iter().zip(&r.4) {
+            cum = cum.saturating_add(*c);
+            let _ = writeln!(out, "{name}_bucket{{tenant=\"{t}\",le=\"{b}\"}} {cum}");
+        }
+        cum = cum.saturating_add(r.4.last().copied().unwrap_or(0));
+        let _ = writeln!(out, "{name}_bucket{{tenant=\"{t}\",le=\"+Inf\"}} {cum}");
+        let _ = writeln!(out, "{name}_sum{{tenant=\"{t}\"}} {}", r.5 as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count{{tenant=\"{t}\"}} {cum}");
     }
 }
 

@@ -217,6 +217,18 @@ enum KeysCommand {
         /// Expiry: 30d, 12h, 90m, or Unix seconds.
         #[arg(long)]
         expires: Option<String>,
+        /// The tenant its generation requests run for (default: the key's id).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Most generation streams the tenant may have queued or running at once.
+        #[arg(long)]
+        max_streams: Option<usize>,
+        /// Most tokens (prompt + max_tokens) of the tenant's requests waiting to start.
+        #[arg(long)]
+        max_queued_tokens: Option<usize>,
+        /// Priority class: high, normal or low (weights the tenant's share of generation).
+        #[arg(long, default_value = "normal", value_parser = crate::core::generate::tenant::Priority::parse)]
+        priority: crate::core::generate::tenant::Priority,
     },
     /// List keys (ids, scopes, expiry; never secrets).
     List,
@@ -499,12 +511,22 @@ fn keys_cmd(cmd: KeysCommand, home: &std::path::Path) -> Result<()> {
             scopes,
             name,
             expires,
+            tenant,
+            max_streams,
+            max_queued_tokens,
+            priority,
         } => {
             let now = crate::security::audit::now_ms();
             let expires = expires
                 .map(|e| crate::security::keys::parse_expiry(&e, now))
                 .transpose()?;
-            let (rec, secret) = keys.create(&name, &scopes, expires)?;
+            let tenancy = crate::security::keys::Tenancy {
+                tenant,
+                max_streams,
+                max_queued_tokens,
+                priority,
+            };
+            let (rec, secret) = keys.create_with(&name, &scopes, expires, tenancy)?;
             let _ = audit.record(
                 "key-created",
                 &rec.id,

@@ -499,10 +499,16 @@ pub(super) fn keys(cmd: KeysCommand, home: &Path) -> Result<Option<KeysCommand>>
             scopes,
             name,
             expires,
+            tenant,
+            max_streams,
+            max_queued_tokens,
+            priority,
         } => {
             let v: Value = s.post(
                 "/admin/keys",
-                &json!({"name": name, "scopes": scopes, "expires": expires}),
+                &json!({"name": name, "scopes": scopes, "expires": expires, "tenant": tenant,
+                    "max_streams": max_streams, "max_queued_tokens": max_queued_tokens,
+                    "priority": priority}),
             )?;
             let secret: String = field(&v, "secret")?;
             super::print_key_created(&field(&v, "key")?, &secret);

@@ -18,6 +18,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::config::{Config, Paths};
+use crate::core::generate::tenant::{Tenants, Ticket};
 use crate::core::generate::{
     self, ChatMessage, ChatTemplate, GenJob, GenerateRequest, GenerateStream, Generation,
 };
@@ -236,6 +237,7 @@ pub struct Model {
     /// Generation models: `generation.json` and the chat template.
     pub generation: Option<Arc<Generation>>,
     queue: SyncSender<Job>,
+    tenants: Arc<Tenants>,
 }
 
 /// Summary for listings.
@@ -542,8 +544,21 @@ impl Model {
         self.generation.as_ref().map(|g| g.config.context_length)
     }
 
-    /// Starts a generation; read (or drop, to cancel) the stream.
+    /// Starts a generation of the local tenant (no limits); read (or drop, to cancel) the
+    /// stream.
     pub fn generate(&self, request: GenerateRequest) -> Result<GenerateStream, TaskError> {
+        let tokens = request.prompt.len().saturating_add(request.max_tokens);
+        let ticket = Ticket::local(&self.tenants, tokens);
+        self.generate_for(request, ticket)
+    }
+
+    /// Starts a generation counted against `ticket`'s tenant
+    /// ([`crate::core::generate::tenant::Tenants::admit`]).
+    pub fn generate_for(
+        &self,
+        request: GenerateRequest,
+        ticket: Option<Ticket>,
+    ) -> Result<GenerateStream, TaskError> {
         let g = self.generation()?;
         if request.prompt.is_empty() {
             return Err(self.prompt_err("the prompt is empty: give at least one token".into()));
@@ -558,7 +573,7 @@ impl Model {
             });
         }
         let (tx, stream) = GenerateStream::channel();
-        self.submit(Job::Generate(Box::new(GenJob { request, tx })))?;
+        self.submit(Job::Generate(Box::new(GenJob { request, tx, ticket })))?;
         Ok(stream)
     }
 }
@@ -590,6 +605,7 @@ pub struct Core {
     paths: Paths,
     models: RwLock<BTreeMap<String, Arc<Model>>>,
     loading: Mutex<()>,
+    tenants: Arc<Tenants>,
 }
 
 impl Core {
@@ -602,7 +618,13 @@ impl Core {
             paths,
             models: RwLock::new(BTreeMap::new()),
             loading: Mutex::new(()),
+            tenants: Arc::default(),
         })
+    }
+
+    /// The tenants of generation: their limits' counts and their metrics.
+    pub fn tenants(&self) -> &Arc<Tenants> {
+        &self.tenants
     }
 
     /// The configuration in force.
@@ -813,6 +835,8 @@ impl Core {
                 encoder.clone(),
                 ctx.clone(),
                 limits.max_batch,
+                &self.config.generation,
+                queue_capacity,
             )
             .map_err(invalid)?;
             let session = sessions
@@ -850,6 +874,7 @@ impl Core {
             stats,
             generation,
             queue: tx,
+            tenants: self.tenants.clone(),
         })
     }
 }

@@ -12,6 +12,7 @@ use chacha20poly1305::aead::rand_core::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::core::generate::tenant::{Priority, Tenant};
 use crate::data::{Store, StoreError, Tree};
 use crate::security::audit::now_ms;
 
@@ -35,9 +36,53 @@ pub enum KeyError {
     /// Unknown key id.
     #[error("no API key with id {0:?} (see `llmos keys list`)")]
     NotFound(String),
+    /// A tenant label or limit that is not accepted.
+    #[error("{0}")]
+    BadTenancy(String),
     /// Store failure.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// A key's tenant and its limits (docs/generation.md, "Scheduling"); all optional, and
+/// absent from keys stored before they existed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tenancy {
+    /// The tenant its requests run for; absent ⇒ the key's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Most generation streams its tenant may have queued or running at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_streams: Option<usize>,
+    /// Most tokens (prompt + max_tokens) its tenant may have waiting to be admitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queued_tokens: Option<usize>,
+    /// Priority class: weights its tenant's share of the batch.
+    #[serde(default)]
+    pub priority: Priority,
+}
+
+impl Tenancy {
+    /// Checks the label (1 to 64 of `A-Z a-z 0-9 . _ -`) and the limits (at least 1).
+    pub fn check(&self) -> Result<(), KeyError> {
+        if let Some(t) = &self.tenant
+            && (t.is_empty()
+                || t.len() > 64
+                || !t.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)))
+        {
+            return Err(KeyError::BadTenancy(format!(
+                "invalid tenant {t:?}: give 1 to 64 characters of A-Z, a-z, 0-9, '.', '_', '-'"
+            )));
+        }
+        for (name, v) in [("max_streams", self.max_streams), ("max_queued_tokens", self.max_queued_tokens)] {
+            if v == Some(0) {
+                return Err(KeyError::BadTenancy(format!(
+                    "invalid {name} 0: give at least 1, or leave it out for no limit"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A stored key (no secret).
@@ -55,6 +100,9 @@ pub struct KeyRecord {
     pub expires_ms: Option<u64>,
     /// Revoked keys stay listed but never authenticate.
     pub revoked: bool,
+    /// Its tenant, limits and priority.
+    #[serde(flatten)]
+    pub tenancy: Tenancy,
     /// sha256 of the secret, hex.
     hash: String,
 }
@@ -72,7 +120,19 @@ impl KeyRecord {
             created_ms: 0,
             expires_ms: None,
             revoked: false,
+            tenancy: Tenancy::default(),
             hash: String::new(),
+        }
+    }
+
+    /// The tenant its generation requests run for: its label, else its id.
+    pub fn tenant(&self) -> Tenant {
+        let t = &self.tenancy;
+        Tenant {
+            name: t.tenant.as_deref().unwrap_or(&self.id).into(),
+            priority: t.priority,
+            max_streams: t.max_streams,
+            max_queued_tokens: t.max_queued_tokens,
         }
     }
 
@@ -81,6 +141,9 @@ impl KeyRecord {
         serde_json::json!({
             "id": self.id, "name": self.name, "scopes": self.scopes, "created_ms": self.created_ms,
             "expires_ms": self.expires_ms, "revoked": self.revoked,
+            "tenant": self.tenancy.tenant, "max_streams": self.tenancy.max_streams,
+            "max_queued_tokens": self.tenancy.max_queued_tokens,
+            "priority": self.tenancy.priority,
         })
     }
 
@@ -274,6 +337,18 @@ impl Keys {
         scopes: &[String],
         expires_ms: Option<u64>,
     ) -> Result<(KeyRecord, String), KeyError> {
+        self.create_with(name, scopes, expires_ms, Tenancy::default())
+    }
+
+    /// [`Self::create`] with a tenant, limits and a priority.
+    pub fn create_with(
+        &self,
+        name: &str,
+        scopes: &[String],
+        expires_ms: Option<u64>,
+        tenancy: Tenancy,
+    ) -> Result<(KeyRecord, String), KeyError> {
+        tenancy.check()?;
         if scopes.is_empty() {
             return Err(KeyError::NoScope);
         }
@@ -290,6 +365,7 @@ impl Keys {
             created_ms: now_ms(),
             expires_ms,
             revoked: false,
+            tenancy,
             hash: digest(&secret),
         };
         self.store.put_json(Tree::ApiKeys, id.as_bytes(), &rec)?;
@@ -489,6 +565,39 @@ mod tests {
             let e = k.create("", &scopes(&[bad]), None).unwrap_err().to_string();
             assert!(e.contains("data:<collection>:write"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn tenants_limits_and_priority_are_stored_checked_and_old_keys_load() {
+        let (_d, k) = keys();
+        let t = Tenancy {
+            tenant: Some("acme".into()),
+            max_streams: Some(2),
+            max_queued_tokens: None,
+            priority: Priority::High,
+        };
+        let (rec, token) = k.create_with("a", &["models:*".into()], None, t.clone()).unwrap();
+        let got = k.authenticate(&token).unwrap().unwrap();
+        assert_eq!(got.tenancy, t);
+        assert_eq!(&*got.tenant().name, "acme");
+        assert_eq!(rec.public()["priority"], "high");
+        let (plain, _) = k.create("b", &["models:*".into()], None).unwrap();
+        assert_eq!(*plain.tenant().name, *plain.id, "no label: the key id");
+        for bad in [
+            Tenancy { tenant: Some("a b".into()), ..Tenancy::default() },
+            Tenancy { tenant: Some(String::new()), ..Tenancy::default() },
+            Tenancy { max_streams: Some(0), ..Tenancy::default() },
+            Tenancy { max_queued_tokens: Some(0), ..Tenancy::default() },
+        ] {
+            let e = k.create_with("x", &["admin".into()], None, bad).unwrap_err();
+            assert!(matches!(e, KeyError::BadTenancy(_)), "{e}");
+        }
+        // A record stored before tenants existed still loads, with the defaults.
+        let old = serde_json::json!({"id": "abc", "name": "", "scopes": ["admin"], "created_ms": 1,
+            "expires_ms": null, "revoked": false, "hash": "00"});
+        let r: KeyRecord = serde_json::from_value(old).unwrap();
+        assert_eq!(r.tenancy, Tenancy::default());
+        assert_eq!(r.tenant().priority, Priority::Normal);
     }
 
     #[test]

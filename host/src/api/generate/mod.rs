@@ -22,6 +22,7 @@ use crate::api::error::ApiError;
 use crate::api::routes::{Access, ApiRoute, post};
 use crate::api::{ApiJson, AppState, Caller, ModelLabel, model};
 use crate::core::Model;
+use crate::core::generate::tenant::{LimitError, Tenant};
 use crate::core::generate::{Completion, GenerateRequest, GenerateStream};
 use policy::Policies;
 use response::Hooks;
@@ -73,7 +74,8 @@ async fn completions(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let max = req.params.max_tokens.unwrap_or(COMPLETION_DEFAULT_MAX_TOKENS);
-    let prepared = Prepared { params: req.params, prompts, max_tokens: Some(max), hooks: Hooks { sources: None, policy } };
+    let tenant = tenant_of(caller.as_ref());
+    let prepared = Prepared { params: req.params, prompts, max_tokens: Some(max), hooks: Hooks { sources: None, policy }, tenant };
     respond(&state, &m, prepared, Kind::Completion).await
 }
 
@@ -123,6 +125,13 @@ pub(crate) struct Prepared {
     prompts: Vec<Vec<u32>>,
     max_tokens: Option<usize>,
     hooks: Hooks,
+    /// Who it runs for (its key's tenant), for the scheduler and the tenant's limits.
+    tenant: Tenant,
+}
+
+/// The tenant of a request: its key's (docs/generation.md, "Scheduling"); `local` without a key.
+pub(crate) fn tenant_of(caller: Option<&Caller>) -> Tenant {
+    caller.map_or_else(Tenant::local, |c| c.0.tenant())
 }
 
 /// A chat's prompt: grounded in a collection when asked (retrieval on the last user
@@ -173,7 +182,19 @@ pub(crate) async fn prepare_chat(
     {
         prompt = m.rendered_ids(new.first().map_or("", String::as_str))?;
     }
-    Ok(Prepared { max_tokens: params.max_tokens, params, prompts: vec![prompt], hooks: Hooks { sources, policy } })
+    Ok(Prepared { max_tokens: params.max_tokens, params, prompts: vec![prompt], hooks: Hooks { sources, policy }, tenant: tenant_of(caller) })
+}
+
+/// 429 naming the tenant's limit and its count.
+fn limit_err(e: LimitError) -> ApiError {
+    let code = match e {
+        LimitError::Streams { .. } => "max_streams",
+        LimitError::QueuedTokens { .. } => "max_queued_tokens",
+    };
+    let mut a = ApiError::new(axum::http::StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", e.to_string())
+        .with_code(code);
+    a.retry_after = Some(1);
+    a
 }
 
 fn vocab_size(m: &Model) -> Option<usize> {
@@ -187,9 +208,17 @@ fn start(state: &AppState, m: &Arc<Model>, p: &Prepared, kind: Kind) -> Result<(
     let context = m.context_length().unwrap_or(0);
     let mut streams: Vec<GenerateStream> = Vec::new();
     let mut prompt_tokens = 0usize;
+    let max_of = |prompt: &Vec<u32>| p.max_tokens.unwrap_or_else(|| context.saturating_sub(prompt.len()).max(1));
+    // Every stream of the request is counted against the tenant's limits at once (or none).
+    let sizes: Vec<usize> = p
+        .prompts
+        .iter()
+        .flat_map(|prompt| std::iter::repeat_n(prompt.len().saturating_add(max_of(prompt)), p.params.n))
+        .collect();
+    let mut tickets = state.core.tenants().admit(&p.tenant, &sizes).map_err(limit_err)?.into_iter();
     for prompt in &p.prompts {
         prompt_tokens = prompt_tokens.saturating_add(prompt.len());
-        let max = p.max_tokens.unwrap_or_else(|| context.saturating_sub(prompt.len()).max(1));
+        let max = max_of(prompt);
         for j in 0..p.params.n {
             let mut sampling = p.params.sampling;
             sampling.seed = sampling.seed.map(|s| s.wrapping_add(j as u64));
@@ -201,7 +230,7 @@ fn start(state: &AppState, m: &Arc<Model>, p: &Prepared, kind: Kind) -> Result<(
                 logprobs: p.params.logprobs,
                 constraint: p.params.constraint.clone(),
             };
-            streams.push(m.generate(request)?);
+            streams.push(m.generate_for(request, tickets.next())?);
         }
     }
     let meta = response::Meta::new(kind, m.name(), state.started, prompt_tokens, p.params.include_usage)

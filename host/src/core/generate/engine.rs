@@ -2,6 +2,7 @@
 //! between decode steps (prefill, then they join the running batch), runs one decode step
 //! for every running sequence at once, and drops finished or cancelled ones.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 
@@ -9,6 +10,8 @@ use ort::session::Session;
 use ort::value::{DynValue, Tensor};
 
 use super::cache::{Geometry, RowCache, cut_row, join_rows};
+use super::fair::Fair;
+use super::tenant::{LOCAL_TENANT, Priority, Ticket};
 use super::grammar::ConstraintState;
 use super::sampling::{History, Rng, log_sum_exp, sample, top_n};
 use super::{
@@ -29,6 +32,12 @@ pub(crate) struct GenCtx {
     pub(crate) context_length: usize,
     pub(crate) max_batch: usize,
     pub(crate) eos: Vec<u32>,
+    /// `[generation] scheduler`.
+    pub(crate) scheduler: crate::config::Scheduler,
+    /// `[generation] quantum`: decode steps between plans of the fair scheduler.
+    pub(crate) quantum: usize,
+    /// Most requests the fair scheduler holds in its queues (the model's queue bound).
+    pub(crate) queue_capacity: usize,
     /// For raw-tensor jobs (`/v2` infer) on the same session.
     pub(crate) raw: std::sync::Arc<WorkerCtx>,
 }
@@ -57,9 +66,13 @@ struct Seq {
     next: u32,
     /// Positions in the cache.
     len: usize,
-    /// Its own cache until it joins the batch.
+    /// Its own cache until it joins the batch (and while paused).
     cache: Option<RowCache>,
     done: bool,
+    /// Its place in its tenant's counts; taken when it ends.
+    ticket: Option<Ticket>,
+    tenant: Arc<str>,
+    weight: u64,
 }
 
 /// The running batch: its sequences (row order) and cache tensors `[rows, kv, past, hd]`.
@@ -71,7 +84,15 @@ struct Batch {
 }
 
 /// The loop of the engine thread; returns when the model is dropped.
-pub(crate) fn run(mut session: Session, ctx: &GenCtx, rx: &Receiver<Job>) {
+pub(crate) fn run(session: Session, ctx: &GenCtx, rx: &Receiver<Job>) {
+    match ctx.scheduler {
+        crate::config::Scheduler::Fifo => run_fifo(session, ctx, rx),
+        crate::config::Scheduler::Fair => run_fair(session, ctx, rx),
+    }
+}
+
+/// First come, first served: requests join the batch in arrival order while it has room.
+fn run_fifo(mut session: Session, ctx: &GenCtx, rx: &Receiver<Job>) {
     let mut batch = Batch::default();
     loop {
         let mut joined = Vec::new();
@@ -90,7 +111,7 @@ pub(crate) fn run(mut session: Session, ctx: &GenCtx, rx: &Receiver<Job>) {
         let leaving = batch.seqs.iter().any(|s| s.done || s.tx.is_closed());
         let joining = joined.iter().any(|s: &Seq| !s.done);
         if (leaving || joining)
-            && let Err(e) = relayout(ctx, &mut batch, joined)
+            && let Err(e) = relayout(ctx, &mut batch, joined, &[]).map(drop)
         {
             fail_all(&mut batch, &e);
             continue;
@@ -102,6 +123,141 @@ pub(crate) fn run(mut session: Session, ctx: &GenCtx, rx: &Receiver<Job>) {
             fail_all(&mut batch, &e);
         }
     }
+}
+
+/// What waits in the fair scheduler's queues.
+enum Waiting {
+    /// A request not started yet.
+    New(Box<super::GenJob>),
+    /// A sequence paused to give its slot to another tenant (its cache kept).
+    Paused(Box<Seq>),
+}
+
+impl Waiting {
+    fn gone(&self) -> bool {
+        match self {
+            Self::New(g) => g.tx.is_closed(),
+            Self::Paused(s) => s.tx.is_closed(),
+        }
+    }
+}
+
+fn tenant_of(ticket: Option<&Ticket>) -> (Arc<str>, u64) {
+    ticket.map_or_else(
+        || (Arc::from(LOCAL_TENANT), Priority::Normal.weight()),
+        |t| (t.tenant().clone(), t.weight()),
+    )
+}
+
+/// Deficit round-robin across tenants (`fair.rs`): requests wait in per-tenant queues; the
+/// batch's slots are planned again when a request arrives, a sequence ends, or every
+/// `quantum` steps while requests wait. A tenant over its share has sequences paused
+/// (their cache rows kept aside, resumed later without a new prefill).
+fn run_fair(mut session: Session, ctx: &GenCtx, rx: &Receiver<Job>) {
+    let mut batch = Batch::default();
+    let mut queues: Fair<Waiting> = Fair::default();
+    let mut since_plan = 0usize;
+    loop {
+        let mut arrived = false;
+        if batch.seqs.is_empty() && queues.waiting() == 0 {
+            match rx.recv() {
+                Ok(job) => arrived |= enqueue(&mut session, ctx, job, &mut queues),
+                Err(_) => return, // every sender dropped: the model was unloaded
+            }
+        }
+        while queues.waiting() < ctx.queue_capacity {
+            match rx.try_recv() {
+                Ok(job) => arrived |= enqueue(&mut session, ctx, job, &mut queues),
+                Err(_) => break,
+            }
+        }
+        for w in queues.remove_if(Waiting::gone) {
+            if let Waiting::New(_) = w {
+                ctx.raw.stats.queued.fetch_sub(1, Ordering::Relaxed);
+            } else {
+                ctx.raw.stats.gen_cancelled.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let leaving = batch.seqs.iter().any(|s| s.done || s.tx.is_closed());
+        // Also when nothing runs (a prefill failed): what waits must get the free slots.
+        let due = (since_plan >= ctx.quantum || batch.seqs.is_empty()) && queues.waiting() > 0;
+        if arrived || leaving || due {
+            since_plan = 0;
+            if let Err(e) = replan(&mut session, ctx, &mut batch, &mut queues) {
+                fail_all(&mut batch, &e);
+                continue;
+            }
+        }
+        if batch.seqs.is_empty() {
+            continue;
+        }
+        if let Err(e) = step(&mut session, ctx, &mut batch) {
+            fail_all(&mut batch, &e);
+        }
+        since_plan = since_plan.saturating_add(1);
+    }
+}
+
+/// Takes a job off the model's queue: generation requests into their tenant's queue (true),
+/// raw-tensor jobs run at once.
+fn enqueue(session: &mut Session, ctx: &GenCtx, job: Job, queues: &mut Fair<Waiting>) -> bool {
+    match job {
+        Job::Generate(g) => {
+            let (tenant, weight) = tenant_of(g.ticket.as_ref());
+            queues.push(&tenant, weight, Waiting::New(g));
+            true
+        }
+        other => {
+            admit(session, ctx, other, &mut Vec::new());
+            false
+        }
+    }
+}
+
+/// Plans the batch's slots and applies the plan: pauses, resumes, prefills, one relayout.
+fn replan(
+    session: &mut Session,
+    ctx: &GenCtx,
+    batch: &mut Batch,
+    queues: &mut Fair<Waiting>,
+) -> Result<(), TaskError> {
+    let mut running: Vec<(Arc<str>, u64, usize)> = Vec::new();
+    for s in batch.seqs.iter().filter(|s| !s.done && !s.tx.is_closed()) {
+        match running.iter_mut().find(|(t, _, _)| *t == s.tenant) {
+            Some(r) => r.2 = r.2.saturating_add(1),
+            None => running.push((s.tenant.clone(), s.weight, 1)),
+        }
+    }
+    let plan = queues.plan(&running, ctx.max_batch);
+    // The most recent rows of a tenant over its share are paused.
+    let mut pause = Vec::new();
+    for (tenant, n) in &plan.pause {
+        let rows = batch
+            .seqs
+            .iter()
+            .enumerate()
+            .rev()
+            .filter(|(_, s)| s.tenant == *tenant && !s.done && !s.tx.is_closed())
+            .map(|(i, _)| i)
+            .take(*n);
+        pause.extend(rows);
+    }
+    let mut joined = Vec::new();
+    for w in plan.admit {
+        match w {
+            Waiting::New(g) => admit(session, ctx, Job::Generate(g), &mut joined),
+            Waiting::Paused(s) => joined.push(*s),
+        }
+    }
+    let leaving = batch.seqs.iter().any(|s| s.done || s.tx.is_closed());
+    if !leaving && pause.is_empty() && joined.iter().all(|s| s.done) {
+        return Ok(());
+    }
+    for s in relayout(ctx, batch, joined, &pause)? {
+        let (tenant, weight) = (s.tenant.clone(), s.weight);
+        queues.push_front(&tenant, weight, Waiting::Paused(Box::new(s)));
+    }
+    Ok(())
 }
 
 fn fail_all(batch: &mut Batch, e: &TaskError) {
@@ -119,6 +275,10 @@ fn admit(session: &mut Session, ctx: &GenCtx, job: Job, joined: &mut Vec<Seq>) {
                 return; // the caller has gone: spend nothing on it
             }
             let tx = g.tx.clone();
+            let mut g = g;
+            if let Some(t) = g.ticket.as_mut() {
+                t.admitted();
+            }
             match prefill(session, ctx, *g) {
                 Ok(seq) => joined.push(seq),
                 Err(e) => {
@@ -155,6 +315,8 @@ fn cache_value(data: Vec<f32>, rows: usize, past: usize, ctx: &GenCtx) -> Result
 /// Runs the prompt alone (no cache), keeps its cache, and picks its first token.
 fn prefill(session: &mut Session, ctx: &GenCtx, job: super::GenJob) -> Result<Seq, TaskError> {
     let req = job.request;
+    let ticket = job.ticket;
+    let (tenant, weight) = tenant_of(ticket.as_ref());
     let n = req.prompt.len();
     let ids: Vec<i64> = req.prompt.iter().map(|&t| i64::from(t)).collect();
     let positions: Vec<i64> = (0..n).map(|p| p as i64).collect();
@@ -202,15 +364,25 @@ fn prefill(session: &mut Session, ctx: &GenCtx, job: super::GenJob) -> Result<Se
         len: n,
         cache: Some(RowCache { len: n, data }),
         done: false,
+        ticket,
+        tenant,
+        weight,
     };
     advance(ctx, &mut seq, last);
     Ok(seq)
 }
 
-/// Rebuilds the batch cache for the sequences that stay plus those that join.
-fn relayout(ctx: &GenCtx, batch: &mut Batch, joined: Vec<Seq>) -> Result<(), TaskError> {
+/// Rebuilds the batch cache for the sequences that stay plus those that join; the rows in
+/// `pause` leave with their cache and are returned.
+fn relayout(
+    ctx: &GenCtx,
+    batch: &mut Batch,
+    joined: Vec<Seq>,
+    pause: &[usize],
+) -> Result<Vec<Seq>, TaskError> {
     let old = std::mem::take(batch);
     let mut stay = Vec::new();
+    let mut paused = Vec::new();
     let mut tensors = Vec::with_capacity(old.values.len());
     for v in &old.values {
         tensors.push(v.try_extract_tensor::<f32>().map_err(|e| ctx.fail(e))?.1);
@@ -229,7 +401,11 @@ fn relayout(ctx: &GenCtx, batch: &mut Batch, joined: Vec<Seq>) -> Result<(), Tas
             .map(|t| cut_row(t, ctx.geometry, old.past, row, pad))
             .collect();
         s.cache = Some(RowCache { len: s.len, data });
-        stay.push(s);
+        if pause.contains(&row) {
+            paused.push(s);
+        } else {
+            stay.push(s);
+        }
     }
     stay.extend(joined.into_iter().filter(|s| !s.done));
     let rows: Vec<&RowCache> = stay.iter().filter_map(|s| s.cache.as_ref()).collect();
@@ -243,7 +419,7 @@ fn relayout(ctx: &GenCtx, batch: &mut Batch, joined: Vec<Seq>) -> Result<(), Tas
     }
     batch.seqs = stay;
     batch.past = past;
-    Ok(())
+    Ok(paused)
 }
 
 /// One decode step for every running sequence; the outputs' `present.*` become the cache.
@@ -304,6 +480,9 @@ fn advance(ctx: &GenCtx, s: &mut Seq, logits: &[f32]) {
     };
     s.generated = s.generated.saturating_add(1);
     ctx.raw.stats.gen_tokens.fetch_add(1, Ordering::Relaxed);
+    if let Some(t) = s.ticket.as_mut() {
+        t.token();
+    }
     let seen = s.history.generated.entry(token).or_insert(0);
     *seen = seen.saturating_add(1);
     s.next = token;
@@ -337,6 +516,7 @@ fn advance(ctx: &GenCtx, s: &mut Seq, logits: &[f32]) {
     let mut piece = match s.detok.push(&ctx.encoder, token) {
         Ok(p) => p,
         Err(e) => {
+            s.ticket = None;
             let _ = s.tx.send(Err(e.into()));
             s.done = true;
             return;
@@ -359,6 +539,8 @@ fn advance(ctx: &GenCtx, s: &mut Seq, logits: &[f32]) {
 }
 
 fn finish(s: &mut Seq, finish_reason: FinishReason, usage: Usage) {
+    // The stream stops counting against its tenant before the caller can see it ended.
+    s.ticket = None;
     let _ = s.tx.send(Ok(GenEvent::Done {
         finish_reason,
         usage,

@@ -10,8 +10,10 @@
 mod cache;
 mod detok;
 pub(crate) mod engine;
+mod fair;
 pub mod grammar;
 mod sampling;
+pub mod tenant;
 mod template;
 
 use std::path::Path;
@@ -245,6 +247,8 @@ pub struct GenJob {
     /// What to generate.
     pub request: GenerateRequest,
     pub(crate) tx: EventSender,
+    /// Its tenant's counts (docs/generation.md, "Scheduling").
+    pub(crate) ticket: Option<tenant::Ticket>,
 }
 
 /// Reads `generation.json` and the cache geometry of the graph (count of
@@ -255,6 +259,8 @@ pub(crate) fn setup(
     encoder: Option<crate::core::text::TextEncoder>,
     raw: std::sync::Arc<crate::core::worker::WorkerCtx>,
     max_batch: usize,
+    settings: &crate::config::GenerationSettings,
+    queue_capacity: usize,
 ) -> Result<(Generation, engine::GenCtx), String> {
     let config = GenerationConfig::load(config_path)?;
     let encoder = encoder.ok_or("a generation model needs a tokenizer")?;
@@ -305,6 +311,9 @@ pub(crate) fn setup(
         context_length: config.context_length,
         max_batch,
         eos: config.eos_token_ids.clone(),
+        scheduler: settings.scheduler,
+        quantum: settings.quantum.max(1),
+        queue_capacity: queue_capacity.max(1),
         raw,
     };
     Ok((generation, ctx))

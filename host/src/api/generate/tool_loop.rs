@@ -184,15 +184,27 @@ pub(crate) async fn chat(state: Arc<AppState>, caller: Option<Caller>, m: Arc<Mo
     Ok((label, Json(v)).into_response())
 }
 
+/// The tasks of a request's loops: aborted when the request goes away (a client that
+/// disconnects, a timeout), so no loop runs on for nobody.
+struct Tasks<T>(Vec<tokio::task::JoinHandle<T>>);
+
+impl<T> Drop for Tasks<T> {
+    fn drop(&mut self) {
+        for h in &self.0 {
+            h.abort();
+        }
+    }
+}
+
 /// Every choice's loop, concurrently; each result with the hooks of its last step.
 async fn run_choices(cx: &Arc<Cx>, tx: Option<&mpsc::Sender<String>>) -> Result<Vec<(Outcome, super::response::Hooks)>, ApiError> {
-    let mut handles = Vec::with_capacity(cx.params.n);
+    let mut tasks = Tasks(Vec::with_capacity(cx.params.n));
     for index in 0..cx.params.n {
         let (cx, tx) = (Arc::clone(cx), tx.cloned());
-        handles.push(tokio::spawn(async move { run_choice(&cx, index, tx.as_ref()).await }));
+        tasks.0.push(tokio::spawn(async move { run_choice(&cx, index, tx.as_ref()).await }));
     }
-    let mut out = Vec::with_capacity(handles.len());
-    for h in handles {
+    let mut out = Vec::with_capacity(tasks.0.len());
+    for h in &mut tasks.0 {
         out.push(h.await.map_err(|e| internal(format!("a tool loop failed: {e}")))??);
     }
     Ok(out)
@@ -218,7 +230,7 @@ async fn stream(cx: Arc<Cx>, tx: mpsc::Sender<String>) {
     }
     let run = tokio::select! {
         r = run_choices(&cx, Some(&tx)) => r,
-        () = tx.closed() => return, // the client went away: the loops' tasks end at their next send
+        () = tx.closed() => return, // the client went away: dropping the loops' tasks aborts them
     };
     match run {
         Ok(outcomes) => {

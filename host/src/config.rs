@@ -61,6 +61,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Text generation's scheduling across tenants.
     pub generation: GenerationSettings,
+    /// The chat tool loop (docs/tools.md §3).
+    pub tools: ToolsConfig,
 }
 
 /// `[generation]`
@@ -93,6 +95,38 @@ pub enum Scheduler {
     Fair,
     /// First come, first served.
     Fifo,
+}
+
+/// `[tools]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ToolsConfig {
+    /// Most llmos tool calls one chat choice makes before its answer ends with
+    /// `finish_reason: "length"` (a request's `llmos_max_steps` may only lower it). 1-64,
+    /// default 8.
+    pub max_steps: usize,
+}
+
+impl Default for ToolsConfig {
+    fn default() -> Self {
+        Self { max_steps: 8 }
+    }
+}
+
+impl ToolsConfig {
+    /// The most steps a tool loop may take (out-of-range values are refused when the server
+    /// starts; here they are clamped to 1-64).
+    pub fn max_steps(&self) -> usize {
+        self.max_steps.clamp(1, 64)
+    }
+
+    /// Checks the values; the error names the key and the accepted range.
+    pub fn check(&self) -> Result<(), String> {
+        if !(1..=64).contains(&self.max_steps) {
+            return Err(format!("[tools] max_steps is {}: it must be between 1 and 64", self.max_steps));
+        }
+        Ok(())
+    }
 }
 
 /// `[audit]`

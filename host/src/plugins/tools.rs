@@ -192,13 +192,50 @@ impl ToolCatalog {
     }
 }
 
-/// Checks `arguments` against `schema` (the structured-output subset). Minimal until the
-/// tool loop's validator lands: the arguments must be a JSON object.
+/// Checks `arguments` against `schema` (the structured-output subset of docs/generation.md
+/// §6a, compiled by the same grammar constrained decoding uses, so exactly what the model
+/// could have written is accepted). The error names the path and what is accepted there
+/// (`arguments.city is 5: expected a string`); a schema outside the subset says so.
 pub fn validate_arguments(schema: &Value, arguments: &Value) -> Result<(), String> {
-    let _ = schema;
-    if arguments.is_object() {
-        Ok(())
-    } else {
-        Err(format!("the arguments are {arguments}: expected a JSON object"))
+    if !arguments.is_object() {
+        return Err(format!(
+            "the arguments are {}: expected a JSON object",
+            crate::json::kind(arguments)
+        ));
+    }
+    let grammar = crate::core::generate::grammar::Grammar::compile(schema)
+        .map_err(|e| format!("the tool's parameters schema cannot be checked: {e}"))?;
+    grammar.validate(arguments, "arguments")
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn validate_arguments_checks_the_schema() {
+        let schema = json!({
+            "type": "object",
+            "properties": {"collection": {"type": "string"}, "query": {"type": "string"}, "top_k": {"type": "integer"}},
+            "required": ["collection", "query"]
+        });
+        assert_eq!(validate_arguments(&schema, &json!({"collection": "docs", "query": "q"})), Ok(()));
+        assert_eq!(validate_arguments(&schema, &json!({"collection": "docs", "query": "q", "top_k": 3})), Ok(()));
+        assert_eq!(
+            validate_arguments(&schema, &json!({"collection": "docs", "query": "q", "top_k": "3"})).unwrap_err(),
+            "arguments.top_k is \"3\": expected an integer (no fraction or exponent)"
+        );
+        assert_eq!(
+            validate_arguments(&schema, &json!({"query": "q"})).unwrap_err(),
+            "arguments.collection is missing: the property \"collection\" is required"
+        );
+        assert_eq!(
+            validate_arguments(&schema, &json!("q")).unwrap_err(),
+            "the arguments are a string: expected a JSON object"
+        );
+        let e = validate_arguments(&json!({"type": "object", "properties": {"a": {"pattern": "x"}}}), &json!({})).unwrap_err();
+        assert!(e.contains("`pattern`") && e.contains("accepted are"), "{e}");
     }
 }

@@ -7,6 +7,7 @@ mod policy;
 mod request;
 mod response;
 mod structured;
+mod tool_loop;
 mod tools;
 mod truncate;
 
@@ -105,13 +106,26 @@ async fn chat(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
     let req = ChatRequest::from_value(&body)?;
-    let plan = structured::Plan::from_body(&body, req.params.stream)?;
     let caller = caller.map(|c| c.0);
+    let peer = peer.map(|p| p.0.0);
+    let key = caller.as_ref().map(|c| &c.0);
+    let resolve = |i: usize, id: &str| tool_loop::resolve(&state, key, peer, i, id);
+    let plan = structured::Plan::from_body(&body, req.params.stream, &resolve)?;
     if let Some(g) = &req.grounding {
-        let peer = peer.map(|p| p.0.0);
         grounded::check_access(&state, caller.as_ref(), peer, CHAT_ROUTE, &g.collection)?;
     }
+    let has_llmos = plan.tools.as_ref().is_some_and(tools::Tools::has_llmos);
+    let max_steps = tool_loop::max_steps(&body, state.core.config().tools.max_steps(), has_llmos)?;
     let m = model(&state, &req.params.model).await?;
+    if let Some(t) = plan.tools.as_ref().filter(|t| t.has_llmos()) {
+        if req.grounding.is_some() {
+            return Err(ApiError::invalid(
+                Some("collection".into()),
+                "`collection` cannot be combined with {\"type\": \"llmos_tool\"} tools yet: search the collection with the collection-search tool instead",
+            ));
+        }
+        return tool_loop::chat(Arc::clone(&state), caller, m, req, t.clone(), max_steps).await;
+    }
     let prepared = prepare_chat(&state, caller.as_ref(), &m, req, Some(&plan), CHAT_ROUTE).await?;
     respond(&state, &m, prepared, Kind::Chat).await
 }

@@ -124,6 +124,60 @@ impl Policies {
         Ok(output)
     }
 
+    /// The request policies on a tool call of the tool loop (task `tool`, the arguments'
+    /// JSON text as the one input): `Ok` holds the arguments to use (a `modify` replaces
+    /// them), `Err` why the call may not run — a deny, or a failing policy plugin (policies
+    /// fail closed); the loop shows it to the model as the tool's answer.
+    pub(crate) async fn tool_call(&self, arguments: String) -> Result<String, String> {
+        let context = RequestContext { task: "tool".into(), ..self.context.clone() };
+        let mut input = arguments;
+        for p in &self.chain.request_policies {
+            let req = Request { context: context.clone(), inputs: vec![input.clone()] };
+            match self.gateway.host.check_request_async(p, req).await {
+                Ok(RequestVerdict::Allow) => {}
+                Ok(RequestVerdict::Deny(reason)) => {
+                    self.gateway.note_denial(p);
+                    return Err(format!("denied by plugin {p} (request policy): {reason}"));
+                }
+                Ok(RequestVerdict::Modify(new)) => match <[String; 1]>::try_from(new) {
+                    Ok([one]) => input = one,
+                    Err(new) => return Err(format!("plugin {p} modified the call's one input into {}", new.len())),
+                },
+                Err(e) => return Err(format!("policy plugin {p} failed: {e}")),
+            }
+        }
+        Ok(input)
+    }
+
+    /// The response policies on a tool's result (task `tool`; the input is the arguments,
+    /// the output the result: as it is when it is JSON, else as a JSON string). `Ok` holds
+    /// the result to show the model (a `modify` replaces it), `Err` why it may not be shown.
+    pub(crate) async fn tool_result(&self, arguments: &str, result: String) -> Result<String, String> {
+        let context = RequestContext { task: "tool".into(), ..self.context.clone() };
+        let mut output = match serde_json::from_str::<Value>(&result) {
+            Ok(v) => v,
+            Err(_) => Value::String(result),
+        };
+        for p in &self.chain.response_policies {
+            let resp = Response { context: context.clone(), inputs: vec![arguments.to_string()], output_json: output.to_string() };
+            match self.gateway.host.check_response_async(p, resp).await {
+                Ok(ResponseVerdict::Allow) => {}
+                Ok(ResponseVerdict::Deny(reason)) => {
+                    self.gateway.note_denial(p);
+                    return Err(format!("denied by plugin {p} (response policy): {reason}"));
+                }
+                Ok(ResponseVerdict::Modify(json)) => {
+                    output = serde_json::from_str(&json).map_err(|e| format!("plugin {p} modified the result into invalid JSON: {e}"))?;
+                }
+                Err(e) => return Err(format!("policy plugin {p} failed: {e}")),
+            }
+        }
+        Ok(match output {
+            Value::String(s) => s,
+            other => other.to_string(),
+        })
+    }
+
     /// Whether response policies are configured (streams then hold text back).
     pub(crate) fn checks_responses(&self) -> bool {
         !self.chain.response_policies.is_empty()

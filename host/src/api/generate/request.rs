@@ -231,6 +231,9 @@ pub struct ChatBody {
     /// llmos: answer from this collection's chunks (the last user message is searched); the
     /// answer carries `sources` and `citations`. Needs a key that may search it.
     pub collection: Option<super::grounded::CollectionInput>,
+    /// llmos: with `{"type": "llmos_tool"}` tools, the most tool calls per choice (1 to the
+    /// server's `[tools] max_steps`, its default).
+    pub llmos_max_steps: Option<u64>,
     /// llmos: `"oldest"` drops the oldest turns (never the system message nor the last user
     /// message) until the prompt fits; default `"none"`: 400 `context_length_exceeded`.
     pub truncate: Option<String>,
@@ -526,7 +529,7 @@ impl ChatRequest {
     /// Parses and checks a `/v1/chat/completions` body.
     pub fn from_value(body: &Value) -> Result<Self, ApiError> {
         let body = object(body)?;
-        let mut own = vec!["messages", "max_completion_tokens", "top_logprobs", "collection", "truncate"];
+        let mut own = vec!["messages", "max_completion_tokens", "top_logprobs", "collection", "truncate", "llmos_max_steps"];
         own.extend(CHAT_ONLY);
         check_fields(body, &own)?;
         let grounding = present(body, "collection").map(super::grounded::Grounding::parse).transpose()?;

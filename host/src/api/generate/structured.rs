@@ -102,15 +102,16 @@ pub(crate) struct Plan {
 
 impl Plan {
     /// Reads `response_format`, `tools`, `tool_choice`, `parallel_tool_calls` of a chat body.
-    pub(crate) fn from_body(body: &Value, stream: bool) -> Result<Self, ApiError> {
+    /// `resolve` finds the `llmos_tool` entries (and checks the caller may use them).
+    pub(crate) fn from_body(body: &Value, stream: bool, resolve: tools::Resolve<'_>) -> Result<Self, ApiError> {
         let empty = Map::new();
         let body = body.as_object().unwrap_or(&empty);
         let format = response_format(body)?;
-        let tools = tools::parse(body)?;
+        let tools = tools::parse(body, resolve)?;
         if matches!(format, ResponseFormat::Html) && stream {
             return Err(bad("`response_format` {\"type\": \"html\"} answers whole only: it cannot be used with `stream: true`".into()));
         }
-        let calls = tools.as_ref().is_some_and(|t| t.choice != tools::Choice::None);
+        let calls = tools.as_ref().is_some_and(|t| t.choice != tools::Choice::None || t.has_llmos());
         if calls && !matches!(format, ResponseFormat::Text) {
             return Err(bad("`response_format` other than text cannot be combined with tool calls: give `tool_choice: \"none\"` or drop `response_format`".into()));
         }

@@ -26,6 +26,9 @@ pub struct Tool {
     pub description: Option<String>,
     /// A JSON schema of its arguments (the subset of `response_format`).
     pub parameters: Option<Value>,
+    /// An installed llmos tool (`{"type": "llmos_tool", "name": <id>}`): its catalogue id;
+    /// llmos runs its calls (the tool loop). `None`: a client function.
+    pub llmos: Option<String>,
 }
 
 /// `tool_choice`.
@@ -46,8 +49,11 @@ pub enum Choice {
 pub struct Tools {
     /// The functions.
     pub list: Vec<Tool>,
-    /// How they are used.
+    /// How they are used (on the first step of a tool loop).
     pub choice: Choice,
+    /// llmos: `tool_choice` given as a list: the choices of the steps after the first
+    /// (a step past the list uses `auto`).
+    pub later: Vec<Choice>,
     /// Accepted for compatibility (one call per choice).
     pub parallel: bool,
 }
@@ -72,15 +78,30 @@ fn valid_name(n: &str) -> bool {
     (1..=64).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-fn tool(i: usize, v: &Value) -> Result<Tool, ApiError> {
+/// Finds an installed llmos tool by id for the request (checking the caller's scope):
+/// `(index in tools, id)` → the tool as the model sees it.
+pub(crate) type Resolve<'a> = &'a (dyn Fn(usize, &str) -> Result<Tool, ApiError> + Sync);
+
+const SHAPES: &str = "give {\"type\": \"function\", \"function\": {\"name\", \"description\"?, \"parameters\"?, \"strict\"?}} or {\"type\": \"llmos_tool\", \"name\": <an installed tool's id>}";
+
+fn tool(i: usize, v: &Value, resolve: Resolve<'_>) -> Result<Tool, ApiError> {
     let at = format!("tools[{i}]");
-    let shape = "give {\"type\": \"function\", \"function\": {\"name\", \"description\"?, \"parameters\"?, \"strict\"?}}";
+    let shape = SHAPES;
     let o = v.as_object().ok_or_else(|| bad("tools", format!("{at} is {v}: {shape}")))?;
+    if o.get("type").and_then(Value::as_str) == Some("llmos_tool") {
+        if let Some(k) = o.keys().find(|k| *k != "type" && *k != "name") {
+            return Err(bad("tools", format!("{at} has the field `{k}`: {shape}")));
+        }
+        let Some(id) = o.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) else {
+            return Err(bad("tools", format!("{at} is an llmos_tool without `name`: {shape}")));
+        };
+        return resolve(i, id);
+    }
     if let Some(k) = o.keys().find(|k| *k != "type" && *k != "function") {
         return Err(bad("tools", format!("{at} has the field `{k}`: {shape}")));
     }
     if o.get("type").and_then(Value::as_str) != Some("function") {
-        return Err(bad("tools", format!("{at}.type must be \"function\" (the only tool type llmos runs)")));
+        return Err(bad("tools", format!("{at}.type is {}: accepted are \"function\" and \"llmos_tool\"; {shape}", o.get("type").unwrap_or(&Value::Null))));
     }
     let f = o.get("function").and_then(Value::as_object).ok_or_else(|| bad("tools", format!("{at}.function is missing: {shape}")))?;
     if let Some(k) = f.keys().find(|k| !["name", "description", "parameters", "strict"].contains(&k.as_str())) {
@@ -101,12 +122,19 @@ fn tool(i: usize, v: &Value) -> Result<Tool, ApiError> {
     if let Some(p) = &parameters {
         Grammar::compile(p).map_err(|e| bad("tools", format!("{at}.function.parameters: {e}")).with_code("unsupported_schema"))?;
     }
-    Ok(Tool { name: name.to_string(), description, parameters })
+    Ok(Tool { name: name.to_string(), description, parameters, llmos: None })
 }
 
 fn choice(v: Option<&Value>, list: &[Tool]) -> Result<Choice, ApiError> {
-    let accepted = "accepted are \"none\", \"auto\", \"required\" and {\"type\": \"function\", \"function\": {\"name\"}}";
+    let accepted = "accepted are \"none\", \"auto\", \"required\", {\"type\": \"function\", \"function\": {\"name\"}}, {\"type\": \"llmos_tool\", \"name\"} and (with llmos tools) a list of these, one per step";
     let c = match v {
+        Some(Value::Object(o)) if o.get("type").and_then(Value::as_str) == Some("llmos_tool") => {
+            let n = o.get("name").and_then(Value::as_str).unwrap_or_default();
+            match list.iter().find(|t| t.llmos.as_deref() == Some(n) || (t.llmos.is_some() && t.name == n)) {
+                Some(t) => Choice::Named(t.name.clone()),
+                None => return Err(bad("tool_choice", format!("`tool_choice` names the llmos tool `{n}`, which is not an llmos_tool entry of `tools`"))),
+            }
+        }
         None => return Ok(if list.is_empty() { Choice::None } else { Choice::Auto }),
         Some(Value::String(s)) => match s.as_str() {
             "none" => Choice::None,
@@ -115,8 +143,12 @@ fn choice(v: Option<&Value>, list: &[Tool]) -> Result<Choice, ApiError> {
             other => return Err(bad("tool_choice", format!("`tool_choice` is \"{other}\"; {accepted}"))),
         },
         Some(Value::Object(o)) if o.get("type").and_then(Value::as_str) == Some("function") => {
-            match o.get("function").and_then(|f| f.get("name")).and_then(Value::as_str) {
+            let name = o.get("function").and_then(|f| f.get("name")).and_then(Value::as_str);
+            // An llmos tool may also be named by its id.
+            let by_id = name.and_then(|n| list.iter().find(|t| t.llmos.as_deref() == Some(n)));
+            match name {
                 Some(n) if list.iter().any(|t| t.name == n) => Choice::Named(n.to_string()),
+                Some(_) if by_id.is_some() => Choice::Named(by_id.map(|t| t.name.clone()).unwrap_or_default()),
                 Some(n) => {
                     let names: Vec<&str> = list.iter().map(|t| t.name.as_str()).collect();
                     return Err(bad("tool_choice", format!("`tool_choice` names the function `{n}`, which is not in `tools` ({})", names.join(", "))));
@@ -132,18 +164,29 @@ fn choice(v: Option<&Value>, list: &[Tool]) -> Result<Choice, ApiError> {
     Ok(c)
 }
 
-/// Reads `tools`, `tool_choice` and `parallel_tool_calls` (`None`: no tools in the request).
-pub(crate) fn parse(body: &Map<String, Value>) -> Result<Option<Tools>, ApiError> {
+/// Reads `tools`, `tool_choice` and `parallel_tool_calls` (`None`: no tools in the request);
+/// `resolve` finds the `llmos_tool` entries.
+pub(crate) fn parse(body: &Map<String, Value>, resolve: Resolve<'_>) -> Result<Option<Tools>, ApiError> {
     let present = |k: &str| body.get(k).filter(|v| !v.is_null());
     let list = match present("tools") {
         None => Vec::new(),
-        Some(Value::Array(a)) if a.len() <= 128 => a.iter().enumerate().map(|(i, t)| tool(i, t)).collect::<Result<Vec<_>, _>>()?,
+        Some(Value::Array(a)) if a.len() <= 128 => a.iter().enumerate().map(|(i, t)| tool(i, t, resolve)).collect::<Result<Vec<_>, _>>()?,
         Some(v) => return Err(bad("tools", format!("`tools` is {}: give an array of at most 128 function tools", crate::json::kind(v)))),
     };
     if let Some(dup) = list.iter().enumerate().find(|(i, t)| list.iter().take(*i).any(|u| u.name == t.name)) {
         return Err(bad("tools", format!("two tools are named `{}`: names must differ", dup.1.name)));
     }
-    let choice = choice(present("tool_choice"), &list)?;
+    let (choice, later) = match present("tool_choice") {
+        Some(Value::Array(steps)) if list.iter().any(|t| t.llmos.is_some()) && !steps.is_empty() && steps.len() <= 64 => {
+            let all = steps.iter().map(|s| choice(Some(s), &list)).collect::<Result<Vec<_>, _>>()?;
+            let mut it = all.into_iter();
+            (it.next().unwrap_or(Choice::Auto), it.collect())
+        }
+        Some(Value::Array(_)) => {
+            return Err(bad("tool_choice", "`tool_choice` as a list (one choice per step, 1-64 entries) needs an {\"type\": \"llmos_tool\"} entry in `tools`".into()));
+        }
+        c => (choice(c, &list)?, Vec::new()),
+    };
     let parallel = match present("parallel_tool_calls") {
         None => true,
         Some(Value::Bool(b)) => *b,
@@ -152,10 +195,31 @@ pub(crate) fn parse(body: &Map<String, Value>) -> Result<Option<Tools>, ApiError
     if list.is_empty() && present("parallel_tool_calls").is_some() {
         return Err(bad("parallel_tool_calls", "`parallel_tool_calls` needs `tools`".into()));
     }
-    Ok((!list.is_empty()).then_some(Tools { list, choice, parallel }))
+    Ok((!list.is_empty()).then_some(Tools { list, choice, later, parallel }))
 }
 
 impl Tools {
+    /// Whether an llmos tool is among them (the request runs the tool loop).
+    pub fn has_llmos(&self) -> bool {
+        self.list.iter().any(|t| t.llmos.is_some())
+    }
+
+    /// The tools as step `step` (0 first) of a tool loop uses them: the first step takes
+    /// `tool_choice`; later ones the list's entry for them, else `auto` (a forced call
+    /// forces the first step only) — but `none` stays `none`.
+    pub fn for_step(&self, step: usize) -> Self {
+        let choice = match (step, &self.choice) {
+            (0, c) | (_, c @ Choice::None) => c.clone(),
+            (k, _) => self.later.get(k.saturating_sub(1)).cloned().unwrap_or(Choice::Auto),
+        };
+        Self { choice, ..self.clone() }
+    }
+
+    /// The tool the model calls by `name`.
+    pub fn named(&self, name: &str) -> Option<&Tool> {
+        self.list.iter().find(|t| t.name == name)
+    }
+
     /// The grammar calls are decoded under, and whether the answer must be a call.
     pub fn grammar(&self) -> Result<Option<(Grammar, Start)>, ApiError> {
         let (tools, start): (Vec<&Tool>, Start) = match &self.choice {

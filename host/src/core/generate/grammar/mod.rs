@@ -7,6 +7,7 @@
 
 mod matcher;
 mod schema;
+mod validate;
 mod vocab;
 
 use std::sync::Arc;

@@ -97,11 +97,11 @@ fn tool(i: usize, v: &Value, resolve: Resolve<'_>) -> Result<Tool, ApiError> {
         };
         return resolve(i, id);
     }
-    if let Some(k) = o.keys().find(|k| *k != "type" && *k != "function") {
-        return Err(bad("tools", format!("{at} has the field `{k}`: {shape}")));
-    }
     if o.get("type").and_then(Value::as_str) != Some("function") {
         return Err(bad("tools", format!("{at}.type is {}: accepted are \"function\" and \"llmos_tool\"; {shape}", o.get("type").unwrap_or(&Value::Null))));
+    }
+    if let Some(k) = o.keys().find(|k| *k != "type" && *k != "function") {
+        return Err(bad("tools", format!("{at} has the field `{k}`: {shape}")));
     }
     let f = o.get("function").and_then(Value::as_object).ok_or_else(|| bad("tools", format!("{at}.function is missing: {shape}")))?;
     if let Some(k) = f.keys().find(|k| !["name", "description", "parameters", "strict"].contains(&k.as_str())) {

@@ -57,4 +57,5 @@ mod security_audit;
 mod fuzz_replay;
 
 mod data_store;
+mod mcp;
 mod train_classifier;

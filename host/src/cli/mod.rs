@@ -16,6 +16,7 @@ pub mod audit;
 pub mod data;
 pub mod generate;
 mod import;
+pub mod mcp;
 pub mod plugin;
 mod remote;
 pub mod plugin_test;
@@ -126,6 +127,9 @@ enum Command {
     /// Collections: create, ingest files, list, remove, export, search.
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Remote MCP servers whose tools llmos offers: add, list, remove, secret.
+    #[command(subcommand)]
+    Mcp(mcp::McpCommand),
     /// Run texts through a model's plugin pipeline and the model, without HTTP.
     Run {
         /// Model name.
@@ -423,6 +427,7 @@ fn run(cli: Cli) -> Result<()> {
             )
         }
         Command::Store(cmd) => store::run(cmd, &settings(g)?.1.home),
+        Command::Mcp(cmd) => mcp::run(cmd, &settings(g)?.1.home),
         Command::Train(train::TrainCommand::Classifier(a)) => {
             let (config, paths) = settings(g)?;
             let dirs = paths.manifest_dirs(&config);

@@ -23,6 +23,7 @@ pub mod host;
 pub mod inference;
 pub mod limits;
 pub mod manifest;
+pub mod mcp;
 mod outbound;
 pub mod pipeline;
 pub mod registry;

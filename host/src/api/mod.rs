@@ -11,6 +11,7 @@ pub mod generate;
 pub mod html;
 pub mod kserve;
 pub mod local;
+pub mod mcp;
 pub mod metrics;
 pub mod openai;
 pub mod openapi;
@@ -379,6 +380,7 @@ pub(crate) fn all_routes() -> Vec<ApiRoute> {
     all.extend(data::routes());
     all.extend(train::routes());
     all.extend(tools::routes());
+    all.extend(mcp::routes());
     all.push(routes::get("/health", Access::Public, health));
     all.push(routes::get("/metrics", Access::Key, metrics_text));
     all.push(routes::get(
@@ -562,6 +564,13 @@ pub fn serve(core: Arc<Core>, listen: &str) -> Result<()> {
         println!("llmos listening on http://{local}");
         tracing::info!(%local, "listening");
         let app = router(state.clone());
+        // The registered MCP servers' tools (docs/tools.md §5), fetched in the background.
+        let mcp = state.gateway.mcp.clone();
+        tokio::spawn(async move {
+            if let Err(e) = mcp.start().await {
+                tracing::error!("MCP servers: {e}");
+            }
+        });
         // Buffered audit entries (refusals) reach the disk within a second.
         let audit = state.gateway.host.audit().clone();
         tokio::spawn(async move {

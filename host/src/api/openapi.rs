@@ -239,6 +239,11 @@ fn operation(r: &ApiRoute) -> utoipa::openapi::path::Operation {
             "406",
             error_response("Accept allows neither application/json nor text/html"),
         );
+    } else if r.path == "/mcp" {
+        op = op.response(
+            "406",
+            error_response("Accept does not allow application/json and text/event-stream (MCP)"),
+        );
     }
     if let Some(b) = r.body {
         let content = ContentBuilder::new()

@@ -16,6 +16,7 @@ pub mod audit;
 pub mod data;
 pub mod generate;
 mod import;
+pub mod mcp;
 pub mod plugin;
 mod remote;
 pub mod plugin_test;
@@ -130,6 +131,9 @@ enum Command {
     /// Tools for models: list the installed tools, call one (docs/tools.md).
     #[command(subcommand)]
     Tools(tools::ToolsCommand),
+    /// Remote MCP servers whose tools llmos offers: add, list, remove, secret.
+    #[command(subcommand)]
+    Mcp(mcp::McpCommand),
     /// Run texts through a model's plugin pipeline and the model, without HTTP.
     Run {
         /// Model name.
@@ -439,6 +443,7 @@ fn run(cli: Cli) -> Result<()> {
             )
         }
         Command::Store(cmd) => store::run(cmd, &settings(g)?.1.home),
+        Command::Mcp(cmd) => mcp::run(cmd, &settings(g)?.1.home),
         Command::Train(train::TrainCommand::Classifier(a)) => {
             let (config, paths) = settings(g)?;
             let dirs = paths.manifest_dirs(&config);

@@ -146,11 +146,13 @@ pub enum Tree {
     EmbedCache,
     /// Trusted plugin publishers: name → public key record (nothing secret; revoked ones stay).
     Publishers,
+    /// Registered MCP servers (`llmos mcp add`): name → registration (URL, token secret name).
+    McpServers,
 }
 
 impl Tree {
     /// Every tree.
-    pub const ALL: [Tree; 14] = [
+    pub const ALL: [Tree; 15] = [
         Tree::Plugins,
         Tree::PluginKv,
         Tree::PluginSecrets,
@@ -165,6 +167,7 @@ impl Tree {
         Tree::Jobs,
         Tree::EmbedCache,
         Tree::Publishers,
+        Tree::McpServers,
     ];
 
     /// The backend tree name (also the sealing context).
@@ -185,6 +188,7 @@ impl Tree {
             Tree::Jobs => "jobs",
             Tree::EmbedCache => "embed-cache",
             Tree::Publishers => "publishers",
+            Tree::McpServers => "mcp-servers",
         }
     }
 

@@ -180,6 +180,9 @@ pub struct Gateway {
     pub host: PluginHost,
     /// The tools of `tool` plugins and registered MCP servers (docs/tools.md).
     pub tools: Arc<ToolCatalog>,
+    /// The registered MCP servers (`llmos mcp add`), one of the providers in `tools`; their
+    /// connections start with [`crate::plugins::mcp::McpTools::start`].
+    pub mcp: Arc<crate::plugins::mcp::McpTools>,
     pipelines: Pipelines,
     policy_denials: Mutex<std::collections::BTreeMap<String, u64>>,
 }
@@ -224,10 +227,13 @@ impl Gateway {
         };
         let tools = Arc::new(ToolCatalog::new());
         tools.add(Arc::new(crate::plugins::PluginTools::new(host.clone())));
+        let mcp = Arc::new(crate::plugins::mcp::McpTools::new(host.store().clone()));
+        tools.add(mcp.clone());
         Ok(Self {
             core,
             host,
             tools,
+            mcp,
             pipelines: config.pipelines,
             policy_denials: Mutex::default(),
         })

@@ -25,6 +25,7 @@ pub mod host;
 pub mod inference;
 pub mod limits;
 pub mod manifest;
+pub mod mcp;
 mod outbound;
 pub mod pipeline;
 pub mod plugin_tools;

@@ -63,6 +63,8 @@ pub struct Config {
     pub generation: GenerationSettings,
     /// The chat tool loop (docs/tools.md §3).
     pub tools: ToolsConfig,
+    /// llmos as the client of registered MCP servers (docs/tools.md §5).
+    pub mcp: McpConfig,
 }
 
 /// `[generation]`
@@ -124,6 +126,46 @@ impl ToolsConfig {
     pub fn check(&self) -> Result<(), String> {
         if !(1..=64).contains(&self.max_steps) {
             return Err(format!("[tools] max_steps is {}: it must be between 1 and 64", self.max_steps));
+        }
+        Ok(())
+    }
+}
+
+/// `[mcp]`: llmos as the client of registered MCP servers (docs/tools.md §5).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct McpConfig {
+    /// Longest wait, in milliseconds, to connect to a registered server (its TCP and TLS
+    /// connection and the MCP `initialize`), and again for its tool list. 100-600000,
+    /// default 10000.
+    pub connect_timeout_ms: u64,
+    /// Longest wait, in milliseconds, for one tool call's answer. 100-3600000, default 60000.
+    pub call_timeout_ms: u64,
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout_ms: 10_000,
+            call_timeout_ms: 60_000,
+        }
+    }
+}
+
+impl McpConfig {
+    /// Checks the values; the error names the key and the accepted range.
+    pub fn check(&self) -> Result<(), String> {
+        if !(100..=600_000).contains(&self.connect_timeout_ms) {
+            return Err(format!(
+                "[mcp] connect_timeout_ms is {}: it must be between 100 and 600000 (milliseconds)",
+                self.connect_timeout_ms
+            ));
+        }
+        if !(100..=3_600_000).contains(&self.call_timeout_ms) {
+            return Err(format!(
+                "[mcp] call_timeout_ms is {}: it must be between 100 and 3600000 (milliseconds)",
+                self.call_timeout_ms
+            ));
         }
         Ok(())
     }
@@ -478,6 +520,25 @@ mod tests {
         let c = Config::parse("").unwrap();
         assert_eq!(c.server.listen, "127.0.0.1:8080");
         assert_eq!(c.runtime.intra_threads, 0);
+    }
+
+    #[test]
+    fn mcp_timeouts_are_read_and_checked() {
+        let c = Config::parse("").unwrap();
+        assert_eq!((c.mcp.connect_timeout_ms, c.mcp.call_timeout_ms), (10_000, 60_000));
+        assert!(c.mcp.check().is_ok());
+        let c = Config::parse("[mcp]\nconnect_timeout_ms = 500\ncall_timeout_ms = 1500\n").unwrap();
+        assert_eq!((c.mcp.connect_timeout_ms, c.mcp.call_timeout_ms), (500, 1500));
+        assert!(c.mcp.check().is_ok());
+        let e = Config::parse("[mcp]\ntimeout_ms = 5\n").unwrap_err();
+        assert!(e.contains("timeout_ms") && e.contains("connect_timeout_ms"), "{e}");
+        let mut c = Config::default();
+        c.mcp.connect_timeout_ms = 0;
+        let e = c.mcp.check().unwrap_err();
+        assert!(e.contains("[mcp] connect_timeout_ms is 0") && e.contains("between 100 and 600000"), "{e}");
+        c.mcp.connect_timeout_ms = 100;
+        c.mcp.call_timeout_ms = 3_600_001;
+        assert!(c.mcp.check().unwrap_err().contains("call_timeout_ms"));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::support::{Home, call, client_python, create_key, repo, text};
+use crate::support::{Home, Server, call, client_python, create_key, repo, text};
 
 /// Runs tests/clients/mcp_client.py against `url` with `key` and `calls`; its JSON report.
 fn python_client(url: &str, key: &str, calls: &Value) -> Value {
@@ -186,10 +186,15 @@ struct Remote {
 
 impl Remote {
     fn start(dir: &std::path::Path, token: &str) -> Self {
+        Self::start_mode(dir, token, "stateless")
+    }
+
+    /// With sessions (`stateful`): the server can send notifications.
+    fn start_mode(dir: &std::path::Path, token: &str, mode: &str) -> Self {
         let log = dir.join("mcp-server.log");
         let mut child = Command::new(client_python())
             .arg(repo().join("tests/clients/mcp_server.py"))
-            .args([token, log.to_str().unwrap()])
+            .args([token, log.to_str().unwrap(), mode])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -282,7 +287,16 @@ fn registered_mcp_server_tools_are_offered_under_tools_scopes() {
         .map(|t| t.as_str().unwrap())
         .collect();
     tools.sort_unstable();
-    assert_eq!(tools, ["mcp:echo:add", "mcp:echo:shout"], "{added:#}");
+    assert_eq!(
+        tools,
+        [
+            "mcp:echo:add",
+            "mcp:echo:grow",
+            "mcp:echo:nap",
+            "mcp:echo:shout"
+        ],
+        "{added:#}"
+    );
     assert!(remote.log().contains("Bearer tok-123"), "{}", remote.log());
     assert!(
         !remote.log().contains("POST /mcp \n"),
@@ -373,4 +387,198 @@ fn registered_mcp_server_tools_are_offered_under_tools_scopes() {
     assert_eq!(list["servers"].as_array().unwrap().len(), 1, "{list:#}");
     let err = home.fails(&["mcp", "remove", "down"]);
     assert!(err.contains("no MCP server named \"down\""), "{err}");
+}
+
+/// `llmos serve --models minilm` with the MCP module's debug log in `log`.
+fn serve_logged(home: &Home, log: &std::path::Path) -> Server {
+    let mut child = home
+        .cmd(&["serve", "--listen", "127.0.0.1:0", "--models", "minilm"])
+        .env(
+            "LLMOS_LOG",
+            "warn,llmos::api::mcp=debug,llmos::plugins::mcp=info",
+        )
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("llmos listening on ")
+        .unwrap_or_else(|| panic!("llmos serve did not start: {line:?}"))
+        .to_string();
+    Server::from_child(child, url)
+}
+
+/// The tool ids `GET /v1/tools` lists.
+fn listed(s: &Server, key: &str) -> Vec<String> {
+    let (code, v) = call(s, "GET", "/v1/tools", Some(key), None);
+    assert_eq!(code, 200, "{v}");
+    v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// `POST /v1/tools/{id}/invoke`: the body (`{"result"}` or `{"error"}`).
+fn invoke(s: &Server, key: &str, id: &str, arguments: Value) -> Value {
+    let (code, v) = call(
+        s,
+        "POST",
+        &format!("/v1/tools/{id}/invoke"),
+        Some(key),
+        Some(json!({ "arguments": arguments })),
+    );
+    assert_eq!(code, 200, "{v}");
+    v
+}
+
+#[test]
+fn mcp_client_follows_list_changed_and_its_timeouts_are_settings_and_the_server_builds_once() {
+    let home = Home::new();
+    let config = home.dir.path().join("llmos.toml");
+    let mut text_of = std::fs::read_to_string(&config).unwrap();
+    text_of.push_str("[mcp]\nconnect_timeout_ms = 2500\ncall_timeout_ms = 1500\n");
+    std::fs::write(&config, text_of).unwrap();
+    let remote = Remote::start_mode(home.dir.path(), "tok-9", "stateful");
+    let out = home
+        .cmd(&["mcp", "secret", "t", "--value", "tok-9"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let added = home.json(&[
+        "mcp",
+        "add",
+        "echo",
+        &remote.url,
+        "--token-secret",
+        "t",
+        "--yes",
+    ]);
+    assert_eq!(added["state"], "connected", "{added:#}");
+    let key = create_key(&home, &["models:*", "tools:*"]);
+    let log = home.dir.path().join("serve.log");
+    let s = serve_logged(&home, &log);
+    let server_log = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    // The server connects in the background; wait for the remote tools.
+    let start = std::time::Instant::now();
+    while !listed(&s, &key).contains(&"mcp:echo:shout".to_string()) {
+        assert!(start.elapsed().as_secs() < 20, "{}", server_log());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    // `[mcp] call_timeout_ms`: a call slower than 1.5 s is given up, saying which setting.
+    let t = std::time::Instant::now();
+    let v = invoke(&s, &key, "mcp:echo:nap", json!({"seconds": 4}));
+    let took = t.elapsed();
+    assert_eq!(v["error"]["kind"], "unavailable", "{v}");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("did not answer in 1500 ms") && msg.contains("[mcp] call_timeout_ms"),
+        "{msg}"
+    );
+    assert!(took.as_millis() >= 1400 && took.as_secs() < 4, "{took:?}");
+    let v = invoke(&s, &key, "mcp:echo:nap", json!({"seconds": 0.1}));
+    assert_eq!(v["result"], "slept 0.1 s", "{v}");
+
+    // `[mcp] connect_timeout_ms`: a server that accepts and never answers is unreachable
+    // after 2.5 s, the reason naming the setting (added through the admin socket).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/mcp", silent.local_addr().unwrap());
+    let t = std::time::Instant::now();
+    let down = home.json(&["mcp", "add", "silent", &url, "--yes"]);
+    assert_eq!(down["state"], "unreachable", "{down:#}");
+    let reason = down["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("in 2500 ms") && reason.contains("[mcp] connect_timeout_ms"),
+        "{reason}"
+    );
+    assert!(t.elapsed().as_secs() < 10, "{:?}", t.elapsed());
+
+    // llmos's /mcp for the Python client: the tool list is built once and reused.
+    let r = python_client(
+        &s.at("/mcp"),
+        &key,
+        &json!([["mcp__echo__shout", {"text": "a"}]]),
+    );
+    assert_eq!(result(&r, 0, "mcp__echo__shout")["text"], "A!", "{r:#}");
+    let names = tool_names(&r);
+    assert!(
+        !names.contains(&"mcp__echo__triple".to_string()),
+        "{names:?}"
+    );
+    python_client(&s.at("/mcp"), &key, &json!([]));
+    let builds = |log: &str| log.matches("MCP tool list built").count();
+    assert_eq!(builds(&server_log()), 1, "{}", server_log());
+    assert_eq!(
+        server_log().matches("MCP service built").count(),
+        1,
+        "{}",
+        server_log()
+    );
+
+    // `grow` adds `triple` on the remote server, which notifies its session: llmos lists
+    // the new tool without any call naming it first.
+    assert!(!listed(&s, &key).contains(&"mcp:echo:triple".to_string()));
+    let v = invoke(&s, &key, "mcp:echo:grow", json!({}));
+    assert_eq!(v["result"], "added triple", "{v}");
+    let start = std::time::Instant::now();
+    while !listed(&s, &key).contains(&"mcp:echo:triple".to_string()) {
+        assert!(
+            start.elapsed().as_secs() < 10,
+            "tools/list_changed did not refresh the list: {}",
+            server_log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        server_log().contains("MCP server changed its tools: list refreshed"),
+        "{}",
+        server_log()
+    );
+    let v = invoke(&s, &key, "mcp:echo:triple", json!({"n": 4}));
+    assert_eq!(v["result"], "12", "{v}");
+
+    // The catalogue changed: /mcp rebuilt its list once, and offers the new tool.
+    let r = python_client(
+        &s.at("/mcp"),
+        &key,
+        &json!([["mcp__echo__triple", {"n": 5}]]),
+    );
+    assert!(
+        tool_names(&r).contains(&"mcp__echo__triple".to_string()),
+        "{r:#}"
+    );
+    assert_eq!(result(&r, 0, "mcp__echo__triple")["text"], "15", "{r:#}");
+    python_client(&s.at("/mcp"), &key, &json!([]));
+    assert_eq!(builds(&server_log()), 2, "{}", server_log());
+    assert_eq!(
+        server_log().matches("MCP service built").count(),
+        1,
+        "{}",
+        server_log()
+    );
+    drop(silent);
+}
+
+#[test]
+fn mcp_settings_out_of_range_are_refused_naming_the_key() {
+    let home = Home::new();
+    let config = home.dir.path().join("llmos.toml");
+    let mut text_of = std::fs::read_to_string(&config).unwrap();
+    text_of.push_str("[mcp]\nconnect_timeout_ms = 5\n");
+    std::fs::write(&config, text_of).unwrap();
+    let err = home.fails(&["mcp", "list"]);
+    assert!(
+        err.contains("[mcp] connect_timeout_ms is 5") && err.contains("between 100 and 600000"),
+        "{err}"
+    );
+    let err = home.fails(&["serve", "--listen", "127.0.0.1:0", "--models", "minilm"]);
+    assert!(err.contains("[mcp] connect_timeout_ms is 5"), "{err}");
 }

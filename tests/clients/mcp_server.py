@@ -1,19 +1,25 @@
 """A loopback MCP server written with the official MCP Python SDK (`MCPServer`, Streamable
 HTTP), requiring a bearer token, for llmos's MCP client tests (`llmos mcp add`).
 
-Usage: mcp_server.py TOKEN LOG_FILE
+Usage: mcp_server.py TOKEN LOG_FILE [stateful]
 Prints `listening on http://127.0.0.1:PORT/mcp` once its socket listens. Every request's
 `Authorization` header is appended to LOG_FILE (one line each); a request without
 `Authorization: Bearer TOKEN` is answered 401.
+
+Tools: `shout`, `add`, `nap` (sleeps `seconds`, for timeouts) and `grow`, which adds the
+tool `triple` at runtime and, in `stateful` mode (sessions, each with its stream of
+server notifications), sends `notifications/tools/list_changed` to the calling session.
 """
 
+import asyncio
 import socket
 import sys
 
 import uvicorn
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 
 TOKEN, LOG = sys.argv[1], sys.argv[2]
+STATEFUL = len(sys.argv) > 3 and sys.argv[3] == "stateful"
 
 mcp = MCPServer("loopback-test")
 
@@ -30,7 +36,27 @@ def add(a: int, b: int) -> int:
     return a + b
 
 
-app = mcp.streamable_http_app(json_response=True, stateless_http=True)
+@mcp.tool()
+async def nap(seconds: float) -> str:
+    """Sleeps for some seconds, then says so."""
+    await asyncio.sleep(seconds)
+    return f"slept {seconds} s"
+
+
+def triple(n: int) -> int:
+    """Triples an integer."""
+    return 3 * n
+
+
+@mcp.tool()
+async def grow(ctx: Context) -> str:
+    """Adds the tool `triple` and tells the client its tool list changed."""
+    mcp.add_tool(triple)
+    await ctx.request_context.session.send_tool_list_changed()
+    return "added triple"
+
+
+app = mcp.streamable_http_app(json_response=True, stateless_http=not STATEFUL)
 
 
 async def guarded(scope, receive, send):

@@ -103,32 +103,132 @@ async fn serve_mcp(State(state): State<Arc<AppState>>, req: Request) -> Response
 }
 
 async fn mcp_service(state: &Arc<AppState>, req: Request) -> Response {
-    let config = StreamableHttpServerConfig::default()
-        .with_legacy_session_mode(false)
-        .with_json_response(true)
-        .with_sse_keep_alive(None)
-        // Host and Origin are checked by `access::auth` (open mode's browser guards); a
-        // server with keys answers any Host, like every other route.
-        .disable_allowed_hosts()
-        .disable_allowed_origins()
-        .with_max_request_body_bytes(state.limits.body_bytes);
-    let st = state.clone();
-    let service = StreamableHttpService::new(
-        move || Ok(McpServer { state: st.clone() }),
-        Arc::new(LocalSessionManager::default()),
-        config,
-    );
+    let service = state.mcp.service(state);
     match service.oneshot(req).await {
         Ok(resp) => resp.map(Body::new),
         Err(never) => match never {},
     }
 }
 
-/// The MCP server of one request.
+/// The rmcp service behind `/mcp`, as the server keeps it.
+type Service = StreamableHttpService<McpServer, LocalSessionManager>;
+
+/// What `/mcp` builds once per server (`AppState::mcp`) rather than per request: rmcp's
+/// Streamable HTTP service, and the MCP tool list (llmos's own tasks and the catalogue's
+/// tools as rmcp `Tool`s), rebuilt only when the catalogue's tools change (an install,
+/// upgrade, grant, enable, disable or removal of a tool plugin; an MCP server added,
+/// removed or refreshed).
+#[derive(Default)]
+pub(crate) struct McpCache {
+    service: std::sync::OnceLock<Service>,
+    tools: std::sync::Mutex<Option<Arc<ToolList>>>,
+    /// The router the built-in tasks are dispatched through (the server's own routes; it
+    /// holds the state, so it lives as long as the server).
+    router: std::sync::OnceLock<axum::Router>,
+}
+
+/// The MCP tool list of one state of the catalogue.
+struct ToolList {
+    /// The catalogue it was built from.
+    catalogue: Vec<ToolSpec>,
+    /// Every tool, with the catalogue id a key needs (`None`: a built-in task, listed to
+    /// every key; its route checks the scopes).
+    tools: Vec<(Option<String>, Tool)>,
+}
+
+impl std::fmt::Debug for McpCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpCache")
+            .field("service_built", &self.service.get().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl McpCache {
+    /// The service, built on first use. Its handlers hold the state weakly (the state
+    /// holds the service).
+    fn service(&self, state: &Arc<AppState>) -> Service {
+        self.service
+            .get_or_init(|| {
+                let config = StreamableHttpServerConfig::default()
+                    .with_legacy_session_mode(false)
+                    .with_json_response(true)
+                    .with_sse_keep_alive(None)
+                    // Host and Origin are checked by `access::auth` (open mode's browser
+                    // guards); a server with keys answers any Host, like every other route.
+                    .disable_allowed_hosts()
+                    .disable_allowed_origins()
+                    .with_max_request_body_bytes(state.limits.body_bytes);
+                let weak = Arc::downgrade(state);
+                tracing::debug!("MCP service built");
+                StreamableHttpService::new(
+                    move || {
+                        weak.upgrade()
+                            .map(|state| McpServer { state })
+                            .ok_or_else(|| std::io::Error::other("the server is shutting down"))
+                    },
+                    Arc::new(LocalSessionManager::default()),
+                    config,
+                )
+            })
+            .clone()
+    }
+
+    /// The tool list for the catalogue as it is now: the cached one unless the catalogue's
+    /// tools changed since it was built.
+    fn tools(&self, catalogue: Vec<ToolSpec>) -> Arc<ToolList> {
+        let mut cached = self.tools.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(list) = cached.as_ref()
+            && list.catalogue == catalogue
+        {
+            return list.clone();
+        }
+        let list = Arc::new(ToolList::build(catalogue));
+        tracing::debug!(tools = list.tools.len(), "MCP tool list built");
+        *cached = Some(list.clone());
+        list
+    }
+}
+
+impl ToolList {
+    fn build(catalogue: Vec<ToolSpec>) -> Self {
+        let builtins = builtins();
+        let mut tools: Vec<(Option<String>, Tool)> = Vec::with_capacity(builtins.len().saturating_add(catalogue.len()));
+        for (name, description, schema) in &builtins {
+            tools.push((None, Tool::new(*name, *description, object(schema.clone()))));
+        }
+        for t in &catalogue {
+            // A catalogue tool named like a built-in is hidden: the built-in wins.
+            if builtins.iter().any(|b| b.0 == t.function_name()) {
+                continue;
+            }
+            let description = format!("{} (llmos tool {}; scope tools:{})", t.description, t.id, t.id);
+            tools.push((Some(t.id.clone()), Tool::new(t.function_name(), description, object(t.parameters.clone()))));
+        }
+        Self { catalogue, tools }
+    }
+
+    /// The tools `key` may see (all of them in open mode).
+    fn visible(&self, key: Option<&KeyRecord>) -> Vec<Tool> {
+        self.tools
+            .iter()
+            .filter(|(id, _)| match (id, key) {
+                (Some(id), Some(k)) => k.allows_tool(id),
+                _ => true,
+            })
+            .map(|(_, t)| t.clone())
+            .collect()
+    }
+}
+
+/// The MCP server of one request (rmcp's service makes one per request).
 #[derive(Clone)]
 struct McpServer {
     state: Arc<AppState>,
 }
+
+/// The names of llmos's own tasks (in [`builtins`]'s order).
+const BUILTIN_NAMES: [&str; 5] = ["embed", "entities", "classify", "anonymize", "collection_search"];
 
 /// llmos's own tasks: name, description, the route it runs, its arguments' schema.
 fn builtins() -> Vec<(&'static str, &'static str, Value)> {
@@ -202,20 +302,6 @@ fn text_result(text: String, is_error: bool) -> CallToolResult {
 }
 
 impl McpServer {
-    /// The catalogue tools `key` may use (all of them in open mode), minus any whose name a
-    /// built-in task has.
-    fn catalogue(&self, key: Option<&KeyRecord>) -> Vec<ToolSpec> {
-        let builtin: Vec<&str> = builtins().iter().map(|b| b.0).collect();
-        self.state
-            .gateway
-            .tools
-            .list()
-            .into_iter()
-            .filter(|t| key.is_none_or(|k| k.allows_tool(&t.id)))
-            .filter(|t| !builtin.contains(&t.function_name().as_str()))
-            .collect()
-    }
-
     /// Runs a built-in task through its HTTP route, with the caller's credentials.
     async fn builtin(
         &self,
@@ -286,7 +372,8 @@ impl McpServer {
                 req.extensions_mut().insert(*l);
             }
         }
-        let resp = match crate::api::router(self.state.clone()).oneshot(req).await {
+        let router = self.state.mcp.router.get_or_init(|| crate::api::router(self.state.clone())).clone();
+        let resp = match router.oneshot(req).await {
             Ok(r) => r,
             Err(never) => match never {},
         };
@@ -324,14 +411,7 @@ impl ServerHandler for McpServer {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let key = caller(&ctx);
-        let mut tools: Vec<Tool> = builtins()
-            .into_iter()
-            .map(|(name, description, schema)| Tool::new(name, description, object(schema)))
-            .collect();
-        for t in self.catalogue(key.as_ref()) {
-            let description = format!("{} (llmos tool {}; scope tools:{})", t.description, t.id, t.id);
-            tools.push(Tool::new(t.function_name(), description, object(t.parameters.clone())));
-        }
+        let tools = self.state.mcp.tools(self.state.gateway.tools.list()).visible(key.as_ref());
         Ok(ListToolsResult::with_all_items(tools))
     }
 
@@ -342,13 +422,13 @@ impl ServerHandler for McpServer {
     ) -> Result<CallToolResponse, ErrorData> {
         let name = request.name.to_string();
         let args = request.arguments.unwrap_or_default();
-        if builtins().iter().any(|b| b.0 == name) {
+        if BUILTIN_NAMES.contains(&name.as_str()) {
             return Ok(self.builtin(&name, args, &ctx).await.into());
         }
         let key = caller(&ctx);
         let Some(spec) = self.state.gateway.tools.get(&name) else {
-            let mut known: Vec<String> = builtins().iter().map(|b| b.0.to_string()).collect();
-            known.extend(self.catalogue(key.as_ref()).iter().map(ToolSpec::function_name));
+            let list = self.state.mcp.tools(self.state.gateway.tools.list());
+            let known: Vec<String> = list.visible(key.as_ref()).iter().map(|t| t.name.to_string()).collect();
             return Err(ErrorData::invalid_params(
                 format!("no tool named {name:?}: the tools are {}", known.join(", ")),
                 None,
@@ -479,4 +559,44 @@ async fn set_secret(
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", e.to_string()))?
         .map_err(mcp_err)?;
     Ok(Json(json!({"secret": name})).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::tools::ToolSource;
+
+    fn spec(id: &str) -> ToolSpec {
+        ToolSpec {
+            id: id.into(),
+            description: format!("the tool {id}"),
+            parameters: json!({"type": "object", "properties": {"x": {"type": "string"}}}),
+            source: ToolSource::Plugin { plugin: "p".into(), version: "0.1.0".into() },
+        }
+    }
+
+    fn names(list: &ToolList, key: Option<&KeyRecord>) -> Vec<String> {
+        list.visible(key).iter().map(|t| t.name.to_string()).collect()
+    }
+
+    #[test]
+    fn the_tool_list_is_rebuilt_only_when_the_catalogue_changes() {
+        let cache = McpCache::default();
+        let a = cache.tools(vec![spec("calculator")]);
+        let again = cache.tools(vec![spec("calculator")]);
+        assert!(Arc::ptr_eq(&a, &again), "same catalogue: the same list");
+        assert_eq!(names(&a, None), ["embed", "entities", "classify", "anonymize", "collection_search", "calculator"]);
+        assert_eq!(BUILTIN_NAMES.to_vec(), builtins().iter().map(|b| b.0).collect::<Vec<_>>());
+
+        // A tool added: rebuilt; one named like a built-in stays hidden.
+        let b = cache.tools(vec![spec("calculator"), spec("embed"), spec("mcp:wiki:search")]);
+        assert!(!Arc::ptr_eq(&a, &b));
+        let all = names(&b, Some(&KeyRecord::local_owner(0)));
+        assert_eq!(all.iter().filter(|n| *n == "embed").count(), 1, "{all:?}");
+        assert!(all.contains(&"mcp__wiki__search".to_string()), "{all:?}");
+        // A changed description is a change too.
+        let mut changed = spec("calculator");
+        changed.description = "new".into();
+        assert!(!Arc::ptr_eq(&b, &cache.tools(vec![changed])));
+    }
 }

@@ -86,6 +86,8 @@ pub struct AppState {
     keys_active: AtomicBool,
     /// The address the server listens on; `None` (not set) is never open.
     bind: Option<SocketAddr>,
+    /// `/mcp`'s service and tool list, built once (docs/tools.md §4).
+    pub(crate) mcp: mcp::McpCache,
 }
 
 impl AppState {
@@ -115,6 +117,7 @@ impl AppState {
             limits,
             started,
             bind: None,
+            mcp: mcp::McpCache::default(),
         }
     }
 
@@ -524,6 +527,7 @@ pub fn serve(core: Arc<Core>, listen: &str) -> Result<()> {
     let audit_cfg = core.config().audit.clone();
     audit_cfg.check().map_err(anyhow::Error::msg)?;
     core.config().tools.check().map_err(anyhow::Error::msg)?;
+    core.config().mcp.check().map_err(anyhow::Error::msg)?;
     let gateway = Arc::new(Gateway::open(core, None).context("cannot open the plugin host")?);
     gateway
         .host

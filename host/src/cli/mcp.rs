@@ -86,7 +86,8 @@ fn approve(name: &str, url: &str, yes: bool) -> Result<()> {
 }
 
 /// Runs an `mcp` command.
-pub fn run(cmd: McpCommand, home: &Path) -> Result<()> {
+pub fn run(cmd: McpCommand, home: &Path, config: &crate::config::McpConfig) -> Result<()> {
+    config.check().map_err(anyhow::Error::msg)?;
     if let McpCommand::Add { name, url, yes, .. } = &cmd {
         approve(name, url, *yes)?;
     }
@@ -110,7 +111,7 @@ pub fn run(cmd: McpCommand, home: &Path) -> Result<()> {
         .context("cannot start the async runtime")?;
     // Declared after the runtime and its guard: the connections close inside it.
     let _in_runtime = rt.enter();
-    let tools = McpTools::new(store.clone());
+    let tools = McpTools::with_config(store.clone(), config);
     match cmd {
         McpCommand::Add {
             name,

@@ -443,7 +443,10 @@ fn run(cli: Cli) -> Result<()> {
             )
         }
         Command::Store(cmd) => store::run(cmd, &settings(g)?.1.home),
-        Command::Mcp(cmd) => mcp::run(cmd, &settings(g)?.1.home),
+        Command::Mcp(cmd) => {
+            let (config, paths) = settings(g)?;
+            mcp::run(cmd, &paths.home, &config.mcp)
+        }
         Command::Train(train::TrainCommand::Classifier(a)) => {
             let (config, paths) = settings(g)?;
             let dirs = paths.manifest_dirs(&config);

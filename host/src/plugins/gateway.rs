@@ -227,7 +227,7 @@ impl Gateway {
         };
         let tools = Arc::new(ToolCatalog::new());
         tools.add(Arc::new(crate::plugins::PluginTools::new(host.clone())));
-        let mcp = Arc::new(crate::plugins::mcp::McpTools::new(host.store().clone()));
+        let mcp = Arc::new(crate::plugins::mcp::McpTools::with_config(host.store().clone(), &config.mcp));
         tools.add(mcp.clone());
         Ok(Self {
             core,

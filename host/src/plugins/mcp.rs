@@ -28,11 +28,17 @@ use crate::security::capability::{Capability, HttpScheme};
 /// The plugin-secrets namespace of MCP tokens (`@` is never in a plugin's name).
 const SECRETS_OWNER: &str = "@mcp";
 
-/// Longest wait for a connection (initialize) or a tool listing.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Source of [`Conn::serial`].
+static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// Longest wait for one tool call.
-const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// A wait, as error messages state it (`500 ms`, `10 s`).
+fn shown(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
 
 /// A registered MCP server, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -220,7 +226,10 @@ pub fn new_record(
     })
 }
 
-type Client = RunningService<RoleClient, ()>;
+type Client = RunningService<RoleClient, ListChanged>;
+
+/// The connections by server name (shared with each connection's [`ListChanged`]).
+type Conns = Arc<RwLock<BTreeMap<String, Arc<Conn>>>>;
 
 /// One registered server's connection and cached tools.
 struct Conn {
@@ -228,6 +237,48 @@ struct Conn {
     client: Option<Arc<Client>>,
     tools: Vec<rmcp::model::Tool>,
     error: Option<String>,
+    /// Which connection this is (a reconnection is another).
+    serial: u64,
+}
+
+/// The client side of one connection: on the server's `notifications/tools/list_changed`
+/// it lists the server's tools again and replaces the cached list (if the connection is
+/// still the current one), so new tools are offered without waiting for a call to name one.
+struct ListChanged {
+    server: String,
+    serial: u64,
+    conns: Conns,
+    timeout: Duration,
+}
+
+impl rmcp::ClientHandler for ListChanged {
+    async fn on_tool_list_changed(&self, context: rmcp::service::NotificationContext<RoleClient>) {
+        let server = &self.server;
+        let tools = match tokio::time::timeout(self.timeout, context.peer.list_all_tools()).await {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => {
+                tracing::warn!(server, "MCP server changed its tools, and listing them failed: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(server, "MCP server changed its tools, and did not list them in {}", shown(self.timeout));
+                return;
+            }
+        };
+        let mut conns = self.conns.write().unwrap_or_else(|e| e.into_inner());
+        let Some(current) = conns.get(server).filter(|c| c.serial == self.serial).cloned() else {
+            return;
+        };
+        tracing::info!(server, tools = tools.len(), "MCP server changed its tools: list refreshed");
+        let refreshed = Conn {
+            record: current.record.clone(),
+            client: current.client.clone(),
+            tools,
+            error: current.error.clone(),
+            serial: current.serial,
+        };
+        conns.insert(server.clone(), Arc::new(refreshed));
+    }
 }
 
 impl Conn {
@@ -253,7 +304,11 @@ impl Conn {
 /// The tools of the registered MCP servers: a [`ToolProvider`] in `Gateway::tools`.
 pub struct McpTools {
     store: Store,
-    conns: RwLock<BTreeMap<String, Arc<Conn>>>,
+    conns: Conns,
+    /// `[mcp] connect_timeout_ms`.
+    connect_timeout: Duration,
+    /// `[mcp] call_timeout_ms`.
+    call_timeout: Duration,
 }
 
 impl std::fmt::Debug for McpTools {
@@ -267,10 +322,18 @@ impl std::fmt::Debug for McpTools {
 impl McpTools {
     /// The provider over the store's registrations; nothing is connected until
     /// [`McpTools::start`].
+    /// With the default timeouts of `[mcp]`.
     pub fn new(store: Store) -> Self {
+        Self::with_config(store, &crate::config::McpConfig::default())
+    }
+
+    /// With the timeouts of `config` (`[mcp]`).
+    pub fn with_config(store: Store, config: &crate::config::McpConfig) -> Self {
         Self {
             store,
-            conns: RwLock::default(),
+            conns: Conns::default(),
+            connect_timeout: Duration::from_millis(config.connect_timeout_ms),
+            call_timeout: Duration::from_millis(config.call_timeout_ms),
         }
     }
 
@@ -356,12 +419,14 @@ impl McpTools {
     /// Connects to a server: initialize, then list its tools. Never fails: an unreachable
     /// server is a [`Conn`] with the reason.
     async fn connect(&self, record: McpServerRecord) -> Conn {
-        match self.try_connect(&record).await {
+        let serial = SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match self.try_connect(&record, serial).await {
             Ok((client, tools)) => Conn {
                 record,
                 client: Some(Arc::new(client)),
                 tools,
                 error: None,
+                serial,
             },
             Err(e) => {
                 tracing::warn!(server = %record.name, url = %record.url, "MCP server unreachable: {e}");
@@ -370,6 +435,7 @@ impl McpTools {
                     client: None,
                     tools: Vec::new(),
                     error: Some(e),
+                    serial,
                 }
             }
         }
@@ -378,8 +444,9 @@ impl McpTools {
     async fn try_connect(
         &self,
         record: &McpServerRecord,
+        serial: u64,
     ) -> Result<(Client, Vec<rmcp::model::Tool>), String> {
-        let http = http_client()?;
+        let http = http_client(self.connect_timeout)?;
         let mut config = StreamableHttpClientTransportConfig::with_uri(record.url.as_str());
         if let Some(s) = &record.token_secret {
             let token = read_secret(&self.store, s)
@@ -389,13 +456,20 @@ impl McpTools {
         }
         let transport = StreamableHttpClientTransport::with_client(http, config);
         let url = &record.url;
-        let client = tokio::time::timeout(CONNECT_TIMEOUT, ().serve(transport))
+        let handler = ListChanged {
+            server: record.name.clone(),
+            serial,
+            conns: self.conns.clone(),
+            timeout: self.connect_timeout,
+        };
+        let wait = self.connect_timeout;
+        let client = tokio::time::timeout(wait, handler.serve(transport))
             .await
-            .map_err(|_| format!("no answer from {url} in {} s", CONNECT_TIMEOUT.as_secs()))?
+            .map_err(|_| format!("no answer from {url} in {} ([mcp] connect_timeout_ms)", shown(wait)))?
             .map_err(|e| format!("cannot initialize an MCP session with {url}: {e}"))?;
-        let tools = tokio::time::timeout(CONNECT_TIMEOUT, client.list_all_tools())
+        let tools = tokio::time::timeout(wait, client.list_all_tools())
             .await
-            .map_err(|_| format!("{url} did not list its tools in {} s", CONNECT_TIMEOUT.as_secs()))?
+            .map_err(|_| format!("{url} did not list its tools in {} ([mcp] connect_timeout_ms)", shown(wait)))?
             .map_err(|e| format!("{url} did not list its tools: {e}"))?;
         Ok((client, tools))
     }
@@ -430,11 +504,11 @@ impl McpTools {
         };
         let params = CallToolRequestParams::new(tool.to_string()).with_arguments(args);
         let url = &conn.record.url;
-        let result = match tokio::time::timeout(CALL_TIMEOUT, client.call_tool(params)).await {
+        let result = match tokio::time::timeout(self.call_timeout, client.call_tool(params)).await {
             Err(_) => {
                 return Err(ToolError::Unavailable(format!(
-                    "MCP server {server} ({url}) did not answer in {} s",
-                    CALL_TIMEOUT.as_secs()
+                    "MCP server {server} ({url}) did not answer in {} ([mcp] call_timeout_ms)",
+                    shown(self.call_timeout)
                 )));
             }
             Ok(Err(e)) => {
@@ -484,7 +558,10 @@ fn result_text(r: &rmcp::model::CallToolResult) -> String {
 
 /// The HTTP client of MCP servers: no redirects (requests go to the registered URL only),
 /// rustls over ring with the webpki roots, timeouts on connect and on each request.
-fn http_client() -> Result<reqwest013::Client, String> {
+/// The HTTP client of one connection. No total timeout per request: the server's stream of
+/// notifications (a long GET) must stay open; each connect, listing and call has its own
+/// timeout (`[mcp]`).
+fn http_client(connect_timeout: Duration) -> Result<reqwest013::Client, String> {
     let roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.into(),
     };
@@ -495,8 +572,7 @@ fn http_client() -> Result<reqwest013::Client, String> {
         .tls_backend_preconfigured(tls)
         .redirect(reqwest013::redirect::Policy::none())
         .no_proxy()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(CALL_TIMEOUT)
+        .connect_timeout(connect_timeout)
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }

@@ -54,6 +54,7 @@ mod data_collections;
 mod data_ingest;
 mod data_retrieval;
 mod security_audit;
+mod tools_e2e;
 mod tools_loop;
 
 mod fuzz_replay;

@@ -234,10 +234,11 @@ fn console_in_headless_chromium() {
             m.to_str().unwrap(),
         ];
         args.extend(set);
-        home.json(&args);
+        let out = home.cmd(&args).output().unwrap();
+        assert!(out.status.success(), "llmos {args:?}:\n{}", text(&out));
     };
     install("content-policy", &["--set", "denied_terms=forbidden"]);
-    install("pii-redact", &[]);
+    install("pii-redact", &["--approve-limits"]);
     append_config(
         &home,
         "\n[pipelines.sentiment]\npreprocessors = [\"pii-redact\"]\nrequest_policies = [\"content-policy\"]\n",

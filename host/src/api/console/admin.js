@@ -25,11 +25,11 @@ export async function modelsView(panel) {
     const sel = (name) => m.filter((s) => s.name === name && s.labels.model === x.id);
     const count = sum(sel('llmos_http_request_duration_seconds_count'));
     const mean = count > 0 ? sum(sel('llmos_http_request_duration_seconds_sum')) / count : NaN;
-    const skipped = (x.providers_skipped || []).map((s) => `${s.provider || s.name}: ${s.reason}`).join('; ');
+    const skipped = (x.providers_skipped || []).map((s) => el('li', {}, `${s.provider || s.name}: ${s.reason}`));
     return el('tr', {},
       el('th', { scope: 'row' }, x.id),
       el('td', {}, x.task),
-      el('td', {}, x.provider || (x.loaded ? '' : 'not loaded yet'), skipped ? el('div', { class: 'muted small' }, `skipped: ${skipped}`) : null),
+      el('td', {}, x.provider || (x.loaded ? '' : 'not loaded yet'), skipped.length ? el('details', { class: 'small' }, el('summary', {}, `${skipped.length} skipped`), el('ul', {}, skipped)) : null),
       el('td', {}, x.license || ''),
       el('td', { class: 'small' }, x.attribution || ''),
       el('td', { class: 'num' }, String(sum(m.filter((s) => s.name === 'llmos_queue_depth' && s.labels.model === x.id)))),
@@ -42,16 +42,23 @@ export async function modelsView(panel) {
 
 const capsOf = (set) => (Array.isArray(set) ? set : Object.values(set || {}).flat()).map(String);
 
-/** What a grant or revoke changes: effective capabilities before and after. */
+// Whether capability pattern `p` (e.g. `inference:*`) covers `c`.
+const covers = (p, c) => p === c || p === '*' || (p.endsWith('*') && c.startsWith(p.slice(0, -1)));
+
+/** What a grant or revoke changes: effective capabilities (requested ∩ granted, wildcards
+ * matched either way) before and after. The server's answer is the authority. */
 export function capabilityDiff(requested, granted, cap, grant) {
   const after = grant ? [...new Set([...granted, cap])] : granted.filter((c) => c !== cap);
-  const eff = (g) => requested.filter((r) => g.includes(r) || g.includes('*'));
+  const eff = (g) => [...new Set([
+    ...requested.filter((r) => g.some((x) => covers(x, r))),
+    ...g.filter((x) => requested.some((r) => covers(r, x))),
+  ])];
   const before = eff(granted);
   const then = eff(after);
   return {
     added: then.filter((c) => !before.includes(c)),
     removed: before.filter((c) => !then.includes(c)),
-    unrequested: grant && !requested.includes(cap) ? [cap] : [],
+    unrequested: grant && !requested.some((r) => covers(r, cap)) ? [cap] : [],
   };
 }
 
@@ -59,7 +66,7 @@ async function denialsOf(name) {
   try {
     const q = new URLSearchParams({ target: name, what: 'denied', limit: '1000' });
     const r = await api('GET', `/admin/audit?${q}`);
-    return r.records.slice(-5).reverse();
+    return r.records.slice(-3).reverse();
   } catch (_) {
     return [];
   }
@@ -105,7 +112,7 @@ function pluginCard(p, counts, denials, reload) {
         d.added.map((x) => el('li', { class: 'add' }, `+ ${x}`)),
         d.removed.map((x) => el('li', { class: 'del' }, `− ${x}`)),
         d.added.length + d.removed.length === 0 ? el('li', {}, 'no change') : null),
-      d.unrequested.length ? el('p', { class: 'warn' }, `${c} is not requested by the manifest: it is kept but never effective.`) : null,
+      d.unrequested.length && d.added.length === 0 ? el('p', { class: 'warn' }, `${c} is not requested by the manifest: it is kept but never effective.`) : null,
       el('div', { class: 'row' }, confirm, cancel));
     confirm.focus();
   };
@@ -113,7 +120,7 @@ function pluginCard(p, counts, denials, reload) {
   grantB.addEventListener('click', ask(true));
   const revokeB = el('button', { type: 'button', class: 'secondary' }, 'Revoke…');
   revokeB.addEventListener('click', ask(false));
-  const limits = Object.entries(p.manifest.limits || {}).map(([k, v]) => `${k} ${v}`).join(', ');
+  const limits = Object.entries(p.manifest.limits || {}).filter(([, v]) => v !== null).map(([k, v]) => `${k} ${v}`).join(', ');
   return el('article', { class: `card ${p.enabled ? '' : 'off'}`, id: `plugin-${name}`, 'aria-label': `plugin ${name}` },
     el('header', {}, el('h3', {}, name), el('span', { class: `badge ${p.enabled ? 'on' : 'off'}` }, p.enabled ? 'enabled' : 'disabled'), toggle),
     el('p', { class: 'small' }, `${p.manifest.world} · ${p.manifest.version} · sha256 ${p.sha256.slice(0, 16)}…`),
@@ -135,6 +142,7 @@ function pluginCard(p, counts, denials, reload) {
 /** Plugins: one card each. */
 export async function pluginsView(panel) {
   const reload = () => pluginsView(panel);
+  fill(panel, el('p', {}, 'Loading…'));
   const [list, text] = await Promise.all([api('GET', '/admin/plugins'), api('GET', '/metrics').catch(() => '')]);
   const m = parse(text);
   const count = (metric, name) => sum(m.filter((s) => s.name === metric && s.labels.plugin === name));

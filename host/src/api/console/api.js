@@ -20,7 +20,7 @@ export function el(tag, attrs = {}, ...children) {
     else if (k === 'text') e.textContent = String(v);
     else e.setAttribute(k, v === true ? '' : String(v));
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     e.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -30,7 +30,7 @@ export function el(tag, attrs = {}, ...children) {
 /** Replaces an element's children. */
 export function fill(node, ...children) {
   node.replaceChildren();
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c !== null && c !== undefined && c !== false) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
   return node;

@@ -190,8 +190,11 @@ export function highlight(text, ents) {
   for (const e of [...ents].sort((x, y) => x.start - y.start)) {
     if (e.start < at || e.end > chars.length) continue;
     out.append(chars.slice(at, e.start).join(''));
-    out.append(el('mark', { 'data-label': e.label, title: `${e.label} ${e.score.toFixed(2)}` },
-      chars.slice(e.start, e.end).join(''), el('span', { class: 'tag' }, e.label)));
+    // /v1/entities names it `label` (with a score), /v1/anonymize `type`.
+    const label = e.label || e.type;
+    const title = typeof e.score === 'number' ? `${label} ${e.score.toFixed(2)}` : label;
+    out.append(el('mark', { 'data-label': label, title },
+      chars.slice(e.start, e.end).join(''), el('span', { class: 'tag' }, label)));
     at = e.end;
   }
   out.append(chars.slice(at).join(''));

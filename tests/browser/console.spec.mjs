@@ -22,7 +22,7 @@ const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
 const problems = [];
 page.on('console', (m) => { if (m.type() === 'error') problems.push(`console error: ${m.text()}`); });
 page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-const shot = (name) => page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: false });
+const shot = (name, clip) => page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: false, clip });
 const step = (name) => console.log(`ok: ${name}`);
 
 async function run() {
@@ -59,6 +59,7 @@ async function run() {
   assert.ok(lengths.length >= 5, `the answer grew in steps (streamed): lengths ${lengths}`);
   step(`chat streamed in ${lengths.length} steps: ${JSON.stringify(answer)}`);
   await shot('playground-chat');
+  await shot('readme-playground', { x: 0, y: 0, width: 1200, height: 610 });
 
   // Stop cancels a running stream.
   await page.getByLabel('Max tokens').fill('400');
@@ -151,6 +152,7 @@ async function run() {
   await pii.locator('.diff .add', { hasText: '+ inference:pii-ner' }).waitFor();
   step('grant diff shown: ' + await pii.locator('.review').textContent());
   await shot('plugins');
+  await shot('readme-plugins', { x: 0, y: 0, width: 800, height: 800 });
   await pii.getByRole('button', { name: 'Cancel' }).click();
   assert.match(await pii.textContent(), /inference:pii-ner/, 'recent denials of pii-redact listed');
 

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use reqwest::blocking::{Client, Response};
 
 use crate::plugins_common::{manifest, wasm};
-use crate::support::{Home, Server, create_key, repo, text};
+use serde_json::json;
+
+use crate::support::{Home, Server, call, create_key, repo, text};
 
 const JS: [&str; 5] = [
     "app.js",
@@ -248,6 +250,27 @@ fn console_in_headless_chromium() {
         &["admin", "models:*", "pii:anonymize", "data:*:write"],
     );
     let s = home.serve(&[]);
+    // A collection for the Search tab; one document holds HTML, which must stay text.
+    let (status, body) = call(
+        &s,
+        "POST",
+        "/v1/collections/notes",
+        Some(&key),
+        Some(json!({})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let docs = json!({"documents": [
+        {"id": "heron", "text": "The heron waits in the reeds before striking at fish."},
+        {"id": "html", "text": "Markup in a document: <img src=x onerror=window.__xss=3> stays text."},
+    ]});
+    let (status, body) = call(
+        &s,
+        "POST",
+        "/v1/collections/notes/documents",
+        Some(&key),
+        Some(docs),
+    );
+    assert!(status == 200 || status == 201, "{status} {body}");
     let shots = repo().join("target/console-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     let started = Instant::now();

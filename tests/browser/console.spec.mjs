@@ -109,6 +109,17 @@ async function run() {
   step(`anonymised: ${after}`);
   await shot('playground-anonymize');
 
+  // Search: the hits as cited chunks; stored HTML stays text.
+  await page.locator('#task-search').click();
+  await page.locator('#panel-search').getByLabel('Query').fill('how do birds catch fish');
+  await page.locator('#panel-search').getByRole('button', { name: 'Search' }).click();
+  await page.locator('#panel-search .hits blockquote').first().waitFor({ timeout: 30000 });
+  const hits = await page.locator('#panel-search .hits li').allTextContents();
+  assert.match(hits[0], /\[1\] heron .*heron waits in the reeds/, hits.join(' | '));
+  assert.ok(hits.some((h) => h.includes('<img src=x onerror=window.__xss=3>')), hits.join(' | '));
+  step(`search: ${hits.length} cited chunks, first ${JSON.stringify(hits[0])}`);
+  await shot('playground-search');
+
   // 4. Plugins: the request policy denies; disabled, the request fails closed naming it;
   // enabled again, it denies again and a benign text passes.
   const classify = async (text) => {

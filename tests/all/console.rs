@@ -258,7 +258,7 @@ fn console_in_headless_chromium() {
         Some(&key),
         Some(json!({})),
     );
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 201, "{body}");
     let docs = json!({"documents": [
         {"id": "heron", "text": "The heron waits in the reeds before striking at fish."},
         {"id": "html", "text": "Markup in a document: <img src=x onerror=window.__xss=3> stays text."},

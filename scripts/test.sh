@@ -51,6 +51,24 @@ else
   echo "warning: node and npm not found: the JavaScript plugin tests will fail (install Node.js 18+ with npm)" >&2
 fi
 
+# The console's browser test (tests/all/console.rs): Debian's chromium, driven by playwright-core
+# (pinned in tests/browser/package-lock.json), installed once into a cached folder. Without
+# root and without chromium, that test fails saying what to install.
+if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+fi
+if command -v npm >/dev/null; then
+  browser="$cache/browser"
+  stamp="$(cat tests/browser/package.json tests/browser/package-lock.json | sha256sum | cut -c1-16)"
+  if [ "$(cat "$browser/stamp" 2>/dev/null)" != "$stamp" ] || [ ! -f "$browser/node_modules/playwright-core/package.json" ]; then
+    rm -rf "$browser" && mkdir -p "$browser"
+    cp tests/browser/package.json tests/browser/package-lock.json "$browser/"
+    (cd "$browser" && npm ci --prefer-offline --no-audit --no-fund --loglevel=error)
+    echo "$stamp" > "$browser/stamp"
+  fi
+  export LLMOS_BROWSER_MODULES="$browser/node_modules"
+fi
+
 # Formatting and lints first (the request-path set in host/src/lib.rs among them: no unwrap,
 # indexing or unchecked arithmetic; docs/design.md, "Request-path hygiene").
 cargo fmt --all --check

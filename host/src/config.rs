@@ -245,6 +245,8 @@ pub struct ServerConfig {
     /// owner's `llmos plugin …` and `llmos keys …` commands reach the running server
     /// (`api/local.rs`). Default true.
     pub admin_socket: bool,
+    /// Serve the operator console and playground at `/` (docs/console.md). Default true.
+    pub console: bool,
 }
 
 impl Default for ServerConfig {
@@ -256,6 +258,7 @@ impl Default for ServerConfig {
             max_connections: 1024,
             request_timeout_ms: 60_000,
             admin_socket: true,
+            console: true,
         }
     }
 }

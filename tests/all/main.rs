@@ -26,6 +26,7 @@ mod api_robust;
 mod api_schemathesis;
 mod api_structured;
 mod api_zero_shot;
+mod console;
 mod fair_scheduling;
 
 mod author_dev;

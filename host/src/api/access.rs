@@ -19,9 +19,13 @@ use crate::api::routes::{Access, access_of};
 use crate::api::{AppState, BodyLimit, Caller, ParsedBody, parse_body, read_body};
 use crate::security::keys::{KeyRecord, Refusal};
 
-/// Routes that answer without a key in every mode: liveness and the API description.
+/// Routes that answer without a key in every mode: liveness, the API description and the
+/// console's static files (which call the API with the user's key).
 pub fn is_public(path: &str) -> bool {
-    path == "/health" || path.starts_with("/v2/health") || path == "/openapi.json"
+    path == "/health"
+        || path.starts_with("/v2/health")
+        || path == "/openapi.json"
+        || crate::api::console::is_console_path(path)
 }
 
 /// Whether an address is loopback (IPv4-mapped IPv6 loopback included).

@@ -5,6 +5,7 @@
 pub mod access;
 pub mod admin;
 pub mod anonymize;
+pub mod console;
 pub mod data;
 pub mod error;
 pub mod generate;
@@ -384,6 +385,7 @@ pub(crate) fn all_routes() -> Vec<ApiRoute> {
     all.extend(train::routes());
     all.extend(tools::routes());
     all.extend(mcp::routes());
+    all.extend(console::routes());
     all.push(routes::get("/health", Access::Public, health));
     all.push(routes::get("/metrics", Access::Key, metrics_text));
     all.push(routes::get(

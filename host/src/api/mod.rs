@@ -524,6 +524,7 @@ pub fn serve(core: Arc<Core>, listen: &str) -> Result<()> {
     let audit_cfg = core.config().audit.clone();
     audit_cfg.check().map_err(anyhow::Error::msg)?;
     core.config().tools.check().map_err(anyhow::Error::msg)?;
+    core.config().metrics.check().map_err(anyhow::Error::msg)?;
     let gateway = Arc::new(Gateway::open(core, None).context("cannot open the plugin host")?);
     gateway
         .host

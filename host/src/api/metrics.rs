@@ -366,8 +366,11 @@ fn render_engine(
     let gauges: [(&str, &str, Gauge); 3] = [
         (
             "llmos_generate_queued_requests",
-            "Generation requests waiting for the engine to admit them.",
-            |s| s.queued.load(Ordering::Relaxed).to_string(),
+            "Generation requests waiting for the engine: not admitted yet, or paused by the fair scheduler.",
+            |s| {
+                let q = s.queued.load(Ordering::Relaxed);
+                q.saturating_add(s.gen_paused.load(Ordering::Relaxed)).to_string()
+            },
         ),
         (
             "llmos_generate_running_requests",

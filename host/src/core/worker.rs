@@ -68,6 +68,9 @@ pub struct ModelStats {
     pub gen_cancelled: AtomicU64,
     /// Generation: sequences in the running batch now (`llmos_generate_running_requests`).
     pub gen_running: AtomicUsize,
+    /// Generation: sequences paused by the fair scheduler, waiting to resume with their cache
+    /// (counted as queued by `llmos_generate_queued_requests`).
+    pub gen_paused: AtomicUsize,
     /// Generation: KV-cache positions held now: the running batch's rows × cached length
     /// (padding included: it is allocated) plus the rows of paused sequences.
     pub gen_kv_used: AtomicU64,

@@ -180,6 +180,7 @@ fn run_fair(mut session: Session, ctx: &GenCtx, rx: &Receiver<Job>) {
             if let Waiting::New(_) = w {
                 ctx.raw.stats.queued.fetch_sub(1, Ordering::Relaxed);
             } else {
+                ctx.raw.stats.gen_paused.fetch_sub(1, Ordering::Relaxed);
                 ctx.raw.stats.gen_cancelled.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -251,7 +252,10 @@ fn replan(
     for w in plan.admit {
         match w {
             Waiting::New(g) => admit(session, ctx, Job::Generate(g), &mut joined),
-            Waiting::Paused(s) => joined.push(*s),
+            Waiting::Paused(s) => {
+                ctx.raw.stats.gen_paused.fetch_sub(1, Ordering::Relaxed);
+                joined.push(*s);
+            }
         }
     }
     let leaving = batch.seqs.iter().any(|s| s.done || s.tx.is_closed());
@@ -259,6 +263,7 @@ fn replan(
         return Ok(());
     }
     for s in relayout(ctx, batch, joined, &pause)? {
+        ctx.raw.stats.gen_paused.fetch_add(1, Ordering::Relaxed);
         let (tenant, weight) = (s.tenant.clone(), s.weight);
         queues.push_front(&tenant, weight, Waiting::Paused(Box::new(s)));
     }

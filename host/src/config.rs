@@ -65,6 +65,73 @@ pub struct Config {
     pub tools: ToolsConfig,
     /// llmos as the client of registered MCP servers (docs/tools.md §5).
     pub mcp: McpConfig,
+    /// Extra names of the engine metrics (docs/scale-out.md, "Metrics").
+    pub metrics: MetricsConfig,
+}
+
+/// The per-model engine metrics that `[metrics] aliases` may rename, and what each is.
+pub const ENGINE_METRICS: [(&str, &str); 5] = [
+    ("llmos_generate_queued_requests", "gauge"),
+    ("llmos_generate_running_requests", "gauge"),
+    ("llmos_generate_kv_cache_usage_ratio", "gauge"),
+    ("llmos_generate_time_to_first_token_seconds", "histogram"),
+    ("llmos_generate_time_per_output_token_seconds", "histogram"),
+];
+
+/// `[metrics]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// More names for an engine metric, served with the same labels and values: e.g.
+    /// `llmos_generate_queued_requests = ["vllm:num_requests_waiting"]` for the Gateway API
+    /// inference extension's endpoint picker and its vLLM defaults.
+    pub aliases: BTreeMap<String, Vec<String>>,
+    /// Serve `/metrics` without a key (default false): for scrapers inside a cluster that
+    /// send none, such as the endpoint picker. The text names models and tenants.
+    pub public: bool,
+}
+
+impl MetricsConfig {
+    /// Checks the aliases; the error names the key and what is accepted.
+    pub fn check(&self) -> Result<(), String> {
+        let known: Vec<&str> = ENGINE_METRICS.iter().map(|(n, _)| *n).collect();
+        let mut seen: Vec<&str> = Vec::new();
+        for (name, aliases) in &self.aliases {
+            if !known.contains(&name.as_str()) {
+                return Err(format!(
+                    "[metrics.aliases] {name:?} is not an engine metric: accepted are {}",
+                    known.join(", ")
+                ));
+            }
+            for alias in aliases {
+                let mut chars = alias.chars();
+                let first_ok = chars
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':');
+                if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':') {
+                    return Err(format!(
+                        "[metrics.aliases] {name}: {alias:?} is not a Prometheus metric name: it must match [a-zA-Z_:][a-zA-Z0-9_:]*"
+                    ));
+                }
+                if alias.starts_with("llmos_") || seen.contains(&alias.as_str()) {
+                    return Err(format!(
+                        "[metrics.aliases] {name}: {alias:?} is used twice or is an llmos_ name; each alias must be unique and outside the llmos_ prefix"
+                    ));
+                }
+                seen.push(alias);
+            }
+        }
+        Ok(())
+    }
+
+    /// The names `metric` is served under: its own, then its aliases.
+    pub fn names<'a>(&'a self, metric: &'a str) -> Vec<&'a str> {
+        let mut names = vec![metric];
+        if let Some(a) = self.aliases.get(metric) {
+            names.extend(a.iter().map(String::as_str));
+        }
+        names
+    }
 }
 
 /// `[generation]`

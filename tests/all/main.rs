@@ -61,6 +61,7 @@ mod tools_loop;
 mod fuzz_replay;
 
 mod data_store;
+mod k8s;
 mod mcp;
 mod tools_guests;
 mod tools_plugins;

@@ -38,7 +38,8 @@ pub fn is_loopback(ip: IpAddr) -> bool {
 /// model cannot be read. Public routes always pass. Every refusal is audited.
 pub async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
-    if is_public(&path) {
+    // `[metrics] public`: scrapers that send no key (the inference extension's endpoint picker).
+    if is_public(&path) || (path == "/metrics" && state.core.config().metrics.public) {
         return next.run(req).await;
     }
     match authorize(&state, req, &path).await {

@@ -224,6 +224,7 @@ impl Metrics {
             let _ = writeln!(out, "llmos_batch_size_count{{model=\"{name}\"}} {cum}");
         }
         render_generation(&models, &mut out);
+        render_engine(&models, &core.config().metrics, &mut out);
         render_tenants(core.tenants(), &mut out);
         self.render_plugins(gateway, &mut out);
         self.render_server(&mut out);
@@ -342,6 +343,91 @@ fn render_generation(models: &[std::sync::Arc<crate::core::Model>], out: &mut St
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
         for m in &gen_models {
             let _ = writeln!(out, "{name}{{model=\"{}\"}} {}", label(m.name()), get(&m.stats));
+        }
+    }
+}
+
+/// Reads one engine gauge of a model.
+type Gauge = fn(&crate::core::worker::ModelStats) -> String;
+
+/// The per-model engine metrics of generation models (config.rs `ENGINE_METRICS`), each under
+/// its llmos name and the `[metrics] aliases` given for it: what the Gateway API inference
+/// extension's endpoint picker and KEDA read.
+fn render_engine(
+    models: &[std::sync::Arc<crate::core::Model>],
+    cfg: &crate::config::MetricsConfig,
+    out: &mut String,
+) {
+    use crate::core::worker::{LatencyHistogram, ModelStats, TPOT_BUCKETS, TTFT_BUCKETS};
+    let gen_models: Vec<_> = models
+        .iter()
+        .filter(|m| m.manifest.task == crate::core::manifest::Task::Generate)
+        .collect();
+    let gauges: [(&str, &str, Gauge); 3] = [
+        (
+            "llmos_generate_queued_requests",
+            "Generation requests waiting for the engine: not admitted yet, or paused by the fair scheduler.",
+            |s| {
+                let q = s.queued.load(Ordering::Relaxed);
+                q.saturating_add(s.gen_paused.load(Ordering::Relaxed)).to_string()
+            },
+        ),
+        (
+            "llmos_generate_running_requests",
+            "Generation requests in the engine's running batch.",
+            |s| s.gen_running.load(Ordering::Relaxed).to_string(),
+        ),
+        (
+            "llmos_generate_kv_cache_usage_ratio",
+            "KV-cache positions held by the running batch over what the engine may hold (max_batch x context length), 0 to 1.",
+            |s| {
+                let used = s.gen_kv_used.load(Ordering::Relaxed) as f64;
+                let cap = s.gen_kv_capacity.load(Ordering::Relaxed) as f64;
+                let r = if cap > 0.0 { used / cap } else { 0.0 };
+                r.clamp(0.0, 1.0).to_string()
+            },
+        ),
+    ];
+    for (metric, help, get) in gauges {
+        for name in cfg.names(metric) {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for m in &gen_models {
+                let _ = writeln!(out, "{name}{{model=\"{}\"}} {}", label(m.name()), get(&m.stats));
+            }
+        }
+    }
+    type Hist = (&'static str, &'static str, &'static [f64; 15], fn(&ModelStats) -> &LatencyHistogram);
+    let hists: [Hist; 2] = [
+        (
+            "llmos_generate_time_to_first_token_seconds",
+            "Time from a generation request's submission to its first token.",
+            &TTFT_BUCKETS,
+            |s| &s.gen_ttft,
+        ),
+        (
+            "llmos_generate_time_per_output_token_seconds",
+            "Time between two tokens of a generated sequence (after the first).",
+            &TPOT_BUCKETS,
+            |s| &s.gen_tpot,
+        ),
+    ];
+    for (metric, help, bounds, get) in hists {
+        for name in cfg.names(metric) {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+            for m in &gen_models {
+                let model = label(m.name());
+                let h = get(&m.stats);
+                let mut cum = 0u64;
+                for (b, c) in bounds.iter().zip(&h.buckets) {
+                    cum = cum.saturating_add(c.load(Ordering::Relaxed));
+                    let _ = writeln!(out, "{name}_bucket{{model=\"{model}\",le=\"{b}\"}} {cum}");
+                }
+                cum = cum.saturating_add(h.buckets.last().map_or(0, |c| c.load(Ordering::Relaxed)));
+                let _ = writeln!(out, "{name}_bucket{{model=\"{model}\",le=\"+Inf\"}} {cum}");
+                let sum = h.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+                let _ = writeln!(out, "{name}_sum{{model=\"{model}\"}} {sum}");
+                let _ = writeln!(out, "{name}_count{{model=\"{model}\"}} {cum}");
+            }
         }
     }
 }

@@ -530,6 +530,7 @@ pub fn serve(core: Arc<Core>, listen: &str) -> Result<()> {
     audit_cfg.check().map_err(anyhow::Error::msg)?;
     core.config().tools.check().map_err(anyhow::Error::msg)?;
     core.config().mcp.check().map_err(anyhow::Error::msg)?;
+    core.config().metrics.check().map_err(anyhow::Error::msg)?;
     let gateway = Arc::new(Gateway::open(core, None).context("cannot open the plugin host")?);
     gateway
         .host

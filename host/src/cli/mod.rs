@@ -88,6 +88,12 @@ enum Command {
         /// Models to load at start (comma-separated) [default: the built-in models].
         #[arg(long, value_delimiter = ',')]
         models: Option<Vec<String>>,
+        /// A folder holding model manifests (`*.toml`) next to their files (KServe's
+        /// `/mnt/models`): its models are verified (sha256), registered and loaded, and
+        /// served from the folder. Repeatable. Then the built-in defaults load only if
+        /// --models or `[models] load` names them.
+        #[arg(long, env = "LLMOS_MODEL_DIR", value_delimiter = ',')]
+        model_dir: Vec<PathBuf>,
     },
     /// Manage models: list, info, pull, verify, rm.
     #[command(subcommand)]
@@ -344,12 +350,36 @@ fn run(cli: Cli) -> Result<()> {
         crate::security::audit::set_process_actor("cli");
     }
     match cli.command {
-        Command::Serve { listen, models } => {
+        Command::Serve {
+            listen,
+            models,
+            model_dir,
+        } => {
             let core = Arc::new(core(g)?);
             let listen = listen.unwrap_or_else(|| core.config().server.listen.clone());
-            let names = models
+            let mut from_dirs = Vec::new();
+            for dir in &model_dir {
+                let names = core
+                    .store
+                    .add_dir(dir)
+                    .with_context(|| format!("--model-dir {}", dir.display()))?;
+                from_dirs.extend(names);
+            }
+            // With a model folder, the built-in defaults are not loaded unless asked for.
+            let mut names = models
                 .or_else(|| core.config().models.load.clone())
-                .unwrap_or_else(ModelStore::defaults);
+                .unwrap_or_else(|| {
+                    if from_dirs.is_empty() {
+                        ModelStore::defaults()
+                    } else {
+                        Vec::new()
+                    }
+                });
+            for name in from_dirs {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
             for name in &names {
                 load(&core, name)?;
             }

@@ -573,7 +573,12 @@ impl Model {
             });
         }
         let (tx, stream) = GenerateStream::channel();
-        self.submit(Job::Generate(Box::new(GenJob { request, tx, ticket })))?;
+        self.submit(Job::Generate(Box::new(GenJob {
+            request,
+            tx,
+            ticket,
+            submitted: std::time::Instant::now(),
+        })))?;
         Ok(stream)
     }
 }

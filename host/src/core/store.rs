@@ -118,6 +118,8 @@ pub struct ModelStore {
     /// Shared by the clones of the store; trained models are added while the server runs.
     manifests: Arc<RwLock<BTreeMap<String, Manifest>>>,
     dir: PathBuf,
+    /// Models served from a folder of their own (`llmos serve --model-dir`): name → folder.
+    own_dirs: Arc<RwLock<BTreeMap<String, PathBuf>>>,
 }
 
 impl ModelStore {
@@ -157,6 +159,7 @@ impl ModelStore {
         Ok(Self {
             manifests: Arc::new(RwLock::new(manifests)),
             dir: models_dir.to_path_buf(),
+            own_dirs: Arc::default(),
         })
     }
 
@@ -194,7 +197,75 @@ impl ModelStore {
 
     /// Folder of a model's files.
     pub fn model_dir(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
+        let own = self.own_dirs.read().unwrap_or_else(|e| e.into_inner());
+        own.get(name).cloned().unwrap_or_else(|| self.dir.join(name))
+    }
+
+    /// Registers the models of a folder that holds their manifests (`*.toml`) next to their
+    /// files (KServe's `/mnt/models`): each file `<dir>/<file name>` must match its manifest's
+    /// sha256, else nothing is registered. The manifests replace any of the same name; the
+    /// models are served from the folder itself (nothing is copied). Returns their names.
+    pub fn add_dir(&self, dir: &Path) -> Result<Vec<String>, StoreError> {
+        let io = |source| StoreError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(io)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        paths.sort();
+        if paths.is_empty() {
+            return Err(StoreError::Io {
+                path: dir.to_path_buf(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no model manifest (*.toml) in this folder: a model folder holds an llmos manifest and the files it lists (docs/scale-out.md, \"KServe\")",
+                ),
+            });
+        }
+        let mut found = Vec::new();
+        for path in paths {
+            let text = std::fs::read_to_string(&path).map_err(|source| StoreError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            let m = Manifest::parse(&text, &path.display().to_string(), Some(dir))?;
+            for f in &m.files {
+                let file = dir.join(&f.name);
+                if !file.is_file() {
+                    return Err(StoreError::Io {
+                        path: file,
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::NotFound,
+                            format!("model {} lists {} but the folder has no such file", m.name, f.name),
+                        ),
+                    });
+                }
+                let actual = fetch::sha256_file(&file).map_err(|source| StoreError::Fetch {
+                    model: m.name.clone(),
+                    source,
+                })?;
+                if actual != f.sha256 {
+                    return Err(StoreError::Corrupt {
+                        model: m.name.clone(),
+                        file: file.display().to_string(),
+                        expected: f.sha256.clone(),
+                        actual,
+                    });
+                }
+            }
+            found.push(m);
+        }
+        let mut names = Vec::new();
+        let mut own = self.own_dirs.write().unwrap_or_else(|e| e.into_inner());
+        for m in found {
+            own.insert(m.name.clone(), dir.to_path_buf());
+            names.push(m.name.clone());
+            self.add(m);
+        }
+        Ok(names)
     }
 
     /// Path of one file of a model.

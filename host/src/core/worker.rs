@@ -66,6 +66,56 @@ pub struct ModelStats {
     pub gen_prefills: AtomicU64,
     /// Generation: sequences dropped because their caller went away.
     pub gen_cancelled: AtomicU64,
+    /// Generation: sequences in the running batch now (`llmos_generate_running_requests`).
+    pub gen_running: AtomicUsize,
+    /// Generation: sequences paused by the fair scheduler, waiting to resume with their cache
+    /// (counted as queued by `llmos_generate_queued_requests`).
+    pub gen_paused: AtomicUsize,
+    /// Generation: KV-cache positions held now: the running batch's rows × cached length
+    /// (padding included: it is allocated) plus the rows of paused sequences.
+    pub gen_kv_used: AtomicU64,
+    /// Generation: KV-cache positions the engine may hold: `max_batch` × context length
+    /// (0 for other tasks).
+    pub gen_kv_capacity: AtomicU64,
+    /// Generation: time to first token (submission to first sampled token).
+    pub gen_ttft: LatencyHistogram,
+    /// Generation: time per output token after the first (between two tokens of a sequence).
+    pub gen_tpot: LatencyHistogram,
+}
+
+/// Upper bounds (seconds) of the time-to-first-token histogram (those of vLLM).
+pub const TTFT_BUCKETS: [f64; 15] = [
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Upper bounds (seconds) of the time-per-output-token histogram (those of vLLM).
+pub const TPOT_BUCKETS: [f64; 15] = [
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A latency histogram with 15 fixed bounds (the bounds live with its reader): counts per
+/// bucket, then the count above the last bound, and the sum in microseconds.
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    /// Observations per bucket (not cumulative); the last one is above every bound.
+    pub buckets: [AtomicU64; 16],
+    /// Sum of the observations, microseconds.
+    pub sum_us: AtomicU64,
+}
+
+impl LatencyHistogram {
+    /// Records one observation against `bounds`.
+    pub fn observe(&self, bounds: &[f64; 15], d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = bounds.iter().position(|&b| secs <= b).unwrap_or(bounds.len());
+        if let Some(b) = self.buckets.get(i) {
+            b.fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_us.fetch_add(
+            u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
 }
 
 /// Upper bounds of the batch-size histogram.

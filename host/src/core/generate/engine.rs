@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
+use std::time::Instant;
 
 use ort::session::Session;
 use ort::value::{DynValue, Tensor};
@@ -20,7 +21,7 @@ use super::{
 };
 use crate::core::engine::{Job, TaskError};
 use crate::core::text::TextEncoder;
-use crate::core::worker::{WorkerCtx, run_infer};
+use crate::core::worker::{TPOT_BUCKETS, TTFT_BUCKETS, WorkerCtx, run_infer};
 
 /// What the engine thread needs besides its session.
 pub(crate) struct GenCtx {
@@ -73,6 +74,10 @@ struct Seq {
     ticket: Option<Ticket>,
     tenant: Arc<str>,
     weight: u64,
+    /// When its request was queued (time to first token is measured from here).
+    submitted: Instant,
+    /// When its last token was sampled (time per output token).
+    last_token: Option<Instant>,
 }
 
 /// The running batch: its sequences (row order) and cache tensors `[rows, kv, past, hd]`.
@@ -113,14 +118,14 @@ fn run_fifo(mut session: Session, ctx: &GenCtx, rx: &Receiver<Job>) {
         if (leaving || joining)
             && let Err(e) = relayout(ctx, &mut batch, joined, &[]).map(drop)
         {
-            fail_all(&mut batch, &e);
+            fail_all(ctx, &mut batch, &e);
             continue;
         }
         if batch.seqs.is_empty() {
             continue;
         }
         if let Err(e) = step(&mut session, ctx, &mut batch) {
-            fail_all(&mut batch, &e);
+            fail_all(ctx, &mut batch, &e);
         }
     }
 }
@@ -175,6 +180,7 @@ fn run_fair(mut session: Session, ctx: &GenCtx, rx: &Receiver<Job>) {
             if let Waiting::New(_) = w {
                 ctx.raw.stats.queued.fetch_sub(1, Ordering::Relaxed);
             } else {
+                ctx.raw.stats.gen_paused.fetch_sub(1, Ordering::Relaxed);
                 ctx.raw.stats.gen_cancelled.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -184,7 +190,7 @@ fn run_fair(mut session: Session, ctx: &GenCtx, rx: &Receiver<Job>) {
         if arrived || leaving || due {
             since_plan = 0;
             if let Err(e) = replan(&mut session, ctx, &mut batch, &mut queues) {
-                fail_all(&mut batch, &e);
+                fail_all(ctx, &mut batch, &e);
                 continue;
             }
         }
@@ -192,7 +198,7 @@ fn run_fair(mut session: Session, ctx: &GenCtx, rx: &Receiver<Job>) {
             continue;
         }
         if let Err(e) = step(&mut session, ctx, &mut batch) {
-            fail_all(&mut batch, &e);
+            fail_all(ctx, &mut batch, &e);
         }
         since_plan = since_plan.saturating_add(1);
     }
@@ -246,7 +252,10 @@ fn replan(
     for w in plan.admit {
         match w {
             Waiting::New(g) => admit(session, ctx, Job::Generate(g), &mut joined),
-            Waiting::Paused(s) => joined.push(*s),
+            Waiting::Paused(s) => {
+                ctx.raw.stats.gen_paused.fetch_sub(1, Ordering::Relaxed);
+                joined.push(*s);
+            }
         }
     }
     let leaving = batch.seqs.iter().any(|s| s.done || s.tx.is_closed());
@@ -254,17 +263,30 @@ fn replan(
         return Ok(());
     }
     for s in relayout(ctx, batch, joined, &pause)? {
+        ctx.raw.stats.gen_paused.fetch_add(1, Ordering::Relaxed);
         let (tenant, weight) = (s.tenant.clone(), s.weight);
         queues.push_front(&tenant, weight, Waiting::Paused(Box::new(s)));
     }
     Ok(())
 }
 
-fn fail_all(batch: &mut Batch, e: &TaskError) {
+fn fail_all(ctx: &GenCtx, batch: &mut Batch, e: &TaskError) {
     for s in batch.seqs.drain(..) {
         let _ = s.tx.send(Err(e.clone()));
     }
     *batch = Batch::default();
+    publish(ctx, batch);
+}
+
+/// Publishes the running batch's size and KV-cache positions (`/metrics`).
+fn publish(ctx: &GenCtx, batch: &Batch) {
+    let stats = &ctx.raw.stats;
+    let running = batch.seqs.iter().filter(|s| !s.done).count();
+    stats.gen_running.store(running, Ordering::Relaxed);
+    let held = batch.seqs.len().saturating_mul(batch.past);
+    stats
+        .gen_kv_used
+        .store(u64::try_from(held).unwrap_or(u64::MAX), Ordering::Relaxed);
 }
 
 fn admit(session: &mut Session, ctx: &GenCtx, job: Job, joined: &mut Vec<Seq>) {
@@ -316,6 +338,7 @@ fn cache_value(data: Vec<f32>, rows: usize, past: usize, ctx: &GenCtx) -> Result
 fn prefill(session: &mut Session, ctx: &GenCtx, job: super::GenJob) -> Result<Seq, TaskError> {
     let req = job.request;
     let ticket = job.ticket;
+    let submitted = job.submitted;
     let (tenant, weight) = tenant_of(ticket.as_ref());
     let n = req.prompt.len();
     let ids: Vec<i64> = req.prompt.iter().map(|&t| i64::from(t)).collect();
@@ -367,6 +390,8 @@ fn prefill(session: &mut Session, ctx: &GenCtx, job: super::GenJob) -> Result<Se
         ticket,
         tenant,
         weight,
+        submitted,
+        last_token: None,
     };
     advance(ctx, &mut seq, last);
     Ok(seq)
@@ -419,6 +444,7 @@ fn relayout(
     }
     batch.seqs = stay;
     batch.past = past;
+    publish(ctx, batch);
     Ok(paused)
 }
 
@@ -453,6 +479,7 @@ fn step(session: &mut Session, ctx: &GenCtx, batch: &mut Batch) -> Result<(), Ta
         batch.values.push(v);
     }
     batch.past = total;
+    publish(ctx, batch);
     let logits = out
         .remove("logits")
         .ok_or_else(|| ctx.fail("the graph has no output logits"))?;
@@ -478,8 +505,15 @@ fn advance(ctx: &GenCtx, s: &mut Seq, logits: &[f32]) {
         }
         None => sample(logits, &s.req.sampling, &s.history, &mut s.rng),
     };
+    let now = Instant::now();
+    let stats = &ctx.raw.stats;
+    match s.last_token {
+        None => stats.gen_ttft.observe(&TTFT_BUCKETS, now.saturating_duration_since(s.submitted)),
+        Some(t) => stats.gen_tpot.observe(&TPOT_BUCKETS, now.saturating_duration_since(t)),
+    }
+    s.last_token = Some(now);
     s.generated = s.generated.saturating_add(1);
-    ctx.raw.stats.gen_tokens.fetch_add(1, Ordering::Relaxed);
+    stats.gen_tokens.fetch_add(1, Ordering::Relaxed);
     if let Some(t) = s.ticket.as_mut() {
         t.token();
     }

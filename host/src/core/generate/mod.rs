@@ -249,6 +249,8 @@ pub struct GenJob {
     pub(crate) tx: EventSender,
     /// Its tenant's counts (docs/generation.md, "Scheduling").
     pub(crate) ticket: Option<tenant::Ticket>,
+    /// When it was queued (time to first token is measured from here).
+    pub(crate) submitted: std::time::Instant,
 }
 
 /// Reads `generation.json` and the cache geometry of the graph (count of
@@ -303,6 +305,12 @@ pub(crate) fn setup(
         config: config.clone(),
         token_table: OnceLock::new(),
     };
+    // KV-cache positions the engine may hold at most (`/metrics`: KV-cache utilisation).
+    let capacity = max_batch.max(1).saturating_mul(config.context_length.max(1));
+    raw.stats.gen_kv_capacity.store(
+        u64::try_from(capacity).unwrap_or(u64::MAX),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let ctx = engine::GenCtx {
         name: raw.name.clone(),
         encoder,

@@ -59,6 +59,7 @@ mod tools_loop;
 mod fuzz_replay;
 
 mod data_store;
+mod grpc;
 mod mcp;
 mod tools_guests;
 mod tools_plugins;

@@ -48,6 +48,7 @@ fn tritonclient_grpc_works_unchanged() {
         let _ = child.kill();
         panic!("llmos serve did not start: first line {http:?}");
     };
+    let pid = child.id();
     let s = Server::from_child(child, url.clone());
     let grpc_addr = grpc
         .trim()
@@ -112,4 +113,29 @@ fn tritonclient_grpc_works_unchanged() {
                 .contains("/inference.GRPCInferenceService/ModelInfer: no scope for model add"))),
         "{audit}"
     );
+
+    // Graceful shutdown covers the gRPC listener: SIGTERM ends the process promptly.
+    let term = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let exited = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        // Exited: reaped, or a zombie until `s` is dropped.
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |st| {
+            st.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
+    });
+    assert!(
+        exited,
+        "llmos serve --grpc-listen still runs 10 s after SIGTERM"
+    );
+    assert!(
+        std::net::TcpStream::connect(&grpc_addr).is_err(),
+        "the gRPC port still accepts after shutdown"
+    );
+    drop(s);
 }

@@ -170,6 +170,12 @@ def main(grpc_url, http_url, key, limited):
 
     # Unknown model, keys and scopes.
     refused(lambda: g.get_model_metadata("no-such-model", headers=auth), "NOT_FOUND", "no-such-model")
+    refused(
+        lambda: g.infer("add", add_inputs(grpcclient, a, b), model_version="7", headers=auth),
+        "NOT_FOUND", "no version", '"1"',
+    )
+    # A model that is known and pulled but cannot load: not ready, with the reason.
+    refused(lambda: g.is_model_ready("bad", headers=auth), "UNAVAILABLE", "bad")
     refused(lambda: g.infer("add", add_inputs(grpcclient, a, b)), "UNAUTHENTICATED", "missing API key")
     refused(
         lambda: g.infer("add", add_inputs(grpcclient, a, b), headers={"authorization": "Bearer llmos-nope"}),

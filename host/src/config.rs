@@ -314,6 +314,9 @@ pub struct ServerConfig {
     pub admin_socket: bool,
     /// Serve the operator console and playground at `/` (docs/console.md). Default true.
     pub console: bool,
+    /// Also serve KServe v2's gRPC `GRPCInferenceService` on this address (`IP:PORT`); off
+    /// unless set. Env `LLMOS_GRPC_LISTEN`; `llmos serve --grpc-listen`.
+    pub grpc_listen: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -326,6 +329,7 @@ impl Default for ServerConfig {
             request_timeout_ms: 60_000,
             admin_socket: true,
             console: true,
+            grpc_listen: None,
         }
     }
 }
@@ -437,6 +441,9 @@ impl Config {
     pub fn apply_env(&mut self) -> Result<(), ConfigError> {
         if let Some(v) = env_nonempty("LLMOS_LISTEN") {
             self.server.listen = v;
+        }
+        if let Some(v) = env_nonempty("LLMOS_GRPC_LISTEN") {
+            self.server.grpc_listen = Some(v);
         }
         if let Some(v) = env_nonempty("LLMOS_HEADER_READ_TIMEOUT_MS") {
             self.server.header_read_timeout_ms = env_number("LLMOS_HEADER_READ_TIMEOUT_MS", v)?;

@@ -62,6 +62,7 @@ mod fuzz_replay;
 
 mod data_store;
 mod k8s;
+mod grpc;
 mod mcp;
 mod tools_guests;
 mod tools_plugins;

@@ -64,7 +64,7 @@ async fn authorize(state: &AppState, req: Request, path: &str) -> Result<Request
         browser_guard(req.headers(), req.method(), path)?;
         return Ok(req);
     }
-    let key = authenticate(state, &req, path, peer, admin)?;
+    let key = authenticate(state, req.headers(), path, peer, admin)?;
     if admin {
         if !key.is_admin() {
             let msg = format!("key {} lacks the admin scope needed for {path}", key.id);
@@ -122,6 +122,35 @@ async fn authorize(state: &AppState, req: Request, path: &str) -> Result<Request
         return Err(refuse_scope(state, peer, &key, &what, msg));
     }
     Ok(with_caller(req, key))
+}
+
+/// The caller of a gRPC call (`api/grpc`), checked as the HTTP `/v2` route it mirrors:
+/// open loopback mode passes (`Ok(None)`); otherwise the `authorization: Bearer <key>`
+/// metadata must hold a valid key (401, audited, as on HTTP), and with `model` the key needs
+/// that model's scope (403 naming it, audited). `what` names the call in audit records.
+pub(crate) fn authorize_call(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+    what: &str,
+    model: Option<&str>,
+) -> Result<Option<KeyRecord>, ApiError> {
+    if state.is_open(peer) {
+        return Ok(None);
+    }
+    let key = authenticate(state, headers, what, peer, false)?;
+    if let Some(model) = model
+        && !key.allows_model(model)
+    {
+        let msg = format!(
+            "key {} lacks the scope models:{model} (it has {})",
+            key.id,
+            key.scopes.join(", ")
+        );
+        let audit = format!("{what}: no scope for model {model}");
+        return Err(refuse_scope(state, peer, &key, &audit, msg));
+    }
+    Ok(Some(key))
 }
 
 /// A data route: the key needs the collection's read or write scope.
@@ -230,7 +259,7 @@ fn refuse_scope(
 /// The key of a request, or the 401 (audited) that says what was wrong.
 fn authenticate(
     state: &AppState,
-    req: &Request,
+    headers: &HeaderMap,
     path: &str,
     peer: Option<SocketAddr>,
     admin: bool,
@@ -238,7 +267,7 @@ fn authenticate(
     let unauthorized = |code: &'static str, msg: String| {
         ApiError::new(StatusCode::UNAUTHORIZED, "authentication_error", msg).with_code(code)
     };
-    let Some(token) = bearer(req.headers()) else {
+    let Some(token) = bearer(headers) else {
         state.audit_refusal(peer, "anonymous", &format!("{path}: no API key"));
         let how = if admin {
             "admin routes always need a key with the admin scope (create one with `llmos keys create --scope admin` on the server's machine, which works while it runs, or POST /admin/keys with an admin key)"

@@ -9,6 +9,7 @@ pub mod console;
 pub mod data;
 pub mod error;
 pub mod generate;
+pub(crate) mod grpc;
 pub mod html;
 pub mod kserve;
 pub mod local;
@@ -514,8 +515,15 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
 }
 
 /// Runs the server until SIGINT/SIGTERM, then stops accepting, lets in-flight requests
-/// finish (up to 30 s) and returns.
+/// finish (up to 30 s) and returns. The gRPC service also listens when `[server] grpc_listen`
+/// is set.
 pub fn serve(core: Arc<Core>, listen: &str) -> Result<()> {
+    let grpc = core.config().server.grpc_listen.clone();
+    serve_with_grpc(core, listen, grpc.as_deref())
+}
+
+/// [`serve`], with the KServe v2 gRPC service (`api/grpc`) on `grpc` when given.
+pub fn serve_with_grpc(core: Arc<Core>, listen: &str, grpc: Option<&str>) -> Result<()> {
     let addr: SocketAddr = listen.parse().with_context(|| {
         format!("invalid listen address {listen:?}: expected IP:PORT, e.g. 127.0.0.1:8080")
     })?;
@@ -553,6 +561,7 @@ pub fn serve(core: Arc<Core>, listen: &str) -> Result<()> {
              or listen on 127.0.0.1"
         );
     }
+    let grpc = grpc.map(str::to_string);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("llmos-http")
@@ -567,9 +576,29 @@ pub fn serve(core: Arc<Core>, listen: &str) -> Result<()> {
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         // Bound before the line below, which tells scripts that the server is up.
         let socket = local_socket(&state, &server_cfg, stop_rx.clone())?;
+        let grpc = match grpc {
+            Some(g) => Some(grpc::bind(&g).await?),
+            None => None,
+        };
+        if let Some((_, g)) = &grpc
+            && !access::is_loopback(g.ip())
+            && !state.keys_active.load(Ordering::Relaxed)
+        {
+            anyhow::bail!(
+                "refusing to listen for gRPC on {g} without API keys: a non-loopback address exposes inference \
+                 to the network. Create a key first with `llmos keys create --scope 'models:*'` (clients send \
+                 it as `authorization: Bearer <key>` metadata), or listen on 127.0.0.1"
+            );
+        }
         // Tests and scripts read this line to find the port when binding to :0.
         println!("llmos listening on http://{local}");
         tracing::info!(%local, "listening");
+        // The gRPC line comes second: scripts that read the first line are unchanged.
+        let grpc = grpc.map(|(listener, g)| {
+            println!("llmos gRPC listening on {g}");
+            tracing::info!(%g, "gRPC listening");
+            grpc::serve(listener, state.clone(), stop_rx.clone())
+        });
         let app = router(state.clone());
         // The registered MCP servers' tools (docs/tools.md §5), fetched in the background.
         let mcp = state.gateway.mcp.clone();
@@ -601,8 +630,13 @@ pub fn serve(core: Arc<Core>, listen: &str) -> Result<()> {
             let _ = stop_rx.wait_for(|s| *s).await;
             tokio::time::sleep(Duration::from_secs(30)).await;
         };
+        let grpc = async move {
+            if let Some(g) = grpc {
+                g.await;
+            }
+        };
         tokio::select! {
-            _ = async { tokio::join!(server, socket) } => {}
+            _ = async { tokio::join!(server, socket, grpc) } => {}
             () = drain => tracing::warn!("in-flight requests still running after 30 s; exiting"),
         }
         state_for_flush.gateway.host.audit().flush_refusals();

@@ -44,7 +44,7 @@ pub async fn catch_panic(State(panics): State<PanicCounter>, req: Request, next:
     }
 }
 
-fn message(payload: &(dyn Any + Send)) -> String {
+pub(crate) fn message(payload: &(dyn Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_string())
@@ -52,8 +52,8 @@ fn message(payload: &(dyn Any + Send)) -> String {
         .unwrap_or_else(|| "(no message)".into())
 }
 
-/// Polls a future, catching a panic in any poll.
-struct CatchUnwind<F>(Pin<Box<F>>);
+/// Polls a future, catching a panic in any poll (also around the gRPC calls, `api/grpc`).
+pub(crate) struct CatchUnwind<F>(pub(crate) Pin<Box<F>>);
 
 impl<F: Future> Future for CatchUnwind<F> {
     type Output = Result<F::Output, Box<dyn Any + Send>>;

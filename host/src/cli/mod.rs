@@ -85,6 +85,10 @@ enum Command {
         /// Address to listen on [default: 127.0.0.1:8080].
         #[arg(long, env = "LLMOS_LISTEN")]
         listen: Option<String>,
+        /// Also serve KServe v2 gRPC (tritonclient.grpc) on this address, e.g. 127.0.0.1:8081
+        /// [default: `[server] grpc_listen`; off unless set].
+        #[arg(long, env = "LLMOS_GRPC_LISTEN")]
+        grpc_listen: Option<String>,
         /// Models to load at start (comma-separated) [default: the built-in models].
         #[arg(long, value_delimiter = ',')]
         models: Option<Vec<String>>,
@@ -352,6 +356,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve {
             listen,
+            grpc_listen,
             models,
             model_dir,
         } => {
@@ -383,7 +388,8 @@ fn run(cli: Cli) -> Result<()> {
             for name in &names {
                 load(&core, name)?;
             }
-            crate::api::serve(core, &listen)
+            let grpc = grpc_listen.or_else(|| core.config().server.grpc_listen.clone());
+            crate::api::serve_with_grpc(core, &listen, grpc.as_deref())
         }
         Command::Models(cmd) => models(g, cmd),
         Command::Runtime(cmd) => runtime_cmd(g, cmd),

@@ -10,7 +10,7 @@ use super::{HEADER_LENGTH, bad};
 use crate::api::error::ApiError;
 
 /// Decodes raw bytes of `count` elements.
-pub(super) fn decode_raw(
+pub(crate) fn decode_raw(
     input: &str,
     datatype: &str,
     count: usize,
@@ -73,7 +73,7 @@ pub(super) fn decode_raw(
 }
 
 /// Splits the body into the JSON header and the binary tensor data.
-pub(super) fn split(headers: &HeaderMap, body: &Bytes) -> Result<(Bytes, Bytes), ApiError> {
+pub(crate) fn split(headers: &HeaderMap, body: &Bytes) -> Result<(Bytes, Bytes), ApiError> {
     if let Some(enc) = headers.get(header::CONTENT_ENCODING) {
         let enc = enc.to_str().unwrap_or("?");
         if !enc.eq_ignore_ascii_case("identity") {

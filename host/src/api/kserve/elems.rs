@@ -9,7 +9,7 @@ use crate::core::tensor::TensorData;
 
 /// Elements of one tensor, row-major.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) enum Elems {
+pub(crate) enum Elems {
     F32(Vec<f32>),
     F16(Vec<f16>),
     I64(Vec<i64>),
@@ -19,7 +19,7 @@ pub(super) enum Elems {
 }
 
 impl Elems {
-    pub(super) fn datatype(&self) -> &'static str {
+    pub(crate) fn datatype(&self) -> &'static str {
         match self {
             Self::F32(_) => "FP32",
             Self::F16(_) => "FP16",
@@ -30,7 +30,7 @@ impl Elems {
         }
     }
 
-    pub(super) fn from_tensor(d: TensorData) -> Self {
+    pub(crate) fn from_tensor(d: TensorData) -> Self {
         match d {
             TensorData::F32(v) => Self::F32(v),
             TensorData::F16(v) => Self::F16(v),
@@ -40,7 +40,7 @@ impl Elems {
         }
     }
 
-    pub(super) fn into_tensor(self) -> Option<TensorData> {
+    pub(crate) fn into_tensor(self) -> Option<TensorData> {
         Some(match self {
             Self::F32(v) => TensorData::F32(v),
             Self::F16(v) => TensorData::F16(v),
@@ -51,7 +51,7 @@ impl Elems {
         })
     }
 
-    pub(super) fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         match self {
             Self::F32(v) => json!(v),
             Self::F16(v) => Value::Array(v.iter().map(|x| json!(x.to_f32())).collect()),
@@ -67,7 +67,7 @@ impl Elems {
     }
 
     /// Raw little-endian bytes (BYTES: 4-byte length + bytes per element; BOOL: one byte).
-    pub(super) fn raw(&self) -> Result<Vec<u8>, ApiError> {
+    pub(crate) fn raw(&self) -> Result<Vec<u8>, ApiError> {
         Ok(match self {
             Self::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
             Self::F16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
@@ -97,7 +97,7 @@ impl Elems {
 
 /// Fixed element size of a datatype, `None` for BYTES; `Err` for datatypes llmos does
 /// not exchange.
-pub(super) fn element_size(datatype: &str) -> Result<Option<usize>, ()> {
+pub(crate) fn element_size(datatype: &str) -> Result<Option<usize>, ()> {
     Ok(Some(match datatype {
         "FP32" | "INT32" => 4,
         "FP16" => 2,
@@ -108,7 +108,7 @@ pub(super) fn element_size(datatype: &str) -> Result<Option<usize>, ()> {
     }))
 }
 
-pub(super) fn unsupported(input: &str, datatype: &str) -> ApiError {
+pub(crate) fn unsupported(input: &str, datatype: &str) -> ApiError {
     bad(format!(
         "input {input:?} has datatype {datatype:?}, which llmos does not accept: accepted are {ACCEPTED}"
     ))

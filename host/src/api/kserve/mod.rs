@@ -33,7 +33,10 @@ use crate::core::engine::Model;
 use crate::core::manifest::Task;
 use crate::core::tensor::{DType, TensorSpec};
 
-pub(crate) use routes::routes;
+pub(crate) use binary::decode_raw;
+pub(crate) use elems::{Elems, element_size, unsupported};
+pub(crate) use request::{InferRequest, Input, Wanted};
+pub(crate) use routes::{Answer, routes, run_request};
 
 /// The inference request parsing (JSON, or Triton's binary extension when
 /// `header_length` is given) as the `infer` route runs it, for the fuzz targets
@@ -52,11 +55,11 @@ pub(crate) fn parse_for_fuzzing(
 /// Triton's header giving the length of the JSON part of a binary request or response.
 const HEADER_LENGTH: &str = "inference-header-content-length";
 /// The one version every model has.
-const VERSION: &str = "1";
+pub(crate) const VERSION: &str = "1";
 /// Datatypes llmos exchanges, for messages.
 const ACCEPTED: &str = "FP32, FP16, INT64, INT32, BOOL, BYTES (BYTES for text models)";
 
-fn bad(message: impl Into<String>) -> ApiError {
+pub(crate) fn bad(message: impl Into<String>) -> ApiError {
     ApiError::invalid(None, message).kserve()
 }
 
@@ -77,7 +80,7 @@ fn check_version(name: &str, version: Option<&str>) -> Result<(), ApiError> {
 }
 
 /// Loads (or gets) a model, errors in KServe's shape.
-async fn kmodel(
+pub(crate) async fn kmodel(
     state: &AppState,
     name: &str,
     version: Option<&str>,
@@ -90,10 +93,10 @@ async fn kmodel(
 // The interface a model shows: graph tensors, or the text interface.
 
 /// One input or output as KServe describes it.
-struct Port {
-    name: String,
-    datatype: String,
-    shape: Vec<i64>,
+pub(crate) struct Port {
+    pub(crate) name: String,
+    pub(crate) datatype: String,
+    pub(crate) shape: Vec<i64>,
 }
 
 impl Port {
@@ -148,7 +151,8 @@ fn is_text(m: &Model) -> bool {
     !matches!(m.manifest.task, Task::Infer | Task::Generate)
 }
 
-fn interface(m: &Model) -> (Vec<Port>, Vec<Port>) {
+/// A model's inputs and outputs as KServe shows them (graph tensors, or the text interface).
+pub(crate) fn interface(m: &Model) -> (Vec<Port>, Vec<Port>) {
     match m.manifest.task {
         Task::Infer | Task::Generate => (
             m.inputs.iter().map(Port::graph).collect(),

@@ -13,25 +13,25 @@ use crate::api::error::ApiError;
 use crate::core::text::Truncation;
 
 /// One decoded input.
-pub(super) struct Input {
-    pub(super) name: String,
-    pub(super) shape: Vec<usize>,
-    pub(super) data: Elems,
+pub(crate) struct Input {
+    pub(crate) name: String,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) data: Elems,
 }
 
 /// One requested output.
-pub(super) struct Wanted {
-    pub(super) name: String,
-    pub(super) binary: bool,
+pub(crate) struct Wanted {
+    pub(crate) name: String,
+    pub(crate) binary: bool,
 }
 
 /// A parsed request.
-pub(super) struct InferRequest {
-    pub(super) id: Option<String>,
-    pub(super) inputs: Vec<Input>,
-    pub(super) outputs: Option<Vec<Wanted>>,
-    pub(super) binary_default: bool,
-    pub(super) truncation: Truncation,
+pub(crate) struct InferRequest {
+    pub(crate) id: Option<String>,
+    pub(crate) inputs: Vec<Input>,
+    pub(crate) outputs: Option<Vec<Wanted>>,
+    pub(crate) binary_default: bool,
+    pub(crate) truncation: Truncation,
 }
 
 /// One input as its JSON header describes it, before its data is decoded.
@@ -43,7 +43,7 @@ struct Head<'a> {
     size: Option<usize>,
 }
 
-pub(super) fn parse_request(headers: &HeaderMap, body: &Bytes) -> Result<InferRequest, ApiError> {
+pub(crate) fn parse_request(headers: &HeaderMap, body: &Bytes) -> Result<InferRequest, ApiError> {
     if body.is_empty() {
         return Err(bad(
             "the request body is empty: send a JSON inference request {\"inputs\": [...]}",
@@ -309,7 +309,7 @@ fn wanted_outputs(
 }
 
 /// Checks each input against the model's interface: known name, datatype, shape.
-pub(super) fn check_inputs(model: &str, ports: &[Port], inputs: &[Input]) -> Result<(), ApiError> {
+pub(crate) fn check_inputs(model: &str, ports: &[Port], inputs: &[Input]) -> Result<(), ApiError> {
     for (i, t) in inputs.iter().enumerate() {
         if inputs.iter().take(i).any(|u| u.name == t.name) {
             return Err(bad(format!(

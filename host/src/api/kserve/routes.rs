@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use super::request::{Wanted, check_inputs, parse_request};
+use super::request::{InferRequest, Wanted, check_inputs, parse_request};
 use super::run::{Output, run_graph, run_text};
 use super::{HEADER_LENGTH, Port, VERSION, bad, interface, is_text, kmodel, labelled, names};
 use crate::api::AppState;
@@ -159,11 +159,36 @@ async fn infer_of(
 ) -> Result<Response, ApiError> {
     let body = body.map_err(|r| body_error(state, &r))?;
     let req = parse_request(headers, &body)?;
+    let done = run_request(state, name, version, req).await?;
+    let model = done.model.clone();
+    Ok(labelled(answer(done)?, &model))
+}
+
+/// An inference's outputs, in the order the caller asked for (each with whether it asked for
+/// binary data), before they are encoded for HTTP (`answer`) or gRPC (`api/grpc`).
+pub(crate) struct Answer {
+    /// The model's name.
+    pub(crate) model: String,
+    /// The request's id, echoed.
+    pub(crate) id: Option<String>,
+    /// Requested outputs in the order asked (each once); otherwise all, in the model's order.
+    pub(crate) outputs: Vec<(Output, bool)>,
+}
+
+/// Runs a parsed inference request on model `name`: the part of `POST /v2/models/{name}/infer`
+/// after parsing, shared with the gRPC `ModelInfer` (`api/grpc`), which builds the same
+/// request from its message.
+pub(crate) async fn run_request(
+    state: &AppState,
+    name: &str,
+    version: Option<&str>,
+    req: InferRequest,
+) -> Result<Answer, ApiError> {
     let m = kmodel(state, name, version).await?;
     let (in_ports, out_ports) = interface(&m);
     check_inputs(m.name(), &in_ports, &req.inputs)?;
     check_outputs(m.name(), &out_ports, req.outputs.as_deref())?;
-    let outputs = if is_text(&m) {
+    let mut outputs = if is_text(&m) {
         // Plugins work on the OpenAI-shaped text routes; a KServe text request to a model
         // with a chain would bypass its policies, so it is refused rather than let through.
         if !crate::api::chain_is_empty(&state.gateway.chain(m.name(), KSERVE_ROUTE)) {
@@ -190,8 +215,18 @@ async fn infer_of(
             .map(|p| (p.name.clone(), req.binary_default))
             .collect(),
     };
-    let resp = answer(m.name(), req.id, order, outputs)?;
-    Ok(labelled(resp, m.name()))
+    let mut ordered = Vec::with_capacity(order.len());
+    for (oname, binary) in order {
+        // Asked twice: answered once.
+        if let Some(i) = outputs.iter().position(|o| o.name == oname) {
+            ordered.push((outputs.swap_remove(i), binary));
+        }
+    }
+    Ok(Answer {
+        model: m.name().to_string(),
+        id: req.id,
+        outputs: ordered,
+    })
 }
 
 /// The body could not be read: too large (413) or broken (400).
@@ -228,20 +263,12 @@ fn check_outputs(model: &str, ports: &[Port], wanted: Option<&[Wanted]>) -> Resu
 }
 
 /// The answer: JSON, or a JSON header followed by binary data when any output asks for it.
-fn answer(
-    model: &str,
-    id: Option<String>,
-    order: Vec<(String, bool)>,
-    mut outputs: Vec<Output>,
-) -> Result<Response, ApiError> {
-    let mut json_outputs = Vec::with_capacity(order.len());
+fn answer(done: Answer) -> Result<Response, ApiError> {
+    let Answer { model, id, outputs } = done;
+    let mut json_outputs = Vec::with_capacity(outputs.len());
     let mut raw = Vec::new();
     let mut any_binary = false;
-    for (oname, binary) in order {
-        let Some(i) = outputs.iter().position(|o| o.name == oname) else {
-            continue; // asked twice: answered once
-        };
-        let o = outputs.swap_remove(i);
+    for (o, binary) in outputs {
         let mut entry = Map::new();
         entry.insert("name".into(), json!(o.name));
         entry.insert("datatype".into(), json!(o.data.datatype()));

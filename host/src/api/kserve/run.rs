@@ -12,13 +12,13 @@ use crate::core::tensor::NamedTensor;
 use crate::core::text::Truncation;
 
 /// One output of the answer.
-pub(super) struct Output {
-    pub(super) name: String,
-    pub(super) shape: Vec<usize>,
-    pub(super) data: Elems,
+pub(crate) struct Output {
+    pub(crate) name: String,
+    pub(crate) shape: Vec<usize>,
+    pub(crate) data: Elems,
 }
 
-pub(super) async fn run_graph(
+pub(crate) async fn run_graph(
     m: &Model,
     inputs: Vec<Input>,
     wanted: Option<&[Wanted]>,
@@ -68,7 +68,7 @@ pub(super) async fn run_graph(
         .collect())
 }
 
-pub(super) async fn run_text(
+pub(crate) async fn run_text(
     m: &Model,
     inputs: Vec<Input>,
     truncation: Truncation,

@@ -61,8 +61,8 @@ mod tools_loop;
 mod fuzz_replay;
 
 mod data_store;
-mod k8s;
 mod grpc;
+mod k8s;
 mod mcp;
 mod tools_guests;
 mod tools_plugins;

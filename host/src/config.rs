@@ -63,6 +63,18 @@ pub struct Config {
     pub generation: GenerationSettings,
     /// The chat tool loop (docs/tools.md §3).
     pub tools: ToolsConfig,
+    /// Where the data store lives (docs/scale-out.md, "Shared state").
+    pub store: StoreConfig,
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `postgres://user:password@host:port/database`: keep the store in PostgreSQL, shared
+    /// by every replica given the same URL and master key. Unset (the default): the embedded
+    /// store in `<home>/store`. Env `LLMOS_STORE_URL`.
+    pub url: Option<String>,
 }
 
 /// `[generation]`
@@ -343,6 +355,19 @@ impl Config {
         }
         if let Some(v) = env_nonempty("LLMOS_AUDIT_SEGMENT_RECORDS") {
             self.audit.segment_records = env_number("LLMOS_AUDIT_SEGMENT_RECORDS", v)?;
+        }
+        if let Some(v) = env_nonempty("LLMOS_STORE_URL") {
+            self.store.url = Some(v);
+        }
+        if let Some(url) = &self.store.url
+            && !crate::data::postgres::is_url(url)
+        {
+            return Err(ConfigError::Env {
+                name: "LLMOS_STORE_URL / [store] url",
+                value: crate::data::postgres::redact(url),
+                expected: "a PostgreSQL URL, postgres://user:password@host:port/database \
+                           (leave it unset for the embedded store in <home>/store)",
+            });
         }
         if let Some(v) = env_nonempty("LLMOS_ORT_DYLIB") {
             self.runtime.ort_dylib = Some(v.into());

@@ -66,7 +66,7 @@ fn replicas_share_keys_plugins_collections_and_the_audit_chain() {
         "--scope",
         "data:*:write",
         "--scope",
-        "data:*:read",
+        "data:*",
     ])["secret"]
         .as_str()
         .unwrap()
@@ -210,7 +210,7 @@ fn replicas_share_keys_plugins_collections_and_the_audit_chain() {
                     let r = client
                         .post(format!("{target}/admin/keys"))
                         .bearer_auth(&admin)
-                        .json(&json!({"name": format!("load-{w}-{n}"), "scopes": ["data:*:read"]}))
+                        .json(&json!({"name": format!("load-{w}-{n}"), "scopes": ["data:*"]}))
                         .send();
                     match r {
                         Ok(r) if r.status().as_u16() == 201 => {
@@ -272,17 +272,11 @@ fn replicas_share_keys_plugins_collections_and_the_audit_chain() {
     // Measured (BENCHMARKS.md): an authenticated request that reads the store (key lookup,
     // collection list) on a replica against the same on an embedded (sled) server.
     let solo = Home::new();
-    let solo_admin = solo.json(&[
-        "keys",
-        "create",
-        "--scope",
-        "admin",
-        "--scope",
-        "data:*:read",
-    ])["secret"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let solo_admin =
+        solo.json(&["keys", "create", "--scope", "admin", "--scope", "data:*"])["secret"]
+            .as_str()
+            .unwrap()
+            .to_string();
     let solo_server = solo.serve(&["--models", "minilm"]);
     let client = reqwest::blocking::Client::new();
     let mean = |server: &Server, key: &str| -> Duration {

@@ -280,3 +280,35 @@ fn data_backends_postgres_sees_only_sealed_values() {
         .unwrap_err();
     assert!(wrong.to_string().contains("does not open"), "{wrong}");
 }
+
+#[test]
+fn data_backends_a_bad_store_url_is_refused_naming_what_is_accepted() {
+    let home = crate::support::Home::new();
+    let out = home
+        .cmd(&["keys", "list"])
+        .env("LLMOS_STORE_URL", "mysql://me:hunter2@db/llmos")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("postgres://user:password@host:port/database"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("hunter2"),
+        "the password is never printed: {err}"
+    );
+    // A PostgreSQL that is not there: the error names the server (not the password).
+    let out = home
+        .cmd(&["keys", "list"])
+        .env("LLMOS_STORE_URL", "postgres://me:hunter2@127.0.0.1:1/llmos")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("postgres://me:***@127.0.0.1:1/llmos") && !err.contains("hunter2"),
+        "{err}"
+    );
+}

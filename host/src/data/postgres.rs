@@ -295,6 +295,13 @@ impl PgBackend {
             path: location.clone(),
             message: e.to_string(),
         };
+        if !is_url(url) {
+            return Err(io(PgError::Other(
+                "not a PostgreSQL URL: expected postgres://user:password@host:port/database \
+                 ([store] url, LLMOS_STORE_URL; unset for the embedded store in <home>/store)"
+                    .into(),
+            )));
+        }
         let mut first = connect(url).map_err(|e| io(e.into()))?;
         migrate(&mut first).map_err(io)?;
         let mut idle = Vec::with_capacity(CONNECTIONS);

@@ -91,7 +91,17 @@ fn as_owner(c: &mut Command, owner: Option<(u32, u32)>) -> &mut Command {
 /// when this process ends (a watchdog shell checks for it every 200 ms).
 fn start(bin: &Path) -> String {
     let owner = run_as();
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("pg-{}", std::process::id()));
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    // Folders of earlier runs (their watchdog empties them but cannot remove them as root's).
+    for e in std::fs::read_dir(&tmp).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix("pg-")
+            && !Path::new("/proc").join(pid).exists()
+        {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+    let dir = tmp.join(format!("pg-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     if let Some((uid, gid)) = owner {

@@ -57,7 +57,15 @@ fn replicas_share_keys_plugins_collections_and_the_audit_chain() {
     };
     let key = [42u8; 32];
     let homes: Vec<Home> = (0..3).map(|_| replica_home(&url, &key)).collect();
-    // The first replica creates the store's keys; the others open it.
+    // The three start at once on the empty database (one of them creates the store's keys,
+    // the others open them); the admin key is made afterwards through the CLI, beside them.
+    let servers: Vec<Server> = std::thread::scope(|sc| {
+        let started: Vec<_> = homes
+            .iter()
+            .map(|h| sc.spawn(move || h.serve(&["--models", "minilm"])))
+            .collect();
+        started.into_iter().map(|t| t.join().unwrap()).collect()
+    });
     let admin = homes[0].json(&[
         "keys",
         "create",
@@ -71,10 +79,6 @@ fn replicas_share_keys_plugins_collections_and_the_audit_chain() {
         .as_str()
         .unwrap()
         .to_string();
-    let servers: Vec<Server> = homes
-        .iter()
-        .map(|h| h.serve(&["--models", "minilm"]))
-        .collect();
     let s = |i: usize| -> &Server { &servers[i] };
 
     // A key created on replica 1 works on 2 and 3.

@@ -167,7 +167,26 @@ impl Keyring {
                     writes.push(put(FORMAT, FORMAT_VERSION.to_be_bytes().to_vec()));
                 }
                 create_meta(&master, &mut writes);
-                backend.batch(&writes)?;
+                // Written only if no other process (a replica starting at the same moment on
+                // an empty shared store) created the store's keys meanwhile; if one did, its
+                // keys are the store's and the master key must open them.
+                let created = backend.transaction(&[META], &|tx| {
+                    if tx.get(META, CHECK)?.is_some() {
+                        return Err(TxError::Abort);
+                    }
+                    for op in &writes {
+                        if let Some(v) = &op.value {
+                            tx.insert(op.tree, &op.key, v)?;
+                        }
+                    }
+                    Ok(())
+                })?;
+                if !created {
+                    let c = backend.get(META, CHECK)?.unwrap_or_default();
+                    if master.open(&c, &meta_aad(CHECK)).ok().as_deref() != Some(CHECK_TEXT) {
+                        return Err(wrong("its key check does not open".into()));
+                    }
+                }
                 backend.flush()?;
             }
         }

@@ -71,6 +71,15 @@ if command -v npm >/dev/null; then
   export LLMOS_BROWSER_MODULES="$browser/node_modules"
 fi
 
+# PostgreSQL's server binaries for the shared-store tests (tests/all/replicas.rs,
+# data_backends.rs): each test run starts its own throwaway server from them in target/tmp,
+# so nothing of the system's PostgreSQL is configured or started. From Debian's packages
+# when missing (needs root; otherwise those tests say what to install, and fail under CI).
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ -z "${LLMOS_TEST_PG_BIN:-}${LLMOS_TEST_PG_URL:-}" ] \
+   && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq postgresql >/dev/null
+fi
+
 # Formatting and lints first (the request-path set in host/src/lib.rs among them: no unwrap,
 # indexing or unchecked arithmetic; docs/design.md, "Request-path hygiene").
 cargo fmt --all --check

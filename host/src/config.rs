@@ -67,6 +67,8 @@ pub struct Config {
     pub mcp: McpConfig,
     /// Extra names of the engine metrics (docs/scale-out.md, "Metrics").
     pub metrics: MetricsConfig,
+    /// Where the data store lives (docs/scale-out.md, "Shared state").
+    pub store: StoreConfig,
 }
 
 /// The per-model engine metrics that `[metrics] aliases` may rename, and what each is.
@@ -132,6 +134,16 @@ impl MetricsConfig {
         }
         names
     }
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `postgres://user:password@host:port/database`: keep the store in PostgreSQL, shared
+    /// by every replica given the same URL and master key. Unset (the default): the embedded
+    /// store in `<home>/store`. Env `LLMOS_STORE_URL`.
+    pub url: Option<String>,
 }
 
 /// `[generation]`
@@ -462,6 +474,19 @@ impl Config {
         }
         if let Some(v) = env_nonempty("LLMOS_AUDIT_SEGMENT_RECORDS") {
             self.audit.segment_records = env_number("LLMOS_AUDIT_SEGMENT_RECORDS", v)?;
+        }
+        if let Some(v) = env_nonempty("LLMOS_STORE_URL") {
+            self.store.url = Some(v);
+        }
+        if let Some(url) = &self.store.url
+            && !crate::data::postgres::is_url(url)
+        {
+            return Err(ConfigError::Env {
+                name: "LLMOS_STORE_URL / [store] url",
+                value: crate::data::postgres::redact(url),
+                expected: "a PostgreSQL URL, postgres://user:password@host:port/database \
+                           (leave it unset for the embedded store in <home>/store)",
+            });
         }
         if let Some(v) = env_nonempty("LLMOS_ORT_DYLIB") {
             self.runtime.ort_dylib = Some(v.into());

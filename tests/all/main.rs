@@ -4,6 +4,7 @@
 #![allow(unreachable_pub)] // test-only items: `pub` in a test binary reaches nothing
 
 mod support;
+mod support_pg;
 
 mod core_errors;
 mod core_generate;
@@ -51,6 +52,7 @@ mod plugins_test_cmd;
 mod author_rust;
 
 mod data_anonymize;
+mod data_backends;
 mod data_collections;
 mod data_ingest;
 mod data_retrieval;
@@ -64,6 +66,7 @@ mod data_store;
 mod grpc;
 mod k8s;
 mod mcp;
+mod replicas;
 mod tools_guests;
 mod tools_plugins;
 mod train_classifier;

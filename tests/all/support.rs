@@ -222,6 +222,11 @@ impl Server {
         Self { child, url }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `url + path`.
     pub fn at(&self, path: &str) -> String {
         format!("{}{path}", self.url)

@@ -45,8 +45,19 @@ pub struct DataState {
 impl DataState {
     /// Over the server's store.
     pub fn new(store: Store) -> Self {
+        let collections = Arc::new(Collections::new(store.clone()));
+        // Replicas sharing the store: another one's ingest or delete drops the vectors kept
+        // in memory; the next search loads them again.
+        let weak = Arc::downgrade(&collections);
+        store.on_change(move |tree| {
+            if matches!(tree, "collections" | "documents" | "chunks" | "*")
+                && let Some(c) = weak.upgrade()
+            {
+                c.forget_all();
+            }
+        });
         Self {
-            collections: Arc::new(Collections::new(store.clone())),
+            collections,
             jobs: Arc::new(Jobs::new(store)),
         }
     }

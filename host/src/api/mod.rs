@@ -85,7 +85,7 @@ pub struct AppState {
     /// Collections and their jobs.
     pub data: data::DataState,
     /// Whether any usable key exists (cached; refreshed when keys change).
-    keys_active: AtomicBool,
+    keys_active: Arc<AtomicBool>,
     /// The address the server listens on; `None` (not set) is never open.
     bind: Option<SocketAddr>,
     /// `/mcp`'s service and tool list, built once (docs/tools.md §4).
@@ -100,6 +100,16 @@ impl AppState {
             .map_or(0, |d| d.as_secs());
         let keys = Keys::new(gateway.host.store().clone());
         let active = keys.any_active().unwrap_or(true);
+        let keys_active = Arc::new(AtomicBool::new(active));
+        // Replicas sharing the store: a key created or revoked elsewhere changes openness.
+        let (flag, k) = (Arc::downgrade(&keys_active), keys.clone());
+        gateway.host.store().on_change(move |tree| {
+            if (tree == crate::data::Tree::ApiKeys.name() || tree == "*")
+                && let Some(flag) = flag.upgrade()
+            {
+                flag.store(k.any_active().unwrap_or(true), Ordering::Relaxed);
+            }
+        });
         let data = data::DataState::new(gateway.host.store().clone());
         // Plugins search these collections (`data.search`, under `data:<collection>`).
         gateway
@@ -112,7 +122,7 @@ impl AppState {
         Self {
             keys,
             data,
-            keys_active: AtomicBool::new(active),
+            keys_active,
             core: gateway.core.clone(),
             gateway,
             metrics: Metrics::default(),

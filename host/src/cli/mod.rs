@@ -317,6 +317,7 @@ fn settings(g: &Global) -> Result<(Config, Paths)> {
     let file = g.config.clone().unwrap_or_else(|| home.join("llmos.toml"));
     let mut config = Config::load(&file)?;
     config.apply_env()?;
+    crate::data::store::use_url(config.store.url.clone());
     if let Some(n) = g.intra_threads {
         config.runtime.intra_threads = n;
     }

@@ -28,6 +28,9 @@ use std::path::{Path, PathBuf};
 /// A key and its value, raw.
 pub type RawEntry = (Vec<u8>, Vec<u8>);
 
+/// A callback told which tree changed (`"*"`: any may have): see [`Backend::on_change`].
+pub type ChangeFn = Box<dyn Fn(&str) + Send + Sync>;
+
 /// An ordered scan of raw entries.
 pub type Scan<'a> = Box<dyn Iterator<Item = Result<RawEntry, BackendError>> + 'a>;
 
@@ -119,6 +122,16 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn len(&self, tree: &str) -> Result<usize, BackendError>;
     /// Removes and returns the entry with the smallest key.
     fn pop_min(&self, tree: &str) -> Result<Option<RawEntry>, BackendError>;
+    /// Registers `f`, called with a tree's name when another process (another replica)
+    /// may have changed it, so that caches above the store reload. The embedded backend
+    /// has one process and never calls it.
+    fn on_change(&self, f: ChangeFn) {
+        drop(f);
+    }
+    /// Whether other processes write the same data at the same time (replicas).
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 /// The embedded backend: one sled database.

@@ -254,6 +254,13 @@ impl Collections {
         m.remove(name);
     }
 
+    /// Drops every loaded index (another replica changed collections); the next search
+    /// loads from the store again.
+    pub fn forget_all(&self) {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.loaded.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
     /// The loaded index of `name`, if a search opened it.
     fn loaded_now(&self, name: &str) -> Option<Arc<RwLock<Loaded>>> {
         let m = self.loaded.lock().unwrap_or_else(|e| e.into_inner());

@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use super::backend::{Backend, Op};
+use super::backend::{Backend, Op, TxError};
 use super::store::StoreError;
 use crate::security::master::{Kdf, MasterSource, create_key_file, read_key_file};
 use crate::security::seal::{KeyedHash, SealError, Sealer};
@@ -167,7 +167,26 @@ impl Keyring {
                     writes.push(put(FORMAT, FORMAT_VERSION.to_be_bytes().to_vec()));
                 }
                 create_meta(&master, &mut writes);
-                backend.batch(&writes)?;
+                // Written only if no other process (a replica starting at the same moment on
+                // an empty shared store) created the store's keys meanwhile; if one did, its
+                // keys are the store's and the master key must open them.
+                let created = backend.transaction(&[META], &|tx| {
+                    if tx.get(META, CHECK)?.is_some() {
+                        return Err(TxError::Abort);
+                    }
+                    for op in &writes {
+                        if let Some(v) = &op.value {
+                            tx.insert(op.tree, &op.key, v)?;
+                        }
+                    }
+                    Ok(())
+                })?;
+                if !created {
+                    let c = backend.get(META, CHECK)?.unwrap_or_default();
+                    if master.open(&c, &meta_aad(CHECK)).ok().as_deref() != Some(CHECK_TEXT) {
+                        return Err(wrong("its key check does not open".into()));
+                    }
+                }
                 backend.flush()?;
             }
         }
@@ -291,7 +310,21 @@ impl Keyring {
             current: 1,
             keys: BTreeMap::from([(1, hex::encode(Sealer::random_key()))]),
         };
-        self.save(backend, scope, &rec)?;
+        // Insert only if absent: another process sharing the store (a replica) may create
+        // the same scope's key at the same moment, and the first one written must win.
+        let key = scope.meta_key();
+        let plain = serde_json::to_vec(&rec).unwrap_or_default();
+        let sealed = self.master().seal(&plain, &meta_aad(&key));
+        let created = backend.transaction(&[META], &|tx| {
+            if tx.get(META, &key)?.is_some() {
+                return Err(TxError::Abort);
+            }
+            tx.insert(META, &key, &sealed)
+        })?;
+        backend.flush()?;
+        if !created && let Some(k) = self.keys_locked(backend, scope)? {
+            return Ok(k);
+        }
         self.cache(scope, rec)
     }
 

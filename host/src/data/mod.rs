@@ -10,6 +10,7 @@ pub mod ingest;
 pub mod jobs;
 mod keyring;
 pub mod maintain;
+pub mod postgres;
 pub mod search;
 pub mod store;
 pub mod train;

@@ -148,11 +148,13 @@ pub enum Tree {
     Publishers,
     /// Registered MCP servers (`llmos mcp add`): name → registration (URL, token secret name).
     McpServers,
+    /// Plugin components on a store shared by replicas: sha256 (hex) → the component's bytes.
+    Components,
 }
 
 impl Tree {
     /// Every tree.
-    pub const ALL: [Tree; 15] = [
+    pub const ALL: [Tree; 16] = [
         Tree::Plugins,
         Tree::PluginKv,
         Tree::PluginSecrets,
@@ -168,6 +170,7 @@ impl Tree {
         Tree::EmbedCache,
         Tree::Publishers,
         Tree::McpServers,
+        Tree::Components,
     ];
 
     /// The backend tree name (also the sealing context).
@@ -189,6 +192,7 @@ impl Tree {
             Tree::EmbedCache => "embed-cache",
             Tree::Publishers => "publishers",
             Tree::McpServers => "mcp-servers",
+            Tree::Components => "components",
         }
     }
 
@@ -257,6 +261,26 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// The store URL of this process's configuration (`[store] url`, `LLMOS_STORE_URL`), set once
+/// the configuration is read ([`use_url`]).
+static STORE_URL: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// Makes [`Store::open_home`] open `url` (PostgreSQL) instead of `<home>/store`; the first
+/// call wins (one configuration per process).
+pub fn use_url(url: Option<String>) {
+    let _ = STORE_URL.set(url);
+}
+
+/// The configured store URL: [`use_url`]'s, else `LLMOS_STORE_URL`.
+fn store_url() -> Option<String> {
+    match STORE_URL.get() {
+        Some(u) => u.clone(),
+        None => std::env::var("LLMOS_STORE_URL")
+            .ok()
+            .filter(|u| !u.is_empty()),
+    }
+}
+
 fn tree_names() -> Vec<&'static str> {
     Tree::ALL.iter().map(|t| t.name()).collect()
 }
@@ -269,12 +293,56 @@ impl Store {
 
     /// Opens the store of a data location, `<home>/store`, with the master key the
     /// environment names ([`MasterSource::from_env`]).
+    /// With a store URL configured ([`use_url`], `LLMOS_STORE_URL`) it opens that
+    /// PostgreSQL database instead ([`Store::open_url`]).
     pub fn open_home(home: &Path) -> Result<Self, StoreError> {
+        let url = store_url();
         let source = MasterSource::from_env(home).map_err(|error| StoreError::MasterKey {
-            path: home.join("store"),
+            path: url
+                .as_deref()
+                .map_or_else(|| home.join("store"), |u| super::postgres::redact(u).into()),
             error,
         })?;
-        Self::open_source(&home.join("store"), source)
+        match url {
+            Some(u) => Self::open_url(&u, source),
+            None => Self::open_source(&home.join("store"), source),
+        }
+    }
+
+    /// Opens (or creates) the store in the PostgreSQL database at `url`
+    /// ([`super::postgres`]): several processes may open the same one.
+    pub fn open_url(url: &str, source: MasterSource) -> Result<Self, StoreError> {
+        Self::open_url_input(url, MasterInput::Source(source))
+    }
+
+    fn open_url_input(url: &str, input: MasterInput) -> Result<Self, StoreError> {
+        let backend = super::postgres::PgBackend::open(url)?;
+        let keys = Keyring::open(&backend, input, &tree_names())?;
+        let s = Self {
+            path: backend.location().into(),
+            backend: Arc::new(backend),
+            keys: Arc::new(keys),
+        };
+        // A new database has nothing to migrate; one copied from an old embedded store is
+        // migrated in place (there is no log file to compact).
+        s.migrate()?;
+        Ok(s)
+    }
+
+    /// Opens the PostgreSQL store at `url` with `master` as its master key.
+    pub fn open_url_with_key(url: &str, master: Sealer) -> Result<Self, StoreError> {
+        Self::open_url_input(url, MasterInput::Ready(master))
+    }
+
+    /// Registers `f`, called with a tree's name (or `"*"`) when another replica may have
+    /// changed it (never for the embedded store): see [`Backend::on_change`].
+    pub fn on_change(&self, f: impl Fn(&str) + Send + Sync + 'static) {
+        self.backend.on_change(Box::new(f));
+    }
+
+    /// Whether other replicas share this store (PostgreSQL).
+    pub fn shared(&self) -> bool {
+        self.backend.shared()
     }
 
     /// Opens (or creates) the database in `path` with the master key from `source`.
@@ -450,6 +518,45 @@ impl Store {
         }
         self.backend.batch(&ops)?;
         self.flush()
+    }
+
+    /// The stored (sealed) bytes of `key` in a clear-key `tree`, as the backend holds them:
+    /// the token to give [`Store::put_many_if`].
+    pub fn get_sealed(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.backend.get(tree.name(), &self.stored_key(tree, key))?)
+    }
+
+    /// Seals and writes `puts` in one atomic, flushed step, but only while `guard`'s stored
+    /// bytes are still `seen` ([`Store::get_sealed`]; `None`: absent): a compare-and-swap for
+    /// writers in several processes (replicas). Returns whether it wrote.
+    pub fn put_many_if(
+        &self,
+        guard: (Tree, &[u8]),
+        seen: Option<&[u8]>,
+        puts: &[(Tree, &[u8], &[u8])],
+    ) -> Result<bool, StoreError> {
+        let mut ops = Vec::with_capacity(puts.len());
+        let mut trees = vec![guard.0.name()];
+        for (tree, key, value) in puts {
+            let stored = self.stored_key(*tree, key);
+            let sealed = self.seal(*tree, &stored, key, value)?;
+            if !trees.contains(&tree.name()) {
+                trees.push(tree.name());
+            }
+            ops.push((tree.name(), stored, sealed));
+        }
+        let guard_key = self.stored_key(guard.0, guard.1);
+        let wrote = self.backend.transaction(&trees, &|tx| {
+            if tx.get(guard.0.name(), &guard_key)?.as_deref() != seen {
+                return Err(TxError::Abort);
+            }
+            for (tree, key, value) in &ops {
+                tx.insert(tree, key, value)?;
+            }
+            Ok(())
+        })?;
+        self.flush()?;
+        Ok(wrote)
     }
 
     /// A keyed fingerprint of `data` in `context` (HMAC-SHA-256 under a key of the store,

@@ -24,7 +24,7 @@ use super::manifest::World;
 use super::registry::PluginRecord;
 use super::state::{PluginCtx, Services, State};
 use super::trace::{TracedHost, traced};
-use crate::data::Store;
+use crate::data::{Store, Tree};
 use crate::security::{AuditLog, CapabilitySet};
 
 /// Settings of the plugin host.
@@ -301,7 +301,7 @@ impl PluginHost {
             1,
         )?;
         let ticker = Ticker::start(engine.clone(), settings.engine.tick);
-        Ok(Self {
+        let host = Self {
             inner: Arc::new(Inner {
                 home: home.into(),
                 settings,
@@ -319,7 +319,22 @@ impl PluginHost {
                 #[cfg(test)]
                 before_insert: Mutex::new(None),
             }),
-        })
+        };
+        // Replicas sharing the store: a plugin installed, granted, revoked or removed through
+        // another one is loaded again from its record on the next call.
+        let weak = Arc::downgrade(&host.inner);
+        host.inner.services.store.on_change(move |tree| {
+            if (tree == Tree::Plugins.name() || tree == "*")
+                && let Some(inner) = weak.upgrade()
+            {
+                let mut loaded = inner.loaded.lock().unwrap_or_else(|e| e.into_inner());
+                inner
+                    .generation
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                loaded.clear();
+            }
+        });
+        Ok(host)
     }
 
     /// Calls and failed calls (traps and exhausted limits) per plugin since the host opened.
@@ -888,8 +903,25 @@ impl Inner {
         if !record.enabled {
             return Err(PluginError::Disabled(name.into()));
         }
-        let bytes = std::fs::read(record.component_path(&self.home))
-            .map_err(|e| PluginError::Io(format!("plugin {name}: {e}")))?;
+        let path = record.component_path(&self.home);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            // Installed through another replica: the bytes are in the shared store.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && self.services.store.shared() => {
+                let b = self
+                    .services
+                    .store
+                    .get(Tree::Components, record.sha256.as_bytes())?
+                    .ok_or_else(|| PluginError::Io(format!("plugin {name}: {e}, and the shared store has no component {}", record.sha256)))?;
+                if let Some(dir) = path.parent()
+                    && std::fs::create_dir_all(dir).is_ok()
+                {
+                    let _ = std::fs::write(&path, &b);
+                }
+                b
+            }
+            Err(e) => return Err(PluginError::Io(format!("plugin {name}: {e}"))),
+        };
         let sha = super::engine::sha256_hex(&bytes);
         if sha != record.sha256 {
             return Err(PluginError::Digest {

@@ -571,6 +571,15 @@ fn store_component(home: &Path, name: &str, sha: &str, bytes: &[u8]) -> Result<(
     Ok(())
 }
 
+/// On a store shared by replicas, keeps the component's bytes in it once (sealed, by
+/// sha256), so every replica can load it (and precompile it for itself).
+fn share_component(store: &crate::data::Store, sha: &str, bytes: &[u8]) -> Result<(), PluginError> {
+    if store.shared() && store.get_sealed(Tree::Components, sha.as_bytes())?.is_none() {
+        store.put(Tree::Components, sha.as_bytes(), bytes)?;
+    }
+    Ok(())
+}
+
 fn parse_caps(names: &[String]) -> Result<CapabilitySet, PluginError> {
     CapabilitySet::parse(names).map_err(|e| PluginError::Grant(e.to_string()))
 }
@@ -631,6 +640,7 @@ pub fn install(host: &PluginHost, req: &InstallRequest) -> Result<InstallReport,
     let granted = parse_caps(&req.grants)?;
     let tools = component_tools(host, &manifest, pre, &granted, &req.config)?;
     store_component(host.home(), &manifest.name, &sha, &bytes)?;
+    share_component(host.store(), &sha, &bytes)?;
     let record = PluginRecord {
         sha256: sha,
         size: bytes.len() as u64,
@@ -710,6 +720,7 @@ pub fn upgrade(
     check_limits(&manifest, req.approve_limits)?;
     let tools = component_tools(host, &manifest, pre, &granted, &config)?;
     store_component(host.home(), name, &sha, &bytes)?;
+    share_component(host.store(), &sha, &bytes)?;
     let record = PluginRecord {
         sha256: sha,
         size: bytes.len() as u64,

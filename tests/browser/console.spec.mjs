@@ -123,6 +123,7 @@ async function run() {
   // Ask: a grounded answer (smollm2, few tokens) as text; the chunks it cites marked.
   await page.locator('#panel-search').getByLabel('Query').fill('Where does the heron wait before striking?');
   await page.locator('#panel-search').getByLabel('Answer tokens').fill('24');
+  const askStarted = Date.now();
   const [asked] = await Promise.all([
     page.waitForResponse((r) => r.url().endsWith('/v1/collections/notes/ask'), { timeout: 60000 }),
     page.locator('#search-ask').click(),
@@ -134,7 +135,7 @@ async function run() {
   assert.equal(await page.locator('#search-out .hits li').count(), grounded.sources.length);
   const marked = await page.locator('#search-out .hits li.cited').evaluateAll((ls) => ls.map((l) => Number(l.dataset.index)));
   assert.deepEqual(marked, grounded.citations.map((c) => c.index), 'the cited chunks are marked');
-  step(`ask: ${JSON.stringify(grounded.answer)} citing ${JSON.stringify(marked)} of ${grounded.sources.length}`);
+  step(`ask (${Date.now() - askStarted} ms): ${JSON.stringify(grounded.answer)} citing ${JSON.stringify(marked)} of ${grounded.sources.length}`);
   await shot('playground-ask');
 
   // 4. Plugins: the request policy denies; disabled, the request fails closed naming it;
@@ -184,9 +185,10 @@ async function run() {
   await pii.locator('.diff .add', { hasText: '+ inference:pii-ner' }).waitFor();
   step('grant diff shown: ' + await pii.locator('.review').textContent());
   await shot('plugins');
-  await shot('readme-plugins', { x: 0, y: 0, width: 800, height: 800 });
+  await shot('readme-plugins', { x: 0, y: 0, width: 1200, height: 640 });
   await pii.getByRole('button', { name: 'Cancel' }).click();
   assert.match(await pii.textContent(), /inference:pii-ner/, 'recent denials of pii-redact listed');
+  assert.match(await pii.textContent(), /timeout_ms 5000 \(set by the operator\)/, 'the limit override is shown');
   // The trap is listed beside the denials: what stopped the call, where, for which model.
   const traps = await page.locator('#traps-test-panic').textContent();
   assert.match(traps, /trap: wasm `unreachable` instruction executed in preprocess, model spam, route \/v1\/classify/, traps);

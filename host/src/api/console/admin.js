@@ -129,7 +129,10 @@ function pluginCard(p, counts, denials, traps, reload) {
   grantB.addEventListener('click', ask(true));
   const revokeB = el('button', { type: 'button', class: 'secondary' }, 'Revoke…');
   revokeB.addEventListener('click', ask(false));
-  const limits = Object.entries(p.manifest.limits || {}).filter(([, v]) => v !== null).map(([k, v]) => `${k} ${v}`).join(', ');
+  // The manifest's limits, with the operator's overrides (`llmos plugin limits`) in force.
+  const set = (o) => Object.entries(o || {}).filter(([, v]) => v !== null && v !== undefined);
+  const over = Object.fromEntries(set(p.limits));
+  const limits = set({ ...p.manifest.limits, ...over }).map(([k, v]) => `${k} ${v}${k in over ? ' (set by the operator)' : ''}`).join(', ');
   return el('article', { class: `card ${p.enabled ? '' : 'off'}`, id: `plugin-${name}`, 'aria-label': `plugin ${name}` },
     el('header', {}, el('h3', {}, name), el('span', { class: `badge ${p.enabled ? 'on' : 'off'}` }, p.enabled ? 'enabled' : 'disabled'), toggle),
     el('p', { class: 'small' }, `${p.manifest.world} · ${p.manifest.version} · sha256 ${p.sha256.slice(0, 16)}…`),

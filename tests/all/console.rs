@@ -241,9 +241,18 @@ fn console_in_headless_chromium() {
     };
     install("content-policy", &["--set", "denied_terms=forbidden"]);
     install("pii-redact", &["--approve-limits"]);
+    // pii-redact's own 200 ms would include its denial's durable audit write: on a loaded
+    // CI disk that alone can take longer, and the test is about the console, not that limit.
+    let out = home
+        .cmd(&["plugin", "limits", "pii-redact", "--timeout-ms", "5000"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    // test-panic traps on every call: spam's requests fail, and the Plugins view lists the trap.
+    install("testing/panic", &[]);
     append_config(
         &home,
-        "\n[pipelines.sentiment]\npreprocessors = [\"pii-redact\"]\nrequest_policies = [\"content-policy\"]\n",
+        "\n[pipelines.sentiment]\npreprocessors = [\"pii-redact\"]\nrequest_policies = [\"content-policy\"]\n\n[pipelines.spam]\npreprocessors = [\"test-panic\"]\n",
     );
     let key = create_key(
         &home,
@@ -295,7 +304,9 @@ fn console_in_headless_chromium() {
     );
     for view in [
         "playground-chat",
+        "playground-ask",
         "plugins",
+        "plugins-trap",
         "audit",
         "models",
         "metrics",

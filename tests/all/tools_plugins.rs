@@ -174,6 +174,7 @@ fn tools_over_http_follow_the_keys_scopes_and_search_collections_with_a_grant() 
     let echo_only = create_key(&home, &["tools:echo"]);
     let all = create_key(&home, &["tools:*"]);
     let data = create_key(&home, &["data:*:write", "models:*"]);
+    let admin = create_key(&home, &["admin"]);
     let s = home.serve(&["--models", "minilm"]);
 
     // The collection the lookup tool searches.
@@ -285,6 +286,28 @@ fn tools_over_http_follow_the_keys_scopes_and_search_collections_with_a_grant() 
             .unwrap()
             .contains("time limit exceeded"),
         "{r}"
+    );
+    // The audit log records the trap: the plugin, the limit, where; nothing of the request.
+    let (code, r) = call(
+        &s,
+        "GET",
+        "/admin/audit?what=trap&target=test-tools",
+        Some(&admin),
+        None,
+    );
+    assert_eq!(code, 200, "{r}");
+    let traps = r["records"].as_array().unwrap();
+    assert_eq!(traps.len(), 1, "{r}");
+    let t = &traps[0];
+    assert_eq!(
+        (&t["who"], &t["outcome"]),
+        (&json!("plugin:test-tools"), &json!("failed")),
+        "{t}"
+    );
+    assert_eq!(
+        t["detail"],
+        "time limit exceeded (2000 ms allowed per call) in invoke, route /v1/tools/{id}/invoke",
+        "{t}"
     );
     // …and a capability the plugin was not granted.
     let lookup_args =

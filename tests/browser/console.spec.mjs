@@ -120,11 +120,29 @@ async function run() {
   step(`search: ${hits.length} cited chunks, first ${JSON.stringify(hits[0])}`);
   await shot('playground-search');
 
+  // Ask: a grounded answer (smollm2, few tokens) as text; the chunks it cites marked.
+  await page.locator('#panel-search').getByLabel('Query').fill('Where does the heron wait before striking?');
+  await page.locator('#panel-search').getByLabel('Answer tokens').fill('24');
+  const askStarted = Date.now();
+  const [asked] = await Promise.all([
+    page.waitForResponse((r) => r.url().endsWith('/v1/collections/notes/ask'), { timeout: 60000 }),
+    page.locator('#search-ask').click(),
+  ]);
+  const grounded = await asked.json();
+  assert.equal(asked.status(), 200, JSON.stringify(grounded));
+  await page.locator('#search-answer').waitFor();
+  assert.equal(await page.locator('#search-answer').textContent(), grounded.answer);
+  assert.equal(await page.locator('#search-out .hits li').count(), grounded.sources.length);
+  const marked = await page.locator('#search-out .hits li.cited').evaluateAll((ls) => ls.map((l) => Number(l.dataset.index)));
+  assert.deepEqual(marked, grounded.citations.map((c) => c.index), 'the cited chunks are marked');
+  step(`ask (${Date.now() - askStarted} ms): ${JSON.stringify(grounded.answer)} citing ${JSON.stringify(marked)} of ${grounded.sources.length}`);
+  await shot('playground-ask');
+
   // 4. Plugins: the request policy denies; disabled, the request fails closed naming it;
   // enabled again, it denies again and a benign text passes.
-  const classify = async (text) => {
+  const classify = async (text, model = 'sentiment') => {
     await page.locator('#task-classify').click();
-    await page.locator('#panel-classify').getByLabel('Model').selectOption('sentiment');
+    await page.locator('#panel-classify').getByLabel('Model').selectOption(model);
     await page.locator('#classify-input').fill(text);
     await page.locator('#classify-go').click();
     await page.locator('#classify-out :is(.error, .bars)').first().waitFor({ timeout: 30000 });
@@ -136,6 +154,10 @@ async function run() {
   out = await classify('A gorgeous, moving film.');
   assert.match(out, /positive/, out);
   await shot('playground-classify');
+  // test-panic, spam's preprocessor, traps: the request fails naming it.
+  out = await classify('Win a prize now!', 'spam');
+  assert.match(out, /test-panic/, out);
+  step(`a trapping preprocessor: ${out}`);
 
   await page.locator('#tab-plugins').click();
   const card = page.locator('#plugin-content-policy');
@@ -163,9 +185,15 @@ async function run() {
   await pii.locator('.diff .add', { hasText: '+ inference:pii-ner' }).waitFor();
   step('grant diff shown: ' + await pii.locator('.review').textContent());
   await shot('plugins');
-  await shot('readme-plugins', { x: 0, y: 0, width: 800, height: 800 });
+  await shot('readme-plugins', { x: 0, y: 0, width: 1200, height: 640 });
   await pii.getByRole('button', { name: 'Cancel' }).click();
   assert.match(await pii.textContent(), /inference:pii-ner/, 'recent denials of pii-redact listed');
+  assert.match(await pii.textContent(), /timeout_ms 5000 \(set by the operator\)/, 'the limit override is shown');
+  // The trap is listed beside the denials: what stopped the call, where, for which model.
+  const traps = await page.locator('#traps-test-panic').textContent();
+  assert.match(traps, /trap: wasm `unreachable` instruction executed in preprocess, model spam, route \/v1\/classify/, traps);
+  step(`recent traps of test-panic: ${traps}`);
+  await page.locator('#plugin-test-panic').screenshot({ path: path.join(shots, 'plugins-trap.png') });
 
   // 5. Audit: the denial of pii-redact's ungranted model call, and the chain verified.
   await page.locator('#tab-audit').click();
@@ -206,6 +234,11 @@ async function run() {
   await page.locator('#task-entities').click();
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 1, `no horizontal scrolling on a phone: ${overflow}px too wide`);
+  // The entities table reflows (a block per row) rather than scrolling inside its box.
+  const inner = await page.locator('#ner-out').evaluate((e) => e.scrollWidth - e.clientWidth);
+  assert.ok(inner <= 1, `the entities table fits its box on a phone: ${inner}px too wide`);
+  assert.equal(await page.locator('#ner-out td').first().evaluate((e) => getComputedStyle(e).display), 'grid');
+  await page.locator('#ner-out table').scrollIntoViewIfNeeded();
   await shot('phone-playground');
 
   // Nothing ran from model or plugin output; no script errors.

@@ -15,7 +15,8 @@ use super::bindings::policy::{Policy, PolicyPre};
 use super::bindings::preprocessor::{Preprocessor, PreprocessorPre};
 use super::bindings::tool::{Tool, ToolPre};
 use super::bindings::types::{
-    Event, Request, RequestVerdict, Response, ResponseVerdict, ToolCall, ToolSpec as WitToolSpec,
+    Event, Request, RequestContext, RequestVerdict, Response, ResponseVerdict, ToolCall,
+    ToolSpec as WitToolSpec,
 };
 use super::engine::{CacheOutcome, ComponentCache, EngineSettings, Ticker, build_engine};
 use super::inference::InferenceBackend;
@@ -793,6 +794,29 @@ fn classify(ctx: &PluginCtx, e: wasmtime::Error) -> PluginError {
     }
 }
 
+/// Why a call failed, for the audit log: the trap's code (`wasm \`unreachable\` instruction
+/// executed`, …) or the host fault at the root, cut short. Never the backtrace (its frame
+/// names come from the guest) nor the guest's panic text (which goes to its stderr).
+fn trap_reason(e: &wasmtime::Error) -> String {
+    match e.downcast_ref::<Trap>() {
+        Some(t) => t.to_string(),
+        None => format!("host fault: {}", short(&e.root_cause().to_string())),
+    }
+}
+
+/// At most 80 characters of `s` on one line, for audit details.
+fn short(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .take(80)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if s.chars().nth(80).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 /// The output limit: `n` bytes returned (`what` says what they were, e.g. "an error of ").
 fn check_output(ctx: &PluginCtx, n: usize, what: &str) -> Result<(), PluginError> {
     let n = n as u64;
@@ -960,16 +984,57 @@ impl Inner {
     }
 
     /// Runs a call under the plugin's wall-clock deadline (which also cancels a guest blocked
-    /// in the host, e.g. sleeping or waiting for HTTP) and maps failures.
+    /// in the host, e.g. sleeping or waiting for HTTP) and maps failures. Not audited: the
+    /// dry runs of `llmos plugin test` (their trace shows the failure); see [`Self::limited_at`].
     pub(crate) async fn limited<R>(
         &self,
         l: &Loaded,
         call: impl Future<Output = wasmtime::Result<R>>,
     ) -> Result<R, PluginError> {
+        self.run_limited(l, call).await.0
+    }
+
+    /// [`Self::limited`] for the calls requests make: a call that trapped or ran out of a
+    /// limit is also recorded in the audit log (`trap`, aggregated per plugin), naming the
+    /// limit or the trap, the export (`stage`) and the request's model and route.
+    pub(crate) async fn limited_at<R>(
+        &self,
+        l: &Loaded,
+        stage: &'static str,
+        context: Option<&RequestContext>,
+        call: impl Future<Output = wasmtime::Result<R>>,
+    ) -> Result<R, PluginError> {
+        let (result, reason) = self.run_limited(l, call).await;
+        if let Some(reason) = reason {
+            let mut detail = format!("{reason} in {stage}");
+            if let Some(c) = context {
+                if !c.model.is_empty() {
+                    detail.push_str(&format!(", model {}", short(&c.model)));
+                }
+                if !c.route.is_empty() {
+                    detail.push_str(&format!(", route {}", short(&c.route)));
+                }
+            }
+            self.services.audit.trap(&l.ctx.name, &detail);
+        }
+        result
+    }
+
+    /// Runs and counts the call; the second value says why it failed, when it trapped or ran
+    /// out of a limit (host-written: the limit, or the trap's code; never guest strings).
+    async fn run_limited<R>(
+        &self,
+        l: &Loaded,
+        call: impl Future<Output = wasmtime::Result<R>>,
+    ) -> (Result<R, PluginError>, Option<String>) {
         let wall = Duration::from_millis(l.ctx.limits.timeout_ms)
             .saturating_add(self.settings.engine.tick.saturating_mul(2));
+        let mut trap = None;
         let result = match tokio::time::timeout(wall, call).await {
-            Ok(r) => r.map_err(|e| classify(&l.ctx, e)),
+            Ok(r) => r.map_err(|e| {
+                trap = Some(trap_reason(&e));
+                classify(&l.ctx, e)
+            }),
             Err(_) => Err(PluginError::Limit {
                 plugin: l.ctx.name.clone(),
                 kind: LimitKind::Time,
@@ -979,16 +1044,19 @@ impl Inner {
                 ),
             }),
         };
-        let failed = matches!(
-            result,
-            Err(PluginError::Limit { .. } | PluginError::Trap { .. })
-        );
+        let reason = match &result {
+            Err(PluginError::Limit { kind, detail, .. }) => {
+                Some(format!("{kind} limit exceeded ({detail})"))
+            }
+            Err(PluginError::Trap { .. }) => trap,
+            _ => None,
+        };
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         let c = counts.entry(l.ctx.name.clone()).or_default();
         c.0 = c.0.saturating_add(1);
-        c.1 = c.1.saturating_add(u64::from(failed));
+        c.1 = c.1.saturating_add(u64::from(reason.is_some()));
         drop(counts);
-        result
+        (result, reason)
     }
 
     pub(crate) async fn call_preprocess(
@@ -1004,7 +1072,9 @@ impl Inner {
             let i = pre.instantiate_async(&mut store).await?;
             i.call_preprocess(&mut store, req).await
         };
-        let out = self.limited(l, call).await?;
+        let out = self
+            .limited_at(l, "preprocess", Some(&req.context), call)
+            .await?;
         finish(&l.ctx, out, |v| v.iter().map(String::len).sum())
     }
 
@@ -1021,7 +1091,9 @@ impl Inner {
             let i = pre.instantiate_async(&mut store).await?;
             i.call_check_request(&mut store, req).await
         };
-        let out = self.limited(l, call).await?;
+        let out = self
+            .limited_at(l, "check-request", Some(&req.context), call)
+            .await?;
         finish(&l.ctx, out, |v| match v {
             RequestVerdict::Allow => 0,
             RequestVerdict::Deny(s) => s.len(),
@@ -1042,7 +1114,9 @@ impl Inner {
             let i = pre.instantiate_async(&mut store).await?;
             i.call_check_response(&mut store, resp).await
         };
-        let out = self.limited(l, call).await?;
+        let out = self
+            .limited_at(l, "check-response", Some(&resp.context), call)
+            .await?;
         finish(&l.ctx, out, |v| match v {
             ResponseVerdict::Allow => 0,
             ResponseVerdict::Deny(s) | ResponseVerdict::Modify(s) => s.len(),
@@ -1059,7 +1133,7 @@ impl Inner {
             let i = pre.instantiate_async(&mut store).await?;
             i.call_tools(&mut store).await
         };
-        let out = self.limited(l, call).await?;
+        let out = self.limited_at(l, "tools", None, call).await?;
         finish(&l.ctx, Ok(out), |v| {
             v.iter()
                 .map(|t| {
@@ -1082,7 +1156,9 @@ impl Inner {
             let i = pre.instantiate_async(&mut store).await?;
             i.call_invoke(&mut store, call).await
         };
-        let out = self.limited(l, run).await?;
+        let out = self
+            .limited_at(l, "invoke", Some(&call.context), run)
+            .await?;
         finish(&l.ctx, out, String::len)
     }
 
@@ -1095,7 +1171,9 @@ impl Inner {
             let i = pre.instantiate_async(&mut store).await?;
             i.call_on_event(&mut store, event).await
         };
-        let out = self.limited(l, call).await?;
+        let out = self
+            .limited_at(l, "on-event", Some(&event.context), call)
+            .await?;
         finish(&l.ctx, out, |_| 0)
     }
 }

@@ -1,12 +1,15 @@
 // The operator's views: models, plugins (enable/disable, grant/revoke with the capability
-// diff shown before confirming, recent denials), and the audit log (paged, filtered,
+// diff shown before confirming, recent denials and traps), and the audit log (paged, filtered,
 // with the chain's verification). All from the existing API; all output as text.
 
 import { api, el, fill, errorBox } from './api.js';
 import { parse, sum } from './metrics.js';
 
+// A table whose cells carry their column's name (`data-label`): at phone width the
+// stylesheet stacks each row as "name  value" lines instead of scrolling sideways.
 function table(head, rows) {
-  return el('table', {},
+  for (const tr of rows) [...tr.children].forEach((c, i) => c.setAttribute('data-label', head[i] || ''));
+  return el('table', { class: 'reflow' },
     el('thead', {}, el('tr', {}, head.map((h) => el('th', { scope: 'col' }, h)))),
     el('tbody', {}, rows));
 }
@@ -62,9 +65,10 @@ export function capabilityDiff(requested, granted, cap, grant) {
   };
 }
 
-async function denialsOf(name) {
+// The three newest audit entries of kind `what` (`denied`, `trap`) about plugin `name`.
+async function recentOf(name, what) {
   try {
-    const q = new URLSearchParams({ target: name, what: 'denied', limit: '1000' });
+    const q = new URLSearchParams({ target: name, what, limit: '1000' });
     const r = await api('GET', `/admin/audit?${q}`);
     return r.records.slice(-3).reverse();
   } catch (_) {
@@ -72,7 +76,12 @@ async function denialsOf(name) {
   }
 }
 
-function pluginCard(p, counts, denials, reload) {
+function recentList(id, entries, line) {
+  return entries.length === 0 ? el('p', { class: 'muted small', id }, 'none') : el('ul', { class: 'denials small', id },
+    entries.map((d) => el('li', {}, `#${d.seq} ${new Date(d.time).toLocaleString()} ${line(d)}`)));
+}
+
+function pluginCard(p, counts, denials, traps, reload) {
   const name = p.manifest.name;
   const requested = capsOf(p.manifest.capabilities);
   const granted = capsOf(p.granted);
@@ -120,7 +129,10 @@ function pluginCard(p, counts, denials, reload) {
   grantB.addEventListener('click', ask(true));
   const revokeB = el('button', { type: 'button', class: 'secondary' }, 'Revoke…');
   revokeB.addEventListener('click', ask(false));
-  const limits = Object.entries(p.manifest.limits || {}).filter(([, v]) => v !== null).map(([k, v]) => `${k} ${v}`).join(', ');
+  // The manifest's limits, with the operator's overrides (`llmos plugin limits`) in force.
+  const set = (o) => Object.entries(o || {}).filter(([, v]) => v !== null && v !== undefined);
+  const over = Object.fromEntries(set(p.limits));
+  const limits = set({ ...p.manifest.limits, ...over }).map(([k, v]) => `${k} ${v}${k in over ? ' (set by the operator)' : ''}`).join(', ');
   return el('article', { class: `card ${p.enabled ? '' : 'off'}`, id: `plugin-${name}`, 'aria-label': `plugin ${name}` },
     el('header', {}, el('h3', {}, name), el('span', { class: `badge ${p.enabled ? 'on' : 'off'}` }, p.enabled ? 'enabled' : 'disabled'), toggle),
     el('p', { class: 'small' }, `${p.manifest.world} · ${p.manifest.version} · sha256 ${p.sha256.slice(0, 16)}…`),
@@ -133,9 +145,11 @@ function pluginCard(p, counts, denials, reload) {
       el('dt', {}, 'denials'), el('dd', {}, `${counts.denials} capability, ${counts.policy} policy`)),
     el('div', { class: 'row' }, el('label', { for: `cap-${name}` }, 'Capability'), cap, grantB, revokeB),
     review,
-    el('h4', {}, 'Recent denials'),
-    denials.length === 0 ? el('p', { class: 'muted small' }, 'none') : el('ul', { class: 'denials small' },
-      denials.map((d) => el('li', {}, `#${d.seq} ${new Date(d.time).toLocaleString()} ${d.capability || ''}: ${d.detail || ''}`))),
+    el('div', { class: 'recent' },
+      el('section', {}, el('h4', {}, 'Recent denials'),
+        recentList(`denials-${name}`, denials, (d) => `${d.capability || ''}: ${d.detail || ''}`)),
+      el('section', {}, el('h4', {}, 'Recent traps'),
+        recentList(`traps-${name}`, traps, (d) => d.detail || ''))),
     status);
 }
 
@@ -152,7 +166,8 @@ export async function pluginsView(panel) {
       calls: count('llmos_plugin_calls_total', n), traps: count('llmos_plugin_traps_total', n),
       denials: count('llmos_plugin_capability_denials_total', n), policy: count('llmos_plugin_policy_denials_total', n),
     };
-    return pluginCard(p, counts, await denialsOf(n), reload);
+    const [denials, traps] = await Promise.all([recentOf(n, 'denied'), recentOf(n, 'trap')]);
+    return pluginCard(p, counts, denials, traps, reload);
   }));
   fill(panel, el('h2', {}, 'Plugins'),
     cards.length ? el('div', { class: 'cards' }, cards) : el('p', {}, 'No plugin installed (`llmos plugin install FILE.wasm --manifest manifest.toml`).'));

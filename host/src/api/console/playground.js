@@ -22,7 +22,8 @@ export async function playground(panel) {
     ['entities', 'Entities', by('token-classify'), has('/v1/entities'), entities],
     ['classify', 'Classify', by('classify'), has('/v1/classify'), classify],
     ['anonymize', 'Anonymise', by('token-classify'), has('/v1/anonymize'), anonymize],
-    ['search', 'Search', by('embed'), has('/v1/collections/{name}/search'), search],
+    ['search', 'Search', by('embed'), has('/v1/collections/{name}/search'),
+      (p) => search(p, has('/v1/collections/{name}/ask') ? by('generate') : [])],
   ].filter(([, , ms, route]) => route && ms.length > 0);
   const list = panel.querySelector('#tasks');
   const panels = panel.querySelector('#task-panels');
@@ -214,9 +215,10 @@ function entities(p, models) {
       const input = text.value;
       const r = await api('POST', '/v1/entities', { model: model.value, input });
       const ents = r.data[0].entities;
-      fill(out, highlight(input, ents), el('table', {},
+      fill(out, highlight(input, ents), el('table', { class: 'reflow' },
         el('thead', {}, el('tr', {}, el('th', {}, 'label'), el('th', {}, 'text'), el('th', {}, 'characters'), el('th', {}, 'score'))),
-        el('tbody', {}, ents.map((x) => el('tr', {}, el('td', {}, x.label), el('td', {}, x.text), el('td', {}, `${x.start}–${x.end}`), el('td', {}, x.score.toFixed(3)))))));
+        el('tbody', {}, ents.map((x) => el('tr', {}, el('td', { 'data-label': 'label' }, x.label), el('td', { 'data-label': 'text' }, x.text),
+          el('td', { 'data-label': 'characters' }, `${x.start}–${x.end}`), el('td', { 'data-label': 'score' }, x.score.toFixed(3)))))));
     });
   });
   p.append(form);
@@ -265,28 +267,59 @@ function anonymize(p) {
   p.append(form);
 }
 
-function search(p) {
+/** A retrieved chunk as a numbered citation; `cited` marks one the answer cites. */
+function hit(h, n, cited) {
+  return el('li', { class: cited ? 'cited' : '', 'data-index': String(n) },
+    el('p', { class: 'meta' }, `[${n}] ${h.document} · chunk ${h.chunk} · score ${h.score.toFixed(3)}`,
+      cited ? el('span', { class: 'badge on' }, 'cited') : null),
+    el('blockquote', {}, h.text));
+}
+
+/** Search a collection (cited chunks); with a generation model, Ask: a grounded answer
+ * (`/v1/collections/{name}/ask`) shown as text, the chunks it cites marked among the sources. */
+function search(p, genModels) {
   const coll = el('select', { name: 'collection' });
   const query = el('input', { type: 'search', value: '' });
   const topK = el('input', { type: 'number', min: '1', max: '50', value: '5' });
   const go = el('button', { type: 'submit' }, 'Search');
-  const out = el('div', { class: 'result', 'aria-live': 'polite' });
+  const out = el('div', { class: 'result', 'aria-live': 'polite', id: 'search-out' });
   api('GET', '/v1/collections').then((r) => {
     const names = r.data.map((c) => c.name);
     fill(coll, names.map((n) => el('option', { value: n }, n)));
     if (names.length === 0) fill(out, el('p', {}, 'No collection yet: create one with `llmos data create NAME` and ingest documents.'));
   }).catch((e) => fill(out, errorBox(e)));
-  const form = el('form', { class: 'stack' }, el('div', { class: 'row' }, field('Collection', coll), field('Top k', topK)), field('Query', query), go, out);
+  const ask = genModels.length ? el('button', { type: 'button', id: 'search-ask', class: 'secondary' }, 'Ask') : null;
+  const genModel = select('model', genModels);
+  const maxTokens = el('input', { type: 'number', min: '1', max: '2048', value: '64' });
+  const askFields = ask ? [field('Answer model', genModel), field('Answer tokens', maxTokens)] : [];
+  const form = el('form', { class: 'stack' }, el('div', { class: 'row' }, field('Collection', coll), field('Top k', topK), askFields),
+    field('Query', query), el('div', { class: 'row' }, go, ask), out);
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     fill(out);
     busy(go, out, async () => {
       const r = await api('POST', `/v1/collections/${encodeURIComponent(coll.value)}/search`, { query: query.value, top_k: Number(topK.value) });
       const hits = r.data;
-      fill(out, hits.length === 0 ? el('p', {}, 'Nothing found.') : el('ol', { class: 'hits' }, hits.map((h, i) => el('li', {},
-        el('p', { class: 'meta' }, `[${i + 1}] ${h.document} · chunk ${h.chunk} · score ${h.score.toFixed(3)}`),
-        el('blockquote', {}, h.text)))));
+      fill(out, hits.length === 0 ? el('p', {}, 'Nothing found.') : el('ol', { class: 'hits' }, hits.map((h, i) => hit(h, i + 1, false))));
     });
   });
+  if (ask) {
+    ask.addEventListener('click', () => {
+      fill(out);
+      busy(ask, out, async () => {
+        const r = await api('POST', `/v1/collections/${encodeURIComponent(coll.value)}/ask`, {
+          question: query.value, model: genModel.value, top_k: Number(topK.value), max_tokens: Number(maxTokens.value),
+        });
+        const cited = new Set((r.citations || []).map((c) => c.index));
+        const sources = r.sources || [];
+        fill(out,
+          el('h3', {}, 'Answer'),
+          el('p', { class: 'answer', id: 'search-answer' }, r.answer),
+          el('p', { class: 'meta' }, `${r.model} · ${r.usage ? r.usage.completion_tokens : '?'} tokens · cites ${cited.size ? [...cited].map((n) => `[${n}]`).join(' ') : 'no source'}`),
+          el('h3', {}, 'Sources'),
+          sources.length === 0 ? el('p', {}, 'No chunk was retrieved.') : el('ol', { class: 'hits' }, sources.map((h) => hit(h, h.index, cited.has(h.index)))));
+      });
+    });
+  }
   p.append(form);
 }

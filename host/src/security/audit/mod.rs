@@ -17,6 +17,8 @@
 //!   closes or on [`AuditLog::flush_refusals`]. Those entries are buffered (written together
 //!   with the next durable entry, within a second, or on [`AuditLog::flush`]), so a flood of
 //!   bad requests costs neither a disk sync each nor an unbounded log.
+//! - **Plugin traps** ([`AuditLog::trap`]: a call that trapped or ran out of a limit) are
+//!   aggregated the same way per plugin, the first [`TRAP_BURST`] of a window written.
 //! - **Paged reads.** [`AuditLog::page`] opens only the entries of one page.
 //! - **Format v1** records (before the chain) are still read; the chain starts after them.
 
@@ -64,14 +66,14 @@ pub struct AuditRecord {
     #[serde(default)]
     pub who: String,
     /// What happened: `denied`, `granted`, `revoked`, `installed`, `removed`, `key-created`,
-    /// `key-revoked`, `admin-action`, `auth-denied`, `auth-denied-summary`,
+    /// `key-revoked`, `admin-action`, `auth-denied`, `auth-denied-summary`, `trap`,
     /// `audit-truncated`, …
     #[serde(alias = "kind")]
     pub what: String,
     /// What it concerned: a plugin, API key id, request source or path.
     #[serde(alias = "subject")]
     pub target: String,
-    /// `ok`, `denied`, or an HTTP status for admin actions.
+    /// `ok`, `denied`, `failed` (a trap), or an HTTP status for admin actions.
     #[serde(default)]
     pub outcome: String,
     /// The capability concerned, if any.
@@ -166,6 +168,8 @@ impl AuditEvent {
 fn outcome_of(what: &str) -> &'static str {
     if what == "denied" || what.starts_with("auth-denied") {
         "denied"
+    } else if what == "trap" {
+        "failed"
     } else {
         "ok"
     }
@@ -283,6 +287,26 @@ impl AuditLimits {
     }
 }
 
+/// Traps of one plugin written one by one within a window before they are only counted.
+pub const TRAP_BURST: u64 = 3;
+
+/// Most characters of a trap entry's detail.
+pub const MAX_TRAP_DETAIL: usize = 300;
+
+/// `s` on one line (control characters as spaces), cut to `max` characters with `…`.
+fn bounded(s: &str, max: usize) -> String {
+    let mut out: String = s
+        .chars()
+        .take(max)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if s.chars().nth(max).is_some() {
+        out.pop();
+        out.push('…');
+    }
+    out
+}
+
 /// Most entries a filtered page reads looking for matches.
 const MAX_SCAN: usize = 10_000;
 
@@ -291,6 +315,7 @@ struct Shared {
     limits: Mutex<Option<AuditLimits>>,
     chain: Mutex<Option<Arc<chain::Chain>>>,
     refusals: refusals::Refusals,
+    traps: refusals::Refusals,
 }
 
 /// Appends to, reads and verifies the audit log; counts denials since the process started.
@@ -397,9 +422,9 @@ impl AuditLog {
         let (first, summaries) =
             self.shared
                 .refusals
-                .count(source, format!("{subject}: {detail}"), window);
-        for (source, detail) in summaries {
-            self.write_refusal("auth-denied-summary", "anonymous", &source, detail);
+                .count(source, format!("{subject}: {detail}"), window, 1);
+        for s in summaries {
+            self.write_refusal_summary(s, window);
         }
         if first {
             self.write_refusal(
@@ -411,20 +436,70 @@ impl AuditLog {
         }
     }
 
-    /// Writes a summary of every refusal counted and not yet written (on shutdown, and
-    /// before the log is read), keeping the windows open; then writes what is buffered.
+    /// Records a plugin call that trapped or ran out of a limit (time, memory, stack, host
+    /// calls, resources): `detail` says which, and where (host-written, cut to
+    /// [`MAX_TRAP_DETAIL`] characters). Aggregated like refusals: the first [`TRAP_BURST`]
+    /// of a plugin within the window are written, later ones are counted and written as one
+    /// entry "N more traps …" when the window closes or on [`AuditLog::flush_refusals`], so a
+    /// plugin that traps in a loop cannot grow the log without bound. Buffered, never a disk
+    /// sync each; a failure to write is logged.
+    pub fn trap(&self, plugin: &str, detail: &str) {
+        let window = self.limits().refusal_window;
+        let detail = bounded(detail, MAX_TRAP_DETAIL);
+        let (first, summaries) =
+            self.shared
+                .traps
+                .count(plugin, detail.clone(), window, TRAP_BURST);
+        for s in summaries {
+            self.write_trap_summary(s, window);
+        }
+        if first {
+            self.write_trap(plugin, detail);
+        }
+    }
+
+    /// Writes a summary of every refusal and trap counted and not yet written (on shutdown,
+    /// and before the log is read), keeping the windows open; then writes what is buffered.
     pub fn flush_refusals(&self) {
         let window = self.limits().refusal_window;
-        for (source, detail) in self.shared.refusals.pending(window) {
-            self.write_refusal("auth-denied-summary", "anonymous", &source, detail);
+        for s in self.shared.refusals.pending() {
+            self.write_refusal_summary(s, window);
+        }
+        for s in self.shared.traps.pending() {
+            self.write_trap_summary(s, window);
         }
         if let Err(e) = self.flush() {
             tracing::error!("audit log: {e}");
         }
     }
 
+    fn write_refusal_summary(&self, (source, more, last): refusals::Summary, window: Duration) {
+        let detail = format!(
+            "{more} more refusals from {source} within {} s of the first (last: {last})",
+            window.as_secs()
+        );
+        self.write_refusal("auth-denied-summary", "anonymous", &source, detail);
+    }
+
     fn write_refusal(&self, what: &str, who: &str, source: &str, detail: String) {
         let e = AuditEvent::new(what, source).by(who).detail(detail);
+        if let Err(e) = self.append(e, false) {
+            tracing::error!("audit log: {e}");
+        }
+    }
+
+    fn write_trap_summary(&self, (plugin, more, last): refusals::Summary, window: Duration) {
+        let detail = format!(
+            "{more} more traps within {} s of the first (last: {last})",
+            window.as_secs()
+        );
+        self.write_trap(&plugin, detail);
+    }
+
+    fn write_trap(&self, plugin: &str, detail: String) {
+        let e = AuditEvent::new("trap", plugin)
+            .by(&format!("plugin:{plugin}"))
+            .detail(detail);
         if let Err(e) = self.append(e, false) {
             tracing::error!("audit log: {e}");
         }

@@ -1,5 +1,6 @@
-//! Aggregation of unauthenticated refusals: the first from a source within a window is
-//! written, later ones are counted and written as one summary when the window closes.
+//! Aggregation of repeated events from one source (unauthenticated refusals by peer address,
+//! plugin traps by plugin): the first `burst` from a source within a window are written,
+//! later ones are counted and written as one summary when the window closes.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -12,9 +13,10 @@ const MAX_SOURCES: usize = 10_000;
 /// The bucket of sources past [`MAX_SOURCES`].
 const OTHER_SOURCES: &str = "(other sources)";
 
-/// Refusals from one source in its current window.
+/// Events from one source in its current window.
 struct Window {
     start: Instant,
+    written: u64,
     more: u64,
     last: String,
 }
@@ -26,17 +28,18 @@ pub(crate) struct Refusals {
     last_sweep: Mutex<Option<Instant>>,
 }
 
-/// A summary to write: (source, detail).
-pub(crate) type Summary = (String, String);
+/// A summary to write: (source, how many more were counted, the last one's detail).
+pub(crate) type Summary = (String, u64, String);
 
 impl Refusals {
-    /// Counts a refusal from `source`; returns whether it is the first of its window (to be
-    /// written) and the summaries of windows that closed.
+    /// Counts an event from `source`; returns whether it is among the first `burst` of its
+    /// window (to be written) and the summaries of windows that closed.
     pub(crate) fn count(
         &self,
         source: &str,
         what: String,
         window: Duration,
+        burst: u64,
     ) -> (bool, Vec<Summary>) {
         let now = Instant::now();
         let mut summaries = self.sweep(now, window);
@@ -48,18 +51,24 @@ impl Refusals {
         };
         let first = match map.get_mut(key) {
             Some(w) if now.duration_since(w.start) < window => {
-                w.more = w.more.saturating_add(1);
-                w.last = what;
-                false
+                if w.written < burst {
+                    w.written = w.written.saturating_add(1);
+                    true
+                } else {
+                    w.more = w.more.saturating_add(1);
+                    w.last = what;
+                    false
+                }
             }
             _ => {
                 if let Some(old) = map.remove(key) {
-                    summaries.extend(summary(key, &old, window));
+                    summaries.extend(summary(key, &old));
                 }
                 map.insert(
                     key.to_string(),
                     Window {
                         start: now,
+                        written: 1,
                         more: 0,
                         last: String::new(),
                     },
@@ -87,16 +96,16 @@ impl Refusals {
             .collect();
         closed
             .into_iter()
-            .filter_map(|k| map.remove(&k).and_then(|w| summary(&k, &w, window)))
+            .filter_map(|k| map.remove(&k).and_then(|w| summary(&k, &w)))
             .collect()
     }
 
     /// Summaries of every refusal counted and not yet written, keeping the windows open.
-    pub(crate) fn pending(&self, window: Duration) -> Vec<Summary> {
+    pub(crate) fn pending(&self) -> Vec<Summary> {
         let mut map = lock(&self.windows);
         map.iter_mut()
             .filter_map(|(k, w)| {
-                let s = summary(k, w, window);
+                let s = summary(k, w);
                 w.more = 0;
                 s
             })
@@ -104,16 +113,6 @@ impl Refusals {
     }
 }
 
-fn summary(source: &str, w: &Window, window: Duration) -> Option<Summary> {
-    (w.more > 0).then(|| {
-        (
-            source.to_string(),
-            format!(
-                "{} more refusals from {source} within {} s of the first (last: {})",
-                w.more,
-                window.as_secs(),
-                w.last
-            ),
-        )
-    })
+fn summary(source: &str, w: &Window) -> Option<Summary> {
+    (w.more > 0).then(|| (source.to_string(), w.more, w.last.clone()))
 }

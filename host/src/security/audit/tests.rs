@@ -551,6 +551,54 @@ fn refusals_are_written_once_per_source_and_window_then_summarised() {
     assert_eq!(problem(&a), None);
 }
 
+#[test]
+fn traps_are_written_three_per_plugin_and_window_then_summarised() {
+    let (_d, a) = log();
+    a.set_limits(AuditLimits {
+        refusal_window: Duration::from_millis(300),
+        ..AuditLimits::default()
+    });
+    // A plugin trapping in a loop: 3 entries, then one summary of the other 997.
+    for i in 0..1000 {
+        a.trap("spinner", &format!("time limit exceeded (#{i}) in invoke"));
+    }
+    a.trap("other", &format!("trap: {}\n{}", "x".repeat(400), "next line"));
+    let recs = all(&a);
+    assert_eq!(recs.len(), 4, "{recs:?}");
+    for r in &recs[..3] {
+        assert_eq!(
+            (r.what.as_str(), r.who.as_str(), r.target.as_str(), r.outcome.as_str()),
+            ("trap", "plugin:spinner", "spinner", "failed")
+        );
+    }
+    assert_eq!(recs[2].detail, "time limit exceeded (#2) in invoke");
+    // A long detail is cut, on one line.
+    let other = &recs[3].detail;
+    assert_eq!(other.chars().count(), MAX_TRAP_DETAIL, "{other}");
+    assert!(other.ends_with('…') && !other.contains('\n'), "{other}");
+    a.flush_refusals();
+    let recs = all(&a);
+    assert_eq!(recs.len(), 5, "{recs:?}");
+    let s = &recs[4];
+    assert_eq!((s.what.as_str(), s.target.as_str()), ("trap", "spinner"));
+    assert!(
+        s.detail
+            .starts_with("997 more traps within 0 s of the first (last: time limit exceeded (#999)"),
+        "{}",
+        s.detail
+    );
+    // Summarised once: a second flush writes nothing new; after the window, 3 again.
+    a.flush_refusals();
+    assert_eq!(all(&a).len(), 5);
+    std::thread::sleep(Duration::from_millis(350));
+    for _ in 0..5 {
+        a.trap("spinner", "memory limit exceeded in preprocess");
+    }
+    a.flush_refusals();
+    assert_eq!(all(&a).len(), 5 + 3 + 1);
+    assert_eq!(problem(&a), None);
+}
+
 /// The cost of a durable append: the store's plain append (what `record` did before the
 /// chain) against the chained one. `cargo test -p llmos --lib append_cost -- --ignored
 /// --nocapture`.

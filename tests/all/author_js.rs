@@ -1,6 +1,7 @@
 //! JavaScript and TypeScript plugins (jco 1.35 and typescript 7.0.2 from the templates'
 //! package.json and package-lock.json; the QuickJS back end, the templates' default): the
-//! tutorial of docs/plugins.md, step by step, and `llmos plugin dev` on a TypeScript project.
+//! tutorial of docs/plugins.md, step by step, and `llmos plugin dev` on a TypeScript project
+//! (one capability granted, one denied).
 //! scripts/test.sh fills npm's cache (`npm_config_cache`) so `npm install` is offline.
 
 use crate::author_dev::{Dev, edit};
@@ -172,6 +173,22 @@ fn ts_policy_from_the_template_is_type_checked_and_reloaded_by_plugin_dev_behind
         "{err}"
     );
     assert!(ts_denial(&s).contains("dev v2 (denied: kv)"));
+
+    // Fixed, and the manifest now requests kv: asked, granted ("y"), and the call succeeds.
+    edit(&app, "return { tag: 'alow' };", "return { tag: 'allow' };");
+    edit(
+        &p.dir.join("manifest.toml"),
+        "capabilities = []",
+        "capabilities = [\"kv\"]",
+    );
+    dev.wait_for("grant kv to guard-ts? [y/N] ");
+    dev.answer("y");
+    dev.wait_for("reloaded guard-ts");
+    let m = ts_denial(&s);
+    assert!(
+        m.contains("dev v2 (kv ok): the input contains 'forbidden'"),
+        "{m}"
+    );
     let out = dev.interrupt();
     assert!(out.trim_end().ends_with("stopped"), "{out}");
 

@@ -28,8 +28,9 @@ fi
 export LLMOS_TEST_PYTHON="$pyenv/bin/python"
 export LLMOS_COMPONENTIZE_PY="$pyenv/bin/componentize-py"
 
-# The JavaScript plugin template's npm packages (jco and what it pins), installed once from its
-# package-lock.json into a cached folder; this fills npm's cache (exported), so the tests'
+# The JavaScript and TypeScript plugin templates' npm packages (jco, typescript and what they
+# pin), installed once from their package-lock.json into cached folders; this fills npm's
+# cache (exported), so the tests'
 # `llmos plugin build` (npm install --prefer-offline) copies them without the network.
 # Node.js and npm come from Debian's packages when missing (needs root; otherwise the JS tests
 # fail saying what to install).
@@ -39,16 +40,19 @@ if ! { command -v npm && command -v node; } >/dev/null && [ "$(id -u)" = 0 ] && 
   apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
 fi
 if command -v npm >/dev/null && command -v node >/dev/null; then
-  js="$cache/js-template"
-  stamp="$(cat plugins/templates/js/common/package.json plugins/templates/js/common/package-lock.json | sha256sum | cut -c1-16)"
-  if [ "$(cat "$js/stamp" 2>/dev/null)" != "$stamp" ] || [ ! -x "$js/node_modules/.bin/jco" ]; then
-    rm -rf "$js" && mkdir -p "$js"
-    for f in package.json package-lock.json; do
-      sed -e 's/{{name}}/llmos-js-template/g; s/{{world}}/preprocessor/g' "plugins/templates/js/common/$f" > "$js/$f"
-    done
-    (cd "$js" && npm ci --prefer-offline --no-audit --no-fund --loglevel=error)
-    echo "$stamp" > "$js/stamp"
-  fi
+  # The JavaScript and the TypeScript (jco + typescript) templates' packages.
+  for lang in js ts; do
+    js="$cache/$lang-template"
+    stamp="$(cat plugins/templates/$lang/common/package.json plugins/templates/$lang/common/package-lock.json | sha256sum | cut -c1-16)"
+    if [ "$(cat "$js/stamp" 2>/dev/null)" != "$stamp" ] || [ ! -x "$js/node_modules/.bin/jco" ] || [ ! -x "$js/node_modules/.bin/tsc" ]; then
+      rm -rf "$js" && mkdir -p "$js"
+      for f in package.json package-lock.json; do
+        sed -e "s/{{name}}/llmos-$lang-template/g; s/{{world}}/preprocessor/g" "plugins/templates/$lang/common/$f" > "$js/$f"
+      done
+      (cd "$js" && npm ci --prefer-offline --no-audit --no-fund --loglevel=error)
+      echo "$stamp" > "$js/stamp"
+    fi
+  done
 else
   echo "warning: node and npm not found: the JavaScript plugin tests will fail (install Node.js 18+ with npm)" >&2
 fi

@@ -36,7 +36,7 @@ fn ok(home: &Home, cwd: &Path, args: &[&str]) -> String {
 }
 
 /// A running `llmos plugin dev`, its output collected as it comes (prompts have no newline).
-struct Dev {
+pub(crate) struct Dev {
     child: Child,
     stdin: ChildStdin,
     out: Arc<Mutex<String>>,
@@ -63,7 +63,7 @@ fn collect(mut from: impl Read + Send + 'static) -> Arc<Mutex<String>> {
 }
 
 impl Dev {
-    fn start(home: &Home, cwd: &Path, args: &[&str]) -> Dev {
+    pub(crate) fn start(home: &Home, cwd: &Path, args: &[&str]) -> Dev {
         let mut all = vec!["plugin", "dev"];
         all.extend(args);
         let mut child = llmos(home, cwd, &all)
@@ -83,7 +83,7 @@ impl Dev {
 
     /// Waits (up to 5 minutes: a Rust build on a busy machine) for `needle` in stdout after
     /// what was seen; returns the new output up to and including it.
-    fn wait_for(&mut self, needle: &str) -> String {
+    pub(crate) fn wait_for(&mut self, needle: &str) -> String {
         let start = Instant::now();
         loop {
             let out = self.out.lock().unwrap().clone();
@@ -105,17 +105,17 @@ impl Dev {
         }
     }
 
-    fn answer(&mut self, line: &str) {
+    pub(crate) fn answer(&mut self, line: &str) {
         writeln!(self.stdin, "{line}").unwrap();
         self.stdin.flush().unwrap();
     }
 
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         self.err.lock().unwrap().clone()
     }
 
     /// Ctrl-C: ends with status 0.
-    fn interrupt(mut self) -> String {
+    pub(crate) fn interrupt(mut self) -> String {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-INT", &pid]).status().unwrap();
         let status = self.child.wait().unwrap();
@@ -154,7 +154,7 @@ fn has(s: &Server, want: &str) {
 }
 
 /// Rewrites `path`, replacing `from` by `to` (which must be there).
-fn edit(path: &Path, from: &str, to: &str) {
+pub(crate) fn edit(path: &Path, from: &str, to: &str) {
     let t = std::fs::read_to_string(path).unwrap();
     assert!(t.contains(from), "{from:?} not in {}:\n{t}", path.display());
     std::fs::write(path, t.replacen(from, to, 1)).unwrap();

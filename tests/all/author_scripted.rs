@@ -391,6 +391,7 @@ fn template_without_counter(lang: &str, backend: Option<&str>) -> (Project, Dura
     );
     let (file, from, to) = match lang {
         "python" => ("app.py", "n = count_call()", "n = \"0\""),
+        "ts" => ("app.ts", "const n = countCall();", "const n = '0';"),
         _ => ("app.js", "const n = countCall();", "const n = '0';"),
     };
     let path = p.dir.join(file);
@@ -412,7 +413,8 @@ fn template_without_counter(lang: &str, backend: Option<&str>) -> (Project, Dura
 }
 
 /// BENCHMARKS.md, "Plugin authoring": `cargo test -p llmos --test all -- --ignored
-/// author_figures --nocapture` (after scripts/test.sh has installed the toolchains).
+/// author_figures --nocapture` (after scripts/test.sh has installed the toolchains);
+/// `LLMOS_AUTHOR_FIGURES=ts,python` measures only those languages (and the Rust row).
 #[test]
 #[ignore = "measurement: prints the table of BENCHMARKS.md"]
 fn author_figures() {
@@ -427,11 +429,19 @@ fn author_figures() {
         1000,
         "aaaa",
     ));
+    let only = std::env::var("LLMOS_AUTHOR_FIGURES").ok();
     for (lang, backend, calls) in [
         ("python", None, 300),
         ("js", Some("quickjs"), 1000),
         ("js", Some("starlingmonkey"), 300),
+        ("ts", Some("quickjs"), 1000),
     ] {
+        if only
+            .as_deref()
+            .is_some_and(|o| !o.split(',').any(|l| l == lang))
+        {
+            continue;
+        }
         let (p, build) = template_without_counter(lang, backend);
         let what = format!("{lang} {}", backend.unwrap_or("componentize-py"));
         let wasm = p.dir.join("dist").join(format!("{}.wasm", p.name));

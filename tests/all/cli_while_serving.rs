@@ -233,6 +233,20 @@ fn plugin_and_keys_commands_print_the_same_with_and_without_a_server() {
         ),
         "the store was not held by the server: {held:?}"
     );
+    // `llmos audit tail|verify` go to the server too (the store is held: no other way);
+    // `archive` removes entries, so it says it needs the server stopped.
+    let through = ok(&served, &["audit", "tail", "-n", "1000"]);
+    let verified: Value = serde_json::from_str(&ok(&served, &["audit", "verify"])).unwrap();
+    assert_eq!(verified["ok"], true, "{verified:#}");
+    let out = served.dir.path().join("archive.jsonl");
+    let (archived, _, err) = run(
+        &served,
+        &["audit", "archive", "--before", "1", "--out", path(&out)],
+    );
+    assert!(
+        !archived && err.contains("stop `llmos serve`, archive"),
+        "{err}"
+    );
     assert!(s.terminate(), "serve did not stop cleanly");
     assert!(
         !socket(&served).exists(),
@@ -281,6 +295,17 @@ fn plugin_and_keys_commands_print_the_same_with_and_without_a_server() {
     );
     let raw = ok(&served, &["audit", "tail", "-n", "1000"]);
     assert!(!raw.contains("s3cret-value"));
+    // The same lines either way (the server may add its own records at shutdown).
+    assert!(
+        through.lines().count() > 20 && raw.starts_with(&through),
+        "through the server:\n{through}\nwithout:\n{raw}"
+    );
+    let alone: Value = serde_json::from_str(&ok(&served, &["audit", "verify"])).unwrap();
+    assert_eq!(alone["ok"], true, "{alone:#}");
+    assert_eq!(
+        alone.as_object().unwrap().keys().collect::<Vec<_>>(),
+        verified.as_object().unwrap().keys().collect::<Vec<_>>()
+    );
 }
 
 #[test]

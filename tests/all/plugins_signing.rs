@@ -224,7 +224,7 @@ fn a_revoked_publisher_is_refused_and_stays_recorded() {
 }
 
 #[test]
-fn require_signature_refuses_unsigned_and_upgrades_may_change_trusted_signer() {
+fn require_signature_refuses_unsigned_and_a_plugin_is_pinned_to_its_publisher() {
     let home = Home::new();
     let (c, m) = project(&home);
     let config = home.dir.path().join("llmos.toml");
@@ -249,7 +249,8 @@ fn require_signature_refuses_unsigned_and_upgrades_may_change_trusted_signer() {
     let (good, out) = install(&home, &c, &m);
     assert!(good, "{out}");
 
-    // Version 0.2.0 signed by the other trusted publisher: allowed, and the report says so.
+    // Version 0.2.0 signed by the other trusted publisher: the plugin is pinned to acme, so
+    // it is refused naming both, unless the operator allows the change.
     let dir = home.dir.path().join("v2");
     std::fs::create_dir_all(&dir).unwrap();
     let (c2, m2) = (dir.join("probe.wasm"), dir.join("manifest.toml"));
@@ -271,7 +272,19 @@ fn require_signature_refuses_unsigned_and_upgrades_may_change_trusted_signer() {
     let out = refused(&home, &up);
     assert!(out.contains("unsigned"), "{out}");
     sign(&home, &c2, &m2, &b_key);
-    let out = ok(&home, &up);
+    let out = refused(&home, &up);
+    assert!(
+        out.contains(&format!(
+            "plugin test-probe refused: the installed version 0.1.0 is from publisher acme \
+             ({a_id}), this version is from publisher beta ({b_id})"
+        )) && out.contains("--allow-publisher-change"),
+        "{out}"
+    );
+    let info = ok(&home, &["plugin", "info", "test-probe"]);
+    assert!(info.contains(&format!("publisher acme ({a_id})")), "{info}");
+    let mut allowed = up.to_vec();
+    allowed.push("--allow-publisher-change");
+    let out = ok(&home, &allowed);
     assert!(
         out.contains(&format!(
             "signer changed: publisher acme ({a_id}) -> publisher beta ({b_id})"
@@ -360,6 +373,36 @@ fn signing_publishers_and_plugin_test_work_while_serving() {
         ],
     );
     assert!(e.contains("the component changed after signing"), "{e}");
+    // The plugin is pinned to acme over the socket too: an unsigned upgrade is refused
+    // naming the publisher; --allow-publisher-change travels with the upload.
+    let plain = home.dir.path().join("plain");
+    std::fs::create_dir_all(&plain).unwrap();
+    let c3 = plain.join("probe.wasm");
+    std::fs::copy(&c, &c3).unwrap();
+    let up = [
+        "plugin",
+        "upgrade",
+        "test-probe",
+        s(&c3),
+        "--manifest",
+        s(&m),
+    ];
+    let e = refused(&home, &up);
+    assert!(
+        e.contains(&format!(
+            "is from publisher acme ({id}), this version is unsigned"
+        )),
+        "{e}"
+    );
+    let mut allowed = up.to_vec();
+    allowed.push("--allow-publisher-change");
+    let out = ok(&home, &allowed);
+    assert!(
+        out.contains(&format!(
+            "signer changed: publisher acme ({id}) -> unsigned"
+        )),
+        "{out}"
+    );
 
     // plugin test runs in the server, with its models and the plugin's grants.
     ok(

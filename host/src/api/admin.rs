@@ -178,6 +178,9 @@ pub struct InstallBody {
     config: BTreeMap<String, String>,
     #[serde(default)]
     approve_limits: bool,
+    /// Upgrade only: accept a version not signed by the installed version's publisher.
+    #[serde(default)]
+    allow_publisher_change: bool,
     /// The signature file (`llmos plugin sign`) on the server, confined like `path`; default
     /// `<path>.sig` when it exists.
     #[serde(default)]
@@ -189,7 +192,7 @@ pub struct InstallBody {
     signature_json: Option<String>,
 }
 
-const INSTALL_FIELDS: &str = "accepted fields: path (a file on the server), manifest and signature, or component_base64 (the file's bytes), manifest_toml (its text) and signature_json; grants, sha256, config, approve_limits";
+const INSTALL_FIELDS: &str = "accepted fields: path (a file on the server), manifest and signature, or component_base64 (the file's bytes), manifest_toml (its text) and signature_json; grants, sha256, config, approve_limits, allow_publisher_change (upgrade)";
 
 /// The answer to an install or upgrade: [`registry::InstallReport`] as JSON (the CLI prints
 /// it the same way whether it installed itself or asked the server).
@@ -436,8 +439,11 @@ async fn upgrade(
     let b = install_body(body)?;
     check_upload(&s, &b, &local)?;
     let gw = s.gateway.clone();
+    let allow = b.allow_publisher_change;
     let report = blocking(move || {
-        with_source(&gw.host, b, |req| registry::upgrade(&gw.host, &name, req))
+        with_source(&gw.host, b, |req| {
+            registry::upgrade_with(&gw.host, &name, req, allow)
+        })
     })
     .await?;
     Ok(Json(report.into()))

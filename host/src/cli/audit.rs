@@ -1,6 +1,8 @@
 //! `llmos audit tail|verify|archive`: the audit log from the command line. `tail` and
-//! `verify` open the store, or ask a running server (`--url`, with an admin key), since the
-//! server holds the store while it runs.
+//! `verify` ask the running server of this data location over its admin socket
+//! (`$LLMOS_HOME/admin.sock`, as `llmos plugin` and `llmos keys` do), else open the store,
+//! or ask another server (`--url`, with an admin key); the output is the same either way.
+//! `archive` removes entries, so it needs the store to itself: it is never forwarded.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -10,6 +12,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
+use super::remote::Server as Socket;
+use crate::api::local::socket_path;
 use crate::config::{Config, Paths};
 use crate::data::Store;
 use crate::security::AuditRecord;
@@ -23,8 +27,8 @@ pub enum AuditCommand {
         /// How many.
         #[arg(short = 'n', long = "lines", default_value_t = 20)]
         n: usize,
-        /// Then keep printing entries as they are written (needs --url: the running server
-        /// holds the store).
+        /// Then keep printing entries as they are written (needs a running server: this data
+        /// location's, over its admin socket, or --url).
         #[arg(long)]
         follow: bool,
         #[command(flatten)]
@@ -62,26 +66,41 @@ pub struct Remote {
 
 /// Runs an audit command.
 pub fn run(cmd: AuditCommand, config: &Config, paths: &Paths) -> Result<()> {
+    // This data location's server, when one answers on its admin socket (it holds the store).
+    let local = |url: &Option<String>| -> Result<Option<Server>> {
+        match url {
+            Some(_) => Ok(None),
+            None => Ok(Socket::connect(&paths.home)?.map(Server::Socket)),
+        }
+    };
     match cmd {
-        AuditCommand::Tail { n, follow, remote } => match remote.url {
-            Some(url) => tail_remote(&Server::new(url, remote.key)?, n, follow),
-            None if follow => bail!(
-                "--follow needs --url URL (and an admin key): while it runs, `llmos serve` holds the store and writes the log"
-            ),
-            None => {
-                for r in open(config, paths)?.tail(n)? {
-                    print_line(&r)?;
-                }
-                Ok(())
+        AuditCommand::Tail { n, follow, remote } => {
+            if let Some(s) = local(&remote.url)? {
+                return tail_remote(s, n, follow);
             }
-        },
-        AuditCommand::Verify { remote } => {
-            let report = match remote.url {
-                Some(url) => Server::new(url, remote.key)?.verify()?,
+            match remote.url {
+                Some(url) => tail_remote(Server::http(url, remote.key)?, n, follow),
+                None if follow => bail!(
+                    "--follow needs a running server: none answers on {} (start `llmos serve`, \
+                     or pass --url URL and an admin key for another one)",
+                    socket_path(&paths.home).display()
+                ),
                 None => {
-                    let r = open(config, paths)?.verify()?;
-                    println!("{}", serde_json::to_string_pretty(&r)?);
-                    serde_json::to_value(r)?
+                    for r in open(config, paths)?.tail(n)? {
+                        print_line(&r)?;
+                    }
+                    Ok(())
+                }
+            }
+        }
+        AuditCommand::Verify { remote } => {
+            let report = match (local(&remote.url)?, remote.url) {
+                (Some(mut s), _) => s.verify()?,
+                (None, Some(url)) => Server::http(url, remote.key)?.verify()?,
+                (None, None) => {
+                    let r = serde_json::to_value(open(config, paths)?.verify()?)?;
+                    println!("{r:#}");
+                    r
                 }
             };
             if report.get("ok") != Some(&Value::Bool(true)) {
@@ -95,7 +114,20 @@ pub fn run(cmd: AuditCommand, config: &Config, paths: &Paths) -> Result<()> {
             }
             Ok(())
         }
-        AuditCommand::Archive { before, out } => archive(&open(config, paths)?, before, &out),
+        AuditCommand::Archive { before, out } => {
+            let log = open(config, paths).map_err(|e| {
+                if Socket::connect(&paths.home).ok().flatten().is_some() {
+                    e.context(
+                        "`llmos audit archive` removes entries from the log, so it needs the \
+                         store to itself and is not sent to the running server: stop `llmos \
+                         serve`, archive, and start it again",
+                    )
+                } else {
+                    e
+                }
+            })?;
+            archive(&log, before, &out)
+        }
     }
 }
 
@@ -162,28 +194,52 @@ fn archive(log: &AuditLog, before: u64, out: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-/// A running server's `/admin/audit`.
-struct Server {
+/// A running server's `/admin/audit`: this data location's over its admin socket, or
+/// another one over HTTP (`--url`).
+enum Server {
+    Socket(Socket),
+    Http(Http),
+}
+
+struct Http {
     url: String,
     key: String,
     client: reqwest::blocking::Client,
 }
 
 impl Server {
-    fn new(url: String, key: Option<String>) -> Result<Self> {
+    fn http(url: String, key: Option<String>) -> Result<Self> {
         let Some(key) = key else {
             bail!("--url needs an API key with the admin scope: --key KEY or LLMOS_API_KEY");
         };
         let client = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(120))
             .build()?;
-        Ok(Self {
+        Ok(Self::Http(Http {
             url: url.trim_end_matches('/').to_string(),
             key,
             client,
-        })
+        }))
     }
 
+    fn get(&mut self, path: &str) -> Result<Value> {
+        match self {
+            Server::Socket(s) => s.get(path),
+            Server::Http(h) => h.get(path),
+        }
+    }
+
+    fn verify(&mut self) -> Result<Value> {
+        let v = self.get("/admin/audit/verify")?;
+        if !v.get("ok").is_some_and(Value::is_boolean) {
+            bail!("the server's answer is not a verification report: {v}");
+        }
+        println!("{v:#}");
+        Ok(v)
+    }
+}
+
+impl Http {
     fn get(&self, path: &str) -> Result<Value> {
         let url = format!("{}{path}", self.url);
         let r = self
@@ -206,20 +262,15 @@ impl Server {
         }
         Ok(v)
     }
-
-    fn verify(&self) -> Result<Value> {
-        let v = self.get("/admin/audit/verify")?;
-        if !v.get("ok").is_some_and(Value::is_boolean) {
-            bail!("the server's answer is not a verification report: {v}");
-        }
-        println!("{v:#}");
-        Ok(v)
-    }
 }
 
-fn tail_remote(server: &Server, n: usize, follow: bool) -> Result<()> {
+fn tail_remote(mut server: Server, n: usize, follow: bool) -> Result<()> {
     if !(1..=1000).contains(&n) {
-        bail!("-n is {n}: with --url it must be from 1 to 1000 (the server's page limit)");
+        let how = match server {
+            Server::Socket(_) => "while `llmos serve` runs",
+            Server::Http(_) => "with --url",
+        };
+        bail!("-n is {n}: {how} it must be from 1 to 1000 (the server's page limit)");
     }
     let page = server.get(&format!("/admin/audit?tail={n}"))?;
     let mut next = print_page(&page)?;

@@ -24,6 +24,10 @@ pub enum PluginCommand {
         name: String,
         #[command(flatten)]
         args: InstallArgs,
+        /// Accept a version that is not signed by the publisher of the installed one (a
+        /// plugin signed by a trusted publisher is pinned to it).
+        #[arg(long)]
+        allow_publisher_change: bool,
     },
     /// List installed plugins.
     List,
@@ -426,8 +430,14 @@ fn run_local(cmd: PluginCommand, host: &PluginHost, home: &Path) -> anyhow::Resu
         PluginCommand::Install(args) => {
             print_report("installed", &registry::install(host, &args.request()?)?);
         }
-        PluginCommand::Upgrade { name, args } => {
-            print_report("upgraded", &registry::upgrade(host, &name, &args.request()?)?);
+        PluginCommand::Upgrade {
+            name,
+            args,
+            allow_publisher_change,
+        } => {
+            let req = args.request()?;
+            let report = registry::upgrade_with(host, &name, &req, allow_publisher_change)?;
+            print_report("upgraded", &report);
         }
         PluginCommand::List => print_list(&registry::list(host.store())?),
         PluginCommand::Info { name } => {

@@ -273,9 +273,17 @@ fn run_plugin(s: &mut Server, cmd: PluginCommand, settings: &HostSettings) -> Re
             let r: InstallReply = s.post("/admin/plugins", &body(args, settings)?)?;
             plugin::print_report("installed", &r.into());
         }
-        P::Upgrade { name, args } => {
+        P::Upgrade {
+            name,
+            args,
+            allow_publisher_change,
+        } => {
             let uri = format!("/admin/plugins/{}/upgrade", seg(&name));
-            let r: InstallReply = s.post(&uri, &body(args, settings)?)?;
+            let mut body = body(args, settings)?;
+            if let Some(o) = body.as_object_mut() {
+                o.insert("allow_publisher_change".into(), allow_publisher_change.into());
+            }
+            let r: InstallReply = s.post(&uri, &body)?;
             plugin::print_report("upgraded", &r.into());
         }
         P::List => {

@@ -459,6 +459,29 @@ fn check_signature(
     }))
 }
 
+/// Refuses a new version of a plugin installed from a trusted publisher unless the same
+/// publisher signed it (publisher pinning; the operator overrides with
+/// `--allow-publisher-change`).
+fn check_pinned_publisher(old: &PluginRecord, new: Option<&SignedBy>) -> Result<(), PluginError> {
+    let Some(pinned) = old.signature.as_ref().filter(|s| s.publisher.is_some()) else {
+        return Ok(());
+    };
+    if new.is_some_and(|n| n.publisher.is_some() && n.publisher == pinned.publisher) {
+        return Ok(());
+    }
+    let now = new.map_or_else(|| "unsigned".to_string(), ToString::to_string);
+    Err(PluginError::Signature {
+        plugin: old.manifest.name.clone(),
+        reason: format!(
+            "the installed version {} is from {pinned}, this version is {}{now}: a plugin stays \
+             with its publisher; to accept the change, upgrade with --allow-publisher-change \
+             (admin API: \"allow_publisher_change\": true)",
+            old.manifest.version,
+            if new.is_some_and(|n| n.publisher.is_some()) { "from " } else { "" },
+        ),
+    })
+}
+
 fn subject(manifest: &Manifest, sha: &str, manifest_sha: &str) -> Subject {
     Subject {
         plugin: manifest.name.clone(),
@@ -675,10 +698,25 @@ pub fn install(host: &PluginHost, req: &InstallRequest) -> Result<InstallReport,
 /// Replaces an installed plugin by a new version. Grants of capabilities both versions
 /// request are kept; capabilities only the new version requests must be granted again
 /// (`req.grants` or `llmos plugin grant`). Config values the new schema lacks are dropped.
+///
+/// A plugin whose installed version is signed by a trusted publisher is pinned to that
+/// publisher: a new version signed by another publisher, by a key of no publisher, or not
+/// at all is refused, naming both; [`upgrade_with`] with `allow_publisher_change` accepts it.
 pub fn upgrade(
     host: &PluginHost,
     name: &str,
     req: &InstallRequest,
+) -> Result<InstallReport, PluginError> {
+    upgrade_with(host, name, req, false)
+}
+
+/// [`upgrade`], where `allow_publisher_change` lets the operator accept a new version that is
+/// not signed by the publisher of the installed one (`--allow-publisher-change`).
+pub fn upgrade_with(
+    host: &PluginHost,
+    name: &str,
+    req: &InstallRequest,
+    allow_publisher_change: bool,
 ) -> Result<InstallReport, PluginError> {
     let old = PluginRecord::get(host.store(), name)?;
     let (bytes, sha, manifest, manifest_sha) = read_inputs(host, req)?;
@@ -695,6 +733,9 @@ pub fn upgrade(
         )));
     }
     let signature = check_signature(host, req, subject(&manifest, &sha, &manifest_sha))?;
+    if !allow_publisher_change {
+        check_pinned_publisher(&old, signature.as_ref())?;
+    }
     let (denied_imports, pre) = validate(host, &bytes, &sha, &manifest)?;
     let old_requested = old.manifest.requested()?;
     let new_requested = manifest.requested()?;

@@ -13,6 +13,12 @@
 //! `[plugins] concurrency_support`, on by default, and creates several linear memories,
 //! which the plugin's memory limit caps together) or `starlingmonkey` (~12 MiB, Web APIs,
 //! slow on strings). Neither has an optimisation level, so `--debug` builds the same.
+//!
+//! A TypeScript project (`--lang ts`: `app.ts`, `tsconfig.json`, typescript pinned in
+//! `package.json` beside jco) is type-checked and compiled by the project's own `tsc`
+//! (`tsc -p tsconfig.json`: strict, no output on error) into `dist/js/app.js` (under `dist/`,
+//! which `plugin dev` does not watch), which is then built as above. A type error fails the
+//! build with tsc's messages, naming the file and line.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -24,6 +30,12 @@ use crate::plugins::Manifest;
 
 /// The jco release of the templates' `package.json`.
 pub(super) const JCO_VERSION: &str = "1.35.0";
+
+/// The TypeScript release of the TypeScript template's `package.json`.
+pub(super) const TYPESCRIPT_VERSION: &str = "7.0.2";
+
+/// Where `tsc` writes the JavaScript that jco builds (tsconfig.json's `outDir`).
+const TS_OUT: &str = "dist/js/app.js";
 
 /// The oldest Node.js jco runs on.
 const NODE_MAJOR_MIN: u32 = 18;
@@ -120,9 +132,74 @@ pub(super) fn build(dir: &Path, manifest: &Manifest, out: &Path, _release: bool)
     }
     toolchain::wit_dir(dir)?;
     let jco = install_packages(dir)?;
+    componentize(dir, &jco, "app.js", backend, manifest, out)
+}
+
+/// Type-checks and compiles `dir/app.ts` with the project's tsc into [`TS_OUT`], then builds
+/// that against `dir/wit` into the component `out`.
+pub(super) fn build_ts(
+    dir: &Path,
+    manifest: &Manifest,
+    out: &Path,
+    _release: bool,
+) -> anyhow::Result<()> {
+    let (path, package) = package(dir)?;
+    let backend = Backend::parse(&package, &path)?;
+    if !dir.join("app.ts").is_file() {
+        bail!(
+            "{}: missing; a TypeScript plugin's code is app.ts, exporting the {} world's functions",
+            dir.join("app.ts").display(),
+            manifest.world
+        );
+    }
+    toolchain::wit_dir(dir)?;
+    let jco = install_packages(dir)?;
+    let tsc = dir.join("node_modules").join(".bin").join("tsc");
+    let tsc = std::path::absolute(&tsc).with_context(|| format!("{}", tsc.display()))?;
+    if !toolchain::is_executable(&tsc) {
+        bail!(
+            "{}: no TypeScript compiler in node_modules/.bin; package.json's devDependencies \
+             need \"typescript\": \"{TYPESCRIPT_VERSION}\" (then run llmos plugin build again)",
+            dir.display()
+        );
+    }
+    // No stale output: a failed compile leaves nothing for jco to build.
+    let js = dir.join(TS_OUT);
+    match std::fs::remove_file(&js) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("removing {}", js.display()));
+        }
+        _ => {}
+    }
+    let mut cmd = Command::new(tsc);
+    cmd.args(["-p", "tsconfig.json", "--pretty", "false"]);
+    toolchain::run(cmd, dir, "tsc (type-checking and compiling app.ts)")?;
+    if !js.is_file() {
+        bail!(
+            "tsc wrote no {}: tsconfig.json must compile app.ts with \"outDir\": \"dist/js\" \
+             (as the template's does)",
+            js.display()
+        );
+    }
+    // Absolute: jco reads a relative source from the source's own folder.
+    let js = std::path::absolute(&js).with_context(|| format!("{}", js.display()))?;
+    componentize(dir, &jco, js.as_os_str(), backend, manifest, out)
+}
+
+/// `jco componentize SOURCE --wit wit --world-name W [--backend quickjs] -o out`, in `dir`.
+fn componentize(
+    dir: &Path,
+    jco: &Path,
+    source: impl AsRef<std::ffi::OsStr>,
+    backend: Backend,
+    manifest: &Manifest,
+    out: &Path,
+) -> anyhow::Result<()> {
     let partial = toolchain::partial(out)?;
     let mut cmd = Command::new(jco);
-    cmd.args(["componentize", "app.js", "--wit", "wit", "--world-name"])
+    cmd.arg("componentize")
+        .arg(source)
+        .args(["--wit", "wit", "--world-name"])
         .arg(manifest.world.name());
     if backend == Backend::QuickJs {
         cmd.args(["--backend", "quickjs"]);

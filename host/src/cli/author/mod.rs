@@ -122,6 +122,8 @@ pub enum Lang {
     Python,
     /// JavaScript with jco componentize.
     Js,
+    /// TypeScript: type-checked and compiled by tsc, then built like JavaScript.
+    Ts,
 }
 
 impl Lang {
@@ -131,11 +133,16 @@ impl Lang {
             Lang::Rust => "rust",
             Lang::Python => "python",
             Lang::Js => "js",
+            Lang::Ts => "ts",
         }
     }
 
-    /// The language of the project in `dir`, from the file that marks it.
+    /// The language of the project in `dir`, from the file that marks it (a `tsconfig.json`
+    /// beside `package.json` makes it TypeScript).
     pub fn detect(dir: &Path) -> anyhow::Result<Lang> {
+        if dir.join("tsconfig.json").is_file() && dir.join("package.json").is_file() {
+            return Ok(Lang::Ts);
+        }
         for (file, lang) in [
             ("Cargo.toml", Lang::Rust),
             ("app.py", Lang::Python),
@@ -146,8 +153,9 @@ impl Lang {
             }
         }
         bail!(
-            "{}: cannot tell the project's language: expected Cargo.toml (Rust), app.py (Python) \
-             or package.json (JavaScript) next to manifest.toml",
+            "{}: cannot tell the project's language: expected Cargo.toml (Rust), app.py (Python), \
+             package.json (JavaScript) or package.json and tsconfig.json (TypeScript) next to \
+             manifest.toml",
             dir.display()
         )
     }
@@ -265,6 +273,10 @@ pub fn build(dir: &Path, release: bool) -> anyhow::Result<PathBuf> {
         Lang::Js => {
             js::check_toolchain(dir)?;
             js::build(dir, &manifest, &out, release)?;
+        }
+        Lang::Ts => {
+            js::check_toolchain(dir)?;
+            js::build_ts(dir, &manifest, &out, release)?;
         }
     }
     check_component(&out)?;

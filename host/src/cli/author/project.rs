@@ -71,10 +71,22 @@ fn camel(name: &str) -> String {
         .collect()
 }
 
-/// The template files of `lang` for `world`: `common/**` overlaid by `<world>/**`.
+/// The template files of `lang` for `world`: `common/**` overlaid by `<world>/**`. A
+/// TypeScript project starts from the JavaScript template's `types/` (the declarations jco
+/// generates from the WIT, shared by both).
 fn template_files(lang: Lang, world: WorldArg) -> anyhow::Result<BTreeMap<PathBuf, &'static [u8]>> {
     let lang_dir = lang.name();
     let mut files = BTreeMap::new();
+    if lang == Lang::Ts {
+        for types in ["js/common/types".to_string(), format!("js/{world}/types")] {
+            if let Some(d) = TEMPLATES.get_dir(&types) {
+                // Relative to the language folder's common/ or <world>/: `types/...`.
+                if let Some(base) = d.path().parent() {
+                    collect(d, base, &mut files);
+                }
+            }
+        }
+    }
     if let Some(common) = TEMPLATES.get_dir(format!("{lang_dir}/common")) {
         collect(common, common.path(), &mut files);
     }
@@ -135,7 +147,7 @@ pub(super) fn new_project(
     check_free(dir)?;
     let extra = match lang {
         Lang::Rust => vec![("sdk_path", super::rust::install_sdk(home)?)],
-        Lang::Python | Lang::Js => Vec::new(),
+        Lang::Python | Lang::Js | Lang::Ts => Vec::new(),
     };
     let vars = Vars::new(name, world, lang, &extra);
     let mut files: BTreeMap<PathBuf, Vec<u8>> = BTreeMap::new();
@@ -236,8 +248,26 @@ mod tests {
     ];
 
     #[test]
+    fn typescript_templates_have_the_javascript_types_of_their_world() {
+        for world in ALL {
+            let files = template_files(Lang::Ts, world).unwrap();
+            for f in ["app.ts", "tsconfig.json", "package.json", "package-lock.json", "manifest.toml"] {
+                assert!(files.contains_key(Path::new(f)), "{world}: {f} missing");
+            }
+            assert!(!files.contains_key(Path::new("app.js")), "{world}");
+            let world_types = PathBuf::from(format!("types/{world}.d.ts"));
+            assert!(files.contains_key(&world_types), "{world}: {world_types:?} missing");
+            let kv = std::str::from_utf8(files[Path::new("types/interfaces/llmos-plugin-kv.d.ts")]).unwrap();
+            let app = std::str::from_utf8(files[Path::new("app.ts")]).unwrap();
+            let version = if world == WorldArg::Tool { "0.1.1" } else { "0.1.0" };
+            assert!(kv.contains(&format!("llmos:plugin/kv@{version}")), "{world}: {kv}");
+            assert!(app.contains(&format!("llmos:plugin/{world}@{version}")), "{world}: {app}");
+        }
+    }
+
+    #[test]
     fn every_language_has_a_tool_template() {
-        for lang in [Lang::Rust, Lang::Python, Lang::Js] {
+        for lang in [Lang::Rust, Lang::Python, Lang::Js, Lang::Ts] {
             let files = template_files(lang, WorldArg::Tool).unwrap();
             for f in ["manifest.toml", "example.txt", "README.md"] {
                 assert!(files.contains_key(Path::new(f)), "{lang:?}: {f} missing");

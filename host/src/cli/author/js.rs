@@ -119,19 +119,31 @@ fn install_packages(dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(jco)
 }
 
-/// Builds `dir/app.js` against `dir/wit` into the component `out`.
-pub(super) fn build(dir: &Path, manifest: &Manifest, out: &Path, _release: bool) -> anyhow::Result<()> {
+/// What a JavaScript and a TypeScript build share: the back end named in package.json, the
+/// source file present, the WIT folder, the project's npm packages (returns jco's path).
+fn prepare(
+    dir: &Path,
+    manifest: &Manifest,
+    source: &str,
+    language: &str,
+) -> anyhow::Result<(Backend, PathBuf)> {
     let (path, package) = package(dir)?;
     let backend = Backend::parse(&package, &path)?;
-    if !dir.join("app.js").is_file() {
+    if !dir.join(source).is_file() {
         bail!(
-            "{}: missing; a JavaScript plugin's code is app.js, exporting the {} world's functions",
-            dir.join("app.js").display(),
+            "{}: missing; a {language} plugin's code is {source}, exporting the {} world's functions",
+            dir.join(source).display(),
             manifest.world
         );
     }
     toolchain::wit_dir(dir)?;
     let jco = install_packages(dir)?;
+    Ok((backend, jco))
+}
+
+/// Builds `dir/app.js` against `dir/wit` into the component `out`.
+pub(super) fn build(dir: &Path, manifest: &Manifest, out: &Path, _release: bool) -> anyhow::Result<()> {
+    let (backend, jco) = prepare(dir, manifest, "app.js", "JavaScript")?;
     componentize(dir, &jco, "app.js", backend, manifest, out)
 }
 
@@ -143,17 +155,7 @@ pub(super) fn build_ts(
     out: &Path,
     _release: bool,
 ) -> anyhow::Result<()> {
-    let (path, package) = package(dir)?;
-    let backend = Backend::parse(&package, &path)?;
-    if !dir.join("app.ts").is_file() {
-        bail!(
-            "{}: missing; a TypeScript plugin's code is app.ts, exporting the {} world's functions",
-            dir.join("app.ts").display(),
-            manifest.world
-        );
-    }
-    toolchain::wit_dir(dir)?;
-    let jco = install_packages(dir)?;
+    let (backend, jco) = prepare(dir, manifest, "app.ts", "TypeScript")?;
     let tsc = dir.join("node_modules").join(".bin").join("tsc");
     let tsc = std::path::absolute(&tsc).with_context(|| format!("{}", tsc.display()))?;
     if !toolchain::is_executable(&tsc) {

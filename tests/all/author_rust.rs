@@ -282,7 +282,8 @@ fn authoring_commands_refuse_bad_input_and_name_it() {
     .unwrap();
     let e = fails(&home, w, &["plugin", "build", "taken"]);
     assert!(
-        e.contains("Cargo.toml (Rust), app.py (Python) or package.json"),
+        e.contains("Cargo.toml (Rust), app.py (Python), package.json (JavaScript)")
+            && e.contains("tsconfig.json (TypeScript)"),
         "{e}"
     );
     // A rustc without the wasm32-wasip2 target, and no cargo at all.

@@ -72,9 +72,12 @@ fn cli_actions_are_chained_as_cli_and_verify_names_what_was_tampered_with() {
         (report["checked"].as_u64(), report["head"].as_u64()),
         (Some(3), Some(3))
     );
-    // --follow on the store: refused, saying what works.
+    // --follow with no server running: refused, saying what works.
     let err = home.fails(&["audit", "tail", "--follow"]);
-    assert!(err.contains("--follow needs --url"), "{err}");
+    assert!(
+        err.contains("--follow needs a running server") && err.contains("llmos serve"),
+        "{err}"
+    );
 
     // An entry removed in the middle.
     for _ in 0..3 {

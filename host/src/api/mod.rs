@@ -509,7 +509,11 @@ async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
         .iter()
         .map(|m| json!({"name": m.name(), "task": m.manifest.task, "provider": m.provider.serving}))
         .collect();
-    Json(json!({"status": "ok", "models": models}))
+    let collections = json!({
+        "ready": state.data.ready(),
+        "loaded": state.data.collections.loaded_count(),
+    });
+    Json(json!({"status": "ok", "models": models, "collections": collections}))
 }
 
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {

@@ -92,6 +92,17 @@ fn conformance(b: Arc<dyn Backend>) {
     assert_eq!(b.get("t", b"k").unwrap().unwrap(), b"v");
     assert_eq!(b.get("u", b"gone").unwrap(), None);
     assert_eq!(b.get("u", b"again").unwrap().unwrap(), b"2");
+    // The last op on a key wins: a put then a delete, two puts (PostgreSQL sends a batch as
+    // multi-row statements, which must not hold a key twice).
+    b.batch(&[
+        op("w", b"p", Some(b"1")),
+        op("w", b"p", None),
+        op("w", b"q", Some(b"1")),
+        op("w", b"q", Some(b"2")),
+    ])
+    .unwrap();
+    assert_eq!(b.get("w", b"p").unwrap(), None);
+    assert_eq!(b.get("w", b"q").unwrap().unwrap(), b"2");
     // Transactions: an abort writes nothing; reads see the body's own writes.
     let committed = b
         .transaction(&["t", "u"], &|tx| {

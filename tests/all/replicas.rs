@@ -193,6 +193,72 @@ fn replicas_share_keys_plugins_collections_and_the_audit_chain() {
         },
     );
 
+    // Deleted through 1: replica 3 says the collection does not exist (its vectors and its
+    // cached data key are dropped on the change notification); re-created under the same
+    // name through 1, it works on both, with its new data key.
+    let (code, r) = call(s(0), "DELETE", "/v1/collections/notes", Some(&admin), None);
+    assert_eq!(code, 200, "{r}");
+    let search_on = |i: usize, q: &str| {
+        call(
+            s(i),
+            "POST",
+            "/v1/collections/notes/search",
+            Some(&admin),
+            Some(json!({"query": q, "top_k": 1})),
+        )
+    };
+    within(
+        Duration::from_secs(1),
+        "the deleted collection gone on replica 3",
+        || {
+            let (code, r) = search_on(2, "fish");
+            code == 404 && r["error"]["code"] == "collection_not_found"
+        },
+    );
+    let (code, c) = call(
+        s(0),
+        "POST",
+        "/v1/collections/notes",
+        Some(&admin),
+        Some(json!({})),
+    );
+    assert!(code == 200 || code == 201, "{code} {c}");
+    let (code, r) = call(
+        s(0),
+        "POST",
+        "/v1/collections/notes/documents",
+        Some(&admin),
+        Some(doc(
+            "wren",
+            "A small brown wren sings loudly from the hedge.",
+        )),
+    );
+    assert!(code == 200 || code == 201, "{code} {r}");
+    within(
+        Duration::from_secs(1),
+        "the re-created collection searchable on replica 3",
+        || {
+            let (code, r) = search_on(2, "a little singing bird");
+            code == 200 && r.to_string().contains("wren")
+        },
+    );
+    let (code, r) = call(
+        s(2),
+        "POST",
+        "/v1/collections/notes/documents",
+        Some(&admin),
+        Some(doc("kettle", "Boil water in the kettle for tea.")),
+    );
+    assert!(code == 200 || code == 201, "{code} {r}");
+    within(
+        Duration::from_secs(1),
+        "a document ingested on 3 into the re-created collection found on 1",
+        || {
+            let (code, r) = search_on(0, "making a cup of tea");
+            code == 200 && r.to_string().contains("kettle")
+        },
+    );
+
     // Under write load on replica 2 (keys created by two clients), kill -9 it: every write it
     // acknowledged is on replica 1.
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -261,6 +327,22 @@ fn replicas_share_keys_plugins_collections_and_the_audit_chain() {
         "{} acknowledged writes before kill -9, none lost",
         acked.len()
     );
+
+    // Replica 2 started again: it loads the collection's vectors at start, in the
+    // background (ready once they are in memory), before any search.
+    let again = homes[1].serve(&["--models", "minilm"]);
+    let took = within(
+        Duration::from_secs(10),
+        "replica 2 loads the collections at start",
+        || {
+            let (_, h) = call(&again, "GET", "/health", None, None);
+            h["collections"]["ready"] == true && h["collections"]["loaded"] == 1
+        },
+    );
+    let (code, r) = call(&again, "GET", "/v2/health/ready", None, None);
+    assert_eq!(code, 200, "{r}");
+    eprintln!("restarted replica: collections loaded {took:?} after it answered /health");
+    drop(again);
 
     // One audit chain across the replicas, verified from replica 3, holding what 1 and 3 did.
     let (code, v) = call(s(2), "GET", "/admin/audit/verify", Some(&admin), None);

@@ -64,7 +64,7 @@ async fn authorize(state: &AppState, req: Request, path: &str) -> Result<Request
         browser_guard(req.headers(), req.method(), path)?;
         return Ok(req);
     }
-    let key = authenticate(state, req.headers(), path, peer, admin)?;
+    let key = authenticate_off(state, req.headers(), path, peer, admin).await?;
     if admin {
         if !key.is_admin() {
             let msg = format!("key {} lacks the admin scope needed for {path}", key.id);
@@ -257,6 +257,35 @@ fn refuse_scope(
 }
 
 /// The key of a request, or the 401 (audited) that says what was wrong.
+/// The key lookup of a stored key, as [`Keys::authenticate`] answers it.
+///
+/// [`Keys::authenticate`]: crate::security::keys::Keys::authenticate
+type Lookup = Result<Result<KeyRecord, Refusal>, crate::security::keys::KeyError>;
+
+/// [`authenticate`] with the key lookup (a store read: a round trip to PostgreSQL on a shared
+/// store) on tokio's blocking pool, so that it never holds a worker thread of the executor.
+async fn authenticate_off(
+    state: &AppState,
+    headers: &HeaderMap,
+    path: &str,
+    peer: Option<SocketAddr>,
+    admin: bool,
+) -> Result<KeyRecord, ApiError> {
+    let looked = match bearer(headers) {
+        Some(token) => {
+            let keys = state.keys.clone();
+            let found = tokio::task::spawn_blocking(move || keys.authenticate(&token))
+                .await
+                .map_err(|e| {
+                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", e.to_string())
+                })?;
+            Some(found)
+        }
+        None => None,
+    };
+    settle(state, looked, path, peer, admin)
+}
+
 fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
@@ -264,10 +293,22 @@ fn authenticate(
     peer: Option<SocketAddr>,
     admin: bool,
 ) -> Result<KeyRecord, ApiError> {
+    let looked = bearer(headers).map(|token| state.keys.authenticate(&token));
+    settle(state, looked, path, peer, admin)
+}
+
+/// The outcome of a key lookup (`None`: no key was presented): the key, or the 401, audited.
+fn settle(
+    state: &AppState,
+    looked: Option<Lookup>,
+    path: &str,
+    peer: Option<SocketAddr>,
+    admin: bool,
+) -> Result<KeyRecord, ApiError> {
     let unauthorized = |code: &'static str, msg: String| {
         ApiError::new(StatusCode::UNAUTHORIZED, "authentication_error", msg).with_code(code)
     };
-    let Some(token) = bearer(headers) else {
+    let Some(looked) = looked else {
         state.audit_refusal(peer, "anonymous", &format!("{path}: no API key"));
         let how = if admin {
             "admin routes always need a key with the admin scope (create one with `llmos keys create --scope admin` on the server's machine, which works while it runs, or POST /admin/keys with an admin key)"
@@ -279,7 +320,7 @@ fn authenticate(
             format!("missing API key: {how}"),
         ));
     };
-    let refusal = match state.keys.authenticate(&token) {
+    let refusal = match looked {
         Ok(Ok(k)) => return Ok(k),
         Ok(Err(r)) => r,
         Err(e) => {

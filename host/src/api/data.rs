@@ -3,6 +3,7 @@
 //! model step runs off the executor (`spawn_blocking`, or a job's own thread).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
 use axum::http::{Method, StatusCode, header};
@@ -40,25 +41,87 @@ pub struct DataState {
     pub collections: Arc<Collections>,
     /// Background jobs.
     pub jobs: Arc<Jobs>,
+    /// Whether the start-up load of the collections' vectors is done (readiness).
+    loaded: Arc<AtomicBool>,
 }
 
 impl DataState {
-    /// Over the server's store.
+    /// Over the server's store. The vectors of every collection are loaded into memory in
+    /// the background (see [`DataState::ready`]); on a shared store another replica's
+    /// ingest or delete drops them at once and they are loaded again in the background.
     pub fn new(store: Store) -> Self {
         let collections = Arc::new(Collections::new(store.clone()));
-        // Replicas sharing the store: another one's ingest or delete drops the vectors kept
-        // in memory; the next search loads them again.
+        // A collection deleted (or re-keyed) through another replica: its cached data key
+        // goes too.
+        store.follow_key_changes();
+        let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
         let weak = Arc::downgrade(&collections);
         store.on_change(move |tree| {
             if matches!(tree, "collections" | "documents" | "chunks" | "*")
                 && let Some(c) = weak.upgrade()
             {
                 c.forget_all();
+                // Full: a reload is already due; it will see this change too.
+                let _ = wake.try_send(());
             }
         });
+        let busy = collections.any_chunks().unwrap_or(true);
+        let loaded = Arc::new(AtomicBool::new(!busy));
+        let (weak, flag) = (Arc::downgrade(&collections), loaded.clone());
+        let spawned = std::thread::Builder::new()
+            .name("llmos-collections".into())
+            .spawn(move || load_loop(&weak, &flag, busy, &woken));
+        if let Err(e) = spawned {
+            // Searches load what they need, as before.
+            tracing::warn!("collections are loaded on first search: {e}");
+            loaded.store(true, Ordering::Relaxed);
+        }
         Self {
             collections,
             jobs: Arc::new(Jobs::new(store)),
+            loaded,
+        }
+    }
+
+    /// Whether the collections' vectors are loaded (`/v2/health/ready` waits for it).
+    pub fn ready(&self) -> bool {
+        self.loaded.load(Ordering::Relaxed)
+    }
+}
+
+/// The background loader: the start-up load (when there is something to load), then a
+/// reload after each change another replica announced, once they pause for 250 ms.
+fn load_loop(
+    collections: &std::sync::Weak<Collections>,
+    loaded: &AtomicBool,
+    first: bool,
+    woken: &std::sync::mpsc::Receiver<()>,
+) {
+    let load = |why: &str| {
+        let Some(c) = collections.upgrade() else {
+            return false;
+        };
+        let t = std::time::Instant::now();
+        match c.load_all() {
+            Ok(n) => tracing::info!(
+                "{why}: {n} collections loaded in {} ms",
+                t.elapsed().as_millis()
+            ),
+            Err(e) => tracing::warn!("{why}: collections not loaded: {e}"),
+        }
+        true
+    };
+    if first {
+        load("start");
+    }
+    loaded.store(true, Ordering::Relaxed);
+    while woken.recv().is_ok() {
+        while woken
+            .recv_timeout(std::time::Duration::from_millis(250))
+            .is_ok()
+        {}
+        if !load("changed by another replica") {
+            return;
         }
     }
 }

@@ -161,19 +161,34 @@ impl AppState {
     /// [`crate::security::AuditLog::refusal`]; no fsync per refusal).
     pub fn audit_refusal(&self, peer: Option<SocketAddr>, subject: &str, detail: &str) {
         let source = peer.map_or_else(|| "unknown-peer".to_string(), |p| p.ip().to_string());
-        self.gateway.host.audit().refusal(&source, subject, detail);
+        off_worker(|| self.gateway.host.audit().refusal(&source, subject, detail));
     }
 
     /// Writes an audit record; a failure to write is logged, never answered.
     pub(crate) fn audit(&self, kind: &str, subject: &str, detail: String) {
-        if let Err(e) = self
-            .gateway
-            .host
-            .audit()
-            .record(kind, subject, None, detail)
-        {
+        let written = off_worker(|| {
+            self.gateway
+                .host
+                .audit()
+                .record(kind, subject, None, detail)
+        });
+        if let Err(e) = written {
             tracing::error!("audit log: {e}");
         }
+    }
+}
+
+/// Runs `f`, a synchronous store write (an audit append: a commit on PostgreSQL), telling
+/// tokio when it runs on one of its worker threads (`block_in_place`), so that the worker's
+/// other tasks move to another thread meanwhile instead of waiting behind it. Elsewhere (a
+/// blocking-pool thread, a current-thread runtime, no runtime) it just runs `f`.
+pub(crate) fn off_worker<R>(f: impl FnOnce() -> R) -> R {
+    let on_worker = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if on_worker {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
     }
 }
 
@@ -509,7 +524,11 @@ async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
         .iter()
         .map(|m| json!({"name": m.name(), "task": m.manifest.task, "provider": m.provider.serving}))
         .collect();
-    Json(json!({"status": "ok", "models": models}))
+    let collections = json!({
+        "ready": state.data.ready(),
+        "loaded": state.data.collections.loaded_count(),
+    });
+    Json(json!({"status": "ok", "models": models, "collections": collections}))
 }
 
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {

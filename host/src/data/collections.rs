@@ -216,8 +216,9 @@ pub struct Batch {
 }
 
 /// The collections of one store. Writes to one collection are serialised (counts stay
-/// right); searches read the collection's vectors kept in memory (decrypted once, on first
-/// search), which ingest writes update in place and deletes prune.
+/// right); searches read the collection's vectors kept in memory (decrypted once, at start by
+/// [`Collections::load_all`] or on first search), which ingest writes update in place and
+/// deletes prune.
 #[derive(Debug)]
 pub struct Collections {
     store: Store,
@@ -259,6 +260,11 @@ impl Collections {
     pub fn forget_all(&self) {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.loaded.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// How many collections have their vectors in memory now.
+    pub fn loaded_count(&self) -> usize {
+        self.loaded.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// The loaded index of `name`, if a search opened it.
@@ -552,6 +558,29 @@ impl Collections {
         let loaded = self.loaded(name)?;
         let l = loaded.read().unwrap_or_else(|e| e.into_inner());
         scan::search(&l, query, top_k, filter)
+    }
+
+    /// Loads the vectors of every collection that holds chunks into memory (at start, and
+    /// again after another replica changed them), so that no search waits for a load. A
+    /// collection that fails to load is logged and skipped (its searches then load it, and
+    /// answer the error); returns how many were loaded.
+    pub fn load_all(&self) -> Result<usize, DataError> {
+        let mut n = 0usize;
+        for c in self.list()? {
+            if c.chunks == 0 {
+                continue;
+            }
+            match self.loaded(&c.name) {
+                Ok(_) => n = n.saturating_add(1),
+                Err(e) => tracing::warn!("collection {:?} not loaded: {e}", c.name),
+            }
+        }
+        Ok(n)
+    }
+
+    /// Whether any collection holds chunks (something for [`Collections::load_all`] to do).
+    pub fn any_chunks(&self) -> Result<bool, DataError> {
+        Ok(self.list()?.iter().any(|c| c.chunks > 0))
     }
 
     fn loaded(&self, name: &str) -> Result<Arc<RwLock<Loaded>>, DataError> {

@@ -390,6 +390,17 @@ impl Keyring {
         Ok(existed)
     }
 
+    /// Drops every cached data key: another replica may have removed, created or rotated
+    /// one (a deleted collection's key must not outlive it here); the next use reads them
+    /// from the store again.
+    pub(crate) fn drop_cached(&self) {
+        let _one = self.create.lock().unwrap_or_else(PoisonError::into_inner);
+        self.scopes
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
     fn cached(&self, scope: Scope) -> Option<Arc<DataKeys>> {
         self.scopes
             .read()

@@ -274,6 +274,83 @@ const POP_MIN: &str = "DELETE FROM llmos_kv WHERE tree = $1 AND key = \
      (SELECT key FROM llmos_kv WHERE tree = $1 ORDER BY key LIMIT 1 FOR UPDATE SKIP LOCKED) \
      RETURNING key, value";
 
+const UPSERT_MANY: &str = "INSERT INTO llmos_kv (tree, key, value) \
+     SELECT * FROM UNNEST($1::text[], $2::bytea[], $3::bytea[]) \
+     ON CONFLICT (tree, key) DO UPDATE SET value = EXCLUDED.value";
+const DELETE_MANY: &str = "DELETE FROM llmos_kv WHERE (tree, key) IN \
+     (SELECT * FROM UNNEST($1::text[], $2::bytea[]))";
+
+/// Rows per multi-row statement of a batch (a statement's parameters are three arrays; this
+/// bounds one message to a few MB of sealed chunks).
+const BATCH_ROWS: usize = 1000;
+
+/// A batch as column arrays: its puts and its deletes, the last op on a key winning (as in
+/// the embedded store), so that no key appears twice in a statement (which `ON CONFLICT DO
+/// UPDATE` refuses) and the order between a put and a delete of one key does not matter.
+#[derive(Debug, Default)]
+struct BatchRows {
+    put_trees: Vec<String>,
+    put_keys: Vec<Vec<u8>>,
+    put_values: Vec<Vec<u8>>,
+    del_trees: Vec<String>,
+    del_keys: Vec<Vec<u8>>,
+}
+
+impl BatchRows {
+    fn of(ops: &[Op]) -> Self {
+        let mut last: std::collections::HashMap<(&str, &[u8]), usize> =
+            std::collections::HashMap::with_capacity(ops.len());
+        for (i, op) in ops.iter().enumerate() {
+            last.insert((op.tree, op.key.as_slice()), i);
+        }
+        let mut rows = Self::default();
+        for (i, op) in ops.iter().enumerate() {
+            if last.get(&(op.tree, op.key.as_slice())) != Some(&i) {
+                continue;
+            }
+            match &op.value {
+                Some(v) => {
+                    rows.put_trees.push(op.tree.to_string());
+                    rows.put_keys.push(op.key.clone());
+                    rows.put_values.push(v.clone());
+                }
+                None => {
+                    rows.del_trees.push(op.tree.to_string());
+                    rows.del_keys.push(op.key.clone());
+                }
+            }
+        }
+        rows
+    }
+
+    /// Sends the deletes and the puts as a few multi-row statements (one per
+    /// [`BATCH_ROWS`]), inside the caller's transaction.
+    fn apply(&self, c: &mut Conn) -> Result<(), postgres::Error> {
+        if !self.del_keys.is_empty() {
+            let del = c.statement(DELETE_MANY)?;
+            for (t, k) in self
+                .del_trees
+                .chunks(BATCH_ROWS)
+                .zip(self.del_keys.chunks(BATCH_ROWS))
+            {
+                c.client.execute(&del, &[&t, &k])?;
+            }
+        }
+        if !self.put_keys.is_empty() {
+            let up = c.statement(UPSERT_MANY)?;
+            for ((t, k), v) in self
+                .put_trees
+                .chunks(BATCH_ROWS)
+                .zip(self.put_keys.chunks(BATCH_ROWS))
+                .zip(self.put_values.chunks(BATCH_ROWS))
+            {
+                c.client.execute(&up, &[&t, &k, &v])?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The smallest key above every key that starts with `prefix` (`None`: no bound).
 fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
@@ -661,20 +738,11 @@ impl Backend for PgBackend {
     }
 
     fn batch(&self, ops: &[Op]) -> Result<(), BackendError> {
-        let ops: Arc<Vec<Op>> = Arc::new(ops.to_vec());
+        let rows = Arc::new(BatchRows::of(ops));
         self.in_tx("BEGIN", &|lease| {
-            let ops = ops.clone();
+            let rows = rows.clone();
             lease
-                .run(move |c| {
-                    let (up, del) = (c.statement(UPSERT)?, c.statement(DELETE)?);
-                    for op in ops.iter() {
-                        match &op.value {
-                            Some(v) => c.client.execute(&up, &[&op.tree, &op.key, v])?,
-                            None => c.client.execute(&del, &[&op.tree, &op.key])?,
-                        };
-                    }
-                    Ok(())
-                })
+                .run(move |c| rows.apply(c))
                 .map_err(|e| match e {
                     PgError::Conflict(_) => TxError::Conflict,
                     other => TxError::Backend(lease.err(other)),

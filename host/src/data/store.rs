@@ -340,6 +340,24 @@ impl Store {
         self.backend.on_change(Box::new(f));
     }
 
+    /// Follows data-key changes made by other replicas (a collection deleted, re-created or
+    /// re-keyed elsewhere): the cached keys are dropped when the key tree changes, so a
+    /// deleted collection's key does not outlive it here. Nothing happens on the embedded
+    /// store (no other process changes it).
+    pub fn follow_key_changes(&self) {
+        if !self.shared() {
+            return;
+        }
+        let keys = Arc::downgrade(&self.keys);
+        self.on_change(move |tree| {
+            if (tree == super::keyring::META || tree == "*")
+                && let Some(k) = keys.upgrade()
+            {
+                k.drop_cached();
+            }
+        });
+    }
+
     /// Whether other replicas share this store (PostgreSQL).
     pub fn shared(&self) -> bool {
         self.backend.shared()

@@ -236,7 +236,7 @@ impl GrpcInferenceService for Inference {
         &self,
         req: Request<ServerReadyRequest>,
     ) -> Result<Response<ServerReadyResponse>, Status> {
-        let ready = !self.state.core.loaded().is_empty();
+        let ready = !self.state.core.loaded().is_empty() && self.state.data.ready();
         self.call("ServerReady", &req, Need::Public, async move {
             Ok((ServerReadyResponse { ready }, None))
         })

@@ -57,12 +57,19 @@ async fn live() -> Json<Value> {
 }
 
 /// Ready once the models `serve` was asked to load are loaded (it loads them before it
-/// listens, so in practice: once any model is loaded).
+/// listens, so in practice: once any model is loaded) and the collections' vectors are in
+/// memory (loaded in the background at start).
 async fn ready(State(state): State<Arc<AppState>>) -> Response {
     if state.core.loaded().is_empty() {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"ready": false, "error": "no model is loaded yet"})),
+        )
+            .into_response()
+    } else if !state.data.ready() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"ready": false, "error": "the collections' vectors are still loading"})),
         )
             .into_response()
     } else {

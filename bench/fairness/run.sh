@@ -5,19 +5,22 @@
 # `[generation] scheduler = "fair"` and `"fifo"`; prints a table. bench/fairness/fairness.py
 # is the client (one key per tenant: `llmos keys create --tenant light|heavy`).
 #
-# Usage: bench/fairness/run.sh [--max-batch "4 32"] [--schedulers "fair fifo"] [--tokens 32]
-#                              [--heavy-tokens 64] [--streams 16] [--runs 3] [--no-build]
-#                              [--llmos PATH] [--models-dir DIR] [--python PATH]
+# Usage: bench/fairness/run.sh [--max-batch "4 32"] [--schedulers "fair+cap fair fifo"]
+#                              [--budget 1.8] [--tokens 32] [--heavy-tokens 64] [--streams 16]
+#                              [--runs 3] [--no-build] [--llmos PATH] [--models-dir DIR]
+#                              [--python PATH]
+# `fair+cap` is `fair` with the cost-aware cap `[generation] fair_step_budget = BUDGET`.
 # --models-dir: a folder that already holds smollm2 (else it is pulled into a temporary home).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-batches="4 32" schedulers="fair fifo" tokens=32 heavy=64 streams=16 runs=3 build=1
+batches="4 32" schedulers="fair+cap fair fifo" budget=1.8 tokens=32 heavy=64 streams=16 runs=3 build=1
 llmos=target/release/llmos models_dir= python=python3
 while [ $# -gt 0 ]; do
   case "$1" in
     --max-batch) batches=$2; shift 2 ;;
     --schedulers) schedulers=$2; shift 2 ;;
+    --budget) budget=$2; shift 2 ;;
     --tokens) tokens=$2; shift 2 ;;
     --heavy-tokens) heavy=$2; shift 2 ;;
     --streams) streams=$2; shift 2 ;;
@@ -56,7 +59,11 @@ machine="$(nproc) cores; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | s
 rows=()
 for mb in $batches; do
   for sched in $schedulers; do
-    { cat "$LLMOS_HOME/base.toml"; printf '\n[models.overrides.smollm2]\nmax_batch = %s\n\n[generation]\nscheduler = "%s"\n' "$mb" "$sched"; } >"$LLMOS_HOME/llmos.toml"
+    case "$sched" in
+      fair+cap) gen=$(printf 'scheduler = "fair"\nfair_step_budget = %s' "$budget") ;;
+      *) gen=$(printf 'scheduler = "%s"' "$sched") ;;
+    esac
+    { cat "$LLMOS_HOME/base.toml"; printf '\n[models.overrides.smollm2]\nmax_batch = %s\n\n[generation]\n%s\n' "$mb" "$gen"; } >"$LLMOS_HOME/llmos.toml"
     "$llmos" serve --listen "127.0.0.1:$port" --models smollm2 >"$work/server.log" 2>&1 &
     server_pid=$!
     for _ in $(seq 1 600); do

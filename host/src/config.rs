@@ -156,6 +156,10 @@ pub struct GenerationSettings {
     /// Fair scheduler: decode steps (tokens per running sequence) between two plans of the
     /// batch while requests wait. Default 16.
     pub quantum: usize,
+    /// Fair scheduler, cost-aware cap: while more than one tenant has work, the rows of a
+    /// decode step are capped so that its predicted time (measured per batch size, online)
+    /// stays within this factor of a 1-row step. 0 (default) = off; otherwise 1.0-100.
+    pub fair_step_budget: f64,
 }
 
 impl Default for GenerationSettings {
@@ -163,7 +167,21 @@ impl Default for GenerationSettings {
         Self {
             scheduler: Scheduler::Fair,
             quantum: 16,
+            fair_step_budget: 0.0,
         }
+    }
+}
+
+impl GenerationSettings {
+    /// Checks the values; the error names the key and what is accepted.
+    pub fn check(&self) -> Result<(), String> {
+        let b = self.fair_step_budget;
+        if !(b == 0.0 || (1.0..=100.0).contains(&b)) {
+            return Err(format!(
+                "[generation] fair_step_budget is {b}: it must be 0 (off) or between 1.0 and 100"
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -1,5 +1,5 @@
-//! The guest side of the tools (issue 14, docs/tools.md §2): the shipped tools `calculator`
-//! and `collection-search`, and `llmos plugin new --world tool` for Rust, Python and
+//! The guest side of the tools (issue 14, docs/tools.md §2): the shipped tools `calculator`,
+//! `collection-search` and `unit-convert` (Python), and `llmos plugin new --world tool` for Rust, Python and
 //! JavaScript — built, installed into a real home with the real binary, and called through
 //! `llmos tools call` and `POST /v1/tools/{id}/invoke`.
 
@@ -7,7 +7,35 @@ use serde_json::{Value, json};
 
 use crate::author_scripted::{Project, ok};
 use crate::plugins_common::{manifest, wasm};
-use crate::support::{Home, call, text};
+use crate::support::{Home, call, repo, text};
+
+/// `llmos plugin build` of the shipped Python tool `plugins/unit-convert` (a copy, so the
+/// checkout stays clean), then `llmos plugin install`: the install report.
+fn build_and_install_unit_convert(home: &Home) -> String {
+    let src = repo().join("plugins/unit-convert");
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("unit-convert");
+    std::fs::create_dir_all(dir.join("wit")).unwrap();
+    for f in ["app.py", "manifest.toml", "example.txt"] {
+        std::fs::copy(src.join(f), dir.join(f)).unwrap();
+    }
+    // `plugins/unit-convert/wit` is a link to the WIT package; the copy holds its files.
+    for e in std::fs::read_dir(src.join("wit")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.join("wit").join(e.file_name())).unwrap();
+    }
+    let out = ok(home.cmd(&["plugin", "build"]).current_dir(&dir));
+    assert!(out.contains("dist/unit-convert.wasm"), "{out}");
+    ok(home
+        .cmd(&[
+            "plugin",
+            "install",
+            "dist/unit-convert.wasm",
+            "--manifest",
+            "manifest.toml",
+        ])
+        .current_dir(&dir))
+}
 
 /// `llmos plugin install` of the shipped plugin in `plugins/<dir>` with `extra` arguments
 /// (their manifests raise the time limit — a 10 000-digit power, an embedded query — so the
@@ -54,6 +82,8 @@ fn calculator_and_collection_search_answer_through_the_cli_and_http() {
     let report = install_shipped(&home, "calculator", &[]);
     assert!(report.contains("calculator"), "{report}");
     install_shipped(&home, "collection-search", &["--grant", "data:docs"]);
+    let report = build_and_install_unit_convert(&home);
+    assert!(report.contains("unit-convert"), "{report}");
 
     // The CLI: exact decimals, big numbers, errors that name the position.
     let (good, out) = tools_call(&home, "calculator", r#"{"expression": "0.1 + 0.2"}"#);
@@ -80,8 +110,93 @@ fn calculator_and_collection_search_answer_through_the_cli_and_http() {
         .filter_map(|t| t["id"].as_str())
         .collect();
     assert!(
-        ids.contains(&"calculator") && ids.contains(&"collection-search"),
+        ids.contains(&"calculator")
+            && ids.contains(&"collection-search")
+            && ids.contains(&"unit-convert"),
         "{listed}"
+    );
+
+    // unit-convert (Python): exact decimal factors, rounded only where the expansion has no
+    // end (and saying so); errors name what is accepted.
+    let example = std::fs::read_to_string(repo().join("plugins/unit-convert/example.txt")).unwrap();
+    let example: Value = serde_json::from_str(example.trim()).unwrap();
+    let r = invoke(&s, "unit-convert", example).unwrap();
+    assert_eq!(r, json!({"value": "31.75", "unit": "cm", "exact": true}));
+    let r = invoke(
+        &s,
+        "unit-convert",
+        json!({"value": "-40", "from": "F", "to": "C"}),
+    )
+    .unwrap();
+    assert_eq!(r, json!({"value": "-40", "unit": "C", "exact": true}));
+    let r = invoke(
+        &s,
+        "unit-convert",
+        json!({"value": 1, "from": "lb", "to": "g"}),
+    )
+    .unwrap();
+    assert_eq!(r, json!({"value": "453.59237", "unit": "g", "exact": true}));
+    let r = invoke(
+        &s,
+        "unit-convert",
+        json!({"value": "1", "from": "m", "to": "in"}),
+    )
+    .unwrap();
+    assert_eq!(
+        r,
+        json!({"value": "39.3700787401574803149606299213", "unit": "in", "exact": false,
+               "rounded": "to 30 significant digits"})
+    );
+    let e = invoke(
+        &s,
+        "unit-convert",
+        json!({"value": "1", "from": "furlong", "to": "m"}),
+    )
+    .unwrap_err();
+    let m = e["message"].as_str().unwrap();
+    assert!(
+        e["kind"] == "invalid_arguments"
+            && m.contains("unknown unit 'furlong'")
+            && m.contains("length: m, km"),
+        "{e}"
+    );
+    let e = invoke(
+        &s,
+        "unit-convert",
+        json!({"value": "1", "from": "kg", "to": "m"}),
+    )
+    .unwrap_err();
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot convert mass (kg) to length (m)"),
+        "{e}"
+    );
+    let e = invoke(
+        &s,
+        "unit-convert",
+        json!({"value": "-500", "from": "C", "to": "K"}),
+    )
+    .unwrap_err();
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("below absolute zero"),
+        "{e}"
+    );
+    // A field the schema does not define never reaches the guest: the route answers 400.
+    let (code, body) = call(
+        &s,
+        "POST",
+        "/v1/tools/unit-convert/invoke",
+        None,
+        Some(json!({"arguments": {"value": "1", "from": "m", "to": "cm", "places": 2}})),
+    );
+    assert!(
+        code == 400 && body.to_string().contains("places"),
+        "{code} {body}"
     );
 
     let r = invoke(&s, "calculator", json!({"expression": "1 / 3"})).unwrap();

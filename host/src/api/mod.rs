@@ -566,6 +566,7 @@ pub fn serve_with_grpc(core: Arc<Core>, listen: &str, grpc: Option<&str>) -> Res
     let audit_cfg = core.config().audit.clone();
     audit_cfg.check().map_err(anyhow::Error::msg)?;
     core.config().tools.check().map_err(anyhow::Error::msg)?;
+    core.config().generation.check().map_err(anyhow::Error::msg)?;
     core.config().mcp.check().map_err(anyhow::Error::msg)?;
     core.config().metrics.check().map_err(anyhow::Error::msg)?;
     let gateway = Arc::new(Gateway::open(core, None).context("cannot open the plugin host")?);

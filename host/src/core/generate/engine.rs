@@ -11,7 +11,7 @@ use ort::session::Session;
 use ort::value::{DynValue, Tensor};
 
 use super::cache::{Geometry, RowCache, cut_row, join_rows};
-use super::fair::Fair;
+use super::fair::{Fair, StepCost};
 use super::tenant::{LOCAL_TENANT, Priority, Ticket};
 use super::grammar::ConstraintState;
 use super::sampling::{History, Rng, log_sum_exp, sample, top_n};
@@ -39,6 +39,8 @@ pub(crate) struct GenCtx {
     pub(crate) quantum: usize,
     /// Most requests the fair scheduler holds in its queues (the model's queue bound).
     pub(crate) queue_capacity: usize,
+    /// `[generation] fair_step_budget`: the cost-aware cap of the fair scheduler (0 = off).
+    pub(crate) fair_step_budget: f64,
     /// For raw-tensor jobs (`/v2` infer) on the same session.
     pub(crate) raw: std::sync::Arc<WorkerCtx>,
 }
@@ -162,6 +164,9 @@ fn run_fair(mut session: Session, ctx: &GenCtx, rx: &Receiver<Job>) {
     let mut batch = Batch::default();
     let mut queues: Fair<Waiting> = Fair::default();
     let mut since_plan = 0usize;
+    // Step time per batch size (the cost-aware cap), and whether the last plan was capped.
+    let mut cost = StepCost::default();
+    let mut capped = false;
     loop {
         let mut arrived = false;
         if batch.seqs.is_empty() && queues.waiting() == 0 {
@@ -186,19 +191,27 @@ fn run_fair(mut session: Session, ctx: &GenCtx, rx: &Receiver<Job>) {
         }
         let leaving = batch.seqs.iter().any(|s| s.done || s.tx.is_closed());
         // Also when nothing runs (a prefill failed): what waits must get the free slots.
-        let due = (since_plan >= ctx.quantum || batch.seqs.is_empty()) && queues.waiting() > 0;
+        // While capped, the plan follows the measured step times every quantum too.
+        let due = (since_plan >= ctx.quantum || batch.seqs.is_empty())
+            && (queues.waiting() > 0 || capped);
         if arrived || leaving || due {
             since_plan = 0;
-            if let Err(e) = replan(&mut session, ctx, &mut batch, &mut queues) {
-                fail_all(ctx, &mut batch, &e);
-                continue;
+            match replan(&mut session, ctx, &mut batch, &mut queues, &cost) {
+                Ok(c) => capped = c,
+                Err(e) => {
+                    fail_all(ctx, &mut batch, &e);
+                    continue;
+                }
             }
         }
         if batch.seqs.is_empty() {
             continue;
         }
-        if let Err(e) = step(&mut session, ctx, &mut batch) {
-            fail_all(ctx, &mut batch, &e);
+        let rows = batch.seqs.len();
+        let started = Instant::now();
+        match step(&mut session, ctx, &mut batch) {
+            Ok(()) => cost.record(rows, started.elapsed().as_secs_f64()),
+            Err(e) => fail_all(ctx, &mut batch, &e),
         }
         since_plan = since_plan.saturating_add(1);
     }
@@ -221,12 +234,14 @@ fn enqueue(session: &mut Session, ctx: &GenCtx, job: Job, queues: &mut Fair<Wait
 }
 
 /// Plans the batch's slots and applies the plan: pauses, resumes, prefills, one relayout.
+/// Returns whether the cost-aware cap held the plan below `max_batch`.
 fn replan(
     session: &mut Session,
     ctx: &GenCtx,
     batch: &mut Batch,
     queues: &mut Fair<Waiting>,
-) -> Result<(), TaskError> {
+    cost: &StepCost,
+) -> Result<bool, TaskError> {
     let mut running: Vec<(Arc<str>, u64, usize)> = Vec::new();
     for s in batch.seqs.iter().filter(|s| !s.done && !s.tx.is_closed()) {
         match running.iter_mut().find(|(t, _, _)| *t == s.tenant) {
@@ -234,7 +249,10 @@ fn replan(
             None => running.push((s.tenant.clone(), s.weight, 1)),
         }
     }
-    let plan = queues.plan(&running, ctx.max_batch);
+    let tenants = queues.tenants(&running);
+    let slots = super::fair::slots(cost, ctx.fair_step_budget, tenants, ctx.max_batch);
+    let capped = slots < ctx.max_batch;
+    let plan = queues.plan(&running, slots);
     // The most recent rows of a tenant over its share are paused.
     let mut pause = Vec::new();
     for (tenant, n) in &plan.pause {
@@ -260,14 +278,14 @@ fn replan(
     }
     let leaving = batch.seqs.iter().any(|s| s.done || s.tx.is_closed());
     if !leaving && pause.is_empty() && joined.iter().all(|s| s.done) {
-        return Ok(());
+        return Ok(capped);
     }
     for s in relayout(ctx, batch, joined, &pause)? {
         ctx.raw.stats.gen_paused.fetch_add(1, Ordering::Relaxed);
         let (tenant, weight) = (s.tenant.clone(), s.weight);
         queues.push_front(&tenant, weight, Waiting::Paused(Box::new(s)));
     }
-    Ok(())
+    Ok(capped)
 }
 
 fn fail_all(ctx: &GenCtx, batch: &mut Batch, e: &TaskError) {

@@ -77,6 +77,16 @@ impl<T> Fair<T> {
         self.with_lane(tenant, weight, |q| q.push_front(item));
     }
 
+    /// Tenants with work: those with items waiting and those in `running`.
+    pub(crate) fn tenants(&self, running: &[(Arc<str>, u64, usize)]) -> usize {
+        let waiting = self.lanes.iter().filter(|l| !l.waiting.is_empty());
+        let extra = running
+            .iter()
+            .filter(|(t, _, n)| *n > 0 && !waiting.clone().any(|l| l.tenant == *t))
+            .count();
+        waiting.count().saturating_add(extra)
+    }
+
     /// Items waiting, all tenants.
     pub(crate) fn waiting(&self) -> usize {
         self.lanes.iter().map(|l| l.waiting.len()).sum()
@@ -228,6 +238,102 @@ fn shares(demand: &[usize], weights: &[u64], deficits: &mut [u64], slots: usize)
     alloc
 }
 
+/// Weight of a new measurement in a batch size's moving average.
+const EWMA_ALPHA: f64 = 0.25;
+
+/// The time of a decode step per batch size (rows), measured online by the engine thread of
+/// one model: an exponentially weighted moving average per size. Sizes not measured yet are
+/// predicted from the measured ones: interpolated between the nearest below and above,
+/// extrapolated along the line through the two nearest on one side, and with one size
+/// measured, proportional to the rows (which overstates a large step against a small one,
+/// so the cap starts low and grows as smaller steps are measured).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StepCost {
+    /// Seconds per step, by rows − 1.
+    ewma: Vec<Option<f64>>,
+}
+
+impl StepCost {
+    /// Records one step of `rows` rows that took `secs` seconds.
+    pub(crate) fn record(&mut self, rows: usize, secs: f64) {
+        let Some(i) = rows.checked_sub(1) else { return };
+        if !secs.is_finite() || secs < 0.0 {
+            return;
+        }
+        if self.ewma.len() <= i {
+            self.ewma.resize(i.saturating_add(1), None);
+        }
+        if let Some(slot) = self.ewma.get_mut(i) {
+            *slot = Some(match *slot {
+                Some(old) => old + EWMA_ALPHA * (secs - old),
+                None => secs,
+            });
+        }
+    }
+
+    fn measured(&self) -> impl DoubleEndedIterator<Item = (f64, f64)> + '_ {
+        self.ewma
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.map(|c| ((i as f64) + 1.0, c)))
+    }
+
+    /// The predicted time of a step of `rows` rows; `None` before any step was measured.
+    pub(crate) fn predict(&self, rows: usize) -> Option<f64> {
+        if let Some(Some(c)) = rows.checked_sub(1).and_then(|i| self.ewma.get(i)) {
+            return Some(*c);
+        }
+        let n = rows as f64;
+        let below: Vec<(f64, f64)> = self.measured().filter(|&(r, _)| r < n).collect();
+        let above: Vec<(f64, f64)> = self.measured().filter(|&(r, _)| r > n).collect();
+        let line = |(r1, c1): (f64, f64), (r2, c2): (f64, f64)| {
+            let slope = (c2 - c1) / (r2 - r1);
+            c1 + slope * (n - r1)
+        };
+        let p = match (below.last(), above.first()) {
+            (Some(&l), Some(&u)) => line(l, u),
+            (Some(&l), None) => match below.len().checked_sub(2).and_then(|i| below.get(i)) {
+                Some(&l2) => line(l2, l),
+                None => l.1 * n / l.0,
+            },
+            (None, Some(&u)) => match above.get(1) {
+                Some(&u2) => line(u, u2),
+                None => u.1 * n / u.0,
+            },
+            (None, None) => return None,
+        };
+        // A line may reach zero or below far from its points: a step never costs less
+        // than a proportional share of the smallest measured one.
+        let floor = self.measured().next().map_or(0.0, |(r, c)| c * n.min(r) / r);
+        Some(p.max(floor))
+    }
+
+    /// The most rows, between `floor` and `max`, whose predicted step time stays within
+    /// `budget` × that of a 1-row step (sizes tried upwards, stopping at the first over);
+    /// `max` while nothing is measured.
+    pub(crate) fn cap(&self, budget: f64, floor: usize, max: usize) -> usize {
+        let Some(one) = self.predict(1) else { return max };
+        let limit = one * budget;
+        let mut n = 1usize;
+        while n < max && self.predict(n.saturating_add(1)).is_some_and(|c| c <= limit) {
+            n = n.saturating_add(1);
+        }
+        n.max(floor).min(max)
+    }
+}
+
+/// The slots of the next plan: `max_batch`, or with the cost-aware cap on (`budget` > 0,
+/// `[generation] fair_step_budget`) and more than one tenant with work, the rows whose
+/// predicted step stays within `budget` × a 1-row step, never fewer than the tenants (each
+/// gets its row).
+pub(crate) fn slots(cost: &StepCost, budget: f64, tenants: usize, max_batch: usize) -> usize {
+    if budget > 0.0 && tenants > 1 {
+        cost.cap(budget, tenants, max_batch)
+    } else {
+        max_batch
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,5 +417,93 @@ mod tests {
         assert_eq!(f.waiting(), 0);
         let _ = f.plan(&[], 4);
         assert!(f.lanes.is_empty());
+    }
+
+    /// A synthetic machine: a step of n rows costs 10 + 2n ms.
+    fn linear(n: usize) -> f64 {
+        (10.0 + 2.0 * n as f64) / 1000.0
+    }
+
+    #[test]
+    fn step_costs_are_averaged_interpolated_and_extrapolated() {
+        let mut c = StepCost::default();
+        assert_eq!(c.predict(4), None);
+        assert_eq!(c.cap(1.8, 2, 32), 32, "nothing measured: no cap");
+        // One size known: proportional (a large step's relative cost overstated).
+        c.record(16, linear(16));
+        let p = c.predict(1).unwrap();
+        assert!((p - 0.042 / 16.0).abs() < 1e-12);
+        c.record(1, linear(1));
+        // Between two measured sizes: on the line.
+        assert!((c.predict(8).unwrap() - linear(8)).abs() < 1e-12);
+        // Past the largest: along the line through the two largest.
+        c.record(4, linear(4));
+        assert!((c.predict(30).unwrap() - linear(30)).abs() < 1e-12);
+        // The moving average follows a change of speed.
+        for _ in 0..40 {
+            c.record(1, 0.024);
+        }
+        assert!((c.predict(1).unwrap() - 0.024).abs() < 1e-4);
+        // Nonsense is ignored.
+        let before = c.predict(2);
+        c.record(0, 1.0);
+        c.record(2, f64::NAN);
+        c.record(2, -1.0);
+        assert_eq!(c.predict(2), before);
+    }
+
+    #[test]
+    fn the_cap_keeps_the_predicted_step_within_the_budget() {
+        let mut c = StepCost::default();
+        for n in [1, 2, 17] {
+            c.record(n, linear(n));
+        }
+        // 1.8 × 12 ms = 21.6 ms: 5 rows (20 ms) fit, 6 (22 ms) do not.
+        assert_eq!(c.cap(1.8, 2, 32), 5);
+        assert_eq!(slots(&c, 1.8, 2, 32), 5);
+        // Alone, a tenant has the whole batch; off (0) means no cap.
+        assert_eq!(slots(&c, 1.8, 1, 32), 32);
+        assert_eq!(slots(&c, 0.0, 2, 32), 32);
+        // Never fewer slots than tenants, never more than max_batch.
+        assert_eq!(slots(&c, 1.8, 8, 32), 8);
+        assert_eq!(slots(&c, 100.0, 2, 32), 32);
+        assert_eq!(slots(&c, 1.8, 2, 3), 3);
+        // Learning from the top down: only 17 rows measured, the cap starts low (the
+        // proportional guess), the smaller step it runs is measured, and the cap grows.
+        let mut c = StepCost::default();
+        c.record(17, linear(17));
+        let first = slots(&c, 1.8, 2, 32);
+        assert_eq!(first, 2);
+        c.record(first, linear(first));
+        assert_eq!(slots(&c, 1.8, 2, 32), 5);
+    }
+
+    #[test]
+    fn under_the_cap_the_light_tenant_keeps_its_row_and_the_heavy_one_the_rest() {
+        let mut c = StepCost::default();
+        for n in [1, 2, 17] {
+            c.record(n, linear(n));
+        }
+        let mut f: Fair<u32> = Fair::default();
+        // Heavy runs 16 rows alone: no cap.
+        assert_eq!(f.tenants(&[(t("heavy"), 2, 16)]), 1);
+        assert_eq!(slots(&c, 1.8, 1, 32), 32);
+        // The light tenant's request arrives: two tenants, 5 slots, heavy pauses 12.
+        f.push(&t("light"), 2, 1);
+        let running = [(t("heavy"), 2, 16)];
+        let n = slots(&c, 1.8, f.tenants(&running), 32);
+        assert_eq!(n, 5);
+        let p = f.plan(&running, n);
+        assert_eq!(p.pause, vec![(t("heavy"), 12)]);
+        assert_eq!(p.admit, vec![1]);
+        // Heavy's paused rows wait; once light is done, heavy alone gets all 32 again.
+        for i in 0..12 {
+            f.push_front(&t("heavy"), 2, 100 + i);
+        }
+        let running = [(t("heavy"), 2, 4)];
+        assert_eq!(f.tenants(&running), 1);
+        let p = f.plan(&running, slots(&c, 1.8, 1, 32));
+        assert!(p.pause.is_empty());
+        assert_eq!(p.admit.len(), 12);
     }
 }

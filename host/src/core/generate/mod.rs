@@ -322,6 +322,7 @@ pub(crate) fn setup(
         scheduler: settings.scheduler,
         quantum: settings.quantum.max(1),
         queue_capacity: queue_capacity.max(1),
+        fair_step_budget: settings.fair_step_budget,
         raw,
     };
     Ok((generation, ctx))

@@ -99,18 +99,41 @@ async fn completion_policy(p: &Policies, prompt: Vec<Prompt>) -> Result<Vec<Prom
     Ok(texts.into_iter().map(Prompt::Text).collect())
 }
 
+/// A chat body and the JSON text it was parsed from (a json_schema's declared property
+/// order is read from the text: `Value` sorts keys).
+struct ChatJson {
+    value: Value,
+    raw: Option<axum::body::Bytes>,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for ChatJson {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, _state: &S) -> Result<Self, Self::Rejection> {
+        // Parsed already by `auth` (with keys), which keeps the text too.
+        if let Some(p) = req.extensions().get::<crate::api::ParsedBody>() {
+            let raw = req.extensions().get::<crate::api::RawBody>().map(|r| r.0.clone());
+            return Ok(Self { value: Value::clone(&p.0), raw });
+        }
+        let limit = req.extensions().get::<crate::api::BodyLimit>().map_or(0, |l| l.0);
+        let raw = crate::api::read_body(req.into_body(), limit).await?;
+        let value = crate::api::parse_body(&raw)?;
+        Ok(Self { value, raw: Some(raw) })
+    }
+}
+
 async fn chat(
     State(state): State<Arc<AppState>>,
     caller: Option<Extension<Caller>>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    ApiJson(body): ApiJson<Value>,
+    ChatJson { value: body, raw }: ChatJson,
 ) -> Result<Response, ApiError> {
     let req = ChatRequest::from_value(&body)?;
     let caller = caller.map(|c| c.0);
     let peer = peer.map(|p| p.0.0);
     let key = caller.as_ref().map(|c| &c.0);
     let resolve = |i: usize, id: &str| tool_loop::resolve(&state, key, peer, i, id);
-    let plan = structured::Plan::from_body(&body, req.params.stream, &resolve)?;
+    let plan = structured::Plan::from_body(&body, raw.as_deref(), req.params.stream, &resolve)?;
     if let Some(g) = &req.grounding {
         grounded::check_access(&state, caller.as_ref(), peer, CHAT_ROUTE, &g.collection)?;
     }

@@ -52,10 +52,11 @@ async fn completions(
     caller: Option<Extension<Caller>>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    let req = CompletionRequest::from_value(&body)?;
+    let mut req = CompletionRequest::from_value(&body)?;
     let m = model(&state, &req.params.model).await?;
     let vocab = vocab_size(&m);
     let caller = caller.map(|c| c.0);
+    req.prompt = completion_preprocess(&state, m.name(), caller.as_ref(), req.prompt).await?;
     let policy = Policies::of(&state, m.name(), "/v1/completions", caller.as_ref());
     let prompt = match &policy {
         Some(p) => completion_policy(p, req.prompt).await?,
@@ -78,6 +79,26 @@ async fn completions(
     let tenant = tenant_of(caller.as_ref());
     let prepared = Prepared { params: req.params, prompts, max_tokens: Some(max), hooks: Hooks { sources: None, policy }, tenant };
     respond(&state, &m, prepared, Kind::Completion).await
+}
+
+/// The chain's preprocessors run on completion prompts as texts (token-id prompts are
+/// refused when there are any).
+async fn completion_preprocess(state: &AppState, model: &str, caller: Option<&Caller>, prompt: Vec<Prompt>) -> Result<Vec<Prompt>, ApiError> {
+    if state.gateway.chain(model, "/v1/completions").preprocessors.is_empty() {
+        return Ok(prompt);
+    }
+    let texts = prompt
+        .into_iter()
+        .map(|p| match p {
+            Prompt::Text(t) => Ok(t),
+            Prompt::Ids(_) => Err(ApiError::invalid(
+                Some("prompt".into()),
+                "this model has preprocessors on /v1/completions, which read text: send the prompt as text, not token ids",
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let texts = policy::preprocess(state, model, "/v1/completions", caller, texts).await?;
+    Ok(texts.into_iter().map(Prompt::Text).collect())
 }
 
 /// Request policies see completion prompts as texts (token-id prompts are refused).
@@ -128,7 +149,7 @@ async fn chat(
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     ChatJson { value: body, raw }: ChatJson,
 ) -> Result<Response, ApiError> {
-    let req = ChatRequest::from_value(&body)?;
+    let mut req = ChatRequest::from_value(&body)?;
     let caller = caller.map(|c| c.0);
     let peer = peer.map(|p| p.0.0);
     let key = caller.as_ref().map(|c| &c.0);
@@ -140,6 +161,9 @@ async fn chat(
     let has_llmos = plan.tools.as_ref().is_some_and(tools::Tools::has_llmos);
     let max_steps = tool_loop::max_steps(&body, state.core.config().tools.max_steps(), has_llmos)?;
     let m = model(&state, &req.params.model).await?;
+    // Preprocessors run once on the user's messages, before any templating (and before a
+    // tool loop's steps, which then see the preprocessed conversation).
+    policy::preprocess_messages(&state, m.name(), CHAT_ROUTE, caller.as_ref(), &mut req.messages).await?;
     if let Some(t) = plan.tools.as_ref().filter(|t| t.has_llmos()) {
         if req.grounding.is_some() {
             return Err(ApiError::invalid(

@@ -194,6 +194,14 @@ fn sixteen_concurrent_streams_match_their_text_alone() {
         rows > steps * 2,
         "decode steps ran {rows} rows in {steps} steps: not batched"
     );
+    // The prompts that queued during a step were prefilled together (one left-padded run).
+    let runs = metric(&s, "llmos_generate_prefill_runs_total");
+    let sequences = metric(&s, "llmos_generate_sequences_total");
+    assert_eq!(sequences, 32);
+    assert!(
+        runs < 16 + 16,
+        "{sequences} sequences took {runs} prefill runs: none was batched"
+    );
 }
 
 /// (runs, rows) of the model's batch-size histogram.

@@ -443,15 +443,71 @@ fn policies_see_the_prompt_and_the_output_and_end_a_stream_with_an_error_event()
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
+    let (w, m) = (wasm("normalize"), manifest("normalize"));
+    let out = home
+        .cmd(&[
+            "plugin",
+            "install",
+            w.to_str().unwrap(),
+            "--manifest",
+            m.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
     let cfg = home.dir.path().join("llmos.toml");
     let mut t = std::fs::read_to_string(&cfg).unwrap();
-    t.push_str("\n[pipelines.smollm2]\nrequest_policies = [\"content-policy\"]\nresponse_policies = [\"content-policy\"]\n");
+    t.push_str("\n[pipelines.smollm2]\npreprocessors = [\"normalize\"]\nrequest_policies = [\"content-policy\"]\nresponse_policies = [\"content-policy\"]\n");
     std::fs::write(&cfg, t).unwrap();
     let s = home.serve(&["--models", SMOL]);
     let chat = |content: &str, max: u64, stream: bool| {
         json!({"model": SMOL, "temperature": 0, "max_tokens": max, "stream": stream,
                "messages": [{"role": "user", "content": content}]})
     };
+    // Preprocessors run on the user's message before templating (and on completion
+    // prompts): `normalize` collapses the whitespace, so the messy text is the clean one's
+    // prompt, token for token, and gets the same greedy answer.
+    let (messy, clean) = ("  Say   hello\n\n  to    me.   ", "Say hello to me.");
+    let tokenized = |t: &str| {
+        let (code, v) = call(
+            &s,
+            "POST",
+            "/v1/tokenize",
+            None,
+            Some(json!({"model": SMOL, "input": t})),
+        );
+        assert_eq!(code, 200, "{v}");
+        v.to_string()
+    };
+    assert_ne!(
+        tokenized(messy),
+        tokenized(clean),
+        "the raw texts tokenize alike: pick messier text"
+    );
+    let answer = |route: &str, body: Value| {
+        let (code, v) = call(&s, "POST", route, None, Some(body));
+        assert_eq!(code, 200, "{route}: {v}");
+        (
+            v["usage"]["prompt_tokens"].as_u64().unwrap(),
+            v["choices"][0].clone(),
+        )
+    };
+    let (pm, am) = answer("/v1/chat/completions", chat(messy, 6, false));
+    let (pc, ac) = answer("/v1/chat/completions", chat(clean, 6, false));
+    assert_eq!(
+        (pm, &am["message"]),
+        (pc, &ac["message"]),
+        "chat: the messy message was not normalised"
+    );
+    let completion =
+        |p: &str| json!({"model": SMOL, "prompt": p, "max_tokens": 4, "temperature": 0});
+    let (pm, am) = answer("/v1/completions", completion(messy));
+    let (pc, ac) = answer("/v1/completions", completion(clean));
+    assert_eq!(
+        (pm, &am["text"]),
+        (pc, &ac["text"]),
+        "completions: the messy prompt was not normalised"
+    );
     // Request policies see the prompt.
     let (code, e) = call(
         &s,

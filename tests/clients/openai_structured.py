@@ -69,6 +69,7 @@ for seed in range(5):
 name, args, finish, ids = "", "", None, set()
 for chunk in client.chat.completions.create(
     model=model, messages=messages, tools=tools, tool_choice="required", max_tokens=80, temperature=1, seed=7, stream=True,
+    parallel_tool_calls=False,
 ):
     for c in chunk.choices:
         for tc in c.delta.tool_calls or []:
@@ -105,4 +106,46 @@ r = client.chat.completions.create(model=model, messages=followup, tools=tools, 
 answer = r.choices[0].message
 assert not answer.tool_calls and answer.content, r
 assert r.choices[0].finish_reason in ("stop", "length"), r
-print("ok:", answer.content)
+
+# json_schema: the properties come in the schema's own order (not sorted by name).
+ordered = {
+    "type": "object",
+    "properties": {"zip": {"type": "string", "maxLength": 8}, "city": {"type": "string", "maxLength": 30},
+                   "country": {"type": "string", "maxLength": 30}, "area": {"type": "integer"}},
+    "required": ["zip", "city", "country", "area"],
+    "additionalProperties": False,
+}
+r = client.chat.completions.create(
+    model=model, messages=[{"role": "user", "content": "Describe Paris as JSON."}],
+    response_format={"type": "json_schema", "json_schema": {"name": "place", "schema": ordered}},
+    max_tokens=80, temperature=0,
+)
+place = json.loads(r.choices[0].message.content)
+assert list(place) == ["zip", "city", "country", "area"], r.choices[0].message.content
+
+# Several calls in one answer (parallel_tool_calls, the default): asked about two places, two
+# calls (greedy; the frequency penalty keeps a 135M model from repeating its first call),
+# each valid under its tool's schema, whole and streamed alike (`index` per call); with
+# parallel_tool_calls=False, one call.
+schemas = {t["function"]["name"]: t["function"]["parameters"] for t in tools}
+two = [{"role": "user", "content": "What is the weather like in Paris and in London?"}]
+several = dict(model=model, messages=two, tools=tools, tool_choice="required", max_tokens=100, temperature=0, frequency_penalty=1.0)
+r = client.chat.completions.create(**several)
+calls = r.choices[0].message.tool_calls
+assert r.choices[0].finish_reason == "tool_calls" and calls and len(calls) == 2, r
+assert len({c.id for c in calls}) == 2, calls
+for c in calls:
+    jsonschema_rs.validate(schemas[c.function.name], json.loads(c.function.arguments))
+whole = [(c.function.name, json.loads(c.function.arguments)) for c in calls]
+streamed, finish = {}, None
+for chunk in client.chat.completions.create(**several, stream=True):
+    for c in chunk.choices:
+        for tc in c.delta.tool_calls or []:
+            name, args = streamed.get(tc.index, ("", ""))
+            streamed[tc.index] = (name + (tc.function.name or ""), args + (tc.function.arguments or ""))
+        finish = c.finish_reason or finish
+assert finish == "tool_calls", finish
+assert [(n, json.loads(a)) for _, (n, a) in sorted(streamed.items())] == whole, (streamed, whole)
+r = client.chat.completions.create(**several, parallel_tool_calls=False)
+assert r.choices[0].finish_reason == "tool_calls" and len(r.choices[0].message.tool_calls) == 1, r
+print("ok:", answer.content, whole, place)

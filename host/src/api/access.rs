@@ -364,7 +364,8 @@ fn model_of_path(path: &str) -> Option<String> {
 async fn parse_v1(req: Request) -> Result<(Request, String), ApiError> {
     let (mut parts, body) = req.into_parts();
     let limit = parts.extensions.get::<BodyLimit>().map_or(0, |l| l.0);
-    let value = parse_body(&read_body(body, limit).await?)?;
+    let raw = read_body(body, limit).await?;
+    let value = parse_body(&raw)?;
     let model = match value.get("model") {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
         Some(other) => {
@@ -382,6 +383,7 @@ async fn parse_v1(req: Request) -> Result<(Request, String), ApiError> {
         }
     };
     parts.extensions.insert(ParsedBody(Arc::new(value)));
+    parts.extensions.insert(crate::api::RawBody(raw));
     Ok((Request::from_parts(parts, axum::body::Body::empty()), model))
 }
 

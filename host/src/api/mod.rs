@@ -227,6 +227,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 #[derive(Debug, Clone)]
 pub struct ParsedBody(pub Arc<Value>);
 
+/// The JSON text `auth` parsed into [`ParsedBody`] (chat reads a schema's declared property
+/// order from it: `Value` sorts keys).
+#[derive(Debug, Clone)]
+pub struct RawBody(pub Bytes);
+
 /// Reads a body within the limit: 413 over it.
 pub(crate) async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, limit).await.map_err(|e| {

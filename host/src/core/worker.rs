@@ -64,6 +64,8 @@ pub struct ModelStats {
     pub gen_tokens: AtomicU64,
     /// Generation: prompts prefilled (sequences started).
     pub gen_prefills: AtomicU64,
+    /// Generation: prefill runs (prompts that queued together are prefilled as one batch).
+    pub gen_prefill_runs: AtomicU64,
     /// Generation: sequences dropped because their caller went away.
     pub gen_cancelled: AtomicU64,
     /// Generation: sequences in the running batch now (`llmos_generate_running_requests`).

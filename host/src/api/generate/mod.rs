@@ -52,10 +52,11 @@ async fn completions(
     caller: Option<Extension<Caller>>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    let req = CompletionRequest::from_value(&body)?;
+    let mut req = CompletionRequest::from_value(&body)?;
     let m = model(&state, &req.params.model).await?;
     let vocab = vocab_size(&m);
     let caller = caller.map(|c| c.0);
+    req.prompt = completion_preprocess(&state, m.name(), caller.as_ref(), req.prompt).await?;
     let policy = Policies::of(&state, m.name(), "/v1/completions", caller.as_ref());
     let prompt = match &policy {
         Some(p) => completion_policy(p, req.prompt).await?,
@@ -80,6 +81,26 @@ async fn completions(
     respond(&state, &m, prepared, Kind::Completion).await
 }
 
+/// The chain's preprocessors run on completion prompts as texts (token-id prompts are
+/// refused when there are any).
+async fn completion_preprocess(state: &AppState, model: &str, caller: Option<&Caller>, prompt: Vec<Prompt>) -> Result<Vec<Prompt>, ApiError> {
+    if state.gateway.chain(model, "/v1/completions").preprocessors.is_empty() {
+        return Ok(prompt);
+    }
+    let texts = prompt
+        .into_iter()
+        .map(|p| match p {
+            Prompt::Text(t) => Ok(t),
+            Prompt::Ids(_) => Err(ApiError::invalid(
+                Some("prompt".into()),
+                "this model has preprocessors on /v1/completions, which read text: send the prompt as text, not token ids",
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let texts = policy::preprocess(state, model, "/v1/completions", caller, texts).await?;
+    Ok(texts.into_iter().map(Prompt::Text).collect())
+}
+
 /// Request policies see completion prompts as texts (token-id prompts are refused).
 async fn completion_policy(p: &Policies, prompt: Vec<Prompt>) -> Result<Vec<Prompt>, ApiError> {
     let texts = prompt
@@ -99,24 +120,50 @@ async fn completion_policy(p: &Policies, prompt: Vec<Prompt>) -> Result<Vec<Prom
     Ok(texts.into_iter().map(Prompt::Text).collect())
 }
 
+/// A chat body and the JSON text it was parsed from (a json_schema's declared property
+/// order is read from the text: `Value` sorts keys).
+struct ChatJson {
+    value: Value,
+    raw: Option<axum::body::Bytes>,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for ChatJson {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, _state: &S) -> Result<Self, Self::Rejection> {
+        // Parsed already by `auth` (with keys), which keeps the text too.
+        if let Some(p) = req.extensions().get::<crate::api::ParsedBody>() {
+            let raw = req.extensions().get::<crate::api::RawBody>().map(|r| r.0.clone());
+            return Ok(Self { value: Value::clone(&p.0), raw });
+        }
+        let limit = req.extensions().get::<crate::api::BodyLimit>().map_or(0, |l| l.0);
+        let raw = crate::api::read_body(req.into_body(), limit).await?;
+        let value = crate::api::parse_body(&raw)?;
+        Ok(Self { value, raw: Some(raw) })
+    }
+}
+
 async fn chat(
     State(state): State<Arc<AppState>>,
     caller: Option<Extension<Caller>>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
-    ApiJson(body): ApiJson<Value>,
+    ChatJson { value: body, raw }: ChatJson,
 ) -> Result<Response, ApiError> {
-    let req = ChatRequest::from_value(&body)?;
+    let mut req = ChatRequest::from_value(&body)?;
     let caller = caller.map(|c| c.0);
     let peer = peer.map(|p| p.0.0);
     let key = caller.as_ref().map(|c| &c.0);
     let resolve = |i: usize, id: &str| tool_loop::resolve(&state, key, peer, i, id);
-    let plan = structured::Plan::from_body(&body, req.params.stream, &resolve)?;
+    let plan = structured::Plan::from_body(&body, raw.as_deref(), req.params.stream, &resolve)?;
     if let Some(g) = &req.grounding {
         grounded::check_access(&state, caller.as_ref(), peer, CHAT_ROUTE, &g.collection)?;
     }
     let has_llmos = plan.tools.as_ref().is_some_and(tools::Tools::has_llmos);
     let max_steps = tool_loop::max_steps(&body, state.core.config().tools.max_steps(), has_llmos)?;
     let m = model(&state, &req.params.model).await?;
+    // Preprocessors run once on the user's messages, before any templating (and before a
+    // tool loop's steps, which then see the preprocessed conversation).
+    policy::preprocess_messages(&state, m.name(), CHAT_ROUTE, caller.as_ref(), &mut req.messages).await?;
     if let Some(t) = plan.tools.as_ref().filter(|t| t.has_llmos()) {
         if req.grounding.is_some() {
             return Err(ApiError::invalid(

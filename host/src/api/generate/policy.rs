@@ -58,6 +58,52 @@ fn failed(e: PluginError) -> ApiError {
     ApiError::new(StatusCode::BAD_GATEWAY, "server_error", e.to_string()).with_code("plugin_failed")
 }
 
+/// Runs the preprocessors of `model`'s chain on `route` over `texts`, in the chain's order
+/// (each plugin gets all the texts, as on the task routes); the texts unchanged when the
+/// chain has none. A preprocessor that fails, or returns another number of texts, fails the
+/// request (502 `plugin_failed`; 429 when its queue is full).
+pub(crate) async fn preprocess(state: &AppState, model: &str, route: &str, caller: Option<&Caller>, texts: Vec<String>) -> Result<Vec<String>, ApiError> {
+    let chain = state.gateway.chain(model, route);
+    if chain.preprocessors.is_empty() || texts.is_empty() {
+        return Ok(texts);
+    }
+    let context = RequestContext {
+        request_id: format!("gen-{}", REQUEST_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
+        key_id: caller.map(|c| c.0.id.clone()),
+        model: model.to_string(),
+        task: "generate".into(),
+        route: route.to_string(),
+    };
+    let mut inputs = texts;
+    for p in &chain.preprocessors {
+        let req = Request { context: context.clone(), inputs: inputs.clone() };
+        let out = state.gateway.host.preprocess_async(p, req).await.map_err(failed)?;
+        if out.len() != inputs.len() {
+            return Err(ApiError::new(StatusCode::BAD_GATEWAY, "server_error", format!("plugin {p}: the preprocessor returned {} texts for {}", out.len(), inputs.len()))
+                .with_code("plugin_failed"));
+        }
+        inputs = out;
+    }
+    Ok(inputs)
+}
+
+/// Runs the chain's preprocessors (see [`preprocess`]) on the text of every user message,
+/// in order, before the conversation is templated.
+pub(crate) async fn preprocess_messages(
+    state: &AppState,
+    model: &str,
+    route: &str,
+    caller: Option<&Caller>,
+    messages: &mut [crate::core::generate::ChatMessage],
+) -> Result<(), ApiError> {
+    let texts: Vec<String> = messages.iter().filter(|m| m.role == "user").map(|m| m.content.clone()).collect();
+    let out = preprocess(state, model, route, caller, texts).await?;
+    for (m, text) in messages.iter_mut().filter(|m| m.role == "user").zip(out) {
+        m.content = text;
+    }
+    Ok(())
+}
+
 impl Policies {
     /// The policies `model` has on `route`; `None` when it has none.
     pub(crate) fn of(state: &AppState, model: &str, route: &str, caller: Option<&Caller>) -> Option<Arc<Self>> {

@@ -70,19 +70,24 @@ impl Meta {
         self
     }
 
-    /// A tool call as OpenAI shows it; `None` when the text is not a call.
-    fn call(&self, text: &str, index: usize) -> Option<Value> {
+    /// The tool calls of choice `index` as OpenAI shows them; `None` when the text is not
+    /// a call nor an array of calls.
+    fn calls(&self, text: &str, index: usize) -> Option<Vec<Value>> {
         let Shape::Tools(t) = &self.shape else { return None };
-        let (name, arguments) = t.call_of(text)?;
-        let id = format!("call_{}_{index}", self.id.trim_start_matches("chatcmpl-"));
-        Some(json!({"id": id, "type": "function", "function": {"name": name, "arguments": arguments}}))
+        let calls = t.calls_of(text)?;
+        let base = format!("call_{}_{index}", self.id.trim_start_matches("chatcmpl-"));
+        let call = |k: usize, (name, arguments): (String, String)| {
+            let id = if k == 0 { base.clone() } else { format!("{base}_{k}") };
+            json!({"id": id, "type": "function", "function": {"name": name, "arguments": arguments}})
+        };
+        Some(calls.into_iter().enumerate().map(|(k, c)| call(k, c)).collect())
     }
 
     /// A chat answer's `message` and `finish_reason`.
     fn message(&self, text: &str, index: usize, finish: Option<&'static str>) -> (Value, Option<&'static str>) {
-        match (&self.shape, self.call(text, index)) {
-            (_, Some(call)) if finish == Some("stop") => {
-                (json!({"role": "assistant", "content": null, "tool_calls": [call]}), Some("tool_calls"))
+        match (&self.shape, self.calls(text, index)) {
+            (_, Some(calls)) if finish == Some("stop") => {
+                (json!({"role": "assistant", "content": null, "tool_calls": calls}), Some("tool_calls"))
             }
             (Shape::Html, _) => (json!({"role": "assistant", "content": crate::api::html::markdown_to_html(text)}), finish),
             _ => (json!({"role": "assistant", "content": text}), finish),
@@ -390,7 +395,7 @@ async fn pump(meta: Meta, streams: Vec<GenerateStream>, tx: mpsc::Sender<String>
 }
 
 /// With tools, a streamed choice is held back while it may be a call (empty so far, or
-/// starting with `{`): a call leaves whole as `delta.tool_calls` at its end; text that is
+/// starting with `{` or `[`): a call leaves whole as `delta.tool_calls` at its end; text that is
 /// not a call leaves as soon as that is clear.
 struct Holds(Vec<Option<String>>);
 
@@ -405,7 +410,7 @@ impl Holds {
             Ok(GenEvent::Token { text, .. }) => {
                 buf.push_str(text);
                 let start = buf.trim_start();
-                if start.is_empty() || start.starts_with('{') {
+                if start.is_empty() || start.starts_with('{') || start.starts_with('[') {
                     return (Vec::new(), None, None);
                 }
                 let text = std::mem::take(buf);
@@ -415,12 +420,14 @@ impl Holds {
             Ok(GenEvent::Done { finish_reason, .. }) => {
                 let text = std::mem::take(buf);
                 self.release(i);
-                match meta.call(&text, i) {
-                    Some(mut call) if *finish_reason == FinishReason::Stop => {
-                        if let Some(o) = call.as_object_mut() {
-                            o.insert("index".into(), json!(0));
+                match meta.calls(&text, i) {
+                    Some(mut calls) if *finish_reason == FinishReason::Stop => {
+                        for (k, call) in calls.iter_mut().enumerate() {
+                            if let Some(o) = call.as_object_mut() {
+                                o.insert("index".into(), json!(k));
+                            }
                         }
-                        let delta = json!({"tool_calls": [call]});
+                        let delta = json!({"tool_calls": calls});
                         let chunk = json!({"index": i, "delta": delta, "logprobs": null, "finish_reason": null});
                         (vec![meta.event(json!([chunk]), Value::Null)], Some(ev), Some("tool_calls"))
                     }

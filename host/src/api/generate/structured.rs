@@ -13,6 +13,7 @@ use super::tools::{self, Tools};
 use crate::api::error::ApiError;
 use crate::core::Model;
 use crate::core::generate::ChatMessage;
+use crate::core::generate::grammar::order::{Ordered, property_orders};
 use crate::core::generate::grammar::{Constraint, Grammar, JsonConstraint, Start};
 
 /// `response_format`, parsed.
@@ -46,7 +47,8 @@ fn bad(message: String) -> ApiError {
     ApiError::invalid(Some("response_format".to_string()), message)
 }
 
-fn json_schema(v: Option<&Value>) -> Result<Grammar, ApiError> {
+/// `order`: the schema as the request wrote it (its properties' declared order).
+fn json_schema(v: Option<&Value>, order: Option<&Ordered>) -> Result<Grammar, ApiError> {
     let shape = "give {\"name\", \"schema\", \"strict\"?, \"description\"?}";
     let Some(Value::Object(o)) = v else {
         return Err(bad(format!("`response_format.json_schema` is missing or not an object: {shape}")));
@@ -63,14 +65,15 @@ fn json_schema(v: Option<&Value>) -> Result<Grammar, ApiError> {
     }
     match o.get("schema") {
         None | Some(Value::Null) => Ok(Grammar::any_object()),
-        Some(s) => Grammar::compile(s).map_err(|e| {
+        Some(s) => Grammar::compile_in_order(s, order.map(property_orders).unwrap_or_default()).map_err(|e| {
             ApiError::invalid(Some("response_format.json_schema.schema".to_string()), e.to_string()).with_code("unsupported_schema")
         }),
     }
 }
 
-/// Reads `response_format` (absent: text).
-pub(crate) fn response_format(body: &Map<String, Value>) -> Result<ResponseFormat, ApiError> {
+/// Reads `response_format` (absent: text); `raw` is the request's JSON text, read again
+/// for the declared order of a json_schema's properties (`serde_json::Value` sorts keys).
+pub(crate) fn response_format(body: &Map<String, Value>, raw: Option<&[u8]>) -> Result<ResponseFormat, ApiError> {
     let Some(v) = body.get("response_format").filter(|v| !v.is_null()) else {
         return Ok(ResponseFormat::Text);
     };
@@ -85,7 +88,11 @@ pub(crate) fn response_format(body: &Map<String, Value>) -> Result<ResponseForma
     match kind {
         "text" => Ok(ResponseFormat::Text),
         "json_object" => Ok(ResponseFormat::JsonObject),
-        "json_schema" => json_schema(o.get("json_schema")).map(ResponseFormat::JsonSchema),
+        "json_schema" => {
+            let ordered: Option<Ordered> = raw.and_then(|r| serde_json::from_slice(r).ok());
+            let schema = ordered.as_ref().and_then(|o| o.get("response_format")?.get("json_schema")?.get("schema"));
+            json_schema(o.get("json_schema"), schema).map(ResponseFormat::JsonSchema)
+        }
         "html" => Ok(ResponseFormat::Html),
         other => Err(bad(format!("`response_format.type` is \"{other}\"; accepted are {TYPES}"))),
     }
@@ -101,12 +108,13 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    /// Reads `response_format`, `tools`, `tool_choice`, `parallel_tool_calls` of a chat body.
-    /// `resolve` finds the `llmos_tool` entries (and checks the caller may use them).
-    pub(crate) fn from_body(body: &Value, stream: bool, resolve: tools::Resolve<'_>) -> Result<Self, ApiError> {
+    /// Reads `response_format`, `tools`, `tool_choice`, `parallel_tool_calls` of a chat body
+    /// (`raw`: its JSON text, when the handler has it). `resolve` finds the `llmos_tool`
+    /// entries (and checks the caller may use them).
+    pub(crate) fn from_body(body: &Value, raw: Option<&[u8]>, stream: bool, resolve: tools::Resolve<'_>) -> Result<Self, ApiError> {
         let empty = Map::new();
         let body = body.as_object().unwrap_or(&empty);
-        let format = response_format(body)?;
+        let format = response_format(body, raw)?;
         let tools = tools::parse(body, resolve)?;
         if matches!(format, ResponseFormat::Html) && stream {
             return Err(bad("`response_format` {\"type\": \"html\"} answers whole only: it cannot be used with `stream: true`".into()));

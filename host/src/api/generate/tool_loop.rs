@@ -138,14 +138,27 @@ pub(crate) fn step_messages(call_id: &str, name: &str, arguments: &str, content:
     ]
 }
 
-/// The same two messages as the model's conversation holds them: the call as the JSON the
-/// model writes (as `tools::calls_as_text` shows a client's earlier calls), then the result.
-pub(crate) fn conversation_messages(name: &str, arguments: &str, content: &str) -> [ChatMessage; 2] {
-    let args: Value = serde_json::from_str(arguments).unwrap_or_else(|_| Value::String(arguments.to_string()));
-    [
-        ChatMessage { role: "assistant".into(), content: format!("{{\"name\": {}, \"arguments\": {args}}}", Value::String(name.to_string())) },
-        ChatMessage { role: "tool".into(), content: content.to_string() },
-    ]
+/// The assistant message of a step's calls (`tool_calls`, in order): `(id, name, arguments)`.
+fn assistant_message<'a>(calls: impl Iterator<Item = (&'a str, &'a str, &'a str)>) -> Value {
+    let calls: Vec<Value> = calls.map(|(id, name, arguments)| json!({"id": id, "type": "function", "function": {"name": name, "arguments": arguments}})).collect();
+    json!({"role": "assistant", "content": null, "tool_calls": calls})
+}
+
+/// A step's calls as the model's conversation holds them: the calls as the JSON the model
+/// wrote (one object, or an array of several), then one `tool` message per call, in order.
+/// `(name, arguments, result)`.
+pub(crate) fn conversation_calls(calls: &[(String, String, String)]) -> Vec<ChatMessage> {
+    let written: Vec<String> = calls
+        .iter()
+        .map(|(name, arguments, _)| {
+            let args: Value = serde_json::from_str(arguments).unwrap_or_else(|_| Value::String(arguments.clone()));
+            format!("{{\"name\": {}, \"arguments\": {args}}}", Value::String(name.clone()))
+        })
+        .collect();
+    let content = if written.len() == 1 { written.join("") } else { format!("[{}]", written.join(", ")) };
+    let mut out = vec![ChatMessage { role: "assistant".into(), content }];
+    out.extend(calls.iter().map(|(_, _, result)| ChatMessage { role: "tool".into(), content: result.clone() }));
+    out
 }
 
 fn internal(message: String) -> ApiError {
@@ -287,28 +300,44 @@ async fn run_choice(cx: &Cx, index: usize, tx: Option<&mpsc::Sender<String>>) ->
         prompt_tokens = prompt_tokens.saturating_add(usage("prompt_tokens"));
         completion_tokens = completion_tokens.saturating_add(usage("completion_tokens"));
         let c = done.into_iter().next().ok_or_else(|| internal("the engine gave no answer".into()))?;
-        let call = if c.finish_reason == Some(FinishReason::Stop) { tools.call_of(&c.text) } else { None };
-        let llmos = call.as_ref().and_then(|(name, _)| tools.named(name)).and_then(|t| t.llmos.clone());
-        if let (Some((name, arguments)), Some(id)) = (&call, &llmos) {
-            if calls >= cx.max_steps {
+        let called = if c.finish_reason == Some(FinishReason::Stop) { tools.calls_of(&c.text) } else { None };
+        // llmos runs a step's calls when every one of them is an llmos tool; a step that calls
+        // a client function ends the choice with all its calls (`finish_reason: "tool_calls"`).
+        let llmos: Option<Vec<(String, String, String)>> = called.as_ref().and_then(|list| {
+            list.iter()
+                .map(|(name, arguments)| tools.named(name).and_then(|t| t.llmos.clone()).map(|id| (name.clone(), arguments.clone(), id)))
+                .collect()
+        });
+        if let Some(list) = llmos.filter(|l| !l.is_empty()) {
+            if calls.saturating_add(list.len()) > cx.max_steps {
+                let names: Vec<&str> = list.iter().map(|(n, _, _)| n.as_str()).collect();
                 let note = format!(
-                    "llmos stopped the tool loop: the model asked to call {name} again after {calls} tool calls, the most this request allows ([tools] max_steps or llmos_max_steps)"
+                    "llmos stopped the tool loop: the model asked to call {} after {calls} tool calls, past the most this request allows ([tools] max_steps or llmos_max_steps)",
+                    names.join(", ")
                 );
                 let message = json!({"role": "assistant", "content": note});
                 send(tx, chunk(cx, json!({"index": index, "delta": {"content": note}, "logprobs": null, "finish_reason": null}))).await?;
                 send(tx, chunk(cx, json!({"index": index, "delta": {}, "logprobs": null, "finish_reason": "length"}))).await?;
                 return Ok((Outcome { message, finish: json!("length"), logprobs: Value::Null, steps, prompt_tokens, completion_tokens }, hooks));
             }
-            calls = calls.saturating_add(1);
-            let call_id = format!("call_{}_{index}_{calls}", cx.id.trim_start_matches("chatcmpl-"));
-            let [assistant, _] = step_messages(&call_id, name, arguments, "");
+            let mut ids = Vec::with_capacity(list.len());
+            for _ in &list {
+                calls = calls.saturating_add(1);
+                ids.push(format!("call_{}_{index}_{calls}", cx.id.trim_start_matches("chatcmpl-")));
+            }
+            let assistant = assistant_message(ids.iter().zip(&list).map(|(id, (name, arguments, _))| (id.as_str(), name.as_str(), arguments.as_str())));
             send(tx, chunk(cx, json!({"index": index, "delta": {}, "logprobs": null, "finish_reason": null, "steps": [assistant]}))).await?;
-            let content = invoke(cx, id, arguments, hooks.policy.as_deref()).await;
-            let [assistant, tool] = step_messages(&call_id, name, arguments, &content);
-            send(tx, chunk(cx, json!({"index": index, "delta": {}, "logprobs": null, "finish_reason": null, "steps": [tool]}))).await?;
             steps.push(assistant);
-            steps.push(tool);
-            conversation.extend(conversation_messages(name, arguments, &content));
+            // The calls run in order; each answer is one `tool` message.
+            let mut results = Vec::with_capacity(list.len());
+            for (call_id, (name, arguments, id)) in ids.iter().zip(&list) {
+                let content = invoke(cx, id, arguments, hooks.policy.as_deref()).await;
+                let [_, tool] = step_messages(call_id, name, arguments, &content);
+                send(tx, chunk(cx, json!({"index": index, "delta": {}, "logprobs": null, "finish_reason": null, "steps": [tool]}))).await?;
+                steps.push(tool);
+                results.push((name.clone(), arguments.clone(), content));
+            }
+            conversation.extend(conversation_calls(&results));
             continue;
         }
         let choice = whole.get("choices").and_then(|c| c.get(0)).cloned().unwrap_or(Value::Null);
@@ -321,9 +350,9 @@ async fn run_choice(cx: &Cx, index: usize, tx: Option<&mpsc::Sender<String>>) ->
             }
             let delta = match message.get("tool_calls").and_then(Value::as_array) {
                 Some(calls) => {
-                    let calls: Vec<Value> = calls.iter().cloned().map(|mut c| {
+                    let calls: Vec<Value> = calls.iter().cloned().enumerate().map(|(k, mut c)| {
                         if let Some(o) = c.as_object_mut() {
-                            o.insert("index".into(), json!(0));
+                            o.insert("index".into(), json!(k));
                         }
                         c
                     }).collect();
@@ -390,9 +419,17 @@ mod tests {
             json!({"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "calculator", "arguments": "{\"expression\":\"2+2\"}"}}]})
         );
         assert_eq!(t, json!({"role": "tool", "tool_call_id": "call_1", "name": "calculator", "content": "4"}));
-        let [a, t] = conversation_messages("calculator", r#"{"expression":"2+2"}"#, "4");
+        let one = |n: &str, a: &str, r: &str| (n.to_string(), a.to_string(), r.to_string());
+        let m = conversation_calls(&[one("calculator", r#"{"expression":"2+2"}"#, "4")]);
+        let [a, t] = [&m[0], &m[1]];
         assert_eq!((a.role.as_str(), a.content.as_str()), ("assistant", r#"{"name": "calculator", "arguments": {"expression":"2+2"}}"#));
         assert_eq!((t.role.as_str(), t.content.as_str()), ("tool", "4"));
+        // Several calls: one array as the model writes them, then one tool message each.
+        let m = conversation_calls(&[one("a", "{}", "1"), one("b", r#"{"x":1}"#, "2")]);
+        let got: Vec<(&str, &str)> = m.iter().map(|c| (c.role.as_str(), c.content.as_str())).collect();
+        assert_eq!(got, [("assistant", r#"[{"name": "a", "arguments": {}}, {"name": "b", "arguments": {"x":1}}]"#), ("tool", "1"), ("tool", "2")]);
+        let v = assistant_message([("c1", "a", "{}"), ("c2", "b", "{}")].into_iter());
+        assert_eq!(v["tool_calls"][1]["id"], "c2");
         let e: Value = serde_json::from_str(&error_content("denied", "no grant")).unwrap();
         assert_eq!(e, json!({"error": {"kind": "denied", "message": "no grant"}}));
     }

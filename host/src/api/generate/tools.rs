@@ -9,7 +9,9 @@
 //!   JSON object commits the answer to the call grammar, any other makes it free text;
 //! - `"none"`: plain text, the tools only described.
 //!
-//! One call per choice (`parallel_tool_calls` is accepted; llmos makes a single call).
+//! Several calls per answer (`parallel_tool_calls`, default true) with `auto` and
+//! `required`: the grammar also takes a JSON array of 2 to 8 calls, and each becomes an entry
+//! of `tool_calls`. A named function, or `parallel_tool_calls: false`, makes one call.
 
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
@@ -54,7 +56,7 @@ pub struct Tools {
     /// llmos: `tool_choice` given as a list: the choices of the steps after the first
     /// (a step past the list uses `auto`).
     pub later: Vec<Choice>,
-    /// Accepted for compatibility (one call per choice).
+    /// `parallel_tool_calls`: several calls per answer (with `auto` and `required`).
     pub parallel: bool,
 }
 
@@ -229,8 +231,14 @@ impl Tools {
             Choice::Named(n) => (self.list.iter().filter(|t| &t.name == n).collect(), Start::Always),
         };
         let pairs: Vec<(String, Option<Value>)> = tools.iter().map(|t| (t.name.clone(), t.parameters.clone())).collect();
-        let g = Grammar::tool_call(&pairs).map_err(|e| bad("tools", e.to_string()).with_code("unsupported_schema"))?;
+        let g = Grammar::tool_calls(&pairs, self.several()).map_err(|e| bad("tools", e.to_string()).with_code("unsupported_schema"))?;
         Ok(Some((g, start)))
+    }
+
+    /// Whether an answer may hold several calls: `parallel_tool_calls` with `auto` or
+    /// `required` (a named function is called once).
+    fn several(&self) -> bool {
+        self.parallel && matches!(self.choice, Choice::Auto | Choice::Required)
     }
 
     /// The list as Hugging Face chat templates take it (`tools`).
@@ -254,18 +262,29 @@ impl Tools {
             Choice::None => "Do not call a tool now: answer in text.",
             _ => "To call a tool, answer with only a JSON object {\"name\": <tool name>, \"arguments\": <its arguments>}; otherwise answer in text.",
         });
+        if self.several() {
+            s.push_str(" To call several tools at once, answer with a JSON array of those objects.");
+        }
         s
     }
 
-    /// The call in a finished answer: `(name, arguments as JSON text)`.
-    pub fn call_of(&self, text: &str) -> Option<(String, String)> {
+    /// The calls in a finished answer, in order: `(name, arguments as JSON text)`; `None`
+    /// when the answer is not one call (an object) or an array of calls.
+    pub fn calls_of(&self, text: &str) -> Option<Vec<(String, String)>> {
         if self.choice == Choice::None {
             return None;
         }
         let v: Value = serde_json::from_str(text.trim()).ok()?;
-        let name = v.get("name")?.as_str()?;
-        let args = v.get("arguments")?;
-        (self.list.iter().any(|t| t.name == name) && args.is_object()).then(|| (name.to_string(), args.to_string()))
+        let one = |v: &Value| -> Option<(String, String)> {
+            let name = v.get("name")?.as_str()?;
+            let args = v.get("arguments")?;
+            (self.list.iter().any(|t| t.name == name) && args.is_object()).then(|| (name.to_string(), args.to_string()))
+        };
+        match &v {
+            Value::Array(calls) if !calls.is_empty() => calls.iter().map(one).collect(),
+            Value::Array(_) => None,
+            v => one(v).map(|c| vec![c]),
+        }
     }
 }
 
@@ -285,5 +304,6 @@ pub(crate) fn calls_as_text(at: &str, v: &Value) -> Result<String, ApiError> {
         let args: Value = serde_json::from_str(args).unwrap_or_else(|_| Value::String(args.to_string()));
         out.push(format!("{{\"name\": {}, \"arguments\": {args}}}", Value::String(name.to_string())));
     }
-    Ok(out.join("\n"))
+    // Several calls as the model writes them: one JSON array.
+    Ok(if out.len() == 1 { out.join("") } else { format!("[{}]", out.join(", ")) })
 }

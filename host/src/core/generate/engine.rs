@@ -102,19 +102,21 @@ pub(crate) fn run(session: Session, ctx: &GenCtx, rx: &Receiver<Job>) {
 fn run_fifo(mut session: Session, ctx: &GenCtx, rx: &Receiver<Job>) {
     let mut batch = Batch::default();
     loop {
-        let mut joined = Vec::new();
+        let mut pending = Vec::new();
         if batch.seqs.is_empty() {
             match rx.recv() {
-                Ok(job) => admit(&mut session, ctx, job, &mut joined),
+                Ok(job) => admit(&mut session, ctx, job, &mut pending),
                 Err(_) => return, // every sender dropped: the model was unloaded
             }
         }
-        while batch.seqs.len().saturating_add(joined.len()) < ctx.max_batch {
+        while batch.seqs.len().saturating_add(pending.len()) < ctx.max_batch {
             match rx.try_recv() {
-                Ok(job) => admit(&mut session, ctx, job, &mut joined),
+                Ok(job) => admit(&mut session, ctx, job, &mut pending),
                 Err(_) => break,
             }
         }
+        let mut joined = Vec::new();
+        prefill_all(&mut session, ctx, pending, &mut joined);
         let leaving = batch.seqs.iter().any(|s| s.done || s.tx.is_closed());
         let joining = joined.iter().any(|s: &Seq| !s.done);
         if (leaving || joining)
@@ -267,15 +269,17 @@ fn replan(
         pause.extend(rows);
     }
     let mut joined = Vec::new();
+    let mut pending = Vec::new();
     for w in plan.admit {
         match w {
-            Waiting::New(g) => admit(session, ctx, Job::Generate(g), &mut joined),
+            Waiting::New(g) => admit(session, ctx, Job::Generate(g), &mut pending),
             Waiting::Paused(s) => {
                 ctx.raw.stats.gen_paused.fetch_sub(1, Ordering::Relaxed);
                 joined.push(*s);
             }
         }
     }
+    prefill_all(session, ctx, pending, &mut joined);
     let leaving = batch.seqs.iter().any(|s| s.done || s.tx.is_closed());
     if !leaving && pause.is_empty() && joined.iter().all(|s| s.done) {
         return Ok(capped);
@@ -307,24 +311,19 @@ fn publish(ctx: &GenCtx, batch: &Batch) {
         .store(u64::try_from(held).unwrap_or(u64::MAX), Ordering::Relaxed);
 }
 
-fn admit(session: &mut Session, ctx: &GenCtx, job: Job, joined: &mut Vec<Seq>) {
+/// Takes a job off the queue: a generation request waits in `pending` for the prefill of
+/// everything admitted with it ([`prefill_all`]); a raw-tensor job runs at once.
+fn admit(session: &mut Session, ctx: &GenCtx, job: Job, pending: &mut Vec<super::GenJob>) {
     ctx.raw.stats.queued.fetch_sub(1, Ordering::Relaxed);
     match job {
-        Job::Generate(g) => {
+        Job::Generate(mut g) => {
             if g.tx.is_closed() {
                 return; // the caller has gone: spend nothing on it
             }
-            let tx = g.tx.clone();
-            let mut g = g;
             if let Some(t) = g.ticket.as_mut() {
                 t.admitted();
             }
-            match prefill(session, ctx, *g) {
-                Ok(seq) => joined.push(seq),
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                }
-            }
+            pending.push(*g);
         }
         Job::Infer(..) => run_infer(session, &ctx.raw, job),
         other => crate::core::worker::reply_err(
@@ -352,67 +351,176 @@ fn cache_value(data: Vec<f32>, rows: usize, past: usize, ctx: &GenCtx) -> Result
         .map_err(|e| ctx.fail(e))
 }
 
-/// Runs the prompt alone (no cache), keeps its cache, and picks its first token.
-fn prefill(session: &mut Session, ctx: &GenCtx, job: super::GenJob) -> Result<Seq, TaskError> {
-    let req = job.request;
-    let ticket = job.ticket;
-    let submitted = job.submitted;
-    let (tenant, weight) = tenant_of(ticket.as_ref());
-    let n = req.prompt.len();
-    let ids: Vec<i64> = req.prompt.iter().map(|&t| i64::from(t)).collect();
-    let positions: Vec<i64> = (0..n).map(|p| p as i64).collect();
+/// Most positions (rows × longest prompt) one prefill run may hold: the run's logits are
+/// `[rows, longest, vocab]` f32 (1024 × 49,152 × 4 B = 201 MB for smollm2). A longer prompt
+/// runs alone.
+const PREFILL_POSITIONS: usize = 1024;
+
+/// Splits prompts (by length) into prefill groups: ascending length, a prompt joins the
+/// group while the padded positions stay within [`PREFILL_POSITIONS`] and at most half of
+/// them are padding. Returns groups of indices into `lens`.
+fn prefill_groups(lens: &[usize]) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lens.len()).collect();
+    order.sort_by_key(|&i| lens.get(i).copied().unwrap_or(0));
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut sum = 0usize;
+    for i in order {
+        let len = lens.get(i).copied().unwrap_or(0);
+        let fits = groups.last().is_some_and(|g| {
+            let rows = g.len().saturating_add(1);
+            let padded = len.saturating_mul(rows);
+            padded <= PREFILL_POSITIONS && padded <= sum.saturating_add(len).saturating_mul(2)
+        });
+        match groups.last_mut() {
+            Some(g) if fits => {
+                g.push(i);
+                sum = sum.saturating_add(len);
+            }
+            _ => {
+                groups.push(vec![i]);
+                sum = len;
+            }
+        }
+    }
+    groups
+}
+
+/// Prefills the requests admitted together: prompts of similar length run as one
+/// left-padded batch ([`prefill_groups`]); each sequence keeps its own cache rows (without
+/// the padding) and picks its first token. A failed run fails the requests of its group.
+fn prefill_all(
+    session: &mut Session,
+    ctx: &GenCtx,
+    jobs: Vec<super::GenJob>,
+    joined: &mut Vec<Seq>,
+) {
+    if jobs.is_empty() {
+        return;
+    }
+    let lens: Vec<usize> = jobs.iter().map(|j| j.request.prompt.len()).collect();
+    let groups = prefill_groups(&lens);
+    let mut slots: Vec<Option<super::GenJob>> = jobs.into_iter().map(Some).collect();
+    for group in groups {
+        let group: Vec<super::GenJob> = group
+            .iter()
+            .filter_map(|&i| slots.get_mut(i).and_then(Option::take))
+            .collect();
+        let txs: Vec<EventSender> = group.iter().map(|j| j.tx.clone()).collect();
+        match prefill(session, ctx, group) {
+            Ok(seqs) => joined.extend(seqs),
+            Err(e) => {
+                for tx in txs {
+                    let _ = tx.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Runs the prompts of `jobs` as one batch `[rows, longest]` (left-padded, no cache), keeps
+/// each one's cache and picks its first token. A single prompt runs `[1, prompt]`, unpadded.
+fn prefill(
+    session: &mut Session,
+    ctx: &GenCtx,
+    jobs: Vec<super::GenJob>,
+) -> Result<Vec<Seq>, TaskError> {
+    let rows = jobs.len();
+    let width = jobs.iter().map(|j| j.request.prompt.len()).max().unwrap_or(0);
+    let cells = rows.saturating_mul(width);
+    let (mut ids, mut mask, mut positions) = (
+        Vec::with_capacity(cells),
+        Vec::with_capacity(cells),
+        Vec::with_capacity(cells),
+    );
+    for j in &jobs {
+        let n = j.request.prompt.len();
+        let pad = width.saturating_sub(n);
+        ids.extend(std::iter::repeat_n(0i64, pad));
+        ids.extend(j.request.prompt.iter().map(|&t| i64::from(t)));
+        mask.extend(std::iter::repeat_n(0i64, pad));
+        mask.extend(std::iter::repeat_n(1i64, n));
+        positions.extend(std::iter::repeat_n(0i64, pad));
+        positions.extend((0..n).map(|p| p as i64));
+    }
     let mut inputs = vec![
-        ("input_ids".to_string(), tensor_i64([1, n], ids, ctx)?),
-        ("attention_mask".to_string(), tensor_i64([1, n], vec![1; n], ctx)?),
-        ("position_ids".to_string(), tensor_i64([1, n], positions, ctx)?),
+        ("input_ids".to_string(), tensor_i64([rows, width], ids, ctx)?),
+        ("attention_mask".to_string(), tensor_i64([rows, width], mask, ctx)?),
+        ("position_ids".to_string(), tensor_i64([rows, width], positions, ctx)?),
     ];
     for (past, _) in &ctx.cache {
-        inputs.push((past.clone(), cache_value(Vec::new(), 1, 0, ctx)?));
+        inputs.push((past.clone(), cache_value(Vec::new(), rows, 0, ctx)?));
     }
     let mut out = session.run(inputs).map_err(|e| ctx.fail(e))?;
-    let mut data = Vec::with_capacity(ctx.cache.len());
+    let mut presents = Vec::with_capacity(ctx.cache.len());
     for (_, present) in &ctx.cache {
         let v = out
-            .get(present)
+            .remove(present)
             .ok_or_else(|| ctx.fail(format!("the graph has no output {present}")))?;
-        let (_, d) = v.try_extract_tensor::<f32>().map_err(|e| ctx.fail(e))?;
-        data.push(d.to_vec());
+        presents.push(v);
+    }
+    let mut tensors = Vec::with_capacity(presents.len());
+    for v in &presents {
+        tensors.push(v.try_extract_tensor::<f32>().map_err(|e| ctx.fail(e))?.1);
     }
     let logits = out
         .remove("logits")
         .ok_or_else(|| ctx.fail("the graph has no output logits"))?;
     let (_, logits) = logits.try_extract_tensor::<f32>().map_err(|e| ctx.fail(e))?;
-    let vocab = logits.len().checked_div(n).unwrap_or(0);
-    let last = logits
-        .chunks_exact(vocab.max(1))
-        .next_back()
-        .ok_or_else(|| ctx.fail("the model returned no logits"))?;
-    ctx.raw.stats.tokens.fetch_add(n as u64, Ordering::Relaxed);
-    ctx.raw.stats.gen_prefills.fetch_add(1, Ordering::Relaxed);
+    let vocab = logits.len().checked_div(cells).unwrap_or(0);
+    if vocab == 0 || vocab.checked_mul(cells) != Some(logits.len()) {
+        return Err(ctx.fail(format!(
+            "the model returned {} logits for {rows} prompts of {width} positions",
+            logits.len()
+        )));
+    }
+    let stats = &ctx.raw.stats;
+    stats.gen_prefill_runs.fetch_add(1, Ordering::Relaxed);
+    let mut seqs = Vec::with_capacity(rows);
+    // Row r's last position (the prompt's last token: padding is on the left) is at
+    // r × width + width − 1.
+    let lasts = logits.chunks_exact(vocab).skip(width.saturating_sub(1)).step_by(width.max(1));
+    for (row, (job, last)) in jobs.into_iter().zip(lasts).enumerate() {
+        let n = job.request.prompt.len();
+        let pad = width.saturating_sub(n);
+        let data = tensors
+            .iter()
+            .map(|t| cut_row(t, ctx.geometry, width, row, pad))
+            .collect();
+        stats.tokens.fetch_add(n as u64, Ordering::Relaxed);
+        stats.gen_prefills.fetch_add(1, Ordering::Relaxed);
+        let mut seq = start(job, RowCache { len: n, data });
+        advance(ctx, &mut seq, last);
+        seqs.push(seq);
+    }
+    Ok(seqs)
+}
+
+/// A sequence of `job` with its prefilled cache, before its first token.
+fn start(job: super::GenJob, cache: RowCache) -> Seq {
+    let req = job.request;
+    let (tenant, weight) = tenant_of(job.ticket.as_ref());
     let mut history = History::default();
     history.prompt.extend(req.prompt.iter().copied());
     let rng = req.sampling.seed.map_or_else(Rng::from_time, Rng::new);
-    let mut seq = Seq {
+    Seq {
         tx: job.tx,
         stop: StopMatcher::new(&req.stop),
         constraint: req.constraint.as_ref().map(|c| c.start()),
+        len: cache.len,
+        cache: Some(cache),
         req,
         history,
         rng,
         detok: Detokenizer::default(),
         generated: 0,
         next: 0,
-        len: n,
-        cache: Some(RowCache { len: n, data }),
         done: false,
-        ticket,
+        ticket: job.ticket,
         tenant,
         weight,
-        submitted,
+        submitted: job.submitted,
         last_token: None,
-    };
-    advance(ctx, &mut seq, last);
-    Ok(seq)
+    }
 }
 
 /// Rebuilds the batch cache for the sequences that stay plus those that join; the rows in
@@ -621,4 +729,24 @@ fn logprobs(
         .map(|i| token_logprob(ctx, logits, lse, i))
         .collect();
     (Some(token_logprob(ctx, logits, lse, token)), top)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompts_of_similar_length_share_a_prefill() {
+        // Equal lengths: one group.
+        assert_eq!(prefill_groups(&[39; 16]), vec![(0..16).collect::<Vec<_>>()]);
+        // Shortest first; a prompt whose padding would be more than half of the run starts
+        // a new group, and so does one past the positions bound.
+        assert_eq!(
+            prefill_groups(&[10, 300, 12, 11, 600]),
+            vec![vec![0, 3, 2], vec![1], vec![4]]
+        );
+        assert_eq!(prefill_groups(&[200; 8]), vec![vec![0, 1, 2, 3, 4], vec![5, 6, 7]]);
+        assert_eq!(prefill_groups(&[10, 10, 10, 100]), vec![vec![0, 1, 2], vec![3]]);
+        assert!(prefill_groups(&[]).is_empty());
+    }
 }

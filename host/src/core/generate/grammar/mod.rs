@@ -6,6 +6,7 @@
 //! the value is complete (and so forced once nothing else may follow).
 
 mod matcher;
+pub mod order;
 mod schema;
 mod validate;
 mod vocab;
@@ -125,7 +126,9 @@ impl ConstraintState for JsonState {
         let bytes = self.c.table.bytes(token).unwrap_or_default();
         if self.mode == Mode::Undecided {
             let mut m = self.m.clone();
-            self.mode = if opens_object(Some(bytes)) && m.feed_all(&self.c.grammar, bytes) {
+            // `[` opens the array of several tool calls when the grammar takes one.
+            let opens = opens_object(Some(bytes)) || bytes.iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'[');
+            self.mode = if opens && m.feed_all(&self.c.grammar, bytes) {
                 self.m = m;
                 Mode::Json
             } else {

@@ -1,6 +1,8 @@
 //! The JSON Schema subset llmos decodes under, compiled to an arena of [`Node`]s that the
 //! matcher walks (docs/generation.md §6a).
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value};
 
 /// Index of a node in [`Grammar::nodes`].
@@ -37,9 +39,12 @@ pub(crate) enum Node {
 }
 
 /// A compiled schema: the root is node 0.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Grammar {
     pub(crate) nodes: Vec<Node>,
+    /// While compiling: each object schema's property names in their declared order, by
+    /// pointer ([`super::order::property_orders`]); empty once compiled.
+    orders: HashMap<String, Vec<String>>,
 }
 
 /// A schema outside the subset, or malformed.
@@ -79,6 +84,9 @@ pub(crate) const OPEN_KEY_MAX: u32 = 64;
 /// Most keys of an open object, and items of an open array.
 pub(crate) const OPEN_ITEMS_MAX: u32 = 16;
 
+/// Most tool calls in one answer (`parallel_tool_calls`).
+pub(crate) const MAX_CALLS: u32 = 8;
+
 /// Most nesting of schemas (a guard against hostile input).
 const MAX_DEPTH: usize = 32;
 
@@ -89,14 +97,24 @@ fn invalid(at: &str, message: impl Into<String>) -> SchemaError {
 impl Grammar {
     /// Compiles a JSON schema of the subset.
     pub fn compile(schema: &Value) -> Result<Self, SchemaError> {
-        let mut g = Self { nodes: Vec::new() };
+        let mut g = Self::default();
         g.node(schema, "#", 0)?;
+        Ok(g)
+    }
+
+    /// Compiles a JSON schema of the subset, its object properties in the order `orders`
+    /// gives (the order the request wrote them, [`super::order::property_orders`]); a
+    /// property `orders` does not name comes after, by name.
+    pub fn compile_in_order(schema: &Value, orders: HashMap<String, Vec<String>>) -> Result<Self, SchemaError> {
+        let mut g = Self { orders, ..Self::default() };
+        g.node(schema, "#", 0)?;
+        g.orders = HashMap::new();
         Ok(g)
     }
 
     /// Any JSON object (`response_format: {"type": "json_object"}`).
     pub fn any_object() -> Self {
-        let mut g = Self { nodes: Vec::new() };
+        let mut g = Self::default();
         let root = g.push(Node::AnyObject { values: 0 });
         let any = g.any_value();
         if let Some(Node::AnyObject { values }) = g.nodes.get_mut(root as usize) {
@@ -109,7 +127,7 @@ impl Grammar {
     /// (name first, so the model picks the tool before writing its arguments). A tool
     /// without parameters takes any object.
     pub fn tool_call(tools: &[(String, Option<Value>)]) -> Result<Self, SchemaError> {
-        let mut g = Self { nodes: Vec::new() };
+        let mut g = Self::default();
         let root = g.push(Node::AnyOf(Vec::new()));
         let mut alts = Vec::with_capacity(tools.len());
         for (i, (name, params)) in tools.iter().enumerate() {
@@ -134,6 +152,24 @@ impl Grammar {
         }
         if let Some(Node::AnyOf(slot)) = g.nodes.get_mut(root as usize) {
             *slot = alts;
+        }
+        Ok(g)
+    }
+
+    /// The calls of one answer: with `several`, a single call (as [`Self::tool_call`]) or a
+    /// JSON array of 2 to [`MAX_CALLS`] calls (`parallel_tool_calls`); without, one call.
+    pub fn tool_calls(tools: &[(String, Option<Value>)], several: bool) -> Result<Self, SchemaError> {
+        let mut g = Self::tool_call(tools)?;
+        if several {
+            let alts = match g.nodes.first() {
+                Some(Node::AnyOf(alts)) => alts.clone(),
+                _ => Vec::new(),
+            };
+            let items = g.push(Node::AnyOf(alts));
+            let array = g.push(Node::Array { items, min: 2, max: Some(MAX_CALLS) });
+            if let Some(Node::AnyOf(root)) = g.nodes.first_mut() {
+                root.push(array);
+            }
         }
         Ok(g)
     }
@@ -296,7 +332,12 @@ impl Grammar {
         }
         let id = self.push(Node::Object(Vec::new()));
         let mut list = Vec::with_capacity(props.len());
-        for (k, v) in &props {
+        let declared = self.orders.get(at).cloned().unwrap_or_default();
+        let ordered = declared
+            .iter()
+            .filter_map(|k| props.get_key_value(k))
+            .chain(props.iter().filter(|(k, _)| !declared.contains(k)));
+        for (k, v) in ordered {
             let value = self.node(v, &format!("{at}/properties/{k}"), depth.saturating_add(1))?;
             list.push(Prop { key: literal(&Value::String(k.clone())), value, required: required.contains(&k.as_str()) });
         }

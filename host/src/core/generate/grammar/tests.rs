@@ -153,6 +153,21 @@ fn tool_call_grammar_puts_the_name_first() {
     assert!(!accepts(&g, r#"{"arguments":{},"name":"get_time"}"#));
 }
 
+#[test]
+fn several_calls_are_one_call_or_an_array_of_two_to_eight() {
+    let tools = [("f".to_string(), Some(json!({"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]})))];
+    let call = r#"{"name":"f","arguments":{"x":1}}"#;
+    let g = Grammar::tool_calls(&tools, true).unwrap();
+    assert!(accepts(&g, call));
+    assert!(accepts(&g, &format!("[{call}, {call}]")));
+    assert!(accepts(&g, &format!("[{}]", [call; 8].join(","))));
+    assert!(!accepts(&g, &format!("[{call}]")), "one call is the object itself");
+    assert!(!accepts(&g, &format!("[{}]", [call; 9].join(","))));
+    assert!(!accepts(&g, r#"[{"name":"f","arguments":{}}, {"name":"f","arguments":{"x":1}}]"#));
+    let one = Grammar::tool_calls(&tools, false).unwrap();
+    assert!(accepts(&one, call) && !accepts(&one, &format!("[{call}, {call}]")));
+}
+
 /// A vocabulary of single bytes plus a few words, so the mask can be checked by hand.
 fn table() -> Arc<TokenTable> {
     let mut bytes: Vec<Option<Box<[u8]>>> = (0..=255u8).map(|b| Some(vec![b].into_boxed_slice())).collect();

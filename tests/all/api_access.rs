@@ -296,6 +296,12 @@ fn pipelines_deny_with_403_fail_with_502_and_the_server_keeps_serving() {
             .contains("test-panic"),
         "{body}"
     );
+    // The 502 names the trap, not the guest's wasm backtrace.
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("unreachable") && !message.contains("backtrace"),
+        "{body}"
+    );
     // Neither KServe nor token ids can bypass a text pipeline.
     let kserve = json!({"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["this is forbidden"]}]});
     let (code, body) = call(&s, "POST", "/v2/models/minilm/infer", None, Some(kserve));

@@ -156,9 +156,9 @@ fn seeds_reproduce_and_stop_strings_end_the_text_unseen() {
     );
 }
 
-/// 16 concurrent streams, with prompts of different lengths, started one after another
-/// while the others run (they join the running batch mid-flight), each give the text the
-/// prompt gives alone; and the engine really ran them together.
+/// 16 concurrent streams, with prompts of different lengths, eight started at once and eight
+/// one after another while the others run (they join the running batch mid-flight), each give
+/// the text the prompt gives alone; and the engine really ran them together.
 #[test]
 fn sixteen_concurrent_streams_match_their_text_alone() {
     let (_h, s) = server();
@@ -171,14 +171,21 @@ fn sixteen_concurrent_streams_match_their_text_alone() {
         .map(|p| streamed_text(&stream(&s, "/v1/completions", body(p)).0, 0).0)
         .collect();
     let rows_before = metric_sum(&s);
+    // The first half starts at once (they queue behind one another's prefill and must be
+    // prefilled together); the second half arrives one by one while those run.
+    let start = std::sync::Barrier::new(8);
     let together: Vec<String> = std::thread::scope(|scope| {
         let handles: Vec<_> = prompts
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                let (s, b) = (&s, body(p));
+                let (s, b, start) = (&s, body(p), &start);
                 scope.spawn(move || {
-                    std::thread::sleep(Duration::from_millis(15 * i as u64));
+                    if i < 8 {
+                        start.wait();
+                    } else {
+                        std::thread::sleep(Duration::from_millis(15 * (i - 7) as u64));
+                    }
                     streamed_text(&stream(s, "/v1/completions", b).0, 0).0
                 })
             })

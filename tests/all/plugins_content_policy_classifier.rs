@@ -29,6 +29,11 @@ fn home(rule: &str, grants: &[&str]) -> Home {
     }
     let out = home.cmd(&args).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
+    // The shipped 100 ms per call covers a warm model, not a test machine busy building: the
+    // operator's knob for that is the limit, and these tests are about the rule, not speed.
+    let limits = ["plugin", "limits", "content-policy", "--timeout-ms", "5000"];
+    let out = home.cmd(&limits).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
     let cfg = home.dir.path().join("llmos.toml");
     let mut t = std::fs::read_to_string(&cfg).unwrap();
     t.push_str("\n[pipelines.minilm]\nrequest_policies = [\"content-policy\"]\n");

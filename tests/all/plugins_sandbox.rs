@@ -127,6 +127,11 @@ fn a_panic_is_a_trap_naming_the_plugin() {
             let msg = e.to_string();
             assert!(msg.contains("plugin test-panic failed"), "{msg}");
             assert!(msg.contains("unreachable"), "{msg}");
+            // The caller sees the trap's code, never the guest's backtrace or frame names.
+            assert!(
+                !msg.contains("backtrace") && !msg.contains("0x") && !msg.contains('\n'),
+                "{msg}"
+            );
         }
         other => panic!("expected a trap, got {other:?}"),
     }

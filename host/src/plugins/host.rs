@@ -787,14 +787,19 @@ fn classify(ctx: &PluginCtx, e: wasmtime::Error) -> PluginError {
             kind: LimitKind::Stack,
             detail: "the wasm stack is exhausted (512 KiB)".into(),
         },
-        _ => PluginError::Trap {
-            plugin,
-            message: format!("{e:#}"),
-        },
+        _ => {
+            // The full chain (with the wasm backtrace, whose frame names come from the
+            // guest) goes to the operator's log only; callers get the trap's code.
+            tracing::warn!(plugin = %plugin, "plugin trapped: {e:?}");
+            PluginError::Trap {
+                plugin,
+                message: trap_reason(&e),
+            }
+        }
     }
 }
 
-/// Why a call failed, for the audit log: the trap's code (`wasm \`unreachable\` instruction
+/// Why a call failed, for the audit log and the caller: the trap's code (`wasm \`unreachable\` instruction
 /// executed`, …) or the host fault at the root, cut short. Never the backtrace (its frame
 /// names come from the guest) nor the guest's panic text (which goes to its stderr).
 fn trap_reason(e: &wasmtime::Error) -> String {

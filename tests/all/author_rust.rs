@@ -54,6 +54,25 @@ fn author(home: &Home, work: &Path, name: &str, world: &str, set: &[&str]) -> Du
     );
     assert!(made.contains("llmos plugin build"), "{made}");
     let dir = work.join(name);
+    // As docs/plugins.md shows it: one dependency, the SDK that `plugin new` wrote.
+    let cargo = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    let sdk = home.dir.path().join("sdk/rust/llmos-plugin-0.1.1");
+    assert!(
+        cargo.contains(&format!(
+            "llmos-plugin = {{ path = \"{}\", features = [\"{world}\"] }}",
+            sdk.display()
+        )) && sdk.join("Cargo.toml").is_file(),
+        "{cargo}"
+    );
+    for f in [
+        "Cargo.lock",
+        "README.md",
+        ".gitignore",
+        "src/lib.rs",
+        "wit/worlds.wit",
+    ] {
+        assert!(dir.join(f).is_file(), "plugin new wrote no {f}");
+    }
     let built = ok(home, &dir, &["plugin", "build"]);
     let wasm = format!("dist/{name}.wasm");
     assert!(

@@ -94,6 +94,9 @@ fn python_policy_template_is_reloaded_by_plugin_dev_behind_serve_and_the_integra
             .unwrap_or_default()
             .trim()
     );
+    // As preprocessor_round_trip does: a kv write (fsync) on a busy test machine can pass the
+    // template's 100 ms. The operator's override is kept across the loop's upgrades.
+    ok(&mut p.llmos(&["plugin", "limits", "guard-python", "--timeout-ms", "5000"]));
     let m = denial(&s, example);
     assert!(
         m.contains(

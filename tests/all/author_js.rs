@@ -51,6 +51,18 @@ fn js_preprocessor_from_the_template_counts_in_kv_and_is_denied_inference_behind
     }
 }
 
+/// The TypeScript tutorial's commands (`plugin new shout-ts --world preprocessor --lang ts`,
+/// `plugin build`: npm install, tsc, jco; `plugin install … --grant kv --set 'suffix= #{n}'`),
+/// then the pipeline behind `llmos serve`: the kv counter, the denied `embed:` call.
+#[test]
+fn ts_preprocessor_from_the_template_counts_in_kv_and_is_denied_inference_behind_serve() {
+    let p = preprocessor_round_trip("ts");
+    assert!(
+        p.dir.join("app.ts").is_file() && p.dir.join("dist/js/app.js").is_file(),
+        "tsc wrote no dist/js/app.js from app.ts"
+    );
+}
+
 #[test]
 fn js_policy_template_denies_its_example_and_the_integration_template_installs() {
     policy_denies_its_example("js");

@@ -54,14 +54,37 @@ fn author(home: &Home, work: &Path, name: &str, world: &str, set: &[&str]) -> Du
     );
     assert!(made.contains("llmos plugin build"), "{made}");
     let dir = work.join(name);
+    // As docs/plugins.md shows it: one dependency, the SDK that `plugin new` wrote.
+    let cargo = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    let sdk = home.dir.path().join("sdk/rust/llmos-plugin-0.1.1");
+    assert!(
+        cargo.contains(&format!(
+            "llmos-plugin = {{ path = \"{}\", features = [\"{world}\"] }}",
+            sdk.display()
+        )) && sdk.join("Cargo.toml").is_file(),
+        "{cargo}"
+    );
+    for f in [
+        "Cargo.lock",
+        "README.md",
+        ".gitignore",
+        "src/lib.rs",
+        "wit/worlds.wit",
+    ] {
+        assert!(dir.join(f).is_file(), "plugin new wrote no {f}");
+    }
     let built = ok(home, &dir, &["plugin", "build"]);
     let wasm = format!("dist/{name}.wasm");
     assert!(
         built.contains(&wasm) && built.contains("sha256") && dir.join(&wasm).is_file(),
         "{built}"
     );
+    // The digest `plugin build` printed, checked by install (`--sha256`).
+    let sha = llmos::plugins::engine::sha256_hex(&std::fs::read(dir.join(&wasm)).unwrap());
+    assert!(built.contains(&sha), "{built}");
     let mut args = vec!["plugin", "install", &wasm, "--manifest", "manifest.toml"];
     args.extend(set);
+    args.extend(["--sha256", &sha]);
     let installed = ok(home, &dir, &args);
     assert!(
         installed.contains(&format!("installed {name} 0.1.0 ({world})")),
@@ -76,9 +99,38 @@ fn author(home: &Home, work: &Path, name: &str, world: &str, set: &[&str]) -> Du
     took
 }
 
-/// `llmos embed TEXT` (no pipeline: the model alone).
-fn embed(home: &Home, text: &str) -> Vec<f64> {
-    floats(&home.json(&["embed", text])["embeddings"][0])
+/// `llmos embed TEXT…` (no pipeline: the model alone).
+fn embed(home: &Home, texts: &[&str]) -> Vec<Vec<f64>> {
+    let mut args = vec!["embed"];
+    args.extend(texts);
+    let out = home.json(&args);
+    let all = out["embeddings"].as_array().unwrap();
+    assert_eq!(all.len(), texts.len(), "{out}");
+    all.iter().map(floats).collect()
+}
+
+/// What the model saw of "hello world" through minilm's pipeline; `Err(message)` when the
+/// pipeline refused the request.
+fn through(s: &Server) -> Result<Vec<f64>, String> {
+    let (code, body) = call(
+        s,
+        "POST",
+        "/v1/embeddings",
+        None,
+        Some(json!({"model": "minilm", "input": ["hello world"]})),
+    );
+    if code == 200 {
+        Ok(floats(&body["data"][0]["embedding"]))
+    } else {
+        Err(format!("{code} {body}"))
+    }
+}
+
+/// `seen` is the embedding of `want`'s text.
+fn is(seen: Result<Vec<f64>, String>, want: &[f64], what: &str) {
+    let seen = seen.unwrap_or_else(|e| panic!("{what}: {e}"));
+    let c = cosine(&seen, want);
+    assert!(c > 0.9999, "{what}: cosine {c}");
 }
 
 /// Starts `llmos serve --models minilm` with plugin logs (info) written to `log`.
@@ -141,9 +193,21 @@ fn a_plugin_of_each_world_from_new_to_a_serving_pipeline() {
         "author_rust: three plugins from nothing to installed: 9 commands, {:.1} s",
         total.as_secs_f64()
     );
-    // The model alone, for comparison (before serve holds the data location).
-    let shouted = embed(&home, "HELLO WORLD!!");
-    let plain = embed(&home, "hello world");
+    // The model alone, for comparison (before serve holds the data location): the inputs
+    // the preprocessor makes with the installed suffix, a configured one and the default.
+    let texts = [
+        "HELLO WORLD!!",
+        "hello world",
+        "HELLO WORLD?",
+        "HELLO WORLD!",
+    ];
+    let mut refs = embed(&home, &texts).into_iter();
+    let mut next = || refs.next().unwrap();
+    let (shouted, plain, asked, default) = (next(), next(), next(), next());
+    for (a, b) in [(&shouted, &asked), (&shouted, &default), (&asked, &default)] {
+        let c = cosine(a, b);
+        assert!(c < 0.9999, "the suffixes must be told apart: cosine {c}");
+    }
     assert!(
         cosine(&shouted, &plain) < 0.999,
         "the suffix must change the embedding"
@@ -201,6 +265,135 @@ fn a_plugin_of_each_world_from_new_to_a_serving_pipeline() {
             "no {kind} line from tell:\n{logged}"
         );
     }
+
+    // Step 4's operator commands as the tutorial writes them, sent to the running server
+    // (the CLI forwards them), each one's effect seen by the next request or `info`.
+    let dir = work.path().join("shout");
+    let cli = |args: &[&str]| ok(&home, &dir, args);
+    let has = |out: &str, want: &[&str]| {
+        for w in want {
+            assert!(out.contains(w), "{w:?} not in:\n{out}");
+        }
+    };
+    has(
+        &cli(&["plugin", "info", "shout"]),
+        &[
+            "shout 0.1.0 (preprocessor)",
+            "config suffix (String) = \"!!\"",
+        ],
+    );
+    has(
+        &cli(&["plugin", "grant", "shout", "kv"]),
+        &["does not request kv; the grant is kept but has no effect"],
+    );
+    has(
+        &cli(&["plugin", "revoke", "shout", "kv"]),
+        &["shout: effective (none)"],
+    );
+    cli(&["plugin", "configure", "shout", "suffix=?"]);
+    is(through(&s), &asked, "configure shout suffix=?");
+    cli(&["plugin", "configure", "shout", "--unset", "suffix"]);
+    is(through(&s), &default, "configure shout --unset suffix");
+    std::fs::write(dir.join("token.txt"), "s3cret\n").unwrap();
+    let out = llmos(&home, &dir, &["plugin", "secret", "shout", "token"])
+        .stdin(std::fs::File::open(dir.join("token.txt")).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    has(&text(&out), &["secret token stored for shout"]);
+    has(
+        &cli(&[
+            "plugin",
+            "limits",
+            "shout",
+            "--timeout-ms",
+            "50",
+            "--memory-mib",
+            "16",
+        ]),
+        &["limits     50 ms, 16 MiB,"],
+    );
+    // Each `limits` replaces the operator's overrides: the second line repeats the first's.
+    has(
+        &cli(&[
+            "plugin",
+            "limits",
+            "shout",
+            "--timeout-ms",
+            "50",
+            "--memory-mib",
+            "16",
+            "--max-inference-calls",
+            "8",
+            "--max-inference-tokens",
+            "4096",
+            "--kv-max-bytes",
+            "1048576",
+            "--kv-max-keys",
+            "100",
+            "--kv-max-value-bytes",
+            "4096",
+        ]),
+        &[
+            "limits     50 ms, 16 MiB,",
+            "quotas     8 inference calls and 4096 inference tokens per call; kv 1048576 \
+             bytes, 100 keys, values up to 4096 bytes",
+        ],
+    );
+    is(through(&s), &default, "within the operator's limits");
+    cli(&["plugin", "disable", "shout"]);
+    let e = through(&s).unwrap_err();
+    has(
+        &e,
+        &["plugin shout is disabled; enable it with `llmos plugin enable shout`"],
+    );
+    cli(&["plugin", "enable", "shout"]);
+    is(through(&s), &default, "enabled again");
+    // The same component as a new version that also requests kv.
+    std::fs::copy(dir.join("dist/shout.wasm"), dir.join("new.wasm")).unwrap();
+    let manifest = std::fs::read_to_string(dir.join("manifest.toml")).unwrap();
+    std::fs::write(
+        dir.join("new.toml"),
+        manifest
+            .replacen("version = \"0.1.0\"", "version = \"0.2.0\"", 1)
+            .replacen("capabilities = []", "capabilities = [\"kv\"]", 1),
+    )
+    .unwrap();
+    has(
+        &cli(&[
+            "plugin",
+            "upgrade",
+            "shout",
+            "new.wasm",
+            "--manifest",
+            "new.toml",
+        ]),
+        &[
+            "upgraded shout 0.1.0 -> 0.2.0 (preprocessor)",
+            "new capabilities      kv",
+            "    llmos plugin grant shout kv",
+        ],
+    );
+    let audit = cli(&["plugin", "audit"]);
+    for (what, detail) in [
+        ("granted", "kv"),
+        ("revoked", "kv"),
+        ("secret-set", "secret:token"),
+        ("upgraded", "0.1.0 -> 0.2.0"),
+    ] {
+        assert!(
+            audit
+                .lines()
+                .any(|l| l.contains(what) && l.contains("shout") && l.contains(detail)),
+            "no {what} {detail} for shout in:\n{audit}"
+        );
+    }
+    has(
+        &cli(&["plugin", "remove", "shout"]),
+        &["removed shout 0.2.0"],
+    );
+    let e = through(&s).unwrap_err();
+    has(&e, &["plugin shout is not installed"]);
 }
 
 #[test]

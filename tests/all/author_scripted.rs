@@ -382,13 +382,24 @@ fn measure(
 }
 
 /// The template preprocessor of `lang` without its kv counter (whose fsync per call would
-/// be measured instead of the language), built with `backend` for JS.
+/// be measured instead of the language), built with `backend` for JS. The Rust template
+/// keeps no counter; it builds in the Rust authoring tests' cargo target folder (the SDK's
+/// dependencies built once, as for an author's second project).
 fn template_without_counter(lang: &str, backend: Option<&str>) -> (Project, Duration) {
     let p = Project::new(
         lang,
         &format!("bench-{}", backend.unwrap_or(lang)),
         "preprocessor",
     );
+    if lang == "rust" {
+        let t = Instant::now();
+        let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("author-rust-target");
+        ok(p.llmos(&["plugin", "build"])
+            .env("CARGO_TARGET_DIR", target)
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS"));
+        return (p, t.elapsed());
+    }
     let (file, from, to) = match lang {
         "python" => ("app.py", "n = count_call()", "n = \"0\""),
         "ts" => ("app.ts", "const n = countCall();", "const n = '0';"),
@@ -414,7 +425,7 @@ fn template_without_counter(lang: &str, backend: Option<&str>) -> (Project, Dura
 
 /// BENCHMARKS.md, "Plugin authoring": `cargo test -p llmos --test all -- --ignored
 /// author_figures --nocapture` (after scripts/test.sh has installed the toolchains);
-/// `LLMOS_AUTHOR_FIGURES=ts,python` measures only those languages (and the Rust row).
+/// `LLMOS_AUTHOR_FIGURES=ts,python` measures only those languages (and the shipped Rust row).
 #[test]
 #[ignore = "measurement: prints the table of BENCHMARKS.md"]
 fn author_figures() {
@@ -431,6 +442,7 @@ fn author_figures() {
     ));
     let only = std::env::var("LLMOS_AUTHOR_FIGURES").ok();
     for (lang, backend, calls) in [
+        ("rust", None, 1000),
         ("python", None, 300),
         ("js", Some("quickjs"), 1000),
         ("js", Some("starlingmonkey"), 300),
@@ -443,7 +455,10 @@ fn author_figures() {
             continue;
         }
         let (p, build) = template_without_counter(lang, backend);
-        let what = format!("{lang} {}", backend.unwrap_or("componentize-py"));
+        let what = match (lang, backend) {
+            ("rust", _) => "rust template (SDK)".to_string(),
+            (_, b) => format!("{lang} {}", b.unwrap_or("componentize-py")),
+        };
         let wasm = p.dir.join("dist").join(format!("{}.wasm", p.name));
         let manifest = p.dir.join("manifest.toml");
         rows.push(measure(&what, (&wasm, &manifest), build, calls, "AAAA"));

@@ -56,6 +56,14 @@ def with_head8(src, dst):
     idx = list(g.node).index(mm)
     del g.node[idx]
     g.node.insert(idx, new)
+    # Drop what only fed the old head (the dequantising nodes), so nothing folds the table.
+    while True:
+        used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+        dead = [n for n in g.node if not any(o in used for o in n.output)]
+        if not dead:
+            break
+        for n in dead:
+            g.node.remove(n)
     onnx.save(m, dst)
 
 

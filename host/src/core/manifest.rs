@@ -490,6 +490,13 @@ source = { kind = "url", url = "https://example.com/t.json" }
                 GOOD.replace("task = \"classify\"", "task = \"generate\""),
                 "generation.json",
             ),
+            (
+                GOOD.replace(
+                    "{ kind = \"local\", path = \"model.onnx\" }",
+                    &format!("{{ kind = \"gguf\", path = \"m.gguf\", gguf_sha256 = \"{}\", activations = \"int4\" }}", "0".repeat(64)),
+                ),
+                "activations = \"int4\" is not accepted; the only value is \"int8\"",
+            ),
         ];
         for (text, needle) in cases {
             let e = Manifest::parse(&text, "t.toml", None)

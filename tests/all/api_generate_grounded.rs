@@ -459,7 +459,7 @@ fn policies_see_the_prompt_and_the_output_and_end_a_stream_with_an_error_event()
     let mut t = std::fs::read_to_string(&cfg).unwrap();
     t.push_str("\n[pipelines.smollm2]\npreprocessors = [\"normalize\"]\nrequest_policies = [\"content-policy\"]\nresponse_policies = [\"content-policy\"]\n");
     std::fs::write(&cfg, t).unwrap();
-    let s = home.serve(&["--models", SMOL]);
+    let s = home.serve(&["--models", "minilm,smollm2"]);
     let chat = |content: &str, max: u64, stream: bool| {
         json!({"model": SMOL, "temperature": 0, "max_tokens": max, "stream": stream,
                "messages": [{"role": "user", "content": content}]})
@@ -507,6 +507,26 @@ fn policies_see_the_prompt_and_the_output_and_end_a_stream_with_an_error_event()
         (pm, &am["text"]),
         (pc, &ac["text"]),
         "completions: the messy prompt was not normalised"
+    );
+    // And on /ask's question, before retrieval and the chat template.
+    let (code, c) = call(&s, "POST", "/v1/collections/pre", None, Some(json!({})));
+    assert_eq!(code, 201, "{c}");
+    let doc = json!({"documents": [{"id": "vault", "text": "The code that opens the blue vault is 7431."}]});
+    let (code, r) = call(&s, "POST", "/v1/collections/pre/documents", None, Some(doc));
+    assert_eq!(code, 200, "{r}");
+    let ask = |q: &str| {
+        let body = json!({"question": q, "model": SMOL, "max_tokens": 4});
+        let (code, v) = call(&s, "POST", "/v1/collections/pre/ask", None, Some(body));
+        assert_eq!(code, 200, "/ask: {v}");
+        (
+            v["usage"]["prompt_tokens"].as_u64().unwrap(),
+            v["answer"].clone(),
+        )
+    };
+    assert_eq!(
+        ask(messy),
+        ask(clean),
+        "/ask: the messy question was not normalised"
     );
     // Request policies see the prompt.
     let (code, e) = call(

@@ -380,6 +380,133 @@ fn imported_model_is_listed() {
     assert!(e.contains("exists already"), "{e}");
 }
 
+/// `(accuracy_level, bits, N)` of every `MatMulNBits` node of the model in `dir` (read back
+/// from its model.onnx; `accuracy_level` 0 when the node has none).
+fn matmulnbits(dir: &Path) -> Vec<(i64, i64, i64)> {
+    let model =
+        llmos::core::onnx::read::decode(&std::fs::read(dir.join("model.onnx")).unwrap()).unwrap();
+    let attr = |n: &llmos::core::onnx::proto::NodeProto, name: &str| {
+        n.attribute
+            .iter()
+            .find(|a| a.name.as_deref() == Some(name))
+            .and_then(|a| a.i)
+            .unwrap_or(0)
+    };
+    model
+        .graph
+        .unwrap()
+        .node
+        .iter()
+        .filter(|n| n.op_type.as_deref() == Some("MatMulNBits"))
+        .map(|n| (attr(n, "accuracy_level"), attr(n, "bits"), attr(n, "N")))
+        .collect()
+}
+
+/// `llmos models import --int8-activations` (opt-in): every `MatMulNBits` node gets
+/// `accuracy_level = 4` (the exact import writes none), the tied Q8_0 head becomes one more,
+/// 8-bit, node; generation.json, the manifest and the command's answer say so; the bytes differ
+/// from the exact import's and a re-import (`models rm` then `models pull`, which re-imports
+/// from the manifest and checks each file's sha256) gives the same bytes. The model still
+/// answers Paris and counts on greedily.
+#[test]
+fn int8_activations_import_sets_accuracy_level_and_still_answers() {
+    let exact = matmulnbits(&pulled());
+    assert_eq!(exact.len(), 210);
+    assert!(
+        exact
+            .iter()
+            .all(|(level, bits, _)| *level == 0 && *bits == 4),
+        "{exact:?}"
+    );
+
+    let home = Home::isolated();
+    let r = home.json(&[
+        "models",
+        "import",
+        gguf().to_str().unwrap(),
+        "--name",
+        "smol-int8",
+        "--int8-activations",
+    ]);
+    assert_eq!(r["activations"], "int8", "{r}");
+    let dir = PathBuf::from(r["dir"].as_str().unwrap());
+    let nodes = matmulnbits(&dir);
+    assert_eq!(nodes.len(), 211, "210 linear layers and the lm head");
+    assert!(nodes.iter().all(|(level, _, _)| *level == 4), "{nodes:?}");
+    assert_eq!(nodes.iter().filter(|n| n.1 == 8 && n.2 == 49152).count(), 1);
+    let onnx_sha = sha256(&dir.join("model.onnx"));
+    assert_ne!(onnx_sha, sha256(&pulled().join("model.onnx")));
+
+    let generation: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("generation.json")).unwrap()).unwrap();
+    let activations = generation["import"]["activations"].as_str().unwrap();
+    assert!(
+        activations.contains("int8") && activations.contains("accuracy_level 4"),
+        "{activations}"
+    );
+    let manifest = std::fs::read_to_string(r["manifest"].as_str().unwrap()).unwrap();
+    assert!(
+        manifest.contains("activations = \"int8\"") && manifest.contains("int8 activations"),
+        "{manifest}"
+    );
+    let e = home.fails(&[
+        "models",
+        "import",
+        gguf().to_str().unwrap(),
+        "--name",
+        "x",
+        "--int8-activations",
+        "--fp32",
+    ]);
+    assert!(
+        e.contains("--fp32") && e.contains("--int8-activations"),
+        "{e}"
+    );
+
+    // A re-import from the manifest makes the same bytes (pull checks every sha256).
+    for args in [
+        ["models", "rm", "smol-int8"],
+        ["models", "pull", "smol-int8"],
+    ] {
+        let out = home.cmd(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "llmos {args:?}: {}",
+            crate::support::text(&out)
+        );
+        if args[1] == "rm" {
+            assert!(!dir.join("model.onnx").exists());
+        }
+    }
+    assert_eq!(sha256(&dir.join("model.onnx")), onnx_sha);
+
+    let text = greedy_chat_answer(&dir);
+    assert!(text.contains("Paris"), "answer: {text:?}");
+    // "1, 2, …, 12, " counts on.
+    let counting: Vec<i64> = (1..=12)
+        .flat_map(|k: i64| {
+            let mut ids: Vec<i64> = k
+                .to_string()
+                .bytes()
+                .map(|d| 32 + i64::from(d - b'0'))
+                .collect();
+            ids.extend([28, 216]);
+            ids
+        })
+        .collect();
+    let mut lm = Lm::open(&dir);
+    let v = lm.vocab;
+    let mut st = lm.one(&counting, None, 0);
+    let mut out = Vec::new();
+    for p in counting.len()..counting.len() + 8 {
+        let next = argmax(&st.logits[st.logits.len() - v..]) as i64;
+        out.push(next);
+        st = lm.one(&[next], Some(&st), p);
+    }
+    // "13, 14, " = '1' '3' ',' ' ' '1' '4' ',' ' '
+    assert_eq!(out, [33, 35, 28, 216, 33, 36, 28, 216]);
+}
+
 /// Measurement, run by hand (`cargo test -p llmos --test all -- --ignored fp32_import`): the
 /// 4-bit import against an f32 import of the same GGUF (sizes, logits error, argmax).
 #[test]

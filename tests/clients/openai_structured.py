@@ -123,6 +123,15 @@ r = client.chat.completions.create(
 place = json.loads(r.choices[0].message.content)
 assert list(place) == ["zip", "city", "country", "area"], r.choices[0].message.content
 
+# A tool's parameters likewise: a forced call writes its arguments in the declared order.
+locate = [{"type": "function", "function": {"name": "locate", "description": "Where a place is.", "parameters": ordered}}]
+r = client.chat.completions.create(
+    model=model, messages=[{"role": "user", "content": "Where is Paris?"}], tools=locate,
+    tool_choice={"type": "function", "function": {"name": "locate"}}, max_tokens=120, temperature=0,
+)
+args = r.choices[0].message.tool_calls[0].function.arguments
+assert list(json.loads(args)) == ["zip", "city", "country", "area"], args
+
 # Several calls in one answer (parallel_tool_calls, the default): asked about two places, two
 # calls (greedy; the frequency penalty keeps a 135M model from repeating its first call),
 # each valid under its tool's schema, whole and streamed alike (`index` per call); with

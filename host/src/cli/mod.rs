@@ -208,6 +208,12 @@ enum ModelsCommand {
         /// Store every weight as f32 (about 4x larger; to measure the quantisation error).
         #[arg(long, hide = true)]
         fp32: bool,
+        /// Compute with int8 activations: every MatMulNBits gets accuracy_level = 4 and a tied
+        /// 8-bit embedding becomes an 8-bit MatMulNBits lm head. Faster on the CPU, but no longer
+        /// exact (logits move by up to about 1.5); recorded in generation.json and the manifest.
+        /// Default: the exact import.
+        #[arg(long, conflicts_with = "fp32")]
+        int8_activations: bool,
     },
     /// Delete a model's files.
     Rm {
@@ -822,6 +828,7 @@ fn models(g: &Global, cmd: ModelsCommand) -> Result<()> {
             name,
             out,
             fp32,
+            int8_activations,
         } => {
             let dirs = paths.manifest_dirs(&config);
             let args = import::ImportArgs {
@@ -829,6 +836,7 @@ fn models(g: &Global, cmd: ModelsCommand) -> Result<()> {
                 name: &name,
                 out: out.as_deref(),
                 fp32,
+                int8_activations,
             };
             print(&import::run(&store, dirs.first().map(PathBuf::as_path), &args)?);
         }

@@ -202,6 +202,10 @@ pub enum Source {
         path: String,
         /// sha256 of the GGUF file.
         gguf_sha256: String,
+        /// `"int8"`: imported with `--int8-activations` (every `MatMulNBits` computes with
+        /// int8 activations; docs/generation.md §10); absent: the exact import.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        activations: Option<String>,
     },
     /// Produced by training the manifest's `[training]` recipe (docs/classification.md):
     /// `model.onnx` is the base encoder with the learnt head appended, `tokenizer.json` the
@@ -307,9 +311,18 @@ impl Manifest {
                 package,
                 version,
                 gguf_sha256,
+                activations,
                 ..
             } = &f.source
             {
+                if let Some(a) = activations
+                    && a != "int8"
+                {
+                    return Err(format!(
+                        "source of {}: activations = {a:?} is not accepted; the only value is \"int8\" (imported with --int8-activations), or leave it out for the exact import",
+                        f.name
+                    ));
+                }
                 if package.is_some() != version.is_some() {
                     return Err(format!(
                         "source of {}: a gguf source names both package and version (a wheel's member), or neither (a local file)",
@@ -476,6 +489,13 @@ source = { kind = "url", url = "https://example.com/t.json" }
             (
                 GOOD.replace("task = \"classify\"", "task = \"generate\""),
                 "generation.json",
+            ),
+            (
+                GOOD.replace(
+                    "{ kind = \"local\", path = \"model.onnx\" }",
+                    &format!("{{ kind = \"gguf\", path = \"m.gguf\", gguf_sha256 = \"{}\", activations = \"int4\" }}", "0".repeat(64)),
+                ),
+                "activations = \"int4\" is not accepted; the only value is \"int8\"",
             ),
         ];
         for (text, needle) in cases {

@@ -407,6 +407,7 @@ impl ModelStore {
             version,
             path,
             gguf_sha256,
+            activations,
         } = &first.source
         else {
             return Ok(());
@@ -443,7 +444,11 @@ impl ModelStore {
         let produced = crate::core::gguf::import::import_to_dir(
             &gguf,
             &scratch,
-            crate::core::gguf::import::Precision::Quantized,
+            if activations.as_deref() == Some("int8") {
+                crate::core::gguf::import::Precision::Int8Activations
+            } else {
+                crate::core::gguf::import::Precision::Quantized
+            },
         )
         .map_err(|e| err(e.to_string()));
         if package.is_some() {

@@ -371,10 +371,13 @@ pub(crate) async fn ask(
         ));
     }
     let body = ask_body(&req, model_name, name);
-    let chat = super::ChatRequest::from_value(&body)?;
+    let mut chat = super::ChatRequest::from_value(&body)?;
     let m = model(&state, &chat.params.model).await?;
     let caller = caller.map(|c| c.0);
     let route = "/v1/collections/{name}/ask";
+    // The route's preprocessors run on the question before retrieval, as chat's do on its
+    // user messages (the search and the prompt both see the preprocessed question).
+    super::policy::preprocess_messages(&state, m.name(), route, caller.as_ref(), &mut chat.messages).await?;
     let prepared = super::prepare_chat(&state, caller.as_ref(), &m, chat, None, route).await?;
     if prepared.params.stream {
         return super::respond(&state, &m, prepared, super::Kind::Chat).await;

@@ -115,7 +115,9 @@ impl Plan {
         let empty = Map::new();
         let body = body.as_object().unwrap_or(&empty);
         let format = response_format(body, raw)?;
-        let tools = tools::parse(body, resolve)?;
+        // The request as written, read again only for a tool list (its parameters' order).
+        let ordered: Option<Ordered> = body.get("tools").filter(|t| t.is_array()).and(raw).and_then(|r| serde_json::from_slice(r).ok());
+        let tools = tools::parse(body, ordered.as_ref(), resolve)?;
         if matches!(format, ResponseFormat::Html) && stream {
             return Err(bad("`response_format` {\"type\": \"html\"} answers whole only: it cannot be used with `stream: true`".into()));
         }

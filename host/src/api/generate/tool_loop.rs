@@ -66,7 +66,7 @@ pub(crate) fn resolve(state: &AppState, key: Option<&KeyRecord>, peer: Option<So
         );
         return Err(crate::api::access::refuse(state, peer, key, &format!("{CHAT_ROUTE}: no scope tools:{}", spec.id), msg));
     }
-    Ok(Tool { name: spec.function_name(), description: Some(spec.description.clone()), parameters: Some(spec.parameters.clone()), llmos: Some(spec.id) })
+    Ok(Tool { name: spec.function_name(), description: Some(spec.description.clone()), parameters: Some(spec.parameters.clone()), order: Default::default(), llmos: Some(spec.id) })
 }
 
 /// `llmos_max_steps`: at most the configured `[tools] max_steps`.
@@ -437,7 +437,7 @@ mod tests {
     #[test]
     fn tool_choice_forces_the_first_step_or_each_listed_step() {
         use super::super::tools::{Choice, Tools};
-        let tool = |n: &str| Tool { name: n.into(), description: None, parameters: None, llmos: Some(n.into()) };
+        let tool = |n: &str| Tool { name: n.into(), description: None, parameters: None, order: Default::default(), llmos: Some(n.into()) };
         let t = Tools { list: vec![tool("a"), tool("b")], choice: Choice::Named("a".into()), later: vec![], parallel: true };
         assert_eq!(t.for_step(0).choice, Choice::Named("a".into()));
         assert_eq!(t.for_step(1).choice, Choice::Auto);

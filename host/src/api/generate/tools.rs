@@ -13,10 +13,13 @@
 //! `required`: the grammar also takes a JSON array of 2 to 8 calls, and each becomes an entry
 //! of `tool_calls`. A named function, or `parallel_tool_calls: false`, makes one call.
 
+use std::collections::HashMap;
+
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
 use crate::api::error::ApiError;
+use crate::core::generate::grammar::order::{Ordered, property_orders};
 use crate::core::generate::grammar::{Grammar, Start};
 
 /// One function the model may call.
@@ -28,6 +31,9 @@ pub struct Tool {
     pub description: Option<String>,
     /// A JSON schema of its arguments (the subset of `response_format`).
     pub parameters: Option<Value>,
+    /// The property names of each object schema of `parameters` in the order the request
+    /// wrote them ([`property_orders`]; empty: by name), so calls write them in that order.
+    pub order: HashMap<String, Vec<String>>,
     /// An installed llmos tool (`{"type": "llmos_tool", "name": <id>}`): its catalogue id;
     /// llmos runs its calls (the tool loop). `None`: a client function.
     pub llmos: Option<String>,
@@ -86,7 +92,8 @@ pub(crate) type Resolve<'a> = &'a (dyn Fn(usize, &str) -> Result<Tool, ApiError>
 
 const SHAPES: &str = "give {\"type\": \"function\", \"function\": {\"name\", \"description\"?, \"parameters\"?, \"strict\"?}} or {\"type\": \"llmos_tool\", \"name\": <an installed tool's id>}";
 
-fn tool(i: usize, v: &Value, resolve: Resolve<'_>) -> Result<Tool, ApiError> {
+/// `ordered`: the same entry as the request wrote it (its keys in order), when known.
+fn tool(i: usize, v: &Value, ordered: Option<&Ordered>, resolve: Resolve<'_>) -> Result<Tool, ApiError> {
     let at = format!("tools[{i}]");
     let shape = SHAPES;
     let o = v.as_object().ok_or_else(|| bad("tools", format!("{at} is {v}: {shape}")))?;
@@ -124,7 +131,11 @@ fn tool(i: usize, v: &Value, resolve: Resolve<'_>) -> Result<Tool, ApiError> {
     if let Some(p) = &parameters {
         Grammar::compile(p).map_err(|e| bad("tools", format!("{at}.function.parameters: {e}")).with_code("unsupported_schema"))?;
     }
-    Ok(Tool { name: name.to_string(), description, parameters, llmos: None })
+    let order = match (&parameters, ordered.and_then(|o| o.get("function")?.get("parameters"))) {
+        (Some(_), Some(p)) => property_orders(p),
+        _ => HashMap::new(),
+    };
+    Ok(Tool { name: name.to_string(), description, parameters, order, llmos: None })
 }
 
 fn choice(v: Option<&Value>, list: &[Tool]) -> Result<Choice, ApiError> {
@@ -167,12 +178,14 @@ fn choice(v: Option<&Value>, list: &[Tool]) -> Result<Choice, ApiError> {
 }
 
 /// Reads `tools`, `tool_choice` and `parallel_tool_calls` (`None`: no tools in the request);
+/// `ordered`: the request as written (for the declared order of the parameters' properties);
 /// `resolve` finds the `llmos_tool` entries.
-pub(crate) fn parse(body: &Map<String, Value>, resolve: Resolve<'_>) -> Result<Option<Tools>, ApiError> {
+pub(crate) fn parse(body: &Map<String, Value>, ordered: Option<&Ordered>, resolve: Resolve<'_>) -> Result<Option<Tools>, ApiError> {
+    let ordered_tools = ordered.and_then(|o| o.get("tools"));
     let present = |k: &str| body.get(k).filter(|v| !v.is_null());
     let list = match present("tools") {
         None => Vec::new(),
-        Some(Value::Array(a)) if a.len() <= 128 => a.iter().enumerate().map(|(i, t)| tool(i, t, resolve)).collect::<Result<Vec<_>, _>>()?,
+        Some(Value::Array(a)) if a.len() <= 128 => a.iter().enumerate().map(|(i, t)| tool(i, t, ordered_tools.and_then(|o| o.at(i)), resolve)).collect::<Result<Vec<_>, _>>()?,
         Some(v) => return Err(bad("tools", format!("`tools` is {}: give an array of at most 128 function tools", crate::json::kind(v)))),
     };
     if let Some(dup) = list.iter().enumerate().find(|(i, t)| list.iter().take(*i).any(|u| u.name == t.name)) {
@@ -231,7 +244,8 @@ impl Tools {
             Choice::Named(n) => (self.list.iter().filter(|t| &t.name == n).collect(), Start::Always),
         };
         let pairs: Vec<(String, Option<Value>)> = tools.iter().map(|t| (t.name.clone(), t.parameters.clone())).collect();
-        let g = Grammar::tool_calls(&pairs, self.several()).map_err(|e| bad("tools", e.to_string()).with_code("unsupported_schema"))?;
+        let orders: Vec<HashMap<String, Vec<String>>> = tools.iter().map(|t| t.order.clone()).collect();
+        let g = Grammar::tool_calls_in_order(&pairs, &orders, self.several()).map_err(|e| bad("tools", e.to_string()).with_code("unsupported_schema"))?;
         Ok(Some((g, start)))
     }
 
@@ -275,16 +289,57 @@ impl Tools {
             return None;
         }
         let v: Value = serde_json::from_str(text.trim()).ok()?;
-        let one = |v: &Value| -> Option<(String, String)> {
+        // The same text with its keys in the order written: the arguments keep the order the
+        // model wrote them in (the declared order of the parameters), not `Value`'s sorted one.
+        let ordered: Option<Ordered> = serde_json::from_str(text.trim()).ok();
+        let one = |v: &Value, o: Option<&Ordered>| -> Option<(String, String)> {
             let name = v.get("name")?.as_str()?;
             let args = v.get("arguments")?;
-            (self.list.iter().any(|t| t.name == name) && args.is_object()).then(|| (name.to_string(), args.to_string()))
+            let mut text = String::new();
+            json_in_order(args, o.and_then(|o| o.get("arguments")), &mut text);
+            (self.list.iter().any(|t| t.name == name) && args.is_object()).then(|| (name.to_string(), text))
         };
         match &v {
-            Value::Array(calls) if !calls.is_empty() => calls.iter().map(one).collect(),
+            Value::Array(calls) if !calls.is_empty() => {
+                calls.iter().enumerate().map(|(i, c)| one(c, ordered.as_ref().and_then(|o| o.at(i)))).collect()
+            }
             Value::Array(_) => None,
-            v => one(v).map(|c| vec![c]),
+            v => one(v, ordered.as_ref()).map(|c| vec![c]),
         }
+    }
+}
+
+/// `v` as compact JSON text, every object's keys in the order `o` (the same JSON read as
+/// [`Ordered`]) has them; keys `o` does not have (or without `o`) follow, by name.
+fn json_in_order(v: &Value, o: Option<&Ordered>, out: &mut String) {
+    match (v, o) {
+        (Value::Object(map), Some(Ordered::Object(entries))) => {
+            out.push('{');
+            let mut written: Vec<&str> = Vec::with_capacity(map.len());
+            let keys = entries.iter().map(|(k, sub)| (k.as_str(), Some(sub))).chain(map.keys().map(|k| (k.as_str(), None)));
+            for (k, sub) in keys {
+                let Some(value) = map.get(k).filter(|_| !written.contains(&k)) else { continue };
+                if !written.is_empty() {
+                    out.push(',');
+                }
+                written.push(k);
+                out.push_str(&Value::String(k.to_string()).to_string());
+                out.push(':');
+                json_in_order(value, sub, out);
+            }
+            out.push('}');
+        }
+        (Value::Array(items), Some(Ordered::Array(subs))) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                json_in_order(item, subs.get(i), out);
+            }
+            out.push(']');
+        }
+        (v, _) => out.push_str(&v.to_string()),
     }
 }
 
@@ -306,4 +361,19 @@ pub(crate) fn calls_as_text(at: &str, v: &Value) -> Result<String, ApiError> {
     }
     // Several calls as the model writes them: one JSON array.
     Ok(if out.len() == 1 { out.join("") } else { format!("[{}]", out.join(", ")) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_keep_the_order_the_model_wrote() {
+        let f = Tool { name: "f".into(), description: None, parameters: None, order: HashMap::new(), llmos: None };
+        let t = Tools { list: vec![f], choice: Choice::Auto, later: vec![], parallel: true };
+        let calls = t.calls_of(r#"{"name": "f", "arguments": {"zeta": 1, "alpha": {"y": [2, {"b": 1, "a": "é\n"}], "b": null}}}"#).unwrap();
+        assert_eq!(calls, [("f".to_string(), r#"{"zeta":1,"alpha":{"y":[2,{"b":1,"a":"é\n"}],"b":null}}"#.to_string())]);
+        let two = t.calls_of(r#"[{"name":"f","arguments":{"b":1,"a":2}}, {"name":"f","arguments":{"d":1,"c":2,"d":3}}]"#).unwrap();
+        assert_eq!((two[0].1.as_str(), two[1].1.as_str()), (r#"{"b":1,"a":2}"#, r#"{"d":3,"c":2}"#));
+    }
 }

@@ -28,6 +28,19 @@ pub enum Precision {
     Quantized,
     /// Dequantise every weight to `f32` (for measuring the 4-bit error; 4× larger).
     Float32,
+    /// The weights as [`Precision::Quantized`], but every `MatMulNBits` computes with int8
+    /// activations (`accuracy_level = 4`), and a tied 8-bit embedding is the lm head as an
+    /// 8-bit `MatMulNBits` (instead of a table folded to f32 at load): faster, approximate
+    /// (`llmos models import --int8-activations`; docs/generation.md §10).
+    Int8Activations,
+}
+
+impl Precision {
+    /// `MatMulNBits`'s `accuracy_level`: 4 (int8 activations) or 0 (not written: ONNX
+    /// Runtime's default, fp32 activations).
+    fn accuracy_level(self) -> i64 {
+        if self == Self::Int8Activations { 4 } else { 0 }
+    }
 }
 
 /// The hyper-parameters of a llama model, from the GGUF metadata.
@@ -178,10 +191,13 @@ pub fn import(f: &GgufFile, precision: Precision) -> Result<Imported, GgufError>
         mapped: BTreeMap::new(),
     };
     b.graph()?;
-    let generation = generation_json(f, &params, &vocab, &b.types, &b.mapped);
+    let generation = generation_json(f, &params, &vocab, &b.types, &b.mapped, precision);
     // Only the file's content goes into the bytes (never its path): imports are verified by sha256.
     let name = f.get("general.name").and_then(Value::as_str).unwrap_or("a GGUF file");
-    let doc = format!("Imported by llmos from {name} (llama, {} layers)", params.layers);
+    let mut doc = format!("Imported by llmos from {name} (llama, {} layers)", params.layers);
+    if precision == Precision::Int8Activations {
+        doc.push_str("; MatMulNBits with int8 activations (accuracy_level 4)");
+    }
     let model = encode(&b.g.finish("llama", &doc, &[]));
     Ok(Imported {
         model,
@@ -197,9 +213,10 @@ fn generation_json(
     v: &GgufVocab,
     types: &BTreeMap<String, usize>,
     mapped: &BTreeMap<String, String>,
+    precision: Precision,
 ) -> String {
     let source_sha256 = crate::core::fetch::sha256_file(&f.path).unwrap_or_default();
-    let doc = serde_json::json!({
+    let mut doc = serde_json::json!({
         "architecture": "llama",
         "context_length": p.context_length,
         "bos_token_id": v.bos_token_id,
@@ -213,6 +230,15 @@ fn generation_json(
             "tied_embeddings": p.tied,
         }
     });
+    // Only written by the opt-in: the exact import's bytes (and sha256) stay as they were.
+    if precision == Precision::Int8Activations
+        && let Some(import) = doc.get_mut("import").and_then(serde_json::Value::as_object_mut)
+    {
+        import.insert(
+            "activations".into(),
+            "int8: every MatMulNBits has accuracy_level 4 (approximate; --int8-activations)".into(),
+        );
+    }
     serde_json::to_string_pretty(&doc).unwrap_or_default()
 }
 
@@ -473,7 +499,7 @@ impl Builder<'_> {
             }
         };
         let w = NbitsWeight::add(&mut self.g, name, nb);
-        Ok(w.apply(&mut self.g, x))
+        Ok(w.apply(&mut self.g, x, self.precision.accuracy_level()))
     }
 
     /// `x · Wᵀ` with `W` row-major `[N, K]` floats, stored transposed `[K, N]`.
@@ -512,7 +538,10 @@ impl Builder<'_> {
             let head = self.p.tied.then_some(LmHead::Float(e));
             return Ok((x, head));
         };
-        if t.ty == GgmlType::Q8_0 {
+        let int8 = self.precision == Precision::Int8Activations;
+        if t.ty == GgmlType::Q8_0 && int8 && self.p.tied {
+            self.note(t.ty, "embedding Gather of the 8-bit blocks x scale; tied lm head: MatMulNBits 8-bit block 32 over the same blocks, int8 activations");
+        } else if t.ty == GgmlType::Q8_0 {
             self.note(t.ty, "embedding Gather of the 8-bit blocks x scale; tied lm head: the same blocks dequantised at load (constant-folded), f32 MatMul; exact");
         }
         let w = NbitsWeight::add(&mut self.g, "token_embd.weight", nb);
@@ -527,7 +556,8 @@ impl Builder<'_> {
         let x = g.op("Mul", &[&q, &sc], vec![]);
         let flat = g.const_i64(&[0, 0, to_i64(h)]);
         let x = g.op("Reshape", &[&x, &flat], vec![]);
-        Ok((x, self.p.tied.then_some(LmHead::NBits(w))))
+        let head = if int8 { LmHead::NBits8(w) } else { LmHead::NBits(w) };
+        Ok((x, self.p.tied.then_some(head)))
     }
 }
 
@@ -535,6 +565,10 @@ impl Builder<'_> {
 enum LmHead {
     Float(String),
     NBits(NbitsWeight),
+    /// The 8-bit blocks read by an 8-bit `MatMulNBits` with int8 activations (its fp32
+    /// kernel dequantises the whole table on every call, which is why [`LmHead::NBits`]
+    /// folds it instead; with `accuracy_level = 4` it is the fastest head, measured).
+    NBits8(NbitsWeight),
 }
 
 impl LmHead {
@@ -561,6 +595,7 @@ impl LmHead {
                 let t = g.op("Transpose", &[&table], vec![]);
                 g.op("MatMul", &[x, &t], vec![])
             }
+            Self::NBits8(w) => w.apply(g, x, Precision::Int8Activations.accuracy_level()),
         }
     }
 }
@@ -607,14 +642,18 @@ impl NbitsWeight {
         }
     }
 
-    fn apply(&self, g: &mut GraphBuilder, x: &str) -> String {
+    /// `x · Wᵀ`; `accuracy_level` 0 is not written (the exact import's bytes).
+    fn apply(&self, g: &mut GraphBuilder, x: &str, accuracy_level: i64) -> String {
         let inputs = [x, self.data.as_str(), self.scales.as_str()];
-        let attrs = vec![
+        let mut attrs = vec![
             attr_int("K", to_i64(self.k)),
             attr_int("N", to_i64(self.n)),
             attr_int("bits", i64::from(self.bits)),
             attr_int("block_size", to_i64(QK)),
         ];
+        if accuracy_level != 0 {
+            attrs.push(attr_int("accuracy_level", accuracy_level));
+        }
         let y = g.op_in(MS_DOMAIN, "MatMulNBits", &inputs, attrs);
         let Some(offsets) = &self.offsets else {
             return y;

@@ -28,6 +28,14 @@ impl Ordered {
             _ => None,
         }
     }
+
+    /// The `i`th element of an array.
+    pub fn at(&self, i: usize) -> Option<&Ordered> {
+        match self {
+            Self::Array(items) => items.get(i),
+            _ => None,
+        }
+    }
 }
 
 struct OrderedVisitor;

@@ -127,13 +127,29 @@ impl Grammar {
     /// (name first, so the model picks the tool before writing its arguments). A tool
     /// without parameters takes any object.
     pub fn tool_call(tools: &[(String, Option<Value>)]) -> Result<Self, SchemaError> {
+        Self::tool_call_in_order(tools, &[])
+    }
+
+    /// [`Self::tool_call`] with each tool's object properties in the order `orders` gives
+    /// (`orders[i]`: [`super::order::property_orders`] of tool `i`'s parameters, pointers
+    /// from `#`; a tool without an entry, or a property it does not name, goes by name).
+    pub fn tool_call_in_order(tools: &[(String, Option<Value>)], orders: &[HashMap<String, Vec<String>>]) -> Result<Self, SchemaError> {
         let mut g = Self::default();
         let root = g.push(Node::AnyOf(Vec::new()));
         let mut alts = Vec::with_capacity(tools.len());
         for (i, (name, params)) in tools.iter().enumerate() {
             let at = format!("tools[{i}].function.parameters");
+            // The compiler names this tool's schemas from `at`, not `#`.
+            g.orders = orders
+                .get(i)
+                .map(|o| o.iter().map(|(k, v)| (format!("{at}{}", k.strip_prefix('#').unwrap_or(k)), v.clone())).collect())
+                .unwrap_or_default();
             let args = match params {
-                Some(p) => g.node(p, &at, 0)?,
+                Some(p) => {
+                    let node = g.node(p, &at, 0);
+                    g.orders = HashMap::new();
+                    node?
+                }
                 None => {
                     let id = g.push(Node::AnyObject { values: 0 });
                     let any = g.any_value();
@@ -153,13 +169,20 @@ impl Grammar {
         if let Some(Node::AnyOf(slot)) = g.nodes.get_mut(root as usize) {
             *slot = alts;
         }
+        g.orders = HashMap::new();
         Ok(g)
     }
 
     /// The calls of one answer: with `several`, a single call (as [`Self::tool_call`]) or a
     /// JSON array of 2 to [`MAX_CALLS`] calls (`parallel_tool_calls`); without, one call.
     pub fn tool_calls(tools: &[(String, Option<Value>)], several: bool) -> Result<Self, SchemaError> {
-        let mut g = Self::tool_call(tools)?;
+        Self::tool_calls_in_order(tools, &[], several)
+    }
+
+    /// [`Self::tool_calls`] with each tool's properties in declared order (see
+    /// [`Self::tool_call_in_order`]).
+    pub fn tool_calls_in_order(tools: &[(String, Option<Value>)], orders: &[HashMap<String, Vec<String>>], several: bool) -> Result<Self, SchemaError> {
+        let mut g = Self::tool_call_in_order(tools, orders)?;
         if several {
             let alts = match g.nodes.first() {
                 Some(Node::AnyOf(alts)) => alts.clone(),

@@ -168,6 +168,24 @@ fn several_calls_are_one_call_or_an_array_of_two_to_eight() {
     assert!(accepts(&one, call) && !accepts(&one, &format!("[{call}, {call}]")));
 }
 
+#[test]
+fn tool_parameters_follow_their_declared_order() {
+    // Declared: zeta before alpha (a nested object: y before b); the map sorts them.
+    let raw = r#"{"type":"object","properties":{"zeta":{"type":"integer"},"alpha":{"type":"object",
+        "properties":{"y":{"type":"integer"},"b":{"type":"integer"}},"required":["y","b"]}},"required":["zeta","alpha"]}"#;
+    let schema: Value = serde_json::from_str(raw).unwrap();
+    let orders = order::property_orders(&serde_json::from_str(raw).unwrap());
+    let tools = [("other".to_string(), None), ("f".to_string(), Some(schema))];
+    let declared = r#"{"name":"f","arguments":{"zeta":1,"alpha":{"y":2,"b":3}}}"#;
+    let sorted = r#"{"name":"f","arguments":{"alpha":{"b":3,"y":2},"zeta":1}}"#;
+    for several in [false, true] {
+        let g = Grammar::tool_calls_in_order(&tools, &[Default::default(), orders.clone()], several).unwrap();
+        assert!(accepts(&g, declared) && !accepts(&g, sorted));
+        let by_name = Grammar::tool_calls(&tools, several).unwrap();
+        assert!(accepts(&by_name, sorted) && !accepts(&by_name, declared));
+    }
+}
+
 /// A vocabulary of single bytes plus a few words, so the mask can be checked by hand.
 fn table() -> Arc<TokenTable> {
     let mut bytes: Vec<Option<Box<[u8]>>> = (0..=255u8).map(|b| Some(vec![b].into_boxed_slice())).collect();

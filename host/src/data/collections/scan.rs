@@ -2,7 +2,7 @@
 //! normalised matrix, exact scan; see `data/search`) keyed by chunk id, and the rows' text,
 //! document and metadata beside it. Kept in step with ingest writes; scores are cosine.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -43,51 +43,59 @@ pub struct Hit {
     pub metadata: Map<String, Value>,
 }
 
-/// What a result shows besides the vector (the metadata lives in the index, for filters).
-#[derive(Debug)]
-struct Row {
-    document: String,
-    text: String,
-}
-
-/// A collection's chunks opened into memory.
+/// A collection's chunks opened into memory: the index (vectors, chunk ids, metadata for
+/// filters) and each chunk's text by chunk id (a result's document id is its chunk id's
+/// first part).
 #[derive(Debug, Default)]
 pub struct Loaded {
     index: Option<VectorIndex>,
-    rows: HashMap<String, Row>,
+    rows: HashMap<String, Box<str>>,
+    /// Chunks expected (room reserved once the first gives the vectors' size).
+    expect: usize,
 }
 
 impl Loaded {
     /// Loads chunks (their embeddings must all have one size).
     pub fn from_chunks(chunks: Vec<ChunkRecord>) -> Result<Self, DataError> {
-        let mut out = Self::default();
+        let mut out = Self::with_capacity(chunks.len());
         out.add(chunks)?;
         Ok(out)
+    }
+
+    /// An empty collection with room for `n` chunks (at most 4 Mi reserved up front).
+    pub fn with_capacity(n: usize) -> Self {
+        let n = n.min(1 << 22);
+        Self {
+            index: None,
+            rows: HashMap::with_capacity(n),
+            expect: n,
+        }
     }
 
     /// Adds (or replaces) chunks.
     pub fn add(&mut self, chunks: Vec<ChunkRecord>) -> Result<(), DataError> {
         for c in chunks {
-            let id = c.id();
-            let v = c.vector().ok_or_else(|| {
-                DataError::BadQuery(format!("chunk {id} has a malformed embedding"))
-            })?;
-            let index = self.index.get_or_insert_with(|| {
-                let mut i = VectorIndex::new(v.len(), Precision::F32);
-                i.reserve(1024);
-                i
-            });
-            index
-                .upsert(&id, &v, c.metadata)
-                .map_err(|e| DataError::BadQuery(format!("chunk {id}: {e}")))?;
-            self.rows.insert(
-                id,
-                Row {
-                    document: c.document,
-                    text: c.text,
-                },
-            );
+            self.add_one(c)?;
         }
+        Ok(())
+    }
+
+    /// Adds (or replaces) one chunk.
+    pub fn add_one(&mut self, c: ChunkRecord) -> Result<(), DataError> {
+        let id = c.id();
+        let v = c
+            .vector()
+            .ok_or_else(|| DataError::BadQuery(format!("chunk {id} has a malformed embedding")))?;
+        let expect = self.expect.max(1024);
+        let index = self.index.get_or_insert_with(|| {
+            let mut i = VectorIndex::new(v.len(), Precision::F32);
+            i.reserve(expect);
+            i
+        });
+        index
+            .upsert(&id, &v, c.metadata)
+            .map_err(|e| DataError::BadQuery(format!("chunk {id}: {e}")))?;
+        self.rows.insert(id, c.text.into_boxed_str());
         Ok(())
     }
 
@@ -98,6 +106,30 @@ impl Loaded {
             index.remove_where(|k| k.starts_with(&prefix));
         }
         self.rows.retain(|k, _| !k.starts_with(&prefix));
+    }
+
+    /// Removes the chunks `ids`.
+    pub fn remove_ids(&mut self, ids: &HashSet<String>) {
+        if ids.is_empty() {
+            return;
+        }
+        if let Some(index) = self.index.as_mut() {
+            index.remove_where(|k| ids.contains(k));
+        }
+        self.rows.retain(|k, _| !ids.contains(k));
+    }
+
+    /// The ids of the chunks held.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.rows.keys().map(String::as_str)
+    }
+
+    /// Gives back room reserved and not used (after a load).
+    pub fn shrink(&mut self) {
+        self.rows.shrink_to_fit();
+        if let Some(i) = self.index.as_mut() {
+            i.shrink_to_fit();
+        }
     }
 
     /// How many chunks are loaded.
@@ -132,11 +164,12 @@ pub(super) fn search(
     Ok(hits
         .into_iter()
         .filter_map(|h| {
-            let row = l.rows.get(&h.key)?;
+            let text = l.rows.get(&h.key)?;
+            let document = super::split_chunk_id(&h.key).map_or("", |(d, _)| d);
             Some(Hit {
                 score: h.score,
-                document: row.document.clone(),
-                text: row.text.clone(),
+                document: document.to_string(),
+                text: text.to_string(),
                 metadata: index.metadata(&h.key).cloned().unwrap_or_default(),
                 chunk: h.key,
             })

@@ -7,6 +7,7 @@
 # `GET /v1/collections/bench` (`memory`: chunks held, whole loads), with its load count
 # before and after; then the same for a document (10 chunks) deleted elsewhere.
 #
+# DOC_BASE (default 100): round r deletes doc-(DOC_BASE+r) (fill writes doc-0 … doc-(CHUNKS/10-1)).
 # Usage: BENCH_BIN=target/debug/deps/shared_store-… bench/scale/follow.sh postgres://… [CHUNKS] [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -34,7 +35,8 @@ mem() {
 }
 t0=$(date +%s%N)
 until [ "$(mem | cut -d' ' -f2)" -ge 1 ] 2>/dev/null; do sleep 0.1; done
-echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); initial load: $(( ($(date +%s%N) - t0) / 1000000 )) ms, held (chunks loads followed): $(mem)"
+rss() { echo "$(( $(awk '/^VmRSS/{print $2}' /proc/$pid/status) / 1024 )) MiB"; }
+echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); initial load: $(( ($(date +%s%N) - t0) / 1000000 )) ms, held (chunks loads followed): $(mem); RSS $(rss)"
 for r in $(seq "$rounds"); do
   read -r before _ _ < <(mem)
   "$BENCH_BIN" append --url "$url" --chunks "$chunks" >/dev/null
@@ -42,8 +44,8 @@ for r in $(seq "$rounds"); do
   until [ "$(mem | cut -d' ' -f1)" -ge $((before + chunks)) ]; do sleep 0.01; done
   echo "round $r: $chunks chunks appended elsewhere held here after $(( ($(date +%s%N) - t1) / 1000000 )) ms; now (chunks loads followed): $(mem)"
   read -r before _ _ < <(mem)
-  "$BENCH_BIN" delete --url "$url" --doc "doc-$r" >/dev/null
+  "$BENCH_BIN" delete --url "$url" --doc "doc-$((${DOC_BASE:-100} + r))" >/dev/null
   t1=$(date +%s%N)
   until [ "$(mem | cut -d' ' -f1)" -le $((before - 10)) ]; do sleep 0.01; done
-  echo "round $r: a document (10 chunks) deleted elsewhere gone here after $(( ($(date +%s%N) - t1) / 1000000 )) ms; now (chunks loads followed): $(mem)"
+  echo "round $r: a document (10 chunks) deleted elsewhere gone here after $(( ($(date +%s%N) - t1) / 1000000 )) ms; now (chunks loads followed): $(mem); RSS $(rss)"
 done

@@ -889,38 +889,37 @@ impl Collections {
         let Some(l) = self.loaded_now(name) else {
             return Ok(0);
         };
-        let stored: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
+        let keys: Vec<[u8; 32]> = keys.iter().copied().collect();
         let prefix = key(name, "");
         let mut puts = Vec::new();
-        let mut gone: HashSet<Vec<u8>> = HashSet::new();
-        for part in stored.chunks(FOLLOW_READ) {
-            let got = self.store.get_stored_many(Tree::Chunks, part)?;
+        let mut gone: HashSet<[u8; 32]> = HashSet::new();
+        for part in keys.chunks(FOLLOW_READ) {
+            let stored: Vec<Vec<u8>> = part.iter().map(|k| k.to_vec()).collect();
+            let got = self.store.get_stored_many(Tree::Chunks, &stored)?;
             for (k, e) in part.iter().zip(got) {
                 match e {
                     Some((real, v)) if real.starts_with(&prefix) => {
-                        puts.push(decode::<ChunkRecord>(Tree::Chunks, &real, &v)?);
+                        puts.push((*k, decode::<ChunkRecord>(Tree::Chunks, &real, &v)?));
                     }
                     Some(_) => {} // another namespace with the same hash prefix: not ours
                     None => {
-                        gone.insert(k.clone());
+                        gone.insert(*k);
                     }
                 }
             }
         }
+        let mut w = l.write().unwrap_or_else(|e| e.into_inner());
         // A removed chunk is known by its stored key only: find which of ours has it.
-        let removed: HashSet<String> = if gone.is_empty() {
+        let removed = if gone.is_empty() {
             HashSet::new()
         } else {
-            let r = l.read().unwrap_or_else(|e| e.into_inner());
-            r.ids()
-                .filter(|id| gone.contains(&self.store.stored_key(Tree::Chunks, &key(name, id))))
-                .map(str::to_string)
-                .collect()
+            w.held_under(&gone, |id| {
+                <[u8; 32]>::try_from(self.store.stored_key(Tree::Chunks, &key(name, id))).ok()
+            })
         };
         let n = puts.len().saturating_add(removed.len());
-        let mut w = l.write().unwrap_or_else(|e| e.into_inner());
         w.remove_ids(&removed);
-        w.add(puts)?;
+        w.add_followed(puts)?;
         drop(w);
         self.stat(name, |s| s.applied = s.applied.saturating_add(n as u64));
         Ok(n)
@@ -1250,6 +1249,21 @@ mod tests {
         let hits = b.search("one", &[1.0, 0.0], 5, &Filter::default()).unwrap();
         assert_eq!(hits.iter().map(|h| h.chunk.as_str()).collect::<Vec<_>>(), ["b:0"]);
         assert_eq!(b.memory("one").loads, 1);
+        // A chunk followed in, then removed elsewhere (found by the key it was followed under).
+        a.write("one", &one("c", &[0.6, 0.8])).unwrap();
+        note(Tree::Chunks, &chunk_key("one", "c:0"), false);
+        assert_eq!(b.follow().applied, 1);
+        assert_eq!(b.memory("one").chunks, 2);
+        a.delete_document("one", "c").unwrap();
+        note(Tree::Chunks, &chunk_key("one", "c:0"), true);
+        assert_eq!(b.follow().applied, 1);
+        assert_eq!(b.memory("one").chunks, 1);
+        // A key written and removed before it was followed is nothing to remove.
+        a.write("one", &one("d", &[0.6, 0.8])).unwrap();
+        a.delete_document("one", "d").unwrap();
+        note(Tree::Chunks, &chunk_key("one", "d:0"), false);
+        assert_eq!(b.follow().applied, 0);
+        assert_eq!(b.memory("one").chunks, 1);
 
         // A collection deleted elsewhere is dropped; one created elsewhere is loaded.
         a.delete("two").unwrap();

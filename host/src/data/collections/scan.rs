@@ -52,6 +52,11 @@ pub struct Loaded {
     rows: HashMap<String, Box<str>>,
     /// Chunks expected (room reserved once the first gives the vectors' size).
     expect: usize,
+    /// Stored key → chunk id, to find the chunks another replica removed (known by stored
+    /// key only): built on the first such removal (one keyed hash per chunk), then kept.
+    by_key: HashMap<[u8; 32], Box<str>>,
+    /// Whether `by_key` covers every chunk held (chunks added by this replica are not in it).
+    by_key_complete: bool,
 }
 
 impl Loaded {
@@ -69,6 +74,8 @@ impl Loaded {
             index: None,
             rows: HashMap::with_capacity(n),
             expect: n,
+            by_key: HashMap::new(),
+            by_key_complete: false,
         }
     }
 
@@ -96,7 +103,43 @@ impl Loaded {
             .upsert(&id, &v, c.metadata)
             .map_err(|e| DataError::BadQuery(format!("chunk {id}: {e}")))?;
         self.rows.insert(id, c.text.into_boxed_str());
+        self.by_key_complete = false;
         Ok(())
+    }
+
+    /// Adds (or replaces) chunks another replica wrote, with their stored keys.
+    pub fn add_followed(&mut self, chunks: Vec<([u8; 32], ChunkRecord)>) -> Result<(), DataError> {
+        let complete = self.by_key_complete;
+        for (k, c) in chunks {
+            let id = c.id();
+            self.add_one(c)?;
+            if complete {
+                self.by_key.insert(k, id.into_boxed_str());
+            }
+        }
+        self.by_key_complete = complete;
+        Ok(())
+    }
+
+    /// The chunks held under `gone` stored keys; `stored_key` gives a chunk id's stored key
+    /// (called once per chunk held, the first time, or when chunks were added here since).
+    pub fn held_under(
+        &mut self,
+        gone: &HashSet<[u8; 32]>,
+        stored_key: impl Fn(&str) -> Option<[u8; 32]>,
+    ) -> HashSet<String> {
+        if !self.by_key_complete {
+            self.by_key = self
+                .rows
+                .keys()
+                .filter_map(|id| Some((stored_key(id)?, id.clone().into_boxed_str())))
+                .collect();
+            self.by_key_complete = true;
+        }
+        gone.iter()
+            .filter_map(|k| self.by_key.get(k))
+            .map(|id| id.to_string())
+            .collect()
     }
 
     /// Removes the chunks of document `id`.
@@ -117,11 +160,7 @@ impl Loaded {
             index.remove_where(|k| ids.contains(k));
         }
         self.rows.retain(|k, _| !ids.contains(k));
-    }
-
-    /// The ids of the chunks held.
-    pub fn ids(&self) -> impl Iterator<Item = &str> {
-        self.rows.keys().map(String::as_str)
+        self.by_key.retain(|_, id| !ids.contains(&**id));
     }
 
     /// Gives back room reserved and not used (after a load).

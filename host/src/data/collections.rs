@@ -908,14 +908,22 @@ impl Collections {
                 }
             }
         }
+        // A removed chunk is known by its stored key only: find which of ours has it (the
+        // map is built under the read lock; nothing else changes the index meanwhile, as the
+        // collection's write lock is held).
+        let built = if gone.is_empty() {
+            None
+        } else {
+            let r = l.read().unwrap_or_else(|e| e.into_inner());
+            r.key_map_to_build(|id| {
+                <[u8; 32]>::try_from(self.store.stored_key(Tree::Chunks, &key(name, id))).ok()
+            })
+        };
         let mut w = l.write().unwrap_or_else(|e| e.into_inner());
-        // A removed chunk is known by its stored key only: find which of ours has it.
         let removed = if gone.is_empty() {
             HashSet::new()
         } else {
-            w.held_under(&gone, |id| {
-                <[u8; 32]>::try_from(self.store.stored_key(Tree::Chunks, &key(name, id))).ok()
-            })
+            w.held_under(&gone, built)
         };
         let n = puts.len().saturating_add(removed.len());
         w.remove_ids(&removed);

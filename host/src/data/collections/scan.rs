@@ -121,19 +121,30 @@ impl Loaded {
         Ok(())
     }
 
-    /// The chunks held under `gone` stored keys; `stored_key` gives a chunk id's stored key
-    /// (called once per chunk held, the first time, or when chunks were added here since).
+    /// The stored key → chunk id map of every chunk held, when it must be built (the first
+    /// removal followed, or chunks were added here since); `stored_key` gives a chunk id's
+    /// stored key. Takes `&self`: the caller builds it under a read lock (searches go on).
+    pub fn key_map_to_build(
+        &self,
+        stored_key: impl Fn(&str) -> Option<[u8; 32]>,
+    ) -> Option<HashMap<[u8; 32], Box<str>>> {
+        (!self.by_key_complete).then(|| {
+            self.rows
+                .keys()
+                .filter_map(|id| Some((stored_key(id)?, id.clone().into_boxed_str())))
+                .collect()
+        })
+    }
+
+    /// The chunks held under `gone` stored keys, after installing `built` (from
+    /// [`Loaded::key_map_to_build`], with nothing added in between).
     pub fn held_under(
         &mut self,
         gone: &HashSet<[u8; 32]>,
-        stored_key: impl Fn(&str) -> Option<[u8; 32]>,
+        built: Option<HashMap<[u8; 32], Box<str>>>,
     ) -> HashSet<String> {
-        if !self.by_key_complete {
-            self.by_key = self
-                .rows
-                .keys()
-                .filter_map(|id| Some((stored_key(id)?, id.clone().into_boxed_str())))
-                .collect();
+        if let Some(map) = built {
+            self.by_key = map;
             self.by_key_complete = true;
         }
         gone.iter()

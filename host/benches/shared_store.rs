@@ -10,17 +10,28 @@
 //!   into the sled store of `--home` or the PostgreSQL store at `--url`, sealed with the
 //!   master key `LLMOS_MASTER_KEY` (64 hex digits). `bench/scale/load.sh` then times a fresh
 //!   `llmos serve` until the collection is loaded and reads its resident memory.
+//! - `append`: adds `--chunks` chunks (new documents, 10 chunks each) to the collection
+//!   `bench` written by `fill`, as an ingest through another replica would (a running replica
+//!   on the same store then follows them: `bench/scale/follow.sh`); `delete --doc ID` deletes
+//!   one document of it (`doc-0` … from `fill`: 10 chunks).
+//! - `load`: loads the collection `bench` written by `fill` into memory, in this process, by
+//!   one of two paths, and prints the time and the resident memory (`VmRSS`, peak `VmHWM`)
+//!   before and after: `--path stream` (default) is what a replica does now
+//!   (`Collections::load_all`: the scan streamed into the index), `--path list` what it did
+//!   before (every chunk record read into one list by `Collections::all_chunks`, then
+//!   indexed). One path per process, so that neither inherits the other's heap.
 //!
 //! ```sh
 //! cargo bench -p llmos --bench shared_store -- batch [--url postgres://…] [--rows 1000] [--rounds 20]
 //! LLMOS_MASTER_KEY=… cargo bench -p llmos --bench shared_store -- fill (--home DIR | --url URL) [--chunks 100000] [--dims 384]
+//! LLMOS_MASTER_KEY=… cargo bench -p llmos --bench shared_store -- load (--home DIR | --url URL) [--path stream|list]
 //! ```
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use llmos::data::collections::{
-    Batch, ChunkRecord, CollectionRecord, Collections, DocumentRecord, encode_vector,
+    Batch, ChunkRecord, CollectionRecord, Collections, DocumentRecord, Loaded, encode_vector,
 };
 use llmos::data::{Store, Tree};
 use llmos::security::seal::Sealer;
@@ -34,6 +45,8 @@ struct Args {
     rounds: usize,
     chunks: usize,
     dims: usize,
+    path: String,
+    doc: String,
 }
 
 fn args() -> Args {
@@ -45,6 +58,8 @@ fn args() -> Args {
         rounds: 20,
         chunks: 100_000,
         dims: 384,
+        path: "stream".into(),
+        doc: String::new(),
     };
     let mut it = std::env::args().skip(1);
     let num = |v: Option<String>, flag: &str| -> usize {
@@ -53,7 +68,9 @@ fn args() -> Args {
     };
     while let Some(arg) = it.next() {
         match arg.as_str() {
-            "batch" | "fill" => a.mode = arg,
+            "batch" | "fill" | "load" | "append" | "delete" => a.mode = arg,
+            "--doc" => a.doc = it.next().unwrap_or_default(),
+            "--path" => a.path = it.next().unwrap_or_default(),
             "--url" => a.url = it.next(),
             "--home" => a.home = it.next().map(PathBuf::from),
             "--rows" => a.rows = num(it.next(), "--rows"),
@@ -275,13 +292,116 @@ fn fill(a: &Args) {
     );
 }
 
+/// `VmRSS` and `VmHWM` of this process, MiB.
+fn memory() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = |field: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (kib("VmRSS:") / 1024, kib("VmHWM:") / 1024)
+}
+
+fn append(a: &Args) {
+    let colls = Collections::new(open(a));
+    let tag = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let mut rng = Rng(tag as u64);
+    let mut batch = Batch::default();
+    for i in 0..a.chunks {
+        let doc = format!("extra-{tag}-{}", i / 10);
+        let seq = (i % 10) as u32;
+        let mut v: Vec<f32> = (0..a.dims).map(|_| rng.unit()).collect();
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
+        v.iter_mut().for_each(|x| *x /= norm);
+        let text = format!("appended {i}");
+        batch.chunks.push(ChunkRecord {
+            v: 1,
+            document: doc.clone(),
+            seq,
+            hash: colls.fingerprint("chunk", text.as_bytes()),
+            text,
+            metadata: Map::new(),
+            embedding: encode_vector(&v),
+        });
+        if seq == 9 || i + 1 == a.chunks {
+            batch.documents.push(DocumentRecord {
+                v: 1,
+                id: doc.clone(),
+                metadata: Map::new(),
+                source: None,
+                hash: colls.fingerprint("document", doc.as_bytes()),
+                chunks: seq + 1,
+                duplicates: 0,
+                created_ms: 0,
+            });
+        }
+    }
+    let t = Instant::now();
+    colls.write("bench", &batch).unwrap();
+    println!("appended {} chunks to bench in {:?}", a.chunks, t.elapsed());
+}
+
+fn load(a: &Args) {
+    let store = open(a);
+    let colls = Collections::new(store);
+    let before = memory();
+    let t = Instant::now();
+    let (n, held) = match a.path.as_str() {
+        "stream" => {
+            assert_eq!(
+                colls.load_all().unwrap(),
+                1,
+                "one collection `bench` (run fill first)"
+            );
+            (colls.memory("bench").chunks, None)
+        }
+        "list" => {
+            // As before: room for 1024, grown by doubling, filled from the whole list.
+            let mut l = Loaded::default();
+            l.add(colls.all_chunks("bench").unwrap()).unwrap();
+            (l.len(), Some(l))
+        }
+        other => panic!("--path stream or list, not {other:?}"),
+    };
+    let took = t.elapsed();
+    let after = memory();
+    println!(
+        "{} path: {n} chunks loaded in {took:?}; RSS {} MiB before, {} MiB after (+{} MiB, {} bytes per chunk), peak {} MiB",
+        a.path,
+        before.0,
+        after.0,
+        after.0.saturating_sub(before.0),
+        (after.0.saturating_sub(before.0) << 20) / (n.max(1) as u64),
+        after.1
+    );
+    drop(held);
+}
+
 fn main() {
     let a = args();
     match a.mode.as_str() {
         "batch" => batch(&a),
         "fill" => fill(&a),
+        "load" => load(&a),
+        "append" => append(&a),
+        "delete" => {
+            let colls = Collections::new(open(&a));
+            let t = Instant::now();
+            let d = colls.delete_document("bench", &a.doc).unwrap();
+            println!(
+                "deleted {} ({} chunks) in {:?}",
+                d.id,
+                d.chunks,
+                t.elapsed()
+            );
+        }
         _ => panic!(
-            "usage: shared_store (batch [--url URL] | fill (--home DIR | --url URL)) [options]"
+            "usage: shared_store (batch [--url URL] | fill (--home DIR | --url URL) | load (--home DIR | --url URL)) [options]"
         ),
     }
 }

@@ -220,7 +220,7 @@ fn data_backends_postgres_keeps_the_interface_promises() {
         .query_one("SELECT count(*) FROM llmos_schema", &[])
         .unwrap()
         .get(0);
-    assert_eq!(versions, 1);
+    assert_eq!(versions, 2, "migrations 1 and 2, each once");
     // A bad URL is an error naming the server, never the password.
     let e = PgBackend::open("postgres://llmos:hunter2@127.0.0.1:1/nowhere")
         .unwrap_err()
@@ -235,6 +235,10 @@ fn data_backends_postgres_sees_only_sealed_values() {
     };
     let master = llmos::security::seal::Sealer::from_key([5; 32]);
     let s = Store::open_url_with_key(&url, master).unwrap();
+    // Notifications are seen by every client of the database: they name trees and keyed
+    // hashes, never a clear key.
+    let mut listener = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    listener.batch_execute("LISTEN llmos_changes").unwrap();
     let secret = "correct-horse-battery-staple-4711";
     s.put(
         Tree::PluginSecrets,
@@ -260,6 +264,26 @@ fn data_backends_postgres_sees_only_sealed_values() {
     assert_eq!(
         s.get(Tree::PluginKv, b"notes\0k").unwrap().unwrap(),
         secret.as_bytes()
+    );
+    let notes: Vec<String> = {
+        use postgres::fallible_iterator::FallibleIterator;
+        let mut n = listener.notifications();
+        n.timeout_iter(std::time::Duration::from_millis(200))
+            .map(|m| Ok(m.payload().to_string()))
+            .collect()
+            .unwrap()
+    };
+    assert!(
+        notes.iter().all(|n| !n.contains("horse-battery")),
+        "{notes:?}"
+    );
+    let chunk = notes
+        .iter()
+        .find_map(|n| n.strip_prefix("chunks P "))
+        .unwrap();
+    assert!(
+        chunk.len() == 64 && chunk.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{notes:?}"
     );
     // Every byte of the table, keys and values, as PostgreSQL holds them.
     let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();

@@ -259,6 +259,116 @@ fn replicas_share_keys_plugins_collections_and_the_audit_chain() {
         },
     );
 
+    // Following one collection: with "birds" held in memory on 3, an ingest into "notes" on
+    // 1 reaches 3's vectors chunk by chunk: neither collection is loaded again on 3 (each
+    // replica reports its own loads in GET /v1/collections/{name} `memory`), and a document
+    // deleted on 1 drops out of 3's results.
+    let (code, c) = call(
+        s(0),
+        "POST",
+        "/v1/collections/birds",
+        Some(&admin),
+        Some(json!({})),
+    );
+    assert!(code == 200 || code == 201, "{code} {c}");
+    let (code, r) = call(
+        s(0),
+        "POST",
+        "/v1/collections/birds/documents",
+        Some(&admin),
+        Some(doc("owl", "The owl hunts mice at night in silence.")),
+    );
+    assert!(code == 200 || code == 201, "{code} {r}");
+    let memory = |i: usize, name: &str| -> Value {
+        let (code, r) = call(
+            s(i),
+            "GET",
+            &format!("/v1/collections/{name}"),
+            Some(&admin),
+            None,
+        );
+        assert_eq!(code, 200, "{r}");
+        r["memory"].clone()
+    };
+    within(
+        Duration::from_secs(1),
+        "a new collection held on replica 3",
+        || memory(2, "birds")["loaded"] == true,
+    );
+    let (birds, notes) = (memory(2, "birds"), memory(2, "notes"));
+    assert_eq!(notes["loaded"], true, "{notes}");
+    let (code, r) = call(
+        s(0),
+        "POST",
+        "/v1/collections/notes/documents",
+        Some(&admin),
+        Some(doc(
+            "lighthouse",
+            "The lighthouse keeper trims the lamp before the storm.",
+        )),
+    );
+    assert!(code == 200 || code == 201, "{code} {r}");
+    let took = within(
+        Duration::from_secs(1),
+        "a chunk ingested on 1 searchable on 3",
+        || {
+            let (code, r) = search_on(2, "who looks after the lamp by the sea");
+            code == 200 && r.to_string().contains("lighthouse")
+        },
+    );
+    eprintln!("replica 3 found a chunk ingested on 1 after {took:?}");
+    let (birds2, notes2) = (memory(2, "birds"), memory(2, "notes"));
+    assert_eq!(
+        birds2["loads"], birds["loads"],
+        "birds not loaded again on 3: {birds} -> {birds2}"
+    );
+    assert_eq!(
+        notes2["loads"], notes["loads"],
+        "notes not loaded again on 3: {notes} -> {notes2}"
+    );
+    assert!(
+        notes2["changes_followed"].as_u64().unwrap() > notes["changes_followed"].as_u64().unwrap(),
+        "the new chunk applied on 3: {notes} -> {notes2}"
+    );
+    assert_eq!(
+        notes2["chunks"].as_u64(),
+        Some(notes["chunks"].as_u64().unwrap() + 1),
+        "{notes2}"
+    );
+    let (code, r) = call(
+        s(0),
+        "DELETE",
+        "/v1/collections/notes/documents/lighthouse",
+        Some(&admin),
+        None,
+    );
+    assert_eq!(code, 200, "{r}");
+    let took = within(
+        Duration::from_secs(1),
+        "a document deleted on 1 gone on 3",
+        || {
+            let (code, r) = search_on(2, "who looks after the lamp by the sea");
+            code == 200 && !r.to_string().contains("lighthouse")
+        },
+    );
+    eprintln!("replica 3 dropped a document deleted on 1 after {took:?}");
+    let notes3 = memory(2, "notes");
+    assert_eq!(notes3["loads"], notes["loads"], "{notes3}");
+    assert_eq!(notes3["chunks"], notes["chunks"], "{notes3}");
+    assert_eq!(memory(2, "birds")["loads"], birds["loads"]);
+    let text = reqwest::blocking::Client::new()
+        .get(s(2).at("/metrics"))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let followed = text
+        .lines()
+        .find_map(|l| l.strip_prefix("llmos_collection_changes_followed_total "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(followed.is_some_and(|n| n >= 2), "{text}");
+
     // Under write load on replica 2 (keys created by two clients), kill -9 it: every write it
     // acknowledged is on replica 1.
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -336,7 +446,7 @@ fn replicas_share_keys_plugins_collections_and_the_audit_chain() {
         "replica 2 loads the collections at start",
         || {
             let (_, h) = call(&again, "GET", "/health", None, None);
-            h["collections"]["ready"] == true && h["collections"]["loaded"] == 1
+            h["collections"]["ready"] == true && h["collections"]["loaded"] == 2
         },
     );
     let (code, r) = call(&again, "GET", "/v2/health/ready", None, None);

@@ -713,19 +713,23 @@ async fn create_key(
         priority: b.priority.unwrap_or_default(),
     };
     let st = s.clone();
+    // The write, the "any key" flag and the audit record all read or write the store: off
+    // the executor's workers (round trips on PostgreSQL).
     let (rec, token) = blocking(move || {
-        st.keys
+        let made = st
+            .keys
             .create_with(&b.name, &b.scopes, expires, tenancy)
-            .map_err(key_err)
+            .map_err(key_err)?;
+        st.refresh_keys();
+        let _ = st.gateway.host.audit().record(
+            "key-created",
+            &made.0.id,
+            None,
+            format!("scopes {:?}", made.0.scopes),
+        );
+        Ok(made)
     })
     .await?;
-    s.refresh_keys();
-    let _ = s.gateway.host.audit().record(
-        "key-created",
-        &rec.id,
-        None,
-        format!("scopes {:?}", rec.scopes),
-    );
     Ok((
         StatusCode::CREATED,
         Json(
@@ -739,13 +743,17 @@ async fn revoke_key(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let st = s.clone();
-    let rec = blocking(move || st.keys.revoke(&id).map_err(key_err)).await?;
-    s.refresh_keys();
-    let _ =
-        s.gateway
+    let rec = blocking(move || {
+        let rec = st.keys.revoke(&id).map_err(key_err)?;
+        st.refresh_keys();
+        let _ = st
+            .gateway
             .host
             .audit()
             .record("key-revoked", &rec.id, None, "revoked over the admin API");
+        Ok(rec)
+    })
+    .await?;
     Ok(Json(json!({"revoked": rec.id})))
 }
 

@@ -47,21 +47,31 @@ pub struct DataState {
 
 impl DataState {
     /// Over the server's store. The vectors of every collection are loaded into memory in
-    /// the background (see [`DataState::ready`]); on a shared store another replica's
-    /// ingest or delete drops them at once and they are loaded again in the background.
+    /// the background (see [`DataState::ready`]); on a shared store the chunks another
+    /// replica writes or removes are applied to the collection they belong to, in the
+    /// background, while searches keep using what is in memory
+    /// ([`Collections::follow`]).
     pub fn new(store: Store) -> Self {
         let collections = Arc::new(Collections::new(store.clone()));
         // A collection deleted (or re-keyed) through another replica: its cached data key
         // goes too.
         store.follow_key_changes();
         let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
+        let (weak, waker) = (Arc::downgrade(&collections), wake.clone());
+        store.on_key_change(move |change| {
+            if let Some(c) = weak.upgrade()
+                && c.note_change(change)
+            {
+                // Full: the loader is already due to run; it will see this change too.
+                let _ = waker.try_send(());
+            }
+        });
         let weak = Arc::downgrade(&collections);
         store.on_change(move |tree| {
-            if matches!(tree, "collections" | "documents" | "chunks" | "*")
+            if tree == "*"
                 && let Some(c) = weak.upgrade()
             {
-                c.forget_all();
-                // Full: a reload is already due; it will see this change too.
+                c.note_all();
                 let _ = wake.try_send(());
             }
         });
@@ -89,8 +99,9 @@ impl DataState {
     }
 }
 
-/// The background loader: the start-up load (when there is something to load), then a
-/// reload after each change another replica announced, once they pause for 250 ms.
+/// The background loader: the start-up load (when there is something to load), then the
+/// changes other replicas announced, gathered for 50 ms and applied collection by
+/// collection.
 fn load_loop(
     collections: &std::sync::Weak<Collections>,
     loaded: &AtomicBool,
@@ -116,12 +127,25 @@ fn load_loop(
     }
     loaded.store(true, Ordering::Relaxed);
     while woken.recv().is_ok() {
-        while woken
-            .recv_timeout(std::time::Duration::from_millis(250))
-            .is_ok()
-        {}
-        if !load("changed by another replica") {
-            return;
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let Some(c) = collections.upgrade() else {
+                return;
+            };
+            let t = std::time::Instant::now();
+            let done = c.follow();
+            if done.applied > 0 || done.loaded > 0 {
+                tracing::debug!(
+                    "followed another replica: {} chunk changes applied, {} collections loaded, in {} ms",
+                    done.applied,
+                    done.loaded,
+                    t.elapsed().as_millis()
+                );
+            }
+            // Changes for a collection a search is loading wait for that load.
+            if !done.waiting {
+                break;
+            }
         }
     }
 }
@@ -286,8 +310,13 @@ async fn upsert(
 
 async fn get_collection(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     let colls = state.data.collections.clone();
-    let rec = blocking(move || Ok(colls.require(&name)?)).await?;
-    Ok(Json(collection_json(&rec)))
+    let (rec, memory) = blocking(move || Ok((colls.require(&name)?, colls.memory(&name)))).await?;
+    let mut v = collection_json(&rec);
+    // What this replica holds in memory (each replica answers for itself).
+    if let Some(o) = v.as_object_mut() {
+        o.insert("memory".into(), json!(memory));
+    }
+    Ok(Json(v))
 }
 
 async fn delete_collection(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {

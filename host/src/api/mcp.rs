@@ -535,7 +535,7 @@ async fn add_server(
 }
 
 async fn remove_server(State(s): State<Arc<AppState>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    let r = s.gateway.mcp.remove(&name).map_err(mcp_err)?;
+    let r = crate::api::off_worker(|| s.gateway.mcp.remove(&name)).map_err(mcp_err)?;
     Ok(Json(json!({"removed": r.name})))
 }
 

@@ -537,7 +537,14 @@ async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
 }
 
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
-    let text = state.metrics.render(&state.core, &state.gateway);
+    let mut text = state.metrics.render(&state.core, &state.gateway);
+    let (loads, followed) = state.data.collections.totals();
+    let _ = std::fmt::Write::write_fmt(&mut text, format_args!(
+        "# HELP llmos_collection_loads_total Collections loaded whole from the store into memory (start-up, first search, reloads).\n\
+         # TYPE llmos_collection_loads_total counter\nllmos_collection_loads_total {loads}\n\
+         # HELP llmos_collection_changes_followed_total Chunks another replica wrote or removed, applied in memory one by one.\n\
+         # TYPE llmos_collection_changes_followed_total counter\nllmos_collection_changes_followed_total {followed}\n"
+    ));
     (
         [(
             header::CONTENT_TYPE,

@@ -31,6 +31,22 @@ pub type RawEntry = (Vec<u8>, Vec<u8>);
 /// A callback told which tree changed (`"*"`: any may have): see [`Backend::on_change`].
 pub type ChangeFn = Box<dyn Fn(&str) + Send + Sync>;
 
+/// A change another replica committed to one key of a collection tree (on PostgreSQL:
+/// migration 2's notifications). `key` is the stored key for `chunks` (namespace hash and
+/// key hash, 32 bytes) and the collection's namespace hash for `collections` (16 bytes).
+#[derive(Debug, Clone, Copy)]
+pub struct KeyChange<'a> {
+    /// The tree.
+    pub tree: &'a str,
+    /// The stored key, or the namespace hash (see above).
+    pub key: &'a [u8],
+    /// Whether the row was removed (otherwise written).
+    pub removed: bool,
+}
+
+/// A callback told which key another replica changed: see [`Backend::on_key_change`].
+pub type KeyChangeFn = Box<dyn Fn(&KeyChange<'_>) + Send + Sync>;
+
 /// An ordered scan of raw entries.
 pub type Scan<'a> = Box<dyn Iterator<Item = Result<RawEntry, BackendError>> + 'a>;
 
@@ -127,6 +143,18 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// has one process and never calls it.
     fn on_change(&self, f: ChangeFn) {
         drop(f);
+    }
+    /// Registers `f`, called for each key of the collection trees another process (another
+    /// replica) changed, when the backend can say which (PostgreSQL); [`Backend::on_change`]
+    /// callbacks are called for the same changes with the tree's name. The embedded backend
+    /// never calls it.
+    fn on_key_change(&self, f: KeyChangeFn) {
+        drop(f);
+    }
+    /// Reads several values of one tree (in the order of `keys`; `None` for a key not
+    /// stored). Backends with round trips answer in one.
+    fn get_many(&self, tree: &str, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
+        keys.iter().map(|k| self.get(tree, k)).collect()
     }
     /// Whether other processes write the same data at the same time (replicas).
     fn shared(&self) -> bool {

@@ -6,7 +6,7 @@
 //! [`ChunkRecord`]). Writes of one batch (chunks, the documents they complete, the hash
 //! index and the collection's counts) are one atomic, flushed [`Store::put_many`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -14,6 +14,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::data::backend::KeyChange;
 use crate::data::{Store, StoreError, Tree};
 use crate::security::audit::now_ms;
 
@@ -215,10 +216,67 @@ pub struct Batch {
     pub shared: Vec<(String, Owner)>,
 }
 
+/// Pending keys of one collection past which following it reloads it whole.
+const FOLLOW_KEYS_MAX: usize = 50_000;
+/// Chunks read per backend call when following changes.
+const FOLLOW_READ: usize = 512;
+
+/// Changes other replicas made to one collection (by its namespace hash), not applied yet.
+#[derive(Debug, Default)]
+struct NsPending {
+    /// Its record was removed (the collection deleted; maybe created again since).
+    dropped: bool,
+    /// More than [`FOLLOW_KEYS_MAX`] chunk keys: reload it whole.
+    overflow: bool,
+    /// Stored keys of chunks written or removed.
+    chunks: HashSet<[u8; 32]>,
+}
+
+/// Changes other replicas made, waiting for [`Collections::follow`].
+#[derive(Debug, Default)]
+struct Pending {
+    /// Anything may have changed (the listener reconnected): reload every collection.
+    all: bool,
+    by_ns: HashMap<[u8; 16], NsPending>,
+}
+
+/// Loads and followed changes of one collection in this process.
+#[derive(Debug, Default, Clone, Copy)]
+struct Stats {
+    loads: u64,
+    applied: u64,
+}
+
+/// What this replica holds of a collection in memory (`GET /v1/collections/{name}`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Memory {
+    /// Whether its vectors are in memory.
+    pub loaded: bool,
+    /// Chunks in memory.
+    pub chunks: usize,
+    /// Whole loads from the store since start (start-up, first search, reloads).
+    pub loads: u64,
+    /// Chunks written or removed by other replicas and applied in memory one by one.
+    pub changes_followed: u64,
+}
+
+/// What one [`Collections::follow`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Followed {
+    /// Chunk changes applied in place.
+    pub applied: usize,
+    /// Collections loaded whole (reloaded, or new here).
+    pub loaded: usize,
+    /// Whether some changes wait for a load in progress (call again shortly).
+    pub waiting: bool,
+}
+
 /// The collections of one store. Writes to one collection are serialised (counts stay
 /// right); searches read the collection's vectors kept in memory (decrypted once, at start by
 /// [`Collections::load_all`] or on first search), which ingest writes update in place and
-/// deletes prune.
+/// deletes prune. Changes made by other replicas sharing the store are noted
+/// ([`Collections::note_change`]) and applied to the collection they name
+/// ([`Collections::follow`]).
 #[derive(Debug)]
 pub struct Collections {
     store: Store,
@@ -226,6 +284,11 @@ pub struct Collections {
     loaded: Mutex<HashMap<String, Arc<RwLock<Loaded>>>>,
     /// Bumped by every write: a load that raced a write is used once, never kept.
     writes: AtomicU64,
+    /// Changes of other replicas not applied yet.
+    pending: Mutex<Pending>,
+    /// Collections a search is loading now, and how many loads: their changes wait.
+    loading: Mutex<HashMap<String, usize>>,
+    stats: Mutex<HashMap<String, Stats>>,
 }
 
 impl Collections {
@@ -236,6 +299,9 @@ impl Collections {
             locks: Mutex::default(),
             loaded: Mutex::default(),
             writes: AtomicU64::new(0),
+            pending: Mutex::default(),
+            loading: Mutex::default(),
+            stats: Mutex::default(),
         }
     }
 
@@ -253,13 +319,6 @@ impl Collections {
         self.writes.fetch_add(1, Ordering::SeqCst);
         let mut m = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
         m.remove(name);
-    }
-
-    /// Drops every loaded index (another replica changed collections); the next search
-    /// loads from the store again.
-    pub fn forget_all(&self) {
-        self.writes.fetch_add(1, Ordering::SeqCst);
-        self.loaded.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     /// How many collections have their vectors in memory now.
@@ -588,13 +647,320 @@ impl Collections {
         if let Some(l) = self.loaded_now(name) {
             return Ok(l);
         }
+        // Changes other replicas make meanwhile wait in `pending` until this load is kept.
+        let _loading = LoadingMark::new(&self.loading, name);
         let before = self.writes.load(Ordering::SeqCst);
-        let l = Arc::new(RwLock::new(Loaded::from_chunks(self.all_chunks(name)?)?));
+        let l = Arc::new(RwLock::new(self.load_fresh(name)?));
         let mut m = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
         if self.writes.load(Ordering::SeqCst) == before {
             m.insert(name.to_string(), l.clone());
         }
         Ok(l)
+    }
+
+    /// Reads a collection's chunks from the store into a new index, streaming (one page of
+    /// sealed values at a time, each chunk decoded straight into the index).
+    fn load_fresh(&self, name: &str) -> Result<Loaded, DataError> {
+        let expect = self.get(name)?.map_or(0, |c| c.chunks);
+        let mut out = Loaded::with_capacity(usize::try_from(expect).unwrap_or(0));
+        self.store
+            .for_each_hashed(Tree::Chunks, &key(name, ""), |k, v| {
+                out.add_one(decode(Tree::Chunks, &k, &v)?)
+            })?;
+        out.shrink();
+        self.stat(name, |s| s.loads = s.loads.saturating_add(1));
+        Ok(out)
+    }
+
+    fn stat(&self, name: &str, f: impl FnOnce(&mut Stats)) {
+        let mut m = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        f(m.entry(name.to_string()).or_default());
+    }
+
+    /// What this process holds of `name` in memory.
+    pub fn memory(&self, name: &str) -> Memory {
+        let stats = self
+            .stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .copied()
+            .unwrap_or_default();
+        let chunks = self
+            .loaded_now(name)
+            .map(|l| l.read().unwrap_or_else(|e| e.into_inner()).len());
+        Memory {
+            loaded: chunks.is_some(),
+            chunks: chunks.unwrap_or(0),
+            loads: stats.loads,
+            changes_followed: stats.applied,
+        }
+    }
+
+    /// Whole loads and followed chunk changes, over every collection (`/metrics`).
+    pub fn totals(&self) -> (u64, u64) {
+        let m = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        m.values().fold((0u64, 0u64), |(l, a), s| {
+            (l.saturating_add(s.loads), a.saturating_add(s.applied))
+        })
+    }
+
+    /// Notes a change another replica made to a collection tree (called on the store's
+    /// listener thread: it only records the key; [`Collections::follow`] applies it).
+    /// Returns whether something is now due.
+    pub fn note_change(&self, change: &KeyChange<'_>) -> bool {
+        let Some(ns) = change.key.get(..16).and_then(|h| <[u8; 16]>::try_from(h).ok()) else {
+            return false;
+        };
+        let chunk = if change.tree == Tree::Chunks.name() {
+            match <[u8; 32]>::try_from(change.key) {
+                Ok(k) => Some(k),
+                Err(_) => return false,
+            }
+        } else if change.tree == Tree::Collections.name() {
+            None
+        } else {
+            return false;
+        };
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let e = p.by_ns.entry(ns).or_default();
+        match chunk {
+            Some(k) if !e.overflow => {
+                e.chunks.insert(k);
+                if e.chunks.len() > FOLLOW_KEYS_MAX {
+                    e.overflow = true;
+                    e.chunks = HashSet::new();
+                }
+            }
+            Some(_) => {}
+            None => e.dropped |= change.removed,
+        }
+        true
+    }
+
+    /// Notes that anything may have changed (the store's listener reconnected): the next
+    /// [`Collections::follow`] reloads every collection.
+    pub fn note_all(&self) {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).all = true;
+    }
+
+    /// Applies the changes noted since the last call: the chunks another replica wrote or
+    /// removed are read (one round trip per [`FOLLOW_READ`]) and put into or taken out of the
+    /// collection's index in place; a collection deleted elsewhere is dropped (and loaded
+    /// again if it was created again); one with too many changes, or after `"*"`, is loaded
+    /// again whole, and searches use the previous index until the new one replaces it. A
+    /// collection this process does not hold is loaded if it now has chunks. Collections not
+    /// named by a change are not touched.
+    pub fn follow(&self) -> Followed {
+        let p = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut out = Followed::default();
+        let held: Vec<String> = self
+            .loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        if p.all {
+            for name in &held {
+                self.reload(name);
+                out.loaded = out.loaded.saturating_add(1);
+            }
+            out.loaded = out.loaded.saturating_add(self.load_missing());
+            return out;
+        }
+        if p.by_ns.is_empty() {
+            return out;
+        }
+        let loading: Vec<String> = self
+            .loading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        let names: HashMap<[u8; 16], String> = held
+            .iter()
+            .chain(&loading)
+            .map(|n| (self.store.ns_hash(n.as_bytes()), n.clone()))
+            .collect();
+        let mut unknown = false;
+        for (ns, np) in p.by_ns {
+            let Some(name) = names.get(&ns) else {
+                unknown = true;
+                continue;
+            };
+            if self.loaded_now(name).is_none() {
+                if !loading.contains(name) {
+                    continue; // dropped meanwhile: its next load reads the store as it is
+                }
+                // A search is loading it: apply once that load is kept.
+                let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                let e = p.by_ns.entry(ns).or_default();
+                e.dropped |= np.dropped;
+                e.overflow |= np.overflow;
+                e.chunks.extend(np.chunks);
+                out.waiting = true;
+                continue;
+            }
+            if np.dropped || np.overflow {
+                self.reload(name);
+                out.loaded = out.loaded.saturating_add(1);
+                unknown |= np.dropped;
+                continue;
+            }
+            if np.chunks.is_empty() {
+                continue; // its record only (counts, settings)
+            }
+            match self.apply_chunks(name, &np.chunks) {
+                Ok(n) => out.applied = out.applied.saturating_add(n),
+                Err(e) => {
+                    tracing::warn!("collection {name:?}: changes not applied ({e}); loading it again");
+                    self.reload(name);
+                    out.loaded = out.loaded.saturating_add(1);
+                }
+            }
+        }
+        if unknown {
+            out.loaded = out.loaded.saturating_add(self.load_missing());
+        }
+        out
+    }
+
+    /// Loads the collections with chunks not in memory yet; returns how many were.
+    fn load_missing(&self) -> usize {
+        let Ok(all) = self.list() else {
+            return 0;
+        };
+        let mut n = 0usize;
+        for c in all {
+            if c.chunks == 0 || self.loaded_now(&c.name).is_some() {
+                continue;
+            }
+            match self.loaded(&c.name) {
+                Ok(_) => n = n.saturating_add(1),
+                Err(e) => tracing::warn!("collection {:?} not loaded: {e}", c.name),
+            }
+        }
+        n
+    }
+
+    /// Loads `name` again whole and swaps it in (searches meanwhile use the index held
+    /// now); a collection that no longer exists is dropped. A load that raced a local write
+    /// is tried again (three times, then the index is dropped and the next search loads it).
+    fn reload(&self, name: &str) {
+        match self.get(name) {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                self.forget(name);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!("collection {name:?} not reloaded: {e}");
+                self.forget(name);
+                return;
+            }
+        }
+        for _ in 0..3 {
+            let before = self.writes.load(Ordering::SeqCst);
+            let fresh = match self.load_fresh(name) {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::warn!("collection {name:?} not reloaded: {e}");
+                    self.forget(name);
+                    return;
+                }
+            };
+            let mut m = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+            if self.writes.load(Ordering::SeqCst) == before {
+                m.insert(name.to_string(), Arc::new(RwLock::new(fresh)));
+                return;
+            }
+        }
+        self.forget(name);
+    }
+
+    /// Reads the chunks stored under `keys` (changed by another replica) and puts them into
+    /// `name`'s index, or takes out those no longer stored; returns how many changed.
+    fn apply_chunks(&self, name: &str, keys: &HashSet<[u8; 32]>) -> Result<usize, DataError> {
+        // Local writes to the collection wait: what is read here is what the store holds.
+        let lock = self.lock(name);
+        let _g = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(l) = self.loaded_now(name) else {
+            return Ok(0);
+        };
+        let keys: Vec<[u8; 32]> = keys.iter().copied().collect();
+        let prefix = key(name, "");
+        let mut puts = Vec::new();
+        let mut gone: HashSet<[u8; 32]> = HashSet::new();
+        for part in keys.chunks(FOLLOW_READ) {
+            let stored: Vec<Vec<u8>> = part.iter().map(|k| k.to_vec()).collect();
+            let got = self.store.get_stored_many(Tree::Chunks, &stored)?;
+            for (k, e) in part.iter().zip(got) {
+                match e {
+                    Some((real, v)) if real.starts_with(&prefix) => {
+                        puts.push((*k, decode::<ChunkRecord>(Tree::Chunks, &real, &v)?));
+                    }
+                    Some(_) => {} // another namespace with the same hash prefix: not ours
+                    None => {
+                        gone.insert(*k);
+                    }
+                }
+            }
+        }
+        // A removed chunk is known by its stored key only: find which of ours has it (the
+        // map is built under the read lock; nothing else changes the index meanwhile, as the
+        // collection's write lock is held).
+        let built = if gone.is_empty() {
+            None
+        } else {
+            let r = l.read().unwrap_or_else(|e| e.into_inner());
+            r.key_map_to_build(|id| {
+                <[u8; 32]>::try_from(self.store.stored_key(Tree::Chunks, &key(name, id))).ok()
+            })
+        };
+        let mut w = l.write().unwrap_or_else(|e| e.into_inner());
+        let removed = if gone.is_empty() {
+            HashSet::new()
+        } else {
+            w.held_under(&gone, built)
+        };
+        let n = puts.len().saturating_add(removed.len());
+        w.remove_ids(&removed);
+        w.add_followed(puts)?;
+        drop(w);
+        self.stat(name, |s| s.applied = s.applied.saturating_add(n as u64));
+        Ok(n)
+    }
+}
+
+/// Marks a collection as being loaded for as long as it lives.
+struct LoadingMark<'a> {
+    map: &'a Mutex<HashMap<String, usize>>,
+    name: String,
+}
+
+impl<'a> LoadingMark<'a> {
+    fn new(map: &'a Mutex<HashMap<String, usize>>, name: &str) -> Self {
+        let mut m = map.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(name.to_string()).or_default();
+        *n = n.saturating_add(1);
+        Self {
+            map,
+            name: name.to_string(),
+        }
+    }
+}
+
+impl Drop for LoadingMark<'_> {
+    fn drop(&mut self) {
+        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.name) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.name);
+            }
+        }
     }
 }
 
@@ -855,6 +1221,75 @@ mod tests {
         let sealed = Keyring::seal_with(&old, b"aad", b"x");
         assert!(Keyring::open_with(&new, b"aad", &sealed).is_none(), "a fresh key");
         assert!(s.check().unwrap().errors.is_empty());
+    }
+
+    #[test]
+    fn following_applies_another_writers_chunks_to_the_named_collection_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("db"), Sealer::from_key([3; 32])).unwrap();
+        // Two replicas over one store: `a` writes, `b` follows what it is told changed.
+        let (a, b) = (Collections::new(s.clone()), Collections::new(s.clone()));
+        for name in ["one", "two"] {
+            a.save(&coll(name)).unwrap();
+        }
+        let one = |d: &str, v: &[f32]| Batch { chunks: vec![chunk(d, 0, v, Value::Null)], documents: vec![doc(d, 1)], ..Batch::default() };
+        a.write("one", &one("a", &[1.0, 0.0])).unwrap();
+        a.write("two", &one("z", &[1.0, 0.0])).unwrap();
+        assert_eq!(b.load_all().unwrap(), 2);
+        let chunk_key = |name: &str, id: &str| s.stored_key(Tree::Chunks, &key(name, id));
+        let note = |tree: Tree, k: &[u8], removed: bool| b.note_change(&KeyChange { tree: tree.name(), key: k, removed });
+
+        a.write("one", &one("b", &[0.0, 1.0])).unwrap();
+        assert!(note(Tree::Chunks, &chunk_key("one", "b:0"), false));
+        assert!(!note(Tree::Documents, &chunk_key("one", "b"), false), "documents do not matter");
+        let f = b.follow();
+        assert_eq!((f.applied, f.loaded, f.waiting), (1, 0, false));
+        let hits = b.search("one", &[0.0, 1.0], 1, &Filter::default()).unwrap();
+        assert_eq!((hits[0].chunk.as_str(), hits[0].document.as_str()), ("b:0", "b"));
+        let m = b.memory("one");
+        assert_eq!((m.loaded, m.chunks, m.loads, m.changes_followed), (true, 2, 1, 1));
+        assert_eq!(b.memory("two").loads, 1, "the other collection is not touched");
+
+        // A deleted document: its chunk is known by its stored key only.
+        a.delete_document("one", "a").unwrap();
+        note(Tree::Chunks, &chunk_key("one", "a:0"), true);
+        assert_eq!(b.follow().applied, 1);
+        let hits = b.search("one", &[1.0, 0.0], 5, &Filter::default()).unwrap();
+        assert_eq!(hits.iter().map(|h| h.chunk.as_str()).collect::<Vec<_>>(), ["b:0"]);
+        assert_eq!(b.memory("one").loads, 1);
+        // A chunk followed in, then removed elsewhere (found by the key it was followed under).
+        a.write("one", &one("c", &[0.6, 0.8])).unwrap();
+        note(Tree::Chunks, &chunk_key("one", "c:0"), false);
+        assert_eq!(b.follow().applied, 1);
+        assert_eq!(b.memory("one").chunks, 2);
+        a.delete_document("one", "c").unwrap();
+        note(Tree::Chunks, &chunk_key("one", "c:0"), true);
+        assert_eq!(b.follow().applied, 1);
+        assert_eq!(b.memory("one").chunks, 1);
+        // A key written and removed before it was followed is nothing to remove.
+        a.write("one", &one("d", &[0.6, 0.8])).unwrap();
+        a.delete_document("one", "d").unwrap();
+        note(Tree::Chunks, &chunk_key("one", "d:0"), false);
+        assert_eq!(b.follow().applied, 0);
+        assert_eq!(b.memory("one").chunks, 1);
+
+        // A collection deleted elsewhere is dropped; one created elsewhere is loaded.
+        a.delete("two").unwrap();
+        a.save(&coll("three")).unwrap();
+        a.write("three", &one("t", &[0.6, 0.8])).unwrap();
+        note(Tree::Collections, &s.ns_hash(b"two"), true);
+        note(Tree::Collections, &s.ns_hash(b"three"), false);
+        let f = b.follow();
+        assert_eq!(f.loaded, 2, "two dropped (a reload that finds it gone), three loaded");
+        assert!(!b.memory("two").loaded);
+        assert!(matches!(b.search("two", &[1.0, 0.0], 1, &Filter::default()), Err(DataError::NoCollection(_))));
+        assert_eq!(b.memory("three").chunks, 1);
+
+        // After "*" everything held is loaded again, and swapped in whole.
+        b.note_all();
+        assert_eq!(b.follow().loaded, 2);
+        assert_eq!(b.memory("one").loads, 2);
+        assert_eq!(b.search("one", &[0.0, 1.0], 5, &Filter::default()).unwrap().len(), 1);
     }
 
     #[test]

@@ -23,9 +23,10 @@
 //! in a transaction that records its version in `llmos_schema`, under an advisory lock so that
 //! replicas starting together apply each once.
 //!
-//! **Changes.** A trigger sends `NOTIFY llmos_changes, '<tree>'` for every committed write; a
-//! listener thread per replica calls what [`Backend::on_change`] registered (with `"*"` after
-//! it reconnects: anything may have changed meanwhile).
+//! **Changes.** A trigger sends `NOTIFY llmos_changes, '<tree>'` for every committed write
+//! (for the collection trees `'<tree> P|D <hex key>'`, migration 2); a listener thread per
+//! replica calls what [`Backend::on_change`] (tree names) and [`Backend::on_key_change`]
+//! (keys) registered (with `"*"` after it reconnects: anything may have changed meanwhile).
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -35,7 +36,9 @@ use std::time::Duration;
 use postgres::error::SqlState;
 use postgres::{Client, NoTls, Statement};
 
-use super::backend::{Backend, BackendError, ChangeFn, Op, RawEntry, Scan, Tx, TxError};
+use super::backend::{
+    Backend, BackendError, ChangeFn, KeyChange, KeyChangeFn, Op, RawEntry, Scan, Tx, TxError,
+};
 
 /// Rows per page of a scan.
 pub const PAGE: i64 = 512;
@@ -44,11 +47,18 @@ pub const PAGE: i64 = 512;
 const CONNECTIONS: usize = 4;
 
 /// The migrations, in order: (version, name, SQL).
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "0001_kv",
-    include_str!("../../migrations/postgres/0001_kv.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "0001_kv",
+        include_str!("../../migrations/postgres/0001_kv.sql"),
+    ),
+    (
+        2,
+        "0002_notify_keys",
+        include_str!("../../migrations/postgres/0002_notify_keys.sql"),
+    ),
+];
 
 /// The channel changes are announced on (the trigger of migration 1).
 const CHANNEL: &str = "llmos_changes";
@@ -235,8 +245,14 @@ fn serve_jobs(url: String, first: Client, jobs: Receiver<Job>, own: Own) {
     }
 }
 
-/// Callbacks registered with [`Backend::on_change`].
-type Listeners = Arc<Mutex<Vec<ChangeFn>>>;
+/// Callbacks registered with [`Backend::on_change`] and [`Backend::on_key_change`].
+#[derive(Default)]
+struct Callbacks {
+    trees: Vec<ChangeFn>,
+    keys: Vec<KeyChangeFn>,
+}
+
+type Listeners = Arc<Mutex<Callbacks>>;
 
 /// The PostgreSQL backend (see the module documentation).
 pub struct PgBackend {
@@ -268,6 +284,7 @@ const PAGE_FROM: &str = "SELECT key, value FROM llmos_kv WHERE tree = $1 AND key
      AND ($3::bytea IS NULL OR key < $3) ORDER BY key LIMIT $4";
 const PAGE_AFTER: &str = "SELECT key, value FROM llmos_kv WHERE tree = $1 AND key > $2 \
      AND ($3::bytea IS NULL OR key < $3) ORDER BY key LIMIT $4";
+const GET_MANY: &str = "SELECT key, value FROM llmos_kv WHERE tree = $1 AND key = ANY($2)";
 const NEXT_ID: &str = "SELECT nextval('llmos_ids')";
 const COUNT: &str = "SELECT count(*) FROM llmos_kv WHERE tree = $1";
 const POP_MIN: &str = "DELETE FROM llmos_kv WHERE tree = $1 AND key = \
@@ -406,7 +423,7 @@ impl PgBackend {
             },
             location,
             url: url.to_string(),
-            listeners: Arc::new(Mutex::new(Vec::new())),
+            listeners: Arc::default(),
             listening: Mutex::new(false),
             own,
         })
@@ -540,9 +557,29 @@ impl PgBackend {
     }
 }
 
-fn notify_all(listeners: &Listeners, tree: &str) {
-    for f in listeners.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+/// Calls the callbacks for one notification's payload: a tree's name, or (migration 2) for
+/// the collection trees `<tree> P|D <hex key>`.
+fn notify_all(listeners: &Listeners, payload: &str) {
+    let mut parts = payload.splitn(3, ' ');
+    let tree = parts.next().unwrap_or(payload);
+    let l = listeners.lock().unwrap_or_else(PoisonError::into_inner);
+    for f in &l.trees {
         f(tree);
+    }
+    let (Some(op), Some(hex)) = (parts.next(), parts.next()) else {
+        return;
+    };
+    let Ok(key) = hex::decode(hex) else {
+        tracing::warn!("store change listener: a notification with a malformed key: {payload:?}");
+        return;
+    };
+    let change = KeyChange {
+        tree,
+        key: &key,
+        removed: op == "D",
+    };
+    for f in &l.keys {
+        f(&change);
     }
 }
 
@@ -800,8 +837,31 @@ impl Backend for PgBackend {
         self.listeners
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .trees
             .push(f);
         self.start_listener();
+    }
+
+    fn on_key_change(&self, f: KeyChangeFn) {
+        self.listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys
+            .push(f);
+        self.start_listener();
+    }
+
+    fn get_many(&self, tree: &str, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, BackendError> {
+        let (tree, wanted) = (tree.to_string(), keys.to_vec());
+        let mut found: std::collections::HashMap<Vec<u8>, Vec<u8>> = self.run(move |c| {
+            let s = c.statement(GET_MANY)?;
+            c.client
+                .query(&s, &[&tree, &wanted])?
+                .into_iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect()
+        })?;
+        Ok(keys.iter().map(|k| found.remove(k)).collect())
     }
 
     fn shared(&self) -> bool {

@@ -32,7 +32,7 @@ use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::backend::{Backend, BackendError, Op, SledBackend, TxError};
+use super::backend::{Backend, BackendError, KeyChange, Op, SledBackend, TxError};
 use super::keyring::{DataKeys, Keyring, MasterInput, Scope, old_aad};
 use crate::security::master::MasterSource;
 use crate::security::seal::{SealError, Sealer};
@@ -338,6 +338,61 @@ impl Store {
     /// changed it (never for the embedded store): see [`Backend::on_change`].
     pub fn on_change(&self, f: impl Fn(&str) + Send + Sync + 'static) {
         self.backend.on_change(Box::new(f));
+    }
+
+    /// Registers `f`, called for each key of the collection trees another replica changed
+    /// (never for the embedded store): see [`Backend::on_key_change`].
+    pub fn on_key_change(&self, f: impl Fn(&KeyChange<'_>) + Send + Sync + 'static) {
+        self.backend.on_key_change(Box::new(f));
+    }
+
+    /// The keyed hash of a namespace (the first 16 bytes of its stored keys in a hashed
+    /// tree).
+    pub(super) fn ns_hash(&self, ns: &[u8]) -> [u8; 16] {
+        self.keys.ns_hash(ns)
+    }
+
+    /// Reads and opens the entries stored under `stored` keys of a hashed tree, in one
+    /// backend call: `(real key, value)`, or `None` for a key not stored.
+    pub(super) fn get_stored_many(
+        &self,
+        tree: Tree,
+        stored: &[Vec<u8>],
+    ) -> Result<Vec<Option<Entry>>, StoreError> {
+        let values = self.backend.get_many(tree.name(), stored)?;
+        stored
+            .iter()
+            .zip(values)
+            .map(|(k, v)| {
+                v.map(|sealed| self.open_entry(tree, k, &sealed, || hex::encode(k)))
+                    .transpose()
+            })
+            .collect()
+    }
+
+    /// Calls `f` with every entry of a hashed tree whose real key starts with `prefix`
+    /// (`prefix` must hold a `\0`: one namespace), opened, in stored order, without
+    /// collecting them first (the backend's scan is paged): a large collection is read with
+    /// one page of sealed values in memory at a time.
+    pub(super) fn for_each_hashed<E: From<StoreError>>(
+        &self,
+        tree: Tree,
+        prefix: &[u8],
+        mut f: impl FnMut(Vec<u8>, Vec<u8>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let from = self.keys.ns_hash(namespace(prefix));
+        let scan = self
+            .backend
+            .scan_prefix(tree.name(), &from)
+            .map_err(StoreError::from)?;
+        for item in scan {
+            let (stored, sealed) = item.map_err(StoreError::from)?;
+            let (key, value) = self.open_entry(tree, &stored, &sealed, || hex::encode(&stored))?;
+            if key.starts_with(prefix) {
+                f(key, value)?;
+            }
+        }
+        Ok(())
     }
 
     /// Follows data-key changes made by other replicas (a collection deleted, re-created or

@@ -173,8 +173,12 @@ impl Inference {
             Need::Model(m) => Some(*m),
         };
         let headers = req.metadata().clone().into_headers();
-        crate::api::access::authorize_call(&self.state, &headers, req.remote_addr(), route, model)
-            .map(drop)
+        // The key lookup reads the store (a round trip on PostgreSQL): tell tokio, so that
+        // this worker's other tasks move meanwhile.
+        crate::api::off_worker(|| {
+            crate::api::access::authorize_call(&self.state, &headers, req.remote_addr(), route, model)
+        })
+        .map(drop)
     }
 }
 

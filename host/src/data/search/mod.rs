@@ -169,6 +169,20 @@ impl VectorIndex {
         self.slots.reserve(additional);
     }
 
+    /// Gives back room reserved and not used.
+    pub fn shrink_to_fit(&mut self) {
+        match &mut self.rows {
+            Rows::F32(v) => v.shrink_to_fit(),
+            Rows::Int8 { values, scales } => {
+                values.shrink_to_fit();
+                scales.shrink_to_fit();
+            }
+        }
+        self.keys.shrink_to_fit();
+        self.metadata.shrink_to_fit();
+        self.slots.shrink_to_fit();
+    }
+
     /// The dimensions of the vectors.
     pub fn dims(&self) -> usize {
         self.dims

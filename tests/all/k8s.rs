@@ -171,14 +171,15 @@ fn engine_metrics_move_under_streamed_generation_and_a_model_folder_serves() {
     );
 
     // Done: the gauges are back at zero, the histograms counted every token.
-    let done = metrics(&s);
-    for name in [
-        "llmos_generate_queued_requests",
-        "llmos_generate_running_requests",
-        "llmos_generate_kv_cache_usage_ratio",
-    ] {
-        assert_eq!(sample(&done, name, MODEL), Some(0.0), "{name}:\n{done}");
-    }
+    let done = settled(
+        || metrics(&s),
+        MODEL,
+        &[
+            "llmos_generate_queued_requests",
+            "llmos_generate_running_requests",
+            "llmos_generate_kv_cache_usage_ratio",
+        ],
+    );
     let ttft = "llmos_generate_time_to_first_token_seconds";
     let tpot = "llmos_generate_time_per_output_token_seconds";
     assert!(done.contains(&format!("# TYPE {ttft} histogram")));
@@ -394,15 +395,35 @@ fn a_paused_sequence_counts_as_queued() {
         paused_seen,
         "never saw heavy paused and counted as queued while light ran"
     );
-    let m = scrape();
-    assert_eq!(
-        sample(&m, "llmos_generate_queued_requests", "tiny-llama"),
-        Some(0.0),
-        "{m}"
+    settled(
+        scrape,
+        "tiny-llama",
+        &[
+            "llmos_generate_queued_requests",
+            "llmos_generate_running_requests",
+        ],
     );
-    assert_eq!(
-        sample(&m, "llmos_generate_running_requests", "tiny-llama"),
-        Some(0.0),
-        "{m}"
-    );
+}
+
+/// Scrapes until every gauge in `names` of `model` reads 0 and returns that scrape. The
+/// engine thread publishes its last batch change a moment after the client has its answer
+/// (the final token is sent before the finished row leaves the batch), so a scrape right
+/// after the answer may still see it; the gauges must settle within 10 s.
+fn settled(scrape: impl Fn() -> String, model: &str, names: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = scrape();
+        let nonzero: Vec<_> = names
+            .iter()
+            .filter(|n| sample(&m, n, model) != Some(0.0))
+            .collect();
+        if nonzero.is_empty() {
+            return m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{nonzero:?} not back at 0 10 s after the last answer:\n{m}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

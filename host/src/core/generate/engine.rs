@@ -72,6 +72,8 @@ struct Seq {
     /// Its own cache until it joins the batch (and while paused).
     cache: Option<RowCache>,
     done: bool,
+    /// Its `Done` event, held until the gauges no longer count it ([`send_end`]).
+    end: Option<GenEvent>,
     /// Its place in its tenant's counts; taken when it ends.
     ticket: Option<Ticket>,
     tenant: Arc<str>,
@@ -305,7 +307,8 @@ fn publish(ctx: &GenCtx, batch: &Batch) {
     let stats = &ctx.raw.stats;
     let running = batch.seqs.iter().filter(|s| !s.done).count();
     stats.gen_running.store(running, Ordering::Relaxed);
-    let held = batch.seqs.len().saturating_mul(batch.past);
+    // Rows of ended sequences are dropped at the next relayout: not counted as in use.
+    let held = running.saturating_mul(batch.past);
     stats
         .gen_kv_used
         .store(u64::try_from(held).unwrap_or(u64::MAX), Ordering::Relaxed);
@@ -490,6 +493,8 @@ fn prefill(
         stats.gen_prefills.fetch_add(1, Ordering::Relaxed);
         let mut seq = start(job, RowCache { len: n, data });
         advance(ctx, &mut seq, last);
+        // Not in the running batch yet, so no gauge counts it.
+        send_end(&mut seq);
         seqs.push(seq);
     }
     Ok(seqs)
@@ -515,6 +520,7 @@ fn start(job: super::GenJob, cache: RowCache) -> Seq {
         generated: 0,
         next: 0,
         done: false,
+        end: None,
         ticket: job.ticket,
         tenant,
         weight,
@@ -605,7 +611,6 @@ fn step(session: &mut Session, ctx: &GenCtx, batch: &mut Batch) -> Result<(), Ta
         batch.values.push(v);
     }
     batch.past = total;
-    publish(ctx, batch);
     let logits = out
         .remove("logits")
         .ok_or_else(|| ctx.fail("the graph has no output logits"))?;
@@ -614,6 +619,12 @@ fn step(session: &mut Session, ctx: &GenCtx, batch: &mut Batch) -> Result<(), Ta
     for (s, row) in batch.seqs.iter_mut().zip(logits.chunks_exact(vocab)) {
         s.len = s.len.saturating_add(1);
         advance(ctx, s, row);
+    }
+    // A sequence that ended in this step no longer counts as running before its caller
+    // learns that it ended (a scrape right after the answer sees it gone).
+    publish(ctx, batch);
+    for s in &mut batch.seqs {
+        send_end(s);
     }
     Ok(())
 }
@@ -698,14 +709,22 @@ fn advance(ctx: &GenCtx, s: &mut Seq, logits: &[f32]) {
     }
 }
 
+/// Ends `s`; its `Done` event goes out with [`send_end`], once the gauges are published.
 fn finish(s: &mut Seq, finish_reason: FinishReason, usage: Usage) {
     // The stream stops counting against its tenant before the caller can see it ended.
     s.ticket = None;
-    let _ = s.tx.send(Ok(GenEvent::Done {
+    s.end = Some(GenEvent::Done {
         finish_reason,
         usage,
-    }));
+    });
     s.done = true;
+}
+
+/// Sends the `Done` event of a sequence that ended, if it has not gone out yet.
+fn send_end(s: &mut Seq) {
+    if let Some(end) = s.end.take() {
+        let _ = s.tx.send(Ok(end));
+    }
 }
 
 fn token_logprob(ctx: &GenCtx, logits: &[f32], lse: f32, id: u32) -> TokenLogprob {

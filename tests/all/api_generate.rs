@@ -368,6 +368,16 @@ fn bad_requests_name_what_is_wrong() {
             "accepted are system",
         ),
         (
+            json!({"model": MODEL, "messages": [{"role": "user", "content": "hi", "name": 7}]}),
+            "/v1/chat/completions",
+            "messages[0].name is 7: give a string",
+        ),
+        (
+            json!({"model": MODEL, "messages": [{"role": "user", "content": "hi", "tool_call_id": "x"}]}),
+            "/v1/chat/completions",
+            "accepted are role, content, name",
+        ),
+        (
             json!({"model": MODEL, "prompt": "hi", "stop": ["a", "b", "c", "d", "e"]}),
             "/v1/completions",
             "up to 4",

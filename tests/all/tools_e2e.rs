@@ -191,6 +191,35 @@ fn chat_searches_a_collection_computes_and_answers_with_the_shipped_tools() {
     let usage = &v["usage"];
     assert!(usage["prompt_tokens"].as_u64().unwrap() > 100, "{usage}");
     eprintln!("two-step loop: {:#}", v["choices"][0]);
+    // The results flowed into the answer: the conversation sent again with the two calls and
+    // their results as messages (OpenAI's shape for results a client appends) and
+    // tool_choice "none" is the prompt the loop's last step ran, so greedy decoding gives the
+    // same answer; with a result changed, the prompt is another one.
+    let mut messages = vec![json!({"role": "user", "content": question})];
+    messages.extend(choice["steps"].as_array().unwrap().iter().cloned());
+    let mut replay = chat(
+        question,
+        &["collection-search", "calculator"],
+        json!("none"),
+    );
+    replay["messages"] = json!(messages);
+    let (code, r) = post(&key, replay.clone());
+    assert_eq!(code, 200, "{r:#}");
+    assert_eq!(
+        r["choices"][0]["message"]["content"].as_str(),
+        Some(answer),
+        "the loop's answer is not the model's answer to its results: {r:#}"
+    );
+    // The loop's usage counts every step's prompt; the last step's alone is shorter.
+    let last_prompt = r["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert!(
+        last_prompt < usage["prompt_tokens"].as_u64().unwrap(),
+        "{r:#}"
+    );
+    replay["messages"][4]["content"] = json!("{\"result\":\"99999999999999999999\"}");
+    let (code, r) = post(&key, replay);
+    assert_eq!(code, 200, "{r:#}");
+    assert_ne!(r["usage"]["prompt_tokens"], last_prompt, "{r:#}");
 
     // Streamed through the official OpenAI Python client: the same steps arrive as chunks
     // (greedy decoding: the same calls and results), then the same answer.

@@ -129,11 +129,20 @@ pub enum StopInput {
 #[derive(serde::Serialize, ToSchema)]
 #[allow(dead_code)] // describes the accepted shape; `messages` reads it
 pub struct MessageInput {
-    /// system, developer, user or assistant.
+    /// system, developer, user, assistant or tool.
     pub role: String,
-    /// A string, or an array of `{"type": "text", "text": "…"}` parts.
+    /// A string, or an array of `{"type": "text", "text": "…"}` parts (null on an assistant
+    /// message that only calls tools).
     #[schema(value_type = Object)]
     pub content: Value,
+    /// assistant: the calls it made (`[{"id", "type": "function", "function": {"name",
+    /// "arguments"}}]`).
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub tool_calls: Option<Value>,
+    /// tool: the id of the call this message answers.
+    pub tool_call_id: Option<String>,
+    /// The participant's or tool's name (accepted, not shown to the model).
+    pub name: Option<String>,
 }
 
 /// The body of `POST /v1/completions` (OpenAI's, plus top_k, min_p, repetition_penalty).
@@ -477,13 +486,18 @@ fn message(i: usize, m: &Value) -> Result<ChatMessage, ApiError> {
     let role = m.get("role").and_then(Value::as_str).filter(|r| roles.contains(r)).ok_or_else(|| {
         bad("messages", format!("{at}.role is {}: accepted are {}", m.get("role").unwrap_or(&Value::Null), roles.join(", ")))
     })?;
+    // `name` as OpenAI takes it on participants' messages (and as llmos's tool loop returns it
+    // on tool messages, so its steps can be sent back as they came): accepted, not rendered.
     let fields: &[&str] = match role {
-        "assistant" => &["role", "content", "tool_calls"],
-        "tool" => &["role", "content", "tool_call_id"],
-        _ => &["role", "content"],
+        "assistant" => &["role", "content", "tool_calls", "name"],
+        "tool" => &["role", "content", "tool_call_id", "name"],
+        _ => &["role", "content", "name"],
     };
     if let Some(k) = m.keys().find(|k| !fields.contains(&k.as_str())) {
         return Err(bad("messages", format!("{at} has the field `{k}`, which a {role} message does not take; accepted are {}", fields.join(", "))));
+    }
+    if let Some(n) = m.get("name").filter(|n| !n.is_string()) {
+        return Err(bad("messages", format!("{at}.name is {n}: give a string")));
     }
     let calls = m.get("tool_calls").filter(|c| !c.is_null());
     let content = match (calls, m.get("content")) {

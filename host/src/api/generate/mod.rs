@@ -87,37 +87,34 @@ async fn completion_preprocess(state: &AppState, model: &str, caller: Option<&Ca
     if state.gateway.chain(model, "/v1/completions").preprocessors.is_empty() {
         return Ok(prompt);
     }
-    let texts = prompt
-        .into_iter()
-        .map(|p| match p {
-            Prompt::Text(t) => Ok(t),
-            Prompt::Ids(_) => Err(ApiError::invalid(
-                Some("prompt".into()),
-                "this model has preprocessors on /v1/completions, which read text: send the prompt as text, not token ids",
-            )),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let texts = prompt_texts(prompt, "preprocessors")?;
     let texts = policy::preprocess(state, model, "/v1/completions", caller, texts).await?;
     Ok(texts.into_iter().map(Prompt::Text).collect())
 }
 
 /// Request policies see completion prompts as texts (token-id prompts are refused).
 async fn completion_policy(p: &Policies, prompt: Vec<Prompt>) -> Result<Vec<Prompt>, ApiError> {
-    let texts = prompt
-        .into_iter()
-        .map(|p| match p {
-            Prompt::Text(t) => Ok(t),
-            Prompt::Ids(_) => Err(ApiError::invalid(
-                Some("prompt".into()),
-                "this model has policies on /v1/completions, which read text: send the prompt as text, not token ids",
-            )),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let texts = prompt_texts(prompt, "policies")?;
     let texts = match p.request(texts.clone()).await? {
         Some(new) => new,
         None => texts,
     };
     Ok(texts.into_iter().map(Prompt::Text).collect())
+}
+
+/// The completion prompts as texts for the route's `plugins` (preprocessors or policies,
+/// which read text); token-id prompts are refused naming them.
+fn prompt_texts(prompt: Vec<Prompt>, plugins: &str) -> Result<Vec<String>, ApiError> {
+    prompt
+        .into_iter()
+        .map(|p| match p {
+            Prompt::Text(t) => Ok(t),
+            Prompt::Ids(_) => Err(ApiError::invalid(
+                Some("prompt".into()),
+                format!("this model has {plugins} on /v1/completions, which read text: send the prompt as text, not token ids"),
+            )),
+        })
+        .collect()
 }
 
 /// A chat body and the JSON text it was parsed from (a json_schema's declared property

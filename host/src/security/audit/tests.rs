@@ -307,7 +307,14 @@ fn a_flipped_byte_is_caught_by_the_seal_and_named() {
     fill(&a, 10);
     drop(a);
     {
-        let db = sled::open(d.path().join("store")).unwrap();
+        // The dropped log's sled flusher thread lets go of the lock a moment later.
+        let db = (0..40)
+            .find_map(|_| {
+                sled::open(d.path().join("store"))
+                    .map_err(|_| std::thread::sleep(std::time::Duration::from_millis(25)))
+                    .ok()
+            })
+            .expect("the audit store unlocks within a second");
         let t = db.open_tree("audit").unwrap();
         let mut v = t.get(entry_key(5)).unwrap().unwrap().to_vec();
         let last = v.len() - 1;

@@ -184,25 +184,27 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// Opens the sled database in `path`. A store closed a moment ago (a dropped handle whose
+/// flusher thread has not yet let go, an `llmos` command that just exited) holds its lock
+/// briefly: this waits up to a second for it.
+pub(crate) fn open_waiting(path: &Path) -> sled::Result<sled::Db> {
+    let mut tries = 0u32;
+    loop {
+        match sled::Config::new().path(path).open() {
+            Err(sled::Error::Io(e)) if tries < 40 && e.to_string().contains("could not acquire lock") => {
+                tries = tries.saturating_add(1);
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl SledBackend {
     /// Opens (or creates) the database in `path`; another process holding it is
     /// [`BackendError::Locked`].
     pub fn open(path: &Path) -> Result<Self, BackendError> {
-        // A store closed a moment ago (a dropped handle whose flusher thread has not yet let
-        // go, an `llmos` command that just exited) holds its lock briefly: wait up to a second.
-        let mut tries = 0u32;
-        let opened = loop {
-            match sled::Config::new().path(path).open() {
-                Err(sled::Error::Io(e))
-                    if tries < 40 && e.to_string().contains("could not acquire lock") =>
-                {
-                    tries = tries.saturating_add(1);
-                    std::thread::sleep(std::time::Duration::from_millis(25));
-                }
-                other => break other,
-            }
-        };
-        match opened {
+        match open_waiting(path) {
             Ok(db) => {
                 let mut b = Self {
                     db,

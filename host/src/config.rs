@@ -160,6 +160,14 @@ pub struct GenerationSettings {
     /// decode step are capped so that its predicted time (measured per batch size, online)
     /// stays within this factor of a 1-row step. 0 (default) = off; otherwise 1.0-100.
     pub fair_step_budget: f64,
+    /// Speculative decoding of a lone running sequence: `off` (default) or `prompt-lookup`
+    /// (drafts from earlier occurrences of its last tokens, checked in one step).
+    /// docs/generation.md, "Speculative decoding".
+    pub speculative: Speculative,
+    /// Most tokens drafted per step (1-16, default 3).
+    pub draft_tokens: usize,
+    /// Shortest match (in tokens) a draft is looked up from (1-3, default 1).
+    pub draft_min_match: usize,
 }
 
 impl Default for GenerationSettings {
@@ -168,6 +176,9 @@ impl Default for GenerationSettings {
             scheduler: Scheduler::Fair,
             quantum: 16,
             fair_step_budget: 0.0,
+            speculative: Speculative::Off,
+            draft_tokens: 3,
+            draft_min_match: 1,
         }
     }
 }
@@ -179,6 +190,18 @@ impl GenerationSettings {
         if !(b == 0.0 || (1.0..=100.0).contains(&b)) {
             return Err(format!(
                 "[generation] fair_step_budget is {b}: it must be 0 (off) or between 1.0 and 100"
+            ));
+        }
+        if !(1..=16).contains(&self.draft_tokens) {
+            return Err(format!(
+                "[generation] draft_tokens is {}: it must be between 1 and 16 (speculative = \"off\" turns drafts off)",
+                self.draft_tokens
+            ));
+        }
+        if !(1..=3).contains(&self.draft_min_match) {
+            return Err(format!(
+                "[generation] draft_min_match is {}: it must be 1, 2 or 3 (tokens)",
+                self.draft_min_match
             ));
         }
         Ok(())
@@ -194,6 +217,17 @@ pub enum Scheduler {
     Fair,
     /// First come, first served.
     Fifo,
+}
+
+/// `[generation] speculative`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Speculative {
+    /// Prompt-lookup drafts for a lone running sequence.
+    PromptLookup,
+    /// One token per step.
+    #[default]
+    Off,
 }
 
 /// `[tools]`
@@ -659,6 +693,27 @@ mod tests {
         c.mcp.connect_timeout_ms = 100;
         c.mcp.call_timeout_ms = 3_600_001;
         assert!(c.mcp.check().unwrap_err().contains("call_timeout_ms"));
+    }
+
+    #[test]
+    fn speculative_decoding_settings_are_read_and_checked() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.generation.speculative, Speculative::Off);
+        assert_eq!((c.generation.draft_tokens, c.generation.draft_min_match), (3, 1));
+        assert!(c.generation.check().is_ok());
+        let c = Config::parse("[generation]\nspeculative = \"prompt-lookup\"\ndraft_tokens = 8\n").unwrap();
+        assert_eq!(c.generation.speculative, Speculative::PromptLookup);
+        assert_eq!(c.generation.draft_tokens, 8);
+        let e = Config::parse("[generation]\nspeculative = \"medusa\"\n").unwrap_err();
+        assert!(e.contains("medusa") && e.contains("prompt-lookup") && e.contains("off"), "{e}");
+        let mut c = Config::default();
+        c.generation.draft_tokens = 0;
+        let e = c.generation.check().unwrap_err();
+        assert!(e.contains("draft_tokens is 0") && e.contains("between 1 and 16"), "{e}");
+        c.generation.draft_tokens = 16;
+        c.generation.draft_min_match = 4;
+        let e = c.generation.check().unwrap_err();
+        assert!(e.contains("draft_min_match is 4") && e.contains("1, 2 or 3"), "{e}");
     }
 
     #[test]

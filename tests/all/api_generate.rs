@@ -479,3 +479,76 @@ fn cached_decoding_equals_recomputing_without_a_cache() {
             .unwrap_or_else(|| panic!("{d}"))
     );
 }
+
+/// Prompt-lookup speculative decoding (opt-in) changes how many steps a lone stream takes,
+/// not what it says: the same greedy text, the same seeded samples and the same
+/// log-probabilities as one token per step (`speculative = "off"`, the default), and drafts
+/// were tried and kept (`/metrics`). (On this fixture's f32 weights the texts are equal; on
+/// 4-bit weights an S-token step's logits differ in the last bits: docs/generation.md.)
+#[test]
+fn speculative_decoding_says_what_one_token_per_step_says() {
+    let serve = |extra: &str| {
+        let home = Home::new();
+        let cfg = home.dir.path().join("llmos.toml");
+        let mut toml = std::fs::read_to_string(&cfg).unwrap();
+        toml.push_str(&format!("\n[generation]\n{extra}\n"));
+        std::fs::write(&cfg, toml).unwrap();
+        let s = home.serve(&["--models", MODEL]);
+        (home, s)
+    };
+    let (_a, spec) =
+        serve("speculative = \"prompt-lookup\"\ndraft_tokens = 4\ndraft_min_match = 1");
+    let (_b, plain) = serve("speculative = \"off\"");
+    // Repeating prompts (the random model repeats itself too), greedy and sampled.
+    let bodies = [
+        json!({"model": MODEL, "prompt": "a b c d a b c d a b c d a b", "max_tokens": 120, "temperature": 0, "logprobs": 1}),
+        json!({"model": MODEL, "prompt": "the quick brown fox the quick brown fox", "max_tokens": 90, "temperature": 0}),
+        json!({"model": MODEL, "prompt": "once upon a time", "max_tokens": 200, "temperature": 0.8, "seed": 7}),
+        json!({"model": MODEL, "prompt": "one two one two one two", "max_tokens": 150, "temperature": 1.0, "seed": 11, "logprobs": 1}),
+    ];
+    for body in &bodies {
+        let (a, b) = (
+            post(&spec, "/v1/completions", body.clone()),
+            post(&plain, "/v1/completions", body.clone()),
+        );
+        assert_eq!(text_of(&a), text_of(&b), "{body}");
+        assert_eq!(a["usage"], b["usage"], "{body}");
+        assert_eq!(
+            a["choices"][0]["finish_reason"],
+            b["choices"][0]["finish_reason"]
+        );
+        let lp = |v: &Value| -> Vec<f64> {
+            v["choices"][0]["logprobs"]["token_logprobs"]
+                .as_array()
+                .map(|a| a.iter().map(|x| x.as_f64().unwrap()).collect())
+                .unwrap_or_default()
+        };
+        for (x, y) in lp(&a).iter().zip(lp(&b)) {
+            assert!((x - y).abs() < 1e-3, "log-probabilities {x} vs {y}: {body}");
+        }
+        // Streamed, both send the same text.
+        let mut streamed = body.clone();
+        streamed["stream"] = json!(true);
+        for s in [&spec, &plain] {
+            let (events, done) = stream(s, "/v1/completions", streamed.clone());
+            assert!(done);
+            assert_eq!(streamed_text(&events, 0).0, text_of(&a), "{body}");
+        }
+    }
+    let drafted = metric(&spec, "llmos_generate_draft_tokens_total");
+    let kept = metric(&spec, "llmos_generate_draft_accepted_total");
+    assert!(
+        kept > 0 && kept <= drafted,
+        "drafted {drafted}, kept {kept}"
+    );
+    assert_eq!(metric(&plain, "llmos_generate_draft_tokens_total"), 0);
+    // Fewer steps than tokens: the kept drafts saved steps.
+    let (spec_steps, plain_steps) = (
+        metric(&spec, "llmos_generate_steps_total"),
+        metric(&plain, "llmos_generate_steps_total"),
+    );
+    assert!(
+        spec_steps < plain_steps,
+        "speculative: {spec_steps} steps, one token per step: {plain_steps}"
+    );
+}

@@ -329,12 +329,14 @@ type Counter = (&'static str, &'static str, fn(&crate::core::worker::ModelStats)
 
 /// Counters of the generation engines (models whose task is generate).
 fn render_generation(models: &[std::sync::Arc<crate::core::Model>], out: &mut String) {
-    let counters: [Counter; 5] = [
+    let counters: [Counter; 7] = [
         ("llmos_generate_steps_total", "Decode steps run (one per batch of running sequences).", |s| s.gen_steps.load(Ordering::Relaxed)),
         ("llmos_generate_tokens_total", "Tokens generated.", |s| s.gen_tokens.load(Ordering::Relaxed)),
         ("llmos_generate_sequences_total", "Sequences started (prompts prefilled).", |s| s.gen_prefills.load(Ordering::Relaxed)),
         ("llmos_generate_prefill_runs_total", "Prefill runs (prompts that queued together run as one left-padded batch).", |s| s.gen_prefill_runs.load(Ordering::Relaxed)),
         ("llmos_generate_cancelled_total", "Sequences dropped because their caller went away.", |s| s.gen_cancelled.load(Ordering::Relaxed)),
+        ("llmos_generate_draft_tokens_total", "Tokens drafted by prompt lookup (speculative decoding) and checked in a decode step.", |s| s.gen_draft_tokens.load(Ordering::Relaxed)),
+        ("llmos_generate_draft_accepted_total", "Drafted tokens kept (the sampler picked them).", |s| s.gen_draft_accepted.load(Ordering::Relaxed)),
     ];
     let gen_models: Vec<_> = models
         .iter()

@@ -62,6 +62,10 @@ pub struct ModelStats {
     pub gen_steps: AtomicU64,
     /// Generation: tokens generated.
     pub gen_tokens: AtomicU64,
+    /// Generation: tokens drafted by prompt lookup (speculative decoding).
+    pub gen_draft_tokens: AtomicU64,
+    /// Generation: drafted tokens the sampler kept.
+    pub gen_draft_accepted: AtomicU64,
     /// Generation: prompts prefilled (sequences started).
     pub gen_prefills: AtomicU64,
     /// Generation: prefill runs (prompts that queued together are prefilled as one batch).

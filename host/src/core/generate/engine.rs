@@ -14,6 +14,7 @@ use super::cache::{Geometry, RowCache, cut_row, join_rows};
 use super::fair::{Fair, StepCost};
 use super::tenant::{LOCAL_TENANT, Priority, Ticket};
 use super::grammar::ConstraintState;
+use super::lookup::{self, Gate};
 use super::sampling::{History, Rng, log_sum_exp, sample, top_n};
 use super::{
     Detokenizer, EventSender, FinishReason, GenEvent, GenerateRequest, StopMatcher,
@@ -41,8 +42,17 @@ pub(crate) struct GenCtx {
     pub(crate) queue_capacity: usize,
     /// `[generation] fair_step_budget`: the cost-aware cap of the fair scheduler (0 = off).
     pub(crate) fair_step_budget: f64,
+    /// `[generation] speculative`: prompt-lookup drafts for a lone running sequence.
+    pub(crate) speculative: Option<Drafts>,
     /// For raw-tensor jobs (`/v2` infer) on the same session.
     pub(crate) raw: std::sync::Arc<WorkerCtx>,
+}
+
+/// `[generation] draft_tokens` and `draft_min_match`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Drafts {
+    pub(crate) tokens: usize,
+    pub(crate) min_match: usize,
 }
 
 impl GenCtx {
@@ -82,6 +92,10 @@ struct Seq {
     submitted: Instant,
     /// When its last token was sampled (time per output token).
     last_token: Option<Instant>,
+    /// Prompt and generated tokens, in order (where drafts are looked up).
+    tokens: Vec<u32>,
+    /// Whether its next step may draft (drafts that keep too little back off).
+    gate: Gate,
 }
 
 /// The running batch: its sequences (row order) and cache tensors `[rows, kv, past, hd]`.
@@ -214,7 +228,9 @@ fn run_fair(mut session: Session, ctx: &GenCtx, rx: &Receiver<Job>) {
         let rows = batch.seqs.len();
         let started = Instant::now();
         match step(&mut session, ctx, &mut batch) {
-            Ok(()) => cost.record(rows, started.elapsed().as_secs_f64()),
+            // A speculative step is not what the cost-aware cap predicts (a 1-token step).
+            Ok(false) => cost.record(rows, started.elapsed().as_secs_f64()),
+            Ok(true) => {}
             Err(e) => fail_all(ctx, &mut batch, &e),
         }
         since_plan = since_plan.saturating_add(1);
@@ -503,6 +519,8 @@ fn prefill(
 /// A sequence of `job` with its prefilled cache, before its first token.
 fn start(job: super::GenJob, cache: RowCache) -> Seq {
     let req = job.request;
+    let mut tokens = Vec::with_capacity(req.prompt.len().saturating_add(req.max_tokens.min(4096)));
+    tokens.extend_from_slice(&req.prompt);
     let (tenant, weight) = tenant_of(job.ticket.as_ref());
     let mut history = History::default();
     history.prompt.extend(req.prompt.iter().copied());
@@ -526,6 +544,8 @@ fn start(job: super::GenJob, cache: RowCache) -> Seq {
         weight,
         submitted: job.submitted,
         last_token: None,
+        tokens,
+        gate: Gate::default(),
     }
 }
 
@@ -581,7 +601,125 @@ fn relayout(
 }
 
 /// One decode step for every running sequence; the outputs' `present.*` become the cache.
-fn step(session: &mut Session, ctx: &GenCtx, batch: &mut Batch) -> Result<(), TaskError> {
+/// A lone sequence with a draft runs a speculative step instead ([`spec_step`]); returns
+/// whether it did.
+fn step(session: &mut Session, ctx: &GenCtx, batch: &mut Batch) -> Result<bool, TaskError> {
+    if let Some(draft) = draft_of(ctx, batch) {
+        spec_step(session, ctx, batch, &draft)?;
+        return Ok(true);
+    }
+    plain_step(session, ctx, batch)?;
+    Ok(false)
+}
+
+/// The draft of the batch's only sequence, if speculation is on, the batch holds one row
+/// and a draft fits within its token and context limits.
+fn draft_of(ctx: &GenCtx, batch: &mut Batch) -> Option<Vec<u32>> {
+    let drafts = ctx.speculative?;
+    let [s] = batch.seqs.as_mut_slice() else {
+        return None;
+    };
+    if s.done || s.tx.is_closed() || !s.gate.ready() {
+        return None;
+    }
+    // The step emits up to 1 + k tokens at positions len..=len + k: both must stay within
+    // max_tokens and the context.
+    let by_tokens = s.req.max_tokens.saturating_sub(s.generated).saturating_sub(1);
+    let by_context = ctx.context_length.saturating_sub(s.len.saturating_add(2));
+    let k = drafts.tokens.min(by_tokens).min(by_context);
+    let draft = lookup::draft(&s.tokens, drafts.min_match, k);
+    (!draft.is_empty()).then_some(draft)
+}
+
+/// A speculative step of the lone sequence: its next token and `draft` run together; the
+/// sampler picks a token from each position's logits in turn (as one step each would), and
+/// the drafted tokens it picked are kept — the first it did not pick ends the step and is
+/// the next token. Cache positions of the drafted tokens not kept are cut off.
+fn spec_step(
+    session: &mut Session,
+    ctx: &GenCtx,
+    batch: &mut Batch,
+    draft: &[u32],
+) -> Result<(), TaskError> {
+    let Some(s) = batch.seqs.first_mut() else {
+        return Ok(());
+    };
+    let width = draft.len().saturating_add(1);
+    let total = batch.past.saturating_add(width);
+    let pad = batch.past.saturating_sub(s.len);
+    let ids = std::iter::once(s.next)
+        .chain(draft.iter().copied())
+        .map(i64::from)
+        .collect();
+    let positions = (s.len..s.len.saturating_add(width)).map(|p| p as i64).collect();
+    let mask = (0..total).map(|i| i64::from(i >= pad)).collect();
+    let mut inputs = vec![
+        ("input_ids".to_string(), tensor_i64([1, width], ids, ctx)?),
+        ("attention_mask".to_string(), tensor_i64([1, total], mask, ctx)?),
+        ("position_ids".to_string(), tensor_i64([1, width], positions, ctx)?),
+    ];
+    for ((past, _), v) in ctx.cache.iter().zip(std::mem::take(&mut batch.values)) {
+        inputs.push((past.clone(), v));
+    }
+    let mut out = session.run(inputs).map_err(|e| ctx.fail(e))?;
+    let stats = &ctx.raw.stats;
+    stats.gen_steps.fetch_add(1, Ordering::Relaxed);
+    stats.tokens.fetch_add(width as u64, Ordering::Relaxed);
+    stats.record_run(1);
+    stats.gen_draft_tokens.fetch_add(draft.len() as u64, Ordering::Relaxed);
+    let mut presents = Vec::with_capacity(ctx.cache.len());
+    for (_, present) in &ctx.cache {
+        let v = out
+            .remove(present)
+            .ok_or_else(|| ctx.fail(format!("the graph has no output {present}")))?;
+        presents.push(v);
+    }
+    let logits = out
+        .remove("logits")
+        .ok_or_else(|| ctx.fail("the graph has no output logits"))?;
+    let (_, logits) = logits.try_extract_tensor::<f32>().map_err(|e| ctx.fail(e))?;
+    let vocab = logits.len().checked_div(width).unwrap_or(0).max(1);
+    let mut kept = 0usize;
+    for (i, row) in logits.chunks_exact(vocab).enumerate() {
+        s.len = s.len.saturating_add(1);
+        advance(ctx, s, row);
+        if s.done || draft.get(i) != Some(&s.next) {
+            break;
+        }
+        kept = kept.saturating_add(1);
+    }
+    stats.gen_draft_accepted.fetch_add(kept as u64, Ordering::Relaxed);
+    s.gate.update(kept);
+    // Valid positions: the past, the token fed, and the drafted tokens kept.
+    let valid = batch.past.saturating_add(1).saturating_add(kept);
+    if valid < total {
+        for v in &mut presents {
+            let (_, t) = v.try_extract_tensor::<f32>().map_err(|e| ctx.fail(e))?;
+            *v = cache_value(cut_positions(t, ctx.geometry, total, valid), 1, valid, ctx)?;
+        }
+    }
+    batch.values = presents;
+    batch.past = valid;
+    publish(ctx, batch);
+    for s in &mut batch.seqs {
+        send_end(s);
+    }
+    Ok(())
+}
+
+/// The first `keep` positions of a one-row cache tensor `[1, heads, past, head_dim]`.
+fn cut_positions(t: &[f32], g: Geometry, past: usize, keep: usize) -> Vec<f32> {
+    let line = past.saturating_mul(g.head_dim);
+    let want = keep.min(past).saturating_mul(g.head_dim);
+    let mut out = Vec::with_capacity(want.saturating_mul(g.heads));
+    for head in t.chunks_exact(line.max(1)).take(g.heads) {
+        out.extend_from_slice(head.get(..want).unwrap_or_default());
+    }
+    out
+}
+
+/// One decode step for every running sequence, one token each.
+fn plain_step(session: &mut Session, ctx: &GenCtx, batch: &mut Batch) -> Result<(), TaskError> {
     let rows = batch.seqs.len();
     let total = batch.past.saturating_add(1);
     let ids = batch.seqs.iter().map(|s| i64::from(s.next)).collect();
@@ -657,6 +795,7 @@ fn advance(ctx: &GenCtx, s: &mut Seq, logits: &[f32]) {
     let seen = s.history.generated.entry(token).or_insert(0);
     *seen = seen.saturating_add(1);
     s.next = token;
+    s.tokens.push(token);
     let (logprob, top) = match s.req.logprobs {
         Some(n) => logprobs(ctx, logits, token, n),
         None => (None, Vec::new()),
@@ -753,6 +892,22 @@ fn logprobs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rejected_draft_is_cut_out_of_the_cache() {
+        let g = Geometry {
+            heads: 2,
+            head_dim: 2,
+        };
+        // [1, 2 heads, 3 positions, 2]: keep the first 2 positions of each head.
+        let t: Vec<f32> = (0..12).map(|x| x as f32).collect();
+        assert_eq!(
+            cut_positions(&t, g, 3, 2),
+            vec![0.0, 1.0, 2.0, 3.0, 6.0, 7.0, 8.0, 9.0]
+        );
+        assert_eq!(cut_positions(&t, g, 3, 3), t);
+        assert!(cut_positions(&t, g, 3, 0).is_empty());
+    }
 
     #[test]
     fn prompts_of_similar_length_share_a_prefill() {

@@ -12,6 +12,7 @@ mod detok;
 pub(crate) mod engine;
 mod fair;
 pub mod grammar;
+mod lookup;
 mod sampling;
 pub mod tenant;
 mod template;
@@ -323,6 +324,11 @@ pub(crate) fn setup(
         quantum: settings.quantum.max(1),
         queue_capacity: queue_capacity.max(1),
         fair_step_budget: settings.fair_step_budget,
+        speculative: (settings.speculative == crate::config::Speculative::PromptLookup)
+            .then_some(engine::Drafts {
+                tokens: settings.draft_tokens.max(1),
+                min_match: settings.draft_min_match.max(1),
+            }),
         raw,
     };
     Ok((generation, ctx))

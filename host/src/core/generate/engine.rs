@@ -641,7 +641,7 @@ fn spec_step(
     batch: &mut Batch,
     draft: &[u32],
 ) -> Result<(), TaskError> {
-    let Some(s) = batch.seqs.first_mut() else {
+    let Some(s) = batch.seqs.first() else {
         return Ok(());
     };
     let width = draft.len().saturating_add(1);
@@ -653,30 +653,12 @@ fn spec_step(
         .collect();
     let positions = (s.len..s.len.saturating_add(width)).map(|p| p as i64).collect();
     let mask = (0..total).map(|i| i64::from(i >= pad)).collect();
-    let mut inputs = vec![
-        ("input_ids".to_string(), tensor_i64([1, width], ids, ctx)?),
-        ("attention_mask".to_string(), tensor_i64([1, total], mask, ctx)?),
-        ("position_ids".to_string(), tensor_i64([1, width], positions, ctx)?),
-    ];
-    for ((past, _), v) in ctx.cache.iter().zip(std::mem::take(&mut batch.values)) {
-        inputs.push((past.clone(), v));
-    }
-    let mut out = session.run(inputs).map_err(|e| ctx.fail(e))?;
+    let (mut presents, logits) = run_step(session, ctx, batch, [1, width], ids, positions, mask)?;
+    let Some(s) = batch.seqs.first_mut() else {
+        return Ok(());
+    };
     let stats = &ctx.raw.stats;
-    stats.gen_steps.fetch_add(1, Ordering::Relaxed);
-    stats.tokens.fetch_add(width as u64, Ordering::Relaxed);
-    stats.record_run(1);
     stats.gen_draft_tokens.fetch_add(draft.len() as u64, Ordering::Relaxed);
-    let mut presents = Vec::with_capacity(ctx.cache.len());
-    for (_, present) in &ctx.cache {
-        let v = out
-            .remove(present)
-            .ok_or_else(|| ctx.fail(format!("the graph has no output {present}")))?;
-        presents.push(v);
-    }
-    let logits = out
-        .remove("logits")
-        .ok_or_else(|| ctx.fail("the graph has no output logits"))?;
     let (_, logits) = logits.try_extract_tensor::<f32>().map_err(|e| ctx.fail(e))?;
     let vocab = logits.len().checked_div(width).unwrap_or(0).max(1);
     let mut kept = 0usize;
@@ -718,6 +700,47 @@ fn cut_positions(t: &[f32], g: Geometry, past: usize, keep: usize) -> Vec<f32> {
     out
 }
 
+/// Runs one decode step on the batch cache (moved in as `past_key_values.*`): `ids` and
+/// `positions` `[rows, width]`, `mask` `[rows, past + width]`; counts it. Returns the
+/// `present.*` values (graph input order) and the logits.
+fn run_step(
+    session: &mut Session,
+    ctx: &GenCtx,
+    batch: &mut Batch,
+    [rows, width]: [usize; 2],
+    ids: Vec<i64>,
+    positions: Vec<i64>,
+    mask: Vec<i64>,
+) -> Result<(Vec<DynValue>, DynValue), TaskError> {
+    let total = batch.past.saturating_add(width);
+    let mut inputs = vec![
+        ("input_ids".to_string(), tensor_i64([rows, width], ids, ctx)?),
+        ("attention_mask".to_string(), tensor_i64([rows, total], mask, ctx)?),
+        ("position_ids".to_string(), tensor_i64([rows, width], positions, ctx)?),
+    ];
+    for ((past, _), v) in ctx.cache.iter().zip(std::mem::take(&mut batch.values)) {
+        inputs.push((past.clone(), v));
+    }
+    let mut out = session.run(inputs).map_err(|e| ctx.fail(e))?;
+    let stats = &ctx.raw.stats;
+    stats.gen_steps.fetch_add(1, Ordering::Relaxed);
+    stats
+        .tokens
+        .fetch_add(rows.saturating_mul(width) as u64, Ordering::Relaxed);
+    stats.record_run(rows);
+    let mut presents = Vec::with_capacity(ctx.cache.len());
+    for (_, present) in &ctx.cache {
+        let v = out
+            .remove(present)
+            .ok_or_else(|| ctx.fail(format!("the graph has no output {present}")))?;
+        presents.push(v);
+    }
+    let logits = out
+        .remove("logits")
+        .ok_or_else(|| ctx.fail("the graph has no output logits"))?;
+    Ok((presents, logits))
+}
+
 /// One decode step for every running sequence, one token each.
 fn plain_step(session: &mut Session, ctx: &GenCtx, batch: &mut Batch) -> Result<(), TaskError> {
     let rows = batch.seqs.len();
@@ -729,29 +752,9 @@ fn plain_step(session: &mut Session, ctx: &GenCtx, batch: &mut Batch) -> Result<
         let pad = batch.past.saturating_sub(s.len);
         mask.extend((0..total).map(|i| i64::from(i >= pad)));
     }
-    let mut inputs = vec![
-        ("input_ids".to_string(), tensor_i64([rows, 1], ids, ctx)?),
-        ("attention_mask".to_string(), tensor_i64([rows, total], mask, ctx)?),
-        ("position_ids".to_string(), tensor_i64([rows, 1], positions, ctx)?),
-    ];
-    for ((past, _), v) in ctx.cache.iter().zip(std::mem::take(&mut batch.values)) {
-        inputs.push((past.clone(), v));
-    }
-    let mut out = session.run(inputs).map_err(|e| ctx.fail(e))?;
-    let stats = &ctx.raw.stats;
-    stats.gen_steps.fetch_add(1, Ordering::Relaxed);
-    stats.tokens.fetch_add(rows as u64, Ordering::Relaxed);
-    stats.record_run(rows);
-    for (_, present) in &ctx.cache {
-        let v = out
-            .remove(present)
-            .ok_or_else(|| ctx.fail(format!("the graph has no output {present}")))?;
-        batch.values.push(v);
-    }
+    let (presents, logits) = run_step(session, ctx, batch, [rows, 1], ids, positions, mask)?;
+    batch.values = presents;
     batch.past = total;
-    let logits = out
-        .remove("logits")
-        .ok_or_else(|| ctx.fail("the graph has no output logits"))?;
     let (_, logits) = logits.try_extract_tensor::<f32>().map_err(|e| ctx.fail(e))?;
     let vocab = logits.len().checked_div(rows).unwrap_or(0).max(1);
     for (s, row) in batch.seqs.iter_mut().zip(logits.chunks_exact(vocab)) {

@@ -92,7 +92,8 @@ struct Seq {
     submitted: Instant,
     /// When its last token was sampled (time per output token).
     last_token: Option<Instant>,
-    /// Prompt and generated tokens, in order (where drafts are looked up).
+    /// Prompt and generated tokens, in order (where drafts are looked up); empty while
+    /// speculation is off.
     tokens: Vec<u32>,
     /// Whether its next step may draft (drafts that keep too little back off).
     gate: Gate,
@@ -507,7 +508,7 @@ fn prefill(
             .collect();
         stats.tokens.fetch_add(n as u64, Ordering::Relaxed);
         stats.gen_prefills.fetch_add(1, Ordering::Relaxed);
-        let mut seq = start(job, RowCache { len: n, data });
+        let mut seq = start(job, RowCache { len: n, data }, ctx.speculative.is_some());
         advance(ctx, &mut seq, last);
         // Not in the running batch yet, so no gauge counts it.
         send_end(&mut seq);
@@ -517,10 +518,14 @@ fn prefill(
 }
 
 /// A sequence of `job` with its prefilled cache, before its first token.
-fn start(job: super::GenJob, cache: RowCache) -> Seq {
+/// `drafts`: whether drafts are looked up (speculation on), so its tokens are kept in order.
+fn start(job: super::GenJob, cache: RowCache, drafts: bool) -> Seq {
     let req = job.request;
-    let mut tokens = Vec::with_capacity(req.prompt.len().saturating_add(req.max_tokens.min(4096)));
-    tokens.extend_from_slice(&req.prompt);
+    let mut tokens = Vec::new();
+    if drafts {
+        tokens.reserve(req.prompt.len().saturating_add(req.max_tokens.min(4096)));
+        tokens.extend_from_slice(&req.prompt);
+    }
     let (tenant, weight) = tenant_of(job.ticket.as_ref());
     let mut history = History::default();
     history.prompt.extend(req.prompt.iter().copied());
@@ -798,7 +803,9 @@ fn advance(ctx: &GenCtx, s: &mut Seq, logits: &[f32]) {
     let seen = s.history.generated.entry(token).or_insert(0);
     *seen = seen.saturating_add(1);
     s.next = token;
-    s.tokens.push(token);
+    if ctx.speculative.is_some() {
+        s.tokens.push(token);
+    }
     let (logprob, top) = match s.req.logprobs {
         Some(n) => logprobs(ctx, logits, token, n),
         None => (None, Vec::new()),

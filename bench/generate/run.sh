@@ -23,20 +23,25 @@
 # ONNX Runtime threads: llmos runs a generation model on one session with intra-op threads =
 # the cores ([runtime] intra_threads = 0); the Python sessions get the same number.
 #
-# Usage: bench/generate/run.sh [--tokens 128] [--streams "1 4 16"] [--rounds 2]
+# --count K makes the prompt "1, 2, …, K, " (default 12: 39 tokens; 250: 1,143 tokens, a long
+# context where every step reads a cache of ~1,200 positions). Odd rounds run llmos first, even
+# rounds the Python loop first.
+#
+# Usage: bench/generate/run.sh [--tokens 128] [--streams "1 4 16"] [--rounds 2] [--count 12]
 #                              [--no-build] [--llmos PATH] [--python PATH]
 # Needs: python3 with onnxruntime==1.31.1, numpy, onnx (the test venv of scripts/test.sh,
 # onnxruntime added to it when missing), curl, cargo (unless --no-build).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-tokens=128 streams="1 4 16" rounds=2 build=1 llmos=target/release/llmos
+tokens=128 streams="1 4 16" rounds=2 count=12 build=1 llmos=target/release/llmos
 python="${LLMOS_CACHE:-$HOME/.cache/llmos}/test-pyenv/bin/python"
 while [ $# -gt 0 ]; do
   case "$1" in
     --tokens) tokens=$2; shift 2 ;;
     --streams) streams=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
+    --count) count=$2; shift 2 ;;
     --no-build) build=0; shift ;;
     --llmos) llmos=$2; shift 2 ;;
     --python) python=$2; shift 2 ;;
@@ -59,12 +64,13 @@ trap cleanup EXIT
 model=$LLMOS_HOME/models/smollm2/model.onnx
 threads=$(nproc)
 
-# "1, 2, 3, …, 12, " as SmolLM2 token ids: digits are single tokens ('0' = 32), ',' = 28, ' ' = 216
+# "1, 2, 3, …, K, " as SmolLM2 token ids: digits are single tokens ('0' = 32), ',' = 28, ' ' = 216
 prompt=$("$python" -c '
+import sys
 ids = []
-for k in range(1, 13):
+for k in range(1, int(sys.argv[1]) + 1):
     ids += [32 + int(d) for d in str(k)] + [28, 216]
-print(",".join(map(str, ids)))')
+print(",".join(map(str, ids)))' "$count")
 n_prompt=$(tr ',' '\n' <<<"$prompt" | wc -l)
 
 port=$("$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -83,22 +89,29 @@ echo "machine: $machine; load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 get() { "$python" -c 'import json,sys; d=json.loads(sys.argv[1]); print(d[sys.argv[2]] if not isinstance(d[sys.argv[2]], float) else "%.1f" % d[sys.argv[2]])' "$1" "$2"; }
 rows=()
 declare -A llmos_dec llmos_agg py_dec py_agg
+run_llmos() {
+  local load r
+  load=$(cut -d' ' -f1 /proc/loadavg)
+  r=$($drv llmos "$url" --streams "$s" --tokens "$tokens" --prompt "$prompt") ||
+    { echo "llmos at $s streams failed: $r" >&2; exit 1; }
+  [ "$(get "$r" tokens_each)" = "[$tokens]" ] && [ "$(get "$r" finish)" = "['length']" ] ||
+    { echo "not every stream generated $tokens tokens: $r" >&2; exit 1; }
+  echo "== round $round llmos $s streams: $r (load $load)" >&2
+  rows+=("| $round | llmos serve | $s concurrent streams | $(get "$r" ttft_ms_mean) (max $(get "$r" ttft_ms_max)) | $(get "$r" decode_tps_per_stream_mean) | $(get "$r" aggregate_tps) | $load |")
+  llmos_dec[$s]+=" $(get "$r" decode_tps_per_stream_mean)"; llmos_agg[$s]+=" $(get "$r" aggregate_tps)"
+}
+run_python() {
+  local load r
+  load=$(cut -d' ' -f1 /proc/loadavg)
+  r=$($drv ort "$model" --batch 1 --repeat "$s" --tokens "$tokens" --prompt "$prompt" --threads "$threads")
+  echo "== round $round python sequential $s: $r (load $load)" >&2
+  rows+=("| $round | Python loop, sequential | $s requests in turn | $(get "$r" ttft_ms_mean) | $(get "$r" decode_tps_per_stream_mean) | $(get "$r" aggregate_tps) | $load |")
+  py_dec[$s]+=" $(get "$r" decode_tps_per_stream_mean)"; py_agg[$s]+=" $(get "$r" aggregate_tps)"
+}
 for round in $(seq 1 "$rounds"); do
   for s in $streams; do
-    load=$(cut -d' ' -f1 /proc/loadavg)
-    r=$($drv llmos "$url" --streams "$s" --tokens "$tokens" --prompt "$prompt") ||
-      { echo "llmos at $s streams failed: $r" >&2; exit 1; }
-    [ "$(get "$r" tokens_each)" = "[$tokens]" ] && [ "$(get "$r" finish)" = "['length']" ] ||
-      { echo "not every stream generated $tokens tokens: $r" >&2; exit 1; }
-    echo "== round $round llmos $s streams: $r (load $load)" >&2
-    rows+=("| $round | llmos serve | $s concurrent streams | $(get "$r" ttft_ms_mean) (max $(get "$r" ttft_ms_max)) | $(get "$r" decode_tps_per_stream_mean) | $(get "$r" aggregate_tps) | $load |")
-    llmos_dec[$s]+=" $(get "$r" decode_tps_per_stream_mean)"; llmos_agg[$s]+=" $(get "$r" aggregate_tps)"
-
-    load=$(cut -d' ' -f1 /proc/loadavg)
-    r=$($drv ort "$model" --batch 1 --repeat "$s" --tokens "$tokens" --prompt "$prompt" --threads "$threads")
-    echo "== round $round python sequential $s: $r (load $load)" >&2
-    rows+=("| $round | Python loop, sequential | $s requests in turn | $(get "$r" ttft_ms_mean) | $(get "$r" decode_tps_per_stream_mean) | $(get "$r" aggregate_tps) | $load |")
-    py_dec[$s]+=" $(get "$r" decode_tps_per_stream_mean)"; py_agg[$s]+=" $(get "$r" aggregate_tps)"
+    # Neither side always gets the quieter (or warmer) half of a round.
+    if [ $((round % 2)) = 1 ]; then run_llmos; run_python; else run_python; run_llmos; fi
     if [ "$s" -gt 1 ]; then
       load=$(cut -d' ' -f1 /proc/loadavg)
       r=$($drv ort "$model" --batch "$s" --tokens "$tokens" --prompt "$prompt" --threads "$threads")

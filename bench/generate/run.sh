@@ -23,7 +23,7 @@
 # ONNX Runtime threads: llmos runs a generation model on one session with intra-op threads =
 # the cores ([runtime] intra_threads = 0); the Python sessions get the same number.
 #
-# --count K makes the prompt "1, 2, …, K, " (default 12: 39 tokens; 250: 1,143 tokens, a long
+# --count K makes the prompt "1, 2, …, K, " (default 12: 39 tokens; 250: 1,142 tokens, a long
 # context where every step reads a cache of ~1,200 positions). Odd rounds run llmos first, even
 # rounds the Python loop first.
 #

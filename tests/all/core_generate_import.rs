@@ -52,6 +52,8 @@ struct Lm {
     kv_heads: usize,
     head_dim: usize,
     vocab: usize,
+    /// Fed as `logits_to_keep` when set (else the graph's default: every position).
+    keep: Option<i64>,
 }
 
 struct Step {
@@ -79,6 +81,7 @@ impl Lm {
             kv_heads: 3,
             head_dim: 64,
             vocab: 49152,
+            keep: None,
         }
     }
 
@@ -119,13 +122,18 @@ impl Lm {
                 inputs.push((format!("past_key_values.{i}.{kind}"), t.into_dyn()));
             }
         }
+        if let Some(k) = self.keep {
+            let t = Tensor::from_array(([1usize], vec![k])).unwrap();
+            inputs.push(("logits_to_keep".into(), t.into_dyn()));
+        }
         let out = self.session.run(inputs).unwrap();
         let logits = out["logits"]
             .try_extract_tensor::<f32>()
             .unwrap()
             .1
             .to_vec();
-        assert_eq!(logits.len(), b * s * self.vocab);
+        let kept = self.keep.map_or(s, |k| (k as usize).min(s));
+        assert_eq!(logits.len(), b * kept * self.vocab);
         let mut present = Vec::new();
         for i in 0..self.layers {
             for kind in ["key", "value"] {
@@ -237,6 +245,52 @@ fn kv_cache_and_left_padding_agree_with_one_pass() {
     let d0 = max_abs_diff(&batch.logits[..5 * v], &full.logits);
     let d1 = max_abs_diff(&batch.logits[(5 + 2) * v..], &alone.logits);
     assert!(d0 < 1e-4 && d1 < 1e-4, "batched rows differ: {d0}, {d1}");
+}
+
+/// `logits_to_keep` (docs/generation.md §1) is an overridable input defaulting to every
+/// position; fed 1 (what the engine's prefill feeds) or 2, the logits are those positions'
+/// of the full output bit for bit, for a single row and for a left-padded batch.
+#[test]
+fn logits_to_keep_returns_the_last_positions_exactly() {
+    let mut lm = Lm::open(&pulled());
+    assert!(
+        lm.session
+            .overridable_initializers()
+            .iter()
+            .any(|o| o.name() == "logits_to_keep"),
+        "the import writes logits_to_keep"
+    );
+    let v = lm.vocab;
+    let n = PROMPT.len();
+    let full = lm.one(&PROMPT, None, 0);
+    for k in [1usize, 2] {
+        lm.keep = Some(k as i64);
+        let kept = lm.one(&PROMPT, None, 0);
+        assert!(
+            kept.logits == full.logits[(n - k) * v..],
+            "logits_to_keep = {k}"
+        );
+        assert!(
+            kept.present == full.present,
+            "the cache does not depend on logits_to_keep"
+        );
+    }
+    lm.keep = Some(1);
+    assert_eq!(argmax(&lm.one(&PROMPT, None, 0).logits), PARIS);
+    // A left-padded batch: each row's last position.
+    let short = &PROMPT[2..];
+    let ids = [PROMPT.to_vec(), [vec![0, 0], short.to_vec()].concat()];
+    let mask = [vec![1; 5], vec![0, 0, 1, 1, 1]];
+    let pos = [vec![0, 1, 2, 3, 4], vec![0, 0, 0, 1, 2]];
+    lm.keep = None;
+    let all = lm.run(&ids, &mask, &pos, None, 0);
+    lm.keep = Some(1);
+    let last = lm.run(&ids, &mask, &pos, None, 0);
+    assert!(last.logits[..v] == all.logits[4 * v..5 * v]);
+    assert!(last.logits[v..] == all.logits[9 * v..]);
+    // Keeping more positions than the step has returns them all.
+    lm.keep = Some(64);
+    assert!(lm.one(&PROMPT, None, 0).logits == full.logits);
 }
 
 /// Greedy decoding of the chat prompt answers with Paris (the tokenizer.json written by the

@@ -834,7 +834,14 @@ impl Core {
                 .iter()
                 .find(|f| f.role == crate::core::manifest::FileRole::Config)
                 .ok_or_else(|| invalid("no file has role = \"config\" (generation.json)".into()))?;
-            let (generation, gctx) = generate::setup(
+            // The graph's optional `logits_to_keep` (an overridable initializer, so not among
+            // the session's inputs).
+            let keep_logits = sessions.last().is_some_and(|s| {
+                s.overridable_initializers()
+                    .iter()
+                    .any(|o| o.name() == generate::LOGITS_TO_KEEP)
+            });
+            let (generation, mut gctx) = generate::setup(
                 &dir.join(&config.name),
                 &inputs,
                 encoder.clone(),
@@ -844,6 +851,7 @@ impl Core {
                 queue_capacity,
             )
             .map_err(invalid)?;
+            gctx.keep_logits = keep_logits;
             let session = sessions
                 .pop()
                 .ok_or_else(|| invalid("no session was created".into()))?;

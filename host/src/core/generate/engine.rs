@@ -31,6 +31,8 @@ pub(crate) struct GenCtx {
     /// `past_key_values.*` input names, and the `present.*` output each is fed from.
     pub(crate) cache: Vec<(String, String)>,
     pub(crate) geometry: Geometry,
+    /// The graph takes [`super::LOGITS_TO_KEEP`]: a prefill asks for its last position only.
+    pub(crate) keep_logits: bool,
     pub(crate) context_length: usize,
     pub(crate) max_batch: usize,
     pub(crate) eos: Vec<u32>,
@@ -357,7 +359,7 @@ fn admit(session: &mut Session, ctx: &GenCtx, job: Job, pending: &mut Vec<super:
     }
 }
 
-fn tensor_i64(shape: [usize; 2], data: Vec<i64>, ctx: &GenCtx) -> Result<DynValue, TaskError> {
+fn tensor_i64<const N: usize>(shape: [usize; N], data: Vec<i64>, ctx: &GenCtx) -> Result<DynValue, TaskError> {
     Tensor::from_array((shape.map(|d| d as i64).to_vec(), data))
         .map(|t| t.into_dyn())
         .map_err(|e| ctx.fail(e))
@@ -371,9 +373,9 @@ fn cache_value(data: Vec<f32>, rows: usize, past: usize, ctx: &GenCtx) -> Result
         .map_err(|e| ctx.fail(e))
 }
 
-/// Most positions (rows × longest prompt) one prefill run may hold: the run's logits are
-/// `[rows, longest, vocab]` f32 (1024 × 49,152 × 4 B = 201 MB for smollm2). A longer prompt
-/// runs alone.
+/// Most positions (rows × longest prompt) one prefill run may hold: its activations, and for
+/// a graph without [`super::LOGITS_TO_KEEP`] its logits `[rows, longest, vocab]` f32 (1024 ×
+/// 49,152 × 4 B = 201 MB for smollm2; `[rows, 1, vocab]` with it). A longer prompt runs alone.
 const PREFILL_POSITIONS: usize = 1024;
 
 /// Splits prompts (by length) into prefill groups: ascending length, a prompt joins the
@@ -470,6 +472,14 @@ fn prefill(
     for (past, _) in &ctx.cache {
         inputs.push((past.clone(), cache_value(Vec::new(), rows, 0, ctx)?));
     }
+    // Only each row's last position is sampled (padding is on the left, so it is the run's
+    // last position): a graph that can, computes the head for that position alone.
+    let kept = if ctx.keep_logits {
+        inputs.push((super::LOGITS_TO_KEEP.to_string(), tensor_i64([1], vec![1], ctx)?));
+        1
+    } else {
+        width
+    };
     let mut out = session.run(inputs).map_err(|e| ctx.fail(e))?;
     let mut presents = Vec::with_capacity(ctx.cache.len());
     for (_, present) in &ctx.cache {
@@ -486,10 +496,11 @@ fn prefill(
         .remove("logits")
         .ok_or_else(|| ctx.fail("the graph has no output logits"))?;
     let (_, logits) = logits.try_extract_tensor::<f32>().map_err(|e| ctx.fail(e))?;
-    let vocab = logits.len().checked_div(cells).unwrap_or(0);
-    if vocab == 0 || vocab.checked_mul(cells) != Some(logits.len()) {
+    let logit_rows = rows.saturating_mul(kept);
+    let vocab = logits.len().checked_div(logit_rows).unwrap_or(0);
+    if vocab == 0 || vocab.checked_mul(logit_rows) != Some(logits.len()) {
         return Err(ctx.fail(format!(
-            "the model returned {} logits for {rows} prompts of {width} positions",
+            "the model returned {} logits for {rows} prompts of {width} positions ({kept} kept per prompt)",
             logits.len()
         )));
     }
@@ -497,8 +508,8 @@ fn prefill(
     stats.gen_prefill_runs.fetch_add(1, Ordering::Relaxed);
     let mut seqs = Vec::with_capacity(rows);
     // Row r's last position (the prompt's last token: padding is on the left) is at
-    // r × width + width − 1.
-    let lasts = logits.chunks_exact(vocab).skip(width.saturating_sub(1)).step_by(width.max(1));
+    // r × kept + kept − 1.
+    let lasts = logits.chunks_exact(vocab).skip(kept.saturating_sub(1)).step_by(kept.max(1));
     for (row, (job, last)) in jobs.into_iter().zip(lasts).enumerate() {
         let n = job.request.prompt.len();
         let pad = width.saturating_sub(n);

@@ -28,6 +28,11 @@ use tokio::sync::mpsc;
 use crate::core::engine::TaskError;
 
 pub use detok::{Detokenizer, StopMatcher};
+
+/// The optional graph input (an overridable initializer, default 0 = every position) that
+/// asks for the logits of the last `k` positions only; the engine feeds 1 to a prefill
+/// (docs/generation.md §1). Graphs without it return every position's logits.
+pub const LOGITS_TO_KEEP: &str = "logits_to_keep";
 pub use sampling::{Rng, Sampling};
 pub use template::{ChatMessage, ChatTemplate};
 
@@ -317,6 +322,8 @@ pub(crate) fn setup(
         encoder,
         cache,
         geometry,
+        // Set by the loader, which sees the session's overridable initializers.
+        keep_logits: false,
         context_length: config.context_length,
         max_batch,
         eos: config.eos_token_ids.clone(),

@@ -16,6 +16,7 @@ use std::path::Path;
 
 use super::quant::{self, GgmlType, NBits, QK};
 use super::{GgufError, GgufFile, GgufVocab, TensorInfo, Value};
+use crate::core::generate::LOGITS_TO_KEEP;
 use crate::core::onnx::{
     Dim, GraphBuilder, MS_DOMAIN, attr_int, attr_ints, encode, f32_bytes, proto::data_type,
 };
@@ -308,18 +309,30 @@ impl Builder<'_> {
                 self.g.input(&format!("past_key_values.{i}.{kind}"), data_type::FLOAT, &kv);
             }
         }
+        // `logits_to_keep`: an overridable input (its initializer is the default, 0 = every
+        // position). A caller that needs only the last position's logits (a prefill) feeds 1
+        // and the head reads one row instead of every prompt position; callers that do not
+        // feed it get `[B, S, vocab]` as before.
+        self.g.input(LOGITS_TO_KEEP, data_type::INT64, &[Dim::Fixed(1)]);
+        let keep = self.g.initializer(LOGITS_TO_KEEP, data_type::INT64, &[1], 0i64.to_le_bytes().to_vec());
         let ctx = self.shared()?;
         let (mut h, lm_head) = self.embedding()?;
         for i in 0..p.layers {
             h = self.layer(i, &h, &ctx)?;
         }
+        // The last `logits_to_keep` positions (Slice from −k; −0 = 0 keeps them all).
+        let start = self.g.op("Neg", &[&keep], vec![]);
+        let end = self.g.const_i64(&[i64::MAX]);
+        let axis = self.g.const_i64(&[1]);
+        let h = self.g.op("Slice", &[&h, &start, &end, &axis], vec![]);
         let x = self.rms_norm(&h, "output_norm.weight")?;
         let logits = match lm_head {
             Some(head) => head.apply(&mut self.g, &x),
             None => self.linear("output.weight", &x, false)?,
         };
         self.g.op_to("", "Identity", &[&logits], &["logits"], vec![]);
-        self.g.output("logits", data_type::FLOAT, &[b.clone(), s, Dim::Fixed(to_i64(p.vocab))]);
+        let kept = named("logits_positions");
+        self.g.output("logits", data_type::FLOAT, &[b.clone(), kept, Dim::Fixed(to_i64(p.vocab))]);
         let present = [b, Dim::Fixed(to_i64(p.kv_heads)), named("total_sequence_length"), Dim::Fixed(to_i64(p.head_dim))];
         for i in 0..p.layers {
             for kind in ["key", "value"] {

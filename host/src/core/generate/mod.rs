@@ -28,13 +28,13 @@ use tokio::sync::mpsc;
 use crate::core::engine::TaskError;
 
 pub use detok::{Detokenizer, StopMatcher};
+pub use sampling::{Rng, Sampling};
+pub use template::{ChatMessage, ChatTemplate};
 
 /// The optional graph input (an overridable initializer, default 0 = every position) that
 /// asks for the logits of the last `k` positions only; the engine feeds 1 to a prefill
 /// (docs/generation.md §1). Graphs without it return every position's logits.
 pub const LOGITS_TO_KEEP: &str = "logits_to_keep";
-pub use sampling::{Rng, Sampling};
-pub use template::{ChatMessage, ChatTemplate};
 
 /// `generation.json` (role `config`) of a generation model; other keys are kept by the
 /// importer for people (e.g. `import`) and ignored here.
